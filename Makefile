@@ -1,0 +1,54 @@
+# placement-operator developer entry points. Everything a fresh machine needs is installed
+# by these targets: a virtualenv, the control-plane binaries (built once into a cache outside
+# the repo) and Prometheus from Debian's packages.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv tools cluster cluster-down kubectl-path test unit integration lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP) ## create the virtualenv with the package and dev tools
+
+tools: $(STAMP) ## build kube-apiserver, etcd, kwok, helm... into the cache; install Prometheus
+	$(PY) -m placement.localenv.tools build
+
+cluster: tools ## start a local control plane + Prometheus on 127.0.0.1 and print KUBECONFIG
+	$(PY) -m placement.localenv up
+
+cluster-down: $(STAMP) ## stop what `make cluster` started
+	$(PY) -m placement.localenv down
+
+kubectl-path: $(STAMP) ## print the path of the built kubectl
+	@$(PY) -m placement.localenv.tools paths | awk '$$1=="kubectl"{print $$2}'
+
+test: tools ## every test: unit, and integration on a real control plane and Prometheus
+	$(PY) -m pytest
+
+unit: $(STAMP) ## the pure-core tests only (no cluster)
+	$(PY) -m pytest tests/unit
+
+integration: tools ## the integration tests only
+	$(PY) -m pytest tests/integration
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff's formatting and fixes
+	$(VENV)/bin/ruff format operator tests
+	$(VENV)/bin/ruff check --fix operator tests
+
+clean: cluster-down ## remove the virtualenv and local state (the tool cache stays)
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
