@@ -1,0 +1,643 @@
+"""The WorkloadPlacement API (placement.runplacement.io/v1alpha1) as pydantic models.
+
+These models are the single source of truth: the CRD schema is generated from them
+(`placement.crd`), and the handlers parse every body with them. Descriptions become
+`kubectl explain` text, so each field says what it means and what the operator does with it.
+Every cross-field rule lives twice, side by side: a pydantic validator (for the operator, tests
+and `placement explain`) and a CEL rule under `x-kubernetes-validations` (for the API server).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+from placement.durations import Duration
+from placement.reasons import ConditionType, Reason
+
+GROUP = "placement.runplacement.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "WorkloadPlacement"
+PLURAL = "workloadplacements"
+SINGULAR = "workloadplacement"
+SHORT_NAMES = ("wp",)
+
+HISTORY_LIMIT = 10
+MAX_CONDITIONS = 16
+MAX_MESSAGE_LENGTH = 2048
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+# Kubernetes name rules (RE2-compatible, also valid in Python).
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+TIME_ZONE_PATTERN = r"^[A-Za-z][-A-Za-z0-9_+]*(/[-A-Za-z0-9_+]+)*$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+DnsSubdomain = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+]
+DnsLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+ClockTime = Annotated[str, StringConstraints(pattern=CLOCK_PATTERN, max_length=5)]
+PromQL = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Message = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_LENGTH)]
+ShortText = Annotated[str, StringConstraints(max_length=253)]
+LabelValue = Annotated[str, StringConstraints(max_length=63)]
+
+# A positive duration: the pattern allows "0s", and CEL has no parser for our units, so the
+# rule is "some digit is not zero", which is exactly "longer than zero".
+POSITIVE_DURATION_CEL: JsonDict = {
+    "x-kubernetes-validations": [
+        {"rule": "self.matches('[1-9]')", "message": "must be longer than 0s"}
+    ]
+}
+
+
+def _camel(extra: Literal["forbid", "allow", "ignore"]) -> ConfigDict:
+    return ConfigDict(alias_generator=to_camel, populate_by_name=True, extra=extra)
+
+
+def _require_positive(value: Duration) -> Duration:
+    if value.timedelta.total_seconds() <= 0:
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_require_positive)]
+
+
+class Mode(StrEnum):
+    """Whether the operator may change the workload."""
+
+    RECOMMEND = "Recommend"
+    ENFORCE = "Enforce"
+
+
+class ProductRisk(StrEnum):
+    """How much a wrong placement would hurt the product."""
+
+    LOW = "Low"
+    MEDIUM = "Medium"
+    HIGH = "High"
+
+
+class FallbackAction(StrEnum):
+    """What to do when the batch path misses its window or fails past retryWindow."""
+
+    RESTORE_REALTIME = "RestoreRealtime"
+    ALERT = "Alert"
+
+
+class Phase(StrEnum):
+    """Where the work of a placement runs now."""
+
+    OBSERVING = "Observing"
+    REALTIME = "Realtime"
+    BATCH = "Batch"
+    FALLBACK = "Fallback"
+    BLOCKED = "Blocked"
+
+
+class Action(StrEnum):
+    """What a decision does (or, when not actuated, recommends)."""
+
+    NONE = "None"  # nothing can be decided (blocked, or no trustworthy data)
+    STAY = "Stay"  # stay realtime
+    MOVE_TO_BATCH = "MoveToBatch"  # scale the Deployment to warmReplicas
+    CREATE_JOB = "CreateJob"  # create this window's Job
+    WAIT = "Wait"  # in batch: wait for the window or the Job
+    FALLBACK = "Fallback"  # batch missed or failed: run spec.fallback.action
+    RESTORE = "Restore"  # scale the Deployment back to originalReplicas
+
+
+# ---------------------------------------------------------------------------------------------
+# spec
+# ---------------------------------------------------------------------------------------------
+
+
+class TargetSpec(BaseModel):
+    """The realtime Deployment whose work may move to batch."""
+
+    model_config = _camel("forbid")
+
+    deployment: DnsSubdomain = Field(
+        description="Name of the realtime Deployment, in the same namespace as this placement."
+    )
+    warm_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description=(
+            "Replicas kept serving while batch runs (hybrid serving when > 0). Savings still "
+            "charge batch for all measured work, so they are understated, never overstated."
+        ),
+    )
+
+
+class LatencySpec(BaseModel):
+    """How long results may wait."""
+
+    model_config = _camel("forbid")
+
+    user_visible: bool = Field(
+        default=False,
+        description="True when a user waits on each answer: the workload stays realtime, "
+        "whatever the savings.",
+    )
+    acceptable_delay: Duration = Field(
+        description="How long results may wait, e.g. '90m', '8h', '2d'. Batch is used only "
+        "while the wait until the end of the batch window is at most this long."
+    )
+
+
+class BatchWindow(BaseModel):
+    """Daily wall-clock window in which batch Jobs run; may cross midnight."""
+
+    model_config = _camel("forbid") | ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.start != self.end",
+                    "message": "batch.window.start and batch.window.end must differ",
+                }
+            ]
+        }
+    )
+
+    start: ClockTime = Field(description="Window start, 'HH:MM' local time in timeZone.")
+    end: ClockTime = Field(
+        description="Window end, 'HH:MM' local time in timeZone; earlier than start means "
+        "the window ends the next day."
+    )
+    time_zone: str = Field(
+        default="UTC",
+        min_length=1,
+        max_length=64,
+        pattern=TIME_ZONE_PATTERN,
+        description="IANA time zone of start and end, e.g. 'Europe/Berlin'. A start inside a "
+        "daylight-saving gap moves forward by the gap; in a repeated hour the first one counts.",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown IANA time zone {value!r}") from error
+        return value
+
+    @model_validator(mode="after")
+    def _start_differs_from_end(self) -> BatchWindow:
+        if self.start == self.end:
+            raise ValueError("batch.window.start and batch.window.end must differ")
+        return self
+
+    @property
+    def start_time(self) -> time:
+        return time.fromisoformat(self.start)
+
+    @property
+    def end_time(self) -> time:
+        return time.fromisoformat(self.end)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+class ObjectMetaTemplate(BaseModel):
+    """Labels and annotations copied onto each created object."""
+
+    model_config = _camel("forbid")
+
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Labels for the created object (the operator adds its own).",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Annotations for the created object.",
+    )
+
+
+class ContainerTemplate(BaseModel):
+    """A container of the batch pod (core/v1 Container); other fields pass through."""
+
+    model_config = _camel("allow")
+
+    name: DnsLabel = Field(description="Container name.")
+    image: str = Field(min_length=1, max_length=1024, description="Container image.")
+
+
+class PodSpecTemplate(BaseModel):
+    """core/v1 PodSpec of the batch pod; fields beyond these pass through unchanged."""
+
+    model_config = _camel("allow")
+
+    containers: list[ContainerTemplate] = Field(
+        min_length=1, max_length=32, description="Containers of the batch pod (at least one)."
+    )
+    restart_policy: Literal["Never", "OnFailure"] | None = Field(
+        default=None,
+        description="Never or OnFailure, as a Job requires; unset means Never.",
+    )
+
+
+class PodTemplate(BaseModel):
+    """core/v1 PodTemplateSpec of the batch pod."""
+
+    model_config = _camel("forbid")
+
+    metadata: ObjectMetaTemplate | None = Field(
+        default=None, description="Labels and annotations of the batch pods."
+    )
+    spec: PodSpecTemplate = Field(description="Pod spec of the batch pods.")
+
+
+class JobSpecTemplate(BaseModel):
+    """batch/v1 JobSpec; fields beyond these (completions, backoffLimit, ...) pass through."""
+
+    model_config = _camel("allow")
+
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pods that may run at once; used to check that batch fits the window.",
+    )
+    template: PodTemplate = Field(description="Pod template of the Job.")
+
+
+class JobTemplate(BaseModel):
+    """batch/v1 JobTemplateSpec: the Job created once per batch window."""
+
+    model_config = _camel("forbid")
+
+    metadata: ObjectMetaTemplate | None = Field(
+        default=None, description="Labels and annotations of each created Job."
+    )
+    spec: JobSpecTemplate = Field(description="Spec of each created Job.")
+
+
+class BatchSpec(BaseModel):
+    """The batch path: when Jobs run and what they run."""
+
+    model_config = _camel("forbid") | ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "!has(self.queueName) || !has(self.jobTemplate.metadata) || "
+                        "!has(self.jobTemplate.metadata.labels) || "
+                        f"!('{KUEUE_QUEUE_LABEL}' in self.jobTemplate.metadata.labels) || "
+                        f"self.jobTemplate.metadata.labels['{KUEUE_QUEUE_LABEL}'] "
+                        "== self.queueName"
+                    ),
+                    "message": f"batch.queueName and jobTemplate label {KUEUE_QUEUE_LABEL} "
+                    "disagree; set one of them",
+                }
+            ]
+        }
+    )
+
+    window: BatchWindow = Field(description="Daily window in which the batch Job runs.")
+    retry_window: Duration = Field(
+        description="How long after a Job fails it may still be retried (by its backoffLimit, "
+        "Kueue, or a person deleting it so the operator recreates it) before the fallback runs."
+    )
+    job_template: JobTemplate = Field(
+        description="batch/v1 JobTemplateSpec of the Job created once per window."
+    )
+    queue_name: DnsSubdomain | None = Field(
+        default=None, description="Kueue LocalQueue for the Jobs (sets kueue.x-k8s.io/queue-name)."
+    )
+
+    @model_validator(mode="after")
+    def _queue_name_agrees_with_label(self) -> BatchSpec:
+        metadata = self.job_template.metadata
+        label = metadata.labels.get(KUEUE_QUEUE_LABEL) if metadata else None
+        if self.queue_name is not None and label is not None and label != self.queue_name:
+            raise ValueError(
+                f"batch.queueName and jobTemplate label {KUEUE_QUEUE_LABEL} disagree; "
+                "set one of them"
+            )
+        return self
+
+
+class FallbackSpec(BaseModel):
+    """What happens when batch misses its window or fails past retryWindow."""
+
+    model_config = _camel("forbid")
+
+    action: FallbackAction = Field(
+        default=FallbackAction.RESTORE_REALTIME,
+        description="RestoreRealtime scales the Deployment back to its original replicas; "
+        "Alert only posts a Warning event and leaves it as it is.",
+    )
+
+
+class CostsSpec(BaseModel):
+    """Prices and overheads for the daily savings formula; all amounts in `currency`."""
+
+    model_config = _camel("forbid")
+
+    currency: str = Field(
+        default="USD", pattern=CURRENCY_PATTERN, max_length=3, description="ISO 4217 code."
+    )
+    realtime_replica_hourly: float = Field(
+        gt=0, description="Cost of one realtime replica for one hour."
+    )
+    batch_pod_hourly: float = Field(gt=0, description="Cost of one batch pod for one hour.")
+    batch_efficiency: float = Field(
+        gt=0,
+        description="Work one batch pod-hour does, over the work of one fully utilized "
+        "realtime replica-hour. Often far above 1 for decode-bound LLM work (bigger batches).",
+    )
+    data_staging_per_run: float = Field(
+        default=0, ge=0, description="Cost to stage data in and out for one batch run."
+    )
+    operations_per_day: float = Field(
+        default=0, ge=0, description="Daily cost of owning the batch path (on-call, monitoring)."
+    )
+    retry_rate: float = Field(
+        default=0,
+        ge=0,
+        lt=1,
+        description="Share of batch processing that is redone after failures, in [0,1).",
+    )
+    max_parallel_pods: int | None = Field(
+        default=None,
+        ge=1,
+        description="Batch pods that may run at once (e.g. the queue's quota); with "
+        "jobTemplate.spec.parallelism the smaller counts; neither means 1.",
+    )
+    savings_margin: float = Field(
+        default=0,
+        ge=0,
+        description="Savings per day required before moving to batch. Once in batch, the "
+        "placement returns to realtime for cost reasons only when it loses money.",
+    )
+
+
+class MetricsSpec(BaseModel):
+    """PromQL queries the decision reads."""
+
+    model_config = _camel("forbid")
+
+    utilization: PromQL = Field(
+        description="PromQL returning one number in [0,1]: useful work over capacity of the "
+        "realtime fleet (e.g. tokens/s served over tokens/s it can serve), not GPU busy time."
+    )
+    queue_depth: PromQL | None = Field(
+        default=None, description="PromQL returning the work waiting; shown in the decision."
+    )
+    lookback: PositiveDuration = Field(
+        default=Duration("1h"),
+        description="Range the queries average over; older samples count as unavailable.",
+        json_schema_extra=POSITIVE_DURATION_CEL,
+    )
+
+
+class WorkloadPlacementSpec(BaseModel):
+    """Desired placement policy of one inference workload."""
+
+    model_config = _camel("forbid")
+
+    owner: ShortText = Field(
+        default="",
+        description="Who operates the batch path (team or on-call). Empty: the operator "
+        "never acts (OwnerMissing).",
+    )
+    mode: Mode = Field(
+        default=Mode.RECOMMEND,
+        description="Recommend: decide, record and emit events, touch nothing. Enforce: "
+        "also scale the Deployment and create Jobs.",
+    )
+    product_risk: ProductRisk = Field(
+        default=ProductRisk.MEDIUM,
+        description="High: the operator never acts on its own (recommends only).",
+    )
+    target: TargetSpec = Field(description="The realtime Deployment.")
+    latency: LatencySpec = Field(description="How long results may wait.")
+    batch: BatchSpec = Field(description="The batch path.")
+    fallback: FallbackSpec = Field(
+        default_factory=FallbackSpec,
+        description="What happens when batch misses its window or fails past retryWindow.",
+    )
+    costs: CostsSpec = Field(description="Prices for the daily savings formula.")
+    metrics: MetricsSpec = Field(description="PromQL queries the decision reads.")
+    evaluation_interval: PositiveDuration = Field(
+        default=Duration("5m"),
+        description="How often the placement is re-evaluated.",
+        json_schema_extra=POSITIVE_DURATION_CEL,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# status (written by the operator; read back tolerantly so an older operator's fields never
+# break a newer one)
+# ---------------------------------------------------------------------------------------------
+
+
+class Breakdown(BaseModel):
+    """Every term of the daily savings formula, in spec.costs.currency per day."""
+
+    model_config = _camel("ignore")
+
+    capacity_avoided: float = Field(
+        description="(replicas - warmReplicas) * realtimeReplicaHourly * 24."
+    )
+    batch_processing: float = Field(
+        description="replicas * utilization * 24 / batchEfficiency * batchPodHourly."
+    )
+    data_staging: float = Field(description="dataStagingPerRun * runs per day.")
+    retries: float = Field(description="Batch processing * retryRate.")
+    operations: float = Field(description="operationsPerDay.")
+
+
+class DecisionInputs(BaseModel):
+    """The numbers a decision was computed from."""
+
+    model_config = _camel("ignore")
+
+    replicas: int | None = Field(
+        default=None,
+        description="Realtime replicas the formula used (the original count while in batch).",
+    )
+    current_replicas: int | None = Field(
+        default=None, description="Replicas of the Deployment when evaluated."
+    )
+    warm_replicas: int | None = Field(default=None, description="spec.target.warmReplicas.")
+    utilization: float | None = Field(
+        default=None, description="Useful utilization the formula used, 0..1."
+    )
+    queue_depth: float | None = Field(default=None, description="Work waiting, if measured.")
+    work_replica_hours: float | None = Field(
+        default=None, description="replicas * utilization * 24."
+    )
+    batch_pod_hours: float | None = Field(
+        default=None, description="Work per day / batchEfficiency."
+    )
+    parallel_pods: int | None = Field(default=None, description="Batch pods that run at once.")
+    window_hours: float | None = Field(
+        default=None, description="Length of the current or next batch window."
+    )
+    wait_hours: float | None = Field(
+        default=None, description="Wait from evaluation until that window ends."
+    )
+    acceptable_delay_hours: float | None = Field(
+        default=None, description="spec.latency.acceptableDelay in hours."
+    )
+    metrics_age_seconds: float | None = Field(
+        default=None, description="Age of the newest metric sample."
+    )
+
+
+class DecisionStatus(BaseModel):
+    """The latest decision."""
+
+    model_config = _camel("ignore")
+
+    action: Action = Field(description="What the decision does or recommends.")
+    reason: Reason = Field(description="Stable CamelCase reason, also used for Events.")
+    message: Message = Field(description="Human-readable explanation with all the numbers.")
+    evaluated_at: datetime = Field(description="When the decision was made.")
+    actuated: bool = Field(
+        default=False, description="False when only recommended (mode, risk or owner)."
+    )
+    desired_replicas: int | None = Field(
+        default=None, ge=0, description="Replicas the Deployment should have."
+    )
+    savings_per_day: float | None = Field(
+        default=None, description="Savings per day in spec.costs.currency (negative: loss)."
+    )
+    breakdown: Breakdown | None = Field(default=None, description="Terms of the savings.")
+    inputs: DecisionInputs = Field(
+        default_factory=DecisionInputs, description="Numbers the decision used."
+    )
+
+
+class HistoryEntry(BaseModel):
+    """A past decision that differed from the one before it."""
+
+    model_config = _camel("ignore")
+
+    evaluated_at: datetime = Field(description="When the decision was made.")
+    phase: Phase = Field(description="Phase after the decision.")
+    action: Action = Field(description="What the decision did or recommended.")
+    reason: Reason = Field(description="Reason of the decision.")
+    savings_per_day: float | None = Field(default=None, description="Savings per day then.")
+    message: Message = Field(description="Message of the decision.")
+
+
+class BatchStatus(BaseModel):
+    """State of the batch path; survives operator restarts."""
+
+    model_config = _camel("ignore")
+
+    current_job: DnsSubdomain | None = Field(
+        default=None, description="Job created for the current or latest window."
+    )
+    since: datetime | None = Field(default=None, description="When the workload moved to batch.")
+    baseline_utilization: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Utilization measured before the move; realtime cannot be measured "
+        "while scaled down, so savings in batch are computed from it.",
+    )
+    last_succeeded: datetime | None = Field(
+        default=None, description="When a batch Job last succeeded."
+    )
+    last_failed: datetime | None = Field(default=None, description="When a batch Job last failed.")
+    missed_windows: int = Field(
+        default=0, ge=0, description="Windows that ended without a succeeded Job."
+    )
+    last_missed_window: ShortText | None = Field(
+        default=None, description="Label (YYYYMMDD-HHMM) of the last missed window."
+    )
+    fallback_until: datetime | None = Field(
+        default=None, description="Batch is not retried before this time after a fallback."
+    )
+
+
+class Condition(BaseModel):
+    """A standard Kubernetes condition."""
+
+    model_config = _camel("ignore")
+
+    type: ConditionType = Field(description="Condition type.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        description="CamelCase reason for the last transition."
+    )
+    message: Message = Field(default="", description="Human-readable details.")
+    last_transition_time: datetime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the condition was computed for."
+    )
+
+
+class WorkloadPlacementStatus(BaseModel):
+    """Observed state of the placement, written by the operator."""
+
+    model_config = _camel("ignore")
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation of the last evaluated spec."
+    )
+    phase: Phase | None = Field(default=None, description="Where the work runs now.")
+    decision: DecisionStatus | None = Field(default=None, description="The latest decision.")
+    original_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="Replicas to restore; set while the operator holds the Deployment "
+        "scaled down, cleared once restored.",
+    )
+    batch: BatchStatus = Field(default_factory=BatchStatus, description="Batch path state.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        max_length=HISTORY_LIMIT,
+        description=f"The last {HISTORY_LIMIT} decisions that changed something, oldest first.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=MAX_CONDITIONS, description="Standard conditions."
+    )
+
+
+class WorkloadPlacement(BaseModel):
+    """A whole WorkloadPlacement object, as in a manifest or an API response."""
+
+    model_config = _camel("forbid")
+
+    api_version: Literal["placement.runplacement.io/v1alpha1"] = Field(
+        default="placement.runplacement.io/v1alpha1",
+        description="placement.runplacement.io/v1alpha1.",
+    )
+    kind: Literal["WorkloadPlacement"] = Field(
+        default="WorkloadPlacement", description="WorkloadPlacement."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Object metadata.")
+    spec: WorkloadPlacementSpec = Field(description="Desired placement policy.")
+    status: WorkloadPlacementStatus | None = Field(default=None, description="Observed state.")
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))

@@ -1,0 +1,186 @@
+"""Generate the WorkloadPlacement CRD from the pydantic models in `placement.api`.
+
+kopf does not generate CRDs, and a hand-written copy drifts; so the models are the source and
+this module turns their JSON schema into a Kubernetes *structural* schema: `$defs` inlined,
+`Optional[X]` as a non-required X, no `title`, `exclusiveMinimum: n` as OpenAPI v3.0's
+`minimum: n` + `exclusiveMinimum: true`, and open objects as
+`x-kubernetes-preserve-unknown-fields` (only inside the job template, never on spec itself).
+Descriptions, enums, bounds, patterns and CEL rules are kept.
+
+    python -m placement.crd > crds/workloadplacements.placement.runplacement.io.yaml
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from placement.api import (
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    WorkloadPlacementSpec,
+    WorkloadPlacementStatus,
+)
+
+CRD_NAME = f"{PLURAL}.{GROUP}"
+CRD_FILE = f"crds/{CRD_NAME}.yaml"
+HEADER = "# Generated from operator/placement/api.py by `python -m placement.crd`; do not edit.\n"
+
+Schema = dict[str, Any]
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Savings/Day", "type": "number", "jsonPath": ".status.decision.savingsPerDay"},
+    {"name": "Owner", "type": "string", "jsonPath": ".spec.owner"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.decision.reason", "priority": 1},
+    {"name": "Target", "type": "string", "jsonPath": ".spec.target.deployment", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+# Keys listed first in every schema node, so the YAML reads top-down.
+_LEADING_KEYS = ("type", "description")
+
+
+class UnsupportedSchemaError(ValueError):
+    """The models produced a JSON schema construct with no structural equivalent."""
+
+
+def structural_schema(model: type[BaseModel]) -> Schema:
+    """The model's validation JSON schema (by alias), rewritten as a structural schema."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    definitions: Mapping[str, Schema] = raw.pop("$defs", {})
+    return _convert(raw, definitions)
+
+
+def _convert(node: Schema, definitions: Mapping[str, Schema]) -> Schema:
+    node = _inline(node, definitions)
+    result: Schema = {}
+    for key, value in node.items():
+        if key == "title" or (key == "default" and value is None):
+            continue
+        if key == "properties":
+            result[key] = {name: _convert(child, definitions) for name, child in value.items()}
+        elif key == "items":
+            result[key] = _convert(value, definitions)
+        elif key == "additionalProperties":
+            if value is True:
+                result["x-kubernetes-preserve-unknown-fields"] = True
+            elif isinstance(value, dict):
+                result[key] = _convert(value, definitions)
+            # False: a structural schema prunes unknown fields anyway, and forbids
+            # additionalProperties next to properties.
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            # JSON Schema 2020-12 numeric form -> OpenAPI v3.0 boolean form.
+            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+            result[bound] = value
+            result[key] = True
+        elif key in ("const", "oneOf", "not", "$ref", "allOf", "anyOf"):
+            raise UnsupportedSchemaError(f"no structural form for {key!r} in {node!r}")
+        else:
+            result[key] = value
+    return _ordered(result)
+
+
+def _inline(node: Schema, definitions: Mapping[str, Schema]) -> Schema:
+    """Replace $ref / single allOf / anyOf-with-null by the schema they point to.
+
+    Keys next to the reference (description, default) win over the referenced definition's,
+    so a field's description replaces the model's docstring.
+    """
+    siblings = dict(node)
+    if "$ref" in siblings:
+        target = definitions[siblings.pop("$ref").removeprefix("#/$defs/")]
+    elif "allOf" in siblings and len(siblings["allOf"]) == 1:
+        target = siblings.pop("allOf")[0]
+    elif "anyOf" in siblings:
+        options = [o for o in siblings.pop("anyOf") if o != {"type": "null"}]
+        if len(options) != 1:
+            raise UnsupportedSchemaError(f"anyOf with several types: {node!r}")
+        target = options[0]
+    else:
+        return siblings
+    return _inline({**_inline(target, definitions), **siblings}, definitions)
+
+
+def _ordered(node: Schema) -> Schema:
+    leading = {key: node[key] for key in _LEADING_KEYS if key in node}
+    return leading | {key: value for key, value in node.items() if key not in leading}
+
+
+def _conditions_as_map_list(status: Schema) -> Schema:
+    # Server-side apply and strategic merges then treat conditions as keyed by type.
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return status
+
+
+def build_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition (apiextensions.k8s.io/v1) as a plain dict."""
+    spec = structural_schema(WorkloadPlacementSpec)
+    status = _conditions_as_map_list(structural_schema(WorkloadPlacementStatus))
+    root: Schema = {
+        "type": "object",
+        "description": "WorkloadPlacement decides, per inference workload, whether its work "
+        "stays on a realtime Deployment or moves to batch Jobs in a daily window, and shows "
+        "every term of the savings.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "API version of this object."},
+            "kind": {"type": "string", "description": "Kind of this object."},
+            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "spec": spec,
+            "status": status,
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": ["placement"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": root},
+                }
+            ],
+        },
+    }
+
+
+def render_crd_yaml() -> str:
+    """The CRD as YAML, byte-for-byte stable for the same models (checked in under crds/)."""
+    body = yaml.safe_dump(build_crd(), sort_keys=False, default_flow_style=False, width=100)
+    return HEADER + body
+
+
+def main() -> int:
+    sys.stdout.write(render_crd_yaml())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

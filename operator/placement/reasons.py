@@ -1,0 +1,52 @@
+"""Words users read: Event reasons and condition types.
+
+Both are part of the API (alerts and dashboards match on them): add new members, never rename
+or reuse one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Event reason and `status.decision.reason`. CamelCase, stable."""
+
+    # Staying realtime, and why.
+    STAY_REALTIME = "StayRealtime"  # latency.userVisible: a user waits on every answer
+    OWNER_MISSING = "OwnerMissing"
+    DELAY_NOT_TOLERATED = "DelayNotTolerated"
+    SAVINGS_NEGATIVE = "SavingsNegative"
+    WINDOW_TOO_SHORT = "WindowTooShort"  # batch pod-hours do not fit the window
+    BATCH_RECOMMENDED = "BatchRecommended"  # batch pays, but Recommend mode or High risk
+    # Moving to batch and running it.
+    MOVED_TO_BATCH = "MovedToBatch"
+    BATCH_JOB_CREATED = "BatchJobCreated"
+    BATCH_SUCCEEDED = "BatchSucceeded"
+    BATCH_JOB_FAILED = "BatchJobFailed"  # failed, retryWindow still open
+    BATCH_WINDOW_MISSED = "BatchWindowMissed"
+    # Back to realtime.
+    FALLBACK_RESTORED = "FallbackRestored"
+    RESTORED = "Restored"
+    # What only the operator can see; phase Blocked or no change.
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+    TARGET_MISSING = "TargetMissing"
+    CONFLICTING_AUTOSCALER = "ConflictingAutoscaler"
+
+
+class ConditionType(StrEnum):
+    """`status.conditions[].type`."""
+
+    READY = "Ready"
+    OWNER_RECORDED = "OwnerRecorded"
+    METRICS_AVAILABLE = "MetricsAvailable"
+    SAVINGS_POSITIVE = "SavingsPositive"
+    ACTUATED = "Actuated"
+    FALLBACK_ACTIVE = "FallbackActive"
+
+
+class EventType(StrEnum):
+    """Kubernetes Event type."""
+
+    NORMAL = "Normal"
+    WARNING = "Warning"

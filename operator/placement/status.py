@@ -1,0 +1,147 @@
+"""Between the status subresource and the pure decision: read State, write status. Pure.
+
+The handler does: `state = state_from_status(name, body.status)`, `decide(...)`, act, then
+patch `build_status(decision, previous, generation=...)` (dumped with
+`model_dump(by_alias=True, mode="json", exclude_none=True)`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from placement.api import (
+    HISTORY_LIMIT,
+    BatchStatus,
+    Breakdown,
+    Condition,
+    DecisionInputs,
+    DecisionStatus,
+    HistoryEntry,
+    WorkloadPlacementStatus,
+)
+from placement.policy import ConditionReport, Decision, Inputs, State
+
+
+def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> State:
+    """What the operator remembers, as recorded in status (empty on a new object)."""
+    if status is None:
+        return State(name=name)
+    batch = status.batch
+    decision = status.decision
+    return State(
+        name=name,
+        phase=status.phase,
+        original_replicas=status.original_replicas,
+        baseline_utilization=batch.baseline_utilization,
+        last_action=decision.action if decision else None,
+        last_reason=decision.reason if decision else None,
+        batch_since=batch.since,
+        current_job=batch.current_job,
+        last_succeeded=batch.last_succeeded,
+        last_failed=batch.last_failed,
+        missed_windows=batch.missed_windows,
+        last_missed_window=batch.last_missed_window,
+        fallback_until=batch.fallback_until,
+    )
+
+
+def build_status(
+    decision: Decision,
+    previous: WorkloadPlacementStatus | None,
+    *,
+    generation: int | None = None,
+) -> WorkloadPlacementStatus:
+    """The status to write after `decision`: history bounded, condition times kept."""
+    state = decision.state
+    previous = previous or WorkloadPlacementStatus()
+    history = list(previous.history)
+    if decision.noteworthy:
+        history.append(
+            HistoryEntry(
+                evaluated_at=decision.evaluated_at,
+                phase=decision.phase,
+                action=decision.action,
+                reason=decision.reason,
+                savings_per_day=decision.savings_per_day,
+                message=decision.message,
+            )
+        )
+    return WorkloadPlacementStatus(
+        observed_generation=generation,
+        phase=decision.phase,
+        decision=decision_status(decision),
+        original_replicas=state.original_replicas,
+        batch=BatchStatus(
+            current_job=state.current_job,
+            since=state.batch_since,
+            baseline_utilization=state.baseline_utilization,
+            last_succeeded=state.last_succeeded,
+            last_failed=state.last_failed,
+            missed_windows=state.missed_windows,
+            last_missed_window=state.last_missed_window,
+            fallback_until=state.fallback_until,
+        ),
+        history=history[-HISTORY_LIMIT:],
+        conditions=merge_conditions(
+            previous.conditions, decision.conditions, decision.evaluated_at, generation
+        ),
+    )
+
+
+def decision_status(decision: Decision) -> DecisionStatus:
+    breakdown = decision.breakdown
+    return DecisionStatus(
+        action=decision.action,
+        reason=decision.reason,
+        message=decision.message,
+        evaluated_at=decision.evaluated_at,
+        actuated=decision.actuate,
+        desired_replicas=decision.desired_replicas,
+        savings_per_day=decision.savings_per_day,
+        breakdown=None if breakdown is None else Breakdown.model_validate(breakdown.rounded()),
+        inputs=inputs_status(decision.inputs),
+    )
+
+
+def inputs_status(inputs: Inputs) -> DecisionInputs:
+    return DecisionInputs(
+        replicas=inputs.replicas,
+        current_replicas=inputs.current_replicas,
+        warm_replicas=inputs.warm_replicas,
+        utilization=inputs.utilization,
+        queue_depth=inputs.queue_depth,
+        work_replica_hours=inputs.work_replica_hours,
+        batch_pod_hours=inputs.batch_pod_hours,
+        parallel_pods=inputs.parallel_pods,
+        window_hours=inputs.window_hours,
+        wait_hours=inputs.wait_hours,
+        acceptable_delay_hours=inputs.acceptable_delay_hours,
+        metrics_age_seconds=inputs.metrics_age_seconds,
+    )
+
+
+def merge_conditions(
+    previous: list[Condition],
+    reports: tuple[ConditionReport, ...],
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """New conditions; lastTransitionTime moves only when a condition's status changes."""
+    before = {condition.type: condition for condition in previous}
+    merged = []
+    for report in reports:
+        old = before.get(report.type)
+        unchanged = old is not None and old.status == report.status
+        merged.append(
+            Condition.model_validate(
+                {
+                    "type": report.type,
+                    "status": report.status,
+                    "reason": report.reason,
+                    "message": report.message,
+                    "lastTransitionTime": old.last_transition_time if old and unchanged else now,
+                    "observedGeneration": generation,
+                }
+            )
+        )
+    return merged
