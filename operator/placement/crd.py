@@ -137,7 +137,8 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of this object."},
             "kind": {"type": "string", "description": "Kind of this object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server forbids anything but `type` here (it owns ObjectMeta).
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

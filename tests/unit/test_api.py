@@ -1,0 +1,189 @@
+"""The WorkloadPlacement models: defaults, aliases, and errors that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from placement.api import (
+    Action,
+    FallbackAction,
+    Mode,
+    Phase,
+    ProductRisk,
+    WorkloadPlacement,
+    WorkloadPlacementSpec,
+    WorkloadPlacementStatus,
+)
+from tests.unit.factories import DELETE, example_manifest, make_spec, spec_dict
+
+
+def test_example_parses_with_typed_fields() -> None:
+    placement = WorkloadPlacement.model_validate(example_manifest())
+    spec = placement.spec
+    assert placement.name == "summarizer"
+    assert spec.mode is Mode.ENFORCE
+    assert spec.target.deployment == "summarizer"
+    assert spec.latency.acceptable_delay.timedelta.total_seconds() == 8 * 3600
+    assert spec.batch.window.start_time.hour == 1
+    assert spec.batch.job_template.spec.parallelism == 8
+    assert spec.costs.realtime_replica_hourly == 1.025
+
+
+def test_defaults() -> None:
+    minimal = spec_dict(
+        **{
+            "owner": DELETE,
+            "mode": DELETE,
+            "productRisk": DELETE,
+            "target.warmReplicas": DELETE,
+            "latency.userVisible": DELETE,
+            "batch.window.timeZone": DELETE,
+            "costs": {"realtimeReplicaHourly": 1, "batchPodHourly": 1, "batchEfficiency": 1},
+        }
+    )
+    spec = WorkloadPlacementSpec.model_validate(minimal)
+    assert spec.owner == ""
+    assert spec.mode is Mode.RECOMMEND
+    assert spec.product_risk is ProductRisk.MEDIUM
+    assert spec.target.warm_replicas == 0
+    assert spec.latency.user_visible is False
+    assert spec.batch.window.time_zone == "UTC"
+    assert spec.batch.queue_name is None
+    assert spec.fallback.action is FallbackAction.RESTORE_REALTIME
+    assert spec.costs.currency == "USD"
+    assert spec.costs.data_staging_per_run == 0
+    assert spec.costs.operations_per_day == 0
+    assert spec.costs.retry_rate == 0
+    assert spec.costs.max_parallel_pods is None
+    assert spec.costs.savings_margin == 0
+    assert spec.metrics.lookback == "1h"
+    assert spec.metrics.queue_depth is None
+    assert spec.evaluation_interval == "5m"
+
+
+def test_round_trip_by_alias_is_lossless() -> None:
+    manifest = example_manifest()
+    manifest["spec"]["batch"]["jobTemplate"]["spec"]["backoffLimit"] = 2
+    manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]["spec"]["nodeSelector"] = {
+        "gpu": "h100"
+    }
+    placement = WorkloadPlacement.model_validate(manifest)
+    dumped = placement.model_dump(by_alias=True, mode="json", exclude_none=True)
+    again = WorkloadPlacement.model_validate(dumped)
+    assert again == placement
+    job_spec = dumped["spec"]["batch"]["jobTemplate"]["spec"]
+    assert job_spec["backoffLimit"] == 2  # the open parts of the Job pass through
+    assert job_spec["template"]["spec"]["nodeSelector"] == {"gpu": "h100"}
+    assert dumped["spec"]["latency"]["acceptableDelay"] == "8h"
+
+
+def test_python_names_are_accepted_too() -> None:
+    spec = make_spec(**{"target": {"deployment": "x", "warm_replicas": 2}})
+    assert spec.target.warm_replicas == 2
+
+
+def _error_locations(changes: dict[str, Any]) -> list[tuple[str | int, ...]]:
+    with pytest.raises(ValidationError) as error:
+        WorkloadPlacementSpec.model_validate(spec_dict(**changes))
+    return [tuple(detail["loc"]) for detail in error.value.errors()]
+
+
+@pytest.mark.parametrize(
+    ("changes", "location"),
+    [
+        ({"mode": "Auto"}, ("mode",)),
+        ({"productRisk": "Extreme"}, ("productRisk",)),
+        ({"target.deployment": "Not_A_Name"}, ("target", "deployment")),
+        ({"target.deployment": DELETE}, ("target", "deployment")),
+        ({"target.warmReplicas": -1}, ("target", "warmReplicas")),
+        ({"latency.acceptableDelay": "8 hours"}, ("latency", "acceptableDelay")),
+        ({"latency.acceptableDelay": DELETE}, ("latency", "acceptableDelay")),
+        ({"batch.window.start": "25:00"}, ("batch", "window", "start")),
+        ({"batch.window.end": "5:00"}, ("batch", "window", "end")),
+        ({"batch.window.timeZone": "Mars/Olympus"}, ("batch", "window", "timeZone")),
+        ({"batch.window.end": "01:00"}, ("batch", "window")),
+        ({"batch.retryWindow": "soon"}, ("batch", "retryWindow")),
+        (
+            {"batch.jobTemplate.spec.template.spec.containers": []},
+            ("batch", "jobTemplate", "spec", "template", "spec", "containers"),
+        ),
+        (
+            {"batch.jobTemplate.spec.template.spec.restartPolicy": "Always"},
+            ("batch", "jobTemplate", "spec", "template", "spec", "restartPolicy"),
+        ),
+        (
+            {"batch.jobTemplate.spec.parallelism": 0},
+            ("batch", "jobTemplate", "spec", "parallelism"),
+        ),
+        ({"fallback.action": "Panic"}, ("fallback", "action")),
+        ({"costs.currency": "usd"}, ("costs", "currency")),
+        ({"costs.realtimeReplicaHourly": 0}, ("costs", "realtimeReplicaHourly")),
+        ({"costs.batchPodHourly": -1}, ("costs", "batchPodHourly")),
+        ({"costs.batchEfficiency": 0}, ("costs", "batchEfficiency")),
+        ({"costs.dataStagingPerRun": -0.01}, ("costs", "dataStagingPerRun")),
+        ({"costs.operationsPerDay": -1}, ("costs", "operationsPerDay")),
+        ({"costs.retryRate": 1}, ("costs", "retryRate")),
+        ({"costs.retryRate": -0.1}, ("costs", "retryRate")),
+        ({"costs.maxParallelPods": 0}, ("costs", "maxParallelPods")),
+        ({"costs.savingsMargin": -5}, ("costs", "savingsMargin")),
+        ({"metrics.utilization": ""}, ("metrics", "utilization")),
+        ({"metrics.utilization": "x" * 4097}, ("metrics", "utilization")),
+        ({"metrics.lookback": "0m"}, ("metrics", "lookback")),
+        ({"evaluationInterval": "0s"}, ("evaluationInterval",)),
+        ({"owner": "x" * 254}, ("owner",)),
+        ({"unknownField": 1}, ("unknownField",)),
+        ({"costs.unknownField": 1}, ("costs", "unknownField")),
+    ],
+)
+def test_invalid_spec_names_the_field(changes: dict[str, Any], location: tuple[str, ...]) -> None:
+    assert location in _error_locations(changes)
+
+
+def test_window_rule_message() -> None:
+    with pytest.raises(ValidationError, match=r"start and batch\.window\.end must differ"):
+        make_spec(**{"batch.window.end": "01:00"})
+
+
+def test_queue_name_must_agree_with_the_kueue_label() -> None:
+    label = {"labels": {"kueue.x-k8s.io/queue-name": "gpu-batch"}}
+    agreeing = make_spec(**{"batch.queueName": "gpu-batch", "batch.jobTemplate.metadata": label})
+    assert agreeing.batch.queue_name == "gpu-batch"
+    with pytest.raises(ValidationError, match="queueName and jobTemplate label"):
+        make_spec(**{"batch.queueName": "other", "batch.jobTemplate.metadata": label})
+
+
+def test_window_may_cross_midnight() -> None:
+    spec = make_spec(**{"batch.window": {"start": "22:00", "end": "06:00"}})
+    assert spec.batch.window.end_time < spec.batch.window.start_time
+
+
+def test_empty_owner_is_valid() -> None:
+    assert make_spec(owner="").owner == ""
+
+
+def test_status_tolerates_unknown_fields_from_other_versions() -> None:
+    status = WorkloadPlacementStatus.model_validate(
+        {"phase": "Batch", "kopf": {"progress": {}}, "batch": {"missedWindows": 2, "new": 1}}
+    )
+    assert status.phase is Phase.BATCH
+    assert status.batch.missed_windows == 2
+
+
+def test_status_decision_parses() -> None:
+    status = WorkloadPlacementStatus.model_validate(
+        {
+            "phase": "Realtime",
+            "decision": {
+                "action": "Stay",
+                "reason": "SavingsNegative",
+                "message": "SavingsNegative: loses 1.00 USD/day",
+                "evaluatedAt": "2026-11-22T01:00:00Z",
+                "savingsPerDay": -1.0,
+            },
+        }
+    )
+    assert status.decision is not None
+    assert status.decision.action is Action.STAY
