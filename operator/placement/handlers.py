@@ -1,0 +1,340 @@
+"""kopf handlers: thin glue from events to the policy and back to Kubernetes.
+
+Each evaluation: observe (Deployment, autoscalers, Jobs, metrics) -> `decide()` (pure) ->
+act if the decision says so (Enforce only) -> post an Event if the decision changed ->
+patch status if it differs. Status and the Deployment's annotations are the whole state, so
+a restarted operator continues where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+from pydantic import ValidationError
+
+from placement.api import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Phase,
+    WorkloadPlacementSpec,
+    WorkloadPlacementStatus,
+)
+from placement.config import OperatorConfig
+from placement.jobs import job_manifest
+from placement.kube import DeploymentState, JobPhase, JobState, KubeAdapter
+from placement.labels import FINALIZER
+from placement.policy import Decision, JobObservation, JobOutcome, Observed, State, decide
+from placement.prometheus import MetricsReader, Reading
+from placement.reasons import EventType, Reason
+from placement.status import build_status, state_from_status
+from placement.window import current_or_next_window
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+INVALID_SPEC = "InvalidSpec"
+Clock = Callable[[], dt.datetime]
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def kubernetes_api_client() -> k8s.ApiClient:
+    """In a pod: its ServiceAccount. Elsewhere: KUBECONFIG or ~/.kube/config (as kopf does)."""
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    except ConfigException:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    return k8s.ApiClient(configuration)
+
+
+def register(
+    registry: kopf.OperatorRegistry, config: OperatorConfig, clock: Clock = utc_now
+) -> None:
+    """Attach every handler to `registry`, with intervals from `config`."""
+
+    @kopf.on.login(id="login", registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A registry of our own starts empty: authenticate the way our ApiClient does.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(id="configure", registry=registry)
+    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        # Chosen once: changing the finalizer or the prefix later strands existing objects.
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = config.posting_level
+        settings.watching.server_timeout = config.watch_timeout_seconds
+        settings.watching.client_timeout = config.watch_timeout_seconds + 30
+        settings.execution.max_workers = config.workers
+        memo.api_client = kubernetes_api_client()
+        memo.kube = KubeAdapter(memo.api_client)
+        memo.metrics = MetricsReader(
+            config.prometheus_url, timeout=config.prometheus_timeout_seconds
+        )
+
+    @kopf.on.cleanup(id="close-clients", registry=registry)
+    def close_clients(memo: kopf.Memo, **_: Any) -> None:
+        api_client = getattr(memo, "api_client", None)
+        if api_client is not None:
+            api_client.close()
+
+    @kopf.on.update(*RESOURCE, id="spec-changed", field="spec", registry=registry)
+    def spec_changed(memo: kopf.Memo, **_: Any) -> None:
+        memo.next_evaluation = 0.0  # evaluate at the next tick, not after the interval
+
+    @kopf.timer(*RESOURCE, id="reconcile", interval=config.tick_seconds, registry=registry)
+    def reconcile(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
+    ) -> None:
+        if time.monotonic() < getattr(memo, "next_evaluation", 0.0):
+            return
+        interval = evaluate(body, patch, memo.kube, memo.metrics, clock(), logger)
+        memo.next_evaluation = time.monotonic() + interval
+
+    @kopf.on.delete(*RESOURCE, id="restore-on-delete", registry=registry)
+    def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
+        restore_for_deletion(body, memo.kube, logger)
+
+
+# -- one evaluation -----------------------------------------------------------------------
+
+
+def evaluate(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    kube: KubeAdapter,
+    metrics: MetricsReader,
+    now: dt.datetime,
+    logger: Logger,
+) -> float:
+    """Evaluate one placement; return seconds until it is due again."""
+    name, namespace = body.metadata.name, body.metadata.namespace
+    assert name is not None and namespace is not None
+    raw_status = dict(body.get("status") or {})
+    try:
+        spec = WorkloadPlacementSpec.model_validate(dict(body.spec))
+    except ValidationError as error:
+        _report_invalid_spec(body, patch, raw_status, error)
+        return 60.0
+    previous = _parse_status(raw_status, logger)
+    state = state_from_status(name, previous)
+    deployment = kube.read_deployment(namespace, spec.target.deployment)
+    state = _recover_from_annotations(state, deployment, name)
+    observed = _observe(spec, namespace, name, deployment, kube, metrics, state)
+    decision = decide(spec, observed, state, now=now)
+    if decision.actuate:
+        _actuate(decision, spec, body, deployment, kube, now)
+    if decision.noteworthy:
+        kopf.event(
+            body,
+            type=str(decision.event_type),
+            reason=str(decision.reason),
+            message=decision.message,
+        )
+    generation = body.metadata.get("generation")
+    status = build_status(decision, previous, generation=generation)
+    _patch_status_if_changed(patch, raw_status, status)
+    return spec.evaluation_interval.timedelta.total_seconds()
+
+
+def _observe(
+    spec: WorkloadPlacementSpec,
+    namespace: str,
+    name: str,
+    deployment: DeploymentState | None,
+    kube: KubeAdapter,
+    metrics: MetricsReader,
+    state: State,
+) -> Observed:
+    if deployment is None:
+        return Observed(replicas=None)
+    conflicts = kube.conflicting_autoscalers(namespace, spec.target.deployment)
+    lookback = spec.metrics.lookback.timedelta
+    utilization = metrics.utilization(spec.metrics.utilization, lookback)
+    queue: Reading | None = None
+    if spec.metrics.queue_depth:
+        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback)
+    problems = [r.describe() for r in (utilization, queue) if r is not None and not r.ok]
+    return Observed(
+        replicas=deployment.replicas,
+        utilization=utilization.value if utilization.ok else None,
+        queue_depth=queue.value if queue is not None and queue.ok else None,
+        metrics_error="; ".join(problems) or None,
+        conflicting_autoscaler=", ".join(conflicts) or None,
+        jobs=tuple(_job_observation(job) for job in kube.placement_jobs(namespace, name)),
+    )
+
+
+def _job_observation(job: JobState) -> JobObservation:
+    outcome = {
+        JobPhase.RUNNING: JobOutcome.RUNNING,
+        JobPhase.SUCCEEDED: JobOutcome.SUCCEEDED,
+        JobPhase.FAILED: JobOutcome.FAILED,
+    }[job.phase]
+    return JobObservation(name=job.name, outcome=outcome, finished_at=job.finished_at)
+
+
+def _recover_from_annotations(state: State, deployment: DeploymentState | None, name: str) -> State:
+    # The scale-down and its annotation are one write, the status patch a second one: if the
+    # operator died between them, the annotation still knows what to restore.
+    if (
+        deployment is not None
+        and deployment.managed_by == name
+        and deployment.original_replicas is not None
+        and state.original_replicas is None
+    ):
+        return replace(state, original_replicas=deployment.original_replicas, phase=Phase.BATCH)
+    return state
+
+
+def _actuate(
+    decision: Decision,
+    spec: WorkloadPlacementSpec,
+    body: kopf.Body,
+    deployment: DeploymentState | None,
+    kube: KubeAdapter,
+    now: dt.datetime,
+) -> None:
+    name, namespace = body.metadata.name, body.metadata.namespace
+    assert name is not None and namespace is not None
+    target = spec.target.deployment
+    desired = decision.desired_replicas
+    if deployment is not None and desired is not None and desired != deployment.replicas:
+        original = decision.state.original_replicas
+        if original is not None:
+            kube.scale_for_batch(
+                namespace, target, replicas=desired, original=original, placement=name
+            )
+        else:
+            kube.restore(namespace, target, replicas=desired)
+    elif (
+        deployment is not None
+        and decision.state.original_replicas is None
+        and deployment.managed_by == name
+    ):
+        kube.forget(namespace, target)
+    if decision.job_name:
+        window = current_or_next_window(spec.batch.window, now)
+        manifest = job_manifest(
+            spec, placement=name, job_name=decision.job_name, window_label=window.label
+        )
+        kopf.adopt(manifest, owner=body)  # the Job goes when its placement goes
+        kube.create_job(namespace, manifest)
+
+
+def _patch_status_if_changed(
+    patch: kopf.Patch, raw_status: dict[str, Any], status: WorkloadPlacementStatus
+) -> None:
+    new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if _without_volatile(new) == _without_volatile(raw_status):
+        return  # nothing a reader would notice: no write
+    for key in raw_status:
+        if key not in new:
+            patch.status[key] = None  # merge patch: None deletes
+    for key, value in new.items():
+        patch.status[key] = _with_deletions(raw_status.get(key), value)
+
+
+def _with_deletions(old: Any, new: Any) -> Any:
+    """A merge-patch value that also removes keys present in `old` and absent in `new`."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        merged = {key: None for key in old if key not in new}
+        merged.update({k: _with_deletions(old.get(k), v) for k, v in new.items()})
+        return merged
+    return new
+
+
+def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:
+    copy = {k: v for k, v in status.items() if k not in ("kopf",)}
+    decision = copy.get("decision")
+    if isinstance(decision, dict):
+        copy["decision"] = {k: v for k, v in decision.items() if k != "evaluatedAt"}
+    return copy
+
+
+def _parse_status(raw_status: dict[str, Any], logger: Logger) -> WorkloadPlacementStatus | None:
+    if not raw_status:
+        return None
+    try:
+        return WorkloadPlacementStatus.model_validate(
+            {k: v for k, v in raw_status.items() if k != "kopf"}
+        )
+    except ValidationError as error:
+        logger.warning("status could not be read, starting from scratch: %s", error)
+        return None
+
+
+def _report_invalid_spec(
+    body: kopf.Body, patch: kopf.Patch, raw_status: dict[str, Any], error: ValidationError
+) -> None:
+    # The CRD's schema rejects nearly everything at `kubectl apply`; what slips through (e.g.
+    # a CRD older than the operator) blocks the placement with the field named, never a crash.
+    problems = "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
+    )
+    message = f"invalid spec, nothing done: {problems}"
+    ready: dict[str, Any] = next(
+        (c for c in raw_status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    if raw_status.get("phase") == Phase.BLOCKED and ready.get("message") == message:
+        return  # already said
+    kopf.event(body, type=str(EventType.WARNING), reason=INVALID_SPEC, message=message)
+    patch.status["phase"] = str(Phase.BLOCKED)
+    patch.status["conditions"] = [
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": INVALID_SPEC,
+            "message": message[:2048],
+            "lastTransitionTime": utc_now().isoformat().replace("+00:00", "Z"),
+        }
+    ]
+
+
+# -- deletion -----------------------------------------------------------------------------
+
+
+def restore_for_deletion(body: kopf.Body, kube: KubeAdapter, logger: Logger) -> None:
+    """Give the Deployment back its replicas before the finalizer lets the placement go."""
+    name, namespace = body.metadata.name, body.metadata.namespace
+    assert name is not None and namespace is not None
+    target = (body.spec.get("target") or {}).get("deployment")
+    if not target:
+        return
+    deployment = kube.read_deployment(namespace, str(target))
+    if deployment is None:
+        logger.info("deployment/%s is gone; nothing to restore", target)
+        return
+    recorded = (body.get("status") or {}).get("originalReplicas")
+    original = (deployment.original_replicas if deployment.managed_by == name else None) or recorded
+    if original is None:
+        return
+    kube.restore(namespace, str(target), replicas=int(original))
+    kopf.event(
+        body,
+        type=str(EventType.NORMAL),
+        reason=str(Reason.RESTORED),
+        message=(
+            f"placement deleted; deployment/{target} {deployment.replicas} -> "
+            f"{int(original)} replicas restored"
+        ),
+    )

@@ -1,0 +1,205 @@
+"""The operator's only conversation with Kubernetes objects other than its own placements:
+Deployments (read, scale, restore), Jobs (create, read), autoscalers (detect conflicts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from placement.labels import MANAGED_BY_ANNOTATION, ORIGINAL_REPLICAS_ANNOTATION, PLACEMENT_LABEL
+
+
+class JobPhase(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    name: str
+    replicas: int
+    ready_replicas: int
+    original_replicas: int | None  # what the operator recorded before scaling down
+    managed_by: str | None  # the placement that scaled it, if any
+
+
+@dataclass(frozen=True)
+class JobState:
+    name: str
+    phase: JobPhase
+    created_at: datetime | None
+    finished_at: datetime | None
+    failed_pods: int
+    message: str
+
+
+class KubeAdapter:
+    """Typed operations on Deployments, Jobs and autoscalers through one ApiClient."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.apps = client.AppsV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.autoscaling = client.AutoscalingV2Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    # -- Deployments ------------------------------------------------------------------
+
+    def read_deployment(self, namespace: str, name: str) -> DeploymentState | None:
+        try:
+            deployment = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        annotations = (deployment.metadata and deployment.metadata.annotations) or {}
+        spec_replicas = deployment.spec.replicas if deployment.spec else None
+        status = deployment.status
+        return DeploymentState(
+            name=name,
+            replicas=1 if spec_replicas is None else int(spec_replicas),  # API default is 1
+            ready_replicas=int((status and status.ready_replicas) or 0),
+            original_replicas=_int_or_none(annotations.get(ORIGINAL_REPLICAS_ANNOTATION)),
+            managed_by=annotations.get(MANAGED_BY_ANNOTATION),
+        )
+
+    def scale_for_batch(
+        self, namespace: str, name: str, *, replicas: int, original: int, placement: str
+    ) -> None:
+        """Scale down and record the count to restore, in one write: never one without the
+        other, whatever happens to the operator between calls."""
+        self._patch_deployment(
+            namespace,
+            name,
+            {
+                "metadata": {
+                    "annotations": {
+                        ORIGINAL_REPLICAS_ANNOTATION: str(original),
+                        MANAGED_BY_ANNOTATION: placement,
+                    }
+                },
+                "spec": {"replicas": replicas},
+            },
+        )
+
+    def restore(self, namespace: str, name: str, *, replicas: int) -> None:
+        """Scale back and drop the operator's annotations, in one write."""
+        self._patch_deployment(
+            namespace,
+            name,
+            {
+                "metadata": {
+                    "annotations": {ORIGINAL_REPLICAS_ANNOTATION: None, MANAGED_BY_ANNOTATION: None}
+                },
+                "spec": {"replicas": replicas},
+            },
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the operator's annotations without touching replicas."""
+        self._patch_deployment(
+            namespace,
+            name,
+            {
+                "metadata": {
+                    "annotations": {ORIGINAL_REPLICAS_ANNOTATION: None, MANAGED_BY_ANNOTATION: None}
+                }
+            },
+        )
+
+    def _patch_deployment(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        # A merge patch carries no resourceVersion, so it cannot hit a 409 conflict.
+        self.apps.patch_namespaced_deployment(
+            name, namespace, body, _content_type="application/merge-patch+json"
+        )
+
+    # -- Autoscalers that would fight over .spec.replicas -------------------------------
+
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
+        found: list[str] = []
+        for hpa in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items:
+            ref = hpa.spec.scale_target_ref if hpa.spec else None
+            if ref and ref.kind == "Deployment" and ref.name == deployment:
+                found.append(f"HorizontalPodAutoscaler/{hpa.metadata and hpa.metadata.name}")
+        try:
+            scaled = cast(
+                dict[str, Any],
+                self.custom.list_namespaced_custom_object(
+                    "keda.sh", "v1alpha1", namespace, "scaledobjects"
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (403, 404):  # KEDA not installed, or not ours to read
+                raise
+            scaled = {"items": []}
+        for item in scaled.get("items", []):
+            scaled_ref: dict[str, Any] = item.get("spec", {}).get("scaleTargetRef", {})
+            if (
+                scaled_ref.get("kind", "Deployment") == "Deployment"
+                and scaled_ref.get("name") == deployment
+            ):
+                found.append(f"ScaledObject/{item['metadata']['name']}")
+        return found
+
+    # -- Jobs ---------------------------------------------------------------------------
+
+    def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create the Job; False when a Job of that name already exists (names are
+        deterministic per window, so that is the same Job, not a conflict)."""
+        try:
+            self.batch.create_namespaced_job(namespace, manifest)  # type: ignore[arg-type]
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def placement_jobs(self, namespace: str, placement: str) -> list[JobState]:
+        """Every Job this placement created (found by label, so none is forgotten)."""
+        jobs = self.batch.list_namespaced_job(
+            namespace, label_selector=f"{PLACEMENT_LABEL}={placement}"
+        ).items
+        return [job_state(job) for job in jobs]
+
+    def read_job(self, namespace: str, name: str) -> JobState | None:
+        try:
+            job = self.batch.read_namespaced_job_status(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return job_state(job)
+
+
+def job_state(job: client.V1Job) -> JobState:
+    status = job.status or client.V1JobStatus()
+    phase, finished_at, message = JobPhase.RUNNING, None, ""
+    for condition in status.conditions or []:
+        if condition.status != "True":
+            continue
+        if condition.type == "Complete":
+            phase, finished_at = JobPhase.SUCCEEDED, condition.last_transition_time
+        elif condition.type == "Failed":
+            phase, finished_at = JobPhase.FAILED, condition.last_transition_time
+            message = condition.message or condition.reason or ""
+    return JobState(
+        name=(job.metadata.name if job.metadata else None) or "",
+        phase=phase,
+        created_at=job.metadata.creation_timestamp if job.metadata else None,
+        finished_at=finished_at,
+        failed_pods=int(status.failed or 0),
+        message=message,
+    )
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,19 @@
+"""Names the operator writes onto other objects. They are an API: changing one strands the
+objects that carry the old name, so they are chosen once, under the API group."""
+
+from placement.api import GROUP, KUEUE_QUEUE_LABEL
+
+FINALIZER = f"{GROUP}/finalizer"
+ORIGINAL_REPLICAS_ANNOTATION = f"{GROUP}/original-replicas"  # on the Deployment while held
+MANAGED_BY_ANNOTATION = f"{GROUP}/placement"  # which placement holds the Deployment
+PLACEMENT_LABEL = f"{GROUP}/placement"  # on Jobs: the placement that created them
+WINDOW_LABEL = f"{GROUP}/window"  # on Jobs: the batch window they belong to
+
+__all__ = [
+    "FINALIZER",
+    "KUEUE_QUEUE_LABEL",
+    "MANAGED_BY_ANNOTATION",
+    "ORIGINAL_REPLICAS_ANNOTATION",
+    "PLACEMENT_LABEL",
+    "WINDOW_LABEL",
+]

@@ -1,0 +1,165 @@
+"""Read a placement's metrics from Prometheus, with an explicit outcome for every way it fails.
+
+The operator never scales on a number it does not trust, so each reading says what happened:
+one value in range, or empty, several series, NaN, out of range, an error, a timeout. The URL
+is operator configuration, never a field of the WorkloadPlacement.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+# Prometheus drops a series from instant queries once its last sample is 5 minutes old.
+STALENESS = timedelta(minutes=5)
+_CREDENTIALS = re.compile(r"//[^/@\s]+@")
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    EMPTY = "empty"
+    SEVERAL_SERIES = "several-series"
+    NOT_A_NUMBER = "not-a-number"
+    OUT_OF_RANGE = "out-of-range"
+    STALE = "stale"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One metric as the policy sees it: a trusted value, or why there is none."""
+
+    name: str
+    query: str
+    outcome: Outcome
+    value: float | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"{self.name} = {self.value:.4g}"
+        return f"{self.name} query {self.outcome.value}: {self.detail}"
+
+
+def promql_duration(delta: timedelta) -> str:
+    """A PromQL duration literal for a timedelta (whole seconds)."""
+    seconds = max(1, int(delta.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def averaged(expression: str, lookback: timedelta) -> str:
+    """The expression averaged over the lookback, so one noisy scrape does not decide."""
+    return f"avg_over_time(({expression})[{promql_duration(lookback)}:])"
+
+
+class MetricsReader:
+    """Evaluates placement queries against one Prometheus."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        headers: dict[str, str] | None = None,
+        verify_tls: bool = True,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        # No client-side retries: the next evaluation cycle is the retry.
+        self._client = PrometheusConnect(
+            url=url,
+            headers=headers,
+            disable_ssl=not verify_tls,
+            retry=Retry(total=0),
+            timeout=timeout,
+        )
+
+    def utilization(self, expression: str, lookback: timedelta) -> Reading:
+        """Useful utilization of the realtime fleet: one number in [0, 1]."""
+        return self._read("utilization", expression, lookback, upper=1.0)
+
+    def queue_depth(self, expression: str, lookback: timedelta) -> Reading:
+        """Work waiting: one number >= 0."""
+        return self._read("queueDepth", expression, lookback, upper=None)
+
+    def _read(
+        self, name: str, expression: str, lookback: timedelta, *, upper: float | None
+    ) -> Reading:
+        query = averaged(expression, lookback)
+        current = self._query(name, expression)
+        if isinstance(current, Reading):
+            return current
+        if not current:
+            return Reading(
+                name,
+                query,
+                Outcome.STALE if self._query(name, query) else Outcome.EMPTY,
+                detail=f"no sample of `{expression}` in the last {promql_duration(STALENESS)}",
+            )
+        result = self._query(name, query)
+        if isinstance(result, Reading):
+            return result
+        return _single_value(name, query, result, upper)
+
+    def _query(self, name: str, query: str) -> list[dict[str, object]] | Reading:
+        try:
+            result: list[dict[str, object]] = self._client.custom_query(query=query)
+        except requests.Timeout:
+            return Reading(name, query, Outcome.TIMEOUT, detail=f"no answer in {self.timeout:g}s")
+        except (requests.RequestException, PrometheusApiClientException) as error:
+            return Reading(name, query, Outcome.ERROR, detail=_short(error))
+        return result
+
+
+def _single_value(
+    name: str, query: str, result: list[dict[str, object]], upper: float | None
+) -> Reading:
+    if not result:
+        return Reading(name, query, Outcome.EMPTY, detail="the query returned no series")
+    if len(result) > 1:
+        labels = ", ".join(str(series.get("metric", {})) for series in result[:3])
+        return Reading(
+            name,
+            query,
+            Outcome.SEVERAL_SERIES,
+            detail=f"{len(result)} series ({labels}...); aggregate to one, e.g. with avg()",
+        )
+    sample = result[0].get("value")
+    try:
+        value = float(sample[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return Reading(name, query, Outcome.ERROR, detail=f"unreadable sample {sample!r}")
+    if math.isnan(value) or math.isinf(value):
+        return Reading(name, query, Outcome.NOT_A_NUMBER, detail=f"value is {value}")
+    if value < 0 or (upper is not None and value > upper):
+        bound = f"[0, {upper:g}]" if upper is not None else ">= 0"
+        return Reading(
+            name,
+            query,
+            Outcome.OUT_OF_RANGE,
+            value=value,
+            detail=f"{value:.4g} is outside {bound}",
+        )
+    return Reading(name, query, Outcome.OK, value=value)
+
+
+def _short(error: Exception) -> str:
+    # requests quotes the URL in its errors; user:password@ must not reach status or Events.
+    text = _CREDENTIALS.sub("//", str(error))
+    return text if len(text) <= 300 else text[:297] + "..."
