@@ -1,0 +1,63 @@
+"""`placement explain` core: the operator's answer, JSON-ready."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from placement.api import WorkloadPlacement, WorkloadPlacementSpec
+from placement.explain import explain
+from tests.unit.factories import EXAMPLE_UTILIZATION, example_manifest
+
+IN_WINDOW = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(example_manifest(), id="manifest-dict"),
+        pytest.param(example_manifest()["spec"], id="spec-dict"),
+        pytest.param(WorkloadPlacement.model_validate(example_manifest()), id="model"),
+        pytest.param(
+            WorkloadPlacementSpec.model_validate(example_manifest()["spec"]), id="spec-model"
+        ),
+    ],
+)
+def test_explain_the_design_example(source: object) -> None:
+    result = explain(source, 4, EXAMPLE_UTILIZATION, 12.0, IN_WINDOW)
+    assert json.loads(json.dumps(result)) == result  # JSON-ready as is
+    assert result["action"] == "MoveToBatch"
+    assert result["reason"] == "MovedToBatch"
+    assert result["savingsPerDay"] == 41.2
+    assert result["breakdown"] == {
+        "capacityAvoided": 98.4,
+        "batchProcessing": 43.1,
+        "dataStaging": 4.1,
+        "retries": 2.0,
+        "operations": 8.0,
+    }
+    assert result["message"] == (
+        "MovedToBatch: saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10"
+        " - retries 2.00 - operations 8.00; deployment/summarizer 4 -> 0;"
+        " job summarizer-20261122-0100 created"
+    )
+    assert result["inputs"]["replicas"] == 4
+    assert result["inputs"]["utilization"] == EXAMPLE_UTILIZATION
+    assert result["inputs"]["queueDepth"] == 12.0
+    assert result["window"]["open"] is True
+
+
+def test_explain_without_metrics() -> None:
+    result = explain(example_manifest(), 4, None, None, IN_WINDOW)
+    assert result["reason"] == "MetricsUnavailable"
+    assert result["savingsPerDay"] is None
+    assert result["breakdown"] is None
+
+
+def test_explain_rejects_a_bad_spec_naming_the_field() -> None:
+    manifest = example_manifest()
+    manifest["spec"]["costs"]["retryRate"] = 1.5
+    with pytest.raises(ValueError, match="retryRate"):
+        explain(manifest, 4, 0.5, None, IN_WINDOW)
