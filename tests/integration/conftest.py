@@ -1,9 +1,99 @@
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+from kubernetes import client
+from prometheus_client import Gauge
+
+from placement.localenv.cluster import LocalCluster
+from placement.localenv.process import ManagedProcess, free_port, http_ok, log_tail
+from placement.localenv.prometheus import Exporter, LocalPrometheus
+from tests.integration.harness import UTILIZATION_METRIC, Placements
+from tests.integration.wait import until
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in item.nodeid:
             item.add_marker(pytest.mark.integration)
+
+
+CRD_FILE = Path(__file__).parents[2] / "crds" / "workloadplacements.placement.runplacement.io.yaml"
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: LocalCluster) -> str:
+    """The committed CRD, applied to the real API server and Established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    name = "workloadplacements.placement.runplacement.io"
+    cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    # Discovery can trail the Established condition for a moment.
+    until(
+        lambda: cluster.kubectl("get", "wp", "-A", check=False).returncode,
+        lambda code: code == 0,
+        what="wp resource discoverable",
+    )
+    return name
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: LocalCluster,
+    prometheus: LocalPrometheus,
+    crd: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ManagedProcess]:
+    """`placement run` as its own process, the way it runs in a pod, against the real
+    cluster and Prometheus, looking at every placement each second."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = ManagedProcess(
+        "placement-operator",
+        [
+            sys.executable,
+            "-m",
+            "placement.cli",
+            "run",
+            "--prometheus-url",
+            prometheus.url,
+            "--tick",
+            "1",
+            "--standalone",
+            "--liveness",
+            f"http://127.0.0.1:{port}/healthz",
+        ],
+        log,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+    )
+    process.start()
+    try:
+        process.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def placements(api_client: client.ApiClient, namespace: str) -> Placements:
+    return Placements(api_client, namespace)
+
+
+@pytest.fixture
+def utilization(exporter: Exporter) -> Gauge:
+    return exporter.gauge(
+        UTILIZATION_METRIC, "useful work over capacity", ["namespace", "deployment"]
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    # When an operator test fails, the operator's own words are the first thing to read.
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    process = item.funcargs.get("operator") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(process, ManagedProcess):
+        report.sections.append(("operator log (tail)", log_tail(process.log_path, 60)))

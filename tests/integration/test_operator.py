@@ -1,0 +1,203 @@
+"""The operator against a real control plane and a real Prometheus, one test per path.
+
+Numbers used throughout (harness.placement defaults): 4 replicas at 4 USD/h, utilization 0.2,
+batch pods at 2 USD/h doing 4x a realtime replica-hour, staging 5/run, operations 10/day,
+retry rate 5%: work 4*0.2*24 = 19.2 replica-hours -> 4.8 batch pod-hours -> batch 9.60,
+retries 0.48.
+"""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import Gauge
+
+from placement.localenv.process import ManagedProcess
+from placement.localenv.prometheus import LocalPrometheus
+from tests.integration.harness import Placements, placement, utilization_query
+from tests.integration.wait import until
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def _deploy_with_utilization(
+    placements: Placements,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+    name: str,
+    *,
+    replicas: int = 4,
+    value: float = 0.2,
+) -> None:
+    placements.deployment(name, replicas)
+    utilization.labels(placements.namespace, name).set(value)
+    prometheus.wait_for_value(utilization_query(placements.namespace, name), value)
+
+
+def test_moves_to_batch_keeps_warm_replicas_and_runs_the_windows_job(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "summarizer")
+    placements.apply(
+        placement("summarizer", placements.namespace, deployment="summarizer", warm_replicas=1)
+    )
+
+    status = placements.wait_for_reason("summarizer", "BatchSucceeded", timeout=90)
+    assert placements.replicas("summarizer") == 1  # hybrid serving: one warm replica
+    assert status["phase"] == "Batch"
+    assert status["originalReplicas"] == 4
+    # capacity avoided (4-1)*4*24 = 288; savings 288 - 9.60 - 5 - 0.48 - 10 = 262.92
+    assert status["decision"]["breakdown"] == {
+        "capacityAvoided": 288.0,
+        "batchProcessing": 9.6,
+        "dataStaging": 5.0,
+        "retries": 0.48,
+        "operations": 10.0,
+    }
+    assert status["decision"]["savingsPerDay"] == 262.92
+
+    [job] = placements.jobs("summarizer")
+    window_label = job.metadata.labels["placement.runplacement.io/window"]
+    assert job.metadata.name == f"summarizer-{window_label}"
+    assert job.metadata.owner_references[0].kind == "WorkloadPlacement"
+    assert job.status.succeeded == 4  # parallelism 4, all completed on kwok
+
+    moved = placements.wait_for_event("summarizer", "MovedToBatch")
+    assert moved.type == "Normal"
+    assert moved.message.startswith(
+        "MovedToBatch: saves 262.92 USD/day = capacity avoided 288.00 - batch 9.60 - "
+        "staging 5.00 - retries 0.48 - operations 10.00; deployment/summarizer 4 -> 1; "
+        f"job summarizer-{window_label} created"
+    )
+    assert placements.wait_for_event("summarizer", "BatchSucceeded").type == "Normal"
+
+
+def test_user_visible_work_stays_realtime(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "chat")
+    placements.apply(placement("chat", placements.namespace, deployment="chat", user_visible=True))
+
+    status = placements.wait_for_reason("chat", "StayRealtime")
+    assert status["phase"] == "Realtime"
+    assert placements.replicas("chat") == 4
+    assert placements.jobs("chat") == []
+    assert "user" in placements.wait_for_event("chat", "StayRealtime").message
+
+
+def test_without_an_owner_nothing_changes(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "orphan")
+    placements.apply(placement("orphan", placements.namespace, deployment="orphan", owner=""))
+
+    placements.wait_for_reason("orphan", "OwnerMissing")
+    event = placements.wait_for_event("orphan", "OwnerMissing")
+    assert placements.replicas("orphan") == 4
+    assert placements.jobs("orphan") == []
+    assert "owner" in event.message.lower()
+
+
+def test_staging_and_operations_that_erase_the_savings_keep_it_realtime(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "reindex")
+    costs = {
+        "realtimeReplicaHourly": 4.0,
+        "batchPodHourly": 2.0,
+        "batchEfficiency": 4,
+        "dataStagingPerRun": 300,
+        "operationsPerDay": 150,
+        "retryRate": 0.05,
+    }
+    placements.apply(placement("reindex", placements.namespace, deployment="reindex", costs=costs))
+
+    status = placements.wait_for_reason("reindex", "SavingsNegative")
+    # 384 - 9.60 - 300 - 0.48 - 150 = -76.08
+    assert status["decision"]["savingsPerDay"] == -76.08
+    event = placements.wait_for_event("reindex", "SavingsNegative")
+    assert "-76.08" in event.message or "loses 76.08" in event.message
+    assert "staging 300.00" in event.message and "operations 150.00" in event.message
+    assert placements.replicas("reindex") == 4
+    assert placements.jobs("reindex") == []
+
+
+def test_recommend_mode_changes_nothing_and_says_what_it_would_do(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "advisor")
+    placements.apply(
+        placement("advisor", placements.namespace, deployment="advisor", mode="Recommend")
+    )
+
+    status = placements.wait_for_reason("advisor", "BatchRecommended")
+    assert status["decision"]["savingsPerDay"] == 358.92  # 384 - 9.60 - 5 - 0.48 - 10
+    event = placements.wait_for_event("advisor", "BatchRecommended")
+    assert "358.92" in event.message
+    assert placements.replicas("advisor") == 4
+    assert placements.jobs("advisor") == []
+    assert "originalReplicas" not in status
+
+
+def test_a_job_that_fails_past_its_retry_window_restores_realtime(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "flaky")
+    placements.apply(
+        placement(
+            "flaky",
+            placements.namespace,
+            deployment="flaky",
+            retry_window="1s",
+            pod_labels={"sim.placement.runplacement.io/outcome": "fail"},  # kwok fails the pods
+        )
+    )
+
+    status = placements.wait_for_reason("flaky", "FallbackRestored", timeout=90)
+    assert status["phase"] == "Fallback"
+    assert placements.replicas("flaky") == 4
+    event = placements.wait_for_event("flaky", "FallbackRestored")
+    assert event.type == "Warning"
+    assert "flaky" in event.message
+    [job] = placements.jobs("flaky")
+    assert any(c.type == "Failed" and c.status == "True" for c in job.status.conditions)
+
+
+def test_deleting_a_placement_in_batch_restores_the_replicas_first(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "nightly", replicas=3)
+    placements.apply(placement("nightly", placements.namespace, deployment="nightly"))
+    placements.wait_for_event("nightly", "MovedToBatch", timeout=90)
+    assert placements.replicas("nightly") == 0
+
+    placements.delete("nightly")
+    until(lambda: placements.exists("nightly"), lambda exists: not exists, what="placement gone")
+    assert placements.replicas("nightly") == 3
+    annotations = placements.apps.read_namespaced_deployment(
+        "nightly", placements.namespace
+    ).metadata.annotations
+    assert not any(key.startswith("placement.runplacement.io/") for key in annotations)
+
+
+def test_missing_metrics_never_scale_down(placements: Placements) -> None:
+    placements.deployment("unmeasured", 4)  # no series in Prometheus for it
+    placements.apply(placement("unmeasured", placements.namespace, deployment="unmeasured"))
+
+    placements.wait_for_reason("unmeasured", "MetricsUnavailable")
+    event = placements.wait_for_event("unmeasured", "MetricsUnavailable")
+    assert event.type == "Warning"
+    assert "utilization" in event.message
+    assert placements.replicas("unmeasured") == 4
+    assert placements.jobs("unmeasured") == []
+
+
+def test_a_missing_deployment_blocks_the_placement(placements: Placements) -> None:
+    placements.apply(placement("ghost", placements.namespace, deployment="does-not-exist"))
+
+    status = placements.wait_for_reason("ghost", "TargetMissing")
+    assert status["phase"] == "Blocked"
+    assert placements.wait_for_event("ghost", "TargetMissing").type == "Warning"
+
+
+def test_operator_process_is_still_alive(operator: ManagedProcess) -> None:
+    assert operator.exit_code() is None
