@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv tools cluster cluster-down kubectl-path test unit integration lint format clean
+.PHONY: help demo venv tools cluster cluster-down kubectl-path test unit integration lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,3 +52,6 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 
 clean: cluster-down ## remove the virtualenv and local state (the tool cache stays)
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
+
+demo: tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--keep keeps it up
+	$(PY) -m placement.localenv.demo $(DEMO_FLAGS)

@@ -105,7 +105,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _worksheet(result: dict[str, Any]) -> str:
     currency = result["currency"]
-    lines = [f"{result['reason']}: {result['message']}", ""]
+    lines = [result["message"], ""]
     breakdown = result.get("breakdown")
     if breakdown:
         lines.append(

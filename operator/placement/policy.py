@@ -692,7 +692,7 @@ def _failed_in(ctx: _Context, span: WindowSpan) -> bool:
 
 def _queue_text(ctx: _Context) -> str:
     depth = ctx.observed.queue_depth
-    return "" if depth is None else f"; queue depth {depth:g}"
+    return "" if depth is None else f"; queue depth {round(depth, 1):g}"
 
 
 def _wait(ctx: _Context, message: str) -> Decision:

@@ -115,6 +115,15 @@ class MetricsReader:
         result = self._query(name, query)
         if isinstance(result, Reading):
             return result
+        if not result:
+            # Subquery steps align to their resolution: a series that has just started has a
+            # current sample but no averaged one yet.
+            return Reading(
+                name,
+                query,
+                Outcome.EMPTY,
+                detail=f"`{expression}` has samples but none averaged over the lookback yet",
+            )
         return _single_value(name, query, result, upper)
 
     def _query(self, name: str, query: str) -> list[dict[str, object]] | Reading:

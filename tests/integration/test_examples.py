@@ -1,0 +1,56 @@
+"""The shipped examples and the CRD at the real API server: what pydantic accepts the server
+accepts, what it refuses the server refuses naming the field, and what only the operator can
+check blocks the placement instead of crashing anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from placement.api import WorkloadPlacement
+from placement.localenv.cluster import LocalCluster
+from tests.integration.harness import Placements, placement
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_pass_pydantic_and_the_api_server(
+    example: Path, cluster: LocalCluster, crd: str, namespace: str
+) -> None:
+    WorkloadPlacement.model_validate(yaml.safe_load(example.read_text()))
+    applied = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", str(example), check=False
+    )
+    assert applied.returncode == 0, applied.stderr
+
+
+def test_the_api_server_names_the_bad_field(
+    cluster: LocalCluster, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    manifest = EXAMPLES[0].read_text().replace("retryRate: ", "retryRate: 1.5 #")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(manifest)
+    applied = cluster.kubectl("apply", "-n", namespace, "-f", str(bad), check=False)
+    assert applied.returncode != 0
+    assert "spec.costs.retryRate" in applied.stderr
+
+
+@pytest.mark.usefixtures("operator")
+def test_an_unknown_time_zone_blocks_the_placement_with_the_field_named(
+    placements: Placements,
+) -> None:
+    placements.deployment("tz", 2)
+    manifest = placement("tz", placements.namespace, deployment="tz")
+    # Well-formed, so the CRD's pattern lets it through; only the operator can look it up.
+    manifest["spec"]["batch"]["window"]["timeZone"] = "Europe/Atlantis"
+    placements.apply(manifest)
+
+    event = placements.wait_for_event("tz", "InvalidSpec")
+    assert event.type == "Warning"
+    assert "spec.batch.window.timeZone" in event.message
+    status = placements.status("tz")
+    assert status["phase"] == "Blocked"
+    assert placements.replicas("tz") == 2
