@@ -31,9 +31,9 @@ from placement.api import (
 )
 from placement.config import OperatorConfig
 from placement.jobs import job_manifest
-from placement.kube import DeploymentState, JobPhase, JobState, KubeAdapter
+from placement.kube import DeploymentState, JobState, KubeAdapter
 from placement.labels import FINALIZER
-from placement.policy import Decision, JobObservation, JobOutcome, Observed, State, decide
+from placement.policy import Decision, JobObservation, Observed, State, decide
 from placement.prometheus import MetricsReader, Reading
 from placement.reasons import EventType, Reason
 from placement.status import build_status, state_from_status
@@ -185,12 +185,7 @@ def _observe(
 
 
 def _job_observation(job: JobState) -> JobObservation:
-    outcome = {
-        JobPhase.RUNNING: JobOutcome.RUNNING,
-        JobPhase.SUCCEEDED: JobOutcome.SUCCEEDED,
-        JobPhase.FAILED: JobOutcome.FAILED,
-    }[job.phase]
-    return JobObservation(name=job.name, outcome=outcome, finished_at=job.finished_at)
+    return JobObservation(name=job.name, outcome=job.outcome, finished_at=job.finished_at)
 
 
 def _recover_from_annotations(state: State, deployment: DeploymentState | None, name: str) -> State:

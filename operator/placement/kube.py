@@ -6,19 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from placement.labels import MANAGED_BY_ANNOTATION, ORIGINAL_REPLICAS_ANNOTATION, PLACEMENT_LABEL
-
-
-class JobPhase(StrEnum):
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
+from placement.policy import JobOutcome
 
 
 @dataclass(frozen=True)
@@ -33,7 +27,7 @@ class DeploymentState:
 @dataclass(frozen=True)
 class JobState:
     name: str
-    phase: JobPhase
+    outcome: JobOutcome
     created_at: datetime | None
     finished_at: datetime | None
     failed_pods: int
@@ -179,18 +173,18 @@ class KubeAdapter:
 
 def job_state(job: client.V1Job) -> JobState:
     status = job.status or client.V1JobStatus()
-    phase, finished_at, message = JobPhase.RUNNING, None, ""
+    outcome, finished_at, message = JobOutcome.RUNNING, None, ""
     for condition in status.conditions or []:
         if condition.status != "True":
             continue
         if condition.type == "Complete":
-            phase, finished_at = JobPhase.SUCCEEDED, condition.last_transition_time
+            outcome, finished_at = JobOutcome.SUCCEEDED, condition.last_transition_time
         elif condition.type == "Failed":
-            phase, finished_at = JobPhase.FAILED, condition.last_transition_time
+            outcome, finished_at = JobOutcome.FAILED, condition.last_transition_time
             message = condition.message or condition.reason or ""
     return JobState(
         name=(job.metadata.name if job.metadata else None) or "",
-        phase=phase,
+        outcome=outcome,
         created_at=job.metadata.creation_timestamp if job.metadata else None,
         finished_at=finished_at,
         failed_pods=int(status.failed or 0),

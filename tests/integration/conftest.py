@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +8,8 @@ from kubernetes import client
 from prometheus_client import Gauge
 
 from placement.localenv.cluster import LocalCluster
-from placement.localenv.process import ManagedProcess, free_port, http_ok, log_tail
+from placement.localenv.operator_process import start_operator
+from placement.localenv.process import ManagedProcess, log_tail
 from placement.localenv.prometheus import Exporter, LocalPrometheus
 from tests.integration.harness import UTILIZATION_METRIC, Placements
 from tests.integration.wait import until
@@ -49,32 +48,10 @@ def operator(
 ) -> Iterator[ManagedProcess]:
     """`placement run` as its own process, the way it runs in a pod, against the real
     cluster and Prometheus, looking at every placement each second."""
-    port = free_port()
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = ManagedProcess(
-        "placement-operator",
-        [
-            sys.executable,
-            "-m",
-            "placement.cli",
-            "run",
-            "--prometheus-url",
-            prometheus.url,
-            "--tick",
-            "1",
-            "--standalone",
-            "--liveness",
-            f"http://127.0.0.1:{port}/healthz",
-        ],
-        log,
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-    )
-    process.start()
-    try:
-        process.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
-        yield process
-    finally:
-        process.stop()
+    process = start_operator(cluster.kubeconfig, prometheus.url, log, tick_seconds=1)
+    yield process
+    process.stop()
 
 
 @pytest.fixture

@@ -88,6 +88,22 @@ def placement(
     }
 
 
+def deployment(name: str, replicas: int) -> client.V1Deployment:
+    """A Deployment whose pods kwok runs (the image is never pulled)."""
+    labels = {"app": name}
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="server", image=IMAGE)]),
+            ),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Event:
     type: str
@@ -106,23 +122,7 @@ class Placements:
         self.batch = client.BatchV1Api(api_client)
 
     def deployment(self, name: str, replicas: int) -> None:
-        labels = {"app": name}
-        self.apps.create_namespaced_deployment(
-            self.namespace,
-            client.V1Deployment(
-                metadata=client.V1ObjectMeta(name=name),
-                spec=client.V1DeploymentSpec(
-                    replicas=replicas,
-                    selector=client.V1LabelSelector(match_labels=labels),
-                    template=client.V1PodTemplateSpec(
-                        metadata=client.V1ObjectMeta(labels=labels),
-                        spec=client.V1PodSpec(
-                            containers=[client.V1Container(name="server", image=IMAGE)]
-                        ),
-                    ),
-                ),
-            ),
-        )
+        self.apps.create_namespaced_deployment(self.namespace, deployment(name, replicas))
 
     def replicas(self, deployment: str) -> int:
         return int(self.apps.read_namespaced_deployment(deployment, self.namespace).spec.replicas)

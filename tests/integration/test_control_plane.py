@@ -11,24 +11,8 @@ from kubernetes.client.exceptions import ApiException
 
 from placement.localenv import tools
 from placement.localenv.cluster import LocalCluster
+from tests.integration.harness import IMAGE, deployment
 from tests.integration.wait import until
-
-IMAGE = "registry.example/inference-server:1.0"  # never pulled: kwok only simulates the pod
-
-
-def _deployment(name: str, replicas: int) -> client.V1Deployment:
-    labels = {"app": name}
-    return client.V1Deployment(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1DeploymentSpec(
-            replicas=replicas,
-            selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="server", image=IMAGE)]),
-            ),
-        ),
-    )
 
 
 def _running_pods(core: client.CoreV1Api, namespace: str, app: str) -> list[client.V1Pod]:
@@ -54,7 +38,7 @@ def test_deployment_pods_run_on_kwok_nodes_and_follow_scaling(
     api_client: client.ApiClient, core_v1: client.CoreV1Api, namespace: str
 ) -> None:
     apps = client.AppsV1Api(api_client)
-    apps.create_namespaced_deployment(namespace, _deployment("summarizer", 2))
+    apps.create_namespaced_deployment(namespace, deployment("summarizer", 2))
 
     pods = until(
         lambda: _running_pods(core_v1, namespace, "summarizer"),

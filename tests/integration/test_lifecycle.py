@@ -4,7 +4,6 @@ leave no process behind, and a component that fails says why."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,18 +13,8 @@ from pathlib import Path
 import pytest
 
 from placement.localenv import tools
-from placement.localenv.process import ComponentError, ManagedProcess
+from placement.localenv.process import ComponentError, ManagedProcess, is_alive
 from tests.integration.wait import until
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for every purpose but the process table.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
 
 
 def _localenv(*args: str) -> subprocess.CompletedProcess[str]:
@@ -57,11 +46,11 @@ def test_up_gives_a_cluster_kubectl_answers_and_down_stops_everything(tmp_path: 
     assert "already running" in again.stdout
 
     children = [int(pid) for pid in state["children"].values()]
-    assert len(children) == 6 and all(_alive(pid) for pid in children)
+    assert len(children) == 6 and all(is_alive(pid) for pid in children)
     down = _localenv("down", "--dir", str(tmp_path))
     assert down.returncode == 0, down.stderr
-    assert not _alive(state["pid"])
-    assert not [pid for pid in children if _alive(pid)]
+    assert not is_alive(state["pid"])
+    assert not [pid for pid in children if is_alive(pid)]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
@@ -89,7 +78,7 @@ def test_no_orphans_when_the_owner_is_interrupted_or_killed(
         supervisor.send_signal(signum)
         supervisor.wait(30)
         until(
-            lambda: [pid for pid in children if _alive(pid)],
+            lambda: [pid for pid in children if is_alive(pid)],
             lambda alive: not alive,
             timeout=30,
             what="every component gone",

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from placement.localenv.cluster import LocalCluster
-from placement.localenv.process import ComponentError, log_tail
+from placement.localenv.process import ComponentError, is_alive, log_tail
 from placement.localenv.prometheus import LocalPrometheus
 from placement.localenv.tools import ToolsError
 
@@ -37,14 +37,6 @@ def _read_state(root: Path) -> dict[str, object] | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     return state
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def serve(root: Path, nodes: int) -> int:
@@ -88,7 +80,7 @@ def serve(root: Path, nodes: int) -> int:
 def up(root: Path, nodes: int, timeout: float) -> int:
     root = root.resolve()
     state = _read_state(root)
-    if state and state.get("status") == "ready" and _alive(int(str(state["pid"]))):
+    if state and state.get("status") == "ready" and is_alive(int(str(state["pid"]))):
         _print_usage(state, already=True)
         return 0
     root.mkdir(parents=True, exist_ok=True)
@@ -136,12 +128,12 @@ def down(root: Path) -> int:
         print("no local cluster is running")
         return 0
     pid = int(str(state["pid"]))
-    if _alive(pid):
+    if is_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
+        while is_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
+        if is_alive(pid):
             os.kill(pid, signal.SIGKILL)  # its children follow it (PDEATHSIG)
     _state_file(root).unlink(missing_ok=True)
     print("local cluster stopped")

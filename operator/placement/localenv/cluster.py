@@ -189,49 +189,38 @@ class LocalCluster:
 
     def _start_controller_manager(self) -> None:
         assert self._pki is not None
-        port = free_port()
-        manager = self._spawn(
+        self._start_client_component(
             "kube-controller-manager",
             [
-                str(tools.binary("kube-controller-manager")),
-                f"--kubeconfig={self.kubeconfig}",
-                f"--authentication-kubeconfig={self.kubeconfig}",
-                f"--authorization-kubeconfig={self.kubeconfig}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--cert-dir={self.workdir / 'controller-manager-certs'}",
-                "--leader-elect=false",
                 f"--root-ca-file={self._pki.ca.cert}",
                 f"--service-account-private-key-file={self._pki.service_account_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--v=1",
             ],
-        )
-        insecure = ssl._create_unverified_context()  # self-signed serving cert of its own
-        self.timings.seconds["kube-controller-manager"] = manager.wait_until(
-            lambda: http_ok(f"https://127.0.0.1:{port}/healthz", insecure),
-            self.start_timeout,
-            "healthy",
         )
 
     def _start_scheduler(self) -> None:
+        self._start_client_component("kube-scheduler", [])
+
+    def _start_client_component(self, name: str, extra_flags: list[str]) -> None:
+        """controller-manager and scheduler: API clients with a health port of their own."""
         port = free_port()
-        scheduler = self._spawn(
-            "kube-scheduler",
+        component = self._spawn(
+            name,
             [
-                str(tools.binary("kube-scheduler")),
+                str(tools.binary(name)),
                 f"--kubeconfig={self.kubeconfig}",
                 f"--authentication-kubeconfig={self.kubeconfig}",
                 f"--authorization-kubeconfig={self.kubeconfig}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={port}",
-                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                f"--cert-dir={self.workdir / (name + '-certs')}",
                 "--leader-elect=false",
                 "--v=1",
+                *extra_flags,
             ],
         )
-        insecure = ssl._create_unverified_context()
-        self.timings.seconds["kube-scheduler"] = scheduler.wait_until(
+        insecure = ssl._create_unverified_context()  # self-signed serving cert of its own
+        self.timings.seconds[name] = component.wait_until(
             lambda: http_ok(f"https://127.0.0.1:{port}/healthz", insecure),
             self.start_timeout,
             "healthy",

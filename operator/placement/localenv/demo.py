@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import os
 import sys
 import threading
 import time
@@ -23,7 +22,8 @@ from typing import Any
 import yaml
 
 from placement.localenv.cluster import LocalCluster
-from placement.localenv.process import ComponentError, ManagedProcess, free_port, http_ok
+from placement.localenv.operator_process import start_operator
+from placement.localenv.process import ComponentError, ManagedProcess
 from placement.localenv.prometheus import Exporter, LocalPrometheus
 from placement.localenv.tools import ToolsError
 from placement.prometheus import averaged
@@ -145,27 +145,9 @@ def run(workdir: Path, keep: bool, settle_seconds: float) -> int:
         print(cluster.kubectl("apply", "-f", "-", input_text=manifests).stdout.strip())
 
         _step("running the operator: placement run")
-        port = free_port()
-        operator = ManagedProcess(
-            "placement-operator",
-            [
-                sys.executable,
-                "-m",
-                "placement.cli",
-                "run",
-                "--prometheus-url",
-                prometheus.url,
-                "--tick",
-                "1",
-                "--standalone",
-                "--liveness",
-                f"http://127.0.0.1:{port}/healthz",
-            ],
-            workdir / "operator.log",
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        operator = start_operator(
+            cluster.kubeconfig, prometheus.url, workdir / "operator.log", tick_seconds=1
         )
-        operator.start()
-        operator.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
         print(f"operator live; its log: {operator.log_path}")
         _wait_for_samples(prometheus)
 

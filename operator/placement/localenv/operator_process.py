@@ -1,0 +1,53 @@
+"""`placement run` as its own process against a local cluster, the way it runs in a pod.
+
+The demo, the integration tests and the benchmarks start the operator through this, so they
+all exercise the same command line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from placement.localenv.process import ManagedProcess, free_port, http_ok
+
+
+def start_operator(
+    kubeconfig: Path,
+    prometheus_url: str,
+    log_path: Path,
+    *,
+    tick_seconds: float = 1.0,
+    extra_args: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> ManagedProcess:
+    """Start the operator and return once its liveness endpoint answers."""
+    port = free_port()
+    process = ManagedProcess(
+        "placement-operator",
+        [
+            sys.executable,
+            "-m",
+            "placement.cli",
+            "run",
+            "--prometheus-url",
+            prometheus_url,
+            "--tick",
+            f"{tick_seconds:g}",
+            "--standalone",
+            "--liveness",
+            f"http://127.0.0.1:{port}/healthz",
+            *extra_args,
+        ],
+        log_path,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+    )
+    process.start()
+    try:
+        process.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout, "live")
+    except BaseException:
+        process.stop()
+        raise
+    return process
