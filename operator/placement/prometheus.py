@@ -14,6 +14,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 import requests
+import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
@@ -106,11 +107,19 @@ class MetricsReader:
         if isinstance(current, Reading):
             return current
         if not current:
+            earlier = self._query(name, query)
+            if isinstance(earlier, Reading):
+                return earlier
             return Reading(
                 name,
                 query,
-                Outcome.STALE if self._query(name, query) else Outcome.EMPTY,
-                detail=f"no sample of `{expression}` in the last {promql_duration(STALENESS)}",
+                Outcome.STALE if earlier else Outcome.EMPTY,
+                detail=f"no sample of `{expression}` in the last {promql_duration(STALENESS)}"
+                + (
+                    f", only older ones within the {promql_duration(lookback)} lookback"
+                    if earlier
+                    else ""
+                ),
             )
         result = self._query(name, query)
         if isinstance(result, Reading):
@@ -129,9 +138,11 @@ class MetricsReader:
     def _query(self, name: str, query: str) -> list[dict[str, object]] | Reading:
         try:
             result: list[dict[str, object]] = self._client.custom_query(query=query)
-        except requests.Timeout:
-            return Reading(name, query, Outcome.TIMEOUT, detail=f"no answer in {self.timeout:g}s")
         except (requests.RequestException, PrometheusApiClientException) as error:
+            if _is_timeout(error):
+                return Reading(
+                    name, query, Outcome.TIMEOUT, detail=f"no answer in {self.timeout:g}s"
+                )
             return Reading(name, query, Outcome.ERROR, detail=_short(error))
         return result
 
@@ -166,6 +177,19 @@ def _single_value(
             detail=f"{value:.4g} is outside {bound}",
         )
     return Reading(name, query, Outcome.OK, value=value)
+
+
+def _is_timeout(error: Exception) -> bool:
+    # Without client retries, urllib3 reports a read timeout as MaxRetryError(reason=
+    # ReadTimeoutError), which requests wraps in a ConnectionError, not a Timeout.
+    if isinstance(error, requests.Timeout):
+        return True
+    cause = error.args[0] if error.args else None
+    reason = getattr(cause, "reason", None)
+    # NewConnectionError (refused) subclasses ConnectTimeoutError for old callers' sake.
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return False
+    return isinstance(reason, urllib3.exceptions.TimeoutError)
 
 
 def _short(error: Exception) -> str:
