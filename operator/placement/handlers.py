@@ -36,7 +36,7 @@ from placement.labels import FINALIZER
 from placement.policy import Decision, JobObservation, Observed, State, decide
 from placement.prometheus import MetricsReader, Reading
 from placement.reasons import EventType, Reason
-from placement.status import build_status, state_from_status
+from placement.status import build_status, state_from_status, status_patch
 from placement.window import current_or_next_window
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -152,7 +152,8 @@ def evaluate(
         )
     generation = body.metadata.get("generation")
     status = build_status(decision, previous, generation=generation)
-    _patch_status_if_changed(patch, raw_status, status)
+    for key, value in (status_patch(raw_status, status) or {}).items():
+        patch.status[key] = value
     return spec.evaluation_interval.timedelta.total_seconds()
 
 
@@ -234,36 +235,6 @@ def _actuate(
         )
         kopf.adopt(manifest, owner=body)  # the Job goes when its placement goes
         kube.create_job(namespace, manifest)
-
-
-def _patch_status_if_changed(
-    patch: kopf.Patch, raw_status: dict[str, Any], status: WorkloadPlacementStatus
-) -> None:
-    new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-    if _without_volatile(new) == _without_volatile(raw_status):
-        return  # nothing a reader would notice: no write
-    for key in raw_status:
-        if key not in new:
-            patch.status[key] = None  # merge patch: None deletes
-    for key, value in new.items():
-        patch.status[key] = _with_deletions(raw_status.get(key), value)
-
-
-def _with_deletions(old: Any, new: Any) -> Any:
-    """A merge-patch value that also removes keys present in `old` and absent in `new`."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        merged = {key: None for key in old if key not in new}
-        merged.update({k: _with_deletions(old.get(k), v) for k, v in new.items()})
-        return merged
-    return new
-
-
-def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:
-    copy = {k: v for k, v in status.items() if k not in ("kopf",)}
-    decision = copy.get("decision")
-    if isinstance(decision, dict):
-        copy["decision"] = {k: v for k, v in decision.items() if k != "evaluatedAt"}
-    return copy
 
 
 def _parse_status(raw_status: dict[str, Any], logger: Logger) -> WorkloadPlacementStatus | None:

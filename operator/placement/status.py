@@ -8,6 +8,7 @@ patch `build_status(decision, previous, generation=...)` (dumped with
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from placement.api import (
     HISTORY_LIMIT,
@@ -145,3 +146,35 @@ def merge_conditions(
             )
         )
     return merged
+
+
+def status_patch(current: dict[str, Any], status: WorkloadPlacementStatus) -> dict[str, Any] | None:
+    """The merge patch that turns the stored status into `status`, or None when a reader
+    would see no difference (only the evaluation time moved): no write at all then.
+
+    Keys the new status no longer has are sent as None, which a merge patch deletes; a plain
+    update would leave e.g. originalReplicas behind after a restore.
+    """
+    new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if _without_volatile(new) == _without_volatile(current):
+        return None
+    patch: dict[str, Any] = {key: None for key in current if key not in new}
+    patch.update({key: _with_deletions(current.get(key), value) for key, value in new.items()})
+    return patch
+
+
+def _with_deletions(old: Any, new: Any) -> Any:
+    if isinstance(old, dict) and isinstance(new, dict):
+        merged = {key: None for key in old if key not in new}
+        merged.update({k: _with_deletions(old.get(k), v) for k, v in new.items()})
+        return merged
+    return new
+
+
+def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:
+    # kopf's own bookkeeping and the evaluation time are not news to a reader.
+    copy = {k: v for k, v in status.items() if k != "kopf"}
+    decision = copy.get("decision")
+    if isinstance(decision, dict):
+        copy["decision"] = {k: v for k, v in decision.items() if k != "evaluatedAt"}
+    return copy

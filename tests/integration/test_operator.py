@@ -162,6 +162,35 @@ def test_a_job_that_fails_past_its_retry_window_restores_realtime(
     assert any(c.type == "Failed" and c.status == "True" for c in job.status.conditions)
 
 
+def test_alert_fallback_warns_and_leaves_the_deployment_alone(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "paged")
+    placements.apply(
+        placement(
+            "paged",
+            placements.namespace,
+            deployment="paged",
+            warm_replicas=1,
+            retry_window="1s",
+            fallback="Alert",
+            pod_labels={"sim.placement.runplacement.io/outcome": "fail"},
+        )
+    )
+
+    status = placements.wait_for_reason("paged", "BatchJobFailed", timeout=90)
+    assert status["phase"] == "Fallback"
+    event = until(
+        lambda: placements.events("paged"),
+        lambda found: any("fallback Alert" in e.message for e in found),
+        what="an Alert fallback event",
+    )
+    alert = next(e for e in event if "fallback Alert" in e.message)
+    assert alert.type == "Warning"
+    assert "deployment/paged left at 1 replicas" in alert.message
+    assert placements.replicas("paged") == 1  # a person decides; the operator only warns
+
+
 def test_deleting_a_placement_in_batch_restores_the_replicas_first(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from placement.localenv import tools
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.process import ComponentError, is_alive, log_tail
 from placement.localenv.prometheus import LocalPrometheus
@@ -153,9 +154,11 @@ def _print_usage(state: dict[str, object], *, already: bool) -> None:
         )
     print(f"  API server:  {state['server']}")
     print(f"  Prometheus:  {state['prometheus']}")
-    print("Use it with:")
+    kubectl_dir = tools.binary("kubectl").parent
+    print("Use it with (the kubectl built for this 1.36 cluster first on PATH):")
     print(f"  export KUBECONFIG={state['kubeconfig']}")
-    print("  kubectl get nodes          # kubectl: `make kubectl-path` prints the built one")
+    print(f"  export PATH={kubectl_dir}:$PATH")
+    print("  kubectl get nodes")
     print("Stop it with: make cluster-down")
 
 
