@@ -101,6 +101,21 @@ def register(
     def spec_changed(memo: kopf.Memo, **_: Any) -> None:
         memo.next_evaluation = 0.0  # evaluate at the next tick, not after the interval
 
+    @kopf.on.update(
+        *RESOURCE, id="target-changed", field="spec.target.deployment", registry=registry
+    )
+    def target_changed(
+        body: kopf.Body,
+        old: Any,
+        new: Any,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        logger: Logger,
+        **_: Any,
+    ) -> None:
+        release_previous_target(body, str(old) if old else None, patch, memo.kube, logger)
+        memo.next_evaluation = 0.0
+
     @kopf.timer(*RESOURCE, id="reconcile", interval=config.tick_seconds, registry=registry)
     def reconcile(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
@@ -138,7 +153,15 @@ def evaluate(
     previous = _parse_status(raw_status, logger)
     state = state_from_status(name, previous)
     deployment = kube.read_deployment(namespace, spec.target.deployment)
-    state = _recover_from_annotations(state, deployment, name)
+    reconciled = _reconcile_holding(state, deployment, name)
+    if reconciled is None:
+        logger.info(
+            "status holds replicas of another Deployment than %s; waiting for the "
+            "retargeting to finish",
+            spec.target.deployment,
+        )
+        return 5.0
+    state = reconciled
     observed = _observe(spec, namespace, name, deployment, kube, metrics, state)
     decision = decide(spec, observed, state, now=now)
     if decision.actuate:
@@ -189,16 +212,21 @@ def _job_observation(job: JobState) -> JobObservation:
     return JobObservation(name=job.name, outcome=job.outcome, finished_at=job.finished_at)
 
 
-def _recover_from_annotations(state: State, deployment: DeploymentState | None, name: str) -> State:
-    # The scale-down and its annotation are one write, the status patch a second one: if the
-    # operator died between them, the annotation still knows what to restore.
-    if (
-        deployment is not None
-        and deployment.managed_by == name
-        and deployment.original_replicas is not None
-        and state.original_replicas is None
-    ):
+def _reconcile_holding(state: State, deployment: DeploymentState | None, name: str) -> State | None:
+    """Make status and the Deployment's annotation agree on what is held; None: they
+    describe different Deployments (the target just changed), so do nothing yet."""
+    if deployment is None:
+        return state
+    annotated = deployment.managed_by == name and deployment.original_replicas is not None
+    if annotated and state.original_replicas is None:
+        # Scale-down and annotation are one write, the status patch a second one: the
+        # operator died between them. The annotation knows what to restore.
         return replace(state, original_replicas=deployment.original_replicas, phase=Phase.BATCH)
+    if state.original_replicas is not None and not annotated:
+        if deployment.replicas == state.original_replicas:
+            # The restore (which drops the annotation) happened; its status patch did not.
+            return replace(state, original_replicas=None)
+        return None
     return state
 
 
@@ -276,7 +304,41 @@ def _report_invalid_spec(
     ]
 
 
-# -- deletion -----------------------------------------------------------------------------
+# -- deletion and retargeting --------------------------------------------------------------
+
+
+def release_previous_target(
+    body: kopf.Body,
+    previous: str | None,
+    patch: kopf.Patch,
+    kube: KubeAdapter,
+    logger: Logger,
+) -> None:
+    """The placement now names another Deployment: give the one it held back first, and
+    forget what status remembered about it (its replica count is not the new target's)."""
+    name, namespace = body.metadata.name, body.metadata.namespace
+    assert name is not None and namespace is not None
+    if previous:
+        deployment = kube.read_deployment(namespace, previous)
+        if (
+            deployment is not None
+            and deployment.managed_by == name
+            and deployment.original_replicas is not None
+        ):
+            kube.restore(namespace, previous, replicas=deployment.original_replicas)
+            kopf.event(
+                body,
+                type=str(EventType.NORMAL),
+                reason=str(Reason.RESTORED),
+                message=(
+                    f"target changed to deployment/{body.spec['target']['deployment']}; "
+                    f"deployment/{previous} {deployment.replicas} -> "
+                    f"{deployment.original_replicas} replicas restored"
+                ),
+            )
+    patch.status["originalReplicas"] = None
+    patch.status["phase"] = str(Phase.OBSERVING)
+    patch.status["batch"] = {"currentJob": None, "since": None, "baselineUtilization": None}
 
 
 def restore_for_deletion(body: kopf.Body, kube: KubeAdapter, logger: Logger) -> None:

@@ -230,3 +230,48 @@ def test_a_missing_deployment_blocks_the_placement(placements: Placements) -> No
 
 def test_operator_process_is_still_alive(operator: ManagedProcess) -> None:
     assert operator.exit_code() is None
+
+
+def test_retargeting_gives_the_old_deployment_back_and_holds_the_new_one_with_its_own_count(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy_with_utilization(placements, prometheus, utilization, "old-target", replicas=4)
+    _deploy_with_utilization(placements, prometheus, utilization, "new-target", replicas=2)
+    manifest = placement("mover", placements.namespace, deployment="old-target")
+    placements.apply(manifest)
+    placements.wait_for_event("mover", "MovedToBatch", timeout=90)
+    assert placements.replicas("old-target") == 0
+
+    placements.custom.patch_namespaced_custom_object(
+        "placement.runplacement.io",
+        "v1alpha1",
+        placements.namespace,
+        "workloadplacements",
+        "mover",
+        {
+            "spec": {
+                "target": {"deployment": "new-target"},
+                "metrics": {"utilization": utilization_query(placements.namespace, "new-target")},
+            }
+        },
+    )
+    until(
+        lambda: placements.replicas("old-target"), lambda n: n == 4, what="old target restored to 4"
+    )
+    status = until(
+        lambda: placements.status("mover"),
+        lambda s: s.get("originalReplicas") == 2 and s.get("phase") == "Batch",
+        timeout=60,
+        what="new target held with its own count",
+    )
+    assert placements.replicas("new-target") == 0
+    assert status["originalReplicas"] == 2
+    restored = [e for e in placements.events("mover") if e.reason == "Restored"]
+    assert "deployment/old-target 0 -> 4" in restored[0].message
+
+    placements.delete("mover")
+    until(
+        lambda: placements.replicas("new-target"),
+        lambda n: n == 2,
+        what="new target restored to 2 on delete",
+    )
