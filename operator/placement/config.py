@@ -1,5 +1,5 @@
-"""Operator configuration: flags, with environment variables as defaults (the Helm chart sets
-them). Nothing here comes from a WorkloadPlacement: tenants never choose where the operator
+"""Operator configuration: flags, with environment variables as defaults (for a Deployment's
+env). Nothing here comes from a WorkloadPlacement: tenants never choose where the operator
 connects."""
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ a restarted operator continues where the last one stopped.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import kopf
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from pydantic import ValidationError
 
@@ -38,9 +40,9 @@ from placement.prometheus import MetricsReader, Reading
 from placement.reasons import EventType, Reason
 from placement.status import build_status, state_from_status, status_patch
 from placement.window import current_or_next_window
+from placement.window import job_name as window_job_name
 
 RESOURCE = (GROUP, VERSION, PLURAL)
-INVALID_SPEC = "InvalidSpec"
 Clock = Callable[[], dt.datetime]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -153,7 +155,7 @@ def evaluate(
     previous = _parse_status(raw_status, logger)
     state = state_from_status(name, previous)
     deployment = kube.read_deployment(namespace, spec.target.deployment)
-    reconciled = _reconcile_holding(state, deployment, name)
+    reconciled = _reconcile_holding(state, deployment, name, now)
     if reconciled is None:
         logger.info(
             "status holds replicas of another Deployment than %s; waiting for the "
@@ -162,10 +164,22 @@ def evaluate(
         )
         return 5.0
     state = reconciled
-    observed = _observe(spec, namespace, name, deployment, kube, metrics, state)
+    observed = _observe(spec, namespace, name, deployment, kube, metrics, logger)
     decision = decide(spec, observed, state, now=now)
     if decision.actuate:
-        _actuate(decision, spec, body, deployment, kube, now)
+        refusal = _actuate(decision, spec, body, state, deployment, kube, now)
+        if refusal is not None:
+            if not state.holding:
+                # Nothing was scaled: say why instead of recording a move that did not happen.
+                _report_blocked(body, patch, raw_status, Reason.BATCH_JOB_REJECTED, refusal)
+                return spec.evaluation_interval.timedelta.total_seconds()
+            # Already held: the window will be missed and the fallback gives replicas back.
+            kopf.event(
+                body,
+                type=str(EventType.WARNING),
+                reason=str(Reason.BATCH_JOB_REJECTED),
+                message=refusal,
+            )
     if decision.noteworthy:
         kopf.event(
             body,
@@ -187,22 +201,28 @@ def _observe(
     deployment: DeploymentState | None,
     kube: KubeAdapter,
     metrics: MetricsReader,
-    state: State,
+    logger: Logger,
 ) -> Observed:
     if deployment is None:
         return Observed(replicas=None)
     conflicts = kube.conflicting_autoscalers(namespace, spec.target.deployment)
+    if deployment.managed_by and deployment.managed_by != name:
+        # Two placements on one Deployment would each restore what the other holds.
+        conflicts.append(f"WorkloadPlacement/{deployment.managed_by} (holds it now)")
     lookback = spec.metrics.lookback.timedelta
     utilization = metrics.utilization(spec.metrics.utilization, lookback)
     queue: Reading | None = None
     if spec.metrics.queue_depth:
         queue = metrics.queue_depth(spec.metrics.queue_depth, lookback)
-    problems = [r.describe() for r in (utilization, queue) if r is not None and not r.ok]
+        if not queue.ok:
+            # Optional and informative only: a queue gauge that vanishes at zero must not
+            # block decisions that rest on utilization.
+            logger.info("queueDepth not shown: %s", queue.describe())
     return Observed(
         replicas=deployment.replicas,
         utilization=utilization.value if utilization.ok else None,
         queue_depth=queue.value if queue is not None and queue.ok else None,
-        metrics_error="; ".join(problems) or None,
+        metrics_error=None if utilization.ok else utilization.describe(),
         conflicting_autoscaler=", ".join(conflicts) or None,
         jobs=tuple(_job_observation(job) for job in kube.placement_jobs(namespace, name)),
     )
@@ -212,19 +232,28 @@ def _job_observation(job: JobState) -> JobObservation:
     return JobObservation(name=job.name, outcome=job.outcome, finished_at=job.finished_at)
 
 
-def _reconcile_holding(state: State, deployment: DeploymentState | None, name: str) -> State | None:
-    """Make status and the Deployment's annotation agree on what is held; None: they
+def _reconcile_holding(
+    state: State, deployment: DeploymentState | None, name: str, now: dt.datetime
+) -> State | None:
+    """Make status and the Deployment's annotations agree on what is held; None: they
     describe different Deployments (the target just changed), so do nothing yet."""
     if deployment is None:
         return state
     annotated = deployment.managed_by == name and deployment.original_replicas is not None
     if annotated and state.original_replicas is None:
-        # Scale-down and annotation are one write, the status patch a second one: the
-        # operator died between them. The annotation knows what to restore.
-        return replace(state, original_replicas=deployment.original_replicas, phase=Phase.BATCH)
+        # Scale-down and annotations are one write, the status patch a second one: the
+        # operator died between them. The annotations know what to restore, since when, and
+        # the utilization the savings rest on, so the missed-window fallback still works.
+        return replace(
+            state,
+            original_replicas=deployment.original_replicas,
+            phase=Phase.BATCH,
+            batch_since=state.batch_since or deployment.held_since or now,
+            baseline_utilization=state.baseline_utilization or deployment.baseline_utilization,
+        )
     if state.original_replicas is not None and not annotated:
         if deployment.replicas == state.original_replicas:
-            # The restore (which drops the annotation) happened; its status patch did not.
+            # The restore (which drops the annotations) happened; its status patch did not.
             return replace(state, original_replicas=None)
         return None
     return state
@@ -234,19 +263,45 @@ def _actuate(
     decision: Decision,
     spec: WorkloadPlacementSpec,
     body: kopf.Body,
+    before: State,
     deployment: DeploymentState | None,
     kube: KubeAdapter,
     now: dt.datetime,
-) -> None:
+) -> str | None:
+    """Carry out the decision; a refusal message when the API server refused the Job."""
     name, namespace = body.metadata.name, body.metadata.namespace
     assert name is not None and namespace is not None
     target = spec.target.deployment
+    moving = before.original_replicas is None and decision.state.original_replicas is not None
+    if decision.job_name or moving:
+        # The Job first: a template the API server refuses must not cost the realtime
+        # replicas. Outside the window the next window's Job is only validated (dry run).
+        window = current_or_next_window(spec.batch.window, now)
+        job = decision.job_name or window_job_name(name, window)
+        manifest = job_manifest(spec, placement=name, job_name=job, window_label=window.label)
+        kopf.adopt(manifest, owner=body)  # the Job goes when its placement goes
+        try:
+            kube.create_job(namespace, manifest, dry_run=decision.job_name is None)
+        except ApiException as error:
+            if error.status is None or error.status >= 500 or error.status == 429:
+                raise  # transient: kopf retries the handler
+            held = deployment.replicas if deployment is not None else "?"
+            return (
+                f"job {job} refused by the API server ({error.status}: {_api_message(error)}); "
+                f"deployment/{target} left at {held} replicas"
+            )
     desired = decision.desired_replicas
     if deployment is not None and desired is not None and desired != deployment.replicas:
         original = decision.state.original_replicas
         if original is not None:
             kube.scale_for_batch(
-                namespace, target, replicas=desired, original=original, placement=name
+                namespace,
+                target,
+                replicas=desired,
+                original=original,
+                placement=name,
+                since=decision.state.batch_since or now,
+                baseline_utilization=decision.state.baseline_utilization,
             )
         else:
             kube.restore(namespace, target, replicas=desired)
@@ -256,13 +311,14 @@ def _actuate(
         and deployment.managed_by == name
     ):
         kube.forget(namespace, target)
-    if decision.job_name:
-        window = current_or_next_window(spec.batch.window, now)
-        manifest = job_manifest(
-            spec, placement=name, job_name=decision.job_name, window_label=window.label
-        )
-        kopf.adopt(manifest, owner=body)  # the Job goes when its placement goes
-        kube.create_job(namespace, manifest)
+    return None
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "")["message"])[:500]
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
 
 
 def _parse_status(raw_status: dict[str, Any], logger: Logger) -> WorkloadPlacementStatus | None:
@@ -285,19 +341,27 @@ def _report_invalid_spec(
     problems = "; ".join(
         f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
     )
-    message = f"invalid spec, nothing done: {problems}"
+    _report_blocked(
+        body, patch, raw_status, Reason.INVALID_SPEC, f"invalid spec, nothing done: {problems}"
+    )
+
+
+def _report_blocked(
+    body: kopf.Body, patch: kopf.Patch, raw_status: dict[str, Any], reason: Reason, message: str
+) -> None:
+    """Phase Blocked, Ready=False with the reason, and one Warning Event per new message."""
     ready: dict[str, Any] = next(
         (c for c in raw_status.get("conditions") or [] if c.get("type") == "Ready"), {}
     )
     if raw_status.get("phase") == Phase.BLOCKED and ready.get("message") == message:
         return  # already said
-    kopf.event(body, type=str(EventType.WARNING), reason=INVALID_SPEC, message=message)
+    kopf.event(body, type=str(EventType.WARNING), reason=str(reason), message=message)
     patch.status["phase"] = str(Phase.BLOCKED)
     patch.status["conditions"] = [
         {
             "type": "Ready",
             "status": "False",
-            "reason": INVALID_SPEC,
+            "reason": str(reason),
             "message": message[:2048],
             "lastTransitionTime": utc_now().isoformat().replace("+00:00", "Z"),
         }

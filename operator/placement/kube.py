@@ -11,7 +11,14 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from placement.labels import MANAGED_BY_ANNOTATION, ORIGINAL_REPLICAS_ANNOTATION, PLACEMENT_LABEL
+from placement.labels import (
+    BASELINE_ANNOTATION,
+    HELD_SINCE_ANNOTATION,
+    HOLD_ANNOTATIONS,
+    MANAGED_BY_ANNOTATION,
+    ORIGINAL_REPLICAS_ANNOTATION,
+    PLACEMENT_LABEL,
+)
 from placement.policy import JobOutcome
 
 
@@ -22,6 +29,8 @@ class DeploymentState:
     ready_replicas: int
     original_replicas: int | None  # what the operator recorded before scaling down
     managed_by: str | None  # the placement that scaled it, if any
+    held_since: datetime | None = None
+    baseline_utilization: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,25 +70,35 @@ class KubeAdapter:
             ready_replicas=int((status and status.ready_replicas) or 0),
             original_replicas=_int_or_none(annotations.get(ORIGINAL_REPLICAS_ANNOTATION)),
             managed_by=annotations.get(MANAGED_BY_ANNOTATION),
+            held_since=_time_or_none(annotations.get(HELD_SINCE_ANNOTATION)),
+            baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION)),
         )
 
     def scale_for_batch(
-        self, namespace: str, name: str, *, replicas: int, original: int, placement: str
+        self,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int,
+        original: int,
+        placement: str,
+        since: datetime,
+        baseline_utilization: float | None,
     ) -> None:
-        """Scale down and record the count to restore, in one write: never one without the
-        other, whatever happens to the operator between calls."""
+        """Scale down and record what a restarted operator needs (the count to restore, since
+        when, the utilization measured before) in one write: never one without the other."""
+        annotations = {
+            ORIGINAL_REPLICAS_ANNOTATION: str(original),
+            MANAGED_BY_ANNOTATION: placement,
+            HELD_SINCE_ANNOTATION: since.isoformat(),
+            BASELINE_ANNOTATION: None
+            if baseline_utilization is None
+            else repr(baseline_utilization),
+        }
         self._patch_deployment(
             namespace,
             name,
-            {
-                "metadata": {
-                    "annotations": {
-                        ORIGINAL_REPLICAS_ANNOTATION: str(original),
-                        MANAGED_BY_ANNOTATION: placement,
-                    }
-                },
-                "spec": {"replicas": replicas},
-            },
+            {"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}},
         )
 
     def restore(self, namespace: str, name: str, *, replicas: int) -> None:
@@ -88,9 +107,7 @@ class KubeAdapter:
             namespace,
             name,
             {
-                "metadata": {
-                    "annotations": {ORIGINAL_REPLICAS_ANNOTATION: None, MANAGED_BY_ANNOTATION: None}
-                },
+                "metadata": {"annotations": dict.fromkeys(HOLD_ANNOTATIONS)},
                 "spec": {"replicas": replicas},
             },
         )
@@ -98,13 +115,7 @@ class KubeAdapter:
     def forget(self, namespace: str, name: str) -> None:
         """Drop the operator's annotations without touching replicas."""
         self._patch_deployment(
-            namespace,
-            name,
-            {
-                "metadata": {
-                    "annotations": {ORIGINAL_REPLICAS_ANNOTATION: None, MANAGED_BY_ANNOTATION: None}
-                }
-            },
+            namespace, name, {"metadata": {"annotations": dict.fromkeys(HOLD_ANNOTATIONS)}}
         )
 
     def _patch_deployment(self, namespace: str, name: str, body: dict[str, Any]) -> None:
@@ -143,11 +154,18 @@ class KubeAdapter:
 
     # -- Jobs ---------------------------------------------------------------------------
 
-    def create_job(self, namespace: str, manifest: dict[str, Any]) -> bool:
-        """Create the Job; False when a Job of that name already exists (names are
-        deterministic per window, so that is the same Job, not a conflict)."""
+    def create_job(
+        self, namespace: str, manifest: dict[str, Any], *, dry_run: bool = False
+    ) -> bool:
+        """Create the Job (or only have the API server validate it, with `dry_run`); False
+        when a Job of that name already exists (names are deterministic per window, so that
+        is the same Job, not a conflict). Other refusals raise ApiException."""
         try:
-            self.batch.create_namespaced_job(namespace, manifest)  # type: ignore[arg-type]
+            self.batch.create_namespaced_job(
+                namespace,
+                manifest,  # type: ignore[arg-type]
+                dry_run="All" if dry_run else None,
+            )
         except ApiException as error:
             if error.status == 409:
                 return False
@@ -190,6 +208,20 @@ def job_state(job: client.V1Job) -> JobState:
         failed_pods=int(status.failed or 0),
         message=message,
     )
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _float_or_none(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -31,7 +31,9 @@ class Reason(StrEnum):
     # What only the operator can see; phase Blocked or no change.
     METRICS_UNAVAILABLE = "MetricsUnavailable"
     TARGET_MISSING = "TargetMissing"
-    CONFLICTING_AUTOSCALER = "ConflictingAutoscaler"
+    CONFLICTING_AUTOSCALER = "ConflictingAutoscaler"  # an HPA, a ScaledObject, or another placement
+    BATCH_JOB_REJECTED = "BatchJobRejected"  # the API server refused the Job: nothing scaled
+    INVALID_SPEC = "InvalidSpec"  # what only the operator can check (e.g. unknown time zone)
 
 
 class ConditionType(StrEnum):

@@ -36,7 +36,7 @@ def placement(
     risk: str = "Low",
     user_visible: bool = False,
     warm_replicas: int = 0,
-    acceptable_delay: str = "8h",
+    acceptable_delay: str = "24h",
     retry_window: str = "30m",
     fallback: str = "RestoreRealtime",
     costs: dict[str, Any] | None = None,

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+# Loaded here, in the parent: the child between fork and exec should only make the call.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 class ComponentError(RuntimeError):
@@ -32,8 +34,7 @@ def free_port() -> int:
 def _die_with_parent() -> None:
     # Runs in the child before exec: the kernel kills it when its parent dies, even by
     # SIGKILL, so a crashed test run or supervisor leaves no orphan etcd or apiserver.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def is_alive(pid: int) -> bool:

@@ -1,0 +1,127 @@
+"""What goes wrong around a decision: a refused Job template, an operator that lost its
+status, an optional metric that is missing, two placements on one Deployment."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from kubernetes import client
+from prometheus_client import Gauge
+
+from placement.localenv.prometheus import LocalPrometheus
+from tests.integration.harness import Placements, placement, utilization_query
+from tests.integration.wait import until
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def _deploy(
+    placements: Placements,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+    name: str,
+    replicas: int = 4,
+) -> None:
+    placements.deployment(name, replicas)
+    utilization.labels(placements.namespace, name).set(0.2)
+    prometheus.wait_for_value(utilization_query(placements.namespace, name), 0.2)
+
+
+def _closed_window() -> dict[str, str]:
+    now = dt.datetime.now(dt.UTC)
+    start, end = now + dt.timedelta(hours=2), now + dt.timedelta(hours=5)
+    return {"start": f"{start:%H:%M}", "end": f"{end:%H:%M}", "timeZone": "UTC"}
+
+
+@pytest.mark.parametrize("window", ["open", "closed"])
+def test_a_job_template_the_api_server_refuses_costs_no_replicas(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge, window: str
+) -> None:
+    _deploy(placements, prometheus, utilization, "refused")
+    manifest = placement(
+        "refused",
+        placements.namespace,
+        deployment="refused",
+        window=_closed_window() if window == "closed" else None,
+    )
+    # The CRD lets JobSpec fields through; only the API server knows this one is invalid.
+    manifest["spec"]["batch"]["jobTemplate"]["spec"]["completionMode"] = "Sometimes"
+    placements.apply(manifest)
+
+    event = placements.wait_for_event("refused", "BatchJobRejected")
+    assert event.type == "Warning"
+    assert "completionMode" in event.message
+    assert "deployment/refused left at 4 replicas" in event.message
+    status = placements.status("refused")
+    assert status["phase"] == "Blocked"
+    assert placements.replicas("refused") == 4
+    assert placements.jobs("refused") == []
+    assert not any(e.reason == "MovedToBatch" for e in placements.events("refused"))
+
+
+def test_annotations_alone_let_a_fresh_operator_finish_the_handoff(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    # As if the operator scaled the Deployment down two days ago and lost everything else:
+    # no status, no Job; only what it wrote on the Deployment in that one patch.
+    _deploy(placements, prometheus, utilization, "amnesia")
+    two_days_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).isoformat()
+    placements.apps.patch_namespaced_deployment(
+        "amnesia",
+        placements.namespace,
+        {
+            "metadata": {
+                "annotations": {
+                    "placement.runplacement.io/original-replicas": "4",
+                    "placement.runplacement.io/placement": "amnesia",
+                    "placement.runplacement.io/held-since": two_days_ago,
+                    "placement.runplacement.io/baseline-utilization": "0.2",
+                }
+            },
+            "spec": {"replicas": 0},
+        },
+        _content_type="application/merge-patch+json",
+    )
+    placements.apply(placement("amnesia", placements.namespace, deployment="amnesia"))
+
+    # Yesterday's window ended with no successful Job: the fallback gives the replicas back.
+    placements.wait_for_event("amnesia", "FallbackRestored", timeout=90)
+    assert placements.replicas("amnesia") == 4
+    assert placements.status("amnesia")["batch"]["missedWindows"] >= 1
+
+
+def test_a_missing_queue_depth_does_not_block_the_decision(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy(placements, prometheus, utilization, "queueless")
+    manifest = placement("queueless", placements.namespace, deployment="queueless")
+    manifest["spec"]["metrics"]["queueDepth"] = 'inference_queue_depth{deployment="none"}'
+    placements.apply(manifest)
+
+    placements.wait_for_event("queueless", "MovedToBatch", timeout=90)
+    assert placements.replicas("queueless") == 0
+    assert not any(e.reason == "MetricsUnavailable" for e in placements.events("queueless"))
+
+
+def test_a_second_placement_on_a_held_deployment_is_blocked_and_cannot_undo_the_first(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy(placements, prometheus, utilization, "shared")
+    placements.apply(placement("first", placements.namespace, deployment="shared"))
+    placements.wait_for_event("first", "MovedToBatch", timeout=90)
+
+    placements.apply(placement("second", placements.namespace, deployment="shared"))
+    status = placements.wait_for_reason("second", "ConflictingAutoscaler")
+    assert status["phase"] == "Blocked"
+    assert (
+        "WorkloadPlacement/first"
+        in placements.wait_for_event("second", "ConflictingAutoscaler").message
+    )
+
+    placements.delete("second")
+    until(lambda: placements.exists("second"), lambda exists: not exists, what="second gone")
+    assert placements.replicas("shared") == 0  # still held by the first
+    deployment = placements.apps.read_namespaced_deployment("shared", placements.namespace)
+    assert isinstance(deployment, client.V1Deployment)
+    assert deployment.metadata.annotations["placement.runplacement.io/placement"] == "first"
