@@ -59,6 +59,23 @@ Message = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_LENGTH)]
 ShortText = Annotated[str, StringConstraints(max_length=253)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 
+# The placement's name is a label value on its Jobs (placement.runplacement.io/placement),
+# and label values are at most 63 characters, so longer names are refused at admission.
+NAME_MAX_LENGTH = 63
+NAME_TOO_LONG = (
+    f"metadata.name must be at most {NAME_MAX_LENGTH} characters: it labels the placement's Jobs"
+)
+# CEL at the schema root may read metadata.name (and only name and generateName).
+PLACEMENT_CEL: JsonDict = {
+    "x-kubernetes-validations": [
+        {
+            "rule": f"size(self.metadata.name) <= {NAME_MAX_LENGTH}",
+            "message": NAME_TOO_LONG,
+            "fieldPath": ".metadata.name",  # the error names the field, not `<nil>`
+        }
+    ]
+}
+
 # A positive duration: the pattern allows "0s", and CEL has no parser for our units, so the
 # rule is "some digit is not zero", which is exactly "longer than zero".
 POSITIVE_DURATION_CEL: JsonDict = {
@@ -161,7 +178,9 @@ class LatencySpec(BaseModel):
     )
     acceptable_delay: Duration = Field(
         description="How long results may wait, e.g. '90m', '8h', '2d'. Batch is used only "
-        "while the wait until the end of the batch window is at most this long."
+        "while the wait until the end of the batch window is at most this long, so below 24h "
+        "the Deployment is held scaled down only that many hours a day, and the savings count "
+        "only those hours."
     )
 
 
@@ -462,10 +481,10 @@ class Breakdown(BaseModel):
     model_config = _camel("ignore")
 
     capacity_avoided: float = Field(
-        description="(replicas - warmReplicas) * realtimeReplicaHourly * 24."
+        description="(replicas - warmReplicas) * realtimeReplicaHourly * heldHoursPerDay."
     )
     batch_processing: float = Field(
-        description="replicas * utilization * 24 / batchEfficiency * batchPodHourly."
+        description="replicas * utilization * heldHoursPerDay / batchEfficiency * batchPodHourly."
     )
     data_staging: float = Field(description="dataStagingPerRun * runs per day.")
     retries: float = Field(description="Batch processing * retryRate.")
@@ -490,10 +509,11 @@ class DecisionInputs(BaseModel):
     )
     queue_depth: float | None = Field(default=None, description="Work waiting, if measured.")
     work_replica_hours: float | None = Field(
-        default=None, description="replicas * utilization * 24."
+        default=None,
+        description="Work moved to batch per day: replicas * utilization * heldHoursPerDay.",
     )
     batch_pod_hours: float | None = Field(
-        default=None, description="Work per day / batchEfficiency."
+        default=None, description="workReplicaHours / batchEfficiency: one run's pod-hours."
     )
     parallel_pods: int | None = Field(default=None, description="Batch pods that run at once.")
     window_hours: float | None = Field(
@@ -504,6 +524,12 @@ class DecisionInputs(BaseModel):
     )
     acceptable_delay_hours: float | None = Field(
         default=None, description="spec.latency.acceptableDelay in hours."
+    )
+    held_hours_per_day: float | None = Field(
+        default=None,
+        description="Hours a day the Deployment is held scaled down: min(acceptableDelay, "
+        "24h), because batch is used only while the wait until the window ends is at most "
+        "acceptableDelay. Capacity avoided and batch work count these hours only.",
     )
     metrics_age_seconds: float | None = Field(
         default=None, description="Age of the newest metric sample."
@@ -625,7 +651,7 @@ class WorkloadPlacementStatus(BaseModel):
 class WorkloadPlacement(BaseModel):
     """A whole WorkloadPlacement object, as in a manifest or an API response."""
 
-    model_config = _camel("forbid")
+    model_config = _camel("forbid") | ConfigDict(json_schema_extra=PLACEMENT_CEL)
 
     api_version: Literal["placement.runplacement.io/v1alpha1"] = Field(
         default="placement.runplacement.io/v1alpha1",
@@ -637,6 +663,12 @@ class WorkloadPlacement(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict, description="Object metadata.")
     spec: WorkloadPlacementSpec = Field(description="Desired placement policy.")
     status: WorkloadPlacementStatus | None = Field(default=None, description="Observed state.")
+
+    @model_validator(mode="after")
+    def _name_fits_a_label(self) -> WorkloadPlacement:
+        if len(self.name) > NAME_MAX_LENGTH:
+            raise ValueError(NAME_TOO_LONG)
+        return self
 
     @property
     def name(self) -> str:

@@ -3,6 +3,14 @@
     savings = realtime capacity avoided - batch processing - (data staging + retries + operations)
 
 Every term is kept, because users are shown every term, never only the total.
+
+Held hours. The delay gate lets the operator hold the Deployment scaled down only while work
+arriving now would get its results within acceptableDelay D, i.e. while
+windowEnd - now <= D. So each day it holds over [windowEnd - D, windowEnd) and serves
+realtime the rest of the day: held_hours = min(D, 24h). Capacity is avoided, and work moves to
+batch, only while held; work arriving outside that interval is served realtime as before.
+With D >= 24h this is DESIGN.md's formula exactly (held_hours = 24). Staging (one run a day)
+and operations stay per day.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from placement.api import CostsSpec, JobTemplate
+from placement.durations import format_duration
 
 HOURS_PER_DAY = 24
 RUNS_PER_DAY = 1  # one batch window per day, one Job per window
@@ -27,6 +36,7 @@ class CostBreakdown:
     operations: float
     work_replica_hours: float
     batch_pod_hours: float
+    held_hours: float = HOURS_PER_DAY  # hours a day the Deployment is held scaled down
 
     @property
     def savings(self) -> float:
@@ -38,11 +48,24 @@ class CostBreakdown:
             - self.operations
         )
 
+    @property
+    def held_part_of_the_day(self) -> bool:
+        return self.held_hours < HOURS_PER_DAY
+
     def format(self, currency: str) -> str:
-        """'saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - ...'."""
+        """'saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - ...'.
+
+        When the Deployment is held only part of the day, the text says for how long:
+        'saves 5.67 USD/day (held 8h a day) = ...', so the smaller terms are not a surprise.
+        """
         verb = "saves" if self.savings >= 0 else "loses"
+        held = (
+            f" (held {format_duration(timedelta(hours=self.held_hours))} a day)"
+            if self.held_part_of_the_day
+            else ""
+        )
         return (
-            f"{verb} {abs(self.savings):.2f} {currency}/day = "
+            f"{verb} {abs(self.savings):.2f} {currency}/day{held} = "
             f"capacity avoided {self.capacity_avoided:.2f}"
             f" - batch {self.batch_processing:.2f}"
             f" - staging {self.data_staging:.2f}"
@@ -61,22 +84,33 @@ class CostBreakdown:
         }
 
 
+def held_hours_per_day(acceptable_delay: timedelta) -> float:
+    """Hours a day the Deployment is held scaled down: min(acceptableDelay, 24h).
+
+    The delay gate passes only while windowEnd - now <= acceptableDelay, so the held interval
+    is [windowEnd - acceptableDelay, windowEnd) each day (the whole day from 24h on).
+    """
+    return min(max(acceptable_delay.total_seconds(), 0) / 3600, HOURS_PER_DAY)
+
+
 def daily_costs(
     costs: CostsSpec,
     *,
     replicas: int,
     warm_replicas: int,
     utilization: float,
+    held_hours: float,
     runs_per_day: int = RUNS_PER_DAY,
 ) -> CostBreakdown:
-    """Apply the formula. `utilization` is useful work over capacity, in [0, 1]."""
+    """Apply the formula. `utilization` is useful work over capacity, in [0, 1];
+    `held_hours` comes from held_hours_per_day()."""
     # With fewer replicas than warmReplicas nothing can be avoided; never a negative saving
     # from this term (the batch terms still count).
     avoidable_replicas = max(replicas - warm_replicas, 0)
-    capacity_avoided = avoidable_replicas * costs.realtime_replica_hourly * HOURS_PER_DAY
-    # All measured work is charged to batch even when warm replicas keep serving some of it:
-    # conservative on purpose, it can only understate savings.
-    work_replica_hours = replicas * utilization * HOURS_PER_DAY
+    capacity_avoided = avoidable_replicas * costs.realtime_replica_hourly * held_hours
+    # All work arising while held is charged to batch even when warm replicas keep serving
+    # some of it: conservative on purpose, it can only understate savings.
+    work_replica_hours = replicas * utilization * held_hours
     batch_pod_hours = work_replica_hours / costs.batch_efficiency
     batch_processing = batch_pod_hours * costs.batch_pod_hourly
     return CostBreakdown(
@@ -87,6 +121,7 @@ def daily_costs(
         operations=costs.operations_per_day,
         work_replica_hours=work_replica_hours,
         batch_pod_hours=batch_pod_hours,
+        held_hours=held_hours,
     )
 
 
@@ -101,7 +136,7 @@ def parallel_pods(costs: CostsSpec, job_template: JobTemplate) -> int:
 
 
 def batch_duration(batch_pod_hours: float, pods: int) -> timedelta:
-    """Wall-clock time the day's batch work needs with `pods` running at once."""
+    """Wall-clock time one run (a day's held work) needs with `pods` running at once."""
     return timedelta(hours=batch_pod_hours / pods)
 
 

@@ -22,6 +22,8 @@ from pydantic import BaseModel
 from placement.api import (
     GROUP,
     KIND,
+    NAME_MAX_LENGTH,
+    PLACEMENT_CEL,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
@@ -137,11 +139,24 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of this object."},
             "kind": {"type": "string", "description": "Kind of this object."},
-            # The API server forbids anything but `type` here (it owns ObjectMeta).
-            "metadata": {"type": "object"},
+            # The API server owns ObjectMeta: only `name` and `generateName` may be described
+            # here. `name` is declared so the root CEL rule can point its error at it.
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "description": "Name of the placement; at most "
+                        f"{NAME_MAX_LENGTH} characters, as it labels the placement's Jobs.",
+                    }
+                },
+            },
             "spec": spec,
             "status": status,
         },
+        # WorkloadPlacement's own rules (metadata.name length): the root is the only node
+        # whose CEL may read metadata.
+        **PLACEMENT_CEL,
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -67,6 +67,7 @@ def explain(
             "windowHours": inputs.window_hours,
             "waitHours": inputs.wait_hours,
             "acceptableDelayHours": inputs.acceptable_delay_hours,
+            "heldHoursPerDay": inputs.held_hours_per_day,
         },
         "evaluatedAt": now.isoformat(),
     }

@@ -17,6 +17,8 @@ Order of evaluation (each step yields a stable reason):
    never trigger a fallback.
 5. Gates, in order: OwnerMissing, StayRealtime (userVisible), DelayNotTolerated,
    SavingsNegative, WindowTooShort. Failing one stays realtime, or restores it when holding.
+   WindowTooShort: a run (the work of the hours held each day) must fit the window; a move
+   that would act inside an open window must also fit the time left in it.
 6. Recommend only (mode Recommend or productRisk High): BatchRecommended, touches nothing
    (and restores realtime if it was holding, e.g. the mode was switched back).
 7. Enforce: MovedToBatch (plus this window's Job if the window is open); while in batch,
@@ -44,7 +46,13 @@ from placement.api import (
     ProductRisk,
     WorkloadPlacementSpec,
 )
-from placement.costs import CostBreakdown, batch_duration, daily_costs, parallel_pods
+from placement.costs import (
+    CostBreakdown,
+    batch_duration,
+    daily_costs,
+    held_hours_per_day,
+    parallel_pods,
+)
 from placement.durations import format_duration
 from placement.reasons import ConditionType, EventType, Reason
 from placement.window import (
@@ -140,6 +148,7 @@ class Inputs:
     window_hours: float | None = None
     wait_hours: float | None = None
     acceptable_delay_hours: float | None = None
+    held_hours_per_day: float | None = None
     metrics_age_seconds: float | None = None
 
 
@@ -193,6 +202,7 @@ class _Context:
     utilization: float | None
     breakdown: CostBreakdown | None
     pods: int
+    held_hours: float
 
     @property
     def deployment(self) -> str:
@@ -234,6 +244,7 @@ def _context(
     window = current_or_next_window(spec.batch.window, now)
     problem = _metrics_problem(spec, observed)
     recorded = _record_job_outcomes(state, observed)
+    held_hours = held_hours_per_day(spec.latency.acceptable_delay.timedelta)
     if recorded.holding:
         replicas = recorded.original_replicas
         utilization = recorded.baseline_utilization
@@ -247,6 +258,7 @@ def _context(
             replicas=replicas,
             warm_replicas=spec.target.warm_replicas,
             utilization=utilization,
+            held_hours=held_hours,
         )
     return _Context(
         spec=spec,
@@ -262,6 +274,7 @@ def _context(
         utilization=utilization,
         breakdown=breakdown,
         pods=parallel_pods(spec.costs, spec.batch.job_template),
+        held_hours=held_hours,
     )
 
 
@@ -504,13 +517,31 @@ def _window_fit_gate(ctx: _Context) -> tuple[Reason, str] | None:
     if ctx.breakdown is None:
         return None
     needed = batch_duration(ctx.breakdown.batch_pod_hours, ctx.pods)
-    if needed <= ctx.window.length:
+    batch_needs = (
+        f"batch needs {ctx.breakdown.batch_pod_hours:.2f} pod-hours / {ctx.pods} parallel "
+        f"pods = {format_duration(needed)}"
+    )
+    if needed > ctx.window.length:
+        return Reason.WINDOW_TOO_SHORT, (
+            f"{batch_needs} > window {ctx.window.describe()} ({format_duration(ctx.window.length)})"
+        )
+    # Moving late in an open window would create a Job sure to miss it (and count a missed
+    # window). Only a move that would act is held back: while holding, the Job of this window
+    # is still created best effort; a recommendation describes the placement, not this minute,
+    # so it does not flip twice a day.
+    if ctx.state.holding or not _would_act(ctx) or not ctx.inside_window:
+        return None
+    left = ctx.window.end - ctx.now
+    if needed <= left:
         return None
     return Reason.WINDOW_TOO_SHORT, (
-        f"batch needs {ctx.breakdown.batch_pod_hours:.2f} pod-hours / {ctx.pods} parallel "
-        f"pods = {format_duration(needed)} > window {ctx.window.describe()} "
-        f"({format_duration(ctx.window.length)})"
+        f"only {format_duration(left)} left in the window {ctx.window.describe()}; "
+        f"{batch_needs}; moves for the next window"
     )
+
+
+def _would_act(ctx: _Context) -> bool:
+    return ctx.spec.mode is Mode.ENFORCE and ctx.spec.product_risk is not ProductRisk.HIGH
 
 
 GATES: tuple[Gate, ...] = (
@@ -551,12 +582,12 @@ def _gates(ctx: _Context) -> Decision | None:
 
 
 def _recommend_only(ctx: _Context) -> Decision | None:
+    if _would_act(ctx):
+        return None
     if ctx.spec.product_risk is ProductRisk.HIGH:
         why = "productRisk High: the operator never acts on its own"
-    elif ctx.spec.mode is Mode.RECOMMEND:
-        why = "mode Recommend: nothing changed"
     else:
-        return None
+        why = "mode Recommend: nothing changed"
     if ctx.state.holding:
         return _restore(ctx, Action.RESTORE, Phase.REALTIME, Reason.RESTORED, EventType.NORMAL, why)
     current = ctx.observed.replicas
@@ -652,7 +683,8 @@ def _run_window(ctx: _Context) -> Decision:
             Phase.BATCH,
             Reason.BATCH_JOB_CREATED,
             EventType.NORMAL,
-            f"job {job} created{retry} for window {ctx.window.describe()}{queue}",
+            f"job {job} created{retry} for window {ctx.window.describe()}{queue}"
+            + _best_effort_note(ctx),
             desired_replicas=ctx.warm,
             job_name=job,
         )
@@ -675,6 +707,20 @@ def _run_window(ctx: _Context) -> Decision:
             )
         return _wait(ctx, message)
     return _wait(ctx, f"job {name} running in window {ctx.window.describe()}{queue}")
+
+
+def _best_effort_note(ctx: _Context) -> str:
+    """Already holding, the Job is created even when it cannot finish in time (e.g. the
+    operator was down): it may still do part of the work; the window end decides fallback."""
+    if ctx.breakdown is None:
+        return ""
+    needed = batch_duration(ctx.breakdown.batch_pod_hours, ctx.pods)
+    left = ctx.window.end - ctx.now
+    if needed <= left:
+        return ""
+    return (
+        f"; best effort: only {format_duration(left)} left, batch needs {format_duration(needed)}"
+    )
 
 
 def _news_of_success(ctx: _Context) -> str:
@@ -785,6 +831,7 @@ def _inputs(ctx: _Context) -> Inputs:
         window_hours=_hours(ctx.window.length),
         wait_hours=_hours(ctx.wait),
         acceptable_delay_hours=_hours(ctx.spec.latency.acceptable_delay.timedelta),
+        held_hours_per_day=round(ctx.held_hours, 4),
         metrics_age_seconds=None if age is None else age.total_seconds(),
     )
 

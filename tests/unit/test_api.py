@@ -26,7 +26,7 @@ def test_example_parses_with_typed_fields() -> None:
     assert placement.name == "summarizer"
     assert spec.mode is Mode.ENFORCE
     assert spec.target.deployment == "summarizer"
-    assert spec.latency.acceptable_delay.timedelta.total_seconds() == 8 * 3600
+    assert spec.latency.acceptable_delay.timedelta.total_seconds() == 24 * 3600
     assert spec.batch.window.start_time.hour == 1
     assert spec.batch.job_template.spec.parallelism == 8
     assert spec.costs.realtime_replica_hourly == 1.025
@@ -77,7 +77,7 @@ def test_round_trip_by_alias_is_lossless() -> None:
     job_spec = dumped["spec"]["batch"]["jobTemplate"]["spec"]
     assert job_spec["backoffLimit"] == 2  # the open parts of the Job pass through
     assert job_spec["template"]["spec"]["nodeSelector"] == {"gpu": "h100"}
-    assert dumped["spec"]["latency"]["acceptableDelay"] == "8h"
+    assert dumped["spec"]["latency"]["acceptableDelay"] == "24h"
 
 
 def test_python_names_are_accepted_too() -> None:
@@ -145,6 +145,21 @@ def test_invalid_spec_names_the_field(changes: dict[str, Any], location: tuple[s
 def test_window_rule_message() -> None:
     with pytest.raises(ValidationError, match=r"start and batch\.window\.end must differ"):
         make_spec(**{"batch.window.end": "01:00"})
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [("a" * 63, True), ("a" * 64, False), ("", True)],  # no name yet: generateName, explain
+)
+def test_placement_name_must_fit_a_job_label(name: str, valid: bool) -> None:
+    # Jobs carry placement.runplacement.io/placement=<name>; label values are <= 63 chars.
+    manifest = example_manifest()
+    manifest["metadata"]["name"] = name
+    if valid:
+        assert WorkloadPlacement.model_validate(manifest).name == name
+    else:
+        with pytest.raises(ValidationError, match=r"metadata\.name must be at most 63 characters"):
+            WorkloadPlacement.model_validate(manifest)
 
 
 def test_queue_name_must_agree_with_the_kueue_label() -> None:

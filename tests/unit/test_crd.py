@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from placement import api
-from placement.crd import CRD_FILE, build_crd, render_crd_yaml, structural_schema
+from placement.crd import CRD_FILE, build_crd, render_crd_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 Node = dict[str, Any]
@@ -192,16 +192,35 @@ def _models_with_cross_field_rules() -> list[type[BaseModel]]:
 
 def test_cross_field_rules_were_found() -> None:
     names = {model.__name__ for model in _models_with_cross_field_rules()}
-    assert {"BatchWindow", "BatchSpec"} <= names
+    assert {"BatchWindow", "BatchSpec", "WorkloadPlacement"} <= names
+
+
+def _crd_rules(root: Node) -> list[str]:
+    return [rule for _, node in _walk(root) for rule in _cel_rules(node)]
 
 
 @pytest.mark.parametrize(
     "model", _models_with_cross_field_rules(), ids=lambda model: model.__name__
 )
-def test_every_model_validator_has_a_cel_twin(model: type[BaseModel]) -> None:
+def test_every_model_validator_has_a_cel_twin(model: type[BaseModel], root: Node) -> None:
     # A rule only pydantic knows lets `kubectl apply` accept what the operator then rejects.
-    schema = structural_schema(model)
-    assert schema.get("x-kubernetes-validations"), f"{model.__name__} has no CEL rule"
+    rules = _cel_rules(model.model_json_schema(by_alias=True))
+    assert rules, f"{model.__name__} has no CEL rule"
+    missing = set(rules) - set(_crd_rules(root))
+    assert not missing, f"{model.__name__}'s rules {missing} are not in the CRD"
+
+
+def test_placement_names_that_cannot_label_a_job_are_refused(root: Node) -> None:
+    # Only the root may read metadata in CEL; the message names the field.
+    (rule,) = root["x-kubernetes-validations"]
+    assert rule["rule"] == "size(self.metadata.name) <= 63"
+    assert rule["message"].startswith("metadata.name must be at most 63 characters")
+    assert rule["fieldPath"] == ".metadata.name"
+    # The API server owns metadata: only name (or generateName) may be described, and the
+    # fieldPath must resolve to a declared property.
+    metadata = root["properties"]["metadata"]
+    assert set(metadata["properties"]) == {"name"}
+    assert metadata["properties"]["name"]["type"] == "string"
 
 
 def test_status_is_structural_with_keyed_conditions(root: Node) -> None:

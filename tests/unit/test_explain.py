@@ -46,7 +46,25 @@ def test_explain_the_design_example(source: object) -> None:
     assert result["inputs"]["replicas"] == 4
     assert result["inputs"]["utilization"] == EXAMPLE_UTILIZATION
     assert result["inputs"]["queueDepth"] == 12.0
+    assert result["inputs"]["heldHoursPerDay"] == 24.0
     assert result["window"]["open"] is True
+
+
+def test_explain_says_when_the_deployment_is_held_only_part_of_the_day() -> None:
+    manifest = example_manifest()
+    manifest["spec"]["latency"]["acceptableDelay"] = "8h"
+    result = explain(manifest, 4, EXAMPLE_UTILIZATION, None, IN_WINDOW)
+    assert result["inputs"]["heldHoursPerDay"] == 8.0
+    assert result["savingsPerDay"] == 5.67
+    assert result["breakdown"]["capacityAvoided"] == 32.8
+    assert result["message"].startswith("MovedToBatch: saves 5.67 USD/day (held 8h a day) = ")
+
+
+def test_explain_rejects_a_name_too_long_for_a_job_label() -> None:
+    manifest = example_manifest()
+    manifest["metadata"]["name"] = "x" * 64
+    with pytest.raises(ValueError, match=r"metadata\.name"):
+        explain(manifest, 4, EXAMPLE_UTILIZATION, None, IN_WINDOW)
 
 
 def test_explain_without_metrics() -> None:

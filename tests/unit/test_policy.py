@@ -1,7 +1,9 @@
 """decide(): every gate, the batch lifecycle, fallbacks and hysteresis, with a fixed clock.
 
 The example placement (tests/unit/factories.py) saves 41.20 USD/day at 4 replicas; its window
-is 01:00-05:00 UTC, acceptableDelay 8h, retryWindow 1h, 8 pods in parallel.
+is 01:00-05:00 UTC, acceptableDelay 24h (held all day), retryWindow 1h, 8 pods in parallel:
+a run needs 21.55 pod-hours / 8 = 2h41m37s. With acceptableDelay 8h (EIGHT_HOURS) it is held
+21:00-05:00 only and saves 5.67 USD/day.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ MIDDAY = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # 17h before the next window
 SAVES = (
     "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10"
     " - retries 2.00 - operations 8.00"
+)
+EIGHT_HOURS = {"latency.acceptableDelay": "8h"}
+SAVES_HELD_8H = (
+    "saves 5.67 USD/day (held 8h a day) = capacity avoided 32.80 - batch 14.37 - staging 4.10"
+    " - retries 0.67 - operations 8.00"
 )
 
 
@@ -135,7 +142,38 @@ def test_inputs_carry_the_numbers() -> None:
     assert inputs.parallel_pods == 8
     assert inputs.window_hours == 4.0
     assert inputs.wait_hours == 3.5
-    assert inputs.acceptable_delay_hours == 8.0
+    assert inputs.acceptable_delay_hours == 24.0
+    assert inputs.held_hours_per_day == 24.0
+
+
+def test_held_part_of_the_day_saves_only_for_those_hours() -> None:
+    # acceptableDelay 8h: held 21:00-05:00, so 8h of capacity and of work, not 24h.
+    decision = _decide(make_spec(**EIGHT_HOURS), now=EVENING)
+    assert decision.message == (
+        f"MovedToBatch: {SAVES_HELD_8H}; deployment/summarizer 4 -> 0; "
+        "next window 2026-11-22 01:00-05:00 UTC"
+    )
+    assert decision.savings_per_day == 5.67
+    assert decision.inputs.held_hours_per_day == 8.0
+    assert decision.inputs.work_replica_hours == pytest.approx(14.3667)
+    assert decision.inputs.batch_pod_hours == pytest.approx(7.1834)
+    # the conditions carry the same text
+    savings = next(c for c in decision.conditions if c.type is ConditionType.SAVINGS_POSITIVE)
+    assert savings.message == SAVES_HELD_8H
+
+
+def test_window_fit_uses_the_held_work_only() -> None:
+    # 1 pod: a full day's work (21.55 pod-hours) cannot fit 4h, but 3h of it (2.69) can.
+    # (No staging or operations, so that 3h a day still saves something.)
+    one_pod = {
+        "batch.jobTemplate.spec.parallelism": 1,
+        "costs.dataStagingPerRun": 0,
+        "costs.operationsPerDay": 0,
+    }
+    assert _decide(make_spec(**one_pod)).reason is Reason.WINDOW_TOO_SHORT
+    three_hours = _decide(make_spec(**one_pod, **{"latency.acceptableDelay": "3h"}), now=_at(2))
+    assert three_hours.reason is Reason.MOVED_TO_BATCH
+    assert three_hours.inputs.batch_pod_hours == pytest.approx(2.6938)
 
 
 # ------------------------------------------------------------------------------------------
@@ -272,9 +310,26 @@ def test_gate(
 
 
 def test_delay_gate_depends_on_the_time_of_day() -> None:
-    assert _decide(now=MIDDAY).reason is Reason.DELAY_NOT_TOLERATED
-    assert "waits 17h until window 2026-11-23 01:00-05:00 UTC ends" in _decide(now=MIDDAY).message
-    assert _decide(now=EVENING).reason is Reason.MOVED_TO_BATCH
+    spec = make_spec(**EIGHT_HOURS)
+    assert _decide(spec, now=MIDDAY).reason is Reason.DELAY_NOT_TOLERATED
+    assert "waits 17h until window 2026-11-23 01:00-05:00 UTC ends" in (
+        _decide(spec, now=MIDDAY).message
+    )
+    assert _decide(spec, now=EVENING).reason is Reason.MOVED_TO_BATCH
+    # held all day: any time of day is within 24h of a window's end
+    assert _decide(now=MIDDAY).reason is Reason.MOVED_TO_BATCH
+
+
+@pytest.mark.parametrize(("spec_changes", "observed_changes", "expected", "text"), GATE_CASES)
+def test_gates_decide_the_same_when_held_part_of_the_day(
+    spec_changes: dict[str, Any],
+    observed_changes: dict[str, Any],
+    expected: tuple[Action, Phase, Reason, EventType],
+    text: str,
+) -> None:
+    # Fewer held hours shrink the numbers, not the order or outcome of the gates.
+    decision = _decide(make_spec(**{**EIGHT_HOURS, **spec_changes}), _observed(**observed_changes))
+    assert (decision.action, decision.phase, decision.reason, decision.event_type) == expected
 
 
 @pytest.mark.parametrize(
@@ -329,7 +384,7 @@ def test_metrics_down_after_first_evaluation_reports_realtime() -> None:
 
 
 def test_a_night_in_batch() -> None:
-    spec = make_spec()
+    spec = make_spec(**EIGHT_HOURS)
     steps: list[tuple[datetime, tuple[JobObservation, ...], Action, Reason, bool]] = [
         (EVENING, (), Action.MOVE_TO_BATCH, Reason.MOVED_TO_BATCH, True),
         (_at(0, 0), (), Action.WAIT, Reason.MOVED_TO_BATCH, False),
@@ -554,6 +609,131 @@ def test_after_a_fallback_batch_waits_for_the_next_window() -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# a move late in the window (a run needs 2h41m with 8 pods)
+# ------------------------------------------------------------------------------------------
+
+LATE = "batch needs 21.55 pod-hours / 8 parallel pods = 2h41m; moves for the next window"
+
+
+@pytest.mark.parametrize(
+    ("now", "action", "reason", "job", "text"),
+    [
+        pytest.param(
+            _at(2, 18), Action.MOVE_TO_BATCH, Reason.MOVED_TO_BATCH, JOB, "created", id="02:18"
+        ),
+        pytest.param(
+            _at(2, 20),
+            Action.STAY,
+            Reason.WINDOW_TOO_SHORT,
+            None,
+            f"only 2h40m left in the window 2026-11-22 01:00-05:00 UTC; {LATE}",
+            id="02:20",
+        ),
+        pytest.param(
+            _at(3, 0),
+            Action.STAY,
+            Reason.WINDOW_TOO_SHORT,
+            None,
+            f"only 2h left in the window 2026-11-22 01:00-05:00 UTC; {LATE}",
+            id="03:00",
+        ),
+        pytest.param(
+            _at(4, 50),
+            Action.STAY,
+            Reason.WINDOW_TOO_SHORT,
+            None,
+            f"only 10m left in the window 2026-11-22 01:00-05:00 UTC; {LATE}; {SAVES}",
+            id="04:50",
+        ),
+        pytest.param(
+            WINDOW_END,
+            Action.MOVE_TO_BATCH,
+            Reason.MOVED_TO_BATCH,
+            None,
+            "next window 2026-11-23 01:00-05:00 UTC",
+            id="05:00-outside",
+        ),
+        pytest.param(
+            EVENING,
+            Action.MOVE_TO_BATCH,
+            Reason.MOVED_TO_BATCH,
+            None,
+            "next window 2026-11-22 01:00-05:00 UTC",
+            id="22:00-outside",
+        ),
+    ],
+)
+def test_a_move_needs_the_time_left_in_an_open_window(
+    now: datetime, action: Action, reason: Reason, job: str | None, text: str
+) -> None:
+    decision = _decide(now=now)
+    assert (decision.action, decision.reason, decision.job_name) == (action, reason, job)
+    assert text in decision.message
+    if reason is Reason.WINDOW_TOO_SHORT:
+        assert decision.desired_replicas is None and decision.state.original_replicas is None
+
+
+def test_with_more_pods_a_later_move_still_fits() -> None:
+    # 32 pods: a run needs 40m, so 03:00 (2h left) is early enough
+    decision = _decide(make_spec(**WIDE), now=_at(3, 0))
+    assert (decision.reason, decision.job_name) == (Reason.MOVED_TO_BATCH, JOB)
+
+
+@pytest.mark.parametrize("changes", [{"mode": "Recommend"}, {"productRisk": "High"}])
+def test_recommendations_are_not_flipped_by_the_time_left(changes: dict[str, Any]) -> None:
+    # A recommendation describes the placement, not this minute: no Event churn at each
+    # window's end.
+    decision = _decide(make_spec(**changes), now=_at(4, 50))
+    assert decision.reason is Reason.BATCH_RECOMMENDED
+
+
+def test_too_late_tonight_moves_for_the_next_window() -> None:
+    spec = make_spec()
+    late = _decide(spec, now=_at(4, 50))
+    assert late.reason is Reason.WINDOW_TOO_SHORT
+    moved = decide(spec, _observed(), late.state, now=WINDOW_END)
+    assert (moved.reason, moved.job_name) == (Reason.MOVED_TO_BATCH, None)
+    # the window that just ended was never ours: no fallback, no missed window
+    waiting = decide(spec, _observed(replicas=0), moved.state, now=_at(5, 5))
+    assert (waiting.action, waiting.phase) == (Action.WAIT, Phase.BATCH)
+    assert waiting.state.missed_windows == 0
+    created = decide(spec, _observed(replicas=0), waiting.state, now=_at(1, 0, day=23))
+    assert created.job_name == "summarizer-20261123-0100"
+
+
+def test_with_eight_hours_too_late_tonight_waits_for_the_delay_gate() -> None:
+    spec = make_spec(**EIGHT_HOURS)
+    assert _decide(spec, now=_at(4, 50)).reason is Reason.WINDOW_TOO_SHORT
+    assert _decide(spec, now=_at(5, 0)).reason is Reason.DELAY_NOT_TOLERATED
+    assert _decide(spec, now=_at(21, 0)).reason is Reason.MOVED_TO_BATCH
+
+
+def test_holding_late_in_the_window_still_creates_its_job_best_effort() -> None:
+    # The operator was down from before the window until 04:50: the Job is created anyway
+    # (it may do part of the work), and the window's end still decides the fallback.
+    spec = make_spec()
+    late = _decide(spec, _observed(replicas=0), _holding(), now=_at(4, 50))
+    assert (late.action, late.reason, late.job_name) == (
+        Action.CREATE_JOB,
+        Reason.BATCH_JOB_CREATED,
+        JOB,
+    )
+    assert late.message.endswith("; best effort: only 10m left, batch needs 2h41m")
+    running = (_job(JobOutcome.RUNNING),)
+    ended = decide(spec, _observed(replicas=0, jobs=running), late.state, now=WINDOW_END)
+    assert (ended.action, ended.reason) == (Action.FALLBACK, Reason.FALLBACK_RESTORED)
+    assert "window 2026-11-22 01:00-05:00 UTC ended without a succeeded Job" in ended.message
+    assert ended.desired_replicas == 4
+    assert ended.state.missed_windows == 1
+
+
+def test_a_job_created_in_time_says_nothing_about_best_effort() -> None:
+    decision = _decide(observed=_observed(replicas=0), state=_holding(), now=WINDOW_OPEN)
+    assert decision.job_name == JOB
+    assert "best effort" not in decision.message
+
+
+# ------------------------------------------------------------------------------------------
 # leaving batch, and hysteresis
 # ------------------------------------------------------------------------------------------
 
@@ -588,21 +768,31 @@ def test_leaving_batch_restores_what_the_operator_scaled_down(
 WIDE = {"batch.jobTemplate.spec.parallelism": 32}
 
 
-def _utilization_for_savings(savings: float) -> float:
-    # example costs: savings = 86.3 - 96 * u * (1 + 0.0464)
-    return (86.3 - savings) / (96 * 1.0464)
+def _utilization_for_savings(savings: float, held: float = 24) -> float:
+    # example costs, held h hours a day:
+    # savings = 4 * 1.025 * h - 4.10 - 8 - 4 * u * h / 2 * 2 * (1 + 0.0464)
+    # (h = 24: savings = 86.3 - 96 * u * 1.0464)
+    return (4.1 * held - 12.1 - savings) / (4 * held * 1.0464)
 
 
-def test_savings_inside_the_margin_band_do_not_flap_in_batch() -> None:
-    spec = make_spec(**{"costs.savingsMargin": 10}, **WIDE)
+# The savings band works the same whether the Deployment is held all day or 8h of it.
+HELD = pytest.mark.parametrize(("delay", "held"), [("24h", 24), ("8h", 8)])
+
+
+@HELD
+def test_savings_inside_the_margin_band_do_not_flap_in_batch(delay: str, held: float) -> None:
+    spec = make_spec(**{"costs.savingsMargin": 10, "latency.acceptableDelay": delay}, **WIDE)
     # baseline that saves 5/day: below the entry margin, above the exit threshold
-    state = _holding(baseline_utilization=_utilization_for_savings(5))
+    state = _holding(baseline_utilization=_utilization_for_savings(5, held))
     decision = _decide(spec, _observed(replicas=0), state, now=_at(0, 30))
     assert decision.action is Action.WAIT
     assert decision.savings_per_day == pytest.approx(5, abs=0.01)
     # the same numbers while realtime do not move it
     realtime = _decide(
-        spec, _observed(utilization=_utilization_for_savings(5)), State(name=NAME), now=_at(0, 30)
+        spec,
+        _observed(utilization=_utilization_for_savings(5, held)),
+        State(name=NAME),
+        now=_at(0, 30),
     )
     assert realtime.reason is Reason.SAVINGS_NEGATIVE
 
@@ -619,8 +809,12 @@ def test_live_utilization_noise_cannot_flap_enforce_mode() -> None:
     assert state.baseline_utilization == EXAMPLE_UTILIZATION
 
 
-def test_recommendations_have_hysteresis() -> None:
-    spec = make_spec(**{"costs.savingsMargin": 10, "mode": "Recommend"}, **WIDE)
+@HELD
+def test_recommendations_have_hysteresis(delay: str, held: float) -> None:
+    spec = make_spec(
+        **{"costs.savingsMargin": 10, "mode": "Recommend", "latency.acceptableDelay": delay},
+        **WIDE,
+    )
     sequence = [15, 5, 15, 5, -5, 5, 15]
     expected = [
         Reason.BATCH_RECOMMENDED,
@@ -634,7 +828,7 @@ def test_recommendations_have_hysteresis() -> None:
     state = State(name=NAME)
     reasons, events = [], 0
     for savings in sequence:
-        observed = _observed(utilization=_utilization_for_savings(savings))
+        observed = _observed(utilization=_utilization_for_savings(savings, held))
         decision = decide(spec, observed, state, now=EVENING)
         reasons.append(decision.reason)
         events += decision.noteworthy
