@@ -117,6 +117,7 @@ def inputs_status(inputs: Inputs) -> DecisionInputs:
         window_hours=inputs.window_hours,
         wait_hours=inputs.wait_hours,
         acceptable_delay_hours=inputs.acceptable_delay_hours,
+        held_hours_per_day=inputs.held_hours_per_day,
         metrics_age_seconds=inputs.metrics_age_seconds,
     )
 

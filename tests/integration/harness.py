@@ -9,6 +9,7 @@ from typing import Any, cast
 from kubernetes import client
 
 from placement.api import GROUP, PLURAL, VERSION
+from placement.prometheus import averaged
 from tests.integration.wait import until
 
 IMAGE = "registry.example/summarizer:1.0"  # kwok never pulls it
@@ -24,6 +25,12 @@ def open_window(now: dt.datetime | None = None) -> dict[str, str]:
 
 def utilization_query(namespace: str, deployment: str) -> str:
     return f'{UTILIZATION_METRIC}{{namespace="{namespace}",deployment="{deployment}"}}'
+
+
+def averaged_utilization(namespace: str, deployment: str) -> str:
+    """The query as the operator evaluates it (averaged over the 1m lookback the placements
+    here use): waiting for it keeps a just-started series out of the first decision."""
+    return averaged(utilization_query(namespace, deployment), dt.timedelta(minutes=1))
 
 
 def placement(

@@ -38,6 +38,22 @@ def test_the_api_server_names_the_bad_field(
     assert "spec.costs.retryRate" in applied.stderr
 
 
+def test_names_that_could_not_label_the_jobs_are_refused(
+    cluster: LocalCluster, crd: str, namespace: str, tmp_path: Path
+) -> None:
+    manifest = yaml.safe_load(EXAMPLES[0].read_text())
+    for length, accepted in ((63, True), (64, False)):
+        manifest["metadata"]["name"] = "n" * length
+        path = tmp_path / f"name-{length}.yaml"
+        path.write_text(yaml.safe_dump(manifest))
+        applied = cluster.kubectl(
+            "apply", "--dry-run=server", "-n", namespace, "-f", str(path), check=False
+        )
+        assert (applied.returncode == 0) is accepted, applied.stderr
+        if not accepted:
+            assert "metadata.name" in applied.stderr and "63" in applied.stderr
+
+
 @pytest.mark.usefixtures("operator")
 def test_an_unknown_time_zone_blocks_the_placement_with_the_field_named(
     placements: Placements,

@@ -13,7 +13,12 @@ from prometheus_client import Gauge
 
 from placement.localenv.process import ManagedProcess
 from placement.localenv.prometheus import LocalPrometheus
-from tests.integration.harness import Placements, placement, utilization_query
+from tests.integration.harness import (
+    Placements,
+    averaged_utilization,
+    placement,
+    utilization_query,
+)
 from tests.integration.wait import until
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -30,7 +35,7 @@ def _deploy_with_utilization(
 ) -> None:
     placements.deployment(name, replicas)
     utilization.labels(placements.namespace, name).set(value)
-    prometheus.wait_for_value(utilization_query(placements.namespace, name), value)
+    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), value)
 
 
 def test_moves_to_batch_keeps_warm_replicas_and_runs_the_windows_job(

@@ -10,7 +10,11 @@ from kubernetes import client
 from prometheus_client import Gauge
 
 from placement.localenv.prometheus import LocalPrometheus
-from tests.integration.harness import Placements, placement, utilization_query
+from tests.integration.harness import (
+    Placements,
+    averaged_utilization,
+    placement,
+)
 from tests.integration.wait import until
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -25,7 +29,7 @@ def _deploy(
 ) -> None:
     placements.deployment(name, replicas)
     utilization.labels(placements.namespace, name).set(0.2)
-    prometheus.wait_for_value(utilization_query(placements.namespace, name), 0.2)
+    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), 0.2)
 
 
 def _closed_window() -> dict[str, str]:

@@ -18,7 +18,7 @@ NOW = "2026-11-24T14:00:00Z"
     ("example", "replicas", "utilization", "reason", "savings"),
     [
         ("nightly-enrichment.yaml", 6, 0.15, "MovedToBatch", 469.95),
-        ("chat-endpoint.yaml", 8, 0.55, "StayRealtime", 1103.87),
+        ("chat-endpoint.yaml", 8, 0.55, "StayRealtime", -19.22),
         ("reindex-staging-heavy.yaml", 2, 0.35, "SavingsNegative", -9.78),
         ("no-owner.yaml", 6, 0.15, "OwnerMissing", 469.95),
     ],
