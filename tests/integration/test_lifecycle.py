@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -115,3 +116,33 @@ def test_a_component_that_hangs_is_reported_after_the_timeout(tmp_path: Path) ->
         hanging.stop()
     assert time.monotonic() - started < 10
     assert hanging.exit_code() is not None
+
+
+def test_a_port_taken_between_pick_and_bind_is_retried_with_new_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from placement.localenv import cluster as cluster_module
+    from placement.localenv.cluster import LocalCluster
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    taken = squatter.getsockname()[1]
+    from placement.localenv.process import free_port as real_free_port
+
+    handed_out: list[int] = []
+
+    def first_one_taken() -> int:
+        # The first port the cluster asks for (the apiserver's) is already someone else's.
+        port = taken if not handed_out else real_free_port()
+        handed_out.append(port)
+        return port
+
+    monkeypatch.setattr(cluster_module, "free_port", first_one_taken)
+    try:
+        with LocalCluster(tmp_path / "c", nodes=1) as local:
+            assert local.api_port != taken
+            assert "kwok-node-0" in local.kubectl("get", "nodes").stdout
+    finally:
+        squatter.close()
+    assert handed_out[0] == taken

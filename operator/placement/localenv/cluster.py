@@ -72,7 +72,18 @@ class LocalCluster:
         self.stop()
 
     def start(self) -> None:
-        """Start every component in dependency order; on any failure stop what started."""
+        """Start every component in dependency order; on any failure stop what started.
+
+        Ports are picked free, then bound by another process a moment later: something else
+        can take one in between. That one case is retried once, with new ports."""
+        try:
+            self._start_once()
+        except ComponentError as error:
+            if "address already in use" not in str(error):
+                raise
+            self._start_once()
+
+    def _start_once(self) -> None:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         (self.workdir / "logs").mkdir(parents=True)
