@@ -389,16 +389,13 @@ def release_previous_target(
             and deployment.managed_by == name
             and deployment.original_replicas is not None
         ):
-            kube.restore(namespace, previous, replicas=deployment.original_replicas)
-            kopf.event(
+            new_target = body.spec["target"]["deployment"]
+            _give_back(
                 body,
-                type=str(EventType.NORMAL),
-                reason=str(Reason.RESTORED),
-                message=(
-                    f"target changed to deployment/{body.spec['target']['deployment']}; "
-                    f"deployment/{previous} {deployment.replicas} -> "
-                    f"{deployment.original_replicas} replicas restored"
-                ),
+                kube,
+                deployment,
+                deployment.original_replicas,
+                f"target changed to deployment/{new_target}",
             )
     patch.status["originalReplicas"] = None
     patch.status["phase"] = str(Phase.OBSERVING)
@@ -416,17 +413,26 @@ def restore_for_deletion(body: kopf.Body, kube: KubeAdapter, logger: Logger) -> 
     if deployment is None:
         logger.info("deployment/%s is gone; nothing to restore", target)
         return
-    recorded = (body.get("status") or {}).get("originalReplicas")
-    original = (deployment.original_replicas if deployment.managed_by == name else None) or recorded
+    if deployment.managed_by and deployment.managed_by != name:
+        return  # another placement holds it now; restoring would undo its hold
+    original = deployment.original_replicas
     if original is None:
-        return
-    kube.restore(namespace, str(target), replicas=int(original))
+        recorded = (body.get("status") or {}).get("originalReplicas")
+        original = None if recorded is None else int(recorded)
+    if original is not None:
+        _give_back(body, kube, deployment, original, "placement deleted")
+
+
+def _give_back(
+    body: kopf.Body, kube: KubeAdapter, deployment: DeploymentState, replicas: int, why: str
+) -> None:
+    namespace = body.metadata.namespace
+    assert namespace is not None
+    kube.restore(namespace, deployment.name, replicas=replicas)
     kopf.event(
         body,
         type=str(EventType.NORMAL),
         reason=str(Reason.RESTORED),
-        message=(
-            f"placement deleted; deployment/{target} {deployment.replicas} -> "
-            f"{int(original)} replicas restored"
-        ),
+        message=f"{why}; deployment/{deployment.name} {deployment.replicas} -> {replicas} "
+        "replicas restored",
     )
