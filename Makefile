@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo venv tools cluster cluster-down kubectl-path test unit integration lint format clean
+.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ unit: $(STAMP) ## the pure-core tests only (no cluster)
 
 integration: tools ## the integration tests only
 	$(PY) -m pytest tests/integration
+
+crd: $(STAMP) ## regenerate crds/ from the pydantic models in operator/placement/api.py
+	$(PY) -m placement.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check operator tests

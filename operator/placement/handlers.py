@@ -103,21 +103,6 @@ def register(
     def spec_changed(memo: kopf.Memo, **_: Any) -> None:
         memo.next_evaluation = 0.0  # evaluate at the next tick, not after the interval
 
-    @kopf.on.update(
-        *RESOURCE, id="target-changed", field="spec.target.deployment", registry=registry
-    )
-    def target_changed(
-        body: kopf.Body,
-        old: Any,
-        new: Any,
-        patch: kopf.Patch,
-        memo: kopf.Memo,
-        logger: Logger,
-        **_: Any,
-    ) -> None:
-        release_previous_target(body, str(old) if old else None, patch, memo.kube, logger)
-        memo.next_evaluation = 0.0
-
     @kopf.timer(*RESOURCE, id="reconcile", interval=config.tick_seconds, registry=registry)
     def reconcile(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
@@ -155,15 +140,11 @@ def evaluate(
     previous = _parse_status(raw_status, logger)
     state = state_from_status(name, previous)
     deployment = kube.read_deployment(namespace, spec.target.deployment)
-    reconciled = _reconcile_holding(state, deployment, name, now)
-    if reconciled is None:
-        logger.info(
-            "status holds replicas of another Deployment than %s; waiting for the "
-            "retargeting to finish",
-            spec.target.deployment,
-        )
-        return 5.0
-    state = reconciled
+    settled = _settle_holds(body, spec, state, deployment, kube, now)
+    if isinstance(settled, str):
+        _report_blocked(body, patch, raw_status, Reason.MANUAL_OVERRIDE, settled)
+        return spec.evaluation_interval.timedelta.total_seconds()
+    state = settled
     observed = _observe(spec, namespace, name, deployment, kube, metrics, logger)
     decision = decide(spec, observed, state, now=now)
     if decision.actuate:
@@ -173,12 +154,16 @@ def evaluate(
                 # Nothing was scaled: say why instead of recording a move that did not happen.
                 _report_blocked(body, patch, raw_status, Reason.BATCH_JOB_REJECTED, refusal)
                 return spec.evaluation_interval.timedelta.total_seconds()
-            # Already held: the window will be missed and the fallback gives replicas back.
-            kopf.event(
-                body,
-                type=str(EventType.WARNING),
-                reason=str(Reason.BATCH_JOB_REJECTED),
-                message=refusal,
+            # Already held: say so instead of "created"; the window will be missed and the
+            # fallback gives the replicas back.
+            decision = replace(
+                decision,
+                reason=Reason.BATCH_JOB_REJECTED,
+                message=f"{Reason.BATCH_JOB_REJECTED}: {refusal}",
+                event_type=EventType.WARNING,
+                job_name=None,
+                noteworthy=state.last_reason is not Reason.BATCH_JOB_REJECTED,
+                state=replace(decision.state, current_job=state.current_job),
             )
     if decision.noteworthy:
         kopf.event(
@@ -206,9 +191,17 @@ def _observe(
     if deployment is None:
         return Observed(replicas=None)
     conflicts = kube.conflicting_autoscalers(namespace, spec.target.deployment)
-    if deployment.managed_by and deployment.managed_by != name:
+    other = deployment.managed_by
+    if other and other != name:
         # Two placements on one Deployment would each restore what the other holds.
-        conflicts.append(f"WorkloadPlacement/{deployment.managed_by} (holds it now)")
+        if kube.placement_exists(namespace, other):
+            conflicts.append(f"WorkloadPlacement/{other} (holds it now)")
+        else:
+            conflicts.append(
+                f"stale hold annotations of WorkloadPlacement/{other}, which no longer exists:"
+                f" remove the placement.runplacement.io/ annotations from deployment/"
+                f"{spec.target.deployment}"
+            )
     lookback = spec.metrics.lookback.timedelta
     utilization = metrics.utilization(spec.metrics.utilization, lookback)
     queue: Reading | None = None
@@ -232,31 +225,58 @@ def _job_observation(job: JobState) -> JobObservation:
     return JobObservation(name=job.name, outcome=job.outcome, finished_at=job.finished_at)
 
 
-def _reconcile_holding(
-    state: State, deployment: DeploymentState | None, name: str, now: dt.datetime
-) -> State | None:
-    """Make status and the Deployment's annotations agree on what is held; None: they
-    describe different Deployments (the target just changed), so do nothing yet."""
-    if deployment is None:
+def _settle_holds(
+    body: kopf.Body,
+    spec: WorkloadPlacementSpec,
+    state: State,
+    deployment: DeploymentState | None,
+    kube: KubeAdapter,
+    now: dt.datetime,
+) -> State | str:
+    """Make status agree with what the Deployments' annotations say is held, before deciding.
+
+    Returns the state to decide from, or why the placement must stop acting (a Deployment
+    changed outside the operator)."""
+    name = str(body.metadata.name)
+    target = spec.target.deployment
+    if (
+        deployment is not None
+        and deployment.managed_by == name
+        and (deployment.original_replicas is not None)
+    ):
+        if state.original_replicas is None:
+            # Scale-down and annotations are one write, the status patch a second one: the
+            # operator died between them. The annotations know what to restore, since when,
+            # and the utilization the savings rest on, so the missed-window fallback works.
+            return replace(
+                state,
+                original_replicas=deployment.original_replicas,
+                phase=Phase.BATCH,
+                batch_since=state.batch_since or deployment.held_since or now,
+                baseline_utilization=state.baseline_utilization or deployment.baseline_utilization,
+            )
         return state
-    annotated = deployment.managed_by == name and deployment.original_replicas is not None
-    if annotated and state.original_replicas is None:
-        # Scale-down and annotations are one write, the status patch a second one: the
-        # operator died between them. The annotations know what to restore, since when, and
-        # the utilization the savings rest on, so the missed-window fallback still works.
-        return replace(
-            state,
-            original_replicas=deployment.original_replicas,
-            phase=Phase.BATCH,
-            batch_since=state.batch_since or deployment.held_since or now,
-            baseline_utilization=state.baseline_utilization or deployment.baseline_utilization,
-        )
-    if state.original_replicas is not None and not annotated:
-        if deployment.replicas == state.original_replicas:
-            # The restore (which drops the annotations) happened; its status patch did not.
-            return replace(state, original_replicas=None)
-        return None
-    return state
+    if state.original_replicas is None:
+        return state
+    # Status says something is held, but not the target: the target changed, or someone
+    # changed the Deployment. The annotations tell which.
+    elsewhere = [d for d in kube.held_by(str(body.metadata.namespace), name) if d.name != target]
+    if elsewhere:
+        for held in elsewhere:
+            assert held.original_replicas is not None
+            _give_back(
+                body, kube, held, held.original_replicas, f"target changed to deployment/{target}"
+            )
+        return State(name=name)  # the new target is evaluated from scratch
+    if deployment is None or deployment.replicas == state.original_replicas:
+        # Gone (TargetMissing decides), or the restore landed and its status patch did not.
+        return state if deployment is None else replace(state, original_replicas=None)
+    return (
+        f"deployment/{target} was changed outside the operator: it runs "
+        f"{deployment.replicas} replicas without the hold annotations (held at "
+        f"{spec.target.warm_replicas}, {state.original_replicas} to restore); the operator "
+        "stops acting on this placement. Delete and re-apply it to start over."
+    )
 
 
 def _actuate(
@@ -371,56 +391,27 @@ def _report_blocked(
 # -- deletion and retargeting --------------------------------------------------------------
 
 
-def release_previous_target(
-    body: kopf.Body,
-    previous: str | None,
-    patch: kopf.Patch,
-    kube: KubeAdapter,
-    logger: Logger,
-) -> None:
-    """The placement now names another Deployment: give the one it held back first, and
-    forget what status remembered about it (its replica count is not the new target's)."""
-    name, namespace = body.metadata.name, body.metadata.namespace
-    assert name is not None and namespace is not None
-    if previous:
-        deployment = kube.read_deployment(namespace, previous)
-        if (
-            deployment is not None
-            and deployment.managed_by == name
-            and deployment.original_replicas is not None
-        ):
-            new_target = body.spec["target"]["deployment"]
-            _give_back(
-                body,
-                kube,
-                deployment,
-                deployment.original_replicas,
-                f"target changed to deployment/{new_target}",
-            )
-    patch.status["originalReplicas"] = None
-    patch.status["phase"] = str(Phase.OBSERVING)
-    patch.status["batch"] = {"currentJob": None, "since": None, "baselineUtilization": None}
-
-
 def restore_for_deletion(body: kopf.Body, kube: KubeAdapter, logger: Logger) -> None:
-    """Give the Deployment back its replicas before the finalizer lets the placement go."""
-    name, namespace = body.metadata.name, body.metadata.namespace
-    assert name is not None and namespace is not None
+    """Give back every Deployment this placement holds before the finalizer lets it go."""
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+    held = kube.held_by(namespace, name)
+    for holding in held:
+        assert holding.original_replicas is not None
+        _give_back(body, kube, holding, holding.original_replicas, "placement deleted")
+    if held:
+        return
+    # No annotation names this placement. Status may still remember a hold whose annotations
+    # were stripped: restore only a target that still sits at warmReplicas with no owner.
+    recorded = (body.get("status") or {}).get("originalReplicas")
     target = (body.spec.get("target") or {}).get("deployment")
-    if not target:
+    if recorded is None or not target:
         return
     deployment = kube.read_deployment(namespace, str(target))
+    warm = int((body.spec.get("target") or {}).get("warmReplicas") or 0)
     if deployment is None:
         logger.info("deployment/%s is gone; nothing to restore", target)
-        return
-    if deployment.managed_by and deployment.managed_by != name:
-        return  # another placement holds it now; restoring would undo its hold
-    original = deployment.original_replicas
-    if original is None:
-        recorded = (body.get("status") or {}).get("originalReplicas")
-        original = None if recorded is None else int(recorded)
-    if original is not None:
-        _give_back(body, kube, deployment, original, "placement deleted")
+    elif not deployment.managed_by and deployment.replicas == warm:
+        _give_back(body, kube, deployment, int(recorded), "placement deleted")
 
 
 def _give_back(

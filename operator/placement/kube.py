@@ -11,6 +11,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from placement.api import GROUP, PLURAL, VERSION
 from placement.labels import (
     BASELINE_ANNOTATION,
     HELD_SINCE_ANNOTATION,
@@ -73,6 +74,27 @@ class KubeAdapter:
             held_since=_time_or_none(annotations.get(HELD_SINCE_ANNOTATION)),
             baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION)),
         )
+
+    def held_by(self, namespace: str, placement: str) -> list[DeploymentState]:
+        """Deployments whose annotations say this placement holds them scaled down. Read
+        from the Deployments themselves, so no stale memory can point at the wrong one."""
+        held = []
+        for item in self.apps.list_namespaced_deployment(namespace).items:
+            annotations = (item.metadata and item.metadata.annotations) or {}
+            if annotations.get(MANAGED_BY_ANNOTATION) == placement and item.metadata:
+                state = self.read_deployment(namespace, str(item.metadata.name))
+                if state is not None and state.original_replicas is not None:
+                    held.append(state)
+        return held
+
+    def placement_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     def scale_for_batch(
         self,

@@ -33,6 +33,7 @@ class Reason(StrEnum):
     TARGET_MISSING = "TargetMissing"
     CONFLICTING_AUTOSCALER = "ConflictingAutoscaler"  # an HPA, a ScaledObject, or another placement
     BATCH_JOB_REJECTED = "BatchJobRejected"  # the API server refused the Job: nothing scaled
+    MANUAL_OVERRIDE = "ManualOverride"  # the held Deployment was changed outside the operator
     INVALID_SPEC = "InvalidSpec"  # what only the operator can check (e.g. unknown time zone)
 
 

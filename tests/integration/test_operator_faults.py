@@ -14,6 +14,7 @@ from tests.integration.harness import (
     Placements,
     averaged_utilization,
     placement,
+    utilization_query,
 )
 from tests.integration.wait import until
 
@@ -129,3 +130,116 @@ def test_a_second_placement_on_a_held_deployment_is_blocked_and_cannot_undo_the_
     deployment = placements.apps.read_namespaced_deployment("shared", placements.namespace)
     assert isinstance(deployment, client.V1Deployment)
     assert deployment.metadata.annotations["placement.runplacement.io/placement"] == "first"
+
+
+def _hold_by_hand(placements: Placements, deployment: str, holder: str, original: int) -> None:
+    """The Deployment as a placement called `holder` leaves it after scaling it down."""
+    placements.apps.patch_namespaced_deployment(
+        deployment,
+        placements.namespace,
+        {
+            "metadata": {
+                "annotations": {
+                    "placement.runplacement.io/original-replicas": str(original),
+                    "placement.runplacement.io/placement": holder,
+                    "placement.runplacement.io/held-since": dt.datetime.now(dt.UTC).isoformat(),
+                    "placement.runplacement.io/baseline-utilization": "0.2",
+                }
+            },
+            "spec": {"replicas": 0},
+        },
+        _content_type="application/merge-patch+json",
+    )
+
+
+def _retarget(placements: Placements, name: str, deployment: str) -> None:
+    placements.custom.patch_namespaced_custom_object(
+        "placement.runplacement.io",
+        "v1alpha1",
+        placements.namespace,
+        "workloadplacements",
+        name,
+        {
+            "spec": {
+                "target": {"deployment": deployment},
+                "metrics": {"utilization": utilization_query(placements.namespace, deployment)},
+            }
+        },
+    )
+
+
+def test_deleting_right_after_retargeting_gives_back_what_was_held(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy(placements, prometheus, utilization, "held-a", replicas=3)
+    _deploy(placements, prometheus, utilization, "next-b", replicas=2)
+    placements.apply(placement("hasty", placements.namespace, deployment="held-a"))
+    placements.wait_for_event("hasty", "MovedToBatch", timeout=90)
+
+    _retarget(placements, "hasty", "next-b")
+    placements.delete("hasty")  # before any evaluation of the new target
+    until(lambda: placements.exists("hasty"), lambda exists: not exists, what="hasty gone")
+    assert placements.replicas("held-a") == 3
+    assert placements.replicas("next-b") == 2
+
+
+def test_a_held_deployment_changed_outside_the_operator_is_not_fought(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy(placements, prometheus, utilization, "gitops")
+    placements.apply(placement("gitops", placements.namespace, deployment="gitops"))
+    placements.wait_for_event("gitops", "MovedToBatch", timeout=90)
+
+    # A GitOps tool replaces the Deployment from Git: 5 replicas, no annotations of ours.
+    placements.apps.patch_namespaced_deployment(
+        "gitops",
+        placements.namespace,
+        {
+            "metadata": {
+                "annotations": {
+                    "placement.runplacement.io/original-replicas": None,
+                    "placement.runplacement.io/placement": None,
+                    "placement.runplacement.io/held-since": None,
+                    "placement.runplacement.io/baseline-utilization": None,
+                }
+            },
+            "spec": {"replicas": 5},
+        },
+        _content_type="application/merge-patch+json",
+    )
+    event = placements.wait_for_event("gitops", "ManualOverride")
+    assert event.type == "Warning"
+    assert "changed outside the operator" in event.message
+    assert placements.status("gitops")["phase"] == "Blocked"
+    assert placements.replicas("gitops") == 5
+
+
+def test_a_refused_job_while_holding_is_reported_as_refused_not_created(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy(placements, prometheus, utilization, "stuck")
+    _hold_by_hand(placements, "stuck", "stuck", original=4)
+    manifest = placement("stuck", placements.namespace, deployment="stuck")
+    manifest["spec"]["batch"]["jobTemplate"]["spec"]["completionMode"] = "Sometimes"
+    placements.apply(manifest)
+
+    status = placements.wait_for_reason("stuck", "BatchJobRejected")
+    assert "currentJob" not in status.get("batch", {})
+    assert placements.jobs("stuck") == []
+    reasons = [e.reason for e in placements.events("stuck")]
+    assert "BatchJobCreated" not in reasons
+    assert reasons.count("BatchJobRejected") == 1
+    assert placements.replicas("stuck") == 0  # held until the window's end brings fallback
+
+
+def test_stale_annotations_of_a_deleted_placement_say_how_to_clear_them(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _deploy(placements, prometheus, utilization, "haunted")
+    _hold_by_hand(placements, "haunted", "long-gone", original=4)
+    placements.apply(placement("heir", placements.namespace, deployment="haunted"))
+
+    event = placements.wait_for_event("heir", "ConflictingAutoscaler")
+    assert "WorkloadPlacement/long-gone, which no longer exists" in event.message
+    assert "remove the placement.runplacement.io/ annotations" in event.message
+    assert placements.replicas("haunted") == 0
