@@ -201,15 +201,6 @@ class KubeAdapter:
         ).items
         return [job_state(job) for job in jobs]
 
-    def read_job(self, namespace: str, name: str) -> JobState | None:
-        try:
-            job = self.batch.read_namespaced_job_status(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return job_state(job)
-
 
 def job_state(job: client.V1Job) -> JobState:
     status = job.status or client.V1JobStatus()

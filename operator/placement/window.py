@@ -28,7 +28,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from placement.api import BatchWindow
-from placement.durations import format_duration
 
 JOB_NAME_MAX = 63  # Job names end up in the pods' job-name label: 63 characters at most
 _LABEL_LENGTH = len("-20261122-0100")
@@ -120,11 +119,6 @@ def wait_until_window_end(window: BatchWindow, now: datetime) -> timedelta:
     return current_or_next_window(window, now).end - now
 
 
-def describe_window(window: BatchWindow) -> str:
-    """'01:00-05:00 Europe/Berlin'."""
-    return f"{window.start}-{window.end} {window.time_zone}"
-
-
 def job_name(placement_name: str, span: WindowSpan) -> str:
     """Deterministic Job name for a window: '<placement>-20261122-0100', at most 63 chars.
 
@@ -137,10 +131,6 @@ def job_name(placement_name: str, span: WindowSpan) -> str:
         digest = hashlib.sha256(placement_name.encode()).hexdigest()[:8]
         prefix = f"{placement_name[: room - 9].rstrip('-.')}-{digest}"
     return f"{prefix}-{span.label}"
-
-
-def format_wait(delta: timedelta) -> str:
-    return format_duration(delta)
 
 
 def _require_aware(moment: datetime) -> None:

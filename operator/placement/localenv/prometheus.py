@@ -151,14 +151,6 @@ class LocalPrometheus:
             self._process.stop()
             self._process = None
 
-    def set_targets(self, targets: Iterable[str]) -> None:
-        """Rewrite the scrape targets and reload without restarting."""
-        self.targets = list(targets)
-        (self.workdir / "prometheus.yml").write_text(self._config())
-        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
-        with urllib.request.urlopen(request, timeout=5):
-            pass
-
     def _config(self) -> str:
         targets = json.dumps(self.targets)
         return textwrap.dedent(
