@@ -44,6 +44,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no peering: for a single replica (default: peering, for HA)",
     )
+    run.add_argument(
+        "--kubeconfig",
+        help="a kubeconfig file (default: in-cluster ServiceAccount, or $KUBECONFIG)",
+    )
+    run.add_argument(
+        "--metrics-address",
+        help="HOST:PORT for the operator's own /metrics; empty turns it off "
+        "(default: $PLACEMENT_METRICS_ADDRESS or 0.0.0.0:8081)",
+    )
+    run.add_argument(
+        "--log-format", choices=["text", "json"], help="default: $PLACEMENT_LOG_FORMAT or text"
+    )
+    run.add_argument(
+        "--posting-level",
+        help="log level from which log lines also become Events "
+        "(default: $PLACEMENT_POSTING_LEVEL or WARNING)",
+    )
     run.add_argument("--verbose", action="store_true")
 
     commands.add_parser("crd", help="print the CustomResourceDefinition (YAML)")
@@ -139,22 +156,33 @@ def _run(args: argparse.Namespace) -> int:
     from placement.config import OperatorConfig
     from placement.handlers import register
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-    )
     try:
         config = OperatorConfig.from_environment(
             prometheus_url=args.prometheus_url,
             prometheus_timeout_seconds=args.prometheus_timeout,
             tick_seconds=args.tick,
             namespaces=tuple(args.namespace) or None,
+            kubeconfig=args.kubeconfig,
+            metrics_address=args.metrics_address,
+            log_format=args.log_format,
+            posting_level=(
+                logging.getLevelName(args.posting_level.upper()) if args.posting_level else None
+            ),
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # kopf's own formatters: text with the object as a prefix, or JSON with it as a field.
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
+        log_prefix=config.log_format != "json",
+    )
     registry = kopf.OperatorRegistry()
-    register(registry, config)
+    telemetry = register(registry, config)
+    endpoint = config.metrics_endpoint()
+    if endpoint is not None:
+        telemetry.serve(*endpoint)
     kopf.run(
         registry=registry,
         clusterwide=not config.namespaces,

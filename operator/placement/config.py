@@ -8,6 +8,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+LOG_FORMATS = ("text", "json")
+
 
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
@@ -25,6 +27,9 @@ class OperatorConfig:
     posting_level: int = logging.WARNING  # log lines at this level and above become Events
     watch_timeout_seconds: int = 300
     workers: int = 20
+    kubeconfig: str | None = None  # None: in-cluster ServiceAccount, else KUBECONFIG
+    log_format: str = "text"  # or "json": one object per line, for log pipelines
+    metrics_address: str = "0.0.0.0:8081"  # /metrics; "" turns it off
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -40,6 +45,8 @@ class OperatorConfig:
             "posting_level": logging.getLevelName(
                 os.environ.get("PLACEMENT_POSTING_LEVEL", "WARNING").upper()
             ),
+            "log_format": os.environ.get("PLACEMENT_LOG_FORMAT", "text"),
+            "metrics_address": os.environ.get("PLACEMENT_METRICS_ADDRESS", "0.0.0.0:8081"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)  # type: ignore[arg-type]
@@ -56,3 +63,21 @@ class OperatorConfig:
             raise ValueError("tick and Prometheus timeout must be positive")
         if not isinstance(self.posting_level, int):
             raise ValueError(f"unknown posting level {self.posting_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(
+                f"log format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}"
+            )
+        if self.metrics_address:
+            self.metrics_endpoint()  # raises with the flag named
+
+    def metrics_endpoint(self) -> tuple[str, int] | None:
+        """(host, port) to serve /metrics on, or None when turned off."""
+        if not self.metrics_address:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(
+                "the metrics address (--metrics-address or PLACEMENT_METRICS_ADDRESS) must be "
+                f"HOST:PORT, got {self.metrics_address!r}"
+            )
+        return host.strip("[]") or "0.0.0.0", int(port)

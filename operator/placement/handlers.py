@@ -39,6 +39,7 @@ from placement.policy import Decision, JobObservation, Observed, State, decide
 from placement.prometheus import MetricsReader, Reading
 from placement.reasons import EventType, Reason
 from placement.status import build_status, state_from_status, status_patch
+from placement.telemetry import Telemetry
 from placement.window import current_or_next_window
 from placement.window import job_name as window_job_name
 
@@ -51,9 +52,15 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def kubernetes_api_client() -> k8s.ApiClient:
-    """In a pod: its ServiceAccount. Elsewhere: KUBECONFIG or ~/.kube/config (as kopf does)."""
+def kubernetes_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
+    """An explicit kubeconfig file; else in a pod its ServiceAccount; else KUBECONFIG or
+    ~/.kube/config (as kopf does)."""
     configuration = k8s.Configuration()
+    if kubeconfig:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+        return configuration
     try:
         k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration
@@ -62,17 +69,39 @@ def kubernetes_api_client() -> k8s.ApiClient:
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration
         )
-    return k8s.ApiClient(configuration)
+    return configuration
+
+
+def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same configuration our ApiClient uses."""
+    authorization = str((configuration.api_key or {}).get("authorization", ""))
+    scheme, _, token = authorization.partition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 def register(
-    registry: kopf.OperatorRegistry, config: OperatorConfig, clock: Clock = utc_now
-) -> None:
-    """Attach every handler to `registry`, with intervals from `config`."""
+    registry: kopf.OperatorRegistry,
+    config: OperatorConfig,
+    clock: Clock = utc_now,
+    telemetry: Telemetry | None = None,
+) -> Telemetry:
+    """Attach every handler to `registry`, with intervals from `config`; returns the metrics
+    the handlers record (serve them with `Telemetry.serve`)."""
+    telemetry = telemetry or Telemetry()
 
     @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A registry of our own starts empty: authenticate the way our ApiClient does.
+        if config.kubeconfig:
+            return connection_info(kubernetes_configuration(config.kubeconfig))
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(id="configure", registry=registry)
@@ -87,11 +116,16 @@ def register(
         settings.watching.server_timeout = config.watch_timeout_seconds
         settings.watching.client_timeout = config.watch_timeout_seconds + 30
         settings.execution.max_workers = config.workers
-        memo.api_client = kubernetes_api_client()
-        memo.kube = KubeAdapter(memo.api_client)
+        if config.namespaces:
+            # Namespaced mode has no cluster-wide read of CRDs (least privilege): do not
+            # ask for it, instead of logging a 403 warning at every start.
+            settings.scanning.disabled = True
+        memo.api_client = k8s.ApiClient(kubernetes_configuration(config.kubeconfig))
+        memo.kube = KubeAdapter(memo.api_client, telemetry)
         memo.metrics = MetricsReader(
             config.prometheus_url, timeout=config.prometheus_timeout_seconds
         )
+        memo.telemetry = telemetry
 
     @kopf.on.cleanup(id="close-clients", registry=registry)
     def close_clients(memo: kopf.Memo, **_: Any) -> None:
@@ -109,12 +143,18 @@ def register(
     ) -> None:
         if time.monotonic() < getattr(memo, "next_evaluation", 0.0):
             return
-        interval = evaluate(body, patch, memo.kube, memo.metrics, clock(), logger)
+        with telemetry.reconciling():
+            interval = evaluate(
+                body, patch, memo.kube, memo.metrics, clock(), logger, telemetry=telemetry
+            )
         memo.next_evaluation = time.monotonic() + interval
 
     @kopf.on.delete(*RESOURCE, id="restore-on-delete", registry=registry)
     def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
         restore_for_deletion(body, memo.kube, logger)
+        telemetry.forget(str(body.metadata.namespace), str(body.metadata.name))
+
+    return telemetry
 
 
 # -- one evaluation -----------------------------------------------------------------------
@@ -127,8 +167,11 @@ def evaluate(
     metrics: MetricsReader,
     now: dt.datetime,
     logger: Logger,
+    *,
+    telemetry: Telemetry | None = None,
 ) -> float:
     """Evaluate one placement; return seconds until it is due again."""
+    telemetry = telemetry or Telemetry()
     name, namespace = body.metadata.name, body.metadata.namespace
     assert name is not None and namespace is not None
     raw_status = dict(body.get("status") or {})
@@ -136,16 +179,28 @@ def evaluate(
         spec = WorkloadPlacementSpec.model_validate(dict(body.spec))
     except ValidationError as error:
         _report_invalid_spec(body, patch, raw_status, error)
+        telemetry.decided(
+            namespace, name, action="None", reason=Reason.INVALID_SPEC, savings=None, currency=""
+        )
         return 60.0
     previous = _parse_status(raw_status, logger)
     state = state_from_status(name, previous)
     deployment = kube.read_deployment(namespace, spec.target.deployment)
     settled = _settle_holds(body, spec, state, deployment, kube, now)
+    currency = spec.costs.currency
     if isinstance(settled, str):
         _report_blocked(body, patch, raw_status, Reason.MANUAL_OVERRIDE, settled)
+        telemetry.decided(
+            namespace,
+            name,
+            action="None",
+            reason=Reason.MANUAL_OVERRIDE,
+            savings=None,
+            currency=currency,
+        )
         return spec.evaluation_interval.timedelta.total_seconds()
     state = settled
-    observed = _observe(spec, namespace, name, deployment, kube, metrics, logger)
+    observed = _observe(spec, namespace, name, deployment, kube, metrics, logger, telemetry)
     decision = decide(spec, observed, state, now=now)
     if decision.actuate:
         refusal = _actuate(decision, spec, body, state, deployment, kube, now)
@@ -153,6 +208,14 @@ def evaluate(
             if not state.holding:
                 # Nothing was scaled: say why instead of recording a move that did not happen.
                 _report_blocked(body, patch, raw_status, Reason.BATCH_JOB_REJECTED, refusal)
+                telemetry.decided(
+                    namespace,
+                    name,
+                    action="None",
+                    reason=Reason.BATCH_JOB_REJECTED,
+                    savings=decision.savings_per_day,
+                    currency=currency,
+                )
                 return spec.evaluation_interval.timedelta.total_seconds()
             # Already held: say so instead of "created"; the window will be missed and the
             # fallback gives the replicas back.
@@ -165,6 +228,14 @@ def evaluate(
                 noteworthy=state.last_reason is not Reason.BATCH_JOB_REJECTED,
                 state=replace(decision.state, current_job=state.current_job),
             )
+    telemetry.decided(
+        namespace,
+        name,
+        action=str(decision.action),
+        reason=str(decision.reason),
+        savings=decision.savings_per_day,
+        currency=currency,
+    )
     if decision.noteworthy:
         kopf.event(
             body,
@@ -187,6 +258,7 @@ def _observe(
     kube: KubeAdapter,
     metrics: MetricsReader,
     logger: Logger,
+    telemetry: Telemetry,
 ) -> Observed:
     if deployment is None:
         return Observed(replicas=None)
@@ -204,10 +276,13 @@ def _observe(
             )
     lookback = spec.metrics.lookback.timedelta
     utilization = metrics.utilization(spec.metrics.utilization, lookback)
+    if not utilization.ok:
+        telemetry.query_failed(str(utilization.outcome))
     queue: Reading | None = None
     if spec.metrics.queue_depth:
         queue = metrics.queue_depth(spec.metrics.queue_depth, lookback)
         if not queue.ok:
+            telemetry.query_failed(str(queue.outcome))
             # Optional and informative only: a queue gauge that vanishes at zero must not
             # block decisions that rest on utilization.
             logger.info("queueDepth not shown: %s", queue.describe())

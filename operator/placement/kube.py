@@ -21,6 +21,7 @@ from placement.labels import (
     PLACEMENT_LABEL,
 )
 from placement.policy import JobOutcome
+from placement.telemetry import Telemetry
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class JobState:
 class KubeAdapter:
     """Typed operations on Deployments, Jobs and autoscalers through one ApiClient."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, telemetry: Telemetry | None = None) -> None:
+        self.telemetry = telemetry or Telemetry()
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.autoscaling = client.AutoscalingV2Api(api_client)
@@ -122,6 +124,7 @@ class KubeAdapter:
             name,
             {"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}},
         )
+        self.telemetry.actuated("scale_down")
 
     def restore(self, namespace: str, name: str, *, replicas: int) -> None:
         """Scale back and drop the operator's annotations, in one write."""
@@ -133,6 +136,7 @@ class KubeAdapter:
                 "spec": {"replicas": replicas},
             },
         )
+        self.telemetry.actuated("restore")
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the operator's annotations without touching replicas."""
@@ -192,6 +196,8 @@ class KubeAdapter:
             if error.status == 409:
                 return False
             raise
+        if not dry_run:
+            self.telemetry.actuated("job_created")
         return True
 
     def placement_jobs(self, namespace: str, placement: str) -> list[JobState]:
