@@ -1,0 +1,232 @@
+"""The Helm chart: lint, a rendered snapshot, and the properties a reviewer would check by
+hand (labels, security context, probes, RBAC), in both cluster-wide and namespaced mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.helm import CHART, PROMETHEUS_URL, ROOT, find, helm, objects, render
+
+CLUSTER_VALUES = str(CHART / "ci" / "cluster-values.yaml")
+NAMESPACED_VALUES = str(CHART / "ci" / "namespaced-values.yaml")
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+# Every permission the operator's code uses, and nothing else: (apiGroup, resource) -> verbs.
+APPLICATION_RULES = {
+    ("placement.runplacement.io", "workloadplacements"): {"get", "list", "watch", "patch"},
+    ("placement.runplacement.io", "workloadplacements/status"): {"patch"},
+    ("placement.runplacement.io", "workloadplacements/finalizers"): {"update"},
+    ("", "events"): {"create"},
+    ("apps", "deployments"): {"get", "list", "patch"},
+    ("batch", "jobs"): {"create", "list"},
+    ("autoscaling", "horizontalpodautoscalers"): {"list"},
+    ("keda.sh", "scaledobjects"): {"list"},
+}
+CLUSTER_ONLY_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+}
+
+
+def _rules(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    found: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                found.setdefault((group, resource), set()).update(rule["verbs"])
+    return found
+
+
+@pytest.mark.parametrize("values", [[], ["-f", CLUSTER_VALUES], ["-f", NAMESPACED_VALUES]])
+def test_lint_strict_passes(values: list[str]) -> None:
+    result = helm("lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["cluster", "namespaced"])
+def test_rendered_templates_match_the_snapshot(name: str) -> None:
+    rendered = render("-f", str(CHART / "ci" / f"{name}-values.yaml"))
+    snapshot = SNAPSHOTS / f"{name}.yaml"
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        snapshot.write_text(rendered)
+    assert rendered == snapshot.read_text(), (
+        f"the chart renders differently from {snapshot.name}; if intended, run "
+        "`make chart-snapshots` and review the diff"
+    )
+
+
+def test_the_charts_crd_is_the_same_bytes_as_crds() -> None:
+    name = "workloadplacements.placement.runplacement.io.yaml"
+    assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes()
+
+
+def test_a_missing_prometheus_url_is_refused_with_the_value_named() -> None:
+    result = helm("template", "po", str(CHART), "--kube-version", "1.36.3", check=False)
+    assert result.returncode != 0
+    assert "prometheus.url is required" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("logFormat=xml", "logFormat"),
+        ("prometheus.url=ftp://prometheus", "url"),
+        ("postingLevel=LOUD", "postingLevel"),
+        ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
+        ("metrics.port=0", "port"),
+        ("replicas=2", "replicas"),
+    ],
+)
+def test_the_values_schema_refuses_bad_values_by_name(setting: str, field: str) -> None:
+    result = helm(
+        "template", "po", str(CHART), "--kube-version", "1.36.3",
+        "--set", f"prometheus.url={PROMETHEUS_URL}", "--set", setting, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert field in result.stderr
+
+
+def test_every_object_carries_the_recommended_labels() -> None:
+    for doc in objects(render("-f", NAMESPACED_VALUES)):
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "placement-operator", doc["kind"]
+        assert labels["app.kubernetes.io/instance"] == "po"
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "placement-operator-0.1.0"
+
+
+def test_the_operator_runs_locked_down_with_a_liveness_probe() -> None:
+    [deployment] = find(objects(render("-f", CLUSTER_VALUES)), "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [container] = pod["containers"]
+    assert container["image"] == "ghcr.io/runplacement/placement-operator:0.1.0"
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    probe = container["livenessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"health": 8080, "metrics": 8081}
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["PLACEMENT_PROMETHEUS_URL"] == PROMETHEUS_URL
+    assert env["PLACEMENT_METRICS_ADDRESS"] == "0.0.0.0:8081"
+
+
+def test_cluster_mode_grants_exactly_what_the_code_uses() -> None:
+    docs = objects(render("-f", CLUSTER_VALUES))
+    [role] = find(docs, "ClusterRole")
+    assert _rules(role) == APPLICATION_RULES | CLUSTER_ONLY_RULES
+    [binding] = find(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "po-placement-operator", "namespace": "placement-system"}
+    ]
+    assert find(docs, "Role") == [] and find(docs, "ServiceMonitor") == []
+
+
+def test_namespaced_mode_has_no_cluster_wide_permission() -> None:
+    docs = objects(render("-f", NAMESPACED_VALUES))
+    assert find(docs, "ClusterRole") == [] and find(docs, "ClusterRoleBinding") == []
+    roles = find(docs, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert _rules(role) == APPLICATION_RULES
+    assert len(find(docs, "RoleBinding")) == 2
+    [deployment] = find(docs, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_no_rule_reads_secrets_or_uses_wildcards() -> None:
+    for values in (CLUSTER_VALUES, NAMESPACED_VALUES):
+        for role in find(objects(render("-f", values)), "ClusterRole") + find(
+            objects(render("-f", values)), "Role"
+        ):
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+                assert "secrets" not in rule["resources"]
+
+
+def test_rules_are_grouped_as_framework_or_application() -> None:
+    for values in (CLUSTER_VALUES, NAMESPACED_VALUES):
+        lines = render("-f", values).splitlines()
+        for index, line in enumerate(lines):
+            if not line.strip().startswith("- apiGroups:"):
+                continue
+            # The comment block above the rule (or above the rules before it, same group).
+            above = index - 1
+            while not lines[above].strip().startswith("#"):
+                above -= 1
+            while lines[above - 1].strip().startswith("#"):
+                above -= 1
+            assert lines[above].strip().startswith(("# Framework:", "# Application:")), line
+
+
+def test_service_monitor_only_when_enabled() -> None:
+    docs = objects(render("-f", NAMESPACED_VALUES))
+    [monitor] = find(docs, "ServiceMonitor")
+    [service] = find(docs, "Service")
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+
+
+def _leaf_values(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        return [leaf for k, v in node.items() for leaf in _leaf_values(v, f"{prefix}{k}.")]
+    return [prefix.rstrip(".")]
+
+
+def _documented_keys(values_text: str) -> set[str]:
+    """Key paths with a `# --` comment right above them (helm-docs' convention)."""
+    documented: set[str] = set()
+    path: list[str] = []
+    commented = False
+    for line in values_text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# --"):
+            commented = True
+            continue
+        if stripped.startswith("#") or not stripped:
+            continue
+        match = re.match(r"^(\s*)([A-Za-z][\w.-]*):", line)
+        if match is None:
+            commented = False
+            continue
+        depth = len(match.group(1)) // 2
+        path = [*path[:depth], match.group(2)]
+        if commented:
+            documented.add(".".join(path))
+        commented = False
+    return documented
+
+
+def test_every_value_has_a_description_in_values_yaml_and_the_readme() -> None:
+    text = (CHART / "values.yaml").read_text()
+    documented = _documented_keys(text)
+    readme = (ROOT / "README.md").read_text()
+    for leaf in _leaf_values(yaml.safe_load(text)):
+        parts = leaf.split(".")
+        described = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        assert any(key in documented for key in described), f"{leaf} has no `# --` comment"
+        assert any(f"`{key}`" in readme for key in described), f"{leaf} missing from README"
+
+
+def test_values_schema_is_valid_json_and_covers_every_top_level_value() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) == set(schema["properties"])
