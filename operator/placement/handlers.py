@@ -74,8 +74,12 @@ def kubernetes_configuration(kubeconfig: str | None = None) -> k8s.Configuration
 
 def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
     """kopf's credentials from the same configuration our ApiClient uses."""
-    authorization = str((configuration.api_key or {}).get("authorization", ""))
-    scheme, _, token = authorization.partition(" ")
+    # The kubernetes client keeps the token under "BearerToken" since v36, before that under
+    # "authorization" (as kopf.login_via_client reads it).
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    scheme, _, token = str(header or "").partition(" ")
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,

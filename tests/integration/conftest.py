@@ -8,7 +8,7 @@ from kubernetes import client
 from prometheus_client import Gauge
 
 from placement.localenv.cluster import LocalCluster
-from placement.localenv.operator_process import start_operator
+from placement.localenv.operator_process import OperatorProcess, start_operator
 from placement.localenv.process import ManagedProcess, log_tail
 from placement.localenv.prometheus import Exporter, LocalPrometheus
 from tests.integration.harness import UTILIZATION_METRIC, Placements
@@ -45,7 +45,7 @@ def operator(
     prometheus: LocalPrometheus,
     crd: str,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ManagedProcess]:
+) -> Iterator[OperatorProcess]:
     """`placement run` as its own process, the way it runs in a pod, against the real
     cluster and Prometheus, looking at every placement each second."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"

@@ -14,6 +14,13 @@ from pathlib import Path
 from placement.localenv.process import ManagedProcess, free_port, http_ok
 
 
+class OperatorProcess(ManagedProcess):
+    """The operator, with where its own /metrics is served."""
+
+    metrics_url: str = ""
+    liveness_url: str = ""
+
+
 def start_operator(
     kubeconfig: Path,
     prometheus_url: str,
@@ -22,10 +29,10 @@ def start_operator(
     tick_seconds: float = 1.0,
     extra_args: Sequence[str] = (),
     timeout: float = 60.0,
-) -> ManagedProcess:
+) -> OperatorProcess:
     """Start the operator and return once its liveness endpoint answers."""
-    port = free_port()
-    process = ManagedProcess(
+    port, metrics_port = free_port(), free_port()
+    process = OperatorProcess(
         "placement-operator",
         [
             sys.executable,
@@ -39,11 +46,15 @@ def start_operator(
             "--standalone",
             "--liveness",
             f"http://127.0.0.1:{port}/healthz",
+            "--metrics-address",
+            f"127.0.0.1:{metrics_port}",
             *extra_args,
         ],
         log_path,
         env={**os.environ, "KUBECONFIG": str(kubeconfig)},
     )
+    process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    process.liveness_url = f"http://127.0.0.1:{port}/healthz"
     process.start()
     try:
         process.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout, "live")

@@ -1,0 +1,266 @@
+"""The chart on the real control plane: install, upgrade, uninstall; and the proof that its
+RBAC is enough and no more: the operator, authenticated with the chart's ServiceAccount token
+(not the admin certificate), takes a placement through a move to batch and back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import kopf
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Gauge
+
+from placement.config import OperatorConfig
+from placement.handlers import register
+from placement.localenv import tools
+from placement.localenv.cluster import LocalCluster
+from placement.localenv.operator_process import OperatorProcess
+from placement.localenv.process import http_ok
+from placement.localenv.prometheus import LocalPrometheus
+from tests.chart.helm import CHART
+from tests.integration.harness import Placements, averaged_utilization, placement
+from tests.integration.wait import until
+
+
+@pytest.fixture
+def helm(cluster: LocalCluster, tmp_path: Path) -> Iterator[object]:
+    home = tmp_path / "helm"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(tools.binary("helm")), "--kubeconfig", str(cluster.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+            env={
+                "HELM_CACHE_HOME": str(home / "cache"),
+                "HELM_CONFIG_HOME": str(home / "config"),
+                "HELM_DATA_HOME": str(home / "data"),
+                "PATH": "/usr/bin:/bin",
+            },
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    yield run
+
+
+def _release() -> str:
+    return f"po-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.mark.usefixtures("crd")
+def test_install_upgrade_and_uninstall_on_the_local_cluster(
+    helm, namespace: str, api_client: client.ApiClient, prometheus: LocalPrometheus
+) -> None:
+    release = _release()
+    name = f"{release}-placement-operator"
+    apps, rbac = client.AppsV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+
+    helm(
+        "install", release, str(CHART), "--namespace", namespace,
+        "--set", f"prometheus.url={prometheus.url}", "--wait", "--timeout", "120s",
+    )  # fmt: skip
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    assert deployment.status.ready_replicas == 1  # the pod runs on a kwok node
+    assert deployment.spec.strategy.type == "Recreate"
+    assert rbac.read_cluster_role(name).rules
+    client.CoreV1Api(api_client).read_namespaced_service_account(name, namespace)
+    client.CoreV1Api(api_client).read_namespaced_service(f"{name}-metrics", namespace)
+
+    helm(
+        "upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values",
+        "--set", "logFormat=json", "--set", "evaluation.tickSeconds=30", "--wait",
+        "--timeout", "120s",
+    )  # fmt: skip
+    upgraded = apps.read_namespaced_deployment(name, namespace)
+    env = {e.name: e.value for e in upgraded.spec.template.spec.containers[0].env}
+    assert env["PLACEMENT_LOG_FORMAT"] == "json"
+    assert env["PLACEMENT_TICK_SECONDS"] == "30"
+    assert env["PLACEMENT_PROMETHEUS_URL"] == prometheus.url  # reused, not reset
+    until(
+        lambda: apps.read_namespaced_deployment(name, namespace).status,
+        lambda status: status.ready_replicas == 1 and status.updated_replicas == 1,
+        what="upgraded operator pod ready",
+    )
+    history = helm("history", release, "--namespace", namespace, "-o", "yaml").stdout
+    assert [entry["revision"] for entry in yaml.safe_load(history)] == [1, 2]
+
+    helm("uninstall", release, "--namespace", namespace, "--wait")
+    with pytest.raises(ApiException) as gone:
+        apps.read_namespaced_deployment(name, namespace)
+    assert gone.value.status == 404
+    with pytest.raises(ApiException) as role_gone:
+        rbac.read_cluster_role(name)
+    assert role_gone.value.status == 404
+    # Helm never deletes CRDs: the placements of every team survive an uninstall.
+    client.ApiextensionsV1Api(api_client).read_custom_resource_definition(
+        "workloadplacements.placement.runplacement.io"
+    )
+
+
+# -- the operator as the chart's ServiceAccount ------------------------------------------
+
+
+@contextmanager
+def _paused(operator: OperatorProcess) -> Iterator[None]:
+    """The session's operator watches every namespace as admin: pause it, so only the one
+    under test acts."""
+    operator.stop()
+    try:
+        yield
+    finally:
+        operator.start()
+        operator.wait_until(lambda: http_ok(operator.liveness_url), 60, "live again")
+
+
+@contextmanager
+def _operator_in_process(config: OperatorConfig) -> Iterator[list[logging.LogRecord]]:
+    """The operator's handlers and kopf in a thread of this process; yields the WARNING+
+    log records it produced."""
+    registry = kopf.OperatorRegistry()
+    register(registry, config)
+    stop, ready = threading.Event(), threading.Event()
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    collector = Collect(level=logging.WARNING)
+    logging.getLogger().addHandler(collector)
+
+    def run() -> None:
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                clusterwide=False,
+                namespaces=list(config.namespaces),
+                standalone=True,
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        )
+
+    thread = threading.Thread(target=run, name="operator-as-service-account", daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30), "the in-process operator did not start"
+        yield records
+    finally:
+        stop.set()
+        thread.join(30)
+        logging.getLogger().removeHandler(collector)
+
+
+def _service_account_kubeconfig(
+    cluster: LocalCluster, core: client.CoreV1Api, namespace: str, account: str, path: Path
+) -> Path:
+    token = core.create_namespaced_service_account_token(
+        account,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    ).status.token
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": account,
+                "context": {"cluster": admin["clusters"][0]["name"], "user": account},
+            }
+        ],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(kubeconfig))
+    return path
+
+
+def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
+    helm,
+    cluster: LocalCluster,
+    crd: str,
+    operator: OperatorProcess,
+    core_v1: client.CoreV1Api,
+    api_client: client.ApiClient,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+    tmp_path: Path,
+) -> None:
+    release = _release()
+    ops, work, other = (f"{release}-{suffix}" for suffix in ("ops", "work", "other"))
+    for name in (ops, work, other):
+        core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        helm(
+            "install", release, str(CHART), "--namespace", ops,
+            "--set", f"prometheus.url={prometheus.url}", "--set", f"watchNamespaces={{{work}}}",
+        )  # fmt: skip
+        account = f"{release}-placement-operator"
+        kubeconfig = _service_account_kubeconfig(
+            cluster, core_v1, ops, account, tmp_path / "sa.kubeconfig"
+        )
+
+        def can_i(*args: str) -> str:
+            result = cluster.kubectl("--kubeconfig", str(kubeconfig), "auth", "can-i", *args,
+                                     check=False)  # fmt: skip
+            return result.stdout.strip()
+
+        # The same identity kubectl and the operator use below: the token, not impersonation.
+        assert can_i("patch", "deployments", "-n", work) == "yes"
+        assert can_i("create", "jobs", "-n", work) == "yes"
+        assert can_i("get", "secrets", "-n", work) == "no"
+        assert can_i("list", "secrets", "-n", ops) == "no"
+        assert can_i("patch", "deployments", "-n", other) == "no"
+        assert can_i("list", "workloadplacements", "-n", other) == "no"
+        assert can_i("list", "workloadplacements", "--all-namespaces") == "no"
+        assert can_i("delete", "deployments", "-n", work) == "no"
+        assert can_i("list", "customresourcedefinitions") == "no"
+
+        placements = Placements(api_client, work)
+        placements.deployment("reranker", 4)
+        utilization.labels(work, "reranker").set(0.2)
+        prometheus.wait_for_value(averaged_utilization(work, "reranker"), 0.2)
+        config = OperatorConfig(
+            prometheus_url=prometheus.url,
+            tick_seconds=1,
+            namespaces=(work,),
+            kubeconfig=str(kubeconfig),
+            metrics_address="",
+        )
+        with _paused(operator), _operator_in_process(config) as records:
+            placements.apply(placement("reranker", work, deployment="reranker", warm_replicas=1))
+            placements.wait_for_reason("reranker", "BatchSucceeded", timeout=90)
+            assert placements.replicas("reranker") == 1
+            [job] = placements.jobs("reranker")
+            assert job.status.succeeded == 4
+            assert placements.wait_for_event("reranker", "MovedToBatch").type == "Normal"
+
+            placements.delete("reranker")
+            until(lambda: placements.exists("reranker"), lambda exists: not exists,
+                  what="placement deleted after its restore")  # fmt: skip
+            assert placements.replicas("reranker") == 4
+            assert placements.wait_for_event("reranker", "Restored").type == "Normal"
+        refused = [r.getMessage() for r in records if "403" in r.getMessage() or
+                   "Forbidden" in r.getMessage()]  # fmt: skip
+        assert refused == [], "the chart's RBAC refused the operator:\n" + "\n".join(refused)
+    finally:
+        for name in (ops, work, other):
+            core_v1.delete_namespace(name)
