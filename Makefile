@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration lint format clean
+.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,8 +41,18 @@ unit: $(STAMP) ## the pure-core tests only (no cluster)
 integration: tools ## the integration tests only
 	$(PY) -m pytest tests/integration
 
-crd: $(STAMP) ## regenerate crds/ from the pydantic models in operator/placement/api.py
+crd: $(STAMP) ## regenerate crds/ (and the chart's copy) from operator/placement/api.py
 	$(PY) -m placement.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
+	cp crds/workloadplacements.placement.runplacement.io.yaml charts/placement-operator/crds/
+
+chart: tools ## the chart tests: helm lint, snapshot, rendered objects (no cluster)
+	$(PY) -m pytest tests/chart
+
+chart-snapshots: tools ## re-render tests/chart/snapshots/ after an intended chart change
+	UPDATE_SNAPSHOTS=1 $(PY) -m pytest tests/chart -k snapshot -q
+
+image-check: $(STAMP) ## hadolint, and the image's install steps into a clean virtualenv
+	$(PY) -m pytest tests/packaging
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check operator tests

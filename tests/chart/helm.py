@@ -28,9 +28,15 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def render(*values: str, release: str = "po", namespace: str = "placement-system") -> str:
     """`helm template` with `--set`/`-f` arguments as given."""
     return helm(
-        "template", release, str(CHART), "--namespace", namespace,
-        "--kube-version", KUBE_VERSION, *values,
-    ).stdout  # fmt: skip
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        KUBE_VERSION,
+        *values,
+    ).stdout
 
 
 def objects(manifest: str) -> list[dict[str, Any]]:

@@ -85,9 +85,17 @@ def test_a_missing_prometheus_url_is_refused_with_the_value_named() -> None:
 )
 def test_the_values_schema_refuses_bad_values_by_name(setting: str, field: str) -> None:
     result = helm(
-        "template", "po", str(CHART), "--kube-version", "1.36.3",
-        "--set", f"prometheus.url={PROMETHEUS_URL}", "--set", setting, check=False,
-    )  # fmt: skip
+        "template",
+        "po",
+        str(CHART),
+        "--kube-version",
+        "1.36.3",
+        "--set",
+        f"prometheus.url={PROMETHEUS_URL}",
+        "--set",
+        setting,
+        check=False,
+    )
     assert result.returncode != 0
     assert field in result.stderr
 

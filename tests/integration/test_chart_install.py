@@ -9,7 +9,7 @@ import logging
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,9 +31,11 @@ from tests.chart.helm import CHART
 from tests.integration.harness import Placements, averaged_utilization, placement
 from tests.integration.wait import until
 
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+
 
 @pytest.fixture
-def helm(cluster: LocalCluster, tmp_path: Path) -> Iterator[object]:
+def helm(cluster: LocalCluster, tmp_path: Path) -> Iterator[Helm]:
     home = tmp_path / "helm"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,16 +65,24 @@ def _release() -> str:
 
 @pytest.mark.usefixtures("crd")
 def test_install_upgrade_and_uninstall_on_the_local_cluster(
-    helm, namespace: str, api_client: client.ApiClient, prometheus: LocalPrometheus
+    helm: Helm, namespace: str, api_client: client.ApiClient, prometheus: LocalPrometheus
 ) -> None:
     release = _release()
     name = f"{release}-placement-operator"
     apps, rbac = client.AppsV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
 
     helm(
-        "install", release, str(CHART), "--namespace", namespace,
-        "--set", f"prometheus.url={prometheus.url}", "--wait", "--timeout", "120s",
-    )  # fmt: skip
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        f"prometheus.url={prometheus.url}",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
     deployment = apps.read_namespaced_deployment(name, namespace)
     assert deployment.status.ready_replicas == 1  # the pod runs on a kwok node
     assert deployment.spec.strategy.type == "Recreate"
@@ -81,10 +91,20 @@ def test_install_upgrade_and_uninstall_on_the_local_cluster(
     client.CoreV1Api(api_client).read_namespaced_service(f"{name}-metrics", namespace)
 
     helm(
-        "upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values",
-        "--set", "logFormat=json", "--set", "evaluation.tickSeconds=30", "--wait",
-        "--timeout", "120s",
-    )  # fmt: skip
+        "upgrade",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--reuse-values",
+        "--set",
+        "logFormat=json",
+        "--set",
+        "evaluation.tickSeconds=30",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
     upgraded = apps.read_namespaced_deployment(name, namespace)
     env = {e.name: e.value for e in upgraded.spec.template.spec.containers[0].env}
     assert env["PLACEMENT_LOG_FORMAT"] == "json"
@@ -194,7 +214,7 @@ def _service_account_kubeconfig(
 
 
 def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
-    helm,
+    helm: Helm,
     cluster: LocalCluster,
     crd: str,
     operator: OperatorProcess,
@@ -210,17 +230,25 @@ def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
         core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     try:
         helm(
-            "install", release, str(CHART), "--namespace", ops,
-            "--set", f"prometheus.url={prometheus.url}", "--set", f"watchNamespaces={{{work}}}",
-        )  # fmt: skip
+            "install",
+            release,
+            str(CHART),
+            "--namespace",
+            ops,
+            "--set",
+            f"prometheus.url={prometheus.url}",
+            "--set",
+            f"watchNamespaces={{{work}}}",
+        )
         account = f"{release}-placement-operator"
         kubeconfig = _service_account_kubeconfig(
             cluster, core_v1, ops, account, tmp_path / "sa.kubeconfig"
         )
 
         def can_i(*args: str) -> str:
-            result = cluster.kubectl("--kubeconfig", str(kubeconfig), "auth", "can-i", *args,
-                                     check=False)  # fmt: skip
+            result = cluster.kubectl(
+                "--kubeconfig", str(kubeconfig), "auth", "can-i", *args, check=False
+            )
             return result.stdout.strip()
 
         # The same identity kubectl and the operator use below: the token, not impersonation.
@@ -254,12 +282,18 @@ def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
             assert placements.wait_for_event("reranker", "MovedToBatch").type == "Normal"
 
             placements.delete("reranker")
-            until(lambda: placements.exists("reranker"), lambda exists: not exists,
-                  what="placement deleted after its restore")  # fmt: skip
+            until(
+                lambda: placements.exists("reranker"),
+                lambda exists: not exists,
+                what="placement deleted after its restore",
+            )
             assert placements.replicas("reranker") == 4
             assert placements.wait_for_event("reranker", "Restored").type == "Normal"
-        refused = [r.getMessage() for r in records if "403" in r.getMessage() or
-                   "Forbidden" in r.getMessage()]  # fmt: skip
+        refused = [
+            r.getMessage()
+            for r in records
+            if "403" in r.getMessage() or "Forbidden" in r.getMessage()
+        ]
         assert refused == [], "the chart's RBAC refused the operator:\n" + "\n".join(refused)
     finally:
         for name in (ops, work, other):

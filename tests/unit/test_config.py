@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from placement.config import OperatorConfig
+
+URL = "http://prometheus:9090"
+
+
+def test_environment_gives_the_defaults_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    monkeypatch.setenv("PLACEMENT_LOG_FORMAT", "json")
+    monkeypatch.setenv("PLACEMENT_METRICS_ADDRESS", "127.0.0.1:9999")
+    monkeypatch.setenv("PLACEMENT_NAMESPACES", "team-a, team-b")
+    config = OperatorConfig.from_environment(log_format="text")
+    assert config.log_format == "text"
+    assert config.metrics_endpoint() == ("127.0.0.1", 9999)
+    assert config.namespaces == ("team-a", "team-b")
+
+
+def test_metrics_can_be_turned_off() -> None:
+    assert OperatorConfig(prometheus_url=URL, metrics_address="").metrics_endpoint() is None
+    assert OperatorConfig(prometheus_url=URL, metrics_address=":8081").metrics_endpoint() == (
+        "0.0.0.0",
+        8081,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"prometheus_url": "prometheus:9090"}, "PLACEMENT_PROMETHEUS_URL"),
+        ({"log_format": "xml"}, "log format"),
+        ({"metrics_address": "localhost"}, "PLACEMENT_METRICS_ADDRESS"),
+        ({"metrics_address": "0.0.0.0:99999"}, "--metrics-address"),
+        ({"tick_seconds": 0}, "tick"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_setting_named(
+    overrides: dict[str, object], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    with pytest.raises(ValueError, match=named):
+        OperatorConfig.from_environment(**overrides)
