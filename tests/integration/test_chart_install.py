@@ -46,6 +46,7 @@ def helm(cluster: LocalCluster, tmp_path: Path) -> Iterator[Helm]:
             timeout=180,
             check=False,
             env={
+                "HOME": str(home),  # client-go's discovery cache goes under $HOME/.kube
                 "HELM_CACHE_HOME": str(home / "cache"),
                 "HELM_CONFIG_HOME": str(home / "config"),
                 "HELM_DATA_HOME": str(home / "data"),
