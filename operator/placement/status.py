@@ -18,8 +18,12 @@ from placement.api import (
     DecisionInputs,
     DecisionStatus,
     HistoryEntry,
+    LearningStatus,
+    MeasuredValue,
+    RunStatus,
     WorkloadPlacementStatus,
 )
+from placement.learning import Learned, Measured, Run
 from placement.policy import ConditionReport, Decision, Inputs, State
 
 
@@ -43,6 +47,17 @@ def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> Stat
         missed_windows=batch.missed_windows,
         last_missed_window=batch.last_missed_window,
         fallback_until=batch.fallback_until,
+        runs=tuple(
+            Run(
+                job=run.job,
+                finished_at=run.finished_at,
+                succeeded=run.succeeded,
+                pod_hours=run.pod_hours,
+                failed_pod_hours=run.failed_pod_hours,
+                work_replica_hours=run.work_replica_hours,
+            )
+            for run in status.learning.runs
+        ),
     )
 
 
@@ -82,10 +97,39 @@ def build_status(
             last_missed_window=state.last_missed_window,
             fallback_until=state.fallback_until,
         ),
+        learning=learning_status(decision.learned, state.runs),
         history=history[-HISTORY_LIMIT:],
         conditions=merge_conditions(
             previous.conditions, decision.conditions, decision.evaluated_at, generation
         ),
+    )
+
+
+def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningStatus:
+    """Measured beside declared values, and the runs they rest on."""
+    return LearningStatus(
+        batch_efficiency=None if learned is None else _measured(learned.batch_efficiency, 4),
+        retry_rate=None if learned is None else _measured(learned.retry_rate, 4),
+        runs=[
+            RunStatus(
+                job=run.job,
+                finished_at=run.finished_at,
+                succeeded=run.succeeded,
+                pod_hours=run.pod_hours,
+                failed_pod_hours=run.failed_pod_hours,
+                work_replica_hours=run.work_replica_hours,
+            )
+            for run in runs
+        ],
+    )
+
+
+def _measured(item: Measured, digits: int) -> MeasuredValue:
+    return MeasuredValue(
+        declared=item.declared,
+        measured=None if item.measured is None else round(item.measured, digits),
+        runs=item.runs,
+        in_use=item.in_use,
     )
 
 
@@ -119,6 +163,8 @@ def inputs_status(inputs: Inputs) -> DecisionInputs:
         acceptable_delay_hours=inputs.acceptable_delay_hours,
         held_hours_per_day=inputs.held_hours_per_day,
         metrics_age_seconds=inputs.metrics_age_seconds,
+        batch_efficiency=inputs.batch_efficiency,
+        retry_rate=inputs.retry_rate,
     )
 
 
