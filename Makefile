@@ -45,13 +45,13 @@ crd: $(STAMP) ## regenerate crds/ from the pydantic models in operator/placement
 	$(PY) -m placement.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
 
 lint: $(STAMP) ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
 
 format: $(STAMP) ## apply ruff's formatting and fixes
-	$(VENV)/bin/ruff format operator tests
-	$(VENV)/bin/ruff check --fix operator tests
+	$(VENV)/bin/ruff format operator tests bench
+	$(VENV)/bin/ruff check --fix operator tests bench
 
 clean: cluster-down ## remove the virtualenv and local state (the tool cache stays)
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,10 @@ hour, where pods are the placement's parallel pods and efficiency and retry rate
 ones (`ReplayOptions`; by default the declared ones), and keeps draining what arrives while
 it runs; it succeeds when its queue is empty. Its pod-hours are pods * running time, the
 failed share `retryRate` of them. A `failed` job_outcome in the series fails the running Job
-there: its pod-hours so far are wasted and its work waits again. Work still queued when the
+there: its pod-hours so far are wasted and its work waits again. A finished Job reports the
+work it did (as a Job that counts its tokens would, overwriting the operator's estimate in the
+annotation placement.runplacement.io/work-replica-hours), so learning measures the true
+efficiency. Work still queued when the
 series ends is charged as batch work (and one staging), so a hold at the end is not free.
 The first `metrics.lookback` of the series is history only: it fills the operator's average
 (as Prometheus' history before the replayed range would); nothing is decided or priced in it.
@@ -67,7 +70,7 @@ class SimJob:
     created: datetime
     pods: int
     queue: float  # replica-hours of work still to do
-    work_given: float | None  # what the operator annotated on it
+    work_done: float = 0.0  # replica-hours drained: what the Job reports when it finishes
     pod_hours: float = 0.0
     failed_pod_hours: float = 0.0
     outcome: JobOutcome = JobOutcome.RUNNING
@@ -81,7 +84,7 @@ class SimJob:
             finished_at=self.finished_at,
             pod_hours=self.pod_hours if finished else None,
             failed_pod_hours=self.failed_pod_hours,
-            work_replica_hours=self.work_given,
+            work_replica_hours=round(self.work_done, 4) if finished else None,
         )
 
 
@@ -374,7 +377,6 @@ class _Simulation:
             created=now,
             pods=self.pods,
             queue=self.backlog,
-            work_given=decision.job_work_replica_hours,
         )
         self.backlog = 0.0
         self.staging += self.spec.costs.data_staging_per_run
@@ -385,8 +387,8 @@ class _Simulation:
         for job in self._running():
             job.outcome, job.finished_at = JobOutcome.FAILED, now
             job.failed_pod_hours = job.pod_hours  # all of its time went to nothing
-            self.backlog += job.queue  # its work waits again
-            job.queue = 0.0
+            self.backlog += job.queue + job.work_done  # its work waits again
+            job.queue = job.work_done = 0.0
 
     def _running(self) -> list[SimJob]:
         return [job for job in self.jobs.values() if job.outcome is JobOutcome.RUNNING]
@@ -432,6 +434,7 @@ class _Simulation:
     def _work(self, job: SimJob, now: datetime, hours: float) -> None:
         capacity = job.pods * self.rate_per_pod * hours
         used = hours if job.queue > capacity else job.queue / (job.pods * self.rate_per_pod)
+        job.work_done += min(job.queue, capacity)
         job.queue = max(job.queue - capacity, 0.0)
         pod_hours = job.pods * used
         job.pod_hours += pod_hours
