@@ -128,7 +128,10 @@ def _add_replay_commands(commands: Any) -> None:
     )
     trace.add_argument("--tokens", choices=["total", "generated", "context"], default="total")
     trace.add_argument(
-        "--start", type=_aware_datetime, default=dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+        "--start",
+        type=_moment,
+        default=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
+        help="when the series' day begins (default 2026-11-23T00:00:00Z)",
     )
     trace.add_argument("--step", default="5m", help="series step, in the scaled time (default 5m)")
     trace.add_argument("--days", type=int, default=1, help="repeat the day this many times")
@@ -140,8 +143,8 @@ def _add_replay_commands(commands: Any) -> None:
     )
     prom.add_argument("--placement", type=Path, required=True, help="WorkloadPlacement YAML")
     prom.add_argument("--prometheus-url", required=True)
-    prom.add_argument("--start", type=_aware_datetime, required=True)
-    prom.add_argument("--end", type=_aware_datetime, required=True)
+    prom.add_argument("--start", type=_moment, required=True, help="ISO 8601 or Unix seconds")
+    prom.add_argument("--end", type=_moment, required=True, help="ISO 8601 or Unix seconds")
     prom.add_argument("--step", default="5m", help="range query step (default 5m)")
     replicas = prom.add_mutually_exclusive_group()
     replicas.add_argument("--replicas", type=int, help="a fixed replica count")
@@ -256,6 +259,17 @@ def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any
         except RangeQueryError as error:  # informative only, as in the operator
             print(f"queue depth left out: {error}", file=sys.stderr)
     return join_series(utilization, replicas, queue)
+
+
+def _moment(text: str) -> dt.datetime:
+    from placement.series import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 time or Unix seconds: {text!r}"
+        ) from error
 
 
 def _aware_datetime(text: str) -> dt.datetime:
