@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration lint format clean
+.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration lint format clean decision-quality
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,3 +58,6 @@ clean: cluster-down ## remove the virtualenv and local state (the tool cache sta
 
 demo: tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--keep keeps it up
 	$(PY) -m placement.localenv.demo $(DEMO_FLAGS)
+
+decision-quality: $(STAMP) ## replay the public traces against the examples: one JSON line per case
+	$(PY) bench/decision_quality.py
