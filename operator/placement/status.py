@@ -7,6 +7,7 @@ patch `build_status(decision, previous, generation=...)` (dumped with
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -47,17 +48,7 @@ def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> Stat
         missed_windows=batch.missed_windows,
         last_missed_window=batch.last_missed_window,
         fallback_until=batch.fallback_until,
-        runs=tuple(
-            Run(
-                job=run.job,
-                finished_at=run.finished_at,
-                succeeded=run.succeeded,
-                pod_hours=run.pod_hours,
-                failed_pod_hours=run.failed_pod_hours,
-                work_replica_hours=run.work_replica_hours,
-            )
-            for run in status.learning.runs
-        ),
+        runs=tuple(Run(**run.model_dump()) for run in status.learning.runs),
     )
 
 
@@ -110,17 +101,7 @@ def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningS
     return LearningStatus(
         batch_efficiency=None if learned is None else _measured(learned.batch_efficiency, 4),
         retry_rate=None if learned is None else _measured(learned.retry_rate, 4),
-        runs=[
-            RunStatus(
-                job=run.job,
-                finished_at=run.finished_at,
-                succeeded=run.succeeded,
-                pod_hours=run.pod_hours,
-                failed_pod_hours=run.failed_pod_hours,
-                work_replica_hours=run.work_replica_hours,
-            )
-            for run in runs
-        ],
+        runs=[RunStatus(**asdict(run)) for run in runs],  # the same fields, both ways
     )
 
 
