@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean
+.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,16 +55,19 @@ image-check: $(STAMP) ## hadolint, and the image's install steps into a clean vi
 	$(PY) -m pytest tests/packaging
 
 lint: $(STAMP) ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
 
 format: $(STAMP) ## apply ruff's formatting and fixes
-	$(VENV)/bin/ruff format operator tests
-	$(VENV)/bin/ruff check --fix operator tests
+	$(VENV)/bin/ruff format operator tests bench
+	$(VENV)/bin/ruff check --fix operator tests bench
 
 clean: cluster-down ## remove the virtualenv and local state (the tool cache stays)
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
 
 demo: tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--keep keeps it up
 	$(PY) -m placement.localenv.demo $(DEMO_FLAGS)
+
+decision-quality: $(STAMP) ## replay the public traces against the examples: one JSON line per case
+	$(PY) bench/decision_quality.py

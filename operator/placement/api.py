@@ -415,6 +415,49 @@ class CostsSpec(BaseModel):
     )
 
 
+class LearningSpec(BaseModel):
+    """Learning from finished batch Jobs: measured batchEfficiency and retryRate."""
+
+    model_config = _camel("forbid") | ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.minRuns) || !has(self.maxRuns) || "
+                    "self.minRuns <= self.maxRuns",
+                    "message": "learning.minRuns must not exceed learning.maxRuns",
+                }
+            ]
+        }
+    )
+
+    use_measured: bool = Field(
+        default=True,
+        description="Replace the declared costs.batchEfficiency and costs.retryRate with the "
+        "values measured from finished Jobs once minRuns of them exist. False: measure and "
+        "show them in status, decide on the declared ones.",
+    )
+    min_runs: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Finished Jobs needed before a measured value is used: efficiency counts "
+        "succeeded Jobs, retry rate every finished Job.",
+    )
+    max_runs: int = Field(
+        default=20,
+        ge=1,
+        le=100,
+        description="How many of the latest finished Jobs are kept in status.learning.runs "
+        "and averaged.",
+    )
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> LearningSpec:
+        if self.min_runs > self.max_runs:
+            raise ValueError("learning.minRuns must not exceed learning.maxRuns")
+        return self
+
+
 class MetricsSpec(BaseModel):
     """PromQL queries the decision reads."""
 
@@ -462,6 +505,10 @@ class WorkloadPlacementSpec(BaseModel):
     )
     costs: CostsSpec = Field(description="Prices for the daily savings formula.")
     metrics: MetricsSpec = Field(description="PromQL queries the decision reads.")
+    learning: LearningSpec = Field(
+        default_factory=LearningSpec,
+        description="Measure batch throughput and retries from finished Jobs, and use them.",
+    )
     evaluation_interval: PositiveDuration = Field(
         default=Duration("5m"),
         description="How often the placement is re-evaluated.",
@@ -534,6 +581,14 @@ class DecisionInputs(BaseModel):
     metrics_age_seconds: float | None = Field(
         default=None, description="Age of the newest metric sample."
     )
+    batch_efficiency: float | None = Field(
+        default=None,
+        description="batchEfficiency the formula used: declared, or measured (status.learning).",
+    )
+    retry_rate: float | None = Field(
+        default=None,
+        description="retryRate the formula used: declared, or measured (status.learning).",
+    )
 
 
 class DecisionStatus(BaseModel):
@@ -604,6 +659,65 @@ class BatchStatus(BaseModel):
     )
 
 
+class RunStatus(BaseModel):
+    """One finished batch Job, as measured."""
+
+    model_config = _camel("ignore")
+
+    job: DnsSubdomain = Field(description="Name of the Job.")
+    finished_at: datetime = Field(description="When it succeeded or failed.")
+    succeeded: bool = Field(description="True when the Job completed.")
+    pod_hours: float = Field(
+        ge=0, description="Pod-hours it ran: wall-clock time times the pods running at once."
+    )
+    failed_pod_hours: float = Field(
+        ge=0, description="The part of podHours spent in pods that failed (redone work)."
+    )
+    work_replica_hours: float | None = Field(
+        default=None,
+        ge=0,
+        description="Work the operator gave it, in fully utilized realtime replica-hours "
+        "(annotation placement.runplacement.io/work-replica-hours on the Job).",
+    )
+
+
+class MeasuredValue(BaseModel):
+    """A cost parameter as declared in spec and as measured from finished Jobs."""
+
+    model_config = _camel("ignore")
+
+    declared: float = Field(description="The value in spec.costs.")
+    measured: float | None = Field(
+        default=None, description="The value measured from status.learning.runs, if any."
+    )
+    runs: int = Field(default=0, ge=0, description="Runs the measured value rests on.")
+    in_use: bool = Field(
+        default=False,
+        description="True when the decision uses the measured value (at least "
+        "spec.learning.minRuns runs and spec.learning.useMeasured).",
+    )
+
+
+class LearningStatus(BaseModel):
+    """What finished batch Jobs taught: measured beside declared values."""
+
+    model_config = _camel("ignore")
+
+    batch_efficiency: MeasuredValue | None = Field(
+        default=None,
+        description="Work per batch pod-hour over work per realtime replica-hour: sum of the "
+        "succeeded runs' workReplicaHours over their pod-hours not spent in failed pods.",
+    )
+    retry_rate: MeasuredValue | None = Field(
+        default=None, description="Failed pod-hours over all pod-hours of the runs."
+    )
+    runs: list[RunStatus] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The latest finished Jobs (at most spec.learning.maxRuns), oldest first.",
+    )
+
+
 class Condition(BaseModel):
     """A standard Kubernetes condition."""
 
@@ -638,6 +752,10 @@ class WorkloadPlacementStatus(BaseModel):
         "scaled down, cleared once restored.",
     )
     batch: BatchStatus = Field(default_factory=BatchStatus, description="Batch path state.")
+    learning: LearningStatus = Field(
+        default_factory=LearningStatus,
+        description="Batch efficiency and retry rate measured from finished Jobs.",
+    )
     history: list[HistoryEntry] = Field(
         default_factory=list,
         max_length=HISTORY_LIMIT,

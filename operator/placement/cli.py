@@ -3,6 +3,9 @@
 placement run --prometheus-url http://prometheus:9090 [--namespace NS ...]
 placement crd > crds/workloadplacements.placement.runplacement.io.yaml
 placement explain examples/nightly-enrichment.yaml --replicas 4 --utilization 0.2
+placement replay --placement FILE --series CSV [--output DIR]
+placement series from-trace TRACE --replicas N --mean-utilization U --output CSV
+placement series from-prometheus --placement FILE --prometheus-url URL --start T --end T ...
 """
 
 from __future__ import annotations
@@ -78,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--now", type=_aware_datetime, help="ISO-8601 time (default: now)")
     explain.add_argument("--output", choices=["text", "json"], default="text")
 
+    _add_replay_commands(commands)
+
     args = parser.parse_args(argv)
+    if args.command == "replay":
+        return _replay(args)
+    if args.command == "series":
+        return _series(args)
     if args.command == "crd":
         from placement.crd import render_crd_yaml
 
@@ -87,6 +96,197 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         return _explain(args)
     return _run(args)
+
+
+def _add_replay_commands(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="run a recorded series through the operator's decisions and the oracle",
+        description="Feeds a series (timestamp, replicas, utilization[, queue_depth, "
+        "job_outcome]) through decide() on a simulated clock and prices always-realtime, "
+        "the operator and the oracle. Prints a table; with --output writes summary.json and "
+        "timeline.png.",
+    )
+    replay.add_argument("--placement", type=Path, required=True, help="WorkloadPlacement YAML")
+    replay.add_argument("--series", type=Path, required=True, help="series CSV")
+    replay.add_argument("--output", type=Path, help="directory for summary.json, timeline.png")
+    replay.add_argument(
+        "--batch-efficiency",
+        type=float,
+        help="true efficiency of the simulated Jobs (default: the declared one)",
+    )
+    replay.add_argument(
+        "--retry-rate",
+        type=float,
+        help="true failed share of the Jobs' pod-hours (default: the declared one)",
+    )
+    replay.add_argument(
+        "--keep-mode",
+        action="store_true",
+        help="keep spec.mode (default: replay as Enforce, which is the question a replay asks)",
+    )
+
+    series = commands.add_parser("series", help="make a series CSV for `placement replay`")
+    kinds = series.add_subparsers(dest="source", required=True)
+    trace = kinds.add_parser(
+        "from-trace",
+        help="an Azure LLM inference trace as the load of a fleet, its span scaled to a day",
+    )
+    trace.add_argument(
+        "trace", type=Path, help="CSV with TIMESTAMP, ContextTokens, GeneratedTokens"
+    )
+    trace.add_argument("--replicas", type=int, required=True, help="realtime replicas")
+    capacity = trace.add_mutually_exclusive_group(required=True)
+    capacity.add_argument("--capacity", type=float, help="tokens/s one replica serves")
+    capacity.add_argument(
+        "--mean-utilization",
+        type=float,
+        help="state the capacity so the trace's mean load is this utilization",
+    )
+    trace.add_argument("--tokens", choices=["total", "generated", "context"], default="total")
+    trace.add_argument(
+        "--start",
+        type=_moment,
+        default=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
+        help="when the series' day begins (default 2026-11-23T00:00:00Z)",
+    )
+    trace.add_argument("--step", default="5m", help="series step, in the scaled time (default 5m)")
+    trace.add_argument("--days", type=int, default=1, help="repeat the day this many times")
+    trace.add_argument("--output", type=Path, required=True, help="series CSV to write")
+
+    prom = kinds.add_parser(
+        "from-prometheus",
+        help="a live placement's history: range queries of its utilization (and queue depth)",
+    )
+    prom.add_argument("--placement", type=Path, required=True, help="WorkloadPlacement YAML")
+    prom.add_argument("--prometheus-url", required=True)
+    prom.add_argument("--start", type=_moment, required=True, help="ISO 8601 or Unix seconds")
+    prom.add_argument("--end", type=_moment, required=True, help="ISO 8601 or Unix seconds")
+    prom.add_argument("--step", default="5m", help="range query step (default 5m)")
+    replicas = prom.add_mutually_exclusive_group()
+    replicas.add_argument("--replicas", type=int, help="a fixed replica count")
+    replicas.add_argument(
+        "--replicas-query",
+        help="PromQL for the Deployment's replicas (default: kube-state-metrics' "
+        "kube_deployment_spec_replicas for the placement's namespace and target)",
+    )
+    prom.add_argument("--namespace", help="default: the manifest's metadata.namespace")
+    prom.add_argument("--timeout", type=float, default=30.0, help="seconds per query")
+    prom.add_argument("--output", type=Path, required=True, help="series CSV to write")
+
+
+def _load_placement(path: Path) -> Any:
+    from placement.api import WorkloadPlacement
+
+    return WorkloadPlacement.model_validate(yaml.safe_load(path.read_text()))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from placement.replay import ReplayOptions, replay
+    from placement.replay_report import table, write_outputs
+    from placement.series import SeriesError, parse_series
+
+    try:
+        placement = _load_placement(args.placement)
+        samples = parse_series(args.series.read_text())
+        result = replay(
+            placement.spec,
+            samples,
+            name=placement.name or placement.spec.target.deployment,
+            options=ReplayOptions(
+                batch_efficiency=args.batch_efficiency,
+                retry_rate=args.retry_rate,
+                enforce=not args.keep_mode,
+            ),
+        )
+    except (OSError, yaml.YAMLError, SeriesError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(table(result))
+    if args.output:
+        summary, plot = write_outputs(result, args.output)
+        print(f"\nwrote {summary} and {plot}")
+    return 0
+
+
+def _series(args: argparse.Namespace) -> int:
+    from placement.durations import parse_duration
+    from placement.series import format_series
+
+    try:
+        step = parse_duration(args.step)
+        samples = (
+            _trace_series(args, step)
+            if args.source == "from-trace"
+            else _prometheus_series(args, step)
+        )
+    except (OSError, yaml.YAMLError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if len(samples) < 2:
+        print("error: fewer than two samples: nothing to replay", file=sys.stderr)
+        return 2
+    args.output.write_text(format_series(samples))
+    print(f"wrote {len(samples)} samples to {args.output}")
+    return 0
+
+
+def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
+    from placement.traces import TokenKind, mean_tokens_per_second, parse_trace, trace_to_series
+
+    requests = parse_trace(args.trace.read_text())
+    kind = TokenKind(args.tokens)
+    capacity = args.capacity
+    if capacity is None:
+        if not 0 < args.mean_utilization <= 1:
+            raise ValueError("--mean-utilization must be in (0,1]")
+        capacity = mean_tokens_per_second(requests, kind) / (args.replicas * args.mean_utilization)
+    print(f"capacity {capacity:.1f} {kind} tokens/s per replica, {args.replicas} replicas")
+    return trace_to_series(
+        requests,
+        replicas=args.replicas,
+        capacity_per_replica=capacity,
+        start=args.start,
+        step=step,
+        days=args.days,
+        kind=kind,
+    )
+
+
+def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
+    from placement.prometheus import MetricsReader, RangeQueryError
+    from placement.series import join_series
+
+    placement = _load_placement(args.placement)
+    spec = placement.spec
+    reader = MetricsReader(args.prometheus_url, timeout=args.timeout)
+    utilization = reader.range_values(spec.metrics.utilization, args.start, args.end, step)
+    replicas: Any = args.replicas
+    if replicas is None:
+        namespace = args.namespace or placement.metadata.get("namespace") or "default"
+        query = args.replicas_query or (
+            f'max(kube_deployment_spec_replicas{{namespace="{namespace}",'
+            f'deployment="{spec.target.deployment}"}})'
+        )
+        replicas = reader.range_values(query, args.start, args.end, step)
+    queue: list[tuple[dt.datetime, float]] = []
+    if spec.metrics.queue_depth:
+        try:
+            queue = reader.range_values(spec.metrics.queue_depth, args.start, args.end, step)
+        except RangeQueryError as error:  # informative only, as in the operator
+            print(f"queue depth left out: {error}", file=sys.stderr)
+    return join_series(utilization, replicas, queue)
+
+
+def _moment(text: str) -> dt.datetime:
+    from placement.series import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 time or Unix seconds: {text!r}"
+        ) from error
 
 
 def _aware_datetime(text: str) -> dt.datetime:

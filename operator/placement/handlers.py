@@ -301,7 +301,14 @@ def _observe(
 
 
 def _job_observation(job: JobState) -> JobObservation:
-    return JobObservation(name=job.name, outcome=job.outcome, finished_at=job.finished_at)
+    return JobObservation(
+        name=job.name,
+        outcome=job.outcome,
+        finished_at=job.finished_at,
+        pod_hours=job.pod_hours,
+        failed_pod_hours=job.failed_pod_hours,
+        work_replica_hours=job.work_replica_hours,
+    )
 
 
 def _settle_holds(
@@ -377,7 +384,13 @@ def _actuate(
         # replicas. Outside the window the next window's Job is only validated (dry run).
         window = current_or_next_window(spec.batch.window, now)
         job = decision.job_name or window_job_name(name, window)
-        manifest = job_manifest(spec, placement=name, job_name=job, window_label=window.label)
+        manifest = job_manifest(
+            spec,
+            placement=name,
+            job_name=job,
+            window_label=window.label,
+            work_replica_hours=decision.job_work_replica_hours,
+        )
         kopf.adopt(manifest, owner=body)  # the Job goes when its placement goes
         try:
             kube.create_job(namespace, manifest, dry_run=decision.job_name is None)

@@ -19,6 +19,7 @@ from placement.labels import (
     MANAGED_BY_ANNOTATION,
     ORIGINAL_REPLICAS_ANNOTATION,
     PLACEMENT_LABEL,
+    WORK_ANNOTATION,
 )
 from placement.policy import JobOutcome
 from placement.telemetry import Telemetry
@@ -43,6 +44,9 @@ class JobState:
     finished_at: datetime | None
     failed_pods: int
     message: str
+    pod_hours: float | None = None  # once finished: (finish - start) * pods at once
+    failed_pod_hours: float = 0.0  # the share of pod_hours in failed pods
+    work_replica_hours: float | None = None  # the work the operator gave it
 
 
 class KubeAdapter:
@@ -219,14 +223,39 @@ def job_state(job: client.V1Job) -> JobState:
         elif condition.type == "Failed":
             outcome, finished_at = JobOutcome.FAILED, condition.last_transition_time
             message = condition.message or condition.reason or ""
+    annotations = (job.metadata and job.metadata.annotations) or {}
+    failed, succeeded = int(status.failed or 0), int(status.succeeded or 0)
+    pod_hours = _pod_hours(job, finished_at)
+    if failed + succeeded:
+        failed_share = failed / (failed + succeeded)
+    else:  # e.g. a deadline ended it with pods still running
+        failed_share = 1.0 if outcome is JobOutcome.FAILED else 0.0
     return JobState(
         name=(job.metadata.name if job.metadata else None) or "",
         outcome=outcome,
         created_at=job.metadata.creation_timestamp if job.metadata else None,
         finished_at=finished_at,
-        failed_pods=int(status.failed or 0),
+        failed_pods=failed,
         message=message,
+        pod_hours=pod_hours,
+        failed_pod_hours=0.0 if pod_hours is None else pod_hours * failed_share,
+        work_replica_hours=_float_or_none(annotations.get(WORK_ANNOTATION)),
     )
+
+
+def _pod_hours(job: client.V1Job, finished_at: datetime | None) -> float | None:
+    """Wall-clock time from start to finish times the pods that may run at once: every slot
+    counted busy the whole time, so pod-hours are overstated and efficiency understated, never
+    the other way round. Read from the Job alone: no pod listing per evaluation."""
+    started = job.status.start_time if job.status else None
+    if finished_at is None or started is None:
+        return None
+    spec = job.spec
+    parallelism = int((spec and spec.parallelism) or 1)
+    completions = spec.completions if spec else None
+    pods = min(parallelism, int(completions)) if completions else parallelism
+    seconds = max((finished_at - started).total_seconds(), 0.0)
+    return seconds / 3600 * max(pods, 1)
 
 
 def _time_or_none(text: str | None) -> datetime | None:

@@ -16,6 +16,7 @@ HOLD_ANNOTATIONS = (
 )
 PLACEMENT_LABEL = f"{GROUP}/placement"  # on Jobs: the placement that created them
 WINDOW_LABEL = f"{GROUP}/window"  # on Jobs: the batch window they belong to
+WORK_ANNOTATION = f"{GROUP}/work-replica-hours"  # on Jobs: the work they were given
 
 __all__ = [
     "BASELINE_ANNOTATION",
@@ -27,4 +28,5 @@ __all__ = [
     "ORIGINAL_REPLICAS_ANNOTATION",
     "PLACEMENT_LABEL",
     "WINDOW_LABEL",
+    "WORK_ANNOTATION",
 ]

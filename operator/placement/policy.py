@@ -54,6 +54,7 @@ from placement.costs import (
     parallel_pods,
 )
 from placement.durations import format_duration
+from placement.learning import Learned, Run, learn, record
 from placement.reasons import ConditionType, EventType, Reason
 from placement.window import (
     WindowSpan,
@@ -91,6 +92,22 @@ class JobObservation:
     name: str
     outcome: JobOutcome
     finished_at: datetime | None = None  # completion or failure time; None while running
+    pod_hours: float | None = None  # once finished: wall-clock time * pods at once
+    failed_pod_hours: float = 0.0  # the part of pod_hours spent in pods that failed
+    work_replica_hours: float | None = None  # the work the operator gave it (annotation)
+
+    def run(self) -> Run | None:
+        """The measurement learning keeps, once the Job has finished."""
+        if self.finished_at is None or self.pod_hours is None:
+            return None
+        return Run(
+            job=self.name,
+            finished_at=self.finished_at,
+            succeeded=self.outcome is JobOutcome.SUCCEEDED,
+            pod_hours=round(self.pod_hours, 4),
+            failed_pod_hours=round(min(self.failed_pod_hours, self.pod_hours), 4),
+            work_replica_hours=self.work_replica_hours,
+        )
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,7 @@ class State:
     missed_windows: int = 0
     last_missed_window: str | None = None
     fallback_until: datetime | None = None
+    runs: tuple[Run, ...] = ()  # the latest finished Jobs, measured (learning)
 
     @property
     def holding(self) -> bool:
@@ -150,6 +168,8 @@ class Inputs:
     acceptable_delay_hours: float | None = None
     held_hours_per_day: float | None = None
     metrics_age_seconds: float | None = None
+    batch_efficiency: float | None = None  # the value the formula used
+    retry_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +196,10 @@ class Decision:
     evaluated_at: datetime
     noteworthy: bool = False  # differs from the last decision: post an Event, add history
     conditions: tuple[ConditionReport, ...] = field(default=())
+    # The work the Job to create is given, in realtime replica-hours (annotated on the Job,
+    # so learning can later set it against the pod-hours the Job took).
+    job_work_replica_hours: float | None = None
+    learned: Learned | None = None  # measured beside declared batchEfficiency and retryRate
 
     @property
     def savings_per_day(self) -> float | None:
@@ -203,6 +227,7 @@ class _Context:
     breakdown: CostBreakdown | None
     pods: int
     held_hours: float
+    learned: Learned
 
     @property
     def deployment(self) -> str:
@@ -216,7 +241,10 @@ class _Context:
     def savings_text(self) -> str:
         if self.breakdown is None:
             return "savings unknown (no utilization measured)"
-        return self.breakdown.format(self.spec.costs.currency)
+        text = self.breakdown.format(self.spec.costs.currency)
+        if self.learned.in_use:
+            text += f" ({self.learned.describe()})"
+        return text
 
 
 def decide(
@@ -243,8 +271,9 @@ def _context(
 ) -> _Context:
     window = current_or_next_window(spec.batch.window, now)
     problem = _metrics_problem(spec, observed)
-    recorded = _record_job_outcomes(state, observed)
+    recorded = _record_job_outcomes(spec, state, observed)
     held_hours = held_hours_per_day(spec.latency.acceptable_delay.timedelta)
+    learned = learn(spec.costs, spec.learning, recorded.runs)
     if recorded.holding:
         replicas = recorded.original_replicas
         utilization = recorded.baseline_utilization
@@ -254,7 +283,7 @@ def _context(
     breakdown = None
     if replicas is not None and utilization is not None:
         breakdown = daily_costs(
-            spec.costs,
+            learned.costs(spec.costs),
             replicas=replicas,
             warm_replicas=spec.target.warm_replicas,
             utilization=utilization,
@@ -275,6 +304,7 @@ def _context(
         breakdown=breakdown,
         pods=parallel_pods(spec.costs, spec.batch.job_template),
         held_hours=held_hours,
+        learned=learned,
     )
 
 
@@ -296,8 +326,9 @@ def _metrics_problem(spec: WorkloadPlacementSpec, observed: Observed) -> str | N
     return None
 
 
-def _record_job_outcomes(state: State, observed: Observed) -> State:
-    """Remember the latest success and failure among the observed Jobs."""
+def _record_job_outcomes(spec: WorkloadPlacementSpec, state: State, observed: Observed) -> State:
+    """Remember the latest success and failure among the observed Jobs, and measure the
+    finished ones not measured yet (learning)."""
     succeeded = [
         j.finished_at
         for j in observed.jobs
@@ -312,6 +343,11 @@ def _record_job_outcomes(state: State, observed: Observed) -> State:
         state,
         last_succeeded=max([*succeeded, *_present(state.last_succeeded)], default=None),
         last_failed=max([*failed, *_present(state.last_failed)], default=None),
+        runs=record(
+            state.runs,
+            (run for job in observed.jobs if (run := job.run()) is not None),
+            keep=spec.learning.max_runs,
+        ),
     )
 
 
@@ -813,7 +849,23 @@ def _decision(
         inputs=_inputs(ctx),
         state=ctx.state,
         evaluated_at=ctx.now,
+        job_work_replica_hours=None if job_name is None else _work_for_job(ctx),
+        learned=ctx.learned,
     )
+
+
+def _work_for_job(ctx: _Context) -> float | None:
+    """The work the window's Job is given: everything that arrived while held, before the
+    window ends: replicas * utilization * hours held, from the move (or the start of the
+    daily held interval) to the end of the window."""
+    if ctx.replicas is None or ctx.utilization is None:
+        return None
+    held_from = ctx.window.end - timedelta(hours=ctx.held_hours)
+    since = ctx.state.batch_since
+    if since is not None and since > held_from:
+        held_from = since
+    hours = max((ctx.window.end - held_from).total_seconds() / 3600, 0.0)
+    return round(ctx.replicas * ctx.utilization * hours, 4)
 
 
 def _inputs(ctx: _Context) -> Inputs:
@@ -833,6 +885,8 @@ def _inputs(ctx: _Context) -> Inputs:
         acceptable_delay_hours=_hours(ctx.spec.latency.acceptable_delay.timedelta),
         held_hours_per_day=round(ctx.held_hours, 4),
         metrics_age_seconds=None if age is None else age.total_seconds(),
+        batch_efficiency=round(ctx.learned.batch_efficiency.value, 4),
+        retry_rate=round(ctx.learned.retry_rate.value, 4),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import requests
@@ -67,6 +67,10 @@ def promql_duration(delta: timedelta) -> str:
 def averaged(expression: str, lookback: timedelta) -> str:
     """The expression averaged over the lookback, so one noisy scrape does not decide."""
     return f"avg_over_time(({expression})[{promql_duration(lookback)}:])"
+
+
+class RangeQueryError(RuntimeError):
+    """A range query that cannot become a replay series."""
 
 
 class MetricsReader:
@@ -134,6 +138,34 @@ class MetricsReader:
                 detail=f"`{expression}` has samples but none averaged over the lookback yet",
             )
         return _single_value(name, query, result, upper)
+
+    def range_values(
+        self, expression: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[datetime, float]]:
+        """One series over [start, end] every `step` (a range query), for exporting history
+        to replay. Raises RangeQueryError unless the query returns exactly one series."""
+        try:
+            result: list[dict[str, object]] = self._client.custom_query_range(
+                query=expression,
+                start_time=start,
+                end_time=end,
+                step=promql_duration(step),
+            )
+        except (requests.RequestException, PrometheusApiClientException) as error:
+            raise RangeQueryError(f"`{expression}`: {_short(error)}") from error
+        if len(result) != 1:
+            raise RangeQueryError(
+                f"`{expression}` returned {len(result)} series over the range; it must "
+                "return exactly one (aggregate with sum() or avg())"
+            )
+        values = result[0].get("values")
+        assert isinstance(values, list)
+        points = []
+        for moment, value in values:
+            number = float(value)
+            if not (math.isnan(number) or math.isinf(number)):
+                points.append((datetime.fromtimestamp(float(moment), tz=UTC), number))
+        return points
 
     def _query(self, name: str, query: str) -> list[dict[str, object]] | Reading:
         try:

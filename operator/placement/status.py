@@ -7,6 +7,7 @@ patch `build_status(decision, previous, generation=...)` (dumped with
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +19,12 @@ from placement.api import (
     DecisionInputs,
     DecisionStatus,
     HistoryEntry,
+    LearningStatus,
+    MeasuredValue,
+    RunStatus,
     WorkloadPlacementStatus,
 )
+from placement.learning import Learned, Measured, Run
 from placement.policy import ConditionReport, Decision, Inputs, State
 
 
@@ -43,6 +48,7 @@ def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> Stat
         missed_windows=batch.missed_windows,
         last_missed_window=batch.last_missed_window,
         fallback_until=batch.fallback_until,
+        runs=tuple(Run(**run.model_dump()) for run in status.learning.runs),
     )
 
 
@@ -82,10 +88,29 @@ def build_status(
             last_missed_window=state.last_missed_window,
             fallback_until=state.fallback_until,
         ),
+        learning=learning_status(decision.learned, state.runs),
         history=history[-HISTORY_LIMIT:],
         conditions=merge_conditions(
             previous.conditions, decision.conditions, decision.evaluated_at, generation
         ),
+    )
+
+
+def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningStatus:
+    """Measured beside declared values, and the runs they rest on."""
+    return LearningStatus(
+        batch_efficiency=None if learned is None else _measured(learned.batch_efficiency, 4),
+        retry_rate=None if learned is None else _measured(learned.retry_rate, 4),
+        runs=[RunStatus(**asdict(run)) for run in runs],  # the same fields, both ways
+    )
+
+
+def _measured(item: Measured, digits: int) -> MeasuredValue:
+    return MeasuredValue(
+        declared=item.declared,
+        measured=None if item.measured is None else round(item.measured, digits),
+        runs=item.runs,
+        in_use=item.in_use,
     )
 
 
@@ -119,6 +144,8 @@ def inputs_status(inputs: Inputs) -> DecisionInputs:
         acceptable_delay_hours=inputs.acceptable_delay_hours,
         held_hours_per_day=inputs.held_hours_per_day,
         metrics_age_seconds=inputs.metrics_age_seconds,
+        batch_efficiency=inputs.batch_efficiency,
+        retry_rate=inputs.retry_rate,
     )
 
 

@@ -65,6 +65,20 @@ def test_moves_to_batch_keeps_warm_replicas_and_runs_the_windows_job(
     assert job.metadata.name == f"summarizer-{window_label}"
     assert job.metadata.owner_references[0].kind == "WorkloadPlacement"
     assert job.status.succeeded == 4  # parallelism 4, all completed on kwok
+    # Learning measured the finished Job: the work the operator gave it (annotated on it)
+    # beside the pod-hours it took; one run is not yet enough to use (minRuns 5).
+    [run] = status["learning"]["runs"]
+    assert run["job"] == job.metadata.name and run["succeeded"] is True
+    work = float(job.metadata.annotations["placement.runplacement.io/work-replica-hours"])
+    assert run["workReplicaHours"] == pytest.approx(work) and work > 0
+    assert run["failedPodHours"] == 0
+    assert status["learning"]["retryRate"] == {
+        "declared": 0.05,
+        "measured": 0.0,
+        "runs": 1,
+        "inUse": False,
+    }
+    assert status["learning"]["batchEfficiency"]["declared"] == 4
 
     moved = placements.wait_for_event("summarizer", "MovedToBatch")
     assert moved.type == "Normal"
@@ -165,6 +179,8 @@ def test_a_job_that_fails_past_its_retry_window_restores_realtime(
     assert "flaky" in event.message
     [job] = placements.jobs("flaky")
     assert any(c.type == "Failed" and c.status == "True" for c in job.status.conditions)
+    [run] = status["learning"]["runs"]
+    assert run["succeeded"] is False and run["failedPodHours"] == run["podHours"]
 
 
 def test_alert_fallback_warns_and_leaves_the_deployment_alone(

@@ -1,0 +1,216 @@
+"""placement replay on small series whose costs are computed by hand.
+
+The placement: 2 replicas at 1.00/h, batch pods at 1.00/h, batchEfficiency 2, no retries,
+8 parallel pods, window 01:00-05:00 UTC, evaluated every hour. Every hourly sample carries
+2 * 0.5 = 1 replica-hour of work; holding one hour saves 2.00 of capacity and costs
+1 / 2 = 0.50 of batch: a gain of 1.50. The first sample (23:00) only fills the 1h lookback.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from placement.api import WorkloadPlacementSpec
+from placement.cli import main
+from placement.replay import ReplayOptions, oracle_placement, replay
+from placement.series import Sample, format_series
+from tests.unit.factories import example_manifest, make_spec
+
+HISTORY = datetime(2026, 11, 21, 23, 0, tzinfo=UTC)
+
+
+def _spec(**changes: Any) -> WorkloadPlacementSpec:
+    values: dict[str, Any] = {
+        "costs.realtimeReplicaHourly": 1.0,
+        "costs.batchPodHourly": 1.0,
+        "costs.batchEfficiency": 2.0,
+        "costs.retryRate": 0.0,
+        "costs.dataStagingPerRun": 2.0,
+        "costs.operationsPerDay": 2.0,
+        "metrics.lookback": "1h",
+        "evaluationInterval": "1h",
+    }
+    values.update(changes)
+    return make_spec(**values)
+
+
+def _hourly(hours: int, *, failed_at: datetime | None = None) -> list[Sample]:
+    """The history sample at 23:00, then `hours` samples from 00:00 on 22 November."""
+    samples = []
+    for index in range(hours + 1):
+        at = HISTORY + timedelta(hours=index)
+        samples.append(Sample(at, 2, 0.5, job_outcome="failed" if at == failed_at else None))
+    return samples
+
+
+def test_series_shorter_than_the_lookback_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"metrics.lookback"):
+        replay(
+            _spec(), [*_hourly(0)[:1], Sample(HISTORY + timedelta(minutes=30), 2, 0.5)], name="s"
+        )
+
+
+def test_a_held_part_of_the_day_against_the_oracle_by_hand() -> None:
+    # acceptableDelay 8h: the Deployment may be held 21:00-05:00. 47 priced hours, 00:00 on
+    # 22 November to 22:00 on 23 November. Cycles end with each window (05:00):
+    #   cycle 1: 00:00-04:00, 5 hours   gain 7.50 > staging 2 + operations 2: held
+    #   cycle 2: 21:00-04:00, 8 hours   gain 12.00: held
+    #   cycle 3: 21:00-22:00, 2 hours   gain 3.00 < 4.00: the oracle does not hold;
+    #            the operator cannot know the series ends, holds, and pays for it.
+    result = replay(_spec(**{"latency.acceptableDelay": "8h"}), _hourly(47), name="s")
+    assert result.always.total == pytest.approx(94.0)  # 47 h * 2 replicas * 1.00
+    oracle = result.oracle.costs
+    # realtime 34 h * 2, batch 13 replica-hours / 2, staging and operations for 2 cycles
+    assert (oracle.realtime, oracle.batch, oracle.staging, oracle.operations) == pytest.approx(
+        (68.0, 6.5, 4.0, 4.0)
+    )
+    assert result.oracle_saving == pytest.approx(11.5)
+    operator = result.operator
+    # realtime 32 h * 2; batch 15 replica-hours / 2, the 5 still queued at the end included
+    # (02:00-04:00 arrived after the day's Job had drained its queue, 21:00-22:00 has no Job
+    # yet); staging for 2 Jobs and the queued work; operations for 3 cycles
+    assert (operator.realtime, operator.batch, operator.staging, operator.operations) == (
+        pytest.approx((64.0, 7.5, 6.0, 6.0))
+    )
+    assert result.operator_saving == pytest.approx(10.5)
+    assert result.captured_share == pytest.approx(10.5 / 11.5)
+    assert result.pending_work == pytest.approx(5.0)
+    # held 00-04, released at 05, held from 21:00 twice: 4 changes, and the same for the oracle
+    # up to its last cycle
+    assert result.mode_changes == 4
+    assert result.oracle_mode_changes == 3
+    assert (result.missed_windows, result.fallbacks) == (0, 0)
+    assert [d.reason for d in result.decisions][:3] == [
+        "MovedToBatch",
+        "BatchJobCreated",
+        "BatchSucceeded",
+    ]
+
+
+def test_a_whole_day_held_captures_all_of_the_oracles_saving() -> None:
+    # acceptableDelay 24h: both hold all 48 hours; 3 cycles of fixed costs each.
+    result = replay(_spec(), _hourly(48), name="s")
+    assert result.always.total == pytest.approx(96.0)
+    assert result.oracle.costs.total == pytest.approx(96.0 - 48 * 1.5 + 3 * 4.0)
+    assert result.operator.total == pytest.approx(result.oracle.costs.total)
+    assert result.captured_share == pytest.approx(1.0)
+    assert result.mode_changes == 0
+
+
+def test_the_oracle_never_acts_where_the_operator_may_not() -> None:
+    for changes in ({"owner": ""}, {"latency.userVisible": True}, {"productRisk": "High"}):
+        spec = _spec(**changes)
+        oracle = oracle_placement(spec, _hourly(48)[1:])
+        assert not any(oracle.held)
+        assert oracle.costs.total == pytest.approx(96.0)
+        result = replay(spec, _hourly(48), name="s")
+        assert result.operator.total == pytest.approx(96.0)
+        assert result.captured_share == 1.0  # nothing to capture, nothing lost
+
+
+def test_the_oracle_holds_only_what_fits_the_window() -> None:
+    # One parallel pod at efficiency 2 drains 8 replica-hours in the 4h window: of a day's
+    # 24 replica-hours only the 8 best hours may be held.
+    spec = _spec(**{"batch.jobTemplate.spec.parallelism": 1})
+    oracle = oracle_placement(spec, _hourly(48)[1:])
+    cycle_two = [
+        held
+        for sample, held in zip(_hourly(48)[1:], oracle.held, strict=True)
+        if datetime(2026, 11, 22, 5, tzinfo=UTC)
+        <= sample.at
+        < datetime(2026, 11, 23, 5, tzinfo=UTC)
+    ]
+    assert sum(cycle_two) == 8
+
+
+def test_a_failed_job_past_retry_window_falls_back_and_misses_the_window() -> None:
+    # The Job of 23 November starts at 01:00 with 24 replica-hours (16 per hour on 8 pods)
+    # and fails at 02:00; retryWindow 1h passes at 03:00: fallback, the window is missed.
+    failed_at = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    result = replay(_spec(), _hourly(48, failed_at=failed_at), name="s")
+    assert result.fallbacks == 1
+    assert result.missed_windows == 1
+    failed = [job for job in result.jobs if job.outcome == "Failed"]
+    assert [job.name for job in failed] == ["s-20261123-0100"]
+    assert failed[0].failed_pod_hours == failed[0].pod_hours == pytest.approx(8.0)
+    assert "FallbackRestored" in [d.reason for d in result.decisions]
+    assert result.captured_share < 1
+
+
+def test_learning_measures_the_true_efficiency_and_acts_on_it() -> None:
+    # Declared efficiency 2, true 0.4: a day's 24 replica-hours would cost 60.00 of batch,
+    # more than the 48.00 of capacity avoided. After the first Job (minRuns 1) the operator
+    # knows and gives the replicas back.
+    spec = _spec(**{"learning.minRuns": 1})
+    result = replay(spec, _hourly(48), name="s", options=ReplayOptions(batch_efficiency=0.4))
+    assert result.learned is not None
+    efficiency = result.learned.batch_efficiency
+    assert efficiency.measured == pytest.approx(0.4)
+    assert efficiency.in_use
+    assert efficiency.declared == 2.0
+    restored = next(d for d in result.decisions if d.reason == "Restored")
+    assert "SavingsNegative" in restored.message
+    assert "batchEfficiency 0.40 measured over 1 runs (declared 2)" in restored.message
+    assert result.operator.batch == pytest.approx(2 / 0.4)  # 00:00 and 01:00 went to batch
+
+
+def test_recommend_mode_is_replayed_as_enforce_unless_kept() -> None:
+    spec = _spec(mode="Recommend")
+    assert replay(spec, _hourly(48), name="s").operator_saving > 0
+    kept = replay(spec, _hourly(48), name="s", options=ReplayOptions(enforce=False))
+    assert kept.operator_saving == 0
+    assert kept.mode_changes == 0
+
+
+def test_the_cli_writes_the_summary_and_the_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = example_manifest()
+    manifest["spec"]["costs"].update(realtimeReplicaHourly=1.0, batchPodHourly=1.0)
+    placement = tmp_path / "placement.yaml"
+    placement.write_text(json.dumps(manifest))
+    series = tmp_path / "series.csv"
+    series.write_text(format_series(_hourly(48)))
+    code = main(
+        [
+            "replay",
+            "--placement",
+            str(placement),
+            "--series",
+            str(series),
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "captured share of the oracle's saving" in out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(summary) >= {
+        "cost",
+        "saving",
+        "captured_share",
+        "missed_windows",
+        "fallbacks",
+        "mode_changes",
+        "decisions",
+    }
+    assert summary["decisions"][0]["reason"] == "MovedToBatch"
+    png = (tmp_path / "out" / "timeline.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_the_cli_names_a_bad_series_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    placement = tmp_path / "placement.yaml"
+    placement.write_text(json.dumps(example_manifest()))
+    series = tmp_path / "series.csv"
+    series.write_text(
+        "timestamp,replicas,utilization\n2026-11-22T00:00:00Z,2,0.5\n2026-11-22T01:00:00Z,2,1.5\n"
+    )
+    assert main(["replay", "--placement", str(placement), "--series", str(series)]) == 2
+    assert "row 3: utilization 1.5 is outside [0,1]" in capsys.readouterr().err
