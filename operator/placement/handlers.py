@@ -190,8 +190,15 @@ def evaluate(
     previous = _parse_status(raw_status, logger)
     state = state_from_status(name, previous)
     deployment = kube.read_deployment(namespace, spec.target.deployment)
-    settled = _settle_holds(body, spec, state, deployment, kube, now)
     currency = spec.costs.currency
+    generation = body.metadata.get("generation")
+    if _overridden(raw_status):
+        if raw_status.get("observedGeneration") == generation:
+            # Someone took the Deployment over: do not fight them until the spec changes.
+            return spec.evaluation_interval.timedelta.total_seconds()
+        state, deployment = _start_over(body, spec, deployment, kube)
+    spec_unchanged = generation is not None and raw_status.get("observedGeneration") == generation
+    settled = _settle_holds(body, spec, state, deployment, kube, now, spec_unchanged)
     if isinstance(settled, str):
         _report_blocked(body, patch, raw_status, Reason.MANUAL_OVERRIDE, settled)
         telemetry.decided(
@@ -311,6 +318,39 @@ def _job_observation(job: JobState) -> JobObservation:
     )
 
 
+def _overridden(raw_status: dict[str, Any]) -> bool:
+    ready: dict[str, Any] = next(
+        (c for c in raw_status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    return (
+        raw_status.get("phase") == Phase.BLOCKED and ready.get("reason") == Reason.MANUAL_OVERRIDE
+    )
+
+
+def _start_over(
+    body: kopf.Body,
+    spec: WorkloadPlacementSpec,
+    deployment: DeploymentState | None,
+    kube: KubeAdapter,
+) -> tuple[State, DeploymentState | None]:
+    """The spec changed after a manual override: what runs now is the new starting point."""
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+    target = spec.target.deployment
+    for held in kube.held_by(namespace, name):
+        kube.forget(namespace, held.name)  # keep the replicas someone chose; drop our claim
+    if deployment is not None and deployment.managed_by == name:
+        deployment = kube.read_deployment(namespace, target)
+    replicas = "no" if deployment is None else deployment.replicas
+    kopf.event(
+        body,
+        type=str(EventType.NORMAL),
+        reason=str(Reason.MANUAL_OVERRIDE),
+        message=f"spec changed after a manual override: starting over from the {replicas} "
+        f"replicas deployment/{target} runs now; the earlier hold is forgotten",
+    )
+    return State(name=name), deployment
+
+
 def _settle_holds(
     body: kopf.Body,
     spec: WorkloadPlacementSpec,
@@ -318,6 +358,7 @@ def _settle_holds(
     deployment: DeploymentState | None,
     kube: KubeAdapter,
     now: dt.datetime,
+    spec_unchanged: bool = False,
 ) -> State | str:
     """Make status agree with what the Deployments' annotations say is held, before deciding.
 
@@ -334,12 +375,34 @@ def _settle_holds(
             # Scale-down and annotations are one write, the status patch a second one: the
             # operator died between them. The annotations know what to restore, since when,
             # and the utilization the savings rest on, so the missed-window fallback works.
+            jobs = ", ".join(
+                f"job {job.name} ({job.outcome})"
+                for job in kube.placement_jobs(str(body.metadata.namespace), name)
+            )
+            kopf.event(
+                body,
+                type=str(EventType.NORMAL),
+                reason=str(Reason.RECOVERED),
+                message=f"found deployment/{target} held at {deployment.replicas} replicas by "
+                f"this placement ({deployment.original_replicas} to restore, held since "
+                f"{_when(deployment.held_since)}) with no record in status"
+                + (f"; found {jobs}" if jobs else "; no Job yet")
+                + ": continuing the hold",
+            )
             return replace(
                 state,
                 original_replicas=deployment.original_replicas,
                 phase=Phase.BATCH,
                 batch_since=state.batch_since or deployment.held_since or now,
                 baseline_utilization=state.baseline_utilization or deployment.baseline_utilization,
+            )
+        if deployment.replicas != spec.target.warm_replicas and spec_unchanged:
+            # Same spec as when we scaled it, other replicas: a person or GitOps changed it.
+            return (
+                f"deployment/{target} was scaled to {deployment.replicas} replicas outside the "
+                f"operator while held at {spec.target.warm_replicas} "
+                f"({deployment.original_replicas} to restore); the operator stops acting on "
+                "this placement until its spec changes"
             )
         return state
     if state.original_replicas is None:
@@ -361,7 +424,7 @@ def _settle_holds(
         f"deployment/{target} was changed outside the operator: it runs "
         f"{deployment.replicas} replicas without the hold annotations (held at "
         f"{spec.target.warm_replicas}, {state.original_replicas} to restore); the operator "
-        "stops acting on this placement. Delete and re-apply it to start over."
+        "stops acting on this placement until its spec changes"
     )
 
 
@@ -426,6 +489,10 @@ def _actuate(
     return None
 
 
+def _when(moment: dt.datetime | None) -> str:
+    return "an unknown time" if moment is None else moment.isoformat(timespec="seconds")
+
+
 def _api_message(error: ApiException) -> str:
     try:
         return str(json.loads(error.body or "")["message"])[:500]
@@ -469,6 +536,7 @@ def _report_blocked(
         return  # already said
     kopf.event(body, type=str(EventType.WARNING), reason=str(reason), message=message)
     patch.status["phase"] = str(Phase.BLOCKED)
+    patch.status["observedGeneration"] = body.metadata.get("generation")
     patch.status["conditions"] = [
         {
             "type": "Ready",

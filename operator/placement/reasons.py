@@ -35,6 +35,7 @@ class Reason(StrEnum):
     BATCH_JOB_REJECTED = "BatchJobRejected"  # the API server refused the Job: nothing scaled
     MANUAL_OVERRIDE = "ManualOverride"  # the held Deployment was changed outside the operator
     INVALID_SPEC = "InvalidSpec"  # what only the operator can check (e.g. unknown time zone)
+    RECOVERED = "Recovered"  # a hold found in the Deployment's annotations, not in status
 
 
 class ConditionType(StrEnum):

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 from kubernetes import client
 
 from placement.api import GROUP, PLURAL, VERSION
+from placement.localenv.operator_process import OperatorProcess
+from placement.localenv.process import http_ok
 from placement.prometheus import averaged
 from tests.integration.wait import until
+
+HOLD = "placement.runplacement.io/"
 
 IMAGE = "registry.example/summarizer:1.0"  # kwok never pulls it
 UTILIZATION_METRIC = "inference_useful_utilization"
@@ -191,3 +199,41 @@ class Placements:
             what=f"{reason} event on {name}",
         )
         return next(e for e in events if e.reason == reason)
+
+
+@contextmanager
+def operator_stopped(operator: OperatorProcess, *, kill: bool = False) -> Iterator[None]:
+    """The session's operator stopped (SIGTERM, or SIGKILL with `kill`) for the block, then
+    started again with the same command line, and live before the block's end returns."""
+    if kill and operator.pid is not None:
+        os.kill(operator.pid, signal.SIGKILL)
+        until(operator.exit_code, lambda code: code is not None, what="operator killed")
+    else:
+        operator.stop()
+    try:
+        yield
+    finally:
+        operator.start()
+        operator.wait_until(lambda: http_ok(operator.liveness_url), 60, "live again")
+
+
+def hold_by_hand(
+    placements: Placements, deployment: str, *, placement_name: str, original: int, since: str
+) -> None:
+    """What the operator writes on a Deployment when it moves it to batch, written by hand."""
+    placements.apps.patch_namespaced_deployment(
+        deployment,
+        placements.namespace,
+        {
+            "metadata": {
+                "annotations": {
+                    f"{HOLD}original-replicas": str(original),
+                    f"{HOLD}placement": placement_name,
+                    f"{HOLD}held-since": since,
+                    f"{HOLD}baseline-utilization": "0.2",
+                }
+            },
+            "spec": {"replicas": 0},
+        },
+        _content_type="application/merge-patch+json",
+    )

@@ -25,10 +25,14 @@ from placement.handlers import register
 from placement.localenv import tools
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import OperatorProcess
-from placement.localenv.process import http_ok
 from placement.localenv.prometheus import LocalPrometheus
 from tests.chart.helm import CHART
-from tests.integration.harness import Placements, averaged_utilization, placement
+from tests.integration.harness import (
+    Placements,
+    averaged_utilization,
+    operator_stopped,
+    placement,
+)
 from tests.integration.wait import until
 
 Helm = Callable[..., subprocess.CompletedProcess[str]]
@@ -133,18 +137,6 @@ def test_install_upgrade_and_uninstall_on_the_local_cluster(
 
 
 # -- the operator as the chart's ServiceAccount ------------------------------------------
-
-
-@contextmanager
-def _paused(operator: OperatorProcess) -> Iterator[None]:
-    """The session's operator watches every namespace as admin: pause it, so only the one
-    under test acts."""
-    operator.stop()
-    try:
-        yield
-    finally:
-        operator.start()
-        operator.wait_until(lambda: http_ok(operator.liveness_url), 60, "live again")
 
 
 @contextmanager
@@ -274,7 +266,7 @@ def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
             kubeconfig=str(kubeconfig),
             metrics_address="",
         )
-        with _paused(operator), _operator_in_process(config) as records:
+        with operator_stopped(operator), _operator_in_process(config) as records:
             placements.apply(placement("reranker", work, deployment="reranker", warm_replicas=1))
             placements.wait_for_reason("reranker", "BatchSucceeded", timeout=90)
             assert placements.replicas("reranker") == 1
