@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
 import subprocess
 import textwrap
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from wsgiref.simple_server import WSGIServer
@@ -150,6 +153,29 @@ class LocalPrometheus:
         if self._process is not None:
             self._process.stop()
             self._process = None
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """The server stopped for the block (connections refused), then started again on the
+        same port with the same data."""
+        assert self._process is not None
+        self._process.stop()
+        try:
+            yield
+        finally:
+            self._process.start()
+            self._process.wait_until(lambda: http_ok(f"{self.url}/-/ready"), 60, "ready again")
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server paused (SIGSTOP) for the block: it accepts connections and never
+        answers, as a Prometheus stuck in a long compaction or GC pause does."""
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
 
     def _config(self) -> str:
         targets = json.dumps(self.targets)
