@@ -1,0 +1,152 @@
+"""An HPA or a KEDA ScaledObject on the same Deployment: the placement is Blocked with
+ConflictingAutoscaler and nothing is scaled (KEDA #5288: two controllers fighting over
+.spec.replicas)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Gauge
+
+from placement.localenv.cluster import LocalCluster
+from placement.localenv.prometheus import LocalPrometheus
+from tests.integration.harness import Placements, averaged_utilization, placement
+from tests.integration.wait import until
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+# The part of KEDA's ScaledObject CRD the operator reads (spec.scaleTargetRef); KEDA itself is
+# not needed to show that the operator keeps its hands off.
+SCALED_OBJECT_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {
+        "group": "keda.sh",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "ScaledObject",
+            "plural": "scaledobjects",
+            "singular": "scaledobject",
+            "listKind": "ScaledObjectList",
+        },
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def keda_crd(cluster: LocalCluster, api_client: client.ApiClient) -> Iterator[None]:
+    extensions = client.ApiextensionsV1Api(api_client)
+    try:
+        extensions.create_custom_resource_definition(SCALED_OBJECT_CRD)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    cluster.kubectl("wait", "--for=condition=Established", "crd/scaledobjects.keda.sh")
+    yield
+
+
+def _measured(placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
+              name: str) -> None:  # fmt: skip
+    placements.deployment(name, 4)
+    utilization.labels(placements.namespace, name).set(0.2)
+    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), 0.2)
+
+
+def _never_scaled(placements: Placements, name: str) -> None:
+    status = placements.wait_for_reason(name, "ConflictingAutoscaler")
+    assert status["phase"] == "Blocked"
+    event = placements.wait_for_event(name, "ConflictingAutoscaler")
+    assert event.type == "Warning"
+    time.sleep(3)
+    assert placements.replicas(name) == 4
+    assert placements.jobs(name) == []
+
+
+def test_an_hpa_on_the_deployment_blocks_the_placement(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
+    api_client: client.ApiClient,
+) -> None:  # fmt: skip
+    _measured(placements, prometheus, utilization, "autoscaled")
+    client.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
+        placements.namespace,
+        client.V2HorizontalPodAutoscaler(
+            metadata=client.V1ObjectMeta(name="autoscaled"),
+            spec=client.V2HorizontalPodAutoscalerSpec(
+                scale_target_ref=client.V2CrossVersionObjectReference(
+                    api_version="apps/v1", kind="Deployment", name="autoscaled"
+                ),
+                min_replicas=4,
+                max_replicas=8,
+            ),
+        ),
+    )
+    placements.apply(placement("autoscaled", placements.namespace, deployment="autoscaled"))
+    _never_scaled(placements, "autoscaled")
+    assert "HorizontalPodAutoscaler/autoscaled" in placements.status("autoscaled")["conditions"][0][
+        "message"
+    ] or "HorizontalPodAutoscaler/autoscaled" in str(placements.status("autoscaled"))
+
+
+@pytest.mark.usefixtures("keda_crd")
+def test_a_keda_scaled_object_on_the_deployment_blocks_the_placement(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _measured(placements, prometheus, utilization, "keda-managed")
+    placements.custom.create_namespaced_custom_object(
+        "keda.sh", "v1alpha1", placements.namespace, "scaledobjects",
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "queue-scaler"},
+            "spec": {"scaleTargetRef": {"name": "keda-managed"}, "minReplicaCount": 1},
+        },
+    )  # fmt: skip
+    placements.apply(placement("keda-managed", placements.namespace, deployment="keda-managed"))
+    _never_scaled(placements, "keda-managed")
+    assert "ScaledObject/queue-scaler" in str(placements.status("keda-managed"))
+
+
+@pytest.mark.usefixtures("keda_crd")
+def test_an_autoscaler_added_while_held_blocks_and_keeps_the_count_to_restore(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    _measured(placements, prometheus, utilization, "latecomer")
+    placements.apply(placement("latecomer", placements.namespace, deployment="latecomer"))
+    placements.wait_for_event("latecomer", "MovedToBatch", timeout=90)
+    placements.custom.create_namespaced_custom_object(
+        "keda.sh", "v1alpha1", placements.namespace, "scaledobjects",
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "late"},
+            "spec": {"scaleTargetRef": {"name": "latecomer"}},
+        },
+    )  # fmt: skip
+    placements.wait_for_event("latecomer", "ConflictingAutoscaler")
+    status = until(lambda: placements.status("latecomer"), lambda s: s["phase"] == "Blocked",
+                   what="blocked")  # fmt: skip
+    # Blocked, not fighting: the operator writes nothing more, and the count to restore is
+    # still in status and on the Deployment for when the autoscaler goes.
+    assert status["originalReplicas"] == 4
+    annotations = placements.apps.read_namespaced_deployment(
+        "latecomer", placements.namespace
+    ).metadata.annotations
+    assert annotations["placement.runplacement.io/original-replicas"] == "4"
