@@ -29,7 +29,15 @@ def crd(cluster: LocalCluster) -> str:
     """The committed CRD, applied to the real API server and Established."""
     cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
     name = "workloadplacements.placement.runplacement.io"
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    # Polled, not `kubectl wait`: on a loaded machine its first GET can race the create.
+    until(
+        lambda: cluster.kubectl(
+            "get", f"crd/{name}", "-o",
+            "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False,
+        ).stdout,
+        lambda established: established == "True",
+        what="CRD Established",
+    )  # fmt: skip
     # Discovery can trail the Established condition for a moment.
     until(
         lambda: cluster.kubectl("get", "wp", "-A", check=False).returncode,

@@ -59,7 +59,13 @@ def keda_crd(cluster: LocalCluster, api_client: client.ApiClient) -> Iterator[No
     except ApiException as error:
         if error.status != 409:
             raise
-    cluster.kubectl("wait", "--for=condition=Established", "crd/scaledobjects.keda.sh")
+    until(
+        lambda: extensions.read_custom_resource_definition("scaledobjects.keda.sh").status,
+        lambda status: any(
+            c.type == "Established" and c.status == "True" for c in status.conditions or []
+        ),
+        what="ScaledObject CRD Established",
+    )
     yield
 
 
