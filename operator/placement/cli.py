@@ -45,7 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--standalone",
         action="store_true",
-        help="no peering: for a single replica (default: peering, for HA)",
+        help="one replica, no peering (the default without --peering)",
+    )
+    run.add_argument(
+        "--peering",
+        help="run as one of several replicas sharing kopf's peering object NAME: only the "
+        "highest --priority acts (default: $PLACEMENT_PEERING; none: standalone)",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        help="with --peering: this replica's priority (default: $PLACEMENT_PRIORITY, else "
+        "random, so two replicas never tie)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        help="with --peering: seconds a silent peer still counts as alive, i.e. the takeover "
+        "time after a crash (default 30)",
     )
     run.add_argument(
         "--kubeconfig",
@@ -365,6 +382,9 @@ def _run(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             metrics_address=args.metrics_address,
             log_format=args.log_format,
+            peering=args.peering,
+            priority=args.priority,
+            peering_lifetime_seconds=args.peering_lifetime,
             posting_level=(
                 logging.getLevelName(args.posting_level.upper()) if args.posting_level else None
             ),
@@ -387,7 +407,9 @@ def _run(args: argparse.Namespace) -> int:
         registry=registry,
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,
-        standalone=args.standalone,
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        priority=config.priority,
         liveness_endpoint=args.liveness or None,
     )
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from dataclasses import dataclass, field
 
 LOG_FORMATS = ("text", "json")
@@ -30,6 +31,11 @@ class OperatorConfig:
     kubeconfig: str | None = None  # None: in-cluster ServiceAccount, else KUBECONFIG
     log_format: str = "text"  # or "json": one object per line, for log pipelines
     metrics_address: str = "0.0.0.0:8081"  # /metrics; "" turns it off
+    # Several replicas: the peering object they share, this one's priority (the highest acts),
+    # and how long a silent peer counts as alive (the takeover time after a crash).
+    peering: str | None = None
+    priority: int = 0
+    peering_lifetime_seconds: int = 30
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -47,8 +53,16 @@ class OperatorConfig:
             ),
             "log_format": os.environ.get("PLACEMENT_LOG_FORMAT", "text"),
             "metrics_address": os.environ.get("PLACEMENT_METRICS_ADDRESS", "0.0.0.0:8081"),
+            "peering": os.environ.get("PLACEMENT_PEERING") or None,
+            "peering_lifetime_seconds": int(_env_float("PLACEMENT_PEERING_LIFETIME", 30)),
         }
+        if os.environ.get("PLACEMENT_PRIORITY"):
+            values["priority"] = int(os.environ["PLACEMENT_PRIORITY"])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("peering") and "priority" not in values:
+            # Replicas of one Deployment share their flags: a random priority keeps two from
+            # tying (kopf pauses every replica on a tie).
+            values["priority"] = random.SystemRandom().randint(1, 2_000_000_000)
         config = cls(**values)  # type: ignore[arg-type]
         config.validate()
         return config
@@ -69,6 +83,8 @@ class OperatorConfig:
             )
         if self.metrics_address:
             self.metrics_endpoint()  # raises with the flag named
+        if self.peering is not None and self.peering_lifetime_seconds < 5:
+            raise ValueError("the peering lifetime (--peering-lifetime) must be at least 5 s")
 
     def metrics_endpoint(self) -> tuple[str, int] | None:
         """(host, port) to serve /metrics on, or None when turned off."""

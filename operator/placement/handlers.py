@@ -120,6 +120,8 @@ def register(
         settings.watching.server_timeout = config.watch_timeout_seconds
         settings.watching.client_timeout = config.watch_timeout_seconds + 30
         settings.execution.max_workers = config.workers
+        settings.peering.lifetime = config.peering_lifetime_seconds
+        settings.peering.stealth = True  # no log line per keep-alive
         if config.namespaces:
             # Namespaced mode has no cluster-wide read of CRDs (least privilege): do not
             # ask for it, instead of logging a 403 warning at every start.

@@ -28,6 +28,7 @@ def start_operator(
     *,
     tick_seconds: float = 1.0,
     extra_args: Sequence[str] = (),
+    standalone: bool = True,
     timeout: float = 60.0,
 ) -> OperatorProcess:
     """Start the operator and return once its liveness endpoint answers."""
@@ -43,7 +44,7 @@ def start_operator(
             prometheus_url,
             "--tick",
             f"{tick_seconds:g}",
-            "--standalone",
+            *(["--standalone"] if standalone else []),
             "--liveness",
             f"http://127.0.0.1:{port}/healthz",
             "--metrics-address",
