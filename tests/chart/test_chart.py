@@ -16,6 +16,7 @@ from tests.chart.helm import CHART, PROMETHEUS_URL, ROOT, find, helm, objects, r
 
 CLUSTER_VALUES = str(CHART / "ci" / "cluster-values.yaml")
 NAMESPACED_VALUES = str(CHART / "ci" / "namespaced-values.yaml")
+HA_VALUES = str(CHART / "ci" / "ha-values.yaml")
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 # Every permission the operator's code uses, and nothing else: (apiGroup, resource) -> verbs.
@@ -43,13 +44,15 @@ def _rules(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     return found
 
 
-@pytest.mark.parametrize("values", [[], ["-f", CLUSTER_VALUES], ["-f", NAMESPACED_VALUES]])
+@pytest.mark.parametrize(
+    "values", [[], ["-f", CLUSTER_VALUES], ["-f", NAMESPACED_VALUES], ["-f", HA_VALUES]]
+)
 def test_lint_strict_passes(values: list[str]) -> None:
     result = helm("lint", "--strict", str(CHART), *values)
     assert "0 chart(s) failed" in result.stdout
 
 
-@pytest.mark.parametrize("name", ["cluster", "namespaced"])
+@pytest.mark.parametrize("name", ["cluster", "namespaced", "ha"])
 def test_rendered_templates_match_the_snapshot(name: str) -> None:
     rendered = render("-f", str(CHART / "ci" / f"{name}-values.yaml"))
     snapshot = SNAPSHOTS / f"{name}.yaml"
@@ -61,9 +64,11 @@ def test_rendered_templates_match_the_snapshot(name: str) -> None:
     )
 
 
-def test_the_charts_crd_is_the_same_bytes_as_crds() -> None:
-    name = "workloadplacements.placement.runplacement.io.yaml"
-    assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes()
+def test_the_charts_crds_are_the_same_bytes_as_crds() -> None:
+    names = sorted(path.name for path in (ROOT / "crds").glob("*.yaml"))
+    assert names == sorted(path.name for path in (CHART / "crds").glob("*.yaml"))
+    for name in names:
+        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), name
 
 
 def test_a_missing_prometheus_url_is_refused_with_the_value_named() -> None:
@@ -131,7 +136,7 @@ def test_the_operator_runs_locked_down_with_a_liveness_probe() -> None:
     assert ports == {"health": 8080, "metrics": 8081}
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     assert container["resources"]["limits"]["memory"] == "256Mi"
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["PLACEMENT_PROMETHEUS_URL"] == PROMETHEUS_URL
     assert env["PLACEMENT_METRICS_ADDRESS"] == "0.0.0.0:8081"
 
@@ -238,3 +243,27 @@ def test_values_schema_is_valid_json_and_covers_every_top_level_value() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) == set(schema["properties"])
+
+
+def test_several_replicas_share_a_peering_object_with_the_rights_for_it() -> None:
+    docs = objects(render("-f", HA_VALUES))
+    [deployment] = find(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--peering=po-placement-operator" in container["args"]
+    assert "--standalone" not in container["args"]
+    assert container["env"][0]["name"] == "POD_ID"
+    [peering] = find(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "po-placement-operator"
+    [role] = find(docs, "ClusterRole")
+    assert _rules(role) == APPLICATION_RULES | CLUSTER_ONLY_RULES | {
+        ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"}
+    }
+    namespaced = objects(render("-f", NAMESPACED_VALUES, "--set", "replicaCount=2"))
+    assert sorted(p["metadata"]["namespace"] for p in find(namespaced, "KopfPeering")) == [
+        "team-a",
+        "team-b",
+    ]
+    for role in find(namespaced, "Role"):
+        assert _rules(role)[("kopf.dev", "kopfpeerings")] == {"list", "watch", "patch"}

@@ -140,7 +140,9 @@ def test_install_upgrade_and_uninstall_on_the_local_cluster(
 
 
 @contextmanager
-def _operator_in_process(config: OperatorConfig) -> Iterator[list[logging.LogRecord]]:
+def _operator_in_process(
+    config: OperatorConfig, peering: str | None = None
+) -> Iterator[list[logging.LogRecord]]:
     """The operator's handlers and kopf in a thread of this process; yields the WARNING+
     log records it produced."""
     registry = kopf.OperatorRegistry()
@@ -161,7 +163,9 @@ def _operator_in_process(config: OperatorConfig) -> Iterator[list[logging.LogRec
                 registry=registry,
                 clusterwide=False,
                 namespaces=list(config.namespaces),
-                standalone=True,
+                standalone=peering is None,
+                peering_name=peering,
+                priority=1,
                 stop_flag=stop,
                 ready_flag=ready,
             )
@@ -232,6 +236,10 @@ def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
             f"prometheus.url={prometheus.url}",
             "--set",
             f"watchNamespaces={{{work}}}",
+            # Two replicas: the peering rules are proven too (the in-process operator is the
+            # only live member of the chart's KopfPeering).
+            "--set",
+            "replicaCount=2",
         )
         account = f"{release}-placement-operator"
         kubeconfig = _service_account_kubeconfig(
@@ -266,7 +274,8 @@ def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
             kubeconfig=str(kubeconfig),
             metrics_address="",
         )
-        with operator_stopped(operator), _operator_in_process(config) as records:
+        peering = f"{release}-placement-operator"
+        with operator_stopped(operator), _operator_in_process(config, peering) as records:
             placements.apply(placement("reranker", work, deployment="reranker", warm_replicas=1))
             placements.wait_for_reason("reranker", "BatchSucceeded", timeout=90)
             assert placements.replicas("reranker") == 1
