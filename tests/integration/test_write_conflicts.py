@@ -1,0 +1,66 @@
+"""Another writer keeps updating the held Deployment (a controller adding labels, with
+resourceVersion, so it gets 409s itself); the operator's writes are merge patches without a
+resourceVersion and never conflict: it moves to batch and restores on deletion regardless."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Gauge
+
+from placement.localenv.operator_process import OperatorProcess
+from placement.localenv.process import log_tail
+from placement.localenv.prometheus import LocalPrometheus
+from tests.integration.harness import Placements, averaged_utilization, placement
+from tests.integration.wait import until
+
+
+def test_a_busy_deployment_is_moved_and_restored_without_conflict_errors(
+    operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
+    utilization: Gauge,
+) -> None:  # fmt: skip
+    ns = placements.namespace
+    placements.deployment("busy", 4)
+    utilization.labels(ns, "busy").set(0.2)
+    prometheus.wait_for_value(averaged_utilization(ns, "busy"), 0.2)
+
+    stop = threading.Event()
+    counts = {"updates": 0, "conflicts": 0}
+
+    def neighbour() -> None:
+        # read-modify-write with resourceVersion, as controllers do
+        while not stop.is_set():
+            current = placements.apps.read_namespaced_deployment("busy", ns)
+            labels = current.metadata.labels or {}
+            labels["touched"] = str(counts["updates"])
+            current.metadata.labels = labels
+            try:
+                placements.apps.replace_namespaced_deployment("busy", ns, current)
+                counts["updates"] += 1
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                counts["conflicts"] += 1
+
+    thread = threading.Thread(target=neighbour, daemon=True)
+    thread.start()
+    try:
+        placements.apply(placement("busy", ns, deployment="busy"))
+        placements.wait_for_event("busy", "MovedToBatch", timeout=90)
+        assert placements.replicas("busy") == 0
+        placements.delete("busy")
+        until(lambda: placements.exists("busy"), lambda exists: not exists,
+              what="placement deleted")  # fmt: skip
+        assert placements.replicas("busy") == 4
+    finally:
+        stop.set()
+        thread.join(10)
+    print(f"neighbour: {counts['updates']} updates, {counts['conflicts']} conflicts of its own")
+    assert counts["updates"] > 10
+    assert "(409)" not in log_tail(operator.log_path, 2000)
+    assert "Conflict" not in log_tail(operator.log_path, 2000)
+
+
+pytestmark = pytest.mark.usefixtures("operator")
