@@ -36,7 +36,7 @@ from placement.jobs import job_manifest
 from placement.kube import DeploymentState, JobState, KubeAdapter
 from placement.labels import FINALIZER
 from placement.policy import Decision, JobObservation, Observed, State, decide
-from placement.prometheus import MetricsReader, Reading
+from placement.prometheus import BatchedMetricsReader, Metrics, MetricsReader, Reading
 from placement.reasons import EventType, Reason
 from placement.status import build_status, state_from_status, status_patch
 from placement.window import current_or_next_window
@@ -89,8 +89,11 @@ def register(
         settings.execution.max_workers = config.workers
         memo.api_client = kubernetes_api_client()
         memo.kube = KubeAdapter(memo.api_client)
-        memo.metrics = MetricsReader(
-            config.prometheus_url, timeout=config.prometheus_timeout_seconds
+        reader = MetricsReader(config.prometheus_url, timeout=config.prometheus_timeout_seconds)
+        memo.metrics = (
+            BatchedMetricsReader(reader, max_age=config.metrics_max_age_seconds)
+            if config.query_mode == "batched"
+            else reader
         )
 
     @kopf.on.cleanup(id="close-clients", registry=registry)
@@ -124,7 +127,7 @@ def evaluate(
     body: kopf.Body,
     patch: kopf.Patch,
     kube: KubeAdapter,
-    metrics: MetricsReader,
+    metrics: Metrics,
     now: dt.datetime,
     logger: Logger,
 ) -> float:
@@ -185,7 +188,7 @@ def _observe(
     name: str,
     deployment: DeploymentState | None,
     kube: KubeAdapter,
-    metrics: MetricsReader,
+    metrics: Metrics,
     logger: Logger,
 ) -> Observed:
     if deployment is None:
@@ -203,10 +206,11 @@ def _observe(
                 f"{spec.target.deployment}"
             )
     lookback = spec.metrics.lookback.timedelta
-    utilization = metrics.utilization(spec.metrics.utilization, lookback)
+    reader = f"{namespace}/{name}"
+    utilization = metrics.utilization(spec.metrics.utilization, lookback, reader=reader)
     queue: Reading | None = None
     if spec.metrics.queue_depth:
-        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback)
+        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback, reader=reader)
         if not queue.ok:
             # Optional and informative only: a queue gauge that vanishes at zero must not
             # block decisions that rest on utilization.
