@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration lint format clean
+.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration lint format clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,16 +45,22 @@ crd: $(STAMP) ## regenerate crds/ from the pydantic models in operator/placement
 	$(PY) -m placement.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
 
 lint: $(STAMP) ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
 
 format: $(STAMP) ## apply ruff's formatting and fixes
-	$(VENV)/bin/ruff format operator tests
-	$(VENV)/bin/ruff check --fix operator tests
+	$(VENV)/bin/ruff format operator tests bench
+	$(VENV)/bin/ruff check --fix operator tests bench
 
 clean: cluster-down ## remove the virtualenv and local state (the tool cache stays)
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
 
 demo: tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--keep keeps it up
 	$(PY) -m placement.localenv.demo $(DEMO_FLAGS)
+
+BENCH_PLACEMENTS ?= 10,100,1000
+
+bench: tools ## scale benchmark: batched vs per-placement queries at BENCH_PLACEMENTS (about 15 min)
+	$(PY) bench/scale.py --placements $(BENCH_PLACEMENTS) --output bench/results/scale.jsonl \
+		--plot bench/results/scale.png
