@@ -149,6 +149,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from placement.config import OperatorConfig
     from placement.handlers import register
+    from placement.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before kopf starts its handler threads
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
