@@ -35,11 +35,13 @@ import re
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +236,50 @@ def machine() -> str:
 # -- one run ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Options:
+    window_s: float  # the steady window
+    profile: Path | None  # where py-spy's output goes, if anywhere
+
+
+def profile(pid: int, stem: Path, say: Any, seconds: int = 20) -> None:
+    """py-spy's samples of the operator's threads, raw and summarized by function."""
+    raw = stem.with_suffix(".raw.txt")
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "50"]
+    subprocess.run(
+        [*command, "-f", "raw", "-o", str(raw), "--nonblocking"],
+        check=True,
+        capture_output=True,
+    )
+    summary = summarize(raw.read_text())
+    stem.with_suffix(".summary.txt").write_text(summary)
+    say(summary)
+
+
+def summarize(raw: str, top: int = 30) -> str:
+    """Share of samples in which each function is on the stack (inclusive), most first."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        frames = {frame.split(" (")[0] + " " + _where(frame) for frame in stack.split(";")}
+        for frame in frames:
+            inclusive[frame] += int(count)
+    lines = [f"py-spy: {total} samples; share of samples with the function on the stack"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+def _where(frame: str) -> str:
+    # "function (path/to/module.py:123)" -> "module.py"
+    inside = frame.rpartition("(")[2]
+    return Path(inside.split(":")[0]).name if inside else ""
+
+
 class DecisionWatch:
     """When each placement is first seen with a decision (a watch, so no list per poll)."""
 
@@ -290,14 +336,14 @@ def run_mode(
     prometheus: LocalPrometheus,
     workdir: Path,
     *,
-    window_s: float,
+    options: Options,
     say: Any,
 ) -> dict[str, Any]:
     nodes = max(2, math.ceil(n * REPLICAS / PODS_PER_NODE) + 1)
     with LocalCluster(workdir / "cluster", nodes=nodes, client_qps=200) as cluster:
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
         try:
-            return _measure(n, mode, cluster, api, prometheus, workdir, window_s, say)
+            return _measure(n, mode, cluster, api, prometheus, workdir, options, say)
         finally:
             api.close()
 
@@ -309,7 +355,7 @@ def _measure(
     api: client.ApiClient,
     prometheus: LocalPrometheus,
     workdir: Path,
-    window_s: float,
+    options: Options,
     say: Any,
 ) -> dict[str, Any]:
     core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
@@ -364,9 +410,11 @@ def _measure(
         time.sleep(max(10.0, min(60.0, n * 0.02)))
         first = read_counters(cluster, prometheus, pid)
         load_start = load()
-        time.sleep(window_s)
+        time.sleep(options.window_s)
         last = read_counters(cluster, prometheus, pid)
         _check_operator(operator)
+        if options.profile is not None:  # after the window, so sampling does not slow it
+            profile(pid, options.profile / f"profile-n{n}-{mode}", say)
         rss = peak_rss_mb(pid)
     finally:
         operator.stop()
@@ -430,7 +478,7 @@ def feed(exporter: Exporter, prometheus: LocalPrometheus, n: int) -> None:
     raise TimeoutError(f"Prometheus has not averaged all {n} series after 120s")
 
 
-def compare(n: int, workdir: Path, window_s: float, modes: list[str], say: Any) -> dict[str, Any]:
+def compare(n: int, workdir: Path, options: Options, modes: list[str], say: Any) -> dict[str, Any]:
     with (
         Exporter() as exporter,
         LocalPrometheus(
@@ -441,9 +489,7 @@ def compare(n: int, workdir: Path, window_s: float, modes: list[str], say: Any) 
         results = {}
         for mode in modes:
             say(f"N={n} {mode}: load {load()}")
-            results[mode] = run_mode(
-                n, mode, prometheus, workdir / mode, window_s=window_s, say=say
-            )
+            results[mode] = run_mode(n, mode, prometheus, workdir / mode, options=options, say=say)
             say("  " + json.dumps(results[mode]))
     main = dict(results[modes[0]])
     for mode in modes[1:]:
@@ -507,12 +553,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=30.0, help="steady window, seconds")
     parser.add_argument("--modes", default=",".join(MODES), help="batched,per-placement")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="after each steady window, sample the operator 20 s with py-spy; write the raw "
+        "stacks and a summary of where its threads spend their time into this directory",
+    )
     args = parser.parse_args(argv)
     sizes = [int(part) for part in args.placements.split(",")]
     modes = [m for m in args.modes.split(",") if m]
     if any(m not in MODES for m in modes) or any(n < 1 for n in sizes):
         parser.error(f"--modes must be among {', '.join(MODES)}; --placements at least 1")
     signal.signal(signal.SIGTERM, _interrupt)
+    options = Options(window_s=args.window, profile=args.profile)
+    if options.profile is not None:
+        options.profile.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="placement-bench-"))
 
     def say(text: str) -> None:
@@ -521,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for n in sizes:
-            row = compare(n, workdir / f"n{n}", args.window, modes, say)
+            row = compare(n, workdir / f"n{n}", options, modes, say)
             rows.append(row)
             line = json.dumps(row)
             if args.output:
