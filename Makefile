@@ -62,5 +62,6 @@ demo: tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--
 BENCH_PLACEMENTS ?= 10,100,1000
 
 bench: tools ## scale benchmark: batched vs per-placement queries at BENCH_PLACEMENTS (about 15 min)
+	rm -f bench/results/scale.jsonl
 	$(PY) bench/scale.py --placements $(BENCH_PLACEMENTS) --output bench/results/scale.jsonl \
 		--plot bench/results/scale.png
