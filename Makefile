@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality
+.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,3 +71,10 @@ demo: tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--
 
 decision-quality: $(STAMP) ## replay the public traces against the examples: one JSON line per case
 	$(PY) bench/decision_quality.py
+
+BENCH_PLACEMENTS ?= 10,100,1000
+
+bench: tools ## scale benchmark: batched vs per-placement queries at BENCH_PLACEMENTS (about 15 min)
+	rm -f bench/results/scale.jsonl
+	$(PY) bench/scale.py --placements $(BENCH_PLACEMENTS) --output bench/results/scale.jsonl \
+		--plot bench/results/scale.png

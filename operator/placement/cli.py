@@ -34,6 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--prometheus-timeout", type=float, help="seconds per query (default 5)")
     run.add_argument("--tick", type=float, help="seconds between looks at each placement")
     run.add_argument(
+        "--query-mode",
+        choices=["batched", "per-placement"],
+        help="batched (default): placements whose queries share a shape share one query; "
+        "per-placement: one query each, for comparison",
+    )
+    run.add_argument(
+        "--metrics-max-age",
+        type=float,
+        help="seconds a shared query result may be reused by a placement (default 60)",
+    )
+    run.add_argument(
         "--namespace",
         action="append",
         default=[],
@@ -372,12 +383,17 @@ def _run(args: argparse.Namespace) -> int:
 
     from placement.config import OperatorConfig
     from placement.handlers import register
+    from placement.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before kopf starts its handler threads
 
     try:
         config = OperatorConfig.from_environment(
             prometheus_url=args.prometheus_url,
             prometheus_timeout_seconds=args.prometheus_timeout,
             tick_seconds=args.tick,
+            query_mode=args.query_mode,
+            metrics_max_age_seconds=args.metrics_max_age,
             namespaces=tuple(args.namespace) or None,
             kubeconfig=args.kubeconfig,
             metrics_address=args.metrics_address,

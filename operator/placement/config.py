@@ -17,6 +17,9 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+QUERY_MODES = ("batched", "per-placement")
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     prometheus_url: str
@@ -36,6 +39,11 @@ class OperatorConfig:
     peering: str | None = None
     priority: int = 0
     peering_lifetime_seconds: int = 30
+    # batched: placements whose queries share a shape share one query per cycle (grouping.py);
+    # per-placement: every placement queries on its own (KEDA's way; for comparison).
+    query_mode: str = "batched"
+    # Oldest shared result a placement that has not read it yet may get.
+    metrics_max_age_seconds: float = 60.0
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -48,6 +56,8 @@ class OperatorConfig:
             "prometheus_timeout_seconds": _env_float("PLACEMENT_PROMETHEUS_TIMEOUT", 5.0),
             "tick_seconds": _env_float("PLACEMENT_TICK_SECONDS", 15.0),
             "namespaces": namespaces,
+            "query_mode": os.environ.get("PLACEMENT_QUERY_MODE", "batched"),
+            "metrics_max_age_seconds": _env_float("PLACEMENT_METRICS_MAX_AGE", 60.0),
             "posting_level": logging.getLevelName(
                 os.environ.get("PLACEMENT_POSTING_LEVEL", "WARNING").upper()
             ),
@@ -75,6 +85,12 @@ class OperatorConfig:
             )
         if self.tick_seconds <= 0 or self.prometheus_timeout_seconds <= 0:
             raise ValueError("tick and Prometheus timeout must be positive")
+        if self.query_mode not in QUERY_MODES:
+            raise ValueError(
+                f"query mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}"
+            )
+        if self.metrics_max_age_seconds <= 0:
+            raise ValueError("metrics max age must be positive")
         if not isinstance(self.posting_level, int):
             raise ValueError(f"unknown posting level {self.posting_level!r}")
         if self.log_format not in LOG_FORMATS:

@@ -36,7 +36,7 @@ from placement.jobs import job_manifest
 from placement.kube import DeploymentState, JobState, KubeAdapter
 from placement.labels import FINALIZER
 from placement.policy import Decision, JobObservation, Observed, State, decide
-from placement.prometheus import MetricsReader, Reading
+from placement.prometheus import BatchedMetricsReader, Metrics, MetricsReader, Reading
 from placement.reasons import EventType, Reason
 from placement.status import build_status, state_from_status, status_patch
 from placement.telemetry import Telemetry
@@ -128,8 +128,11 @@ def register(
             settings.scanning.disabled = True
         memo.api_client = k8s.ApiClient(kubernetes_configuration(config.kubeconfig))
         memo.kube = KubeAdapter(memo.api_client, telemetry)
-        memo.metrics = MetricsReader(
-            config.prometheus_url, timeout=config.prometheus_timeout_seconds
+        reader = MetricsReader(config.prometheus_url, timeout=config.prometheus_timeout_seconds)
+        memo.metrics = (
+            BatchedMetricsReader(reader, max_age=config.metrics_max_age_seconds)
+            if config.query_mode == "batched"
+            else reader
         )
         memo.telemetry = telemetry
 
@@ -170,7 +173,7 @@ def evaluate(
     body: kopf.Body,
     patch: kopf.Patch,
     kube: KubeAdapter,
-    metrics: MetricsReader,
+    metrics: Metrics,
     now: dt.datetime,
     logger: Logger,
     *,
@@ -269,7 +272,7 @@ def _observe(
     name: str,
     deployment: DeploymentState | None,
     kube: KubeAdapter,
-    metrics: MetricsReader,
+    metrics: Metrics,
     logger: Logger,
     telemetry: Telemetry,
 ) -> Observed:
@@ -288,12 +291,13 @@ def _observe(
                 f"{spec.target.deployment}"
             )
     lookback = spec.metrics.lookback.timedelta
-    utilization = metrics.utilization(spec.metrics.utilization, lookback)
+    reader = f"{namespace}/{name}"
+    utilization = metrics.utilization(spec.metrics.utilization, lookback, reader=reader)
     if not utilization.ok:
         telemetry.query_failed(str(utilization.outcome))
     queue: Reading | None = None
     if spec.metrics.queue_depth:
-        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback)
+        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback, reader=reader)
         if not queue.ok:
             telemetry.query_failed(str(queue.outcome))
             # Optional and informative only: a queue gauge that vanishes at zero must not

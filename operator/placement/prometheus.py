@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 import requests
 import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
+
+from placement.grouping import Series, group_query, split
+from placement.sharing import SharedResults
 
 # Prometheus drops a series from instant queries once its last sample is 5 minutes old.
 STALENESS = timedelta(minutes=5)
@@ -73,8 +78,72 @@ class RangeQueryError(RuntimeError):
     """A range query that cannot become a replay series."""
 
 
+Result = list[Series] | Reading  # an instant vector, or why there is none
+Fetch = Callable[[], Result]
+
+
+def judge(
+    name: str,
+    expression: str,
+    lookback: timedelta,
+    upper: float | None,
+    *,
+    current: Fetch,
+    over_lookback: Fetch,
+) -> Reading:
+    """One reading from the expression's current samples and its average over the lookback:
+    a current sample proves freshness (Prometheus drops series 5 minutes after their last
+    sample), the average is the value. Each is fetched only when needed."""
+    query = averaged(expression, lookback)
+    now = current()
+    if isinstance(now, Reading):
+        return now
+    if not now:
+        earlier = over_lookback()
+        if isinstance(earlier, Reading):
+            return earlier
+        return Reading(
+            name,
+            query,
+            Outcome.STALE if earlier else Outcome.EMPTY,
+            detail=f"no sample of `{expression}` in the last {promql_duration(STALENESS)}"
+            + (
+                f", only older ones within the {promql_duration(lookback)} lookback"
+                if earlier
+                else ""
+            ),
+        )
+    result = over_lookback()
+    if isinstance(result, Reading):
+        return result
+    if not result:
+        # Subquery steps align to their resolution: a series that has just started has a
+        # current sample but no averaged one yet.
+        return Reading(
+            name,
+            query,
+            Outcome.EMPTY,
+            detail=f"`{expression}` has samples but none averaged over the lookback yet",
+        )
+    return _single_value(name, query, result, upper)
+
+
+class Metrics(Protocol):
+    """What the handlers read; `reader` names the placement asking (batching shares results
+    between readers, each reading a shared result once)."""
+
+    def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """Useful utilization of the realtime fleet: one number in [0, 1]."""
+        ...
+
+    def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """Work waiting: one number >= 0."""
+        ...
+
+
 class MetricsReader:
-    """Evaluates placement queries against one Prometheus."""
+    """Evaluates each placement's queries on their own against one Prometheus (the way KEDA
+    does: queries grow with the number of placements)."""
 
     def __init__(
         self,
@@ -95,49 +164,26 @@ class MetricsReader:
             timeout=timeout,
         )
 
-    def utilization(self, expression: str, lookback: timedelta) -> Reading:
+    def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
         """Useful utilization of the realtime fleet: one number in [0, 1]."""
-        return self._read("utilization", expression, lookback, upper=1.0)
+        return self.read("utilization", expression, lookback, upper=1.0)
 
-    def queue_depth(self, expression: str, lookback: timedelta) -> Reading:
+    def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
         """Work waiting: one number >= 0."""
-        return self._read("queueDepth", expression, lookback, upper=None)
+        return self.read("queueDepth", expression, lookback, upper=None)
 
-    def _read(
+    def read(
         self, name: str, expression: str, lookback: timedelta, *, upper: float | None
     ) -> Reading:
-        query = averaged(expression, lookback)
-        current = self._query(name, expression)
-        if isinstance(current, Reading):
-            return current
-        if not current:
-            earlier = self._query(name, query)
-            if isinstance(earlier, Reading):
-                return earlier
-            return Reading(
-                name,
-                query,
-                Outcome.STALE if earlier else Outcome.EMPTY,
-                detail=f"no sample of `{expression}` in the last {promql_duration(STALENESS)}"
-                + (
-                    f", only older ones within the {promql_duration(lookback)} lookback"
-                    if earlier
-                    else ""
-                ),
-            )
-        result = self._query(name, query)
-        if isinstance(result, Reading):
-            return result
-        if not result:
-            # Subquery steps align to their resolution: a series that has just started has a
-            # current sample but no averaged one yet.
-            return Reading(
-                name,
-                query,
-                Outcome.EMPTY,
-                detail=f"`{expression}` has samples but none averaged over the lookback yet",
-            )
-        return _single_value(name, query, result, upper)
+        """One reading of `expression`: its own two queries."""
+        return judge(
+            name,
+            expression,
+            lookback,
+            upper,
+            current=lambda: self.query(name, expression),
+            over_lookback=lambda: self.query(name, averaged(expression, lookback)),
+        )
 
     def range_values(
         self, expression: str, start: datetime, end: datetime, step: timedelta
@@ -167,9 +213,10 @@ class MetricsReader:
                 points.append((datetime.fromtimestamp(float(moment), tz=UTC), number))
         return points
 
-    def _query(self, name: str, query: str) -> list[dict[str, object]] | Reading:
+    def query(self, name: str, query: str) -> Result:
+        """The instant-vector result of `query`, or the Reading that says why there is none."""
         try:
-            result: list[dict[str, object]] = self._client.custom_query(query=query)
+            result: list[Series] = self._client.custom_query(query=query)
         except (requests.RequestException, PrometheusApiClientException) as error:
             if _is_timeout(error):
                 return Reading(
@@ -179,9 +226,56 @@ class MetricsReader:
         return result
 
 
-def _single_value(
-    name: str, query: str, result: list[dict[str, object]], upper: float | None
-) -> Reading:
+class BatchedMetricsReader:
+    """Placements whose queries share a shape (`grouping.group_query`) share one query per
+    shape and cycle, split by their key labels; the rest are queried on their own.
+
+    The result a placement gets is what its own query would return: the same series, judged by
+    the same `judge`."""
+
+    def __init__(self, reader: MetricsReader, *, max_age: float) -> None:
+        self.reader = reader
+        self.shared: SharedResults[dict[tuple[str, ...], list[Series]] | Reading] = SharedResults(
+            max_age=max_age
+        )
+
+    def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self._read("utilization", expression, lookback, 1.0, reader)
+
+    def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self._read("queueDepth", expression, lookback, None, reader)
+
+    def _read(
+        self, name: str, expression: str, lookback: timedelta, upper: float | None, reader: str
+    ) -> Reading:
+        grouping = group_query(expression)
+        if grouping is None:
+            return self.reader.read(name, expression, lookback, upper=upper)
+
+        def fetch(query: str) -> Result:
+            def run() -> dict[tuple[str, ...], list[Series]] | Reading:
+                result = self.reader.query(name, query)
+                return result if isinstance(result, Reading) else split(result, grouping.keys)
+
+            members, fetched = self.shared.get(query, reader, run)
+            if not fetched and not isinstance(members, Reading) and grouping.values not in members:
+                # A shared result from before this placement's series existed.
+                members, _ = self.shared.get(query, reader, run, refresh=True)
+            if isinstance(members, Reading):
+                return members
+            return members.get(grouping.values, [])
+
+        return judge(
+            name,
+            expression,
+            lookback,
+            upper,
+            current=lambda: fetch(grouping.query),
+            over_lookback=lambda: fetch(averaged(grouping.query, lookback)),
+        )
+
+
+def _single_value(name: str, query: str, result: list[Series], upper: float | None) -> Reading:
     if not result:
         return Reading(name, query, Outcome.EMPTY, detail="the query returned no series")
     if len(result) > 1:

@@ -7,6 +7,7 @@ patch `build_status(decision, previous, generation=...)` (dumped with
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -177,8 +178,9 @@ def merge_conditions(
 
 
 def status_patch(current: dict[str, Any], status: WorkloadPlacementStatus) -> dict[str, Any] | None:
-    """The merge patch that turns the stored status into `status`, or None when a reader
-    would see no difference (only the evaluation time moved): no write at all then.
+    """The merge patch that turns the stored status into `status`, or None when only the
+    clock moved (the evaluation time, the wait until the window ends, the age of a sample, and
+    the durations in messages that say so): no write at all then.
 
     Keys the new status no longer has are sent as None, which a merge patch deletes; a plain
     update would leave e.g. originalReplicas behind after a restore.
@@ -199,10 +201,32 @@ def _with_deletions(old: Any, new: Any) -> Any:
     return new
 
 
+# Figures that move with the clock alone. A status that differs only in them is not written:
+# it stays the consistent snapshot of its decision.evaluatedAt, and with a thousand waiting
+# placements a write per evaluation would be a thousand writes per cycle that say nothing.
+_CLOCK_INPUTS = frozenset({"waitHours", "metricsAgeSeconds"})
+# Durations as format_duration writes them into messages ("waits 7h5m", "starts in 45m").
+_DURATION = re.compile(r"\b\d+[dhms](?:\d+[dhms])*\b")
+
+
 def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:
-    # kopf's own bookkeeping and the evaluation time are not news to a reader.
+    # kopf's own bookkeeping, the evaluation time and clock-driven figures are not news.
     copy = {k: v for k, v in status.items() if k != "kopf"}
     decision = copy.get("decision")
     if isinstance(decision, dict):
-        copy["decision"] = {k: v for k, v in decision.items() if k != "evaluatedAt"}
+        decision = {k: v for k, v in decision.items() if k != "evaluatedAt"}
+        inputs = decision.get("inputs")
+        if isinstance(inputs, dict):
+            decision["inputs"] = {k: v for k, v in inputs.items() if k not in _CLOCK_INPUTS}
+        if isinstance(decision.get("message"), str):
+            decision["message"] = _DURATION.sub("<duration>", decision["message"])
+        copy["decision"] = decision
+    conditions = copy.get("conditions")
+    if isinstance(conditions, list):
+        copy["conditions"] = [
+            {**c, "message": _DURATION.sub("<duration>", c["message"])}
+            if isinstance(c, dict) and isinstance(c.get("message"), str)
+            else c
+            for c in conditions
+        ]
     return copy

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+import pytest
+
 from placement.api import WorkloadPlacementStatus
-from placement.status import status_patch
+from placement.policy import Observed, decide
+from placement.reasons import Reason
+from placement.status import build_status, state_from_status, status_patch
+from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec
 
 
 def _status(**fields: Any) -> WorkloadPlacementStatus:
@@ -61,3 +67,38 @@ def test_kopf_bookkeeping_is_neither_compared_nor_deleted() -> None:
 def test_a_first_status_is_written_whole() -> None:
     patch = status_patch({}, _status(phase="Observing"))
     assert patch is not None and patch["phase"] == "Observing"
+
+
+def _waiting_status(
+    now: dt.datetime,
+    utilization: float = EXAMPLE_UTILIZATION,
+    previous: WorkloadPlacementStatus | None = None,
+) -> WorkloadPlacementStatus:
+    """The status of a placement waiting for its window to be close enough (8h delay)."""
+    spec = make_spec(**{"latency.acceptableDelay": "8h"})
+    state = state_from_status("p", previous)
+    decision = decide(spec, Observed(replicas=4, utilization=utilization), state, now=now)
+    assert decision.reason is Reason.DELAY_NOT_TOLERATED
+    return build_status(decision, previous, generation=1)
+
+
+def test_a_waiting_placement_is_not_rewritten_as_the_clock_moves() -> None:
+    # The wait until the window ends shrinks every evaluation ("waits 13h", then "waits
+    # 12h55m"): the clock alone is no reason to write.
+    noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+    before = _waiting_status(noon)
+    after = _waiting_status(noon + dt.timedelta(minutes=5), previous=before)
+    assert before.decision is not None and after.decision is not None
+    assert before.decision.message != after.decision.message
+    assert status_patch(_stored(before), after) is None
+
+
+def test_a_new_measurement_is_written_with_the_current_wait() -> None:
+    noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+    before = _waiting_status(noon)
+    later = _waiting_status(noon + dt.timedelta(minutes=5), utilization=0.2, previous=before)
+    patch = status_patch(_stored(before), later)
+    assert patch is not None
+    assert patch["decision"]["inputs"]["utilization"] == 0.2
+    assert patch["decision"]["inputs"]["waitHours"] == pytest.approx(16.9167, abs=1e-3)
+    assert "waits 16h55m" in patch["decision"]["message"]

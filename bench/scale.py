@@ -1,0 +1,601 @@
+"""How the operator scales with the number of placements, on the real local control plane and
+a real Prometheus, batched queries and per-placement queries (KEDA's way) side by side.
+
+    .venv/bin/python bench/scale.py --placements 1000 [--output FILE] [--plot FILE.png]
+    .venv/bin/python bench/scale.py --placements 10,100,1000 --plot scale.png   # the sweep
+
+For each N and each query mode, on a fresh cluster: N Deployments (2 replicas each, pods on
+kwok nodes) and N placements of four realistic kinds, one utilization series per Deployment
+(and a queue series for a quarter of them) in Prometheus, and the operator as its own process.
+It measures:
+
+- decided_*: seconds from each placement's create request until the placement has a decision
+  (seen by a watch), p50 / p99 / max over the bulk apply;
+- a steady window (nothing changes: constant series, decisions settled) with every placement
+  due each second, so the operator is saturated: passes = the apiserver's GETs of deployments
+  (one per evaluation) / N; cycle_s = window / passes, the time one full re-evaluation of all
+  placements takes; Prometheus queries, API requests and writes per pass from the servers' own
+  counters (prometheus_http_requests_total, apiserver_request_total on the resources the
+  operator touches); operator CPU seconds per pass and peak RSS from /proc.
+
+Every line is also printed; the last line of the output is one JSON object for the last N.
+Everything started is stopped on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from placement.api import GROUP, PLURAL, VERSION
+from placement.localenv.cluster import LocalCluster
+from placement.localenv.operator_process import start_operator
+from placement.localenv.process import ManagedProcess
+from placement.localenv.prometheus import Exporter, LocalPrometheus
+
+CRD_FILE = Path(__file__).parents[1] / "crds" / "workloadplacements.placement.runplacement.io.yaml"
+UTILIZATION = "inference_useful_utilization"
+QUEUE = "inference_queue_depth"
+IMAGE = "registry.example/server:1.0"  # kwok never pulls it
+REPLICAS = 2
+PODS_PER_NODE = 250  # the kwok nodes' allocatable pods
+PLACEMENTS_PER_NAMESPACE = 50
+OPERATOR_RESOURCES = frozenset(
+    {"deployments", "horizontalpodautoscalers", "jobs", "scaledobjects", PLURAL, "events"}
+)
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
+MODES = ("batched", "per-placement")
+
+
+# -- what is created ------------------------------------------------------------------------
+
+
+def namespaces(n: int) -> list[str]:
+    return [f"bench-{i:03d}" for i in range(max(1, math.ceil(n / PLACEMENTS_PER_NAMESPACE)))]
+
+
+def workloads(n: int) -> list[tuple[str, str]]:
+    """(namespace, deployment) for each placement."""
+    spaces = namespaces(n)
+    return [(spaces[i // PLACEMENTS_PER_NAMESPACE], f"model-{i:04d}") for i in range(n)]
+
+
+def deployment(name: str) -> client.V1Deployment:
+    labels = {"app": name}
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1DeploymentSpec(
+            replicas=REPLICAS,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="server", image=IMAGE)]),
+            ),
+        ),
+    )
+
+
+def placement(index: int, namespace: str, name: str, now: dt.datetime) -> dict[str, Any]:
+    """Four kinds, in turn: a nightly job that would move (Recommend: recommended, touches
+    nothing), one whose window is hours away (DelayNotTolerated: its wait moves every
+    evaluation), one that loses money (SavingsNegative), a user-visible endpoint."""
+    kind = index % 4
+    selector = f'namespace="{namespace}", deployment="{name}"'
+    far = now + dt.timedelta(hours=5)
+    metrics: dict[str, Any] = {"utilization": f"avg({UTILIZATION}{{{selector}}})"}
+    if kind == 0:
+        metrics["queueDepth"] = f"sum({QUEUE}{{{selector}}})"
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkloadPlacement",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "owner": "team-inference",
+            "mode": "Recommend" if kind == 0 else "Enforce",
+            "productRisk": "Medium",
+            "target": {"deployment": name, "warmReplicas": 0},
+            "latency": {"userVisible": kind == 3, "acceptableDelay": "1h" if kind == 1 else "24h"},
+            "batch": {
+                "window": {"start": "01:00", "end": "05:00", "timeZone": "UTC"}
+                if kind != 1
+                else {"start": f"{far:%H:%M}", "end": f"{far + dt.timedelta(hours=2):%H:%M}"},
+                "retryWindow": "30m",
+                "jobTemplate": {
+                    "spec": {
+                        "parallelism": 4,
+                        "backoffLimit": 2,
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [{"name": "batch", "image": IMAGE}],
+                            }
+                        },
+                    }
+                },
+            },
+            "fallback": {"action": "RestoreRealtime"},
+            "costs": {
+                "realtimeReplicaHourly": 4.1,
+                "batchPodHourly": 40.0 if kind == 2 else 1.6,
+                "batchEfficiency": 1 if kind == 2 else 6,
+                "dataStagingPerRun": 4,
+                "operationsPerDay": 12,
+                "retryRate": 0.05,
+            },
+            "metrics": {**metrics, "lookback": "1h"},
+            # Every placement due at every look: the steady window then measures how long a
+            # full pass takes, not how long the operator was told to wait.
+            "evaluationInterval": "1s",
+        },
+    }
+
+
+# -- counters the servers keep --------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def samples(text: str, metric: str) -> Iterator[tuple[dict[str, str], float]]:
+    for line in text.splitlines():
+        if line.startswith(metric + "{"):
+            match = _SAMPLE.match(line)
+            if match and match["name"] == metric:
+                yield dict(_LABEL.findall(match["labels"])), float(match["value"])
+
+
+@dataclass(frozen=True)
+class Counters:
+    at: float
+    deployment_gets: float
+    api_requests: float
+    api_writes: float
+    prometheus_queries: float
+    operator_cpu_s: float
+
+
+def read_counters(cluster: LocalCluster, prometheus: LocalPrometheus, pid: int) -> Counters:
+    api = cluster.kubectl("get", "--raw", "/metrics", timeout=120).stdout
+    gets = requests = writes = 0.0
+    for labels, value in samples(api, "apiserver_request_total"):
+        if labels.get("resource") not in OPERATOR_RESOURCES or labels.get("verb") == "WATCH":
+            continue
+        requests += value
+        if labels.get("verb") in WRITES:
+            writes += value
+        if labels.get("resource") == "deployments" and labels.get("verb") == "GET":
+            gets += value
+    with urllib.request.urlopen(f"{prometheus.url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    queries = sum(
+        value
+        for labels, value in samples(text, "prometheus_http_requests_total")
+        if labels.get("handler") == "/api/v1/query"
+    )
+    return Counters(time.monotonic(), gets, requests, writes, queries, cpu_seconds(pid))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    memory = f"{memory_kb / 1024**2:.1f} GiB"
+    return f"{os.cpu_count()} cores {model}, {memory}, Python {platform.python_version()}"
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    window_s: float  # the steady window
+    profile: Path | None  # where py-spy's output goes, if anywhere
+
+
+def profile(pid: int, stem: Path, say: Any, seconds: int = 20) -> None:
+    """py-spy's samples of the operator's threads, raw and summarized by function."""
+    raw = stem.with_suffix(".raw.txt")
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "50"]
+    subprocess.run(
+        [*command, "-f", "raw", "-o", str(raw), "--nonblocking"],
+        check=True,
+        capture_output=True,
+    )
+    summary = summarize(raw.read_text())
+    stem.with_suffix(".summary.txt").write_text(summary)
+    say(summary)
+
+
+def summarize(raw: str, top: int = 30) -> str:
+    """Share of samples in which each function is on the stack (inclusive), most first."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        frames = {frame.split(" (")[0] + " " + _where(frame) for frame in stack.split(";")}
+        for frame in frames:
+            inclusive[frame] += int(count)
+    lines = [f"py-spy: {total} samples; share of samples with the function on the stack"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+def _where(frame: str) -> str:
+    # "function (path/to/module.py:123)" -> "module.py"
+    inside = frame.rpartition("(")[2]
+    return Path(inside.split(":")[0]).name if inside else ""
+
+
+class DecisionWatch:
+    """When each placement is first seen with a decision (a watch, so no list per poll)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.decided: dict[tuple[str, str], float] = {}
+        self._stop = threading.Event()
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> DecisionWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._watch.stop()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for event in self._watch.stream(
+                    self.custom.list_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    PLURAL,
+                    timeout_seconds=60,
+                ):
+                    item = event["object"]
+                    if (item.get("status") or {}).get("decision"):
+                        key = (item["metadata"]["namespace"], item["metadata"]["name"])
+                        self.decided.setdefault(key, time.monotonic())
+                    if self._stop.is_set():
+                        return
+            except Exception:  # a dropped watch: start another
+                time.sleep(0.5)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def parallel(calls: list[Any], workers: int = 8) -> None:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(call) for call in calls]:
+            future.result()
+
+
+def run_mode(
+    n: int,
+    mode: str,
+    prometheus: LocalPrometheus,
+    workdir: Path,
+    *,
+    options: Options,
+    say: Any,
+) -> dict[str, Any]:
+    nodes = max(2, math.ceil(n * REPLICAS / PODS_PER_NODE) + 1)
+    with LocalCluster(workdir / "cluster", nodes=nodes, client_qps=200) as cluster:
+        api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        try:
+            return _measure(n, mode, cluster, api, prometheus, workdir, options, say)
+        finally:
+            api.close()
+
+
+def _measure(
+    n: int,
+    mode: str,
+    cluster: LocalCluster,
+    api: client.ApiClient,
+    prometheus: LocalPrometheus,
+    workdir: Path,
+    options: Options,
+    say: Any,
+) -> dict[str, Any]:
+    core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    for ns in namespaces(n):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    started = time.monotonic()
+    parallel(
+        [
+            lambda ns=ns, d=d: apps.create_namespaced_deployment(ns, deployment(d))
+            for ns, d in workloads(n)
+        ]
+    )
+    _wait_for_pods(apps, n, say)
+    say(f"  {n} deployments, {n * REPLICAS} pods running in {time.monotonic() - started:.0f}s")
+
+    log = workdir / f"operator-{mode}.log"
+    operator = start_operator(
+        cluster.kubeconfig,
+        prometheus.url,
+        log,
+        tick_seconds=1,
+        extra_args=["--query-mode", mode],
+    )
+    try:
+        pid = operator.pid
+        assert pid is not None
+        now = dt.datetime.now(dt.UTC)
+        manifests = [placement(i, ns, d, now) for i, (ns, d) in enumerate(workloads(n))]
+        created: dict[tuple[str, str], float] = {}
+
+        def create(manifest: dict[str, Any]) -> None:
+            key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+            created[key] = time.monotonic()
+            custom.create_namespaced_custom_object(GROUP, VERSION, key[0], PLURAL, manifest)
+
+        with DecisionWatch(api) as decisions:
+            applied = time.monotonic()
+            parallel([lambda m=m: create(m) for m in manifests])
+            say(f"  {n} placements applied in {time.monotonic() - applied:.1f}s ({mode})")
+            deadline = time.monotonic() + 120 + n * 0.3
+            while len(decisions.decided) < n and time.monotonic() < deadline:
+                time.sleep(0.5)
+            latencies = [
+                decisions.decided[k] - created[k] for k in created if k in decisions.decided
+            ]
+        if len(latencies) < n:
+            say(f"  only {len(latencies)} of {n} decided before the deadline")
+        _check_operator(operator)
+        # Settle: decisions made during the apply may be refined once (e.g. queue series).
+        time.sleep(max(10.0, min(60.0, n * 0.02)))
+        first = read_counters(cluster, prometheus, pid)
+        load_start = load()
+        time.sleep(options.window_s)
+        last = read_counters(cluster, prometheus, pid)
+        _check_operator(operator)
+        if options.profile is not None:  # after the window, so sampling does not slow it
+            profile(pid, options.profile / f"profile-n{n}-{mode}", say)
+        rss = peak_rss_mb(pid)
+    finally:
+        operator.stop()
+    passes = (last.deployment_gets - first.deployment_gets) / n
+    elapsed = last.at - first.at
+    per_pass = lambda delta: round(delta / passes, 2) if passes else None  # noqa: E731
+    return {
+        "placements": n,
+        "mode": mode,
+        "decided": len(latencies),
+        "decided_p50_s": round(statistics.median(latencies), 2) if latencies else None,
+        "decided_p99_s": round(percentile(latencies, 0.99), 2) if latencies else None,
+        "decided_max_s": round(max(latencies), 2) if latencies else None,
+        "cycle_s": round(elapsed / passes, 2) if passes else None,
+        "passes_measured": round(passes, 2),
+        "prometheus_queries_per_cycle": per_pass(
+            last.prometheus_queries - first.prometheus_queries
+        ),
+        "api_requests_idle_cycle": per_pass(last.api_requests - first.api_requests),
+        "api_writes_idle_cycle": per_pass(last.api_writes - first.api_writes),
+        "rss_mb": round(rss, 1),
+        "cpu_s_per_cycle": per_pass(last.operator_cpu_s - first.operator_cpu_s),
+        "load_during_window": f"{load_start} -> {load()}",
+    }
+
+
+def _wait_for_pods(apps: client.AppsV1Api, n: int, say: Any) -> None:
+    deadline = time.monotonic() + 120 + n * 0.5
+    ready = 0
+    while time.monotonic() < deadline:
+        items = apps.list_deployment_for_all_namespaces(label_selector="app").items
+        ready = len([d for d in items if d.status and d.status.ready_replicas == REPLICAS])
+        if ready >= n:
+            return
+        time.sleep(2)
+    say(f"  only {ready} of {n} deployments ready; measuring anyway")
+
+
+def _check_operator(operator: ManagedProcess) -> None:
+    if operator.exit_code() is not None:
+        raise operator.failure("exited during the benchmark")
+
+
+def feed(exporter: Exporter, prometheus: LocalPrometheus, n: int) -> None:
+    """One utilization series per Deployment, a queue series for the Recommend kind."""
+    utilization = exporter.gauge(
+        UTILIZATION, "useful work over capacity", ["namespace", "deployment"]
+    )
+    queue = exporter.gauge(QUEUE, "requests waiting", ["namespace", "deployment"])
+    for index, (ns, name) in enumerate(workloads(n)):
+        utilization.labels(ns, name).set(round(0.08 + 0.3 * ((index * 37) % 100) / 100, 3))
+        if index % 4 == 0:
+            queue.labels(ns, name).set(index % 50)
+    deadline = time.monotonic() + 120
+    query = f"count(avg_over_time({UTILIZATION}[1h:]))"
+    while time.monotonic() < deadline:
+        result = prometheus.query(query)
+        if result and float(result[0]["value"][1]) >= n:  # type: ignore[index]
+            return
+        time.sleep(1)
+    raise TimeoutError(f"Prometheus has not averaged all {n} series after 120s")
+
+
+def compare(n: int, workdir: Path, options: Options, modes: list[str], say: Any) -> dict[str, Any]:
+    with (
+        Exporter() as exporter,
+        LocalPrometheus(
+            workdir / "prometheus", targets=[exporter.target], scrape_interval="5s"
+        ) as prometheus,
+    ):
+        feed(exporter, prometheus, n)
+        results = {}
+        for mode in modes:
+            say(f"N={n} {mode}: load {load()}")
+            results[mode] = run_mode(n, mode, prometheus, workdir / mode, options=options, say=say)
+            say("  " + json.dumps(results[mode]))
+    main = dict(results[modes[0]])
+    for mode in modes[1:]:
+        main[mode.replace("-", "_")] = results[mode]
+    if "per-placement" in results and "batched" in results:
+        batched, single = results["batched"], results["per-placement"]
+        main["query_ratio_per_placement_to_batched"] = _ratio(
+            single["prometheus_queries_per_cycle"], batched["prometheus_queries_per_cycle"]
+        )
+        main["cycle_ratio_per_placement_to_batched"] = _ratio(single["cycle_s"], batched["cycle_s"])
+    main["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    main["machine"] = machine()
+    return main
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 1) if a and b else None
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for axis, key, unit, target in (
+        (axes[0], "decided_p99_s", "s", 30),
+        (axes[1], "cycle_s", "s", 10),
+        (axes[2], "rss_mb", "MB", 250),
+    ):
+        for mode, style in (("batched", "o-"), ("per_placement", "s--")):
+            points = [
+                (row["placements"], (row if mode == "batched" else row.get(mode) or {}).get(key))
+                for row in rows
+            ]
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                axis.plot(*zip(*points, strict=True), style, label=mode.replace("_", "-"))
+        axis.axhline(target, color="red", linewidth=0.8, linestyle=":", label=f"target {target}")
+        axis.set_xscale("log")
+        axis.set_xlabel("placements")
+        axis.set_title(f"{key} ({unit})")
+        axis.legend()
+    date = rows[-1].get("date", "")
+    figure.suptitle(f"placement-operator scale, {rows[-1].get('machine', '')}, {date}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every `with` stops what it started.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--placements", required=True, help="N, or a list: 10,100,1000")
+    parser.add_argument("--output", type=Path, help="append each N's JSON line to this file")
+    parser.add_argument("--plot", type=Path, help="write a PNG of the figures against N")
+    parser.add_argument("--window", type=float, default=30.0, help="steady window, seconds")
+    parser.add_argument("--modes", default=",".join(MODES), help="batched,per-placement")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="after each steady window, sample the operator 20 s with py-spy; write the raw "
+        "stacks and a summary of where its threads spend their time into this directory",
+    )
+    args = parser.parse_args(argv)
+    sizes = [int(part) for part in args.placements.split(",")]
+    modes = [m for m in args.modes.split(",") if m]
+    if any(m not in MODES for m in modes) or any(n < 1 for n in sizes):
+        parser.error(f"--modes must be among {', '.join(MODES)}; --placements at least 1")
+    signal.signal(signal.SIGTERM, _interrupt)
+    options = Options(window_s=args.window, profile=args.profile)
+    if options.profile is not None:
+        options.profile.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="placement-bench-"))
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    rows = []
+    try:
+        for n in sizes:
+            row = compare(n, workdir / f"n{n}", options, modes, say)
+            rows.append(row)
+            line = json.dumps(row)
+            if args.output:
+                with args.output.open("a") as out:
+                    out.write(line + "\n")
+            if args.plot and n == sizes[-1]:
+                plot(rows, args.plot)  # before the last line, which stays the JSON
+                say(f"plot written to {args.plot}")
+            print(line, flush=True)
+    except ApiException as error:
+        say(f"error: the API server refused a request: {error.status} {error.reason}")
+        return 1
+    finally:
+        if args.keep:
+            say(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

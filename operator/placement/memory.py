@@ -1,0 +1,27 @@
+"""Keep the operator's resident memory proportional to what it holds.
+
+kopf runs synchronous handlers on a pool of threads. glibc gives each contending thread a
+malloc arena of its own (up to 8 per core), and Python's small, short-lived allocations
+(HTTP responses, JSON, API models) leave every arena fragmented: with 1,000 placements the
+operator peaked at 327 MB, 197 MB with two arenas (bench/scale.py, MALLOC_ARENA_MAX=2).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas; call before threads start. False where there is no glibc
+    (musl, macOS): nothing to cap there."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas))

@@ -1,0 +1,67 @@
+"""Results shared by the placements of one evaluation cycle. No I/O: the caller fetches.
+
+Every placement is evaluated by its own timer, so there is no moment when "the cycle" starts.
+A shared result therefore lives as long as it is news: each placement reads it at most once,
+and the first placement that comes back for a second read fetches a new one. One full pass
+over N placements of one shape thus costs one query, however large N is, and no placement
+decides twice on the same sample. `max_age` bounds how old a result a placement that has not
+read it yet may get (a new placement, or one evaluated less often than its neighbours).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Entry(Generic[T]):
+    value: T
+    fetched_at: float
+    readers: set[Hashable] = field(default_factory=set)
+
+
+class SharedResults(Generic[T]):
+    """Per key, one fetched value that each reader gets at most once before a refetch.
+
+    Thread-safe: kopf runs synchronous handlers in a thread pool, and while one thread fetches
+    a key the others asking for it wait for that fetch instead of repeating it."""
+
+    def __init__(self, *, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self._clock = clock
+        self._entries: dict[Hashable, _Entry[T]] = {}
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.fetches = 0
+
+    def get(
+        self, key: Hashable, reader: Hashable, fetch: Callable[[], T], *, refresh: bool = False
+    ) -> tuple[T, bool]:
+        """The value for `key` and whether it was fetched for this call (else: shared).
+
+        `refresh` forces a fetch, e.g. when a shared value holds nothing for the reader yet
+        (its series may have appeared since)."""
+        with self._lock(key):
+            entry = self._entries.get(key)
+            if (
+                entry is not None
+                and reader not in entry.readers
+                and not refresh
+                and self._clock() - entry.fetched_at <= self.max_age
+            ):
+                entry.readers.add(reader)
+                return entry.value, False
+            value = fetch()
+            self.fetches += 1
+            self._entries[key] = _Entry(value, self._clock(), {reader})
+            return value, True
+
+    def _lock(self, key: Hashable) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
