@@ -16,6 +16,17 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     prometheus_url: str
@@ -30,6 +41,9 @@ class OperatorConfig:
     kubeconfig: str | None = None  # None: in-cluster ServiceAccount, else KUBECONFIG
     log_format: str = "text"  # or "json": one object per line, for log pipelines
     metrics_address: str = "0.0.0.0:8081"  # /metrics; "" turns it off
+    # Every selector of a placement's PromQL gets namespace="<its namespace>", and a selector
+    # naming another namespace blocks it: tenants cannot read each other's metrics.
+    scope_metrics_to_namespace: bool = True
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -47,6 +61,7 @@ class OperatorConfig:
             ),
             "log_format": os.environ.get("PLACEMENT_LOG_FORMAT", "text"),
             "metrics_address": os.environ.get("PLACEMENT_METRICS_ADDRESS", "0.0.0.0:8081"),
+            "scope_metrics_to_namespace": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)  # type: ignore[arg-type]

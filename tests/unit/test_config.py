@@ -42,3 +42,19 @@ def test_bad_settings_are_refused_with_the_setting_named(
     monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
     with pytest.raises(ValueError, match=named):
         OperatorConfig.from_environment(**overrides)
+
+
+def test_metrics_are_scoped_to_the_namespace_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    assert OperatorConfig.from_environment().scope_metrics_to_namespace is True
+    monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "false")
+    assert OperatorConfig.from_environment().scope_metrics_to_namespace is False
+    # the flag (--metrics-namespace-scope) wins over the environment
+    assert OperatorConfig.from_environment(
+        scope_metrics_to_namespace=True
+    ).scope_metrics_to_namespace
+    monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "maybe")
+    with pytest.raises(ValueError, match="PLACEMENT_SCOPE_METRICS_TO_NAMESPACE"):
+        OperatorConfig.from_environment()
