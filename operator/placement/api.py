@@ -66,6 +66,13 @@ MAX_HOURLY_PRICE = 1e9
 MAX_AMOUNT = 1e12
 MIN_EFFICIENCY = 1e-6
 MAX_EFFICIENCY = 1e6
+# The API server checks `minimum` on an integer value against int64(minimum): 1e-06 becomes
+# 0 and `batchEfficiency: 0` passed (tests/data/invalid/). CEL compares as double.
+MIN_EFFICIENCY_CEL: JsonDict = {
+    "x-kubernetes-validations": [
+        {"rule": f"self >= {MIN_EFFICIENCY:f}", "message": f"must be at least {MIN_EFFICIENCY:g}"}
+    ]
+}
 
 # The placement's name is a label value on its Jobs (placement.runplacement.io/placement),
 # and label values are at most 63 characters, so longer names are refused at admission.
@@ -397,6 +404,7 @@ class CostsSpec(BaseModel):
     batch_efficiency: float = Field(
         ge=MIN_EFFICIENCY,
         le=MAX_EFFICIENCY,
+        json_schema_extra=MIN_EFFICIENCY_CEL,
         description="Work one batch pod-hour does, over the work of one fully utilized "
         "realtime replica-hour. Often far above 1 for decode-bound LLM work (bigger batches).",
     )
