@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 LOG_FORMATS = ("text", "json")
+_USERINFO = re.compile(r"//[^/@\s]+@")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -72,7 +74,9 @@ class OperatorConfig:
         if not self.prometheus_url.startswith(("http://", "https://")):
             raise ValueError(
                 "the Prometheus URL is required (--prometheus-url or PLACEMENT_PROMETHEUS_URL) "
-                f"and must start with http:// or https://, got {self.prometheus_url!r}"
+                "and must start with http:// or https://, got "
+                # user:password@ must not reach a terminal or a pod's log
+                f"{_USERINFO.sub('//***@', self.prometheus_url)!r}"
             )
         if self.tick_seconds <= 0 or self.prometheus_timeout_seconds <= 0:
             raise ValueError("tick and Prometheus timeout must be positive")

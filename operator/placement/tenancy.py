@@ -221,6 +221,9 @@ def _sites(expression: str) -> list[_Site]:
             if word in _LABEL_LIST_KEYWORDS and following is not None and following.text == "(":
                 index = _after_parenthesis(tokens, index + 1)
                 continue
+            if word in _KEYWORDS:
+                index += 1  # `unless {...}`: the braces are a selector of their own
+                continue
             if following is not None and following.text == "{":
                 sites.append(_braces(token.text, tokens, index + 1))
                 index = _after_braces(tokens, index + 1)
@@ -228,7 +231,7 @@ def _sites(expression: str) -> list[_Site]:
             is_call = following is not None and (
                 following.text == "(" or following.text.lower() in ("by", "without")
             )
-            if word not in _KEYWORDS and not is_call:
+            if not is_call:
                 sites.append(_Site(token.text, token.start + len(token.text), False, False))
         index += 1
     return sites

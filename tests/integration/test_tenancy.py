@@ -118,9 +118,11 @@ def test_jobs_are_created_in_the_placements_namespace_only(
 
     # In the open window the move creates the window's Job.
     assert "created" in placements.wait_for_event("local", "MovedToBatch").message
-    jobs = client.BatchV1Api(api_client).list_job_for_all_namespaces(
-        label_selector="placement.runplacement.io/placement=local"
-    ).items
+    jobs = (
+        client.BatchV1Api(api_client)
+        .list_job_for_all_namespaces(label_selector="placement.runplacement.io/placement=local")
+        .items
+    )
     assert jobs
     assert {job.metadata.namespace for job in jobs} == {placements.namespace}
 

@@ -58,3 +58,9 @@ def test_metrics_are_scoped_to_the_namespace_unless_turned_off(
     monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "maybe")
     with pytest.raises(ValueError, match="PLACEMENT_SCOPE_METRICS_TO_NAMESPACE"):
         OperatorConfig.from_environment()
+
+
+def test_a_refused_url_is_quoted_without_its_credentials() -> None:
+    with pytest.raises(ValueError, match="PLACEMENT_PROMETHEUS_URL") as error:
+        OperatorConfig(prometheus_url="ftp://reader:s3cret@prometheus:9090").validate()
+    assert "s3cret" not in str(error.value) and "//***@prometheus:9090" in str(error.value)

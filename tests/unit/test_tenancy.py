@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import promql_parser
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from placement.tenancy import ScopeError, scope_to_namespace
 
@@ -41,6 +43,8 @@ def scoped(expression: str, namespace: str = "team-a") -> str:
         ("sum(x) by (le)", 'sum(x{namespace="team-a"}) by (le)'),
         ("sum without (namespace) (x)", 'sum without (namespace) (x{namespace="team-a"})'),
         ("a AND on() b", 'a{namespace="team-a"} AND on() b{namespace="team-a"}'),
+        ('a unless {job="x"}', 'a{namespace="team-a"} unless {namespace="team-a",job="x"}'),
+        ('a > bool{job="x"}', 'a{namespace="team-a"} > bool{namespace="team-a",job="x"}'),
         (
             "a unless ignoring(x) b",
             'a{namespace="team-a"} unless ignoring(x) b{namespace="team-a"}',
@@ -110,3 +114,81 @@ def test_a_namespace_needing_no_escape_is_written_as_a_plain_string() -> None:
 def test_the_result_is_idempotent() -> None:
     once = scoped("sum(rate(x[5m])) / count(y)")
     assert scoped(once) == once
+
+
+# -- fuzzing: generated expressions ---------------------------------------------------------
+
+# Values with quotes, braces, backslashes and comment signs; regexes must stay valid ones.
+label_values = st.text(alphabet='ab"\\{}[],=~!.*# \n', max_size=6)
+regexes = st.text(alphabet="ab.*|{}", max_size=6).filter(lambda r: "{" not in r and "}" not in r)
+matchers = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["job", "pod", "namespace"]), st.sampled_from(["=", "!="]), label_values
+        ),
+        st.tuples(
+            st.sampled_from(["job", "pod", "namespace", "__name__"]),
+            st.sampled_from(["=~", "!~"]),
+            regexes,
+        ),
+    ),
+    max_size=3,
+)
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+modifiers = st.sampled_from(["", " offset 5m", " @ start()"])
+
+
+@st.composite
+def bare_selectors(draw: st.DrawFn) -> str:
+    name = draw(st.sampled_from(["up", "job:tokens:rate5m", "sum_total", ""]))
+    pairs = [p for p in draw(matchers) if name == "" or p[0] != "__name__"]
+    if not name and not any(op in ("=", "=~") and v for _, op, v in pairs):
+        name = "up"  # a selector needs a name or a non-empty matcher
+    body = ",".join(f"{label}{op}{_quoted(value)}" for label, op, value in pairs)
+    return f"{name}{{{body}}}" if pairs or draw(st.booleans()) else name
+
+
+selectors = st.builds(lambda s, m: s + m, bare_selectors(), modifiers)
+expressions = st.recursive(
+    selectors,
+    lambda inner: st.one_of(
+        st.builds(lambda s, m: f"rate({s}[5m]{m})", bare_selectors(), modifiers),
+        st.builds(lambda e: f"max_over_time(({e})[10m:])", inner),
+        st.builds(lambda e: f"sum by (pod) ({e})", inner),
+        st.builds(lambda e: f"sum({e}) without (job)", inner),
+        st.builds(lambda a, b: f"{a} / on(pod) {b}", inner, inner),
+        st.builds(lambda a, b: f"{a} unless {b}", inner, inner),
+        st.builds(lambda e: f'label_replace({e}, "x", "{{$1}}", "pod", "(.*)")', inner),
+        st.builds(lambda e: f"# note {{x}}\n-{e}", inner),
+    ),
+    max_leaves=5,
+)
+
+
+def _selectors(expression: str) -> list[promql_parser.VectorSelector]:
+    found: list[promql_parser.VectorSelector] = []
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(expression), pre_visit=visit)
+    return found
+
+
+@settings(max_examples=settings.default.max_examples * 3)
+@given(expressions)
+def test_generated_expressions_are_scoped_or_refused_never_widened(expression: str) -> None:
+    try:
+        result = scoped(expression)
+    except ScopeError as error:
+        assert str(error).startswith(f"{FIELD}: ")
+        return
+    for selector in _selectors(result):
+        namespaces = [m for m in selector.matchers.matchers if m.name == "namespace"]
+        assert [(str(m.op), m.value) for m in namespaces] == [("MatchOp.Equal", "team-a")]
