@@ -19,6 +19,9 @@ def spec() -> WorkloadPlacementSpec:
 
 # Hypothesis: `ci` (default) is derandomized, so a run is reproducible and a failure in CI is
 # the same failure on a laptop; `fuzz` explores new random examples, many more of them.
-settings.register_profile("ci", derandomize=True, database=None, deadline=None, max_examples=200)
-settings.register_profile("fuzz", max_examples=5000, deadline=None)
+# The fuzz tests run FUZZ_FACTOR times each profile's max_examples.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, max_examples=100)
+settings.register_profile("fuzz", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+FUZZ_FACTOR = 5

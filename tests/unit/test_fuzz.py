@@ -6,8 +6,9 @@
   exception, never a negative replica count, never a scale-down on missing or bad
   utilization, and the status built from the decision validates.
 
-Profiles (tests/unit/conftest.py): `ci` (default) is derandomized, so every run tries the
-same examples; HYPOTHESIS_PROFILE=fuzz explores with fresh random examples, many more.
+Profiles (tests/unit/conftest.py): `ci` (the default: 500 examples per fuzz test, about 5 s)
+is derandomized, so every run tries the same examples; HYPOTHESIS_PROFILE=fuzz explores
+10,000 fresh random examples per fuzz test.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -32,6 +33,7 @@ from placement.api import (
 from placement.policy import JobObservation, JobOutcome, Observed, State, decide
 from placement.reasons import Reason
 from placement.status import build_status
+from tests.unit.conftest import FUZZ_FACTOR
 from tests.unit.factories import spec_dict
 
 # -- arbitrary JSON-like input ------------------------------------------------------------
@@ -88,6 +90,7 @@ def mutated_specs(draw: st.DrawFn) -> Any:
     return spec
 
 
+@settings(max_examples=settings.default.max_examples * FUZZ_FACTOR)
 @given(st.one_of(json_like, mutated_specs()))
 def test_the_models_raise_only_validation_errors(document: Any) -> None:
     try:
@@ -219,6 +222,7 @@ def _trusted(observed: Observed) -> bool:
     )
 
 
+@settings(max_examples=settings.default.max_examples * FUZZ_FACTOR)
 @given(spec=valid_specs(), observed=observations("fuzz-20260329-0100"), state=states(), now=times)
 def test_decide_never_raises_never_goes_negative_never_scales_down_blind(
     spec: WorkloadPlacementSpec, observed: Observed, state: State, now: dt.datetime

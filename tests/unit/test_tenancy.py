@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from placement.tenancy import ScopeError, scope_to_namespace
+from tests.unit.conftest import FUZZ_FACTOR
 
 FIELD = "spec.metrics.utilization"
 
@@ -181,7 +182,7 @@ def _selectors(expression: str) -> list[promql_parser.VectorSelector]:
     return found
 
 
-@settings(max_examples=settings.default.max_examples * 3)
+@settings(max_examples=settings.default.max_examples * FUZZ_FACTOR)
 @given(expressions)
 def test_generated_expressions_are_scoped_or_refused_never_widened(expression: str) -> None:
     try:
