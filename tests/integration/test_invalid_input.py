@@ -10,6 +10,7 @@ import pytest
 from placement.localenv.cluster import LocalCluster
 from tests.data.invalid_files import InvalidFile, invalid_files, refused_by_api_server
 from tests.integration.harness import Placements
+from tests.integration.wait import until
 
 REFUSED = refused_by_api_server()
 ADMITTED = [f for f in invalid_files() if f.admitted]
@@ -40,7 +41,7 @@ def test_what_only_the_operator_can_judge_is_blocked_with_the_field_named(
     event = placements.wait_for_event(name, "InvalidSpec")
     assert event.type == "Warning"
     assert case.expect in event.message and case.message in event.message
-    status = placements.status(name)
-    assert status["phase"] == "Blocked"
+    # The Event is posted before the status patch lands.
+    until(lambda: placements.status(name).get("phase"), lambda p: p == "Blocked", what="Blocked")
     assert placements.replicas("summarizer") == 2
     assert placements.jobs(name) == []

@@ -68,7 +68,7 @@ def test_a_query_without_a_namespace_reads_only_its_own_namespace(
     _two_tenants(placements, other_namespace, prometheus, utilization)
     query = f'sum({UTILIZATION_METRIC}{{deployment="shared"}})'
     # As written, the query sums both tenants.
-    prometheus.wait_for_value(averaged(query, LOOKBACK), OWN + OTHER)
+    prometheus.wait_for_value(query, OWN + OTHER)
     manifest = placement("shared", placements.namespace, deployment="shared", mode="Recommend")
     manifest["spec"]["metrics"]["utilization"] = query
     placements.apply(manifest)
@@ -98,7 +98,8 @@ def test_a_query_naming_another_namespace_blocks_the_placement_and_reads_nothing
     assert event.type == "Warning"
     assert f"spec.metrics.{field}" in event.message
     assert f'namespace="{other_namespace}"' in event.message
-    assert placements.status("peek")["phase"] == "Blocked"
+    # The Event is posted before the status patch lands.
+    until(lambda: placements.status("peek").get("phase"), lambda p: p == "Blocked", what="Blocked")
     assert str(OTHER) not in _everything_the_tenant_sees(placements, "peek")
     assert placements.replicas("shared") == 4
 
