@@ -43,14 +43,17 @@ def _two_tenants(
     other: str,
     prometheus: LocalPrometheus,
     utilization: Gauge,
-) -> None:
-    """deployment/shared in both namespaces, at OWN here and OTHER there, scraped."""
-    placements.deployment("shared", 4)
-    utilization.labels(placements.namespace, "shared").set(OWN)
-    utilization.labels(other, "shared").set(OTHER)
+) -> str:
+    """A deployment of one name in both namespaces, at OWN here and OTHER there, scraped.
+    Its name is new to the session's exporter, so only these two series carry it."""
+    name = f"shared-{uuid.uuid4().hex[:5]}"
+    placements.deployment(name, 4)
+    utilization.labels(placements.namespace, name).set(OWN)
+    utilization.labels(other, name).set(OTHER)
     for namespace, value in ((placements.namespace, OWN), (other, OTHER)):
-        selector = f'{UTILIZATION_METRIC}{{namespace="{namespace}",deployment="shared"}}'
+        selector = f'{UTILIZATION_METRIC}{{namespace="{namespace}",deployment="{name}"}}'
         prometheus.wait_for_value(averaged(f"sum({selector})", LOOKBACK), value)
+    return name
 
 
 def _everything_the_tenant_sees(placements: Placements, name: str) -> str:
@@ -65,17 +68,17 @@ def test_a_query_without_a_namespace_reads_only_its_own_namespace(
     prometheus: LocalPrometheus,
     utilization: Gauge,
 ) -> None:
-    _two_tenants(placements, other_namespace, prometheus, utilization)
-    query = f'sum({UTILIZATION_METRIC}{{deployment="shared"}})'
+    shared = _two_tenants(placements, other_namespace, prometheus, utilization)
+    query = f'sum({UTILIZATION_METRIC}{{deployment="{shared}"}})'
     # As written, the query sums both tenants.
     prometheus.wait_for_value(query, OWN + OTHER)
-    manifest = placement("shared", placements.namespace, deployment="shared", mode="Recommend")
+    manifest = placement("reader", placements.namespace, deployment=shared, mode="Recommend")
     manifest["spec"]["metrics"]["utilization"] = query
     placements.apply(manifest)
 
-    status = placements.wait_for_reason("shared", "BatchRecommended")
+    status = placements.wait_for_reason("reader", "BatchRecommended")
     assert status["decision"]["inputs"]["utilization"] == pytest.approx(OWN)
-    assert str(OTHER) not in _everything_the_tenant_sees(placements, "shared")
+    assert str(OTHER) not in _everything_the_tenant_sees(placements, "reader")
 
 
 @pytest.mark.usefixtures("operator")
@@ -88,9 +91,9 @@ def test_a_query_naming_another_namespace_blocks_the_placement_and_reads_nothing
     operator: object,
     field: str,
 ) -> None:
-    _two_tenants(placements, other_namespace, prometheus, utilization)
-    manifest = placement("peek", placements.namespace, deployment="shared", mode="Recommend")
-    selector = f'{UTILIZATION_METRIC}{{namespace="{other_namespace}",deployment="shared"}}'
+    shared = _two_tenants(placements, other_namespace, prometheus, utilization)
+    manifest = placement("peek", placements.namespace, deployment=shared, mode="Recommend")
+    selector = f'{UTILIZATION_METRIC}{{namespace="{other_namespace}",deployment="{shared}"}}'
     manifest["spec"]["metrics"][field] = f"sum({selector})"
     placements.apply(manifest)
 
@@ -101,7 +104,7 @@ def test_a_query_naming_another_namespace_blocks_the_placement_and_reads_nothing
     # The Event is posted before the status patch lands.
     until(lambda: placements.status("peek").get("phase"), lambda p: p == "Blocked", what="Blocked")
     assert str(OTHER) not in _everything_the_tenant_sees(placements, "peek")
-    assert placements.replicas("shared") == 4
+    assert placements.replicas(shared) == 4
 
 
 @pytest.mark.usefixtures("operator")
