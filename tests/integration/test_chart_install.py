@@ -49,6 +49,9 @@ def helm(cluster: LocalCluster, tmp_path: Path) -> Iterator[Helm]:
                 "HELM_CACHE_HOME": str(home / "cache"),
                 "HELM_CONFIG_HOME": str(home / "config"),
                 "HELM_DATA_HOME": str(home / "data"),
+                # Without HOME, helm's Kubernetes client caches discovery under ./.kube/,
+                # i.e. in the repository.
+                "HOME": str(home),
                 "PATH": "/usr/bin:/bin",
             },
         )
