@@ -59,6 +59,21 @@ Message = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_LENGTH)]
 ShortText = Annotated[str, StringConstraints(max_length=253)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 
+# Upper bounds on money and efficiency: far above any real price, low enough that the formula
+# (replicas up to 2^31, times 24 hours) stays a finite number. Found by fuzzing: a price of
+# 9e307 passed `> 0` and made the savings NaN, which no status patch can carry.
+MAX_HOURLY_PRICE = 1e9
+MAX_AMOUNT = 1e12
+MIN_EFFICIENCY = 1e-6
+MAX_EFFICIENCY = 1e6
+# The API server checks `minimum` on an integer value against int64(minimum): 1e-06 becomes
+# 0 and `batchEfficiency: 0` passed (tests/data/invalid/). CEL compares as double.
+MIN_EFFICIENCY_CEL: JsonDict = {
+    "x-kubernetes-validations": [
+        {"rule": f"self >= {MIN_EFFICIENCY:f}", "message": f"must be at least {MIN_EFFICIENCY:g}"}
+    ]
+}
+
 # The placement's name is a label value on its Jobs (placement.runplacement.io/placement),
 # and label values are at most 63 characters, so longer names are refused at admission.
 NAME_MAX_LENGTH = 63
@@ -381,19 +396,29 @@ class CostsSpec(BaseModel):
         default="USD", pattern=CURRENCY_PATTERN, max_length=3, description="ISO 4217 code."
     )
     realtime_replica_hourly: float = Field(
-        gt=0, description="Cost of one realtime replica for one hour."
+        gt=0, le=MAX_HOURLY_PRICE, description="Cost of one realtime replica for one hour."
     )
-    batch_pod_hourly: float = Field(gt=0, description="Cost of one batch pod for one hour.")
+    batch_pod_hourly: float = Field(
+        gt=0, le=MAX_HOURLY_PRICE, description="Cost of one batch pod for one hour."
+    )
     batch_efficiency: float = Field(
-        gt=0,
+        ge=MIN_EFFICIENCY,
+        le=MAX_EFFICIENCY,
+        json_schema_extra=MIN_EFFICIENCY_CEL,
         description="Work one batch pod-hour does, over the work of one fully utilized "
         "realtime replica-hour. Often far above 1 for decode-bound LLM work (bigger batches).",
     )
     data_staging_per_run: float = Field(
-        default=0, ge=0, description="Cost to stage data in and out for one batch run."
+        default=0,
+        ge=0,
+        le=MAX_AMOUNT,
+        description="Cost to stage data in and out for one batch run.",
     )
     operations_per_day: float = Field(
-        default=0, ge=0, description="Daily cost of owning the batch path (on-call, monitoring)."
+        default=0,
+        ge=0,
+        le=MAX_AMOUNT,
+        description="Daily cost of owning the batch path (on-call, monitoring).",
     )
     retry_rate: float = Field(
         default=0,
@@ -410,6 +435,7 @@ class CostsSpec(BaseModel):
     savings_margin: float = Field(
         default=0,
         ge=0,
+        le=MAX_AMOUNT,
         description="Savings per day required before moving to batch. Once in batch, the "
         "placement returns to realtime for cost reasons only when it loses money.",
     )

@@ -92,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         help="log level from which log lines also become Events "
         "(default: $PLACEMENT_POSTING_LEVEL or WARNING)",
     )
+    run.add_argument(
+        "--metrics-namespace-scope",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='put namespace="<the placement\'s namespace>" on every selector of its PromQL '
+        "and block a placement whose query names another namespace "
+        "(default: $PLACEMENT_SCOPE_METRICS_TO_NAMESPACE or on)",
+    )
     run.add_argument("--verbose", action="store_true")
 
     commands.add_parser("crd", help="print the CustomResourceDefinition (YAML)")
@@ -397,6 +405,7 @@ def _run(args: argparse.Namespace) -> int:
             namespaces=tuple(args.namespace) or None,
             kubeconfig=args.kubeconfig,
             metrics_address=args.metrics_address,
+            scope_metrics_to_namespace=args.metrics_namespace_scope,
             log_format=args.log_format,
             peering=args.peering,
             priority=args.priority,

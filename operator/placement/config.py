@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass, field
 
 LOG_FORMATS = ("text", "json")
+_USERINFO = re.compile(r"//[^/@\s]+@")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -18,6 +20,17 @@ def _env_float(name: str, default: float) -> float:
 
 
 QUERY_MODES = ("batched", "per-placement")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,9 @@ class OperatorConfig:
     query_mode: str = "batched"
     # Oldest shared result a placement that has not read it yet may get.
     metrics_max_age_seconds: float = 60.0
+    # Every selector of a placement's PromQL gets namespace="<its namespace>", and a selector
+    # naming another namespace blocks it: tenants cannot read each other's metrics.
+    scope_metrics_to_namespace: bool = True
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -65,6 +81,7 @@ class OperatorConfig:
             "metrics_address": os.environ.get("PLACEMENT_METRICS_ADDRESS", "0.0.0.0:8081"),
             "peering": os.environ.get("PLACEMENT_PEERING") or None,
             "peering_lifetime_seconds": int(_env_float("PLACEMENT_PEERING_LIFETIME", 30)),
+            "scope_metrics_to_namespace": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),
         }
         if os.environ.get("PLACEMENT_PRIORITY"):
             values["priority"] = int(os.environ["PLACEMENT_PRIORITY"])
@@ -81,7 +98,9 @@ class OperatorConfig:
         if not self.prometheus_url.startswith(("http://", "https://")):
             raise ValueError(
                 "the Prometheus URL is required (--prometheus-url or PLACEMENT_PROMETHEUS_URL) "
-                f"and must start with http:// or https://, got {self.prometheus_url!r}"
+                "and must start with http:// or https://, got "
+                # user:password@ must not reach a terminal or a pod's log
+                f"{_USERINFO.sub('//***@', self.prometheus_url)!r}"
             )
         if self.tick_seconds <= 0 or self.prometheus_timeout_seconds <= 0:
             raise ValueError("tick and Prometheus timeout must be positive")

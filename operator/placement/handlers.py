@@ -40,6 +40,7 @@ from placement.prometheus import BatchedMetricsReader, Metrics, MetricsReader, R
 from placement.reasons import EventType, Reason
 from placement.status import build_status, state_from_status, status_patch
 from placement.telemetry import Telemetry
+from placement.tenancy import ScopeError, scoped_spec
 from placement.window import current_or_next_window
 from placement.window import job_name as window_job_name
 
@@ -154,7 +155,14 @@ def register(
             return
         with telemetry.reconciling():
             interval = evaluate(
-                body, patch, memo.kube, memo.metrics, clock(), logger, telemetry=telemetry
+                body,
+                patch,
+                memo.kube,
+                memo.metrics,
+                clock(),
+                logger,
+                telemetry=telemetry,
+                scope_metrics=config.scope_metrics_to_namespace,
             )
         memo.next_evaluation = time.monotonic() + interval
 
@@ -178,6 +186,7 @@ def evaluate(
     logger: Logger,
     *,
     telemetry: Telemetry | None = None,
+    scope_metrics: bool = True,
 ) -> float:
     """Evaluate one placement; return seconds until it is due again."""
     telemetry = telemetry or Telemetry()
@@ -186,7 +195,10 @@ def evaluate(
     raw_status = dict(body.get("status") or {})
     try:
         spec = WorkloadPlacementSpec.model_validate(dict(body.spec))
-    except ValidationError as error:
+        if scope_metrics:
+            # Before anything is queried: a query for another namespace is never run.
+            spec = scoped_spec(spec, namespace)
+    except (ValidationError, ScopeError) as error:
         _report_invalid_spec(body, patch, raw_status, error)
         telemetry.decided(
             namespace, name, action="None", reason=Reason.INVALID_SPEC, savings=None, currency=""
@@ -519,13 +531,20 @@ def _parse_status(raw_status: dict[str, Any], logger: Logger) -> WorkloadPlaceme
 
 
 def _report_invalid_spec(
-    body: kopf.Body, patch: kopf.Patch, raw_status: dict[str, Any], error: ValidationError
+    body: kopf.Body,
+    patch: kopf.Patch,
+    raw_status: dict[str, Any],
+    error: ValidationError | ScopeError,
 ) -> None:
     # The CRD's schema rejects nearly everything at `kubectl apply`; what slips through (e.g.
-    # a CRD older than the operator) blocks the placement with the field named, never a crash.
-    problems = "; ".join(
-        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
-    )
+    # a CRD older than the operator, a query for another namespace) blocks the placement with
+    # the field named, never a crash.
+    if isinstance(error, ScopeError):
+        problems = str(error)
+    else:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
+        )
     _report_blocked(
         body, patch, raw_status, Reason.INVALID_SPEC, f"invalid spec, nothing done: {problems}"
     )

@@ -70,3 +70,25 @@ def test_per_placement_mode_from_the_environment(monkeypatch: pytest.MonkeyPatch
 def test_bad_settings_are_refused_by_name(overrides: dict[str, object], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         OperatorConfig.from_environment(prometheus_url="http://prometheus:9090", **overrides)
+
+
+def test_metrics_are_scoped_to_the_namespace_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    assert OperatorConfig.from_environment().scope_metrics_to_namespace is True
+    monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "false")
+    assert OperatorConfig.from_environment().scope_metrics_to_namespace is False
+    # the flag (--metrics-namespace-scope) wins over the environment
+    assert OperatorConfig.from_environment(
+        scope_metrics_to_namespace=True
+    ).scope_metrics_to_namespace
+    monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "maybe")
+    with pytest.raises(ValueError, match="PLACEMENT_SCOPE_METRICS_TO_NAMESPACE"):
+        OperatorConfig.from_environment()
+
+
+def test_a_refused_url_is_quoted_without_its_credentials() -> None:
+    with pytest.raises(ValueError, match="PLACEMENT_PROMETHEUS_URL") as error:
+        OperatorConfig(prometheus_url="ftp://reader:s3cret@prometheus:9090").validate()
+    assert "s3cret" not in str(error.value) and "//***@prometheus:9090" in str(error.value)

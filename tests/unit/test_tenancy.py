@@ -1,0 +1,195 @@
+"""Every selector of a placement's PromQL is confined to the placement's namespace."""
+
+from __future__ import annotations
+
+import promql_parser
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from placement.tenancy import ScopeError, scope_to_namespace
+from tests.unit.conftest import FUZZ_FACTOR
+
+FIELD = "spec.metrics.utilization"
+
+
+def scoped(expression: str, namespace: str = "team-a") -> str:
+    return scope_to_namespace(expression, namespace, field=FIELD)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("up", 'up{namespace="team-a"}'),
+        ('up{job="x"}', 'up{namespace="team-a",job="x"}'),
+        ("up{}", 'up{namespace="team-a"}'),
+        ('up{job="x",}', 'up{namespace="team-a",job="x",}'),
+        ('{__name__=~"vllm:.*"}', '{namespace="team-a",__name__=~"vllm:.*"}'),
+        ("rate(tokens_total[5m])", 'rate(tokens_total{namespace="team-a"}[5m])'),
+        ("x offset 1h", 'x{namespace="team-a"} offset 1h'),
+        ("x offset -5m", 'x{namespace="team-a"} offset -5m'),
+        ("x @ start()", 'x{namespace="team-a"} @ start()'),
+        ("rate(x[5m] offset 1m)", 'rate(x{namespace="team-a"}[5m] offset 1m)'),
+        ("max_over_time(x[5m:])", 'max_over_time(x{namespace="team-a"}[5m:])'),
+        (
+            "avg_over_time(rate(x[5m])[1h:5m] offset 1h)",
+            'avg_over_time(rate(x{namespace="team-a"}[5m])[1h:5m] offset 1h)',
+        ),
+        ("rate(job:tokens:rate5m[5m])", 'rate(job:tokens:rate5m{namespace="team-a"}[5m])'),
+        (
+            "sum by (pod) (rate(x[5m])) / on(pod) group_left(node) y",
+            'sum by (pod) (rate(x{namespace="team-a"}[5m])) / on(pod) group_left(node) '
+            'y{namespace="team-a"}',
+        ),
+        ("sum(x) by (le)", 'sum(x{namespace="team-a"}) by (le)'),
+        ("sum without (namespace) (x)", 'sum without (namespace) (x{namespace="team-a"})'),
+        ("a AND on() b", 'a{namespace="team-a"} AND on() b{namespace="team-a"}'),
+        ('a unless {job="x"}', 'a{namespace="team-a"} unless {namespace="team-a",job="x"}'),
+        ('a > bool{job="x"}', 'a{namespace="team-a"} > bool{namespace="team-a",job="x"}'),
+        (
+            "a unless ignoring(x) b",
+            'a{namespace="team-a"} unless ignoring(x) b{namespace="team-a"}',
+        ),
+        ("topk(3, x) > bool 0.5", 'topk(3, x{namespace="team-a"}) > bool 0.5'),
+        ('count_values("namespace", x)', 'count_values("namespace", x{namespace="team-a"})'),
+        (
+            'label_replace(up, "dst", "{$1}", "src", "(.*)")',
+            'label_replace(up{namespace="team-a"}, "dst", "{$1}", "src", "(.*)")',
+        ),
+        ('x{a="}{"} + y', 'x{namespace="team-a",a="}{"} + y{namespace="team-a"}'),
+        ('x{pod=~"enricher-\\\\d+"}', 'x{namespace="team-a",pod=~"enricher-\\\\d+"}'),
+        ("# the fleet\nx", '# the fleet\nx{namespace="team-a"}'),
+        (
+            "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
+            'histogram_quantile(0.9, sum by (le) (rate(h_bucket{namespace="team-a"}[5m])))',
+        ),
+        ("vector(0.5)", "vector(0.5)"),
+        ("-x", '-x{namespace="team-a"}'),
+        ('x{namespace="team-a"}', 'x{namespace="team-a"}'),
+        (
+            'x{namespace="team-a"} / y',
+            'x{namespace="team-a"} / y{namespace="team-a"}',
+        ),
+    ],
+)
+def test_every_selector_gets_the_namespace(expression: str, expected: str) -> None:
+    result = scoped(expression)
+    assert result == expected
+    promql_parser.parse(result)  # still valid PromQL
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        'x{namespace="team-b"}',
+        'x{namespace=~"team-.*"}',
+        'x{namespace=~"team-a"}',  # a regex, even one that matches only this namespace
+        'x{namespace!="team-b"}',
+        'x{namespace!~"team-b"}',
+        'x{namespace=""}',
+        'x / y{namespace="team-b"}',
+        'sum(rate(x{namespace="team-a"}[5m])) / sum(rate(x{namespace="team-b"}[5m]))',
+        'x{namespace="team-a",namespace="team-b"}',
+    ],
+)
+def test_another_namespace_is_refused_naming_the_field(expression: str) -> None:
+    with pytest.raises(ScopeError, match=r"spec\.metrics\.utilization: .*only its own namespace"):
+        scoped(expression)
+
+
+@pytest.mark.parametrize("expression", ["x{", "sum(", "x[5m] + ", ""])
+def test_invalid_promql_is_refused_naming_the_field(expression: str) -> None:
+    with pytest.raises(ScopeError, match=r"spec\.metrics\.utilization: not valid PromQL"):
+        scoped(expression)
+
+
+def test_the_field_named_is_the_one_given() -> None:
+    with pytest.raises(ScopeError, match=r"^spec\.metrics\.queueDepth: "):
+        scope_to_namespace('q{namespace="b"}', "a", field="spec.metrics.queueDepth")
+
+
+def test_a_namespace_needing_no_escape_is_written_as_a_plain_string() -> None:
+    assert scoped("x", "a-b.c") == 'x{namespace="a-b.c"}'
+
+
+def test_the_result_is_idempotent() -> None:
+    once = scoped("sum(rate(x[5m])) / count(y)")
+    assert scoped(once) == once
+
+
+# -- fuzzing: generated expressions ---------------------------------------------------------
+
+# Values with quotes, braces, backslashes and comment signs; regexes must stay valid ones.
+label_values = st.text(alphabet='ab"\\{}[],=~!.*# \n', max_size=6)
+regexes = st.text(alphabet="ab.*|{}", max_size=6).filter(lambda r: "{" not in r and "}" not in r)
+matchers = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["job", "pod", "namespace"]), st.sampled_from(["=", "!="]), label_values
+        ),
+        st.tuples(
+            st.sampled_from(["job", "pod", "namespace", "__name__"]),
+            st.sampled_from(["=~", "!~"]),
+            regexes,
+        ),
+    ),
+    max_size=3,
+)
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+modifiers = st.sampled_from(["", " offset 5m", " @ start()"])
+
+
+@st.composite
+def bare_selectors(draw: st.DrawFn) -> str:
+    name = draw(st.sampled_from(["up", "job:tokens:rate5m", "sum_total", ""]))
+    pairs = [p for p in draw(matchers) if name == "" or p[0] != "__name__"]
+    if not name and not any(op in ("=", "=~") and v for _, op, v in pairs):
+        name = "up"  # a selector needs a name or a non-empty matcher
+    body = ",".join(f"{label}{op}{_quoted(value)}" for label, op, value in pairs)
+    return f"{name}{{{body}}}" if pairs or draw(st.booleans()) else name
+
+
+selectors = st.builds(lambda s, m: s + m, bare_selectors(), modifiers)
+expressions = st.recursive(
+    selectors,
+    lambda inner: st.one_of(
+        st.builds(lambda s, m: f"rate({s}[5m]{m})", bare_selectors(), modifiers),
+        st.builds(lambda e: f"max_over_time(({e})[10m:])", inner),
+        st.builds(lambda e: f"sum by (pod) ({e})", inner),
+        st.builds(lambda e: f"sum({e}) without (job)", inner),
+        st.builds(lambda a, b: f"{a} / on(pod) {b}", inner, inner),
+        st.builds(lambda a, b: f"{a} unless {b}", inner, inner),
+        st.builds(lambda e: f'label_replace({e}, "x", "{{$1}}", "pod", "(.*)")', inner),
+        st.builds(lambda e: f"# note {{x}}\n-{e}", inner),
+    ),
+    max_leaves=5,
+)
+
+
+def _selectors(expression: str) -> list[promql_parser.VectorSelector]:
+    found: list[promql_parser.VectorSelector] = []
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(expression), pre_visit=visit)
+    return found
+
+
+@settings(max_examples=settings.default.max_examples * FUZZ_FACTOR)
+@given(expressions)
+def test_generated_expressions_are_scoped_or_refused_never_widened(expression: str) -> None:
+    try:
+        result = scoped(expression)
+    except ScopeError as error:
+        assert str(error).startswith(f"{FIELD}: ")
+        return
+    for selector in _selectors(result):
+        namespaces = [m for m in selector.matchers.matchers if m.name == "namespace"]
+        assert [(str(m.op), m.value) for m in namespaces] == [("MatchOp.Equal", "team-a")]
