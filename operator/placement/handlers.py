@@ -135,7 +135,6 @@ def register(
             if config.query_mode == "batched"
             else reader
         )
-        memo.telemetry = telemetry
 
     @kopf.on.cleanup(id="close-clients", registry=registry)
     def close_clients(memo: kopf.Memo, **_: Any) -> None:

@@ -5,7 +5,7 @@ Deployments (read, scale, restore), Jobs (create, read), autoscalers (detect con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client
@@ -47,6 +47,9 @@ class JobState:
     pod_hours: float | None = None  # once finished: (finish - start) * pods at once
     failed_pod_hours: float = 0.0  # the share of pod_hours in failed pods
     work_replica_hours: float | None = None  # the work the operator gave it
+
+
+MAX_REPLICAS = 1_000_000  # more than any Deployment runs; beyond it, a typo
 
 
 class KubeAdapter:
@@ -258,22 +261,33 @@ def _pod_hours(job: client.V1Job, finished_at: datetime | None) -> float | None:
     return seconds / 3600 * max(pods, 1)
 
 
+# Annotations can be edited by hand: a value the operator could not have written reads as
+# absent, so a typo never reaches the policy or fails every status write.
+
+
 def _time_or_none(text: str | None) -> datetime | None:
     try:
-        return datetime.fromisoformat(text) if text else None
+        moment = datetime.fromisoformat(text) if text else None
     except ValueError:
         return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the operator writes UTC
+    return moment
 
 
 def _float_or_none(text: str | None) -> float | None:
+    """A utilization: a finite number in [0, 1]."""
     try:
-        return float(text) if text else None
+        value = float(text) if text else None
     except ValueError:
         return None
+    return value if value is not None and 0.0 <= value <= 1.0 else None
 
 
 def _int_or_none(text: str | None) -> int | None:
+    """A replica count: 0 or more."""
     try:
-        return int(text) if text is not None else None
+        value = int(text) if text is not None else None
     except ValueError:
         return None
+    return value if value is not None and 0 <= value <= MAX_REPLICAS else None
