@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/decision_quality.py [--days 7] [--plots DIR] [--traces DIR]
 
-For every trace in ../shared/data/traces (Azure LLM inference, CC-BY 4.0) and every
+For every trace in bench/traces/ (Azure LLM inference, CC-BY 4.0; see its README) and every
 placement in examples/, the trace becomes the load of the example's fleet (the replicas and
 mean useful utilization its comments and the demo use; the capacity per replica is stated so
 the trace's mean load is that utilization), its hour scaled to a day and repeated `--days`
@@ -27,7 +27,7 @@ from placement.replay_report import write_outputs
 from placement.traces import TokenKind, mean_tokens_per_second, parse_trace, trace_to_series
 
 REPO = Path(__file__).resolve().parents[1]
-TRACES = REPO.parent / "shared" / "data" / "traces"
+TRACES = REPO / "bench" / "traces"
 START = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday, after the autumn DST change
 STEP = timedelta(minutes=5)
 
