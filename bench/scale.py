@@ -203,9 +203,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak resident memory (VmHWM), or the current one with field="VmRSS"."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -416,6 +417,7 @@ def _measure(
         if options.profile is not None:  # after the window, so sampling does not slow it
             profile(pid, options.profile / f"profile-n{n}-{mode}", say)
         rss = peak_rss_mb(pid)
+        rss_steady = peak_rss_mb(pid, "VmRSS")
     finally:
         operator.stop()
     passes = (last.deployment_gets - first.deployment_gets) / n
@@ -436,6 +438,7 @@ def _measure(
         "api_requests_idle_cycle": per_pass(last.api_requests - first.api_requests),
         "api_writes_idle_cycle": per_pass(last.api_writes - first.api_writes),
         "rss_mb": round(rss, 1),
+        "rss_steady_mb": round(rss_steady, 1),
         "cpu_s_per_cycle": per_pass(last.operator_cpu_s - first.operator_cpu_s),
         "load_during_window": f"{load_start} -> {load()}",
     }

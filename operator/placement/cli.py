@@ -391,9 +391,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from placement.config import OperatorConfig
     from placement.handlers import register
-    from placement.memory import limit_malloc_arenas
+    from placement.memory import limit_malloc_arenas, trim_periodically
 
     limit_malloc_arenas()  # before kopf starts its handler threads
+    trim_periodically()
 
     try:
         config = OperatorConfig.from_environment(

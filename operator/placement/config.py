@@ -79,6 +79,7 @@ class OperatorConfig:
             ),
             "log_format": os.environ.get("PLACEMENT_LOG_FORMAT", "text"),
             "metrics_address": os.environ.get("PLACEMENT_METRICS_ADDRESS", "0.0.0.0:8081"),
+            "workers": int(_env_float("PLACEMENT_WORKERS", 20)),
             "peering": os.environ.get("PLACEMENT_PEERING") or None,
             "peering_lifetime_seconds": int(_env_float("PLACEMENT_PEERING_LIFETIME", 30)),
             "scope_metrics_to_namespace": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),
