@@ -4,6 +4,7 @@ Deployments (read, scale, restore), Jobs (create, read), autoscalers (detect con
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -81,7 +82,7 @@ class KubeAdapter:
             original_replicas=_int_or_none(annotations.get(ORIGINAL_REPLICAS_ANNOTATION)),
             managed_by=annotations.get(MANAGED_BY_ANNOTATION),
             held_since=_time_or_none(annotations.get(HELD_SINCE_ANNOTATION)),
-            baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION)),
+            baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION), upper=1.0),
         )
 
     def held_by(self, namespace: str, placement: str) -> list[DeploymentState]:
@@ -275,13 +276,13 @@ def _time_or_none(text: str | None) -> datetime | None:
     return moment
 
 
-def _float_or_none(text: str | None) -> float | None:
-    """A utilization: a finite number in [0, 1]."""
+def _float_or_none(text: str | None, upper: float = math.inf) -> float | None:
+    """A finite number in [0, upper]."""
     try:
         value = float(text) if text else None
     except ValueError:
         return None
-    return value if value is not None and 0.0 <= value <= 1.0 else None
+    return value if value is not None and 0.0 <= value <= upper and value < math.inf else None
 
 
 def _int_or_none(text: str | None) -> int | None:

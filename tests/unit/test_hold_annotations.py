@@ -16,12 +16,13 @@ def test_a_replica_count_the_operator_could_not_have_written_is_absent(text: str
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-0.1", "1.5", "high"])
 def test_a_utilization_outside_zero_to_one_is_absent(text: str) -> None:
-    assert _float_or_none(text) is None
+    assert _float_or_none(text, upper=1.0) is None
 
 
 def test_valid_values_read_as_written() -> None:
     assert _int_or_none("0") == 0 and _int_or_none("12") == 12
-    assert _float_or_none("0.2") == 0.2
+    assert _float_or_none("0.2", upper=1.0) == 0.2
+    assert _float_or_none("21.55") == 21.55  # work in replica-hours has no upper bound
     naive = _time_or_none("2026-11-24T10:00:00")
     assert naive == dt.datetime(2026, 11, 24, 10, tzinfo=dt.UTC)  # comparable with `now`
     assert _time_or_none("yesterday") is None
