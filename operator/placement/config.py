@@ -44,6 +44,8 @@ class OperatorConfig:
     posting_level: int = logging.WARNING  # log lines at this level and above become Events
     watch_timeout_seconds: int = 300
     workers: int = 20
+    # Connections to the API server for requests, beside the watches (kopf has no limit).
+    api_connections: int = 20
     kubeconfig: str | None = None  # None: in-cluster ServiceAccount, else KUBECONFIG
     log_format: str = "text"  # or "json": one object per line, for log pipelines
     metrics_address: str = "0.0.0.0:8081"  # /metrics; "" turns it off
@@ -80,6 +82,7 @@ class OperatorConfig:
             "log_format": os.environ.get("PLACEMENT_LOG_FORMAT", "text"),
             "metrics_address": os.environ.get("PLACEMENT_METRICS_ADDRESS", "0.0.0.0:8081"),
             "workers": int(_env_float("PLACEMENT_WORKERS", 20)),
+            "api_connections": int(_env_float("PLACEMENT_API_CONNECTIONS", 20)),
             "peering": os.environ.get("PLACEMENT_PEERING") or None,
             "peering_lifetime_seconds": int(_env_float("PLACEMENT_PEERING_LIFETIME", 30)),
             "scope_metrics_to_namespace": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),

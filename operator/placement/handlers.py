@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 import kopf
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -92,6 +93,25 @@ def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
     )
 
 
+def bounded_session(info: kopf.ConnectionInfo, *, connections: int) -> kopf.AiohttpSession:
+    """kopf's own session with at most `connections` connections to the API server.
+
+    kopf's default has no limit, so a bulk apply of 1,000 placements opened hundreds of TLS
+    connections at once: 104 of the 253 MiB live at the operator's peak (memray)."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
+
+
 def register(
     registry: kopf.OperatorRegistry,
     config: OperatorConfig,
@@ -103,11 +123,18 @@ def register(
     telemetry = telemetry or Telemetry()
 
     @kopf.on.login(id="login", registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # A registry of our own starts empty: authenticate the way our ApiClient does.
-        if config.kubeconfig:
-            return connection_info(kubernetes_configuration(config.kubeconfig))
-        return kopf.login_via_client(**kwargs)
+        info: kopf.ConnectionInfo | None = (
+            connection_info(kubernetes_configuration(config.kubeconfig))
+            if config.kubeconfig
+            else kopf.login_via_client(**kwargs)
+        )
+        if info is None:
+            return None
+        # Long-lived watches hold a connection each: one per watched resource and namespace.
+        watches = 3 * max(1, len(config.namespaces))
+        return bounded_session(info, connections=config.api_connections + watches)
 
     @kopf.on.startup(id="configure", registry=registry)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
