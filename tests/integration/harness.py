@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from kubernetes import client
+from prometheus_client import Gauge
 
 from placement.api import GROUP, PLURAL, VERSION
 from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.process import http_ok
+from placement.localenv.prometheus import LocalPrometheus
 from placement.prometheus import averaged
 from tests.integration.wait import until
 
@@ -237,3 +239,17 @@ def hold_by_hand(
         },
         _content_type="application/merge-patch+json",
     )
+
+
+def measured_deployment(
+    placements: Placements,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+    name: str,
+    replicas: int = 4,
+    value: float = 0.2,
+) -> None:
+    """A Deployment whose utilization series Prometheus already averages over the lookback."""
+    placements.deployment(name, replicas)
+    utilization.labels(placements.namespace, name).set(value)
+    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), value)

@@ -14,7 +14,11 @@ from prometheus_client import Gauge
 
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.prometheus import LocalPrometheus
-from tests.integration.harness import Placements, averaged_utilization, placement
+from tests.integration.harness import (
+    Placements,
+    measured_deployment,
+    placement,
+)
 from tests.integration.wait import until
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -69,13 +73,6 @@ def keda_crd(cluster: LocalCluster, api_client: client.ApiClient) -> Iterator[No
     yield
 
 
-def _measured(placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
-              name: str) -> None:  # fmt: skip
-    placements.deployment(name, 4)
-    utilization.labels(placements.namespace, name).set(0.2)
-    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), 0.2)
-
-
 def _never_scaled(placements: Placements, name: str) -> None:
     status = placements.wait_for_reason(name, "ConflictingAutoscaler")
     assert status["phase"] == "Blocked"
@@ -90,7 +87,7 @@ def test_an_hpa_on_the_deployment_blocks_the_placement(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
     api_client: client.ApiClient,
 ) -> None:  # fmt: skip
-    _measured(placements, prometheus, utilization, "autoscaled")
+    measured_deployment(placements, prometheus, utilization, "autoscaled")
     client.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
         placements.namespace,
         client.V2HorizontalPodAutoscaler(
@@ -115,7 +112,7 @@ def test_an_hpa_on_the_deployment_blocks_the_placement(
 def test_a_keda_scaled_object_on_the_deployment_blocks_the_placement(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _measured(placements, prometheus, utilization, "keda-managed")
+    measured_deployment(placements, prometheus, utilization, "keda-managed")
     placements.custom.create_namespaced_custom_object(
         "keda.sh", "v1alpha1", placements.namespace, "scaledobjects",
         {
@@ -134,7 +131,7 @@ def test_a_keda_scaled_object_on_the_deployment_blocks_the_placement(
 def test_an_autoscaler_added_while_held_blocks_and_keeps_the_count_to_restore(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _measured(placements, prometheus, utilization, "latecomer")
+    measured_deployment(placements, prometheus, utilization, "latecomer")
     placements.apply(placement("latecomer", placements.namespace, deployment="latecomer"))
     placements.wait_for_event("latecomer", "MovedToBatch", timeout=90)
     placements.custom.create_namespaced_custom_object(

@@ -15,18 +15,12 @@ from tests.integration.harness import (
     UTILIZATION_METRIC,
     Placements,
     averaged_utilization,
+    measured_deployment,
     placement,
 )
 from tests.integration.wait import until
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-def _measured(placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
-              name: str) -> None:  # fmt: skip
-    placements.deployment(name, 4)
-    utilization.labels(placements.namespace, name).set(0.2)
-    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), 0.2)
 
 
 def _still_held(placements: Placements, name: str, seconds: float) -> None:
@@ -43,10 +37,10 @@ def _still_held(placements: Placements, name: str, seconds: float) -> None:
 def test_prometheus_down_or_stuck_scales_nothing_and_keeps_batch_in_batch(
     fault: str, placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _measured(placements, prometheus, utilization, "held")
+    measured_deployment(placements, prometheus, utilization, "held")
     placements.apply(placement("held", placements.namespace, deployment="held"))
     placements.wait_for_reason("held", "BatchSucceeded", timeout=90)
-    _measured(placements, prometheus, utilization, "fresh")
+    measured_deployment(placements, prometheus, utilization, "fresh")
 
     outage = prometheus.down() if fault == "down" else prometheus.frozen()
     with outage:

@@ -19,19 +19,12 @@ from placement.window import current_or_next_window, job_name
 from tests.integration.harness import (
     HOLD,
     Placements,
-    averaged_utilization,
     hold_by_hand,
+    measured_deployment,
     operator_stopped,
     placement,
 )
 from tests.integration.wait import until
-
-
-def _measured(placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
-              name: str, replicas: int = 4) -> None:  # fmt: skip
-    placements.deployment(name, replicas)
-    utilization.labels(placements.namespace, name).set(0.2)
-    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), 0.2)
 
 
 def _annotations(placements: Placements, name: str) -> dict[str, str]:
@@ -47,7 +40,7 @@ def test_scaled_down_but_no_job_and_no_status(
     operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
     utilization: Gauge,
 ) -> None:  # fmt: skip
-    _measured(placements, prometheus, utilization, "scaled")
+    measured_deployment(placements, prometheus, utilization, "scaled")
     with operator_stopped(operator):
         hold_by_hand(placements, "scaled", placement_name="scaled", original=4,
                      since=_minutes_ago(5))  # fmt: skip
@@ -67,7 +60,7 @@ def test_job_created_but_status_not_written_gives_no_second_job(
     operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
     utilization: Gauge,
 ) -> None:  # fmt: skip
-    _measured(placements, prometheus, utilization, "twice")
+    measured_deployment(placements, prometheus, utilization, "twice")
     manifest = placement("twice", placements.namespace, deployment="twice")
     spec = WorkloadPlacementSpec.model_validate(manifest["spec"])
     window = current_or_next_window(spec.batch.window, dt.datetime.now(dt.UTC))
@@ -92,7 +85,7 @@ def test_restore_landed_but_status_still_says_batch(
     operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
     utilization: Gauge,
 ) -> None:  # fmt: skip
-    _measured(placements, prometheus, utilization, "restored")
+    measured_deployment(placements, prometheus, utilization, "restored")
     with operator_stopped(operator):
         placements.apply(placement("restored", placements.namespace, deployment="restored",
                                    mode="Recommend"))  # fmt: skip
@@ -112,7 +105,7 @@ def test_job_that_failed_while_the_operator_was_down_brings_realtime_back(
     operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
     utilization: Gauge,
 ) -> None:  # fmt: skip
-    _measured(placements, prometheus, utilization, "failing")
+    measured_deployment(placements, prometheus, utilization, "failing")
     manifest = placement(
         "failing", placements.namespace, deployment="failing", retry_window="0s",
         pod_labels={"sim.placement.runplacement.io/outcome": "fail"},
@@ -134,7 +127,7 @@ def test_a_restarted_operator_continues_without_repeating_itself(
     operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
     utilization: Gauge,
 ) -> None:  # fmt: skip
-    _measured(placements, prometheus, utilization, "steady")
+    measured_deployment(placements, prometheus, utilization, "steady")
     placements.apply(placement("steady", placements.namespace, deployment="steady"))
     placements.wait_for_reason("steady", "BatchSucceeded", timeout=90)
     before = placements.events("steady")
@@ -153,7 +146,7 @@ def test_scaled_up_by_hand_while_held_is_left_alone_until_the_spec_changes(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
     operator: OperatorProcess,
 ) -> None:  # fmt: skip
-    _measured(placements, prometheus, utilization, "manual")
+    measured_deployment(placements, prometheus, utilization, "manual")
     placements.apply(placement("manual", placements.namespace, deployment="manual"))
     placements.wait_for_event("manual", "MovedToBatch", timeout=90)
     # Someone scales it up by hand; our annotations are still there.
@@ -191,7 +184,7 @@ def test_scaled_up_by_hand_while_held_is_left_alone_until_the_spec_changes(
 def test_a_deleted_deployment_is_reported_and_the_placement_can_still_go(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _measured(placements, prometheus, utilization, "vanishing")
+    measured_deployment(placements, prometheus, utilization, "vanishing")
     placements.apply(placement("vanishing", placements.namespace, deployment="vanishing"))
     placements.wait_for_event("vanishing", "MovedToBatch", timeout=90)
     placements.apps.delete_namespaced_deployment("vanishing", placements.namespace)
@@ -206,7 +199,7 @@ def test_a_deleted_deployment_is_reported_and_the_placement_can_still_go(
 def test_deleting_the_namespace_of_a_held_deployment_does_not_hang(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _measured(placements, prometheus, utilization, "doomed")
+    measured_deployment(placements, prometheus, utilization, "doomed")
     placements.apply(placement("doomed", placements.namespace, deployment="doomed"))
     placements.wait_for_event("doomed", "MovedToBatch", timeout=90)
 
