@@ -15,7 +15,7 @@ from placement.localenv.process import ManagedProcess
 from placement.localenv.prometheus import LocalPrometheus
 from tests.integration.harness import (
     Placements,
-    averaged_utilization,
+    measured_deployment,
     placement,
     utilization_query,
 )
@@ -24,24 +24,10 @@ from tests.integration.wait import until
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-def _deploy_with_utilization(
-    placements: Placements,
-    prometheus: LocalPrometheus,
-    utilization: Gauge,
-    name: str,
-    *,
-    replicas: int = 4,
-    value: float = 0.2,
-) -> None:
-    placements.deployment(name, replicas)
-    utilization.labels(placements.namespace, name).set(value)
-    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), value)
-
-
 def test_moves_to_batch_keeps_warm_replicas_and_runs_the_windows_job(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "summarizer")
+    measured_deployment(placements, prometheus, utilization, "summarizer")
     placements.apply(
         placement("summarizer", placements.namespace, deployment="summarizer", warm_replicas=1)
     )
@@ -93,7 +79,7 @@ def test_moves_to_batch_keeps_warm_replicas_and_runs_the_windows_job(
 def test_user_visible_work_stays_realtime(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "chat")
+    measured_deployment(placements, prometheus, utilization, "chat")
     placements.apply(placement("chat", placements.namespace, deployment="chat", user_visible=True))
 
     status = placements.wait_for_reason("chat", "StayRealtime")
@@ -106,7 +92,7 @@ def test_user_visible_work_stays_realtime(
 def test_without_an_owner_nothing_changes(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "orphan")
+    measured_deployment(placements, prometheus, utilization, "orphan")
     placements.apply(placement("orphan", placements.namespace, deployment="orphan", owner=""))
 
     placements.wait_for_reason("orphan", "OwnerMissing")
@@ -119,7 +105,7 @@ def test_without_an_owner_nothing_changes(
 def test_staging_and_operations_that_erase_the_savings_keep_it_realtime(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "reindex")
+    measured_deployment(placements, prometheus, utilization, "reindex")
     costs = {
         "realtimeReplicaHourly": 4.0,
         "batchPodHourly": 2.0,
@@ -143,7 +129,7 @@ def test_staging_and_operations_that_erase_the_savings_keep_it_realtime(
 def test_recommend_mode_changes_nothing_and_says_what_it_would_do(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "advisor")
+    measured_deployment(placements, prometheus, utilization, "advisor")
     placements.apply(
         placement("advisor", placements.namespace, deployment="advisor", mode="Recommend")
     )
@@ -160,7 +146,7 @@ def test_recommend_mode_changes_nothing_and_says_what_it_would_do(
 def test_a_job_that_fails_past_its_retry_window_restores_realtime(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "flaky")
+    measured_deployment(placements, prometheus, utilization, "flaky")
     placements.apply(
         placement(
             "flaky",
@@ -186,7 +172,7 @@ def test_a_job_that_fails_past_its_retry_window_restores_realtime(
 def test_alert_fallback_warns_and_leaves_the_deployment_alone(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "paged")
+    measured_deployment(placements, prometheus, utilization, "paged")
     placements.apply(
         placement(
             "paged",
@@ -215,7 +201,7 @@ def test_alert_fallback_warns_and_leaves_the_deployment_alone(
 def test_deleting_a_placement_in_batch_restores_the_replicas_first(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "nightly", replicas=3)
+    measured_deployment(placements, prometheus, utilization, "nightly", replicas=3)
     placements.apply(placement("nightly", placements.namespace, deployment="nightly"))
     placements.wait_for_event("nightly", "MovedToBatch", timeout=90)
     assert placements.replicas("nightly") == 0
@@ -256,8 +242,8 @@ def test_operator_process_is_still_alive(operator: ManagedProcess) -> None:
 def test_retargeting_gives_the_old_deployment_back_and_holds_the_new_one_with_its_own_count(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy_with_utilization(placements, prometheus, utilization, "old-target", replicas=4)
-    _deploy_with_utilization(placements, prometheus, utilization, "new-target", replicas=2)
+    measured_deployment(placements, prometheus, utilization, "old-target", replicas=4)
+    measured_deployment(placements, prometheus, utilization, "new-target", replicas=2)
     manifest = placement("mover", placements.namespace, deployment="old-target")
     placements.apply(manifest)
     placements.wait_for_event("mover", "MovedToBatch", timeout=90)

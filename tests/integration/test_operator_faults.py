@@ -12,25 +12,13 @@ from prometheus_client import Gauge
 from placement.localenv.prometheus import LocalPrometheus
 from tests.integration.harness import (
     Placements,
-    averaged_utilization,
+    measured_deployment,
     placement,
     utilization_query,
 )
 from tests.integration.wait import until
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-def _deploy(
-    placements: Placements,
-    prometheus: LocalPrometheus,
-    utilization: Gauge,
-    name: str,
-    replicas: int = 4,
-) -> None:
-    placements.deployment(name, replicas)
-    utilization.labels(placements.namespace, name).set(0.2)
-    prometheus.wait_for_value(averaged_utilization(placements.namespace, name), 0.2)
 
 
 def _closed_window() -> dict[str, str]:
@@ -43,7 +31,7 @@ def _closed_window() -> dict[str, str]:
 def test_a_job_template_the_api_server_refuses_costs_no_replicas(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge, window: str
 ) -> None:
-    _deploy(placements, prometheus, utilization, "refused")
+    measured_deployment(placements, prometheus, utilization, "refused")
     manifest = placement(
         "refused",
         placements.namespace,
@@ -70,7 +58,7 @@ def test_annotations_alone_let_a_fresh_operator_finish_the_handoff(
 ) -> None:
     # As if the operator scaled the Deployment down two days ago and lost everything else:
     # no status, no Job; only what it wrote on the Deployment in that one patch.
-    _deploy(placements, prometheus, utilization, "amnesia")
+    measured_deployment(placements, prometheus, utilization, "amnesia")
     two_days_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).isoformat()
     placements.apps.patch_namespaced_deployment(
         "amnesia",
@@ -99,7 +87,7 @@ def test_annotations_alone_let_a_fresh_operator_finish_the_handoff(
 def test_a_missing_queue_depth_does_not_block_the_decision(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy(placements, prometheus, utilization, "queueless")
+    measured_deployment(placements, prometheus, utilization, "queueless")
     manifest = placement("queueless", placements.namespace, deployment="queueless")
     manifest["spec"]["metrics"]["queueDepth"] = 'inference_queue_depth{deployment="none"}'
     placements.apply(manifest)
@@ -112,7 +100,7 @@ def test_a_missing_queue_depth_does_not_block_the_decision(
 def test_a_second_placement_on_a_held_deployment_is_blocked_and_cannot_undo_the_first(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy(placements, prometheus, utilization, "shared")
+    measured_deployment(placements, prometheus, utilization, "shared")
     placements.apply(placement("first", placements.namespace, deployment="shared"))
     placements.wait_for_event("first", "MovedToBatch", timeout=90)
 
@@ -171,8 +159,8 @@ def _retarget(placements: Placements, name: str, deployment: str) -> None:
 def test_deleting_right_after_retargeting_gives_back_what_was_held(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy(placements, prometheus, utilization, "held-a", replicas=3)
-    _deploy(placements, prometheus, utilization, "next-b", replicas=2)
+    measured_deployment(placements, prometheus, utilization, "held-a", replicas=3)
+    measured_deployment(placements, prometheus, utilization, "next-b", replicas=2)
     placements.apply(placement("hasty", placements.namespace, deployment="held-a"))
     placements.wait_for_event("hasty", "MovedToBatch", timeout=90)
 
@@ -186,7 +174,7 @@ def test_deleting_right_after_retargeting_gives_back_what_was_held(
 def test_a_held_deployment_changed_outside_the_operator_is_not_fought(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy(placements, prometheus, utilization, "gitops")
+    measured_deployment(placements, prometheus, utilization, "gitops")
     placements.apply(placement("gitops", placements.namespace, deployment="gitops"))
     placements.wait_for_event("gitops", "MovedToBatch", timeout=90)
 
@@ -217,7 +205,7 @@ def test_a_held_deployment_changed_outside_the_operator_is_not_fought(
 def test_a_refused_job_while_holding_is_reported_as_refused_not_created(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy(placements, prometheus, utilization, "stuck")
+    measured_deployment(placements, prometheus, utilization, "stuck")
     _hold_by_hand(placements, "stuck", "stuck", original=4)
     manifest = placement("stuck", placements.namespace, deployment="stuck")
     manifest["spec"]["batch"]["jobTemplate"]["spec"]["completionMode"] = "Sometimes"
@@ -235,7 +223,7 @@ def test_a_refused_job_while_holding_is_reported_as_refused_not_created(
 def test_stale_annotations_of_a_deleted_placement_say_how_to_clear_them(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:
-    _deploy(placements, prometheus, utilization, "haunted")
+    measured_deployment(placements, prometheus, utilization, "haunted")
     _hold_by_hand(placements, "haunted", "long-gone", original=4)
     placements.apply(placement("heir", placements.namespace, deployment="haunted"))
 
