@@ -32,6 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the operator")
     run.add_argument("--prometheus-url", help="default: $PLACEMENT_PROMETHEUS_URL")
     run.add_argument("--prometheus-timeout", type=float, help="seconds per query (default 5)")
+    run.add_argument(
+        "--prometheus-max-series",
+        type=int,
+        help="most series one query's answer may hold; a larger answer is refused unread "
+        "(default 1000)",
+    )
+    run.add_argument(
+        "--prometheus-max-bytes",
+        type=int,
+        help="most bytes one query's answer may hold (default 1048576)",
+    )
     run.add_argument("--tick", type=float, help="seconds between looks at each placement")
     run.add_argument(
         "--query-mode",
@@ -400,6 +411,8 @@ def _run(args: argparse.Namespace) -> int:
         config = OperatorConfig.from_environment(
             prometheus_url=args.prometheus_url,
             prometheus_timeout_seconds=args.prometheus_timeout,
+            prometheus_max_series=args.prometheus_max_series,
+            prometheus_max_bytes=args.prometheus_max_bytes,
             tick_seconds=args.tick,
             query_mode=args.query_mode,
             metrics_max_age_seconds=args.metrics_max_age,

@@ -37,6 +37,9 @@ def _env_bool(name: str, default: bool) -> bool:
 class OperatorConfig:
     prometheus_url: str
     prometheus_timeout_seconds: float = 5.0
+    # Bounds on one query's answer, checked before it is parsed (prometheus.QueryLimits).
+    prometheus_max_series: int = 1000
+    prometheus_max_bytes: int = 1 << 20
     # How often each placement is looked at; its spec.evaluationInterval decides when it is
     # evaluated. A shorter tick only makes window starts and Job outcomes noticed sooner.
     tick_seconds: float = 15.0
@@ -72,6 +75,8 @@ class OperatorConfig:
         values: dict[str, object] = {
             "prometheus_url": os.environ.get("PLACEMENT_PROMETHEUS_URL", ""),
             "prometheus_timeout_seconds": _env_float("PLACEMENT_PROMETHEUS_TIMEOUT", 5.0),
+            "prometheus_max_series": int(_env_float("PLACEMENT_PROMETHEUS_MAX_SERIES", 1000)),
+            "prometheus_max_bytes": int(_env_float("PLACEMENT_PROMETHEUS_MAX_BYTES", 1 << 20)),
             "tick_seconds": _env_float("PLACEMENT_TICK_SECONDS", 15.0),
             "namespaces": namespaces,
             "query_mode": os.environ.get("PLACEMENT_QUERY_MODE", "batched"),
@@ -108,6 +113,12 @@ class OperatorConfig:
             )
         if self.tick_seconds <= 0 or self.prometheus_timeout_seconds <= 0:
             raise ValueError("tick and Prometheus timeout must be positive")
+        if self.prometheus_max_series < 1 or self.prometheus_max_bytes < 1024:
+            raise ValueError(
+                "the Prometheus answer bounds must be at least 1 series "
+                "(--prometheus-max-series, PLACEMENT_PROMETHEUS_MAX_SERIES) and 1024 bytes "
+                "(--prometheus-max-bytes, PLACEMENT_PROMETHEUS_MAX_BYTES)"
+            )
         if self.query_mode not in QUERY_MODES:
             raise ValueError(
                 f"query mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}"

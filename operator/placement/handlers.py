@@ -37,7 +37,13 @@ from placement.jobs import job_manifest
 from placement.kube import DeploymentState, JobState, KubeAdapter
 from placement.labels import FINALIZER
 from placement.policy import Decision, JobObservation, Observed, State, decide
-from placement.prometheus import BatchedMetricsReader, Metrics, MetricsReader, Reading
+from placement.prometheus import (
+    BatchedMetricsReader,
+    Metrics,
+    MetricsReader,
+    QueryLimits,
+    Reading,
+)
 from placement.reasons import EventType, Reason
 from placement.status import build_status, state_from_status, status_patch
 from placement.telemetry import Telemetry
@@ -156,7 +162,11 @@ def register(
             settings.scanning.disabled = True
         memo.api_client = k8s.ApiClient(kubernetes_configuration(config.kubeconfig))
         memo.kube = KubeAdapter(memo.api_client, telemetry)
-        reader = MetricsReader(config.prometheus_url, timeout=config.prometheus_timeout_seconds)
+        reader = MetricsReader(
+            config.prometheus_url,
+            timeout=config.prometheus_timeout_seconds,
+            limits=QueryLimits(config.prometheus_max_series, config.prometheus_max_bytes),
+        )
         memo.metrics = (
             BatchedMetricsReader(reader, max_age=config.metrics_max_age_seconds)
             if config.query_mode == "batched"
@@ -221,9 +231,9 @@ def evaluate(
     raw_status = dict(body.get("status") or {})
     try:
         spec = WorkloadPlacementSpec.model_validate(dict(body.spec))
-        if scope_metrics:
-            # Before anything is queried: a query for another namespace is never run.
-            spec = scoped_spec(spec, namespace)
+        # Before anything is queried: a query for another namespace, or for every series, is
+        # never run.
+        spec = scoped_spec(spec, namespace if scope_metrics else None)
     except (ValidationError, ScopeError) as error:
         _report_invalid_spec(body, patch, raw_status, error)
         telemetry.decided(

@@ -1,14 +1,19 @@
 """Read a placement's metrics from Prometheus, with an explicit outcome for every way it fails.
 
 The operator never scales on a number it does not trust, so each reading says what happened:
-one value in range, or empty, several series, NaN, out of range, an error, a timeout. The URL
-is operator configuration, never a field of the WorkloadPlacement.
+one value in range, or empty, several series, NaN, out of range, too large, an error, a timeout.
+The URL is operator configuration, never a field of the WorkloadPlacement.
+
+Every answer is bounded before it is parsed (`QueryLimits`: bytes of the body, read as a
+stream, and series): one placement's PromQL cannot make the operator hold a whole TSDB.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +43,7 @@ class Outcome(StrEnum):
     STALE = "stale"
     ERROR = "error"
     TIMEOUT = "timeout"
+    TOO_LARGE = "too-large"
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,31 @@ def averaged(expression: str, lookback: timedelta) -> str:
 
 class RangeQueryError(RuntimeError):
     """A range query that cannot become a replay series."""
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Bounds on one query's answer, checked before it is parsed. A placement's query needs
+    one series; a shared query one per placement of its shape in one namespace."""
+
+    max_series: int = 1000
+    max_bytes: int = 1 << 20  # of the (decompressed) JSON body
+
+
+class QueryFailed(Exception):
+    """A query without a result: `outcome` and `detail` say why.
+
+    `from_prometheus`: the detail is Prometheus's own words, which may quote label sets of the
+    series the query touched."""
+
+    def __init__(self, outcome: Outcome, detail: str, *, from_prometheus: bool = False) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+        self.from_prometheus = from_prometheus
+
+    def reading(self, name: str, query: str) -> Reading:
+        return Reading(name, query, self.outcome, detail=self.detail)
 
 
 Result = list[Series] | Reading  # an instant vector, or why there is none
@@ -152,9 +183,11 @@ class MetricsReader:
         timeout: float = 5.0,
         headers: dict[str, str] | None = None,
         verify_tls: bool = True,
+        limits: QueryLimits | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
+        self.limits = limits or QueryLimits()
         # No client-side retries: the next evaluation cycle is the retry.
         self._client = PrometheusConnect(
             url=url,
@@ -216,27 +249,101 @@ class MetricsReader:
     def query(self, name: str, query: str) -> Result:
         """The instant-vector result of `query`, or the Reading that says why there is none."""
         try:
-            result: list[Series] = self._client.custom_query(query=query)
-        except (requests.RequestException, PrometheusApiClientException) as error:
+            return self.instant(query)
+        except QueryFailed as failure:
+            return failure.reading(name, query)
+
+    def instant(self, query: str) -> list[Series]:
+        """The instant-vector result of `query` within `self.limits`; raises QueryFailed.
+
+        The request is the one `custom_query` sends, on the client's session with its headers,
+        auth and TLS settings, but streamed: the body is read only up to the byte bound, and
+        the series are counted before the JSON is parsed."""
+        client = self._client
+        started = time.monotonic()
+        try:
+            response = client._session.request(
+                method=client._method,
+                url=f"{client.url}/api/v1/query",
+                params={"query": query},
+                verify=client._session.verify,
+                headers=client.headers,
+                auth=client.auth,
+                cert=client._session.cert,
+                timeout=self.timeout,
+                stream=True,
+            )
+            with response:
+                body = self._bounded_body(response, started)
+        except requests.RequestException as error:
             if _is_timeout(error):
-                return Reading(
-                    name, query, Outcome.TIMEOUT, detail=f"no answer in {self.timeout:g}s"
-                )
-            return Reading(name, query, Outcome.ERROR, detail=_short(error))
+                raise QueryFailed(Outcome.TIMEOUT, f"no answer in {self.timeout:g}s") from error
+            raise QueryFailed(Outcome.ERROR, _short(error)) from error
+        if response.status_code != 200:
+            raise QueryFailed(
+                Outcome.ERROR, _prometheus_error(response.status_code, body), from_prometheus=True
+            )
+        # In Prometheus's JSON `"metric":` opens each series and cannot occur inside a string
+        # (a quote there is escaped): counted before anything is parsed.
+        if body.count(b'"metric":') > self.limits.max_series:
+            raise self._too_many_series()
+        try:
+            result = json.loads(body)["data"]["result"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise QueryFailed(Outcome.ERROR, "Prometheus answered with unreadable JSON") from error
+        if not isinstance(result, list):
+            raise QueryFailed(Outcome.ERROR, "Prometheus answered with no result list")
+        if len(result) > self.limits.max_series:
+            raise self._too_many_series()
         return result
+
+    def _bounded_body(self, response: requests.Response, started: float) -> bytes:
+        bound = self.limits.max_bytes
+        declared = response.headers.get("Content-Length", "")
+        plain = response.headers.get("Content-Encoding") is None  # else the compressed size
+        if plain and declared.isdigit() and int(declared) > bound:
+            raise self._too_many_bytes()
+        body = bytearray()
+        for chunk in response.iter_content(chunk_size=16 * 1024):
+            body += chunk
+            if len(body) > bound:
+                raise self._too_many_bytes()
+            if time.monotonic() - started > self.timeout:
+                raise QueryFailed(Outcome.TIMEOUT, f"no full answer in {self.timeout:g}s")
+        return bytes(body)
+
+    def _too_many_series(self) -> QueryFailed:
+        return QueryFailed(
+            Outcome.TOO_LARGE,
+            f"the answer has more than {self.limits.max_series} series, the bound "
+            "(PLACEMENT_PROMETHEUS_MAX_SERIES); narrow the query, e.g. aggregate with sum()",
+        )
+
+    def _too_many_bytes(self) -> QueryFailed:
+        return QueryFailed(
+            Outcome.TOO_LARGE,
+            f"the answer is larger than {self.limits.max_bytes} bytes, the bound "
+            "(PLACEMENT_PROMETHEUS_MAX_BYTES); narrow the query, e.g. aggregate with sum()",
+        )
+
+
+class _OwnQueryNeeded(Exception):
+    """Prometheus refused a shared query in words that may quote other placements' series."""
 
 
 class BatchedMetricsReader:
     """Placements whose queries share a shape (`grouping.group_query`) share one query per
-    shape and cycle, split by their key labels; the rest are queried on their own.
+    shape, namespace and cycle, split by their key labels; the rest are queried on their own.
 
     The result a placement gets is what its own query would return: the same series, judged by
-    the same `judge`."""
+    the same `judge`. A failure reaches it only in words about its own series: timeouts and
+    bounds are shared as the operator words them; when Prometheus refuses a shared query, the
+    placement asks its own query and reports that answer instead."""
 
     def __init__(self, reader: MetricsReader, *, max_age: float) -> None:
         self.reader = reader
-        self.shared: SharedResults[dict[tuple[str, ...], list[Series]] | Reading] = SharedResults(
-            max_age=max_age
+        self.shared: SharedResults[dict[tuple[str, ...], list[Series]] | QueryFailed] = (
+            SharedResults(max_age=max_age)
         )
 
     def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
@@ -252,27 +359,44 @@ class BatchedMetricsReader:
         if grouping is None:
             return self.reader.read(name, expression, lookback, upper=upper)
 
-        def fetch(query: str) -> Result:
-            def run() -> dict[tuple[str, ...], list[Series]] | Reading:
-                result = self.reader.query(name, query)
-                return result if isinstance(result, Reading) else split(result, grouping.keys)
+        def fetch(query: str, own: str) -> Result:
+            def run() -> dict[tuple[str, ...], list[Series]] | QueryFailed:
+                try:
+                    return split(self.reader.instant(query), grouping.keys)
+                except QueryFailed as failure:
+                    return failure
 
             members, fetched = self.shared.get(query, reader, run)
-            if not fetched and not isinstance(members, Reading) and grouping.values not in members:
+            if not fetched and isinstance(members, dict) and grouping.values not in members:
                 # A shared result from before this placement's series existed.
                 members, _ = self.shared.get(query, reader, run, refresh=True)
-            if isinstance(members, Reading):
-                return members
+            if isinstance(members, QueryFailed):
+                if members.from_prometheus:
+                    raise _OwnQueryNeeded
+                return Reading(
+                    name,
+                    own,
+                    members.outcome,
+                    detail=f"{members.detail} (one query shared by the placements of this "
+                    f"shape in namespace {grouping.namespace})"
+                    if members.outcome is Outcome.TOO_LARGE
+                    else members.detail,
+                )
             return members.get(grouping.values, [])
 
-        return judge(
-            name,
-            expression,
-            lookback,
-            upper,
-            current=lambda: fetch(grouping.query),
-            over_lookback=lambda: fetch(averaged(grouping.query, lookback)),
-        )
+        try:
+            return judge(
+                name,
+                expression,
+                lookback,
+                upper,
+                current=lambda: fetch(grouping.query, expression),
+                over_lookback=lambda: fetch(
+                    averaged(grouping.query, lookback), averaged(expression, lookback)
+                ),
+            )
+        except _OwnQueryNeeded:
+            return self.reader.read(name, expression, lookback, upper=upper)
 
 
 def _single_value(name: str, query: str, result: list[Series], upper: float | None) -> Reading:
@@ -305,12 +429,25 @@ def _single_value(name: str, query: str, result: list[Series], upper: float | No
     return Reading(name, query, Outcome.OK, value=value)
 
 
+def _prometheus_error(status: int, body: bytes) -> str:
+    """Prometheus's errorType and error, or the start of a body that is not Prometheus's."""
+    try:
+        answer = json.loads(body)
+        text = f"{answer['errorType']}: {answer['error']}"
+    except (ValueError, KeyError, TypeError):
+        text = body[:200].decode("utf-8", errors="replace")
+    return _short(Exception(f"HTTP {status} {text}"))
+
+
 def _is_timeout(error: Exception) -> bool:
     # Without client retries, urllib3 reports a read timeout as MaxRetryError(reason=
-    # ReadTimeoutError), which requests wraps in a ConnectionError, not a Timeout.
+    # ReadTimeoutError), which requests wraps in a ConnectionError, not a Timeout; a timeout
+    # while the body streams is a ConnectionError of the ReadTimeoutError itself.
     if isinstance(error, requests.Timeout):
         return True
     cause = error.args[0] if error.args else None
+    if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+        return True
     reason = getattr(cause, "reason", None)
     # NewConnectionError (refused) subclasses ConnectTimeoutError for old callers' sake.
     if isinstance(reason, urllib3.exceptions.NewConnectionError):

@@ -2,7 +2,11 @@
 metrics through status or Events.
 
 `scope_to_namespace` puts `namespace="<ns>"` on every vector and range selector and refuses a
-selector that already matches another namespace (other value, regex, negation). Pure: no I/O.
+selector that already matches another namespace (other value, regex, negation). A namespace
+matcher the author wrote is judged by its decoded value and sent written plainly, so escapes
+(`"tenant-\\141"`) cannot make Prometheus read another namespace than the one checked.
+`refuse_unbounded` refuses a selector that would read every series of the namespace
+(`{__name__=~".+"}`). Pure: no I/O.
 
 How: promql-parser (the Rust parser) says which selectors the expression has; its printer
 loses escapes and the default subquery step, so the text is not re-printed from the AST.
@@ -105,6 +109,9 @@ def scope_to_namespace(expression: str, namespace: str, *, field: str) -> str:
                     f'only its own namespace, {NAMESPACE_LABEL}="{namespace}"'
                 )
         needs.append(not own)
+    # Written plainly from here on: Prometheus then reads exactly the namespace checked above,
+    # whatever escapes (`"tenant-\\141"`) the author used.
+    expression = _plain_namespaces(expression, namespace)
     sites = _sites(expression)
     if len(sites) != len(selectors) or any(
         site.name is not None and site.name != selector.name
@@ -124,6 +131,122 @@ def scope_to_namespace(expression: str, namespace: str, *, field: str) -> str:
         scoped = scoped[: site.insert_at] + insert + scoped[site.insert_at :]
     _verify(original, scoped, wanted, field)
     return scoped
+
+
+def _plain_namespaces(expression: str, namespace: str) -> str:
+    """Every `namespace="..."` matcher written as `namespace="<namespace>"` (already checked
+    to mean that); `_verify` parses the result again."""
+    tokens = _tokens(expression)
+    plain = json.dumps(namespace)
+    for index in reversed(range(len(tokens) - 2)):
+        label, operator, value = tokens[index : index + 3]
+        if (
+            label.kind == "ident"
+            and label.text == NAMESPACE_LABEL
+            and operator.text == "="
+            and value.kind == "string"
+            and value.text != plain
+        ):
+            end = value.start + len(value.text)
+            expression = expression[: value.start] + plain + expression[end:]
+    return expression
+
+
+def refuse_unbounded(expression: str, *, field: str) -> None:
+    """Refuse a selector that could match every series: no metric name and no matcher that
+    narrows it (`{__name__=~".+"}`, `{job=~".*"}`). Raises ScopeError naming `field`."""
+    for selector in _selectors(_parse(expression, field)):
+        if selector.name or any(_narrows(m) for m in selector.matchers.matchers):
+            continue
+        raise ScopeError(
+            f"{field}: selector {selector} names no metric and has no matcher that narrows it, "
+            "so it reads every series; name the metric (e.g. my_metric{...}) or match a label "
+            'value, e.g. job="my-job" or __name__=~"vllm:.*"'
+        )
+
+
+def _narrows(matcher: promql.Matcher) -> bool:
+    # The namespace matcher is the operator's own restriction, not the query's.
+    if matcher.name == NAMESPACE_LABEL:
+        return False
+    if str(matcher.op) == "MatchOp.Equal":
+        return matcher.value != ""  # `job=""` matches every series without a job
+    if str(matcher.op) == "MatchOp.Re":
+        alternatives = _alternatives(matcher.value)
+        return alternatives is not None and all(_literal_start(a) for a in alternatives)
+    return False  # != and !~ exclude, they do not select
+
+
+_REGEX_SYNTAX = frozenset("\\.+*?()|[]{}^$")
+
+
+def _alternatives(pattern: str) -> list[str] | None:
+    """The top-level alternatives of a regex; None when it cannot be read with certainty."""
+    alternatives, current, depth, index = [], "", 0, 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            current += pattern[index : index + 2]
+            index += 2
+            continue
+        if char == "[":
+            close = _class_end(pattern, index)
+            if close is None:
+                return None
+            current += pattern[index : close + 1]
+            index = close + 1
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        if char == "|" and depth == 0:
+            alternatives.append(current)
+            current = ""
+        else:
+            current += char
+        index += 1
+    if depth:
+        return None
+    return [*alternatives, current]
+
+
+def _class_end(pattern: str, start: int) -> int | None:
+    """Index of the `]` closing the character class opened at `start`."""
+    index = start + 1
+    if pattern[index : index + 1] == "^":
+        index += 1
+    if pattern[index : index + 1] == "]":
+        index += 1  # `[]a]`, `[^]a]`: a first `]` is a member
+    while index < len(pattern):
+        if pattern[index] == "\\":
+            index += 2
+        elif pattern.startswith("[:", index):
+            end = pattern.find(":]", index + 2)
+            if end < 0:
+                return None
+            index = end + 2
+        elif pattern[index] == "]":
+            return index
+        else:
+            index += 1
+    return None
+
+
+def _literal_start(alternative: str) -> bool:
+    """The alternative must begin with a literal character that is not optional, as in
+    `vllm:.*` (Prometheus anchors the regex at both ends)."""
+    if alternative.startswith("\\"):
+        if len(alternative) < 2 or alternative[1].isalnum():
+            return False  # \d, \w, \pL, \x41...: a class or a code, not read here
+        rest = alternative[2:]
+    elif alternative and alternative[0] not in _REGEX_SYNTAX:
+        rest = alternative[1:]
+    else:
+        return False
+    return not rest.startswith(("?", "*", "{0", "{,"))
 
 
 def _parse(expression: str, field: str) -> promql.Expr:
@@ -257,16 +380,17 @@ def _after_parenthesis(tokens: list[_Token], opening: int) -> int:
     return index + 1
 
 
-def scoped_spec(spec: WorkloadPlacementSpec, namespace: str) -> WorkloadPlacementSpec:
-    """The spec with both queries confined to `namespace`; ScopeError names the field."""
-    metrics = spec.metrics
-    utilization = scope_to_namespace(
-        metrics.utilization, namespace, field="spec.metrics.utilization"
-    )
-    queue_depth = (
-        scope_to_namespace(metrics.queue_depth, namespace, field="spec.metrics.queueDepth")
-        if metrics.queue_depth
-        else metrics.queue_depth
-    )
-    scoped = metrics.model_copy(update={"utilization": utilization, "queue_depth": queue_depth})
-    return spec.model_copy(update={"metrics": scoped})
+def scoped_spec(spec: WorkloadPlacementSpec, namespace: str | None) -> WorkloadPlacementSpec:
+    """The spec with both queries confined to `namespace` (None: left as written, when the
+    operator is configured not to scope) and refused when a selector is unbounded; ScopeError
+    names the field."""
+    fields = {"utilization": spec.metrics.utilization, "queue_depth": spec.metrics.queue_depth}
+    names = {"utilization": "spec.metrics.utilization", "queue_depth": "spec.metrics.queueDepth"}
+    update: dict[str, str] = {}
+    for key, expression in fields.items():
+        if not expression:
+            continue
+        refuse_unbounded(expression, field=names[key])
+        if namespace is not None:
+            update[key] = scope_to_namespace(expression, namespace, field=names[key])
+    return spec.model_copy(update={"metrics": spec.metrics.model_copy(update=update)})

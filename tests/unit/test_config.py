@@ -92,3 +92,17 @@ def test_a_refused_url_is_quoted_without_its_credentials() -> None:
     with pytest.raises(ValueError, match="PLACEMENT_PROMETHEUS_URL") as error:
         OperatorConfig(prometheus_url="ftp://reader:s3cret@prometheus:9090").validate()
     assert "s3cret" not in str(error.value) and "//***@prometheus:9090" in str(error.value)
+
+
+def test_answer_bounds_have_defaults_and_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    config = OperatorConfig.from_environment()
+    assert (config.prometheus_max_series, config.prometheus_max_bytes) == (1000, 1 << 20)
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_SERIES", "50")
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_BYTES", "65536")
+    config = OperatorConfig.from_environment()
+    assert (config.prometheus_max_series, config.prometheus_max_bytes) == (50, 65536)
+    with pytest.raises(ValueError, match="PLACEMENT_PROMETHEUS_MAX_SERIES"):
+        OperatorConfig.from_environment(prometheus_max_series=0)

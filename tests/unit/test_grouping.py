@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import promql_parser
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from placement.grouping import Grouping, group_query, split
+from tests.unit.conftest import FUZZ_FACTOR
 
 
 @pytest.mark.parametrize(
@@ -12,33 +18,40 @@ from placement.grouping import Grouping, group_query, split
     [
         (
             'inference_useful_utilization{namespace="a",deployment="x"}',
-            Grouping("inference_useful_utilization", ("deployment", "namespace"), ("x", "a")),
+            Grouping('inference_useful_utilization{namespace="a"}', ("deployment",), ("x",), "a"),
         ),
         (
             'sum(rate(tokens_total{namespace="a", deployment="x"}[5m])) / 21431',
             Grouping(
-                "sum by (deployment, namespace) (rate(tokens_total[5m])) / 21431",
-                ("deployment", "namespace"),
-                ("x", "a"),
+                'sum by (deployment) (rate(tokens_total{namespace="a"}[5m])) / 21431',
+                ("deployment",),
+                ("x",),
+                "a",
             ),
         ),
         (
-            'sum(rate(tok{namespace="inference",pod=~"enricher-.*"}[5m])) / (21431 * '
-            'count(running{namespace="inference",pod=~"enricher-.*"}))',
+            'sum(rate(tok{namespace="inference",pod=~"enricher-.*",app="e"}[5m])) / (21431 * '
+            'count(running{namespace="inference",pod=~"enricher-.*",app="e"}))',
             Grouping(
-                'sum by (namespace) (rate(tok{pod=~"enricher-.*"}[5m])) / (21431 * '
-                'count by (namespace) (running{pod=~"enricher-.*"}))',
-                ("namespace",),
-                ("inference",),
+                'sum by (app) (rate(tok{namespace="inference",pod=~"enricher-.*"}[5m])) / '
+                '(21431 * count by (app) (running{namespace="inference",pod=~"enricher-.*"}))',
+                ("app",),
+                ("e",),
+                "inference",
             ),
         ),
         (
-            "clamp(avg_over_time(util{namespace='a',job!=\"x\"}[5m]), 0, 1)",
-            Grouping('clamp(avg_over_time(util{job!="x"}[5m]), 0, 1)', ("namespace",), ("a",)),
+            "clamp(avg_over_time(util{namespace='a',app='x',job!=\"x\"}[5m]), 0, 1)",
+            Grouping(
+                'clamp(avg_over_time(util{namespace="a",job!="x"}[5m]), 0, 1)',
+                ("app",),
+                ("x",),
+                "a",
+            ),
         ),
         (
-            '{__name__="util",namespace="a"}',
-            Grouping('{__name__="util"}', ("namespace",), ("a",)),
+            '{__name__="util",namespace="a",app="x"}',
+            Grouping('{__name__="util",namespace="a"}', ("app",), ("x",), "a"),
         ),
     ],
 )
@@ -48,16 +61,49 @@ def test_groupable_shapes(expression: str, expected: Grouping) -> None:
 
 def test_placements_that_differ_only_in_their_workload_share_one_query() -> None:
     first = group_query('sum(util{namespace="a",deployment="x"})')
-    second = group_query('sum( util{deployment="y", namespace="b"} )')
+    second = group_query('sum( util{deployment="y", namespace="a"} )')
     assert first is not None and second is not None
     assert first.query == second.query
     assert first.values != second.values
+
+
+def test_each_namespace_has_its_own_shared_query() -> None:
+    first = group_query('sum(util{namespace="a",deployment="x"})')
+    second = group_query('sum(util{namespace="b",deployment="x"})')
+    assert first is not None and second is not None
+    assert first.query == 'sum by (deployment) (util{namespace="a"})'
+    assert second.query == 'sum by (deployment) (util{namespace="b"})'
+
+
+@pytest.mark.parametrize(
+    ("written", "decoded"),
+    [
+        (r"tenant-\141", "tenant-a"),
+        (r"tenant-\x61", "tenant-a"),
+        (r"tenant-\u0061", "tenant-a"),
+        (r"tenant-\U00000061", "tenant-a"),
+        (r"team-\060", "team-0"),
+        (r"q\"1", 'q"1'),
+    ],
+)
+def test_escaped_values_are_read_as_prometheus_reads_them(written: str, decoded: str) -> None:
+    # The namespace is written plainly in the shared query; a key is compared decoded.
+    grouping = group_query(f'sum(util{{namespace="{written}",deployment="{written}"}})')
+    assert grouping is not None
+    assert grouping.namespace == decoded and grouping.values == (decoded,)
+    assert grouping.query == f"sum by (deployment) (util{{namespace={json.dumps(decoded)}}})"
+    (selector,) = _selectors(grouping.query)
+    assert [(m.name, m.value) for m in selector.matchers.matchers] == [("namespace", decoded)]
 
 
 @pytest.mark.parametrize(
     "expression",
     [
         "up",  # nothing tells placements apart
+        'util{namespace="a"}',
+        'util{deployment="x"}',  # no namespace restriction: asked as written
+        'util{namespace="a",deployment="x"} / util{namespace="b",deployment="x"}',
+        'util{namespace="a",namespace="a",deployment="x"}',
         'sum(x{a="1"}) by (a)',  # an existing grouping
         'sum by (a) (x{a="1"})',
         'x{a="1"} offset 5m',
@@ -80,9 +126,9 @@ def test_shapes_that_are_queried_on_their_own(expression: str) -> None:
     assert group_query(expression) is None
 
 
-def test_values_with_quotes_and_backslashes_survive_the_rewrite() -> None:
-    grouping = group_query(r'x{a="q\"1",path=~"a\\.b"}')
-    assert grouping == Grouping(r'x{path=~"a\\.b"}', ("a",), ('q"1',))
+def test_values_with_quotes_backslashes_and_spaces_survive_the_rewrite() -> None:
+    grouping = group_query(r'x{namespace="n",a="q\"1",path=~"a\\.b  c"}')
+    assert grouping == Grouping(r'x{namespace="n",path=~"a\\.b  c"}', ("a",), ('q"1',), "n")
 
 
 def test_split_by_key_labels_keeps_every_series_of_a_key() -> None:
@@ -96,3 +142,61 @@ def test_split_by_key_labels_keeps_every_series_of_a_key() -> None:
     assert [s["value"] for s in members[("a",)]] == [[0, "0.1"], [0, "0.2"]]
     assert len(members[("b",)]) == 1
     assert len(members[("",)]) == 1
+
+
+def _selectors(expression: str) -> list[promql_parser.VectorSelector]:
+    found: list[promql_parser.VectorSelector] = []
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(expression), pre_visit=visit)
+    return found
+
+
+# -- fuzzing: escapes in the namespace and the key labels -----------------------------------
+
+# Characters and escapes that decode to them: octal, \x, \u, \U and plain.
+_ESCAPES = {
+    "a": ["a", r"\141", r"\x61", r"\u0061", r"\U00000061"],
+    "0": ["0", r"\060", r"\x30", r"\u0030"],
+    "-": ["-", r"\055", r"\x2d", r"\u002d"],
+    '"': [r"\"", r"\042", r"\x22"],
+    "\\": [r"\\", r"\134", r"\x5c"],
+    "1": ["1", r"\061"],
+}
+_written = st.lists(
+    st.sampled_from(sorted(_ESCAPES)).flatmap(
+        lambda c: st.sampled_from(_ESCAPES[c]).map(lambda w: (c, w))
+    ),
+    min_size=1,
+    max_size=6,
+)
+_shapes = st.sampled_from(
+    [
+        "sum({s})",
+        "{s}",
+        "avg(rate({s}[5m])) / 3",
+        "sum({s}) / count({s})",
+        "max_over_time({s}[10m])",
+    ]
+)
+
+
+@settings(max_examples=settings.default.max_examples * FUZZ_FACTOR)
+@given(_written, _written, _shapes)
+def test_generated_escapes_group_by_their_decoded_values_or_not_at_all(
+    namespace: list[tuple[str, str]], key: list[tuple[str, str]], shape: str
+) -> None:
+    written_ns = "".join(w for _, w in namespace)
+    written_key = "".join(w for _, w in key)
+    selector = f'util{{namespace="{written_ns}",deployment="{written_key}",job!="x"}}'
+    expression = shape.replace("{s}", selector)
+    grouping = group_query(expression)
+    assert grouping is not None, expression
+    decoded_ns, decoded_key = "".join(c for c, _ in namespace), "".join(c for c, _ in key)
+    assert (grouping.namespace, grouping.values) == (decoded_ns, (decoded_key,))
+    for shared in _selectors(grouping.query):
+        namespaces = [m for m in shared.matchers.matchers if m.name == "namespace"]
+        assert [(str(m.op), m.value) for m in namespaces] == [("MatchOp.Equal", decoded_ns)]

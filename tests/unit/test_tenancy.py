@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placement.tenancy import ScopeError, scope_to_namespace
+from placement.tenancy import ScopeError, refuse_unbounded, scope_to_namespace, scoped_spec
 from tests.unit.conftest import FUZZ_FACTOR
+from tests.unit.factories import make_spec
 
 FIELD = "spec.metrics.utilization"
 
@@ -193,3 +194,88 @@ def test_generated_expressions_are_scoped_or_refused_never_widened(expression: s
     for selector in _selectors(result):
         namespaces = [m for m in selector.matchers.matchers if m.name == "namespace"]
         assert [(str(m.op), m.value) for m in namespaces] == [("MatchOp.Equal", "team-a")]
+
+
+# -- written escapes and unbounded selectors ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "written", [r"team-\141", r"team-\x61", r"team-\u0061", r"team-\U00000061", "team-a"]
+)
+def test_the_own_namespace_is_sent_written_plainly(written: str) -> None:
+    # Prometheus then reads exactly the namespace the check read, whatever the escapes.
+    result = scoped(f'sum(x{{namespace="{written}",job="j"}}) / y')
+    assert result == 'sum(x{namespace="team-a",job="j"}) / y{namespace="team-a"}'
+
+
+@pytest.mark.parametrize(
+    "written", [r"tenant-\141", r"tenant-\x61", r"tenant-\u0061", r"tenant-\U00000061"]
+)
+def test_an_escape_that_names_another_namespace_is_refused(written: str) -> None:
+    # `tenant-\141` is tenant-a: from team-a it names another namespace.
+    with pytest.raises(ScopeError, match="only its own namespace"):
+        scoped(f'x{{namespace="{written}"}}')
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        '{__name__=~".+"}',
+        '{__name__=~".*",namespace="team-a"}',  # with the namespace, Prometheus would run it
+        '{job=~".*",namespace="team-a"}',
+        '{job=~".+"}',
+        '{job="",namespace="team-a"}',  # every series without a job
+        '{job!="x",namespace="team-a"}',
+        '{job!~"x.*",namespace="team-a"}',
+        '{namespace="team-a"}',  # the namespace alone still reads all of it
+        '{__name__=~"a*",namespace="team-a"}',  # the literal is optional
+        '{__name__=~"a?b.*"}',
+        '{__name__=~"vllm.*|.+"}',  # one alternative is open
+        '{__name__=~"(vllm|.+)"}',
+        '{__name__=~"[a-z_]+"}',
+        '{__name__=~"\\\\w+"}',
+        '{__name__=~"[]|.*]|.+"}',
+        '{__name__=~"a[^]]|.+"}',
+        'sum(rate({job=~".+"}[5m])) / sum(up)',
+    ],
+)
+def test_a_selector_that_reads_every_series_is_refused_naming_the_field(
+    expression: str,
+) -> None:
+    with pytest.raises(ScopeError, match=r"^spec\.metrics\.utilization: selector .* names no"):
+        refuse_unbounded(expression, field=FIELD)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "up",
+        'up{job=~".*"}',  # the metric name bounds it
+        '{__name__="up"}',
+        '{__name__=~"vllm:.*"}',
+        '{__name__=~"util|up"}',
+        '{__name__=~"\\\\.hidden.*"}',
+        '{__name__=~"a+.*"}',
+        '{job="x"}',
+        '{pod=~"enricher-.*",job!="x"}',
+        'a unless {job="x"}',
+    ],
+)
+def test_a_selector_with_a_name_or_a_narrowing_matcher_is_accepted(expression: str) -> None:
+    refuse_unbounded(expression, field=FIELD)
+
+
+def test_scoped_spec_refuses_an_unbounded_queue_depth_even_unscoped() -> None:
+    spec = make_spec()
+    spec = spec.model_copy(
+        update={"metrics": spec.metrics.model_copy(update={"queue_depth": '{__name__=~".+"}'})}
+    )
+    for namespace in ("team-a", None):
+        with pytest.raises(ScopeError, match=r"^spec\.metrics\.queueDepth: "):
+            scoped_spec(spec, namespace)
+
+
+def test_a_selector_matching_only_empty_values_is_refused_as_prometheus_refuses_it() -> None:
+    # `{job=~".*"}` alone is invalid PromQL; with the namespace added it would run.
+    with pytest.raises(ScopeError, match=r"^spec\.metrics\.utilization: not valid PromQL"):
+        refuse_unbounded('{job=~".*"}', field=FIELD)
