@@ -107,6 +107,55 @@ def test_a_query_naming_another_namespace_blocks_the_placement_and_reads_nothing
     assert placements.replicas(shared) == 4
 
 
+def _escaped(character: str, form: str) -> tuple[str, str]:
+    """`character` written with an escape, and what is left once its backslash is dropped."""
+    code = ord(character)
+    written = {"octal": f"{code:03o}", "hex": f"x{code:02x}", "unicode": f"u{code:04x}"}[form]
+    return "\\" + written, written
+
+
+@pytest.mark.usefixtures("operator")
+@pytest.mark.parametrize("form", ["octal", "unicode"])
+def test_an_escaped_own_namespace_reads_only_its_own_series_in_batched_mode(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge, form: str
+) -> None:
+    # `<ns>` with its last character escaped is this namespace; with the backslash dropped it
+    # is another (`tenant-\141` / `tenant-141`), whose series hold OTHER.
+    own = placements.namespace
+    escape, undone = _escaped(own[-1], form)
+    written, other = own[:-1] + escape, own[:-1] + undone
+    shared = _two_tenants(placements, other, prometheus, utilization)
+    manifest = placement("escaped", own, deployment=shared, mode="Recommend")
+    manifest["spec"]["metrics"]["utilization"] = (
+        f'sum({UTILIZATION_METRIC}{{namespace="{written}",deployment="{shared}"}})'
+    )
+    placements.apply(manifest)
+
+    status = placements.wait_for_reason("escaped", "BatchRecommended")
+    assert status["decision"]["inputs"]["utilization"] == pytest.approx(OWN)
+    assert str(OTHER) not in _everything_the_tenant_sees(placements, "escaped")
+
+
+@pytest.mark.usefixtures("operator")
+@pytest.mark.parametrize("selector", ['{__name__=~".+"}', '{job=~".+"}'])
+def test_a_selector_for_every_series_blocks_the_placement_naming_the_field(
+    placements: Placements, selector: str
+) -> None:
+    placements.deployment("everything", 4)
+    manifest = placement("everything", placements.namespace, deployment="everything")
+    manifest["spec"]["metrics"]["utilization"] = f"avg({selector})"
+    placements.apply(manifest)
+
+    event = placements.wait_for_event("everything", "InvalidSpec")
+    assert "spec.metrics.utilization" in event.message and "names no metric" in event.message
+    until(
+        lambda: placements.status("everything").get("phase"),
+        lambda phase: phase == "Blocked",
+        what="Blocked",
+    )
+    assert placements.replicas("everything") == 4
+
+
 @pytest.mark.usefixtures("operator")
 def test_jobs_are_created_in_the_placements_namespace_only(
     placements: Placements,
