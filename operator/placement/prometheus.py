@@ -364,7 +364,10 @@ class BatchedMetricsReader:
                 try:
                     return split(self.reader.instant(query), grouping.keys)
                 except QueryFailed as failure:
-                    return failure
+                    # Kept without its traceback, whose frames hold the refused body.
+                    return QueryFailed(
+                        failure.outcome, failure.detail, from_prometheus=failure.from_prometheus
+                    )
 
             members, fetched = self.shared.get(query, reader, run)
             if not fetched and isinstance(members, dict) and grouping.values not in members:

@@ -6,6 +6,8 @@ and the first placement that comes back for a second read fetches a new one. One
 over N placements of one shape thus costs one query, however large N is, and no placement
 decides twice on the same sample. `max_age` bounds how old a result a placement that has not
 read it yet may get (a new placement, or one evaluated less often than its neighbours).
+Results older than that are dropped now and then, so keys nobody asks for any more (a deleted
+namespace's shared queries) do not stay in memory.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class SharedResults(Generic[T]):
         self._entries: dict[Hashable, _Entry[T]] = {}
         self._locks: dict[Hashable, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._swept_at = clock()
         self.fetches = 0
 
     def get(
@@ -58,9 +61,26 @@ class SharedResults(Generic[T]):
                 entry.readers.add(reader)
                 return entry.value, False
             value = fetch()
-            self.fetches += 1
-            self._entries[key] = _Entry(value, self._clock(), {reader})
+            now = self._clock()
+            with self._guard:
+                self.fetches += 1
+                self._entries[key] = _Entry(value, now, {reader})
+                if now - self._swept_at > self.max_age:
+                    self._sweep(now)
             return value, True
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _sweep(self, now: float) -> None:
+        """Drop results too old to be given to anyone (called under the guard)."""
+        self._swept_at = now
+        for key, entry in list(self._entries.items()):
+            if now - entry.fetched_at > self.max_age:
+                del self._entries[key]
+                lock = self._locks.get(key)
+                if lock is not None and not lock.locked():
+                    del self._locks[key]
 
     def _lock(self, key: Hashable) -> threading.Lock:
         with self._guard:

@@ -68,3 +68,15 @@ def test_concurrent_readers_wait_for_one_fetch() -> None:
         thread.join()
     assert len(calls) == 1
     assert sorted(results) == [(7, False)] * 7 + [(7, True)]
+
+
+def test_results_nobody_asks_for_any_more_are_dropped() -> None:
+    clock = Clock()
+    shared: SharedResults[int] = SharedResults(max_age=10, clock=clock)
+    for namespace in range(100):  # e.g. one shared query per namespace, then deleted
+        shared.get(f"q{{namespace={namespace}}}", "a", lambda: 1)
+    assert len(shared) == 100
+    clock.now = 11
+    shared.get("q{namespace=kept}", "a", lambda: 2)
+    assert len(shared) == 1
+    assert shared.get("q{namespace=kept}", "b", lambda: 3) == (2, False)
