@@ -156,6 +156,51 @@ def test_a_selector_for_every_series_blocks_the_placement_naming_the_field(
     assert placements.replicas("everything") == 4
 
 
+def test_a_shared_answer_over_the_series_bound_makes_its_placements_metrics_unavailable(
+    cluster: LocalCluster,
+    crd: str,
+    placements: Placements,
+    other_namespace: str,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+    tmp_path: Path,
+) -> None:
+    # A dedicated operator for this namespace only, bounded to 5 series per answer. Eight
+    # workloads here make the shared query of this shape 8 series; the other namespace's
+    # series are never part of it, nor of the message.
+    own = placements.namespace
+    for index in range(8):
+        utilization.labels(own, f"crowd-{index}").set(OWN)
+        utilization.labels(other_namespace, f"crowd-{index}").set(OTHER)
+    selector = f'{UTILIZATION_METRIC}{{namespace="{own}",deployment=~"crowd-.*"}}'
+    prometheus.wait_for_value(averaged(f"count({selector})", LOOKBACK), 8)
+    placements.deployment("crowd-0", 4)
+    process = start_operator(
+        cluster.kubeconfig,
+        prometheus.url,
+        tmp_path / "operator.log",
+        extra_args=["--namespace", own, "--prometheus-max-series", "5"],
+    )
+    try:
+        # Recommend: the session operator, which also sees it under the default bound,
+        # changes nothing either.
+        placements.apply(placement("crowd", own, deployment="crowd-0", mode="Recommend"))
+        events = until(
+            lambda: placements.events("crowd"),
+            lambda found: any(
+                e.reason == "MetricsUnavailable" and "PLACEMENT_PROMETHEUS_MAX_SERIES" in e.message
+                for e in found
+            ),
+            what="MetricsUnavailable (too-large) from the bounded operator",
+        )
+    finally:
+        process.stop()
+    message = next(e.message for e in events if "PLACEMENT_PROMETHEUS_MAX_SERIES" in e.message)
+    assert "more than 5 series" in message and f"namespace {own}" in message
+    assert other_namespace not in message and str(OTHER) not in message
+    assert placements.replicas("crowd-0") == 4
+
+
 @pytest.mark.usefixtures("operator")
 def test_jobs_are_created_in_the_placements_namespace_only(
     placements: Placements,
