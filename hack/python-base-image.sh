@@ -35,6 +35,16 @@ fi
 
 container="$(buildah from scratch)"
 buildah add --quiet "$container" "$tarball" / >/dev/null  # a local tarball is unpacked
+# The CAs this host trusts beyond Debian's (a company's, a TLS-inspecting proxy's), so pip in
+# the build stage reaches the package index as the host does; pip uses the system bundle.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    buildah add --quiet "$container" /usr/local/share/ca-certificates/ \
+        /usr/local/share/ca-certificates/ >/dev/null
+    buildah run --isolation chroot "$container" update-ca-certificates >/dev/null
+fi
+printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"${TMPDIR:-/tmp}/pip.conf.$$"
+buildah add --quiet "$container" "${TMPDIR:-/tmp}/pip.conf.$$" /etc/pip.conf >/dev/null
+rm -f "${TMPDIR:-/tmp}/pip.conf.$$"
 buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env LANG=C.UTF-8 --cmd python3 "$container"
 buildah commit --quiet --rm "$container" "$name" >/dev/null

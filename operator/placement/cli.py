@@ -142,9 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the operator")
     run.add_argument("--prometheus-url", help="default: $PLACEMENT_PROMETHEUS_URL")
-    run.add_argument(
-        "--prometheus-timeout", type=positive, help="seconds per query (default 5)"
-    )
+    run.add_argument("--prometheus-timeout", type=positive, help="seconds per query (default 5)")
     run.add_argument(
         "--tick", type=positive, help="seconds between looks at each placement (default 15)"
     )
@@ -318,9 +316,7 @@ def _add_replay_commands(commands: Any) -> None:
         help="when the series' day begins (default 2026-11-23T00:00:00Z)",
     )
     trace.add_argument("--step", default="5m", help="series step, in the scaled time (default 5m)")
-    trace.add_argument(
-        "--days", type=whole(1), default=1, help="repeat the day this many times"
-    )
+    trace.add_argument("--days", type=whole(1), default=1, help="repeat the day this many times")
     trace.add_argument("--output", type=Path, required=True, help="series CSV to write")
 
     prom = kinds.add_parser(

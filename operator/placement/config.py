@@ -152,17 +152,14 @@ class OperatorConfig:
                 "set either PLACEMENT_PROMETHEUS_BEARER_TOKEN or "
                 "PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME, not both"
             )
-        if bool(self.prometheus_basic_auth_username) != bool(
-            self.prometheus_basic_auth_password
-        ):
+        if bool(self.prometheus_basic_auth_username) != bool(self.prometheus_basic_auth_password):
             raise ValueError(
                 "basic auth needs both PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME and "
                 "PLACEMENT_PROMETHEUS_BASIC_AUTH_PASSWORD"
             )
         if self.prometheus_ca_file and not Path(self.prometheus_ca_file).is_file():
             raise ValueError(
-                "PLACEMENT_PROMETHEUS_CA_FILE names no readable file: "
-                f"{self.prometheus_ca_file!r}"
+                f"PLACEMENT_PROMETHEUS_CA_FILE names no readable file: {self.prometheus_ca_file!r}"
             )
         if any(name.lower() == "authorization" for name in self.prometheus_headers) and (
             self.prometheus_bearer_token or self.prometheus_basic_auth_username

@@ -119,10 +119,14 @@ class _TimerSuccessesAtDebug(logging.Filter):
     (4,000 lines a minute at 1,000 placements); they become DEBUG lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO and isinstance(record.msg, str):
-            if record.msg.startswith("Timer ") and record.msg.endswith(" succeeded."):
-                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        message = record.msg if isinstance(record.msg, str) else ""
+        if (
+            record.levelno == logging.INFO
+            and message.startswith("Timer ")
+            and message.endswith(" succeeded.")
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
 
 

@@ -7,6 +7,7 @@ long-running operator does not keep the names of placements deleted months ago.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ PHASES = tuple(str(phase) for phase in Phase)
 
 # One `_created` series per counter and histogram doubles what is stored for nothing a
 # dashboard uses (process-wide: the operator's only metrics are these).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Telemetry:
@@ -126,10 +127,9 @@ class Telemetry:
     def forget(self, namespace: str, placement: str) -> None:
         with self._lock:
             for each in PHASES:
-                try:
+                # KeyError: it never had a phase, or was forgotten before
+                with contextlib.suppress(KeyError):
                     self.phase.remove(namespace, placement, each)
-                except KeyError:  # never had a phase, or forgotten before
-                    pass
             currency = self._currencies.pop((namespace, placement), None)
             if currency is not None:
                 self.savings.remove(namespace, placement, currency)

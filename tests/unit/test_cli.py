@@ -246,7 +246,8 @@ def _all_actions(parser: argparse.ArgumentParser, path: str = "placement") -> li
 
 
 def test_every_flag_and_argument_has_help() -> None:
-    missing = [f"{path}: {dest}" for path, dest in _all_actions(build_parser()) if "(no help)" in dest]
+    actions = _all_actions(build_parser())
+    missing = [f"{path}: {dest}" for path, dest in actions if "(no help)" in dest]
     assert missing == []
 
 

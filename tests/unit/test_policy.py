@@ -98,9 +98,7 @@ def _job(outcome: JobOutcome, finished: datetime | None = None, name: str = JOB)
 
 def test_design_example_moves_to_batch_and_creates_the_window_job() -> None:
     decision = _decide()
-    assert decision.message == (
-        f"{SAVES}; deployment/summarizer 4 -> 0; job {JOB} created"
-    )
+    assert decision.message == (f"{SAVES}; deployment/summarizer 4 -> 0; job {JOB} created")
     assert decision.action is Action.MOVE_TO_BATCH
     assert decision.phase is Phase.BATCH
     assert decision.reason is Reason.MOVED_TO_BATCH
@@ -150,8 +148,7 @@ def test_held_part_of_the_day_saves_only_for_those_hours() -> None:
     # acceptableDelay 8h: held 21:00-05:00, so 8h of capacity and of work, not 24h.
     decision = _decide(make_spec(**EIGHT_HOURS), now=EVENING)
     assert decision.message == (
-        f"{SAVES_HELD_8H}; deployment/summarizer 4 -> 0; "
-        "next window 2026-11-22 01:00-05:00 UTC"
+        f"{SAVES_HELD_8H}; deployment/summarizer 4 -> 0; next window 2026-11-22 01:00-05:00 UTC"
     )
     assert decision.savings_per_day == 5.67
     assert decision.inputs.held_hours_per_day == 8.0

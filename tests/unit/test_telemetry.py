@@ -6,7 +6,7 @@ from prometheus_client import generate_latest
 
 from placement import __version__
 from placement.api import Phase
-from placement.telemetry import PHASES, Telemetry
+from placement.telemetry import Telemetry
 
 
 def _text(telemetry: Telemetry) -> str:
@@ -82,7 +82,3 @@ def test_the_phase_gauge_marks_one_phase_per_placement_and_goes_with_it() -> Non
     assert text.count('placement_phase{namespace="ml"') == len(Phase)  # every phase, once
     telemetry.forget("ml", "nightly")
     assert "placement_phase{" not in _text(telemetry)
-
-
-def test_the_gauges_phases_are_the_crds_phases() -> None:
-    assert PHASES == tuple(str(phase) for phase in Phase)
