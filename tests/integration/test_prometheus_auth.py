@@ -4,8 +4,8 @@ with no credential in what it reports."""
 
 from __future__ import annotations
 
-import crypt  # bcrypt for Prometheus' basic_auth_users; libxcrypt has it, the stdlib wraps it
 import textwrap
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +20,12 @@ from placement.localenv.pki import create_pki
 from placement.localenv.process import ManagedProcess, free_port
 from placement.prometheus import MetricsReader, Outcome
 from tests.integration.wait import until
+
+with warnings.catch_warnings():
+    # bcrypt for Prometheus' basic_auth_users: Debian's libxcrypt has it, `crypt` wraps it
+    # (deprecated, but the only bcrypt without another package on Python 3.11 and 3.12).
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
 
 USER, PASSWORD = "placement-reader", "pr0m-s3cret"
 QUERY = "vector(0.25)"  # a value without any scrape: only the connection is under test

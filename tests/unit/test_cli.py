@@ -262,3 +262,23 @@ def test_a_closed_pipe_ends_quietly() -> None:
         code = process.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert code == 0
+
+
+def test_run_refuses_a_log_level_it_does_not_know() -> None:
+    def run(*flags: str, level: str = "") -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "placement.cli", "run", "--prometheus-url"]
+        return subprocess.run(
+            [*command, "http://prometheus:9090", *flags],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "PLACEMENT_LOG_LEVEL": level},
+            check=False,
+            timeout=60,
+        )
+
+    from_flag = run("--log-level", "chatty")
+    assert from_flag.returncode == 2 and "argument --log-level" in from_flag.stderr
+    from_environment = run(level="chatty")
+    assert from_environment.returncode == 2
+    assert "PLACEMENT_LOG_LEVEL" in from_environment.stderr
+    assert "Traceback" not in from_environment.stderr
