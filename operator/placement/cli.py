@@ -415,7 +415,12 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(_formatted(summary_json(result), args.format))
     if args.output:
-        summary, plot = write_outputs(result, args.output)
+        try:
+            summary, plot = write_outputs(result, args.output)
+        except OSError as error:
+            raise CommandError(
+                f"cannot write to {args.output}: {error.strerror or error}"
+            ) from None
         print(f"\nwrote {summary} and {plot}", file=sys.stderr if args.format != "text" else None)
     return 0
 
@@ -448,7 +453,10 @@ def _series(args: argparse.Namespace) -> int:
         raise CommandError(_first_line(error)) from None
     if len(samples) < 2:
         raise CommandError("fewer than two samples: nothing to replay")
-    args.output.write_text(format_series(samples))
+    try:
+        args.output.write_text(format_series(samples))
+    except OSError as error:
+        raise CommandError(f"cannot write {args.output}: {error.strerror or error}") from None
     print(f"wrote {len(samples)} samples to {args.output}")
     return 0
 

@@ -282,3 +282,21 @@ def test_run_refuses_a_log_level_it_does_not_know() -> None:
     assert from_environment.returncode == 2
     assert "PLACEMENT_LOG_LEVEL" in from_environment.stderr
     assert "Traceback" not in from_environment.stderr
+
+
+def test_an_output_that_cannot_be_written_is_a_runtime_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:16:46.6805900,396,109\n"
+    )
+    code = main(
+        [
+            "series", "from-trace", str(trace), "--replicas", "2", "--capacity", "10",
+            "--step", "6h", "--output", str(tmp_path / "missing-dir" / "series.csv"),
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write" in err and "Traceback" not in err
