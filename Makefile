@@ -39,7 +39,7 @@ image-tools: ## install buildah and debootstrap from Debian's packages when miss
 	fi
 
 image: image-tools ## build the image from Dockerfile with buildah (docker build works the same)
-	sh hack/build-image.sh placement-operator:$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+	sh hack/build-image.sh placement-operator:$$(sh hack/version.sh)
 
 cluster: tools ## start a local control plane + Prometheus on 127.0.0.1 and print KUBECONFIG
 	$(PY) -m placement.localenv up
