@@ -324,7 +324,12 @@ def _add_replay_commands(commands: Any) -> None:
         help="a live placement's history: range queries of its utilization (and queue depth)",
     )
     prom.add_argument("--placement", type=Path, required=True, help="WorkloadPlacement YAML")
-    prom.add_argument("--prometheus-url", required=True, help="the Prometheus HTTP API")
+    prom.add_argument(
+        "--prometheus-url",
+        required=True,
+        help="the Prometheus HTTP API; credentials, CA bundle and headers as for `run`, from "
+        "PLACEMENT_PROMETHEUS_BEARER_TOKEN, _BASIC_AUTH_USERNAME/_PASSWORD, _CA_FILE, _HEADERS",
+    )
     prom.add_argument("--start", type=_moment, required=True, help="ISO 8601 or Unix seconds")
     prom.add_argument("--end", type=_moment, required=True, help="ISO 8601 or Unix seconds")
     prom.add_argument("--step", default="5m", help="range query step (default 5m)")
@@ -482,12 +487,26 @@ def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
 
 
 def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
+    from placement.config import OperatorConfig, prometheus_connection_from_environment
     from placement.prometheus import MetricsReader, RangeQueryError
     from placement.series import join_series
 
     placement = _load_placement(args.placement)
     spec = placement.spec
-    reader = MetricsReader(args.prometheus_url, timeout=args.timeout)
+    # The operator's connection settings (PLACEMENT_PROMETHEUS_BEARER_TOKEN...) apply here too.
+    connection = OperatorConfig(
+        prometheus_url=args.prometheus_url,
+        prometheus_timeout_seconds=args.timeout,
+        **prometheus_connection_from_environment(),  # type: ignore[arg-type]
+    )
+    connection.validate()
+    reader = MetricsReader(
+        args.prometheus_url,
+        timeout=args.timeout,
+        headers=connection.prometheus_request_headers(),
+        basic_auth=connection.prometheus_basic_auth(),
+        ca_file=connection.prometheus_ca_file,
+    )
     utilization = reader.range_values(spec.metrics.utilization, args.start, args.end, step)
     replicas: Any = args.replicas
     if replicas is None:

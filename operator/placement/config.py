@@ -100,7 +100,7 @@ class OperatorConfig:
             "peering_lifetime_seconds": int(_env_float("PLACEMENT_PEERING_LIFETIME", 30)),
             "scope_metrics_to_namespace": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),
             "log_level": os.environ.get("PLACEMENT_LOG_LEVEL") or "INFO",
-            **_prometheus_connection_from_environment(),
+            **prometheus_connection_from_environment(),
         }
         if os.environ.get("PLACEMENT_PRIORITY"):
             values["priority"] = int(os.environ["PLACEMENT_PRIORITY"])
@@ -206,7 +206,9 @@ def parse_log_level(text: str) -> int:
     return level
 
 
-def _prometheus_connection_from_environment() -> dict[str, object]:
+def prometheus_connection_from_environment() -> dict[str, object]:
+    """Bearer token, basic auth, CA bundle and extra headers from PLACEMENT_PROMETHEUS_*."""
+
     def secret(name: str) -> str | None:
         # A Secret mounted as env often ends in a newline (`kubectl create secret
         # --from-file`): it is never part of a token or password.

@@ -4,6 +4,7 @@ with no credential in what it reports."""
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 import warnings
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
+from placement.cli import main
 from placement.config import OperatorConfig
 from placement.localenv import tools
 from placement.localenv.pki import create_pki
@@ -28,6 +31,7 @@ with warnings.catch_warnings():
     import crypt
 
 USER, PASSWORD = "placement-reader", "pr0m-s3cret"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 QUERY = "vector(0.25)"  # a value without any scrape: only the connection is under test
 
 
@@ -147,3 +151,29 @@ def test_without_the_ca_bundle_the_certificate_is_not_trusted(
     assert reading.outcome is Outcome.ERROR
     assert "certificate verify failed" in reading.detail
     assert PASSWORD not in reading.describe()
+
+
+def test_series_from_prometheus_uses_the_same_connection_settings(
+    secured_prometheus: SecuredPrometheus,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["spec"]["metrics"] = {"utilization": QUERY}
+    placement_file = tmp_path / "wp.yaml"
+    placement_file.write_text(yaml.safe_dump(manifest))
+    end = dt.datetime.now(dt.UTC)
+    command = [
+        "series", "from-prometheus", "--placement", str(placement_file),
+        "--prometheus-url", secured_prometheus.url, "--replicas", "2",
+        "--start", (end - dt.timedelta(minutes=10)).isoformat(), "--end", end.isoformat(),
+        "--step", "1m", "--output", str(tmp_path / "series.csv"),
+    ]  # fmt: skip
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_CA_FILE", str(secured_prometheus.ca_file))
+    assert main(command) == 1  # no credentials: refused, one line, no traceback
+    assert "401" in capsys.readouterr().err
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME", USER)
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_BASIC_AUTH_PASSWORD", PASSWORD)
+    assert main(command) == 0, capsys.readouterr().err
+    assert "0.25" in (tmp_path / "series.csv").read_text()
