@@ -18,9 +18,12 @@ LABEL org.opencontainers.image.title="placement-operator" \
       org.opencontainers.image.description="Moves inference work between realtime Deployments and batch Jobs when it pays" \
       org.opencontainers.image.source="https://github.com/runplacement/placement-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
+# USER: the numeric user has no /etc/passwd entry, and kopf names its peering identity after
+# the login name (getpass.getuser() reads $USER first; without it the operator cannot start).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    USER=placement
 COPY --from=build /opt/venv /opt/venv
 # A numeric user, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 USER 10001:10001

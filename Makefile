@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo crd venv tools cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality bench
+.PHONY: help demo crd venv tools image-tools image cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,24 @@ venv: $(STAMP) ## create the virtualenv with the package and dev tools
 tools: $(STAMP) ## build kube-apiserver, etcd, kwok, helm... into the cache; install Prometheus
 	$(PY) -m placement.localenv.tools build
 
+# buildah builds the Dockerfile without a Docker engine (chroot isolation); debootstrap makes a
+# Python base from Debian's packages where the registry's python image cannot be pulled.
+IMAGE_TOOLS := buildah debootstrap
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+image-tools: ## install buildah and debootstrap from Debian's packages when missing
+	@missing=""; for tool in $(IMAGE_TOOLS); do \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing from Debian"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+image: image-tools ## build the image from Dockerfile with buildah (docker build works the same)
+	sh hack/build-image.sh placement-operator:$$(sh hack/version.sh)
+
 cluster: tools ## start a local control plane + Prometheus on 127.0.0.1 and print KUBECONFIG
 	$(PY) -m placement.localenv up
 
@@ -32,7 +50,7 @@ cluster-down: $(STAMP) ## stop what `make cluster` started
 kubectl-path: $(STAMP) ## print the path of the built kubectl
 	@$(PY) -m placement.localenv.tools paths | awk '$$1=="kubectl"{print $$2}'
 
-test: tools ## every test: unit, and integration on a real control plane and Prometheus
+test: tools image-tools ## every test: unit, and integration on a real control plane and Prometheus
 	$(PY) -m pytest
 
 unit: $(STAMP) ## the pure-core tests only (no cluster)
@@ -51,7 +69,7 @@ chart: tools ## the chart tests: helm lint, snapshot, rendered objects (no clust
 chart-snapshots: tools ## re-render tests/chart/snapshots/ after an intended chart change
 	UPDATE_SNAPSHOTS=1 $(PY) -m pytest tests/chart -k snapshot -q
 
-image-check: $(STAMP) ## hadolint, and the image's install steps into a clean virtualenv
+image-check: tools image-tools ## the image: hadolint, its install steps, built with buildah and run
 	$(PY) -m pytest tests/packaging
 
 lint: $(STAMP) ## ruff and mypy

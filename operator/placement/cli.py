@@ -14,7 +14,10 @@ import argparse
 import datetime as dt
 import json
 import logging
+import math
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +25,124 @@ import yaml
 from pydantic import ValidationError
 
 from placement import __version__
+from placement.config import LOG_LEVELS
+
+OUTPUT_FORMATS = ("text", "json", "yaml")
+
+
+# Argument types: argparse names the flag ("argument --replicas: ...") and exits 2.
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def positive_fraction(text: str) -> float:
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text!r}")
+    return value
+
+
+def below_one(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text!r}")
+    return value
+
+
+def whole(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {text!r}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+EXIT_RUNTIME_ERROR = 1  # a file, a manifest or a service let the command down
+EXIT_USAGE_ERROR = 2  # the command line itself is wrong (argparse's own code)
+
+
+class CommandError(Exception):
+    """A runtime error worth one line on stderr, never a traceback."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="placement", description=__doc__.splitlines()[0])
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_RUNTIME_ERROR
+    except BrokenPipeError:
+        # `placement explain ... | head`: the reader had enough. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "replay":
+        return _replay(args)
+    if args.command == "series":
+        return _series(args)
+    if args.command == "crd":
+        from placement.crd import render_crd_yaml
+
+        sys.stdout.write(render_crd_yaml())
+        return 0
+    if args.command == "explain":
+        return _explain(args)
+    return _run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="placement",
+        description=__doc__.splitlines()[0],
+        epilog="Exit status: 0 done, 1 a runtime error (a file, a manifest, Prometheus), "
+        "2 a usage error (the command line).",
+    )
     parser.add_argument("--version", action="version", version=f"placement {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the operator")
     run.add_argument("--prometheus-url", help="default: $PLACEMENT_PROMETHEUS_URL")
-    run.add_argument("--prometheus-timeout", type=float, help="seconds per query (default 5)")
+    run.add_argument("--prometheus-timeout", type=positive, help="seconds per query (default 5)")
     run.add_argument(
         "--prometheus-max-series",
         type=int,
@@ -43,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="most bytes one query's answer may hold (default 1048576)",
     )
-    run.add_argument("--tick", type=float, help="seconds between looks at each placement")
+    run.add_argument(
+        "--tick", type=positive, help="seconds between looks at each placement (default 15)"
+    )
     run.add_argument(
         "--query-mode",
         choices=["batched", "per-placement"],
@@ -52,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument(
         "--metrics-max-age",
-        type=float,
+        type=positive,
         help="seconds a shared query result may be reused by a placement (default 60)",
     )
     run.add_argument(
@@ -111,38 +224,42 @@ def main(argv: list[str] | None = None) -> int:
         "and block a placement whose query names another namespace "
         "(default: $PLACEMENT_SCOPE_METRICS_TO_NAMESPACE or on)",
     )
-    run.add_argument("--verbose", action="store_true")
+    run.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="the operator's log lines from this level on "
+        "(default: $PLACEMENT_LOG_LEVEL or INFO; kopf's per-tick lines are DEBUG)",
+    )
+    run.add_argument("--verbose", action="store_true", help="the same as --log-level DEBUG")
 
     commands.add_parser("crd", help="print the CustomResourceDefinition (YAML)")
 
     explain = commands.add_parser("explain", help="the decision for one placement, no cluster")
     explain.add_argument("file", type=Path, help="a WorkloadPlacement manifest (YAML)")
-    explain.add_argument("--replicas", type=int, required=True, help="current replicas")
+    explain.add_argument(
+        "--replicas", type=whole(0), required=True, help="current replicas of the Deployment"
+    )
     explain.add_argument(
         "--utilization",
-        type=float,
+        type=fraction,
         required=True,
         help="useful utilization of the realtime fleet, 0..1",
     )
-    explain.add_argument("--queue-depth", type=float)
+    explain.add_argument(
+        "--queue-depth", type=non_negative, help="work waiting, as the queue query reports it"
+    )
     explain.add_argument("--now", type=_aware_datetime, help="ISO-8601 time (default: now)")
-    explain.add_argument("--output", choices=["text", "json"], default="text")
+    explain.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUT_FORMATS,
+        default="text",
+        help="text (a worksheet), json or yaml (default text)",
+    )
 
     _add_replay_commands(commands)
-
-    args = parser.parse_args(argv)
-    if args.command == "replay":
-        return _replay(args)
-    if args.command == "series":
-        return _series(args)
-    if args.command == "crd":
-        from placement.crd import render_crd_yaml
-
-        sys.stdout.write(render_crd_yaml())
-        return 0
-    if args.command == "explain":
-        return _explain(args)
-    return _run(args)
+    return parser
 
 
 def _add_replay_commands(commands: Any) -> None:
@@ -159,13 +276,20 @@ def _add_replay_commands(commands: Any) -> None:
     replay.add_argument("--output", type=Path, help="directory for summary.json, timeline.png")
     replay.add_argument(
         "--batch-efficiency",
-        type=float,
+        type=positive,
         help="true efficiency of the simulated Jobs (default: the declared one)",
     )
     replay.add_argument(
         "--retry-rate",
-        type=float,
+        type=below_one,
         help="true failed share of the Jobs' pod-hours (default: the declared one)",
+    )
+    replay.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default="text",
+        help="what is printed: text (a table), json or yaml (the summary with its decisions); "
+        "default text",
     )
     replay.add_argument(
         "--keep-mode",
@@ -182,15 +306,20 @@ def _add_replay_commands(commands: Any) -> None:
     trace.add_argument(
         "trace", type=Path, help="CSV with TIMESTAMP, ContextTokens, GeneratedTokens"
     )
-    trace.add_argument("--replicas", type=int, required=True, help="realtime replicas")
+    trace.add_argument("--replicas", type=whole(1), required=True, help="realtime replicas")
     capacity = trace.add_mutually_exclusive_group(required=True)
-    capacity.add_argument("--capacity", type=float, help="tokens/s one replica serves")
+    capacity.add_argument("--capacity", type=positive, help="tokens/s one replica serves")
     capacity.add_argument(
         "--mean-utilization",
-        type=float,
+        type=positive_fraction,
         help="state the capacity so the trace's mean load is this utilization",
     )
-    trace.add_argument("--tokens", choices=["total", "generated", "context"], default="total")
+    trace.add_argument(
+        "--tokens",
+        choices=["total", "generated", "context"],
+        default="total",
+        help="which tokens are the load (default total)",
+    )
     trace.add_argument(
         "--start",
         type=_moment,
@@ -198,7 +327,7 @@ def _add_replay_commands(commands: Any) -> None:
         help="when the series' day begins (default 2026-11-23T00:00:00Z)",
     )
     trace.add_argument("--step", default="5m", help="series step, in the scaled time (default 5m)")
-    trace.add_argument("--days", type=int, default=1, help="repeat the day this many times")
+    trace.add_argument("--days", type=whole(1), default=1, help="repeat the day this many times")
     trace.add_argument("--output", type=Path, required=True, help="series CSV to write")
 
     prom = kinds.add_parser(
@@ -206,35 +335,80 @@ def _add_replay_commands(commands: Any) -> None:
         help="a live placement's history: range queries of its utilization (and queue depth)",
     )
     prom.add_argument("--placement", type=Path, required=True, help="WorkloadPlacement YAML")
-    prom.add_argument("--prometheus-url", required=True)
+    prom.add_argument(
+        "--prometheus-url",
+        required=True,
+        help="the Prometheus HTTP API; credentials, CA bundle and headers as for `run`, from "
+        "PLACEMENT_PROMETHEUS_BEARER_TOKEN, _BASIC_AUTH_USERNAME/_PASSWORD, _CA_FILE, _HEADERS",
+    )
     prom.add_argument("--start", type=_moment, required=True, help="ISO 8601 or Unix seconds")
     prom.add_argument("--end", type=_moment, required=True, help="ISO 8601 or Unix seconds")
     prom.add_argument("--step", default="5m", help="range query step (default 5m)")
     replicas = prom.add_mutually_exclusive_group()
-    replicas.add_argument("--replicas", type=int, help="a fixed replica count")
+    replicas.add_argument("--replicas", type=whole(0), help="a fixed replica count")
     replicas.add_argument(
         "--replicas-query",
         help="PromQL for the Deployment's replicas (default: kube-state-metrics' "
         "kube_deployment_spec_replicas for the placement's namespace and target)",
     )
     prom.add_argument("--namespace", help="default: the manifest's metadata.namespace")
-    prom.add_argument("--timeout", type=float, default=30.0, help="seconds per query")
+    prom.add_argument("--timeout", type=positive, default=30.0, help="seconds per query")
     prom.add_argument("--output", type=Path, required=True, help="series CSV to write")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A WorkloadPlacement manifest (or only its spec) from a YAML file, or a CommandError
+    that says what the file holds instead."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise CommandError(f"{path}: not a text file; expected a WorkloadPlacement YAML") from None
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise CommandError(f"{path}: not valid YAML: {_first_line(error)}") from None
+    if document is None:
+        raise CommandError(f"{path} is empty; expected a WorkloadPlacement manifest")
+    if not isinstance(document, dict):
+        raise CommandError(
+            f"{path} holds a YAML {type(document).__name__}; expected a WorkloadPlacement "
+            "manifest (a mapping with apiVersion, kind, metadata and spec)"
+        )
+    kind = document.get("kind")
+    if kind is not None and kind != "WorkloadPlacement":
+        raise CommandError(f"{path} holds a {kind}, not a WorkloadPlacement")
+    return document
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+def _invalid(path: Path, error: ValidationError, prefix: str = "") -> CommandError:
+    problems = [
+        f"{prefix}{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in error.errors()[:10]
+    ]
+    return CommandError(f"{path} is not a valid WorkloadPlacement:\n  " + "\n  ".join(problems))
 
 
 def _load_placement(path: Path) -> Any:
     from placement.api import WorkloadPlacement
 
-    return WorkloadPlacement.model_validate(yaml.safe_load(path.read_text()))
+    manifest = read_manifest(path)
+    try:
+        return WorkloadPlacement.model_validate(manifest)
+    except ValidationError as error:
+        raise _invalid(path, error) from None
 
 
 def _replay(args: argparse.Namespace) -> int:
     from placement.replay import ReplayOptions, replay
-    from placement.replay_report import table, write_outputs
+    from placement.replay_report import summary_json, table, write_outputs
     from placement.series import SeriesError, parse_series
 
+    placement = _load_placement(args.placement)
     try:
-        placement = _load_placement(args.placement)
         samples = parse_series(args.series.read_text())
         result = replay(
             placement.spec,
@@ -246,14 +420,31 @@ def _replay(args: argparse.Namespace) -> int:
                 enforce=not args.keep_mode,
             ),
         )
-    except (OSError, yaml.YAMLError, SeriesError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(table(result))
+    except UnicodeDecodeError:
+        raise CommandError(f"{args.series}: not a text file; expected a series CSV") from None
+    except OSError as error:
+        raise CommandError(f"cannot read {args.series}: {error.strerror or error}") from None
+    except (SeriesError, ValueError) as error:
+        raise CommandError(f"{args.series}: {_first_line(error)}") from None
+    if args.format == "text":
+        print(table(result))
+    else:
+        print(_formatted(summary_json(result), args.format))
     if args.output:
-        summary, plot = write_outputs(result, args.output)
-        print(f"\nwrote {summary} and {plot}")
+        try:
+            summary, plot = write_outputs(result, args.output)
+        except OSError as error:
+            raise CommandError(
+                f"cannot write to {args.output}: {error.strerror or error}"
+            ) from None
+        print(f"\nwrote {summary} and {plot}", file=sys.stderr if args.format != "text" else None)
     return 0
+
+
+def _formatted(data: Any, output: str) -> str:
+    if output == "yaml":
+        return yaml.safe_dump(data, sort_keys=False).rstrip()
+    return json.dumps(data, indent=2)
 
 
 def _series(args: argparse.Namespace) -> int:
@@ -267,13 +458,21 @@ def _series(args: argparse.Namespace) -> int:
             if args.source == "from-trace"
             else _prometheus_series(args, step)
         )
-    except (OSError, yaml.YAMLError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except CommandError:
+        raise
+    except UnicodeDecodeError:
+        raise CommandError(f"{args.trace}: not a text file; expected a trace CSV") from None
+    except OSError as error:
+        where = getattr(error, "filename", None) or "a file"
+        raise CommandError(f"cannot read {where}: {error.strerror or error}") from None
+    except (ValueError, RuntimeError) as error:
+        raise CommandError(_first_line(error)) from None
     if len(samples) < 2:
-        print("error: fewer than two samples: nothing to replay", file=sys.stderr)
-        return 2
-    args.output.write_text(format_series(samples))
+        raise CommandError("fewer than two samples: nothing to replay")
+    try:
+        args.output.write_text(format_series(samples))
+    except OSError as error:
+        raise CommandError(f"cannot write {args.output}: {error.strerror or error}") from None
     print(f"wrote {len(samples)} samples to {args.output}")
     return 0
 
@@ -285,8 +484,6 @@ def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
     kind = TokenKind(args.tokens)
     capacity = args.capacity
     if capacity is None:
-        if not 0 < args.mean_utilization <= 1:
-            raise ValueError("--mean-utilization must be in (0,1]")
         capacity = mean_tokens_per_second(requests, kind) / (args.replicas * args.mean_utilization)
     print(f"capacity {capacity:.1f} {kind} tokens/s per replica, {args.replicas} replicas")
     return trace_to_series(
@@ -301,12 +498,26 @@ def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
 
 
 def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
+    from placement.config import OperatorConfig, prometheus_connection_from_environment
     from placement.prometheus import MetricsReader, RangeQueryError
     from placement.series import join_series
 
     placement = _load_placement(args.placement)
     spec = placement.spec
-    reader = MetricsReader(args.prometheus_url, timeout=args.timeout)
+    # The operator's connection settings (PLACEMENT_PROMETHEUS_BEARER_TOKEN...) apply here too.
+    connection = OperatorConfig(
+        prometheus_url=args.prometheus_url,
+        prometheus_timeout_seconds=args.timeout,
+        **prometheus_connection_from_environment(),  # type: ignore[arg-type]
+    )
+    connection.validate()
+    reader = MetricsReader(
+        args.prometheus_url,
+        timeout=args.timeout,
+        headers=connection.prometheus_request_headers(),
+        basic_auth=connection.prometheus_basic_auth(),
+        ca_file=connection.prometheus_ca_file,
+    )
     utilization = reader.range_values(spec.metrics.utilization, args.start, args.end, step)
     replicas: Any = args.replicas
     if replicas is None:
@@ -347,29 +558,22 @@ def _aware_datetime(text: str) -> dt.datetime:
 def _explain(args: argparse.Namespace) -> int:
     from placement.explain import explain
 
-    try:
-        manifest = yaml.safe_load(args.file.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
-        return 2
+    manifest = read_manifest(args.file)
     now = args.now or dt.datetime.now(dt.UTC)
     try:
         result = explain(manifest, args.replicas, args.utilization, args.queue_depth, now)
     except ValidationError as error:
-        for problem in error.errors():
-            where = ".".join(str(part) for part in problem["loc"])
-            print(f"error: {args.file}: {where}: {problem['msg']}", file=sys.stderr)
-        return 2
-    if args.output == "json":
-        print(json.dumps(result, indent=2))
-    else:
+        raise _invalid(args.file, error, prefix="" if "spec" in manifest else "spec.") from None
+    if args.output == "text":
         print(_worksheet(result))
+    else:
+        print(_formatted(result, args.output))
     return 0
 
 
 def _worksheet(result: dict[str, Any]) -> str:
     currency = result["currency"]
-    lines = [result["message"], ""]
+    lines = [f"{result['reason']}: {result['message']}", ""]
     breakdown = result.get("breakdown")
     if breakdown:
         lines.append(
@@ -427,16 +631,19 @@ def _run(args: argparse.Namespace) -> int:
             posting_level=(
                 logging.getLevelName(args.posting_level.upper()) if args.posting_level else None
             ),
+            log_level="DEBUG" if args.verbose else args.log_level,
         )
     except ValueError as error:
+        # Flags or PLACEMENT_* variables: a usage error.
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE_ERROR
     # kopf's own formatters: text with the object as a prefix, or JSON with it as a field.
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
         log_prefix=config.log_format != "json",
     )
+    logging.getLogger().setLevel(config.log_level)
     registry = kopf.OperatorRegistry()
     telemetry = register(registry, config)
     endpoint = config.metrics_endpoint()

@@ -4,13 +4,16 @@ connects."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _USERINFO = re.compile(r"//[^/@\s]+@")
 
 
@@ -65,6 +68,16 @@ class OperatorConfig:
     # Every selector of a placement's PromQL gets namespace="<its namespace>", and a selector
     # naming another namespace blocks it: tenants cannot read each other's metrics.
     scope_metrics_to_namespace: bool = True
+    # The operator's own log lines below this level are dropped (kopf's per-tick lines are
+    # DEBUG whatever this says).
+    log_level: int = logging.INFO
+    # How to reach a Prometheus behind authentication or a private CA, or a multi-tenant
+    # one (Mimir, Cortex, Thanos) that wants X-Scope-OrgID. repr=False: never in a log line.
+    prometheus_bearer_token: str | None = field(default=None, repr=False)
+    prometheus_basic_auth_username: str | None = field(default=None, repr=False)
+    prometheus_basic_auth_password: str | None = field(default=None, repr=False)
+    prometheus_ca_file: str | None = None
+    prometheus_headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -91,10 +104,14 @@ class OperatorConfig:
             "peering": os.environ.get("PLACEMENT_PEERING") or None,
             "peering_lifetime_seconds": int(_env_float("PLACEMENT_PEERING_LIFETIME", 30)),
             "scope_metrics_to_namespace": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),
+            "log_level": os.environ.get("PLACEMENT_LOG_LEVEL") or "INFO",
+            **prometheus_connection_from_environment(),
         }
         if os.environ.get("PLACEMENT_PRIORITY"):
             values["priority"] = int(os.environ["PLACEMENT_PRIORITY"])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values["log_level"], str):  # the flag's text wins over the variable's
+            values["log_level"] = parse_log_level(values["log_level"])
         if values.get("peering") and "priority" not in values:
             # Replicas of one Deployment share their flags: a random priority keeps two from
             # tying (kopf pauses every replica on a tie).
@@ -135,6 +152,45 @@ class OperatorConfig:
             self.metrics_endpoint()  # raises with the flag named
         if self.peering is not None and self.peering_lifetime_seconds < 5:
             raise ValueError("the peering lifetime (--peering-lifetime) must be at least 5 s")
+        if self.log_level not in (logging.getLevelName(name) for name in LOG_LEVELS):
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        self._validate_prometheus_connection()
+
+    def _validate_prometheus_connection(self) -> None:
+        # Messages name the variables, never their values: these are credentials.
+        if self.prometheus_bearer_token and self.prometheus_basic_auth_username:
+            raise ValueError(
+                "set either PLACEMENT_PROMETHEUS_BEARER_TOKEN or "
+                "PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME, not both"
+            )
+        if bool(self.prometheus_basic_auth_username) != bool(self.prometheus_basic_auth_password):
+            raise ValueError(
+                "basic auth needs both PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME and "
+                "PLACEMENT_PROMETHEUS_BASIC_AUTH_PASSWORD"
+            )
+        if self.prometheus_ca_file and not Path(self.prometheus_ca_file).is_file():
+            raise ValueError(
+                f"PLACEMENT_PROMETHEUS_CA_FILE names no readable file: {self.prometheus_ca_file!r}"
+            )
+        if any(name.lower() == "authorization" for name in self.prometheus_headers) and (
+            self.prometheus_bearer_token or self.prometheus_basic_auth_username
+        ):
+            raise ValueError(
+                "PLACEMENT_PROMETHEUS_HEADERS sets Authorization, and so does the bearer token "
+                "or basic auth: keep one"
+            )
+
+    def prometheus_request_headers(self) -> dict[str, str]:
+        """Headers of every query: the extra ones, and the bearer token."""
+        headers = dict(self.prometheus_headers)
+        if self.prometheus_bearer_token:
+            headers["Authorization"] = f"Bearer {self.prometheus_bearer_token}"
+        return headers
+
+    def prometheus_basic_auth(self) -> tuple[str, str] | None:
+        if self.prometheus_basic_auth_username and self.prometheus_basic_auth_password:
+            return self.prometheus_basic_auth_username, self.prometheus_basic_auth_password
+        return None
 
     def metrics_endpoint(self) -> tuple[str, int] | None:
         """(host, port) to serve /metrics on, or None when turned off."""
@@ -147,3 +203,54 @@ class OperatorConfig:
                 f"HOST:PORT, got {self.metrics_address!r}"
             )
         return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def parse_log_level(text: str) -> int:
+    """DEBUG, INFO, WARNING or ERROR (any case) as a logging level."""
+    name = text.strip().upper()
+    if name not in LOG_LEVELS:
+        raise ValueError(
+            f"log level (--log-level or PLACEMENT_LOG_LEVEL) must be one of "
+            f"{', '.join(LOG_LEVELS)}, got {text!r}"
+        )
+    level: int = logging.getLevelName(name)
+    return level
+
+
+def prometheus_connection_from_environment() -> dict[str, object]:
+    """Bearer token, basic auth, CA bundle and extra headers from PLACEMENT_PROMETHEUS_*."""
+
+    def secret(name: str) -> str | None:
+        # A Secret mounted as env often ends in a newline (`kubectl create secret
+        # --from-file`): it is never part of a token or password.
+        value = os.environ.get(name, "").strip()
+        return value or None
+
+    return {
+        "prometheus_bearer_token": secret("PLACEMENT_PROMETHEUS_BEARER_TOKEN"),
+        "prometheus_basic_auth_username": secret("PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME"),
+        "prometheus_basic_auth_password": secret("PLACEMENT_PROMETHEUS_BASIC_AUTH_PASSWORD"),
+        "prometheus_ca_file": os.environ.get("PLACEMENT_PROMETHEUS_CA_FILE") or None,
+        "prometheus_headers": parse_headers(os.environ.get("PLACEMENT_PROMETHEUS_HEADERS", "")),
+    }
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    """PLACEMENT_PROMETHEUS_HEADERS: a JSON object of header name to string value."""
+    if not text.strip():
+        return {}
+    try:
+        headers = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            "PLACEMENT_PROMETHEUS_HEADERS must be a JSON object such as "
+            f'{{"X-Scope-OrgID": "team-a"}}: {error.msg} at character {error.pos}'
+        ) from None
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ValueError(
+            "PLACEMENT_PROMETHEUS_HEADERS must be a JSON object of header names to string "
+            'values, such as {"X-Scope-OrgID": "team-a"}'
+        )
+    return headers

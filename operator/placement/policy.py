@@ -833,7 +833,8 @@ def _decision(
     acts = desired_replicas is not None or job_name is not None
     if actuate is None:
         actuate = acts and ctx.spec.mode is Mode.ENFORCE
-    message = f"{reason}: {details}"
+    # The reason has its own column in `kubectl describe` and status: not repeated here.
+    message = details
     if len(message) > MAX_MESSAGE_LENGTH:
         message = message[: MAX_MESSAGE_LENGTH - 3] + "..."
     return Decision(

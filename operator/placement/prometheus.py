@@ -183,19 +183,29 @@ class MetricsReader:
         timeout: float = 5.0,
         headers: dict[str, str] | None = None,
         verify_tls: bool = True,
+        basic_auth: tuple[str, str] | None = None,
+        ca_file: str | None = None,
         limits: QueryLimits | None = None,
     ) -> None:
+        """`headers` go with every query (a bearer token as Authorization, X-Scope-OrgID...);
+        `ca_file` is the bundle that verifies an https Prometheus instead of the system's."""
         self.url = url
         self.timeout = timeout
         self.limits = limits or QueryLimits()
+        session = requests.Session()
+        session.verify = (ca_file or True) if verify_tls else False
         # No client-side retries: the next evaluation cycle is the retry.
         self._client = PrometheusConnect(
             url=url,
-            headers=headers,
-            disable_ssl=not verify_tls,
+            headers=dict(headers) if headers else None,
+            auth=basic_auth,
+            session=session,
             retry=Retry(total=0),
             timeout=timeout,
         )
+
+    def __repr__(self) -> str:  # the client holds credentials: show only where it points
+        return f"MetricsReader({_CREDENTIALS.sub('//', self.url)!r})"
 
     def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
         """Useful utilization of the realtime fleet: one number in [0, 1]."""

@@ -7,6 +7,7 @@ long-running operator does not keep the names of placements deleted months ago.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,19 +15,48 @@ from time import perf_counter
 from typing import Any
 
 from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     start_http_server,
 )
 
+from placement import __version__
+from placement.api import Phase
+
 PREFIX = "placement"
+PHASES = tuple(str(phase) for phase in Phase)
+
+# One `_created` series per counter and histogram doubles what is stored for nothing a
+# dashboard uses (process-wide: the operator's only metrics are these).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_resident_memory_bytes, CPU, open fds; python_info; GC: the process-wide
+        # collectors read the process, so every registry may show them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info",
+            "Always 1; the operator's version as a label.",
+            ["version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(version=__version__).set(1)
+        self.phase = Gauge(
+            f"{PREFIX}_phase",
+            "1 for the phase a placement is in now, 0 for the others.",
+            ["namespace", "placement", "phase"],
+            registry=self.registry,
+        )
         self.decisions = Counter(
             f"{PREFIX}_decisions_total",
             "Evaluations by the action decided and its reason.",
@@ -78,10 +108,14 @@ class Telemetry:
         reason: str,
         savings: float | None,
         currency: str,
+        phase: str | None = None,
     ) -> None:
         self.decisions.labels(action=action, reason=reason).inc()
         key = (namespace, placement)
         with self._lock:
+            if phase is not None:
+                for each in PHASES:
+                    self.phase.labels(namespace, placement, each).set(1 if each == phase else 0)
             previous = self._currencies.get(key)
             if previous is not None and (savings is None or previous != currency):
                 self.savings.remove(namespace, placement, previous)
@@ -92,6 +126,10 @@ class Telemetry:
 
     def forget(self, namespace: str, placement: str) -> None:
         with self._lock:
+            for each in PHASES:
+                # KeyError: it never had a phase, or was forgotten before
+                with contextlib.suppress(KeyError):
+                    self.phase.remove(namespace, placement, each)
             currency = self._currencies.pop((namespace, placement), None)
             if currency is not None:
                 self.savings.remove(namespace, placement, currency)

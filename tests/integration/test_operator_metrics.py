@@ -7,6 +7,7 @@ import urllib.request
 from prometheus_client import Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
+from placement import __version__
 from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.prometheus import LocalPrometheus
 from tests.integration.harness import Placements, averaged_utilization, placement
@@ -67,6 +68,14 @@ def test_decisions_savings_actuations_and_query_errors_are_exported(
         _value(operator, "placement_prometheus_query_errors_total", outcome="empty") or 0
     ) > empty
     assert (_value(operator, "placement_reconcile_duration_seconds_count") or 0) > 0
+    assert _value(operator, "placement_phase", namespace=ns, placement="ranker", phase="Batch") == 1
+    assert (
+        _value(operator, "placement_phase", namespace=ns, placement="ranker", phase="Realtime") == 0
+    )
+    assert _value(operator, "placement_build_info", version=__version__) == 1
+    samples = _samples(operator)
+    assert samples[("process_resident_memory_bytes", frozenset())] > 0
+    assert not [name for name, _ in samples if name.endswith("_created")]
 
     # A deleted placement leaves no series behind.
     placements.delete("ranker")
@@ -80,4 +89,7 @@ def test_decisions_savings_actuations_and_query_errors_are_exported(
         ),
         lambda value: value is None,
         what="savings gauge for ranker removed",
+    )
+    assert (
+        _value(operator, "placement_phase", namespace=ns, placement="ranker", phase="Batch") is None
     )

@@ -3,12 +3,16 @@ the operator computes, and bad input names the field."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from placement.cli import main
+from placement.cli import build_parser, main
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 NOW = "2026-11-24T14:00:00Z"
@@ -98,7 +102,7 @@ def test_explain_names_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixtu
     manifest = (EXAMPLES / "nightly-enrichment.yaml").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text(manifest.replace("retryRate: 0.05", "retryRate: 1.5"))
-    assert main(["explain", str(bad), "--replicas", "6", "--utilization", "0.15"]) == 2
+    assert main(["explain", str(bad), "--replicas", "6", "--utilization", "0.15"]) == 1
     assert "spec.costs.retryRate" in capsys.readouterr().err
 
 
@@ -123,3 +127,176 @@ def test_crd_command_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]
     assert main(["crd"]) == 0
     committed = EXAMPLES.parent / "crds" / "workloadplacements.placement.runplacement.io.yaml"
     assert capsys.readouterr().out == committed.read_text()
+
+
+def _explain(*flags: str, file: Path = EXAMPLES / "nightly-enrichment.yaml") -> list[str]:
+    return ["explain", str(file), "--now", NOW, *flags]
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--replicas", "-3", "--utilization", "0.2"], "--replicas"),
+        (["--replicas", "2.5", "--utilization", "0.2"], "--replicas"),
+        (["--replicas", "4", "--utilization", "1.5"], "--utilization"),
+        (["--replicas", "4", "--utilization", "-0.1"], "--utilization"),
+        (["--replicas", "4", "--utilization", "nan"], "--utilization"),
+        (["--replicas", "4", "--utilization", "0.2", "--queue-depth", "-1"], "--queue-depth"),
+        (["--replicas", "4", "--utilization", "0.2", "-o", "xml"], "--output"),
+    ],
+)
+def test_nonsense_numbers_are_refused_naming_the_flag(
+    flags: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(_explain(*flags))
+    assert exit_.value.code == 2  # a usage error
+    err = capsys.readouterr()
+    assert f"argument {named}" in err.err or f"argument -o/{named}" in err.err
+    assert err.out == ""  # nothing computed from it
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--batch-efficiency", "0"], "--batch-efficiency"),
+        (["--retry-rate", "1"], "--retry-rate"),
+        (["--format", "csv"], "--format"),
+    ],
+)
+def test_replay_refuses_nonsense_naming_the_flag(
+    flags: list[str], named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series = tmp_path / "series.csv"
+    series.write_text("timestamp,replicas,utilization\n")
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", "--placement", placement, "--series", str(series), *flags])
+    assert exit_.value.code == 2
+    assert f"argument {named}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("", "is empty"),
+        ("# only a comment\n", "is empty"),
+        ("- a\n- b\n", "holds a YAML list"),
+        ("kind: Deployment\napiVersion: apps/v1\n", "holds a Deployment"),
+        ("spec: [unclosed\n", "not valid YAML"),
+        (b"\x89PNG\r\n\x1a\n\x00\xff", "not a text file"),
+    ],
+)
+def test_an_empty_or_foreign_file_is_a_runtime_error_without_traceback(
+    content: str | bytes, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wp.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    assert main(_explain("--replicas", "4", "--utilization", "0.2", file=path)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_file_is_a_runtime_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "absent.yaml"
+    assert main(_explain("--replicas", "4", "--utilization", "0.2", file=missing)) == 1
+    assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_replay_of_an_unreadable_series_is_a_runtime_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series = tmp_path / "series.csv"
+    series.write_text("what,is,this\n1,2,3\n")
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    assert main(["replay", "--placement", placement, "--series", str(series)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_explain_prints_json_and_yaml_with_the_same_content(
+    output: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = []
+    for form in (output, "json"):
+        assert main(_explain("--replicas", "6", "--utilization", "0.15", "-o", form)) == 0
+        out = capsys.readouterr().out
+        results.append(yaml.safe_load(out) if form == "yaml" else json.loads(out))
+    assert results[0] == results[1]
+    assert results[0]["reason"] == "MovedToBatch"
+    assert not results[0]["message"].startswith("MovedToBatch")  # the reason is its own field
+
+
+def _all_actions(parser: argparse.ArgumentParser, path: str = "placement") -> list[tuple[str, str]]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _all_actions(sub, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction):
+            found.append((path, action.dest if action.help else f"{action.dest} (no help)"))
+    return found
+
+
+def test_every_flag_and_argument_has_help() -> None:
+    actions = _all_actions(build_parser())
+    missing = [f"{path}: {dest}" for path, dest in actions if "(no help)" in dest]
+    assert missing == []
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    # `placement crd | head -0`: the reader is gone before the first line is written (the
+    # interpreter is still starting), so the write meets a closed pipe.
+    command = [sys.executable, "-m", "placement.cli", "crd"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        code = process.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert code == 0
+
+
+def test_run_refuses_a_log_level_it_does_not_know() -> None:
+    def run(*flags: str, level: str = "") -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "placement.cli", "run", "--prometheus-url"]
+        return subprocess.run(
+            [*command, "http://prometheus:9090", *flags],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "PLACEMENT_LOG_LEVEL": level},
+            check=False,
+            timeout=60,
+        )
+
+    from_flag = run("--log-level", "chatty")
+    assert from_flag.returncode == 2 and "argument --log-level" in from_flag.stderr
+    from_environment = run(level="chatty")
+    assert from_environment.returncode == 2
+    assert "PLACEMENT_LOG_LEVEL" in from_environment.stderr
+    assert "Traceback" not in from_environment.stderr
+
+
+def test_an_output_that_cannot_be_written_is_a_runtime_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:16:46.6805900,396,109\n"
+    )
+    code = main(
+        [
+            "series", "from-trace", str(trace), "--replicas", "2", "--capacity", "10",
+            "--step", "6h", "--output", str(tmp_path / "missing-dir" / "series.csv"),
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write" in err and "Traceback" not in err

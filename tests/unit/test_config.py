@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
 from placement.config import OperatorConfig
@@ -106,3 +109,85 @@ def test_answer_bounds_have_defaults_and_come_from_the_environment(
     assert (config.prometheus_max_series, config.prometheus_max_bytes) == (50, 65536)
     with pytest.raises(ValueError, match="PLACEMENT_PROMETHEUS_MAX_SERIES"):
         OperatorConfig.from_environment(prometheus_max_series=0)
+
+
+def test_log_level_from_the_environment_and_the_flag_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    assert OperatorConfig.from_environment().log_level == logging.INFO
+    monkeypatch.setenv("PLACEMENT_LOG_LEVEL", "warning")
+    assert OperatorConfig.from_environment().log_level == logging.WARNING
+    assert OperatorConfig.from_environment(log_level="DEBUG").log_level == logging.DEBUG
+    monkeypatch.setenv("PLACEMENT_LOG_LEVEL", "chatty")
+    with pytest.raises(ValueError, match="PLACEMENT_LOG_LEVEL"):
+        OperatorConfig.from_environment()
+
+
+SECRET = "s3cret-t0ken"
+
+
+def test_prometheus_connection_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "ca.crt"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_BEARER_TOKEN", SECRET + "\n")  # a Secret's newline
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_CA_FILE", str(bundle))
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_HEADERS", '{"X-Scope-OrgID": "team-a"}')
+    config = OperatorConfig.from_environment()
+    assert config.prometheus_request_headers() == {
+        "X-Scope-OrgID": "team-a",
+        "Authorization": f"Bearer {SECRET}",
+    }
+    assert config.prometheus_basic_auth() is None
+    assert config.prometheus_ca_file == str(bundle)
+    assert SECRET not in repr(config)  # a config logged whole shows no credential
+
+
+def test_basic_auth_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME", "reader")
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_BASIC_AUTH_PASSWORD", SECRET)
+    config = OperatorConfig.from_environment()
+    assert config.prometheus_basic_auth() == ("reader", SECRET)
+    assert config.prometheus_request_headers() == {}
+    assert SECRET not in repr(config) and "reader" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("environment", "named"),
+    [
+        (
+            {
+                "PLACEMENT_PROMETHEUS_BEARER_TOKEN": SECRET,
+                "PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME": "reader",
+                "PLACEMENT_PROMETHEUS_BASIC_AUTH_PASSWORD": SECRET,
+            },
+            "not both",
+        ),
+        ({"PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME": "reader"}, "BASIC_AUTH_PASSWORD"),
+        ({"PLACEMENT_PROMETHEUS_BASIC_AUTH_PASSWORD": SECRET}, "BASIC_AUTH_USERNAME"),
+        ({"PLACEMENT_PROMETHEUS_CA_FILE": "/nonexistent/ca.crt"}, "PLACEMENT_PROMETHEUS_CA_FILE"),
+        ({"PLACEMENT_PROMETHEUS_HEADERS": "X-Scope-OrgID: t1"}, "PLACEMENT_PROMETHEUS_HEADERS"),
+        ({"PLACEMENT_PROMETHEUS_HEADERS": '["X-Scope-OrgID"]'}, "PLACEMENT_PROMETHEUS_HEADERS"),
+        ({"PLACEMENT_PROMETHEUS_HEADERS": '{"X-Scope-OrgID": 1}'}, "PLACEMENT_PROMETHEUS_HEADERS"),
+        (
+            {
+                "PLACEMENT_PROMETHEUS_HEADERS": '{"Authorization": "Bearer x"}',
+                "PLACEMENT_PROMETHEUS_BEARER_TOKEN": SECRET,
+            },
+            "Authorization",
+        ),
+    ],
+)
+def test_bad_connection_settings_name_the_variable_never_the_secret(
+    environment: dict[str, str], named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=named) as error:
+        OperatorConfig.from_environment()
+    assert SECRET not in str(error.value)

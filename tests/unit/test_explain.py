@@ -39,7 +39,7 @@ def test_explain_the_design_example(source: object) -> None:
         "operations": 8.0,
     }
     assert result["message"] == (
-        "MovedToBatch: saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10"
+        "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10"
         " - retries 2.00 - operations 8.00; deployment/summarizer 4 -> 0;"
         " job summarizer-20261122-0100 created"
     )
@@ -57,7 +57,7 @@ def test_explain_says_when_the_deployment_is_held_only_part_of_the_day() -> None
     assert result["inputs"]["heldHoursPerDay"] == 8.0
     assert result["savingsPerDay"] == 5.67
     assert result["breakdown"]["capacityAvoided"] == 32.8
-    assert result["message"].startswith("MovedToBatch: saves 5.67 USD/day (held 8h a day) = ")
+    assert result["message"].startswith("saves 5.67 USD/day (held 8h a day) = ")
 
 
 def test_explain_rejects_a_name_too_long_for_a_job_label() -> None:

@@ -212,5 +212,5 @@ def test_the_cli_names_a_bad_series_row(tmp_path: Path, capsys: pytest.CaptureFi
     series.write_text(
         "timestamp,replicas,utilization\n2026-11-22T00:00:00Z,2,0.5\n2026-11-22T01:00:00Z,2,1.5\n"
     )
-    assert main(["replay", "--placement", str(placement), "--series", str(series)]) == 2
+    assert main(["replay", "--placement", str(placement), "--series", str(series)]) == 1
     assert "row 3: utilization 1.5 is outside [0,1]" in capsys.readouterr().err

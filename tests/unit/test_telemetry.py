@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import re
+
 from prometheus_client import generate_latest
 
+from placement import __version__
+from placement.api import Phase
 from placement.telemetry import Telemetry
 
 
@@ -45,3 +49,36 @@ def test_two_operators_in_one_process_keep_separate_counts() -> None:
     assert 'placement_prometheus_query_errors_total{outcome="timeout"} 1.0' in _text(first)
     assert "placement_reconcile_duration_seconds_count 1.0" in _text(first)
     assert 'kind="scale_down"' not in _text(second)
+
+
+def test_process_metrics_and_build_info_are_exported() -> None:
+    text = _text(Telemetry())
+    assert "process_resident_memory_bytes " in text  # the RSS the README talks about
+    assert "process_cpu_seconds_total " in text
+    assert "python_info{" in text
+    assert f'placement_build_info{{version="{__version__}"}} 1.0' in text
+
+
+def test_no_created_series() -> None:
+    telemetry = Telemetry()
+    telemetry.actuated("restore")
+    telemetry.decided("ml", "a", action="Stay", reason="StayRealtime", savings=1, currency="USD")
+    with telemetry.reconciling():
+        pass
+    samples = [line for line in _text(telemetry).splitlines() if not line.startswith("#")]
+    assert samples and not [line for line in samples if re.match(r"\w+_created[{ ]", line)]
+
+
+def test_the_phase_gauge_marks_one_phase_per_placement_and_goes_with_it() -> None:
+    telemetry = Telemetry()
+    for phase in ("Realtime", "Batch"):
+        telemetry.decided(
+            "ml", "nightly", action="Wait", reason="MovedToBatch", savings=2.0, currency="USD",
+            phase=phase,
+        )  # fmt: skip
+    text = _text(telemetry)
+    assert 'placement_phase{namespace="ml",phase="Batch",placement="nightly"} 1.0' in text
+    assert 'placement_phase{namespace="ml",phase="Realtime",placement="nightly"} 0.0' in text
+    assert text.count('placement_phase{namespace="ml"') == len(Phase)  # every phase, once
+    telemetry.forget("ml", "nightly")
+    assert "placement_phase{" not in _text(telemetry)
