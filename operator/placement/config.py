@@ -10,6 +10,8 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from placement.jobpolicy import JobPodPolicy, ProtectedTargets
+
 LOG_FORMATS = ("text", "json")
 _USERINFO = re.compile(r"//[^/@\s]+@")
 
@@ -31,6 +33,10 @@ def _env_bool(name: str, default: bool) -> bool:
     if raw in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,15 @@ class OperatorConfig:
     # Every selector of a placement's PromQL gets namespace="<its namespace>", and a selector
     # naming another namespace blocks it: tenants cannot read each other's metrics.
     scope_metrics_to_namespace: bool = True
+    # What a batch pod may ask for: the operator's ServiceAccount creates the Job, so the
+    # placement's author must not get more than they could create themselves.
+    job_pod_policy: JobPodPolicy = field(default_factory=JobPodPolicy)
+    # Never scaled, never given Jobs: these, kube-system, and the operator's own namespace and
+    # Deployment (from the downward API and the chart).
+    protected_namespaces: tuple[str, ...] = field(default=())
+    protected_deployments: tuple[str, ...] = field(default=())  # namespace/name
+    operator_namespace: str | None = None
+    operator_deployment: str | None = None
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -86,7 +101,15 @@ class OperatorConfig:
             "peering": os.environ.get("PLACEMENT_PEERING") or None,
             "peering_lifetime_seconds": int(_env_float("PLACEMENT_PEERING_LIFETIME", 30)),
             "scope_metrics_to_namespace": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),
+            "protected_namespaces": _env_list("PLACEMENT_PROTECTED_NAMESPACES"),
+            "protected_deployments": _env_list("PLACEMENT_PROTECTED_DEPLOYMENTS"),
+            "operator_namespace": os.environ.get("PLACEMENT_OPERATOR_NAMESPACE") or None,
+            "operator_deployment": os.environ.get("PLACEMENT_OPERATOR_DEPLOYMENT") or None,
         }
+        if os.environ.get("PLACEMENT_JOB_POD_POLICY", "").strip():
+            values["job_pod_policy"] = JobPodPolicy.from_json(
+                os.environ["PLACEMENT_JOB_POD_POLICY"]
+            )
         if os.environ.get("PLACEMENT_PRIORITY"):
             values["priority"] = int(os.environ["PLACEMENT_PRIORITY"])
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -124,6 +147,15 @@ class OperatorConfig:
             self.metrics_endpoint()  # raises with the flag named
         if self.peering is not None and self.peering_lifetime_seconds < 5:
             raise ValueError("the peering lifetime (--peering-lifetime) must be at least 5 s")
+        self.protected_targets()  # raises with the setting named
+
+    def protected_targets(self) -> ProtectedTargets:
+        return ProtectedTargets.build(
+            namespaces=self.protected_namespaces,
+            deployments=self.protected_deployments,
+            operator_namespace=self.operator_namespace,
+            operator_deployment=self.operator_deployment,
+        )
 
     def metrics_endpoint(self) -> tuple[str, int] | None:
         """(host, port) to serve /metrics on, or None when turned off."""

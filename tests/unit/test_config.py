@@ -92,3 +92,47 @@ def test_a_refused_url_is_quoted_without_its_credentials() -> None:
     with pytest.raises(ValueError, match="PLACEMENT_PROMETHEUS_URL") as error:
         OperatorConfig(prometheus_url="ftp://reader:s3cret@prometheus:9090").validate()
     assert "s3cret" not in str(error.value) and "//***@prometheus:9090" in str(error.value)
+
+
+def test_job_pod_policy_and_protected_targets_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLACEMENT_JOB_POD_POLICY", '{"serviceAccounts":["default","batch"]}')
+    monkeypatch.setenv("PLACEMENT_PROTECTED_NAMESPACES", "billing, payments")
+    monkeypatch.setenv("PLACEMENT_PROTECTED_DEPLOYMENTS", "team-a/ledger")
+    monkeypatch.setenv("PLACEMENT_OPERATOR_NAMESPACE", "placement-system")
+    monkeypatch.setenv("PLACEMENT_OPERATOR_DEPLOYMENT", "po-placement-operator")
+    config = OperatorConfig.from_environment(prometheus_url=URL)
+    assert config.job_pod_policy.service_accounts == ("default", "batch")
+    protected = config.protected_targets()
+    assert protected.namespaces == {"kube-system", "placement-system", "billing", "payments"}
+    assert protected.deployments == {
+        ("team-a", "ledger"),
+        ("placement-system", "po-placement-operator"),
+    }
+
+
+def test_unset_job_pod_policy_refuses_privilege_and_other_accounts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("PLACEMENT_JOB_POD_POLICY", "PLACEMENT_PROTECTED_NAMESPACES"):
+        monkeypatch.delenv(name, raising=False)
+    config = OperatorConfig.from_environment(prometheus_url=URL)
+    assert not config.job_pod_policy.allow_privileged
+    assert config.job_pod_policy.service_accounts == ("default",)
+    assert config.protected_targets().namespaces == {"kube-system"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PLACEMENT_JOB_POD_POLICY", '{"allowPrivileged": "no"}'),
+        ("PLACEMENT_PROTECTED_DEPLOYMENTS", "ledger"),
+    ],
+)
+def test_a_bad_tenancy_setting_is_refused_with_its_name(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        OperatorConfig.from_environment(prometheus_url=URL)
