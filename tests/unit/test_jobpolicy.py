@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
+from placement.api import WorkloadPlacementSpec
 from placement.jobpolicy import POD_SPEC_PATH, JobPodPolicy, ProtectedTargets, pod_violations
+from placement.jobs import job_manifest
+from tests.unit.factories import example_manifest
 
 DEFAULT = JobPodPolicy()
 
@@ -148,3 +152,18 @@ def test_configured_namespaces_and_deployments_are_protected() -> None:
 def test_a_protected_deployment_must_be_namespace_slash_name(entry: str) -> None:
     with pytest.raises(ValueError, match="PLACEMENT_PROTECTED_DEPLOYMENTS"):
         ProtectedTargets.build(deployments=[entry])
+
+
+def test_the_check_sees_the_job_the_operator_would_create() -> None:
+    """Fields the models pass through unnamed (hostPID, securityContext) reach the check."""
+    manifest = copy.deepcopy(example_manifest())
+    pod = manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod["hostPID"] = True
+    pod["containers"][0]["securityContext"] = {"privileged": True}
+    spec = WorkloadPlacementSpec.model_validate(manifest["spec"])
+    job = job_manifest(spec, placement="p", job_name="p-20261124-0100", window_label="x")
+    violations = pod_violations(job["spec"]["template"]["spec"], DEFAULT)
+    assert [v.split(":")[0] for v in violations] == [
+        f"{POD_SPEC_PATH}.hostPID",
+        f"{POD_SPEC_PATH}.containers[0].securityContext.privileged",
+    ]
