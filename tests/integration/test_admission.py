@@ -315,7 +315,10 @@ def test_the_operator_never_touches_itself_or_a_protected_namespace(
                 itself = _blocked(mine, "itself", "InvalidSpec")
                 billing = _blocked(tenant, "billing", "InvalidSpec")
                 system = _blocked(kube_system, victim, "InvalidSpec")
-                assert f"metadata.namespace: namespace {own} is protected" in itself
+                assert (
+                    f"spec.target.deployment: deployment/po-placement-operator in namespace {own} "
+                    "is protected (the operator's own Deployment"
+                ) in itself
                 assert f"spec.target.deployment: deployment/billing in namespace {namespace}" in (
                     billing
                 )
