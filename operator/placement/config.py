@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from placement.jobpolicy import JobPodPolicy, ProtectedTargets
+
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _USERINFO = re.compile(r"//[^/@\s]+@")
@@ -34,6 +36,10 @@ def _env_bool(name: str, default: bool) -> bool:
     if raw in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,15 @@ class OperatorConfig:
     prometheus_basic_auth_password: str | None = field(default=None, repr=False)
     prometheus_ca_file: str | None = None
     prometheus_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    # What a batch pod may ask for: the operator's ServiceAccount creates the Job, so the
+    # placement's author must not get more than they could create themselves.
+    job_pod_policy: JobPodPolicy = field(default_factory=JobPodPolicy)
+    # Never scaled, never given Jobs: these, kube-system, and the operator's own namespace and
+    # Deployment (from the downward API and the chart).
+    protected_namespaces: tuple[str, ...] = field(default=())
+    protected_deployments: tuple[str, ...] = field(default=())  # namespace/name
+    operator_namespace: str | None = None
+    operator_deployment: str | None = None
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -106,7 +121,15 @@ class OperatorConfig:
             "scope_metrics_to_namespace": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),
             "log_level": os.environ.get("PLACEMENT_LOG_LEVEL") or "INFO",
             **prometheus_connection_from_environment(),
+            "protected_namespaces": _env_list("PLACEMENT_PROTECTED_NAMESPACES"),
+            "protected_deployments": _env_list("PLACEMENT_PROTECTED_DEPLOYMENTS"),
+            "operator_namespace": os.environ.get("PLACEMENT_OPERATOR_NAMESPACE") or None,
+            "operator_deployment": os.environ.get("PLACEMENT_OPERATOR_DEPLOYMENT") or None,
         }
+        if os.environ.get("PLACEMENT_JOB_POD_POLICY", "").strip():
+            values["job_pod_policy"] = JobPodPolicy.from_json(
+                os.environ["PLACEMENT_JOB_POD_POLICY"]
+            )
         if os.environ.get("PLACEMENT_PRIORITY"):
             values["priority"] = int(os.environ["PLACEMENT_PRIORITY"])
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -155,6 +178,7 @@ class OperatorConfig:
         if self.log_level not in (logging.getLevelName(name) for name in LOG_LEVELS):
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         self._validate_prometheus_connection()
+        self.protected_targets()  # raises with the setting named
 
     def _validate_prometheus_connection(self) -> None:
         # Messages name the variables, never their values: these are credentials.
@@ -191,6 +215,14 @@ class OperatorConfig:
         if self.prometheus_basic_auth_username and self.prometheus_basic_auth_password:
             return self.prometheus_basic_auth_username, self.prometheus_basic_auth_password
         return None
+
+    def protected_targets(self) -> ProtectedTargets:
+        return ProtectedTargets.build(
+            namespaces=self.protected_namespaces,
+            deployments=self.protected_deployments,
+            operator_namespace=self.operator_namespace,
+            operator_deployment=self.operator_deployment,
+        )
 
     def metrics_endpoint(self) -> tuple[str, int] | None:
         """(host, port) to serve /metrics on, or None when turned off."""

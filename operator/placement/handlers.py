@@ -34,6 +34,7 @@ from placement.api import (
     WorkloadPlacementStatus,
 )
 from placement.config import OperatorConfig
+from placement.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
 from placement.jobs import job_manifest
 from placement.kube import DeploymentState, JobState, KubeAdapter
 from placement.labels import FINALIZER
@@ -151,6 +152,7 @@ def register(
     """Attach every handler to `registry`, with intervals from `config`; returns the metrics
     the handlers record (serve them with `Telemetry.serve`)."""
     telemetry = telemetry or Telemetry()
+    protected = config.protected_targets()
 
     @kopf.on.login(id="login", registry=registry)
     async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
@@ -231,6 +233,8 @@ def register(
                 logger,
                 telemetry=telemetry,
                 scope_metrics=config.scope_metrics_to_namespace,
+                job_pod_policy=config.job_pod_policy,
+                protected=protected,
             )
         memo.next_evaluation = time.monotonic() + interval
 
@@ -255,9 +259,13 @@ def evaluate(
     *,
     telemetry: Telemetry | None = None,
     scope_metrics: bool = True,
+    job_pod_policy: JobPodPolicy | None = None,
+    protected: ProtectedTargets | None = None,
 ) -> float:
     """Evaluate one placement; return seconds until it is due again."""
     telemetry = telemetry or Telemetry()
+    job_pod_policy = job_pod_policy or JobPodPolicy()
+    protected = protected or ProtectedTargets()
     name, namespace = body.metadata.name, body.metadata.namespace
     assert name is not None and namespace is not None
     raw_status = dict(body.get("status") or {})
@@ -276,6 +284,20 @@ def evaluate(
             savings=None,
             currency="",
             phase=Phase.BLOCKED,
+        )
+        return 60.0
+    refusal = protected.refusal(namespace, spec.target.deployment)
+    if refusal is not None:
+        # Before the Deployment is even read: the operator's rights are not the author's.
+        _report_blocked(
+            body,
+            patch,
+            raw_status,
+            Reason.INVALID_SPEC,
+            f"protected target, nothing done: {refusal}",
+        )
+        telemetry.decided(
+            namespace, name, action="None", reason=Reason.INVALID_SPEC, savings=None, currency=""
         )
         return 60.0
     previous = _parse_status(raw_status, logger)
@@ -306,7 +328,7 @@ def evaluate(
     observed = _observe(spec, namespace, name, deployment, kube, metrics, logger, telemetry)
     decision = decide(spec, observed, state, now=now)
     if decision.actuate:
-        refusal = _actuate(decision, spec, body, state, deployment, kube, now)
+        refusal = _actuate(decision, spec, body, state, deployment, kube, now, job_pod_policy)
         if refusal is not None:
             if not state.holding:
                 # Nothing was scaled: say why instead of recording a move that did not happen.
@@ -551,8 +573,10 @@ def _actuate(
     deployment: DeploymentState | None,
     kube: KubeAdapter,
     now: dt.datetime,
+    job_pod_policy: JobPodPolicy | None = None,
 ) -> str | None:
-    """Carry out the decision; a refusal message when the API server refused the Job."""
+    """Carry out the decision; a refusal message when the job pod policy or the API server
+    refused the Job."""
     name, namespace = body.metadata.name, body.metadata.namespace
     assert name is not None and namespace is not None
     target = spec.target.deployment
@@ -569,13 +593,22 @@ def _actuate(
             window_label=window.label,
             work_replica_hours=decision.job_work_replica_hours,
         )
+        held = deployment.replicas if deployment is not None else "?"
+        violations = pod_violations(
+            manifest["spec"]["template"]["spec"], job_pod_policy or JobPodPolicy()
+        )
+        if violations:
+            # The Job would run with the operator's rights, not its author's: never created.
+            return (
+                f"job {job} refused by the operator's job pod policy: {'; '.join(violations)}; "
+                f"deployment/{target} left at {held} replicas"
+            )
         kopf.adopt(manifest, owner=body)  # the Job goes when its placement goes
         try:
             kube.create_job(namespace, manifest, dry_run=decision.job_name is None)
         except ApiException as error:
             if error.status is None or error.status >= 500 or error.status == 429:
                 raise  # transient: kopf retries the handler
-            held = deployment.replicas if deployment is not None else "?"
             return (
                 f"job {job} refused by the API server ({error.status}: {_api_message(error)}); "
                 f"deployment/{target} left at {held} replicas"

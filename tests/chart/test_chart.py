@@ -86,6 +86,10 @@ def test_a_missing_prometheus_url_is_refused_with_the_value_named() -> None:
         ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
         ("metrics.port=0", "port"),
         ("replicas=2", "replicas"),
+        ("protectedDeployments[0]=ledger", "protectedDeployments"),
+        ("jobPodPolicy.allowPrivileged=maybe", "allowPrivileged"),
+        ("jobPodPolicy.allowHostPID=true", "allowHostPID"),
+        ("admissionPolicy.validationActions[0]=Block", "validationActions"),
     ],
 )
 def test_the_values_schema_refuses_bad_values_by_name(setting: str, field: str) -> None:
@@ -267,3 +271,100 @@ def test_several_replicas_share_a_peering_object_with_the_rights_for_it() -> Non
     ]
     for role in find(namespaced, "Role"):
         assert _rules(role)[("kopf.dev", "kopfpeerings")] == {"list", "watch", "patch"}
+
+
+def _admission(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    [policy] = find(docs, "ValidatingAdmissionPolicy")
+    [binding] = find(docs, "ValidatingAdmissionPolicyBinding")
+    return policy, binding
+
+
+def test_placements_are_admitted_only_with_their_authors_own_rights() -> None:
+    policy, binding = _admission(objects(render("-f", CLUSTER_VALUES)))
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    [rule] = spec["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["workloadplacements"]
+    assert rule["operations"] == ["CREATE", "UPDATE"]
+    variables = {v["name"]: v["expression"] for v in spec["variables"]}
+    assert "resource('jobs')" in variables["canCreateJobs"]
+    assert ".check('create')" in variables["canCreateJobs"]
+    assert "subresource('scale')" in variables["canScale"]
+    assert ".name(variables.target).check('update')" in variables["canScale"]
+    expressions = "\n".join(v["expression"] for v in spec["validations"])
+    for refused in (
+        "privileged",
+        "hostNetwork",
+        "hostPath",
+        "capabilities.add",
+        "serviceAccountName",
+    ):
+        assert refused in expressions, refused
+    # kube-system, the release's namespace and the operator's own Deployment, always.
+    assert "['kube-system','placement-system']" in expressions
+    assert "['placement-system/po-placement-operator']" in expressions
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert "matchResources" not in binding["spec"]  # cluster-wide mode: every namespace
+
+
+def test_the_admission_policy_follows_the_values() -> None:
+    docs = objects(
+        render(
+            "-f",
+            NAMESPACED_VALUES,
+            "--set",
+            "jobPodPolicy.allowPrivileged=true",
+            "--set",
+            "jobPodPolicy.allowedCapabilities={cap_net_admin}",
+            "--set",
+            "jobPodPolicy.serviceAccounts={batch}",
+            "--set",
+            "protectedNamespaces={billing}",
+            "--set",
+            "protectedDeployments={team-a/ledger}",
+        )
+    )
+    policy, binding = _admission(docs)
+    expressions = "\n".join(v["expression"] for v in policy["spec"]["validations"])
+    assert "privileged" not in expressions
+    assert "['NET_ADMIN']" in expressions
+    assert "['batch']" in expressions
+    assert "'billing'" in expressions and "'team-a/ledger'" in expressions
+    selector = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert selector == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+    ]
+    off = objects(render("-f", CLUSTER_VALUES, "--set", "admissionPolicy.enabled=false"))
+    assert find(off, "ValidatingAdmissionPolicy") == []
+    assert find(off, "ValidatingAdmissionPolicyBinding") == []
+
+
+def test_the_operator_gets_the_same_job_pod_policy_and_protected_targets() -> None:
+    docs = objects(
+        render(
+            "-f",
+            CLUSTER_VALUES,
+            "--set",
+            "jobPodPolicy.serviceAccounts={default,batch}",
+            "--set",
+            "protectedNamespaces={billing,payments}",
+            "--set",
+            "protectedDeployments={team-a/ledger}",
+        )
+    )
+    [deployment] = find(docs, "Deployment")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["PLACEMENT_JOB_POD_POLICY"]["value"]) == {
+        "allowPrivileged": False,
+        "allowHostNamespaces": False,
+        "allowHostPath": False,
+        "allowedCapabilities": [],
+        "serviceAccounts": ["default", "batch"],
+    }
+    assert env["PLACEMENT_PROTECTED_NAMESPACES"]["value"] == "billing,payments"
+    assert env["PLACEMENT_PROTECTED_DEPLOYMENTS"]["value"] == "team-a/ledger"
+    assert env["PLACEMENT_OPERATOR_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert env["PLACEMENT_OPERATOR_DEPLOYMENT"]["value"] == deployment["metadata"]["name"]

@@ -191,3 +191,47 @@ def test_bad_connection_settings_name_the_variable_never_the_secret(
     with pytest.raises(ValueError, match=named) as error:
         OperatorConfig.from_environment()
     assert SECRET not in str(error.value)
+
+
+def test_job_pod_policy_and_protected_targets_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLACEMENT_JOB_POD_POLICY", '{"serviceAccounts":["default","batch"]}')
+    monkeypatch.setenv("PLACEMENT_PROTECTED_NAMESPACES", "billing, payments")
+    monkeypatch.setenv("PLACEMENT_PROTECTED_DEPLOYMENTS", "team-a/ledger")
+    monkeypatch.setenv("PLACEMENT_OPERATOR_NAMESPACE", "placement-system")
+    monkeypatch.setenv("PLACEMENT_OPERATOR_DEPLOYMENT", "po-placement-operator")
+    config = OperatorConfig.from_environment(prometheus_url=URL)
+    assert config.job_pod_policy.service_accounts == ("default", "batch")
+    protected = config.protected_targets()
+    assert protected.namespaces == {"kube-system", "placement-system", "billing", "payments"}
+    assert protected.deployments == {
+        ("team-a", "ledger"),
+        ("placement-system", "po-placement-operator"),
+    }
+
+
+def test_unset_job_pod_policy_refuses_privilege_and_other_accounts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("PLACEMENT_JOB_POD_POLICY", "PLACEMENT_PROTECTED_NAMESPACES"):
+        monkeypatch.delenv(name, raising=False)
+    config = OperatorConfig.from_environment(prometheus_url=URL)
+    assert not config.job_pod_policy.allow_privileged
+    assert config.job_pod_policy.service_accounts == ("default",)
+    assert config.protected_targets().namespaces == {"kube-system"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PLACEMENT_JOB_POD_POLICY", '{"allowPrivileged": "no"}'),
+        ("PLACEMENT_PROTECTED_DEPLOYMENTS", "ledger"),
+    ],
+)
+def test_a_bad_tenancy_setting_is_refused_with_its_name(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        OperatorConfig.from_environment(prometheus_url=URL)

@@ -1,0 +1,169 @@
+"""The job pod policy and the protected targets: what a placement may make the operator do."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from placement.api import WorkloadPlacementSpec
+from placement.jobpolicy import POD_SPEC_PATH, JobPodPolicy, ProtectedTargets, pod_violations
+from placement.jobs import job_manifest
+from tests.unit.factories import example_manifest
+
+DEFAULT = JobPodPolicy()
+
+
+def _pod(**fields: Any) -> dict[str, Any]:
+    return {"restartPolicy": "Never", "containers": [{"name": "batch", "image": "b:1"}], **fields}
+
+
+def _container(**security: Any) -> dict[str, Any]:
+    return {"name": "batch", "image": "b:1", "securityContext": security}
+
+
+def test_a_plain_batch_pod_is_allowed() -> None:
+    assert pod_violations(_pod(), DEFAULT) == []
+    assert pod_violations(_pod(serviceAccountName="default"), DEFAULT) == []
+    locked_down = _container(
+        privileged=False, allowPrivilegeEscalation=False, capabilities={"drop": ["ALL"]}
+    )
+    assert pod_violations(_pod(containers=[locked_down]), DEFAULT) == []
+
+
+@pytest.mark.parametrize(
+    ("pod", "field"),
+    [
+        (
+            _pod(containers=[_container(privileged=True)]),
+            "containers[0].securityContext.privileged",
+        ),
+        (
+            _pod(initContainers=[_container(privileged=True)]),
+            "initContainers[0].securityContext.privileged",
+        ),
+        (_pod(hostNetwork=True), "hostNetwork"),
+        (_pod(hostPID=True), "hostPID"),
+        (_pod(hostIPC=True), "hostIPC"),
+        (
+            _pod(
+                volumes=[
+                    {"name": "data", "emptyDir": {}},
+                    {"name": "root", "hostPath": {"path": "/"}},
+                ]
+            ),
+            "volumes[1].hostPath",
+        ),
+        (
+            _pod(containers=[_container(capabilities={"add": ["NET_ADMIN"]})]),
+            "containers[0].securityContext.capabilities.add",
+        ),
+        (_pod(serviceAccountName="cluster-admin-sa"), "serviceAccountName"),
+        (_pod(serviceAccount="cluster-admin-sa"), "serviceAccount"),
+        # A string where a bool belongs is not a way past the check.
+        (_pod(hostNetwork="true"), "hostNetwork"),
+    ],
+)
+def test_each_refused_field_is_named(pod: dict[str, Any], field: str) -> None:
+    [violation] = pod_violations(pod, DEFAULT)
+    assert violation.startswith(f"{POD_SPEC_PATH}.{field}: ")
+
+
+def test_every_violation_is_listed_not_only_the_first() -> None:
+    pod = _pod(
+        hostNetwork=True,
+        hostPID=True,
+        serviceAccountName="admin",
+        containers=[_container(privileged=True, capabilities={"add": ["SYS_ADMIN", "NET_RAW"]})],
+        volumes=[{"name": "root", "hostPath": {"path": "/"}}],
+    )
+    assert len(pod_violations(pod, DEFAULT)) == 7
+
+
+def test_the_policy_can_allow_what_it_refuses_by_default() -> None:
+    policy = JobPodPolicy.from_json(
+        '{"allowPrivileged":true,"allowHostNamespaces":true,"allowHostPath":true,'
+        '"allowedCapabilities":["net_admin"],"serviceAccounts":["batch-runner"]}'
+    )
+    pod = _pod(
+        hostNetwork=True,
+        serviceAccountName="batch-runner",
+        containers=[_container(privileged=True, capabilities={"add": ["CAP_NET_ADMIN"]})],
+        volumes=[{"name": "root", "hostPath": {"path": "/data"}}],
+    )
+    assert pod_violations(pod, policy) == []
+    # Without `default` among the accounts, leaving it unset is not a way in either.
+    [unset] = pod_violations(_pod(), policy)
+    assert "serviceAccountName: unset means 'default'" in unset
+
+
+def test_an_empty_service_account_name_means_default() -> None:
+    assert pod_violations(_pod(serviceAccountName=""), DEFAULT) == []
+
+
+def test_the_shared_default_policy_is_the_unset_one() -> None:
+    parsed = JobPodPolicy.from_json(
+        '{"allowPrivileged":false,"allowHostNamespaces":false,"allowHostPath":false,'
+        '"allowedCapabilities":[],"serviceAccounts":["default"]}'
+    )
+    assert parsed == DEFAULT == JobPodPolicy.from_json("{}")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[]", "JSON object"),
+        ("{not json", "JSON object"),
+        ('{"allowPrivilegd": true}', "allowPrivilegd"),
+        ('{"allowHostPath": "yes"}', "allowHostPath"),
+        ('{"serviceAccounts": "default"}', "serviceAccounts"),
+        ('{"allowedCapabilities": [""]}', "allowedCapabilities"),
+    ],
+)
+def test_a_bad_policy_is_refused_with_the_key_named(text: str, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        JobPodPolicy.from_json(text)
+
+
+def test_kube_system_and_the_operators_own_namespace_are_always_protected() -> None:
+    protected = ProtectedTargets.build(
+        operator_namespace="placement-system", operator_deployment="po-placement-operator"
+    )
+    assert "namespace kube-system is protected" in (protected.refusal("kube-system", "dns") or "")
+    refusal = protected.refusal("placement-system", "po-placement-operator")
+    assert refusal is not None and "deployment/po-placement-operator" in refusal
+    assert protected.refusal("placement-system", "anything-else") is not None
+    assert protected.refusal("team-a", "web") is None
+    assert ProtectedTargets().refusal("kube-system", "coredns") is not None
+
+
+def test_configured_namespaces_and_deployments_are_protected() -> None:
+    protected = ProtectedTargets.build(
+        namespaces=["billing"], deployments=["team-a/ledger", "team-b/payments"]
+    )
+    assert protected.refusal("billing", "web") is not None
+    assert protected.refusal("team-a", "ledger") is not None
+    assert protected.refusal("team-a", "web") is None
+    assert protected.refusal("team-b", "ledger") is None
+
+
+@pytest.mark.parametrize("entry", ["ledger", "/ledger", "team-a/", "a/b/c"])
+def test_a_protected_deployment_must_be_namespace_slash_name(entry: str) -> None:
+    with pytest.raises(ValueError, match="PLACEMENT_PROTECTED_DEPLOYMENTS"):
+        ProtectedTargets.build(deployments=[entry])
+
+
+def test_the_check_sees_the_job_the_operator_would_create() -> None:
+    """Fields the models pass through unnamed (hostPID, securityContext) reach the check."""
+    manifest = copy.deepcopy(example_manifest())
+    pod = manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod["hostPID"] = True
+    pod["containers"][0]["securityContext"] = {"privileged": True}
+    spec = WorkloadPlacementSpec.model_validate(manifest["spec"])
+    job = job_manifest(spec, placement="p", job_name="p-20261124-0100", window_label="x")
+    violations = pod_violations(job["spec"]["template"]["spec"], DEFAULT)
+    assert [v.split(":")[0] for v in violations] == [
+        f"{POD_SPEC_PATH}.hostPID",
+        f"{POD_SPEC_PATH}.containers[0].securityContext.privileged",
+    ]
