@@ -25,6 +25,7 @@ from placement.api import (
     NAME_MAX_LENGTH,
     PLACEMENT_CEL,
     PLURAL,
+    QUALIFIED_NAME_PATTERN,
     SHORT_NAMES,
     SINGULAR,
     VERSION,
@@ -39,6 +40,11 @@ HEADER = "# Generated from operator/placement/api.py by `python -m placement.crd
 Schema = dict[str, Any]
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    },
     {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Savings/Day", "type": "number", "jsonPath": ".status.decision.savingsPerDay"},
@@ -47,6 +53,17 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Target", "type": "string", "jsonPath": ".spec.target.deployment", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+# What a map key must be, said in words (a structural schema has no propertyNames: keys are
+# checked by CEL).
+_KEY_MESSAGES = {
+    QUALIFIED_NAME_PATTERN: "keys must be label keys: an optional DNS subdomain prefix and "
+    "'/', then at most 63 characters (letters, digits, '-', '_', '.'), alphanumeric at both ends",
+}
+# Status values the operator may add to in a later release (reasons, phases, actions,
+# condition types): open strings in the CRD, so an older CRD, which `helm upgrade` never
+# replaces, still accepts a newer operator's status. The operator uses its enums inside.
+STATUS_ENUM_MAX_LENGTH = 128
 
 # Keys listed first in every schema node, so the YAML reads top-down.
 _LEADING_KEYS = ("type", "description")
@@ -64,7 +81,7 @@ def structural_schema(model: type[BaseModel]) -> Schema:
 
 
 def _convert(node: Schema, definitions: Mapping[str, Schema]) -> Schema:
-    node = _inline(node, definitions)
+    node = _keys_as_cel(_inline(node, definitions))
     result: Schema = {}
     for key, value in node.items():
         if key == "title" or (key == "default" and value is None):
@@ -90,6 +107,41 @@ def _convert(node: Schema, definitions: Mapping[str, Schema]) -> Schema:
         else:
             result[key] = value
     return _ordered(result)
+
+
+def _keys_as_cel(node: Schema) -> Schema:
+    """A map whose keys have a schema (pydantic: patternProperties and propertyNames) as a
+    structural map: additionalProperties for the values, a CEL rule for the keys."""
+    if "patternProperties" not in node:
+        return node
+    node = dict(node)
+    ((pattern, values),) = node.pop("patternProperties").items()
+    names = node.pop("propertyNames", {})
+    node["additionalProperties"] = values
+    check = f"k.matches(r'{pattern}')"
+    if "maxLength" in names:
+        check = f"size(k) <= {names['maxLength']} && {check}"
+    rule = {
+        "rule": f"self.all(k, {check})",
+        "message": _KEY_MESSAGES.get(pattern, f"every key must match {pattern}"),
+    }
+    node["x-kubernetes-validations"] = [*node.get("x-kubernetes-validations", []), rule]
+    return node
+
+
+def _open_enums(node: Schema) -> Schema:
+    """Every `enum` under node replaced by a bounded string (see STATUS_ENUM_MAX_LENGTH)."""
+    result: Schema = {}
+    for key, value in node.items():
+        if key == "enum":
+            result.setdefault("maxLength", STATUS_ENUM_MAX_LENGTH)
+        elif key in ("properties",):
+            result[key] = {name: _open_enums(child) for name, child in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            result[key] = _open_enums(value)
+        else:
+            result[key] = value
+    return result
 
 
 def _inline(node: Schema, definitions: Mapping[str, Schema]) -> Schema:
@@ -129,7 +181,7 @@ def _conditions_as_map_list(status: Schema) -> Schema:
 def build_crd() -> dict[str, Any]:
     """The CustomResourceDefinition (apiextensions.k8s.io/v1) as a plain dict."""
     spec = structural_schema(WorkloadPlacementSpec)
-    status = _conditions_as_map_list(structural_schema(WorkloadPlacementStatus))
+    status = _open_enums(_conditions_as_map_list(structural_schema(WorkloadPlacementStatus)))
     root: Schema = {
         "type": "object",
         "description": "WorkloadPlacement decides, per inference workload, whether its work "
@@ -187,9 +239,23 @@ def build_crd() -> dict[str, Any]:
     }
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a node shared by two places twice: anchors and aliases (`&id001`, `*id001`)
+    are refused or misread by some tools that read CRDs, and hard for people to read."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render_crd_yaml() -> str:
     """The CRD as YAML, byte-for-byte stable for the same models (checked in under crds/)."""
-    body = yaml.safe_dump(build_crd(), sort_keys=False, default_flow_style=False, width=100)
+    body = yaml.dump(
+        build_crd(),
+        Dumper=_NoAliasDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=100,
+    )
     return HEADER + body
 
 

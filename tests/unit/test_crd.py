@@ -175,8 +175,17 @@ def test_cross_field_rules_are_cel_too(root: Node) -> None:
     spec = root["properties"]["spec"]["properties"]
     assert _cel_rules(spec["batch"]["properties"]["window"]) == ["self.start != self.end"]
     assert any("queueName" in rule for rule in _cel_rules(spec["batch"]))
-    assert _cel_rules(spec["evaluationInterval"]) == ["self.matches('[1-9]')"]
-    assert _cel_rules(spec["metrics"]["properties"]["lookback"]) == ["self.matches('[1-9]')"]
+    interval_rules = spec["evaluationInterval"]["x-kubernetes-validations"]
+    assert interval_rules[0]["rule"] == "self.matches('[1-9]')"
+    assert [rule["message"] for rule in interval_rules] == [
+        "must be longer than 0s",
+        "must be at most 1d",
+    ]
+    lookback_rules = spec["metrics"]["properties"]["lookback"]["x-kubernetes-validations"]
+    assert [rule["message"] for rule in lookback_rules] == [
+        "must be at least 1m",
+        "must be at most 30d",
+    ]
     for _, node in _walk(root):
         for rule in node.get("x-kubernetes-validations", []):
             assert rule["message"], "every CEL rule says what is wrong"
