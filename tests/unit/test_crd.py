@@ -251,3 +251,50 @@ def test_status_is_structural_with_keyed_conditions(root: Node) -> None:
         "operations",
     }
     assert decision["evaluatedAt"]["format"] == "date-time"
+
+
+def test_ready_column_shows_the_ready_condition(crd: Node) -> None:
+    columns = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+
+
+def test_the_committed_crd_has_no_yaml_anchors_or_aliases() -> None:
+    committed = (REPO / CRD_FILE).read_text()
+    for event in yaml.parse(committed):
+        assert getattr(event, "anchor", None) is None, f"anchor or alias at {event.start_mark}"
+
+
+def test_status_values_a_newer_operator_may_add_are_open_strings(root: Node) -> None:
+    # `helm upgrade` never upgrades a CRD: an enum of reasons or phases would refuse the
+    # status of an operator that added one.
+    status = root["properties"]["status"]
+    for path, node in _walk(status, ".status"):
+        assert "enum" not in node, path
+    properties = status["properties"]
+    for node in (
+        properties["phase"],
+        properties["decision"]["properties"]["reason"],
+        properties["decision"]["properties"]["action"],
+        properties["history"]["items"]["properties"]["reason"],
+        properties["conditions"]["items"]["properties"]["type"],
+    ):
+        assert node["type"] == "string" and node["maxLength"] <= 128
+
+
+def test_time_zones_are_checked_against_tzdata_at_apply(root: Node) -> None:
+    zone = root["properties"]["spec"]["properties"]["batch"]["properties"]["window"]["properties"][
+        "timeZone"
+    ]
+    (rule,) = zone["x-kubernetes-validations"]
+    assert "'Europe/Berlin'" in rule["rule"] and "'UTC'" in rule["rule"]
+    for not_a_place in ("Factory", "localtime", "posixrules", "Etc/GMT+14"):
+        assert f"'{not_a_place}'" not in rule["rule"]
+
+
+def test_job_integer_fields_are_bounded_like_the_job_api(root: Node) -> None:
+    job_spec = root["properties"]["spec"]["properties"]["batch"]["properties"]["jobTemplate"][
+        "properties"
+    ]["spec"]["properties"]
+    for name in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
+        assert job_spec[name]["maximum"] == 2**31 - 1, name
+    assert job_spec["activeDeadlineSeconds"]["maximum"] == 2**63 - 1
