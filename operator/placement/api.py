@@ -141,7 +141,56 @@ EVALUATION_INTERVAL_BOUNDS = (timedelta(seconds=1), timedelta(days=1))
 
 # The largest jobTemplate, serialized as JSON, the operator acts on. The CRD bounds every
 # field it declares; the Job and pod fields it passes through unknown are bounded here.
-MAX_JOB_TEMPLATE_BYTES = 64 * 1024
+MAX_JOB_TEMPLATE_BYTES = 128 * 1024
+# Budgets, in characters, for fields the template declares, checked together by CEL: bounds
+# per field alone multiply (32 containers x 128 variables x 4096 characters is 16 MB).
+# `placement.crd.worst_case_json_bytes` reads them back from the messages.
+MAX_LABELS_CHARACTERS = 4_096
+MAX_ANNOTATIONS_CHARACTERS = 8_192
+MAX_CONTAINERS_CHARACTERS = 16_384
+
+
+def _budget_message(what: str, characters: int) -> str:
+    return f"{what} together must be at most {characters} characters"
+
+
+def _map_budget_cel(characters: int) -> JsonDict:
+    return {
+        "x-kubernetes-validations": [
+            {
+                "rule": f"self.map(k, size(k) + size(self[k])).sum() <= {characters}",
+                "message": _budget_message("keys and values", characters),
+            }
+        ]
+    }
+
+
+def _check_map_budget(value: dict[str, str], characters: int) -> dict[str, str]:
+    if sum(len(key) + len(text) for key, text in value.items()) > characters:
+        raise ValueError(_budget_message("keys and values", characters))
+    return value
+
+
+_CONTAINER_CHARACTERS_CEL = (
+    "size(c.name) + size(c.image)"
+    " + (has(c.command) ? c.command.map(w, size(w)).sum() : 0)"
+    " + (has(c.args) ? c.args.map(w, size(w)).sum() : 0)"
+    " + (has(c.env) ? c.env.map(e, size(e.name) + (has(e.value) ? size(e.value) : 0)).sum() : 0)"
+)
+CONTAINERS_BUDGET_MESSAGE = _budget_message(
+    "names, images, commands, arguments and environment variables of all containers",
+    MAX_CONTAINERS_CHARACTERS,
+)
+CONTAINERS_BUDGET_CEL: JsonDict = {
+    "x-kubernetes-validations": [
+        {
+            "rule": f"self.containers.map(c, {_CONTAINER_CHARACTERS_CEL}).sum()"
+            f" + (has(self.initContainers) ? self.initContainers.map(c, "
+            f"{_CONTAINER_CHARACTERS_CEL}).sum() : 0) <= {MAX_CONTAINERS_CHARACTERS}",
+            "message": CONTAINERS_BUDGET_MESSAGE,
+        }
+    ]
+}
 
 # The placement's name is a label value on its Jobs (placement.runplacement.io/placement),
 # and label values are at most 63 characters, so longer names are refused at admission.
@@ -365,13 +414,27 @@ class ObjectMetaTemplate(BaseModel):
     labels: dict[QualifiedName, LabelValue] = Field(
         default_factory=dict,
         max_length=64,
-        description="Labels for the created object (the operator adds its own).",
+        json_schema_extra=_map_budget_cel(MAX_LABELS_CHARACTERS),
+        description="Labels for the created object (the operator adds its own); keys and "
+        f"values together at most {MAX_LABELS_CHARACTERS} characters.",
     )
     annotations: dict[QualifiedName, AnnotationValue] = Field(
         default_factory=dict,
         max_length=64,
-        description="Annotations for the created object.",
+        json_schema_extra=_map_budget_cel(MAX_ANNOTATIONS_CHARACTERS),
+        description="Annotations for the created object; keys and values together at most "
+        f"{MAX_ANNOTATIONS_CHARACTERS} characters.",
     )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_within_budget(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_map_budget(value, MAX_LABELS_CHARACTERS)
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_within_budget(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_map_budget(value, MAX_ANNOTATIONS_CHARACTERS)
 
 
 CommandWord = Annotated[str, StringConstraints(max_length=4096)]
@@ -398,26 +461,39 @@ class ContainerTemplate(BaseModel):
     name: DnsLabel = Field(description="Container name.")
     image: str = Field(min_length=1, max_length=1024, description="Container image.")
     command: list[CommandWord] | None = Field(
-        default=None, max_length=64, description="Entrypoint array."
+        default=None, max_length=32, description="Entrypoint array."
     )
     args: list[CommandWord] | None = Field(
-        default=None, max_length=64, description="Arguments to the entrypoint."
+        default=None, max_length=32, description="Arguments to the entrypoint."
     )
     env: list[EnvVarTemplate] | None = Field(
-        default=None, max_length=128, description="Environment variables."
+        default=None, max_length=64, description="Environment variables."
     )
+
+
+def _container_characters(container: ContainerTemplate) -> int:
+    words = [*(container.command or []), *(container.args or [])]
+    env = [len(var.name) + len(var.value or "") for var in container.env or []]
+    return len(container.name) + len(container.image) + sum(map(len, words)) + sum(env)
 
 
 class PodSpecTemplate(BaseModel):
     """core/v1 PodSpec of the batch pod; fields beyond these pass through unchanged."""
 
-    model_config = _camel("allow")
+    model_config = _camel("allow") | ConfigDict(json_schema_extra=CONTAINERS_BUDGET_CEL)
+
+    @model_validator(mode="after")
+    def _containers_within_budget(self) -> PodSpecTemplate:
+        containers = [*self.containers, *(self.init_containers or [])]
+        if sum(map(_container_characters, containers)) > MAX_CONTAINERS_CHARACTERS:
+            raise ValueError(CONTAINERS_BUDGET_MESSAGE)
+        return self
 
     containers: list[ContainerTemplate] = Field(
-        min_length=1, max_length=16, description="Containers of the batch pod (at least one)."
+        min_length=1, max_length=8, description="Containers of the batch pod (at least one)."
     )
     init_containers: list[ContainerTemplate] | None = Field(
-        default=None, max_length=16, description="Init containers of the batch pod."
+        default=None, max_length=8, description="Init containers of the batch pod."
     )
     volumes: list[dict[str, Any]] | None = Field(
         default=None, max_length=64, description="Volumes of the batch pod (core/v1 Volume)."

@@ -12,6 +12,7 @@ Descriptions, enums, bounds, patterns and CEL rules are kept.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,7 @@ from placement.api import (
     NAME_MAX_LENGTH,
     PLACEMENT_CEL,
     PLURAL,
+    QUALIFIED_NAME_MAX_LENGTH,
     QUALIFIED_NAME_PATTERN,
     SHORT_NAMES,
     SINGULAR,
@@ -237,6 +239,60 @@ def build_crd() -> dict[str, Any]:
             ],
         },
     }
+
+
+# A CEL budget over a whole node (placement.api's *_BUDGET_CEL): its message says the cap.
+_BUDGET_MESSAGE = re.compile(r"together must be at most (\d+) characters")
+# JSON text of a number or a timestamp at most: -1.2345678901234567e-308, 2026-01-01T00:00:00Z.
+_NUMBER_BYTES = 24
+_DATE_TIME_BYTES = 40
+
+
+def worst_case_json_bytes(node: Schema, bytes_per_character: int = 4) -> int:
+    """The longest JSON text of a value the schema admits, from its bounds (maxLength,
+    maxItems, maxProperties, enums) and CEL budgets; a character is up to 4 UTF-8 bytes.
+
+    Fields kept by x-kubernetes-preserve-unknown-fields are not counted (no schema bounds
+    them): the operator bounds the job template they live in (MAX_JOB_TEMPLATE_BYTES).
+    """
+    full = _worst(node, bytes_per_character)
+    caps = [
+        int(found.group(1))
+        for rule in node.get("x-kubernetes-validations", [])
+        if (found := _BUDGET_MESSAGE.search(rule["message"]))
+    ]
+    if not caps:
+        return full
+    # Under a budget the characters are shared: the structure, plus the budget's characters.
+    return min(full, _worst(node, 0) + min(caps) * bytes_per_character)
+
+
+def _worst(node: Schema, per_character: int) -> int:
+    kind = node.get("type")
+    if kind == "string":
+        if "enum" in node:
+            return 2 + max(len(str(value)) for value in node["enum"])
+        if node.get("format") == "date-time":
+            return _DATE_TIME_BYTES
+        return 2 + int(node["maxLength"]) * per_character
+    if kind in ("integer", "number"):
+        return _NUMBER_BYTES
+    if kind == "boolean":
+        return len("false")
+    if kind == "array":
+        item = worst_case_json_bytes(node["items"], per_character)
+        return 2 + int(node["maxItems"]) * (item + 1)
+    if kind == "object":
+        total = 2
+        for name, child in node.get("properties", {}).items():
+            total += len(name) + 4 + worst_case_json_bytes(child, per_character)
+        values = node.get("additionalProperties")
+        if isinstance(values, dict):
+            key = 2 + QUALIFIED_NAME_MAX_LENGTH * per_character
+            value = worst_case_json_bytes(values, per_character)
+            total += int(node["maxProperties"]) * (key + 2 + value)
+        return total
+    raise UnsupportedSchemaError(f"no worst case for {node!r}")
 
 
 class _NoAliasDumper(yaml.SafeDumper):

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from placement import api
-from placement.crd import CRD_FILE, build_crd, render_crd_yaml
+from placement.crd import CRD_FILE, build_crd, render_crd_yaml, worst_case_json_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 Node = dict[str, Any]
@@ -298,3 +298,24 @@ def test_job_integer_fields_are_bounded_like_the_job_api(root: Node) -> None:
     for name in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
         assert job_spec[name]["maximum"] == 2**31 - 1, name
     assert job_spec["activeDeadlineSeconds"]["maximum"] == 2**63 - 1
+
+
+def test_the_largest_spec_the_crd_declares_fits_in_kopfs_annotations(root: Node) -> None:
+    # kopf once copied the spec into an annotation (all annotations: 256 KB at most); it now
+    # keeps a digest (placement.diffbase), and the declared fields stay bounded anyway.
+    spec = root["properties"]["spec"]
+    ascii_text = worst_case_json_bytes(spec, bytes_per_character=1)
+    utf8_text = worst_case_json_bytes(spec, bytes_per_character=4)
+    assert ascii_text <= 96 * 1024, ascii_text
+    assert utf8_text <= 256 * 1024, utf8_text
+    template = spec["properties"]["batch"]["properties"]["jobTemplate"]
+    # What the CRD declares of the template fits the operator's own bound on the template.
+    assert worst_case_json_bytes(template, bytes_per_character=1) <= api.MAX_JOB_TEMPLATE_BYTES
+
+
+def test_worst_case_counts_budgets_not_the_product_of_bounds() -> None:
+    words: Node = {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 100}}
+    assert worst_case_json_bytes(words, bytes_per_character=1) == 2 + 100 * (2 + 100 + 1)
+    budget = {"rule": "...", "message": "words together must be at most 50 characters"}
+    capped = {**words, "x-kubernetes-validations": [budget]}
+    assert worst_case_json_bytes(capped, bytes_per_character=1) == 2 + 100 * 3 + 50
