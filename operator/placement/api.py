@@ -184,7 +184,8 @@ CONTAINERS_BUDGET_MESSAGE = _budget_message(
 CONTAINERS_BUDGET_CEL: JsonDict = {
     "x-kubernetes-validations": [
         {
-            "rule": f"self.containers.map(c, {_CONTAINER_CHARACTERS_CEL}).sum()"
+            "rule": f"(has(self.containers) ? self.containers.map(c, "
+            f"{_CONTAINER_CHARACTERS_CEL}).sum() : 0)"
             f" + (has(self.initContainers) ? self.initContainers.map(c, "
             f"{_CONTAINER_CHARACTERS_CEL}).sum() : 0) <= {MAX_CONTAINERS_CHARACTERS}",
             "message": CONTAINERS_BUDGET_MESSAGE,
