@@ -116,11 +116,11 @@ MAX_PARALLEL_PODS = 100_000
 MAX_AMOUNT = 1e12
 MIN_EFFICIENCY = 1e-6
 MAX_EFFICIENCY = 1e6
-# The API server checks `minimum` on an integer value against int64(minimum): 1e-06 becomes
-# 0 and `batchEfficiency: 0` passed (tests/data/invalid/). CEL compares as double.
 
 
 def _at_least_cel(minimum: float) -> JsonDict:
+    # The API server checks `minimum` on an integer value against int64(minimum): 1e-06
+    # becomes 0 and `batchEfficiency: 0` passed (tests/data/invalid/). CEL compares as double.
     return {
         "x-kubernetes-validations": [
             {"rule": f"self >= {minimum:f}", "message": f"must be at least {minimum:g}"}
@@ -483,13 +483,6 @@ class PodSpecTemplate(BaseModel):
 
     model_config = _camel("allow") | ConfigDict(json_schema_extra=CONTAINERS_BUDGET_CEL)
 
-    @model_validator(mode="after")
-    def _containers_within_budget(self) -> PodSpecTemplate:
-        containers = [*self.containers, *(self.init_containers or [])]
-        if sum(map(_container_characters, containers)) > MAX_CONTAINERS_CHARACTERS:
-            raise ValueError(CONTAINERS_BUDGET_MESSAGE)
-        return self
-
     containers: list[ContainerTemplate] = Field(
         min_length=1, max_length=8, description="Containers of the batch pod (at least one)."
     )
@@ -509,6 +502,13 @@ class PodSpecTemplate(BaseModel):
         default=None,
         description="Never or OnFailure, as a Job requires; unset means Never.",
     )
+
+    @model_validator(mode="after")
+    def _containers_within_budget(self) -> PodSpecTemplate:
+        containers = [*self.containers, *(self.init_containers or [])]
+        if sum(map(_container_characters, containers)) > MAX_CONTAINERS_CHARACTERS:
+            raise ValueError(CONTAINERS_BUDGET_MESSAGE)
+        return self
 
 
 class PodTemplate(BaseModel):
