@@ -9,8 +9,12 @@ and `placement explain`) and a CEL rule under `x-kubernetes-validations` (for th
 
 from __future__ import annotations
 
-from datetime import datetime, time
+import json
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
 from enum import StrEnum
+from functools import cache
+from importlib import resources
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,7 +30,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from placement.durations import Duration
+from placement.durations import Duration, check_duration_bounds, duration_bounds_cel
 from placement.reasons import ConditionType, Reason
 
 GROUP = "placement.runplacement.io"
@@ -48,29 +52,146 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 TIME_ZONE_PATTERN = r"^[A-Za-z][-A-Za-z0-9_+]*(/[-A-Za-z0-9_+]+)*$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+# A label or annotation key (a qualified name): an optional DNS-subdomain prefix and '/',
+# then up to 63 characters, alphanumeric at both ends.
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+QUALIFIED_NAME_MAX_LENGTH = 253 + 1 + 63
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A person's or team's name: empty (no owner), or trimmed, without control or format
+# characters (zero-width spaces, right-to-left marks) that make two owners look alike.
+# \p{..} classes: RE2 (the API server) and Rust's regex (pydantic) both have them.
+OWNER_PATTERN = r"^([^\p{Cc}\p{Cf}\p{Z}]([^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*[^\p{Cc}\p{Cf}\p{Z}])?)?$"
+# PromQL without a `#` comment outside its string literals: the scoping rewrite and the
+# batched split work on the expression, and a trailing comment made it always fail later.
+PROMQL_PATTERN = r"""^([^#"'`]|"([^"\\]|\\.)*"|'([^'\\]|\\.)*'|`[^`]*`)*$"""
+PROMQL_NOT_BLANK_CEL: JsonDict = {
+    "x-kubernetes-validations": [
+        {"rule": r"self.matches(r'[^\s\p{Z}]')", "message": "must not be blank"}
+    ]
+}
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 DnsSubdomain = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
 ]
 DnsLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 ClockTime = Annotated[str, StringConstraints(pattern=CLOCK_PATTERN, max_length=5)]
-PromQL = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+PromQL = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=4096, pattern=PROMQL_PATTERN),
+    AfterValidator(_not_blank),
+]
+QualifiedName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=QUALIFIED_NAME_MAX_LENGTH, pattern=QUALIFIED_NAME_PATTERN
+    ),
+]
 Message = Annotated[str, StringConstraints(max_length=MAX_MESSAGE_LENGTH)]
 ShortText = Annotated[str, StringConstraints(max_length=253)]
-LabelValue = Annotated[str, StringConstraints(max_length=63)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+AnnotationValue = Annotated[str, StringConstraints(max_length=4096)]
 
 # Upper bounds on money and efficiency: far above any real price, low enough that the formula
 # (replicas up to 2^31, times 24 hours) stays a finite number. Found by fuzzing: a price of
 # 9e307 passed `> 0` and made the savings NaN, which no status patch can carry.
 MAX_HOURLY_PRICE = 1e9
+# A millionth of the currency an hour: below it a price is a typo, and 5e-324 made the
+# savings formula's terms denormal.
+MIN_HOURLY_PRICE = 1e-6
+# More pods than one cluster runs at once (Kubernetes tests 150,000 pods per cluster).
+MAX_PARALLEL_PODS = 100_000
 MAX_AMOUNT = 1e12
 MIN_EFFICIENCY = 1e-6
 MAX_EFFICIENCY = 1e6
-# The API server checks `minimum` on an integer value against int64(minimum): 1e-06 becomes
-# 0 and `batchEfficiency: 0` passed (tests/data/invalid/). CEL compares as double.
-MIN_EFFICIENCY_CEL: JsonDict = {
+
+
+def _at_least_cel(minimum: float) -> JsonDict:
+    # The API server checks `minimum` on an integer value against int64(minimum): 1e-06
+    # becomes 0 and `batchEfficiency: 0` passed (tests/data/invalid/). CEL compares as double.
+    return {
+        "x-kubernetes-validations": [
+            {"rule": f"self >= {minimum:f}", "message": f"must be at least {minimum:g}"}
+        ]
+    }
+
+
+MIN_EFFICIENCY_CEL = _at_least_cel(MIN_EFFICIENCY)
+MIN_HOURLY_PRICE_CEL = _at_least_cel(MIN_HOURLY_PRICE)
+
+# Durations a person would write: a wait of more than a week, a retry window of more than a
+# day or a lookback of more than 30 days (Prometheus grew to 650 MB on `lookback: 3650d`) is
+# a typo or a misuse; a lookback under a minute has no sample in most scrape intervals.
+ACCEPTABLE_DELAY_BOUNDS = (timedelta(0), timedelta(days=7))
+RETRY_WINDOW_BOUNDS = (timedelta(0), timedelta(days=1))
+LOOKBACK_BOUNDS = (timedelta(minutes=1), timedelta(days=30))
+EVALUATION_INTERVAL_BOUNDS = (timedelta(seconds=1), timedelta(days=1))
+
+# The largest jobTemplate, serialized as JSON, the operator acts on. The CRD bounds every
+# field it declares; the Job and pod fields it passes through unknown are bounded here.
+MAX_JOB_TEMPLATE_BYTES = 128 * 1024
+# Budgets, in characters, for fields the template declares, checked together by CEL: bounds
+# per field alone multiply (32 containers x 128 variables x 4096 characters is 16 MB).
+# `placement.crd.worst_case_json_bytes` reads them back from the messages: with them the
+# largest spec the CRD declares is 81,882 bytes of JSON in ASCII, 232,230 at 4 bytes a
+# character (tests/unit/test_crd.py), under the 256 KB all annotations may hold.
+MAX_LABELS_CHARACTERS = 4_096
+MAX_ANNOTATIONS_CHARACTERS = 8_192
+MAX_CONTAINERS_CHARACTERS = 16_384
+
+
+def _budget_message(what: str, characters: int) -> str:
+    return f"{what} together must be at most {characters} characters"
+
+
+def _map_budget_cel(characters: int) -> JsonDict:
+    return {
+        "x-kubernetes-validations": [
+            {
+                "rule": f"self.map(k, size(k) + size(self[k])).sum() <= {characters}",
+                "message": _budget_message("keys and values", characters),
+            }
+        ]
+    }
+
+
+def _check_map_budget(value: dict[str, str], characters: int) -> dict[str, str]:
+    if sum(len(key) + len(text) for key, text in value.items()) > characters:
+        raise ValueError(_budget_message("keys and values", characters))
+    return value
+
+
+_CONTAINER_CHARACTERS_CEL = (
+    "size(c.name) + size(c.image)"
+    " + (has(c.command) ? c.command.map(w, size(w)).sum() : 0)"
+    " + (has(c.args) ? c.args.map(w, size(w)).sum() : 0)"
+    " + (has(c.env) ? c.env.map(e, size(e.name) + (has(e.value) ? size(e.value) : 0)).sum() : 0)"
+)
+CONTAINERS_BUDGET_MESSAGE = _budget_message(
+    "names, images, commands, arguments and environment variables of all containers",
+    MAX_CONTAINERS_CHARACTERS,
+)
+CONTAINERS_BUDGET_CEL: JsonDict = {
     "x-kubernetes-validations": [
-        {"rule": f"self >= {MIN_EFFICIENCY:f}", "message": f"must be at least {MIN_EFFICIENCY:g}"}
+        {
+            "rule": f"(has(self.containers) ? self.containers.map(c, "
+            f"{_CONTAINER_CHARACTERS_CEL}).sum() : 0)"
+            f" + (has(self.initContainers) ? self.initContainers.map(c, "
+            f"{_CONTAINER_CHARACTERS_CEL}).sum() : 0) <= {MAX_CONTAINERS_CHARACTERS}",
+            "message": CONTAINERS_BUDGET_MESSAGE,
+        }
     ]
 }
 
@@ -91,26 +212,56 @@ PLACEMENT_CEL: JsonDict = {
     ]
 }
 
-# A positive duration: the pattern allows "0s", and CEL has no parser for our units, so the
-# rule is "some digit is not zero", which is exactly "longer than zero".
-POSITIVE_DURATION_CEL: JsonDict = {
-    "x-kubernetes-validations": [
-        {"rule": "self.matches('[1-9]')", "message": "must be longer than 0s"}
-    ]
-}
-
 
 def _camel(extra: Literal["forbid", "allow", "ignore"]) -> ConfigDict:
     return ConfigDict(alias_generator=to_camel, populate_by_name=True, extra=extra)
 
 
-def _require_positive(value: Duration) -> Duration:
-    if value.timedelta.total_seconds() <= 0:
-        raise ValueError("must be longer than 0s")
-    return value
+def _within(bounds: tuple[timedelta, timedelta]) -> Callable[[Duration], Duration]:
+    minimum, maximum = bounds
+    return lambda value: check_duration_bounds(value, minimum, maximum)
 
 
-PositiveDuration = Annotated[Duration, AfterValidator(_require_positive)]
+def _within_cel(bounds: tuple[timedelta, timedelta]) -> Any:
+    return Field(json_schema_extra=duration_bounds_cel(*bounds))
+
+
+# Durations within bounds: checked by pydantic, and by CEL in the CRD.
+AcceptableDelay = Annotated[
+    Duration, AfterValidator(_within(ACCEPTABLE_DELAY_BOUNDS)), _within_cel(ACCEPTABLE_DELAY_BOUNDS)
+]
+RetryWindow = Annotated[
+    Duration, AfterValidator(_within(RETRY_WINDOW_BOUNDS)), _within_cel(RETRY_WINDOW_BOUNDS)
+]
+Lookback = Annotated[
+    Duration, AfterValidator(_within(LOOKBACK_BOUNDS)), _within_cel(LOOKBACK_BOUNDS)
+]
+EvaluationInterval = Annotated[
+    Duration,
+    AfterValidator(_within(EVALUATION_INTERVAL_BOUNDS)),
+    _within_cel(EVALUATION_INTERVAL_BOUNDS),
+]
+
+# Names in tzdata's zone list that are not places: "Factory" has no offset anyone lives in.
+# ("localtime" and "posixrules" are files of a host's zoneinfo directory, not in the list.)
+NOT_PLACES = frozenset({"Factory", "localtime", "posixrules"})
+
+
+@cache
+def iana_time_zones() -> tuple[str, ...]:
+    """Every IANA zone name, from the pinned tzdata package (not the host's zoneinfo, so the
+    CRD generated from it is the same on every machine)."""
+    names = resources.files("tzdata").joinpath("zones").read_text().split()
+    return tuple(sorted(set(names) - NOT_PLACES))
+
+
+TIME_ZONE_MESSAGE = "must be an IANA time zone name such as Europe/Berlin or UTC"
+
+
+def _time_zone_cel() -> JsonDict:
+    zones = ", ".join(f"'{zone}'" for zone in iana_time_zones())
+    rule: JsonDict = {"rule": f"self in [{zones}]", "message": TIME_ZONE_MESSAGE}
+    return {"x-kubernetes-validations": [rule]}
 
 
 class Mode(StrEnum):
@@ -191,11 +342,11 @@ class LatencySpec(BaseModel):
         description="True when a user waits on each answer: the workload stays realtime, "
         "whatever the savings.",
     )
-    acceptable_delay: Duration = Field(
+    acceptable_delay: AcceptableDelay = Field(
         description="How long results may wait, e.g. '90m', '8h', '2d'. Batch is used only "
         "while the wait until the end of the batch window is at most this long, so below 24h "
         "the Deployment is held scaled down only that many hours a day, and the savings count "
-        "only those hours."
+        "only those hours. At most 7d."
     )
 
 
@@ -223,6 +374,7 @@ class BatchWindow(BaseModel):
         min_length=1,
         max_length=64,
         pattern=TIME_ZONE_PATTERN,
+        json_schema_extra=_time_zone_cel(),
         description="IANA time zone of start and end, e.g. 'Europe/Berlin'. A start inside a "
         "daylight-saving gap moves forward by the gap; in a repeated hour the first one counts.",
     )
@@ -230,10 +382,12 @@ class BatchWindow(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _known_time_zone(cls, value: str) -> str:
+        if value not in iana_time_zones():
+            raise ValueError(f"{TIME_ZONE_MESSAGE}, not {value!r}")
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown IANA time zone {value!r}") from error
+            raise ValueError(f"{TIME_ZONE_MESSAGE}, not {value!r}") from error
         return value
 
     @model_validator(mode="after")
@@ -260,15 +414,45 @@ class ObjectMetaTemplate(BaseModel):
 
     model_config = _camel("forbid")
 
-    labels: dict[str, LabelValue] = Field(
+    labels: dict[QualifiedName, LabelValue] = Field(
         default_factory=dict,
         max_length=64,
-        description="Labels for the created object (the operator adds its own).",
+        json_schema_extra=_map_budget_cel(MAX_LABELS_CHARACTERS),
+        description="Labels for the created object (the operator adds its own); keys and "
+        f"values together at most {MAX_LABELS_CHARACTERS} characters.",
     )
-    annotations: dict[str, str] = Field(
+    annotations: dict[QualifiedName, AnnotationValue] = Field(
         default_factory=dict,
         max_length=64,
-        description="Annotations for the created object.",
+        json_schema_extra=_map_budget_cel(MAX_ANNOTATIONS_CHARACTERS),
+        description="Annotations for the created object; keys and values together at most "
+        f"{MAX_ANNOTATIONS_CHARACTERS} characters.",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_within_budget(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_map_budget(value, MAX_LABELS_CHARACTERS)
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_within_budget(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_map_budget(value, MAX_ANNOTATIONS_CHARACTERS)
+
+
+CommandWord = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class EnvVarTemplate(BaseModel):
+    """An environment variable of a container (core/v1 EnvVar); valueFrom passes through."""
+
+    model_config = _camel("allow")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="Variable name."
+    )
+    value: Annotated[str, StringConstraints(max_length=4096)] | None = Field(
+        default=None, description="Variable value."
     )
 
 
@@ -279,20 +463,54 @@ class ContainerTemplate(BaseModel):
 
     name: DnsLabel = Field(description="Container name.")
     image: str = Field(min_length=1, max_length=1024, description="Container image.")
+    command: list[CommandWord] | None = Field(
+        default=None, max_length=32, description="Entrypoint array."
+    )
+    args: list[CommandWord] | None = Field(
+        default=None, max_length=32, description="Arguments to the entrypoint."
+    )
+    env: list[EnvVarTemplate] | None = Field(
+        default=None, max_length=64, description="Environment variables."
+    )
+
+
+def _container_characters(container: ContainerTemplate) -> int:
+    words = [*(container.command or []), *(container.args or [])]
+    env = [len(var.name) + len(var.value or "") for var in container.env or []]
+    return len(container.name) + len(container.image) + sum(map(len, words)) + sum(env)
 
 
 class PodSpecTemplate(BaseModel):
     """core/v1 PodSpec of the batch pod; fields beyond these pass through unchanged."""
 
-    model_config = _camel("allow")
+    model_config = _camel("allow") | ConfigDict(json_schema_extra=CONTAINERS_BUDGET_CEL)
 
     containers: list[ContainerTemplate] = Field(
-        min_length=1, max_length=32, description="Containers of the batch pod (at least one)."
+        min_length=1, max_length=8, description="Containers of the batch pod (at least one)."
+    )
+    init_containers: list[ContainerTemplate] | None = Field(
+        default=None, max_length=8, description="Init containers of the batch pod."
+    )
+    volumes: list[dict[str, Any]] | None = Field(
+        default=None, max_length=64, description="Volumes of the batch pod (core/v1 Volume)."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, le=INT64_MAX, description="Seconds a pod may run (int64)."
+    )
+    termination_grace_period_seconds: int | None = Field(
+        default=None, ge=0, le=INT64_MAX, description="Seconds a pod has to stop (int64)."
     )
     restart_policy: Literal["Never", "OnFailure"] | None = Field(
         default=None,
         description="Never or OnFailure, as a Job requires; unset means Never.",
     )
+
+    @model_validator(mode="after")
+    def _containers_within_budget(self) -> PodSpecTemplate:
+        containers = [*self.containers, *(self.init_containers or [])]
+        if sum(map(_container_characters, containers)) > MAX_CONTAINERS_CHARACTERS:
+            raise ValueError(CONTAINERS_BUDGET_MESSAGE)
+        return self
 
 
 class PodTemplate(BaseModel):
@@ -314,7 +532,29 @@ class JobSpecTemplate(BaseModel):
     parallelism: int | None = Field(
         default=None,
         ge=1,
+        le=INT32_MAX,
         description="Pods that may run at once; used to check that batch fits the window.",
+    )
+    completions: int | None = Field(
+        default=None, ge=0, le=INT32_MAX, description="Pods that must succeed (int32)."
+    )
+    backoff_limit: int | None = Field(
+        default=None, ge=0, le=INT32_MAX, description="Retries before the Job fails (int32)."
+    )
+    backoff_limit_per_index: int | None = Field(
+        default=None, ge=0, le=INT32_MAX, description="Retries per index (int32)."
+    )
+    max_failed_indexes: int | None = Field(
+        default=None, ge=0, le=INT32_MAX, description="Failed indexes before the Job fails."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, le=INT64_MAX, description="Seconds the Job may run (int64)."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        le=INT32_MAX,
+        description="Seconds a finished Job is kept before it is deleted (int32).",
     )
     template: PodTemplate = Field(description="Pod template of the Job.")
 
@@ -328,6 +568,17 @@ class JobTemplate(BaseModel):
         default=None, description="Labels and annotations of each created Job."
     )
     spec: JobSpecTemplate = Field(description="Spec of each created Job.")
+
+
+def _bounded_in_size(template: JobTemplate) -> JobTemplate:
+    # The CRD bounds the fields it declares; those it passes through unknown are bounded
+    # here, by the operator only (no CEL function measures an object).
+    size = len(json.dumps(template.model_dump(by_alias=True, exclude_none=True, mode="json")))
+    if size > MAX_JOB_TEMPLATE_BYTES:
+        raise ValueError(
+            f"is {size} bytes as JSON, over the {MAX_JOB_TEMPLATE_BYTES} the operator accepts"
+        )
+    return template
 
 
 class BatchSpec(BaseModel):
@@ -352,11 +603,12 @@ class BatchSpec(BaseModel):
     )
 
     window: BatchWindow = Field(description="Daily window in which the batch Job runs.")
-    retry_window: Duration = Field(
+    retry_window: RetryWindow = Field(
         description="How long after a Job fails it may still be retried (by its backoffLimit, "
-        "Kueue, or a person deleting it so the operator recreates it) before the fallback runs."
+        "Kueue, or a person deleting it so the operator recreates it) before the fallback "
+        "runs. At most 1d."
     )
-    job_template: JobTemplate = Field(
+    job_template: Annotated[JobTemplate, AfterValidator(_bounded_in_size)] = Field(
         description="batch/v1 JobTemplateSpec of the Job created once per window."
     )
     queue_name: DnsSubdomain | None = Field(
@@ -396,10 +648,16 @@ class CostsSpec(BaseModel):
         default="USD", pattern=CURRENCY_PATTERN, max_length=3, description="ISO 4217 code."
     )
     realtime_replica_hourly: float = Field(
-        gt=0, le=MAX_HOURLY_PRICE, description="Cost of one realtime replica for one hour."
+        ge=MIN_HOURLY_PRICE,
+        le=MAX_HOURLY_PRICE,
+        json_schema_extra=MIN_HOURLY_PRICE_CEL,
+        description="Cost of one realtime replica for one hour.",
     )
     batch_pod_hourly: float = Field(
-        gt=0, le=MAX_HOURLY_PRICE, description="Cost of one batch pod for one hour."
+        ge=MIN_HOURLY_PRICE,
+        le=MAX_HOURLY_PRICE,
+        json_schema_extra=MIN_HOURLY_PRICE_CEL,
+        description="Cost of one batch pod for one hour.",
     )
     batch_efficiency: float = Field(
         ge=MIN_EFFICIENCY,
@@ -429,6 +687,7 @@ class CostsSpec(BaseModel):
     max_parallel_pods: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_PARALLEL_PODS,
         description="Batch pods that may run at once (e.g. the queue's quota); with "
         "jobTemplate.spec.parallelism the smaller counts; neither means 1.",
     )
@@ -490,16 +749,19 @@ class MetricsSpec(BaseModel):
     model_config = _camel("forbid")
 
     utilization: PromQL = Field(
+        json_schema_extra=PROMQL_NOT_BLANK_CEL,
         description="PromQL returning one number in [0,1]: useful work over capacity of the "
-        "realtime fleet (e.g. tokens/s served over tokens/s it can serve), not GPU busy time."
+        "realtime fleet (e.g. tokens/s served over tokens/s it can serve), not GPU busy time.",
     )
     queue_depth: PromQL | None = Field(
-        default=None, description="PromQL returning the work waiting; shown in the decision."
+        default=None,
+        json_schema_extra=PROMQL_NOT_BLANK_CEL,
+        description="PromQL returning the work waiting; shown in the decision.",
     )
-    lookback: PositiveDuration = Field(
+    lookback: Lookback = Field(
         default=Duration("1h"),
-        description="Range the queries average over; older samples count as unavailable.",
-        json_schema_extra=POSITIVE_DURATION_CEL,
+        description="Range the queries average over; older samples count as unavailable. "
+        "From 1m to 30d.",
     )
 
 
@@ -510,6 +772,7 @@ class WorkloadPlacementSpec(BaseModel):
 
     owner: ShortText = Field(
         default="",
+        pattern=OWNER_PATTERN,
         description="Who operates the batch path (team or on-call). Empty: the operator "
         "never acts (OwnerMissing).",
     )
@@ -535,10 +798,9 @@ class WorkloadPlacementSpec(BaseModel):
         default_factory=LearningSpec,
         description="Measure batch throughput and retries from finished Jobs, and use them.",
     )
-    evaluation_interval: PositiveDuration = Field(
+    evaluation_interval: EvaluationInterval = Field(
         default=Duration("5m"),
-        description="How often the placement is re-evaluated.",
-        json_schema_extra=POSITIVE_DURATION_CEL,
+        description="How often the placement is re-evaluated; at most 1d.",
     )
 
 

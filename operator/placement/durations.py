@@ -40,6 +40,52 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def duration_seconds_cel(expression: str = "self") -> str:
+    """A CEL expression for the seconds of a duration the pattern admitted.
+
+    The API server's CEL has `duration()`, but Go's syntax has no days; so each unit's digits
+    are found with RE2 and summed (at most 6 digits a unit: no int64 overflow).
+    """
+    terms = []
+    for unit, seconds in _UNIT_SECONDS.items():
+        digits = f"{expression}.find('[0-9]+{unit}')"
+        amount = f"({digits} == '' ? 0 : int({digits}.replace('{unit}', '')))"
+        terms.append(amount if seconds == 1 else f"{amount} * {seconds}")
+    return " + ".join(terms)
+
+
+def duration_bounds_cel(minimum: timedelta, maximum: timedelta) -> dict[str, Any]:
+    """`x-kubernetes-validations` refusing a duration outside [minimum, maximum], with the
+    same messages as `check_duration_bounds`."""
+    seconds = duration_seconds_cel()
+    low, high = int(minimum.total_seconds()), int(maximum.total_seconds())
+    rules = [{"rule": f"{seconds} <= {high}", "message": _too_long(maximum)}]
+    if low == 1:  # "longer than 0s": some digit is not zero
+        rules.insert(0, {"rule": "self.matches('[1-9]')", "message": _too_short(minimum)})
+    elif low > 1:
+        rules.insert(0, {"rule": f"{seconds} >= {low}", "message": _too_short(minimum)})
+    return {"x-kubernetes-validations": rules}
+
+
+def check_duration_bounds(value: Duration, minimum: timedelta, maximum: timedelta) -> Duration:
+    """The pydantic side of `duration_bounds_cel`."""
+    if value.timedelta < minimum:
+        raise ValueError(_too_short(minimum))
+    if value.timedelta > maximum:
+        raise ValueError(_too_long(maximum))
+    return value
+
+
+def _too_short(minimum: timedelta) -> str:
+    if minimum <= timedelta(seconds=1):
+        return "must be longer than 0s"
+    return f"must be at least {format_duration(minimum)}"
+
+
+def _too_long(maximum: timedelta) -> str:
+    return f"must be at most {format_duration(maximum)}"
+
+
 def format_duration(delta: timedelta) -> str:
     """Render a timedelta compactly for messages: 1d2h, 6h30m, 45m, 30s, 0s.
 

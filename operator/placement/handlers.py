@@ -34,6 +34,7 @@ from placement.api import (
     WorkloadPlacementStatus,
 )
 from placement.config import OperatorConfig
+from placement.diffbase import SpecDigestDiffBaseStorage
 from placement.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
 from placement.jobs import job_manifest
 from placement.kube import DeploymentState, JobState, KubeAdapter
@@ -173,7 +174,8 @@ def register(
         # Chosen once: changing the finalizer or the prefix later strands existing objects.
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        # A digest of the spec, not a copy: a large spec cannot make the placement undeletable.
+        settings.persistence.diffbase_storage = SpecDigestDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.posting.level = config.posting_level

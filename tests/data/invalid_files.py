@@ -1,8 +1,9 @@
 """The invalid WorkloadPlacements under tests/data/invalid/ and what each must be refused for.
 
 Each file starts with comments: `# expect: <field path>` (the field the error must name),
-`# message: <fragment>` (part of the API server's message) and, for the one case the API
-server cannot judge, `# admitted: ...` (the operator blocks it with InvalidSpec instead).
+`# message: <fragment>` (part of the API server's message) and, for what the API server
+cannot judge (the size of fields it passes through unknown), `# admitted: ...` (the operator
+blocks it with InvalidSpec instead).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Bad input at the real API server: every file under tests/data/invalid/ is refused at
-`kubectl apply` with the field named; the one case the API server cannot judge (a
-well-formed but unknown time zone) is blocked by the operator with InvalidSpec instead.
+`kubectl apply` with the field named; the one case the API server cannot judge (a job
+template over the operator's size bound through fields the CRD passes through unknown) is
+blocked by the operator with InvalidSpec instead.
 The models refuse the same files for the same fields (tests/unit/test_invalid_files.py)."""
 
 from __future__ import annotations

@@ -202,3 +202,58 @@ def test_status_decision_parses() -> None:
     )
     assert status.decision is not None
     assert status.decision.action is Action.STAY
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"owner": "ML platform team"},  # inner spaces
+        {"owner": "Équipe données 東京"},  # any script, as long as it is printable
+        {"metrics.utilization": 'avg(x{path="/a#b"})'},  # `#` inside a string literal
+        {"metrics.queueDepth": "sum(queue_depth{q=`#1`})"},
+        {"latency.acceptableDelay": "7d"},
+        {"latency.acceptableDelay": "0s"},
+        {"batch.retryWindow": "1d"},
+        {"batch.retryWindow": "23h59m59s"},
+        {"metrics.lookback": "1m"},
+        {"metrics.lookback": "30d"},
+        {"evaluationInterval": "1d"},
+        {"batch.window.timeZone": "Etc/GMT-14"},  # the one that exists
+        {"batch.window.timeZone": "America/Argentina/Buenos_Aires"},
+        {"costs.batchPodHourly": 1e-6},
+        {"costs.maxParallelPods": 100_000},
+        {"batch.jobTemplate.spec.parallelism": 2**31 - 1},
+        {"batch.jobTemplate.spec.activeDeadlineSeconds": 2**63 - 1},
+        {"batch.jobTemplate.metadata": {"labels": {"app.kubernetes.io/name": "x", "a": ""}}},
+    ],
+)
+def test_values_at_the_edge_of_the_bounds_are_accepted(changes: dict[str, Any]) -> None:
+    make_spec(**changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"latency.acceptableDelay": "7d1s"}, "must be at most 7d"),
+        ({"batch.retryWindow": "1d1s"}, "must be at most 1d"),
+        ({"metrics.lookback": "59s"}, "must be at least 1m"),
+        ({"metrics.lookback": "30d1s"}, "must be at most 30d"),
+        ({"batch.window.timeZone": "Factory"}, "must be an IANA time zone name"),
+        ({"owner": "team\u200bml"}, "should match pattern"),
+        ({"metrics.utilization": "\t \n"}, "must not be blank"),
+    ],
+)
+def test_bounds_are_refused_with_what_they_are(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make_spec(**changes)
+
+
+def test_the_containers_share_one_character_budget() -> None:
+    # Each variable is within its own bound; together they exceed what the Job may carry.
+    env = [{"name": f"V{i}", "value": "v" * 4000} for i in range(5)]
+    containers = [{"name": "batch", "image": "example/batch:1.0", "env": env}]
+    with pytest.raises(ValidationError, match="together must be at most 16384 characters"):
+        make_spec(**{"batch.jobTemplate.spec.template.spec.containers": containers})
+    make_spec(
+        **{"batch.jobTemplate.spec.template.spec.containers": [{**containers[0], "env": env[:4]}]}
+    )

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from placement import api
-from placement.crd import CRD_FILE, build_crd, render_crd_yaml
+from placement.crd import CRD_FILE, build_crd, render_crd_yaml, worst_case_json_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 Node = dict[str, Any]
@@ -175,8 +175,17 @@ def test_cross_field_rules_are_cel_too(root: Node) -> None:
     spec = root["properties"]["spec"]["properties"]
     assert _cel_rules(spec["batch"]["properties"]["window"]) == ["self.start != self.end"]
     assert any("queueName" in rule for rule in _cel_rules(spec["batch"]))
-    assert _cel_rules(spec["evaluationInterval"]) == ["self.matches('[1-9]')"]
-    assert _cel_rules(spec["metrics"]["properties"]["lookback"]) == ["self.matches('[1-9]')"]
+    interval_rules = spec["evaluationInterval"]["x-kubernetes-validations"]
+    assert interval_rules[0]["rule"] == "self.matches('[1-9]')"
+    assert [rule["message"] for rule in interval_rules] == [
+        "must be longer than 0s",
+        "must be at most 1d",
+    ]
+    lookback_rules = spec["metrics"]["properties"]["lookback"]["x-kubernetes-validations"]
+    assert [rule["message"] for rule in lookback_rules] == [
+        "must be at least 1m",
+        "must be at most 30d",
+    ]
     for _, node in _walk(root):
         for rule in node.get("x-kubernetes-validations", []):
             assert rule["message"], "every CEL rule says what is wrong"
@@ -242,3 +251,71 @@ def test_status_is_structural_with_keyed_conditions(root: Node) -> None:
         "operations",
     }
     assert decision["evaluatedAt"]["format"] == "date-time"
+
+
+def test_ready_column_shows_the_ready_condition(crd: Node) -> None:
+    columns = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+
+
+def test_the_committed_crd_has_no_yaml_anchors_or_aliases() -> None:
+    committed = (REPO / CRD_FILE).read_text()
+    for event in yaml.parse(committed):
+        assert getattr(event, "anchor", None) is None, f"anchor or alias at {event.start_mark}"
+
+
+def test_status_values_a_newer_operator_may_add_are_open_strings(root: Node) -> None:
+    # `helm upgrade` never upgrades a CRD: an enum of reasons or phases would refuse the
+    # status of an operator that added one.
+    status = root["properties"]["status"]
+    for path, node in _walk(status, ".status"):
+        assert "enum" not in node, path
+    properties = status["properties"]
+    for node in (
+        properties["phase"],
+        properties["decision"]["properties"]["reason"],
+        properties["decision"]["properties"]["action"],
+        properties["history"]["items"]["properties"]["reason"],
+        properties["conditions"]["items"]["properties"]["type"],
+    ):
+        assert node["type"] == "string" and node["maxLength"] <= 128
+
+
+def test_time_zones_are_checked_against_tzdata_at_apply(root: Node) -> None:
+    zone = root["properties"]["spec"]["properties"]["batch"]["properties"]["window"]["properties"][
+        "timeZone"
+    ]
+    (rule,) = zone["x-kubernetes-validations"]
+    assert "'Europe/Berlin'" in rule["rule"] and "'UTC'" in rule["rule"]
+    for not_a_place in ("Factory", "localtime", "posixrules", "Etc/GMT+14"):
+        assert f"'{not_a_place}'" not in rule["rule"]
+
+
+def test_job_integer_fields_are_bounded_like_the_job_api(root: Node) -> None:
+    job_spec = root["properties"]["spec"]["properties"]["batch"]["properties"]["jobTemplate"][
+        "properties"
+    ]["spec"]["properties"]
+    for name in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
+        assert job_spec[name]["maximum"] == 2**31 - 1, name
+    assert job_spec["activeDeadlineSeconds"]["maximum"] == 2**63 - 1
+
+
+def test_the_largest_spec_the_crd_declares_fits_in_kopfs_annotations(root: Node) -> None:
+    # kopf once copied the spec into an annotation (all annotations: 256 KB at most); it now
+    # keeps a digest (placement.diffbase), and the declared fields stay bounded anyway.
+    spec = root["properties"]["spec"]
+    ascii_text = worst_case_json_bytes(spec, bytes_per_character=1)
+    utf8_text = worst_case_json_bytes(spec, bytes_per_character=4)
+    assert ascii_text <= 96 * 1024, ascii_text
+    assert utf8_text <= 256 * 1024, utf8_text
+    template = spec["properties"]["batch"]["properties"]["jobTemplate"]
+    # What the CRD declares of the template fits the operator's own bound on the template.
+    assert worst_case_json_bytes(template, bytes_per_character=1) <= api.MAX_JOB_TEMPLATE_BYTES
+
+
+def test_worst_case_counts_budgets_not_the_product_of_bounds() -> None:
+    words: Node = {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 100}}
+    assert worst_case_json_bytes(words, bytes_per_character=1) == 2 + 100 * (2 + 100 + 1)
+    budget = {"rule": "...", "message": "words together must be at most 50 characters"}
+    capped = {**words, "x-kubernetes-validations": [budget]}
+    assert worst_case_json_bytes(capped, bytes_per_character=1) == 2 + 100 * 3 + 50

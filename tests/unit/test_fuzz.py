@@ -23,10 +23,15 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from placement.api import (
+    ACCEPTABLE_DELAY_BOUNDS,
+    LOOKBACK_BOUNDS,
     MAX_AMOUNT,
     MAX_EFFICIENCY,
     MAX_HOURLY_PRICE,
+    MAX_PARALLEL_PODS,
     MIN_EFFICIENCY,
+    MIN_HOURLY_PRICE,
+    RETRY_WINDOW_BOUNDS,
     Phase,
     WorkloadPlacementSpec,
 )
@@ -105,19 +110,26 @@ def test_the_models_raise_only_validation_errors(document: Any) -> None:
 
 _NOW = dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)  # a DST change in Europe
 clock = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
-durations = st.builds(
-    lambda d, h, m, s: (
-        "".join(f"{n}{u}" for n, u in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if n is not None)
-        or "0s"
-    ),
-    st.one_of(st.none(), st.integers(0, 999_999)),
-    st.one_of(st.none(), st.integers(0, 999_999)),
-    st.one_of(st.none(), st.integers(0, 999_999)),
-    st.one_of(st.none(), st.integers(0, 999_999)),
-)
+
+
+def _written(seconds: int) -> str:
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, rest = divmod(rest, 60)
+    parts = ((days, "d"), (hours, "h"), (minutes, "m"), (rest, "s"))
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
+def bounded_durations(bounds: tuple[dt.timedelta, dt.timedelta]) -> st.SearchStrategy[str]:
+    """Durations the models accept for a field, its bounds included."""
+    low, high = (int(bound.total_seconds()) for bound in bounds)
+    return st.one_of(st.integers(low, high), st.sampled_from([low, high])).map(_written)
+
+
 # Up to the models' bounds, both ends included: the extremes are where overflow lives.
 prices = st.one_of(
-    st.floats(min_value=5e-324, max_value=MAX_HOURLY_PRICE), st.just(MAX_HOURLY_PRICE)
+    st.floats(min_value=MIN_HOURLY_PRICE, max_value=MAX_HOURLY_PRICE),
+    st.sampled_from([MIN_HOURLY_PRICE, MAX_HOURLY_PRICE]),
 )
 amounts = st.one_of(st.floats(min_value=0, max_value=MAX_AMOUNT), st.just(MAX_AMOUNT))
 efficiencies = st.one_of(
@@ -139,10 +151,10 @@ def valid_specs(draw: st.DrawFn) -> WorkloadPlacementSpec:
         "productRisk": draw(st.sampled_from(["Low", "Medium", "High"])),
         "target.warmReplicas": draw(st.integers(0, 10_000)),
         "latency.userVisible": draw(st.booleans()),
-        "latency.acceptableDelay": draw(durations),
+        "latency.acceptableDelay": draw(bounded_durations(ACCEPTABLE_DELAY_BOUNDS)),
         "batch.window": {"start": start, "end": end, "timeZone": draw(zones)},
-        "batch.retryWindow": draw(durations),
-        "batch.jobTemplate.spec.parallelism": draw(st.one_of(st.none(), st.integers(1, 10**6))),
+        "batch.retryWindow": draw(bounded_durations(RETRY_WINDOW_BOUNDS)),
+        "batch.jobTemplate.spec.parallelism": draw(st.one_of(st.none(), st.integers(1, 2**31 - 1))),
         "fallback.action": draw(st.sampled_from(["RestoreRealtime", "Alert"])),
         "costs": {
             "realtimeReplicaHourly": draw(prices),
@@ -151,10 +163,10 @@ def valid_specs(draw: st.DrawFn) -> WorkloadPlacementSpec:
             "dataStagingPerRun": draw(amounts),
             "operationsPerDay": draw(amounts),
             "retryRate": draw(st.floats(0, 1, exclude_max=True)),
-            "maxParallelPods": draw(st.one_of(st.none(), st.integers(1, 10**6))),
+            "maxParallelPods": draw(st.one_of(st.none(), st.integers(1, MAX_PARALLEL_PODS))),
             "savingsMargin": draw(amounts),
         },
-        "metrics.lookback": draw(durations.filter(lambda d: any(c in "123456789" for c in d))),
+        "metrics.lookback": draw(bounded_durations(LOOKBACK_BOUNDS)),
     }
     return WorkloadPlacementSpec.model_validate(spec_dict(**changes))
 
