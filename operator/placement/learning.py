@@ -18,15 +18,68 @@ it instead of the declared one; status shows both side by side either way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+
+from annotated_types import Ge, Gt, Le, Lt
 
 from placement.api import CostsSpec, LearningSpec
 
 # A measured retry rate of 1 (every pod failed) is arithmetic the formula can take, but the
 # declared field is [0,1): cap just below so a measured value is always a valid declaration.
 MAX_RETRY_RATE = 0.99
+
+
+def declared_bounds(field: str) -> tuple[float, float]:
+    """The closed interval CostsSpec admits for `field`, read from the model itself, so a
+    measured value is bounded exactly like a declared one, whatever bounds api.py sets."""
+    low, high = -math.inf, math.inf
+    for constraint in CostsSpec.model_fields[field].metadata:
+        if isinstance(constraint, Ge):
+            low = max(low, float(constraint.ge))  # type: ignore[arg-type]
+        elif isinstance(constraint, Gt):
+            low = max(low, math.nextafter(float(constraint.gt), math.inf))  # type: ignore[arg-type]
+        elif isinstance(constraint, Le):
+            high = min(high, float(constraint.le))  # type: ignore[arg-type]
+        elif isinstance(constraint, Lt):
+            high = min(high, math.nextafter(float(constraint.lt), -math.inf))  # type: ignore[arg-type]
+    return low, high
+
+
+EFFICIENCY_BOUNDS = declared_bounds("batch_efficiency")
+RETRY_RATE_BOUNDS = (
+    declared_bounds("retry_rate")[0],
+    min(declared_bounds("retry_rate")[1], MAX_RETRY_RATE),
+)
+
+
+def bounded(value: float | None, bounds: tuple[float, float]) -> float | None:
+    """`value` clamped into `bounds`; None when it is no number at all (NaN).
+
+    Clamping, not discarding: a run that did next to no work in many pod-hours really
+    measured a very low efficiency, and the lowest value a person could declare says so
+    (batch is priced high, the placement stays or goes back to realtime) without the
+    arithmetic of 5e-324 (infinite pod-hours, NaN savings) or of 0 (division by zero)."""
+    if value is None or math.isnan(value):
+        return None
+    low, high = bounds
+    return min(max(value, low), high)
+
+
+def _finite_run(run: Run) -> bool:
+    """Only measurable runs count: a status or Job edited by hand may carry anything."""
+    return (
+        math.isfinite(run.pod_hours)
+        and math.isfinite(run.failed_pod_hours)
+        and 0 <= run.failed_pod_hours <= run.pod_hours
+    )
+
+
+def _work(run: Run) -> float | None:
+    work = run.work_replica_hours
+    return work if work is not None and math.isfinite(work) and work >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -78,7 +131,7 @@ class Learned:
     def describe(self) -> str:
         """'batchEfficiency 5.10 measured over 6 runs (declared 6)', for the messages."""
         parts = [
-            f"{name} {item.value:.{digits}f} measured over {item.runs} runs "
+            f"{name} {_figure(item.value, digits)} measured over {item.runs} runs "
             f"(declared {item.declared:g})"
             for name, item, digits in (
                 ("batchEfficiency", self.batch_efficiency, 2),
@@ -87,6 +140,12 @@ class Learned:
             if item.in_use
         ]
         return "; ".join(parts)
+
+
+def _figure(value: float, digits: int) -> str:
+    """Fixed decimals, except for a value they would show as 0 (an efficiency of 1e-06)."""
+    text = f"{value:.{digits}f}"
+    return f"{value:.{digits}g}" if value and float(text) == 0 else text
 
 
 def record(runs: tuple[Run, ...], finished: Iterable[Run], keep: int) -> tuple[Run, ...]:
@@ -101,23 +160,23 @@ def record(runs: tuple[Run, ...], finished: Iterable[Run], keep: int) -> tuple[R
 
 def learn(costs: CostsSpec, learning: LearningSpec, runs: Iterable[Run]) -> Learned:
     """Measured beside declared batchEfficiency and retryRate, and which the formula uses."""
-    runs = tuple(runs)[-learning.max_runs :]
+    runs = tuple(run for run in runs if _finite_run(run))[-learning.max_runs :]
     productive = [
         run
         for run in runs
-        if run.succeeded
-        and run.work_replica_hours is not None
-        and run.pod_hours - run.failed_pod_hours > 0
+        if run.succeeded and _work(run) is not None and run.pod_hours - run.failed_pod_hours > 0
     ]
     efficiency = None
     if productive:
-        work = sum(run.work_replica_hours or 0.0 for run in productive)
+        # Sums of finite figures may still overflow (inf / inf is NaN): bounded() sorts it out.
+        work = sum(_work(run) or 0.0 for run in productive)
         hours = sum(run.pod_hours - run.failed_pod_hours for run in productive)
-        efficiency = work / hours if work > 0 else None
+        efficiency = bounded(work / hours, EFFICIENCY_BOUNDS) if work > 0 else None
     total_hours = sum(run.pod_hours for run in runs)
     retry = None
     if total_hours > 0:
-        retry = min(sum(run.failed_pod_hours for run in runs) / total_hours, MAX_RETRY_RATE)
+        failed_hours = sum(run.failed_pod_hours for run in runs)
+        retry = bounded(failed_hours / total_hours, RETRY_RATE_BOUNDS)
     return Learned(
         batch_efficiency=_measured(costs.batch_efficiency, efficiency, len(productive), learning),
         retry_rate=_measured(
