@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from annotated_types import Ge, Gt, Le, Lt
@@ -68,18 +68,25 @@ def bounded(value: float | None, bounds: tuple[float, float]) -> float | None:
     return min(max(value, low), high)
 
 
-def _finite_run(run: Run) -> bool:
-    """Only measurable runs count: a status or Job edited by hand may carry anything."""
-    return (
+def measurable(run: Run) -> Run | None:
+    """The run as learning may use it, or None. A status or Job edited by hand may carry any
+    figure: pod-hours that are no finite number (or fewer than the failed ones) measure
+    nothing; a work figure that is no finite, non-negative number is dropped, like that of a
+    Job created before work was annotated."""
+    if not (
         math.isfinite(run.pod_hours)
         and math.isfinite(run.failed_pod_hours)
         and 0 <= run.failed_pod_hours <= run.pod_hours
-    )
-
-
-def _work(run: Run) -> float | None:
+    ):
+        return None
     work = run.work_replica_hours
-    return work if work is not None and math.isfinite(work) and work >= 0 else None
+    if work is not None and not (math.isfinite(work) and work >= 0):
+        return replace(run, work_replica_hours=None)
+    return run
+
+
+def _measurable(runs: Iterable[Run]) -> list[Run]:
+    return [clean for run in runs if (clean := measurable(run)) is not None]
 
 
 @dataclass(frozen=True)
@@ -151,25 +158,31 @@ def _figure(value: float, digits: int) -> str:
 def record(runs: tuple[Run, ...], finished: Iterable[Run], keep: int) -> tuple[Run, ...]:
     """`runs` plus the finished ones not yet recorded (by Job name), oldest first, the latest
     `keep` only."""
+    kept = _measurable(runs)
     known = {run.job for run in runs}
-    new = sorted((run for run in finished if run.job not in known), key=lambda r: r.finished_at)
-    if not new:
+    new = sorted(
+        (run for run in _measurable(finished) if run.job not in known),
+        key=lambda r: r.finished_at,
+    )
+    if not new and kept == list(runs):
         return runs[-keep:]
-    return tuple(sorted((*runs, *new), key=lambda r: r.finished_at))[-keep:]
+    return tuple(sorted((*kept, *new), key=lambda r: r.finished_at))[-keep:]
 
 
 def learn(costs: CostsSpec, learning: LearningSpec, runs: Iterable[Run]) -> Learned:
     """Measured beside declared batchEfficiency and retryRate, and which the formula uses."""
-    runs = tuple(run for run in runs if _finite_run(run))[-learning.max_runs :]
+    runs = tuple(_measurable(runs))[-learning.max_runs :]
     productive = [
         run
         for run in runs
-        if run.succeeded and _work(run) is not None and run.pod_hours - run.failed_pod_hours > 0
+        if run.succeeded
+        and run.work_replica_hours is not None
+        and run.pod_hours - run.failed_pod_hours > 0
     ]
     efficiency = None
     if productive:
         # Sums of finite figures may still overflow (inf / inf is NaN): bounded() sorts it out.
-        work = sum(_work(run) or 0.0 for run in productive)
+        work = sum(run.work_replica_hours or 0.0 for run in productive)
         hours = sum(run.pod_hours - run.failed_pod_hours for run in productive)
         efficiency = bounded(work / hours, EFFICIENCY_BOUNDS) if work > 0 else None
     total_hours = sum(run.pod_hours for run in runs)

@@ -292,14 +292,16 @@ def _context(
     held_hours = held_hours_per_day(spec.latency.acceptable_delay.timedelta)
     learned = learn(spec.costs, spec.learning, recorded.runs)
     numbers_problem = None
+    baseline = recorded.baseline_utilization
+    if baseline is not None and not 0 <= baseline <= 1:  # NaN fails too
+        # Only a status edited by hand holds one: forget it, as if none had been measured.
+        numbers_problem = (
+            f"status.batch.baselineUtilization {number_text(baseline)} is outside [0,1]"
+        )
+        recorded = replace(recorded, baseline_utilization=None)
     if recorded.holding:
         replicas = recorded.original_replicas
         utilization = recorded.baseline_utilization
-        if utilization is not None and not 0 <= utilization <= 1:  # NaN fails too
-            numbers_problem = (
-                f"status.batch.baselineUtilization {number_text(utilization)} is outside [0,1]"
-            )
-            utilization = None
     else:
         replicas = observed.replicas
         utilization = observed.utilization if problem is None else None

@@ -26,7 +26,7 @@ from placement.api import (
     RunStatus,
     WorkloadPlacementStatus,
 )
-from placement.learning import Learned, Measured, Run
+from placement.learning import Learned, Measured, Run, measurable
 from placement.policy import ConditionReport, Decision, Inputs, State
 
 
@@ -118,17 +118,8 @@ def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningS
     return LearningStatus(
         batch_efficiency=None if learned is None else _measured(learned.batch_efficiency, 4),
         retry_rate=None if learned is None else _measured(learned.retry_rate, 4),
-        runs=[RunStatus(**asdict(run)) for run in runs if _measurable(run)],  # same fields
-    )
-
-
-def _measurable(run: Run) -> bool:
-    return (
-        _finite(run.pod_hours) is not None
-        and run.pod_hours >= 0
-        and _finite(run.failed_pod_hours) is not None
-        and run.failed_pod_hours >= 0
-        and (run.work_replica_hours is None or _finite(run.work_replica_hours) is not None)
+        # The same fields both ways; only runs learning can measure.
+        runs=[RunStatus(**asdict(clean)) for run in runs if (clean := measurable(run))],
     )
 
 
