@@ -322,7 +322,7 @@ def _context(
         # path and its fallback go on as when no baseline was recorded.
         bad = breakdown.non_finite()
         if bad is not None:
-            numbers_problem = f"{bad} (replicas {replicas}, utilization {utilization:g})"
+            numbers_problem = bad
             breakdown = None
     return _Context(
         spec=spec,

@@ -51,7 +51,8 @@ from placement.api import (
     WorkloadPlacementSpec,
 )
 from placement.costs import MAX_PARALLEL_PODS, batch_duration, daily_costs, parallel_pods
-from placement.learning import EFFICIENCY_BOUNDS, RETRY_RATE_BOUNDS, Run, learn
+from placement.kube import _float_or_none
+from placement.learning import EFFICIENCY_BOUNDS, RETRY_RATE_BOUNDS, Run, declared_bounds, learn
 from placement.policy import JobObservation, JobOutcome, Observed, State, decide
 from placement.reasons import Reason
 from placement.status import build_status
@@ -464,3 +465,19 @@ def test_dst_transitions_are_found() -> None:
         dt.datetime(2026, 3, 29, 1, 0, tzinfo=dt.UTC),
         dt.datetime(2026, 10, 25, 1, 0, tzinfo=dt.UTC),
     )
+
+
+def test_declared_bounds_are_read_from_the_model_exclusive_ends_included() -> None:
+    assert declared_bounds("batch_efficiency") == (MIN_EFFICIENCY, MAX_EFFICIENCY)
+    assert declared_bounds("retry_rate") == (0.0, math.nextafter(1.0, 0.0))  # lt=1
+    low, _ = declared_bounds("batch_pod_hourly")  # gt=0 today: the smallest float above
+    assert low > 0 and CostsSpec.model_validate({**_COSTS, "batchPodHourly": low})
+
+
+_COSTS = make_spec().costs.model_dump(by_alias=True)
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400", "-1", "x", ""])
+def test_a_job_annotation_that_is_no_finite_count_reads_as_absent(text: str) -> None:
+    assert _float_or_none(text) is None
+    assert _float_or_none("5e-324") == 5e-324  # a number: learning bounds what it measures
