@@ -221,18 +221,19 @@ _offsets = st.timedeltas(min_value=dt.timedelta(hours=-26), max_value=dt.timedel
 
 @st.composite
 def moments(draw: st.DrawFn, spec: WorkloadPlacementSpec) -> dt.datetime:
-    """Any time; or near a DST change of the window's zone; or near the window's edges."""
+    """Any time; or near a DST change of the window's zone; or near the window's edges;
+    in UTC, as the operator's clock gives it, or in the window's own zone."""
     kind = draw(st.sampled_from(["any", "dst", "edge"]))
+    moment = draw(_anytime)
     if kind == "dst":
         changes = transitions(spec.batch.window.time_zone, draw(st.integers(2000, 2100)))
         if changes:
-            return draw(st.sampled_from(changes)) + draw(_offsets)
-    moment = draw(_anytime)
-    if kind == "edge":
+            moment = draw(st.sampled_from(changes)) + draw(_offsets)
+    elif kind == "edge":
         span = current_or_next_window(spec.batch.window, moment)
         edge = draw(st.sampled_from([span.start, span.end]))
-        return edge + draw(st.timedeltas(dt.timedelta(minutes=-90), dt.timedelta(minutes=90)))
-    return moment
+        moment = edge + draw(st.timedeltas(dt.timedelta(minutes=-90), dt.timedelta(minutes=90)))
+    return moment.astimezone(spec.batch.window.zone) if draw(st.booleans()) else moment
 
 
 # -- observations and state: anything the adapters or a status could hand over --------------
