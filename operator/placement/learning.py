@@ -23,8 +23,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from annotated_types import Ge, Gt, Le, Lt
-
 from placement.api import CostsSpec, LearningSpec
 
 # A measured retry rate of 1 (every pod failed) is arithmetic the formula can take, but the
@@ -36,15 +34,16 @@ def declared_bounds(field: str) -> tuple[float, float]:
     """The closed interval CostsSpec admits for `field`, read from the model itself, so a
     measured value is bounded exactly like a declared one, whatever bounds api.py sets."""
     low, high = -math.inf, math.inf
+    # Ge, Gt, Le, Lt and Interval (annotated_types) all carry these attributes.
     for constraint in CostsSpec.model_fields[field].metadata:
-        if isinstance(constraint, Ge):
-            low = max(low, float(constraint.ge))  # type: ignore[arg-type]
-        elif isinstance(constraint, Gt):
-            low = max(low, math.nextafter(float(constraint.gt), math.inf))  # type: ignore[arg-type]
-        elif isinstance(constraint, Le):
-            high = min(high, float(constraint.le))  # type: ignore[arg-type]
-        elif isinstance(constraint, Lt):
-            high = min(high, math.nextafter(float(constraint.lt), -math.inf))  # type: ignore[arg-type]
+        if (ge := getattr(constraint, "ge", None)) is not None:
+            low = max(low, float(ge))
+        if (gt := getattr(constraint, "gt", None)) is not None:
+            low = max(low, math.nextafter(float(gt), math.inf))
+        if (le := getattr(constraint, "le", None)) is not None:
+            high = min(high, float(le))
+        if (lt := getattr(constraint, "lt", None)) is not None:
+            high = min(high, math.nextafter(float(lt), -math.inf))
     return low, high
 
 
