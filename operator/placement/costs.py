@@ -15,7 +15,8 @@ and operations stay per day.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from datetime import timedelta
 
 from placement.api import CostsSpec, JobTemplate
@@ -23,6 +24,27 @@ from placement.durations import format_duration
 
 HOURS_PER_DAY = 24
 RUNS_PER_DAY = 1  # one batch window per day, one Job per window
+# A Job's parallelism is an int32: more pods than that never run at once, whatever a spec says.
+MAX_PARALLEL_PODS = 2**31 - 1
+
+
+def number_text(value: float) -> str:
+    """A figure for a message, NaN and infinity included, in words a person reads (and
+    never the 'nan' or 'inf' that Python would print and JSON cannot carry)."""
+    if math.isnan(value):
+        return "not a number"
+    if math.isinf(value):
+        return "-∞" if value < 0 else "∞"
+    return f"{value:g}"
+
+
+def _as_float(count: int) -> float:
+    """An integer count as a float; one beyond float range becomes infinite instead of raising
+    OverflowError, so the finiteness check below names it."""
+    try:
+        return float(count)
+    except OverflowError:
+        return math.inf if count > 0 else -math.inf
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,17 @@ class CostBreakdown:
             f" - operations {self.operations:.2f}"
         )
 
+    def non_finite(self) -> str | None:
+        """The first term (or quantity) that is not a finite number, described; None when the
+        whole breakdown is finite and can be shown, compared and written to status."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not math.isfinite(value):
+                return f"{item.name.replace('_', ' ')} is {number_text(value)}"
+        if not math.isfinite(self.savings):
+            return f"savings are {number_text(self.savings)}"
+        return None
+
     def rounded(self) -> dict[str, float]:
         """The five terms in API field names, to the cent (for status and explain)."""
         return {
@@ -106,11 +139,11 @@ def daily_costs(
     `held_hours` comes from held_hours_per_day()."""
     # With fewer replicas than warmReplicas nothing can be avoided; never a negative saving
     # from this term (the batch terms still count).
-    avoidable_replicas = max(replicas - warm_replicas, 0)
+    avoidable_replicas = _as_float(max(replicas - warm_replicas, 0))
     capacity_avoided = avoidable_replicas * costs.realtime_replica_hourly * held_hours
     # All work arising while held is charged to batch even when warm replicas keep serving
     # some of it: conservative on purpose, it can only understate savings.
-    work_replica_hours = replicas * utilization * held_hours
+    work_replica_hours = _as_float(replicas) * utilization * held_hours
     batch_pod_hours = work_replica_hours / costs.batch_efficiency
     batch_processing = batch_pod_hours * costs.batch_pod_hourly
     return CostBreakdown(
@@ -132,12 +165,20 @@ def parallel_pods(costs: CostsSpec, job_template: JobTemplate) -> int:
         for limit in (costs.max_parallel_pods, job_template.spec.parallelism)
         if limit is not None
     ]
-    return min(limits, default=1)
+    return min(max(min(limits, default=1), 1), MAX_PARALLEL_PODS)
+
+
+# The longest duration a timedelta holds; a run needing longer never fits any window.
+_FOREVER = timedelta.max
 
 
 def batch_duration(batch_pod_hours: float, pods: int) -> timedelta:
-    """Wall-clock time one run (a day's held work) needs with `pods` running at once."""
-    return timedelta(hours=batch_pod_hours / pods)
+    """Wall-clock time one run (a day's held work) needs with `pods` running at once;
+    `timedelta.max` when that is beyond what a timedelta holds (it fits no window)."""
+    hours = batch_pod_hours / max(pods, 1)
+    if not math.isfinite(hours) or hours >= _FOREVER.days * HOURS_PER_DAY:
+        return _FOREVER
+    return timedelta(hours=max(hours, 0.0))
 
 
 def fits_window(batch_pod_hours: float, pods: int, window_length: timedelta) -> bool:

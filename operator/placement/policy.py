@@ -51,6 +51,7 @@ from placement.costs import (
     batch_duration,
     daily_costs,
     held_hours_per_day,
+    number_text,
     parallel_pods,
 )
 from placement.durations import format_duration
@@ -74,6 +75,8 @@ _BATCH_REASONS = frozenset(
         Reason.BATCH_JOB_FAILED,
     }
 )
+# Counters in status are int64 in the API server: one beyond would make every status write fail.
+_INT64_MAX = 2**63 - 1
 _FALLBACK_REASONS = frozenset(
     {Reason.FALLBACK_RESTORED, Reason.BATCH_WINDOW_MISSED, Reason.BATCH_JOB_FAILED}
 )
@@ -97,17 +100,26 @@ class JobObservation:
     work_replica_hours: float | None = None  # the work the operator gave it (annotation)
 
     def run(self) -> Run | None:
-        """The measurement learning keeps, once the Job has finished."""
-        if self.finished_at is None or self.pod_hours is None:
+        """The measurement learning keeps, once the Job has finished. A figure that is no
+        finite, non-negative number is not a measurement: the run is not kept (pod-hours) or
+        kept without a work figure, like a Job created before work was annotated."""
+        if self.finished_at is None or not _finite_count(self.pod_hours):
             return None
+        assert self.pod_hours is not None
+        failed = self.failed_pod_hours if _finite_count(self.failed_pod_hours) else 0.0
+        work = self.work_replica_hours
         return Run(
             job=self.name,
             finished_at=self.finished_at,
             succeeded=self.outcome is JobOutcome.SUCCEEDED,
             pod_hours=round(self.pod_hours, 4),
-            failed_pod_hours=round(min(self.failed_pod_hours, self.pod_hours), 4),
-            work_replica_hours=self.work_replica_hours,
+            failed_pod_hours=round(min(failed, self.pod_hours), 4),
+            work_replica_hours=work if _finite_count(work) else None,
         )
+
+
+def _finite_count(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True)
@@ -222,6 +234,9 @@ class _Context:
     inside_window: bool
     wait: timedelta
     metrics_problem: str | None
+    # A number the formula cannot use (a baseline outside [0,1] in status, savings that are
+    # not a finite number); the savings are then unknown. None: every figure is usable.
+    numbers_problem: str | None
     replicas: int | None  # for the formula: the original count while holding
     utilization: float | None
     breakdown: CostBreakdown | None
@@ -239,6 +254,8 @@ class _Context:
 
     @property
     def savings_text(self) -> str:
+        if self.breakdown is None and self.numbers_problem is not None:
+            return f"savings unknown ({self.numbers_problem})"
         if self.breakdown is None:
             return "savings unknown (no utilization measured)"
         text = self.breakdown.format(self.spec.costs.currency)
@@ -274,6 +291,14 @@ def _context(
     recorded = _record_job_outcomes(spec, state, observed)
     held_hours = held_hours_per_day(spec.latency.acceptable_delay.timedelta)
     learned = learn(spec.costs, spec.learning, recorded.runs)
+    numbers_problem = None
+    baseline = recorded.baseline_utilization
+    if baseline is not None and not 0 <= baseline <= 1:  # NaN fails too
+        # Only a status edited by hand holds one: forget it, as if none had been measured.
+        numbers_problem = (
+            f"status.batch.baselineUtilization {number_text(baseline)} is outside [0,1]"
+        )
+        recorded = replace(recorded, baseline_utilization=None)
     if recorded.holding:
         replicas = recorded.original_replicas
         utilization = recorded.baseline_utilization
@@ -289,6 +314,16 @@ def _context(
             utilization=utilization,
             held_hours=held_hours,
         )
+        # The boundary guard. Every input is bounded (spec by the models, learned values
+        # like declared ones, utilization in [0,1]), so this does not happen unless a count
+        # is beyond any real one (a forged status). Savings that are no number are unknown,
+        # not zero and not huge: nothing moves on them, as with a missing metric (the
+        # decision is MetricsUnavailable and names the number); while holding, the batch
+        # path and its fallback go on as when no baseline was recorded.
+        bad = breakdown.non_finite()
+        if bad is not None:
+            numbers_problem = bad
+            breakdown = None
     return _Context(
         spec=spec,
         observed=observed,
@@ -299,6 +334,7 @@ def _context(
         inside_window=window.contains(now),
         wait=window.end - now,
         metrics_problem=problem,
+        numbers_problem=numbers_problem,
         replicas=replicas,
         utilization=utilization,
         breakdown=breakdown,
@@ -315,8 +351,11 @@ def _metrics_problem(spec: WorkloadPlacementSpec, observed: Observed) -> str | N
     value = observed.utilization
     if value is None:
         return "utilization query returned no sample"
-    if math.isnan(value) or not 0 <= value <= 1:
-        return f"utilization {value} is outside [0,1]: the query must return useful work / capacity"
+    if not 0 <= value <= 1:  # NaN fails too
+        return (
+            f"utilization {number_text(value)} is outside [0,1]: "
+            "the query must return useful work / capacity"
+        )
     lookback = spec.metrics.lookback.timedelta
     if observed.metrics_age is not None and observed.metrics_age > lookback:
         return (
@@ -405,12 +444,20 @@ def _failed_past_retry(ctx: _Context) -> tuple[WindowSpan, str] | None:
     if job is None or job.outcome is not JobOutcome.FAILED or job.finished_at is None:
         return None
     retry_window = ctx.spec.batch.retry_window
-    if ctx.now < job.finished_at + retry_window.timedelta:
+    if ctx.now < _later(job.finished_at, retry_window.timedelta):
         return None
     return ctx.window, (
         f"job {job.name} failed at {job.finished_at:%Y-%m-%d %H:%M} UTC and retryWindow "
         f"{retry_window} has passed"
     )
+
+
+def _later(moment: datetime, delta: timedelta) -> datetime:
+    """moment + delta, or the last representable moment when that is beyond year 9999."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return datetime.max.replace(tzinfo=moment.tzinfo)
 
 
 def _missed_window(ctx: _Context) -> WindowSpan | None:
@@ -436,7 +483,7 @@ def _run_fallback(ctx: _Context, span: WindowSpan, cause_reason: Reason, cause: 
     retry_from = next_window_after(ctx.spec.batch.window, span.start).start
     state = replace(
         ctx.state,
-        missed_windows=ctx.state.missed_windows + 1,
+        missed_windows=min(ctx.state.missed_windows + 1, _INT64_MAX),
         last_missed_window=span.label,
         fallback_until=retry_from,
     )
@@ -486,7 +533,8 @@ def _fallback_hold(ctx: _Context) -> Decision | None:
 
 
 def _metrics_unavailable(ctx: _Context) -> Decision | None:
-    if ctx.state.holding or ctx.metrics_problem is None:
+    problem = ctx.metrics_problem or ctx.numbers_problem
+    if ctx.state.holding or problem is None:
         return None
     phase = (
         Phase.OBSERVING
@@ -499,7 +547,7 @@ def _metrics_unavailable(ctx: _Context) -> Decision | None:
         phase,
         Reason.METRICS_UNAVAILABLE,
         EventType.WARNING,
-        f"{ctx.metrics_problem}; nothing changed",
+        f"{problem}; nothing changed",
     )
 
 
@@ -726,7 +774,7 @@ def _run_window(ctx: _Context) -> Decision:
         )
     observed = ctx.observed.job(name)
     if observed is not None and observed.outcome is JobOutcome.FAILED:
-        retry_until = (observed.finished_at or ctx.now) + ctx.spec.batch.retry_window.timedelta
+        retry_until = _later(observed.finished_at or ctx.now, ctx.spec.batch.retry_window.timedelta)
         message = (
             f"job {name} failed; it may be retried (delete it to have it recreated) until "
             f"{retry_until:%Y-%m-%d %H:%M} UTC, then fallback {ctx.spec.fallback.action}"
@@ -774,7 +822,11 @@ def _failed_in(ctx: _Context, span: WindowSpan) -> bool:
 
 def _queue_text(ctx: _Context) -> str:
     depth = ctx.observed.queue_depth
-    return "" if depth is None else f"; queue depth {round(depth, 1):g}"
+    if depth is None:
+        return ""
+    if not math.isfinite(depth):  # informative only: said, never decided on
+        return f"; queue depth not shown (the query returned {number_text(depth)})"
+    return f"; queue depth {round(depth, 1):g}"
 
 
 def _wait(ctx: _Context, message: str) -> Decision:
@@ -877,7 +929,7 @@ def _inputs(ctx: _Context) -> Inputs:
         current_replicas=ctx.observed.replicas,
         warm_replicas=ctx.warm,
         utilization=ctx.utilization,
-        queue_depth=ctx.observed.queue_depth,
+        queue_depth=_finite_or_none(ctx.observed.queue_depth),
         work_replica_hours=None if breakdown is None else round(breakdown.work_replica_hours, 4),
         batch_pod_hours=None if breakdown is None else round(breakdown.batch_pod_hours, 4),
         parallel_pods=ctx.pods,
@@ -886,13 +938,24 @@ def _inputs(ctx: _Context) -> Inputs:
         acceptable_delay_hours=_hours(ctx.spec.latency.acceptable_delay.timedelta),
         held_hours_per_day=round(ctx.held_hours, 4),
         metrics_age_seconds=None if age is None else age.total_seconds(),
-        batch_efficiency=round(ctx.learned.batch_efficiency.value, 4),
-        retry_rate=round(ctx.learned.retry_rate.value, 4),
+        batch_efficiency=_rounded(ctx.learned.batch_efficiency.value),
+        retry_rate=_rounded(ctx.learned.retry_rate.value),
     )
 
 
 def _hours(delta: timedelta) -> float:
     return round(delta.total_seconds() / 3600, 4)
+
+
+def _rounded(value: float) -> float:
+    """Four decimals, or four significant digits for a value they would show as 0: the
+    efficiency the formula used is 1e-06, never a 0 that reads like a division by zero."""
+    rounded = round(value, 4)
+    return float(f"{value:.4g}") if value and not rounded else rounded
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _finish(ctx: _Context, decision: Decision) -> Decision:

@@ -7,6 +7,7 @@ patch `build_status(decision, previous, generation=...)` (dumped with
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict
 from datetime import datetime
@@ -25,7 +26,7 @@ from placement.api import (
     RunStatus,
     WorkloadPlacementStatus,
 )
-from placement.learning import Learned, Measured, Run
+from placement.learning import Learned, Measured, Run, measurable
 from placement.policy import ConditionReport, Decision, Inputs, State
 
 
@@ -53,6 +54,21 @@ def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> Stat
     )
 
 
+# The status builder is the last boundary before JSON, which has no NaN or infinity: kopf's
+# patch carrying one is refused by the API server, the status never lands and the placement
+# is silently never evaluated again (issue 15). decide() keeps its numbers finite; should one
+# slip through anyway, the figure is left out (shown as unknown) rather than the whole write
+# lost, and the decision's message, which says what happened, still lands.
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _fraction(value: float | None) -> float | None:
+    return value if value is not None and 0 <= value <= 1 else None  # NaN fails too
+
+
 def build_status(
     decision: Decision,
     previous: WorkloadPlacementStatus | None,
@@ -70,7 +86,7 @@ def build_status(
                 phase=decision.phase,
                 action=decision.action,
                 reason=decision.reason,
-                savings_per_day=decision.savings_per_day,
+                savings_per_day=_finite(decision.savings_per_day),
                 message=decision.message,
             )
         )
@@ -82,7 +98,7 @@ def build_status(
         batch=BatchStatus(
             current_job=state.current_job,
             since=state.batch_since,
-            baseline_utilization=state.baseline_utilization,
+            baseline_utilization=_fraction(state.baseline_utilization),
             last_succeeded=state.last_succeeded,
             last_failed=state.last_failed,
             missed_windows=state.missed_windows,
@@ -102,21 +118,32 @@ def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningS
     return LearningStatus(
         batch_efficiency=None if learned is None else _measured(learned.batch_efficiency, 4),
         retry_rate=None if learned is None else _measured(learned.retry_rate, 4),
-        runs=[RunStatus(**asdict(run)) for run in runs],  # the same fields, both ways
+        # The same fields both ways; only runs learning can measure.
+        runs=[RunStatus(**asdict(clean)) for run in runs if (clean := measurable(run))],
     )
 
 
 def _measured(item: Measured, digits: int) -> MeasuredValue:
+    measured = _finite(item.measured)
     return MeasuredValue(
         declared=item.declared,
-        measured=None if item.measured is None else round(item.measured, digits),
+        measured=None if measured is None else _rounded(measured, digits),
         runs=item.runs,
         in_use=item.in_use,
     )
 
 
+def _rounded(value: float, digits: int) -> float:
+    """`digits` decimals, or as many significant digits when those would show 0."""
+    rounded = round(value, digits)
+    return float(f"{value:.{digits}g}") if value and not rounded else rounded
+
+
 def decision_status(decision: Decision) -> DecisionStatus:
     breakdown = decision.breakdown
+    savings = _finite(decision.savings_per_day)
+    if breakdown is not None and (savings is None or breakdown.non_finite() is not None):
+        breakdown, savings = None, None
     return DecisionStatus(
         action=decision.action,
         reason=decision.reason,
@@ -124,7 +151,7 @@ def decision_status(decision: Decision) -> DecisionStatus:
         evaluated_at=decision.evaluated_at,
         actuated=decision.actuate,
         desired_replicas=decision.desired_replicas,
-        savings_per_day=decision.savings_per_day,
+        savings_per_day=savings,
         breakdown=None if breakdown is None else Breakdown.model_validate(breakdown.rounded()),
         inputs=inputs_status(decision.inputs),
     )
@@ -135,18 +162,18 @@ def inputs_status(inputs: Inputs) -> DecisionInputs:
         replicas=inputs.replicas,
         current_replicas=inputs.current_replicas,
         warm_replicas=inputs.warm_replicas,
-        utilization=inputs.utilization,
-        queue_depth=inputs.queue_depth,
-        work_replica_hours=inputs.work_replica_hours,
-        batch_pod_hours=inputs.batch_pod_hours,
+        utilization=_finite(inputs.utilization),
+        queue_depth=_finite(inputs.queue_depth),
+        work_replica_hours=_finite(inputs.work_replica_hours),
+        batch_pod_hours=_finite(inputs.batch_pod_hours),
         parallel_pods=inputs.parallel_pods,
-        window_hours=inputs.window_hours,
-        wait_hours=inputs.wait_hours,
-        acceptable_delay_hours=inputs.acceptable_delay_hours,
-        held_hours_per_day=inputs.held_hours_per_day,
-        metrics_age_seconds=inputs.metrics_age_seconds,
-        batch_efficiency=inputs.batch_efficiency,
-        retry_rate=inputs.retry_rate,
+        window_hours=_finite(inputs.window_hours),
+        wait_hours=_finite(inputs.wait_hours),
+        acceptable_delay_hours=_finite(inputs.acceptable_delay_hours),
+        held_hours_per_day=_finite(inputs.held_hours_per_day),
+        metrics_age_seconds=_finite(inputs.metrics_age_seconds),
+        batch_efficiency=_finite(inputs.batch_efficiency),
+        retry_rate=_finite(inputs.retry_rate),
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from kubernetes import client
 
-from placement.api import LearningSpec, Phase, WorkloadPlacementStatus
+from placement.api import MIN_EFFICIENCY, Action, LearningSpec, Phase, WorkloadPlacementStatus
 from placement.jobs import job_manifest
 from placement.kube import job_state
 from placement.labels import WORK_ANNOTATION
@@ -177,3 +178,52 @@ def test_a_finished_job_is_measured_from_its_status_alone() -> None:
     assert state.pod_hours == pytest.approx(8.0)  # 2 h * min(parallelism 8, completions 4)
     assert state.failed_pod_hours == pytest.approx(8.0 / 5)  # 1 of 5 pods failed
     assert state.work_replica_hours == 21.55
+
+
+# -- learned values are bounded like declared ones (issue 15, finding 6) ---------------------
+
+
+def test_a_job_reporting_a_denormal_work_figure_cannot_make_savings_nan() -> None:
+    # Issue 15: a Job annotated `work-replica-hours: 5e-324` measured an efficiency of
+    # 5e-324 / 0.5 pod-hours = 1e-323, so batch pod-hours were infinite and the savings NaN
+    # (inf - inf); the status patch never landed and the placement was never evaluated again.
+    spec = make_spec(**{"learning.minRuns": 1})
+    job = _finished_job("summarizer-20261120-0100", pod_hours=0.5, work=5e-324)
+    decision = decide(
+        spec,
+        Observed(replicas=4, utilization=EXAMPLE_UTILIZATION, jobs=(job,)),
+        State(NAME),
+        now=IN_WINDOW,
+    )
+    assert decision.savings_per_day is not None and math.isfinite(decision.savings_per_day)
+    used = decision.learned
+    assert used is not None and used.batch_efficiency.in_use
+    assert used.batch_efficiency.value == MIN_EFFICIENCY  # as low as a declaration may go
+    body = build_status(decision, None).model_dump(by_alias=True, mode="json", exclude_none=True)
+    assert body["decision"]["savingsPerDay"] == decision.savings_per_day
+    assert "nan" not in decision.message.lower()
+
+
+def test_a_learned_efficiency_of_zero_while_holding_still_lets_the_fallback_run() -> None:
+    # Issue 15: work figures so small that work / pod-hours rounds to 0.0 raised
+    # ZeroDivisionError in decide() while holding, before the fallback step could run.
+    spec = make_spec(**{"learning.minRuns": 1})
+    runs = tuple(
+        Run(f"summarizer-2026111{day}-0100", T0 - timedelta(days=day), True, 8.0, 0.0, 5e-324)
+        for day in range(1, 4)
+    )
+    holding = State(
+        NAME,
+        phase=Phase.BATCH,
+        original_replicas=4,
+        baseline_utilization=EXAMPLE_UTILIZATION,
+        batch_since=T0 - timedelta(days=1),
+        runs=runs,
+    )
+    # The window of 2026-11-21 ended without a succeeded Job: the fallback restores realtime.
+    decision = decide(spec, Observed(replicas=0), holding, now=T0 + timedelta(days=1))
+    assert decision.action is Action.FALLBACK
+    assert decision.desired_replicas == 4
+    assert decision.savings_per_day is not None and math.isfinite(decision.savings_per_day)
+    assert decision.learned is not None
+    assert decision.learned.batch_efficiency.measured == MIN_EFFICIENCY

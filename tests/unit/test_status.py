@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from placement.api import HISTORY_LIMIT, Phase, WorkloadPlacementStatus
@@ -97,3 +100,28 @@ def test_condition_transition_time_moves_only_on_change() -> None:
     metrics = {c.type: c for c in status3.conditions}[ConditionType.METRICS_AVAILABLE]
     assert (metrics.status, metrics.last_transition_time) == ("True", later + timedelta(minutes=5))
     assert status3.phase is Phase.BATCH
+
+
+def test_a_figure_that_is_no_number_is_left_out_and_the_status_still_lands() -> None:
+    # JSON has no NaN or infinity: one such figure made the API server refuse the whole
+    # patch (issue 15). decide() keeps its figures finite; the builder is the last guard.
+    decision = decide(
+        make_spec(),
+        Observed(replicas=4, utilization=EXAMPLE_UTILIZATION),
+        State(NAME),
+        now=IN_WINDOW,
+    )
+    assert decision.breakdown is not None
+    broken = replace(
+        decision,
+        breakdown=replace(decision.breakdown, batch_processing=math.nan),
+        inputs=replace(decision.inputs, queue_depth=math.inf, utilization=math.nan),
+        state=replace(decision.state, baseline_utilization=math.nan),
+    )
+    body = _dump(build_status(broken, None))
+    json.dumps(body, allow_nan=False)
+    assert "savingsPerDay" not in body["decision"] and "breakdown" not in body["decision"]
+    assert "queueDepth" not in body["decision"]["inputs"]
+    assert "utilization" not in body["decision"]["inputs"]
+    assert "baselineUtilization" not in body["batch"]
+    assert body["decision"]["message"] == decision.message
