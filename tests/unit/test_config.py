@@ -36,6 +36,10 @@ def test_metrics_can_be_turned_off() -> None:
         ({"metrics_address": "localhost"}, "PLACEMENT_METRICS_ADDRESS"),
         ({"metrics_address": "0.0.0.0:99999"}, "--metrics-address"),
         ({"tick_seconds": 0}, "tick"),
+        ({"api_timeout_seconds": 0}, "PLACEMENT_API_TIMEOUT"),
+        ({"health_stall_seconds": -1}, "--health-stall"),
+        ({"job_history_successful": -1}, "--job-history-successful"),
+        ({"job_history_failed": 101}, "PLACEMENT_JOB_HISTORY_FAILED"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(
@@ -92,3 +96,22 @@ def test_a_refused_url_is_quoted_without_its_credentials() -> None:
     with pytest.raises(ValueError, match="PLACEMENT_PROMETHEUS_URL") as error:
         OperatorConfig(prometheus_url="ftp://reader:s3cret@prometheus:9090").validate()
     assert "s3cret" not in str(error.value) and "//***@prometheus:9090" in str(error.value)
+
+
+def test_job_history_and_timeouts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    config = OperatorConfig.from_environment()
+    assert (config.job_history_successful, config.job_history_failed) == (3, 1)
+    assert config.api_timeout_seconds == 10
+    assert config.stall_bound == 60  # max(60 s, 4 ticks of 15 s, 3 timeouts of 10 s)
+    monkeypatch.setenv("PLACEMENT_JOB_HISTORY_SUCCESSFUL", "5")
+    monkeypatch.setenv("PLACEMENT_JOB_HISTORY_FAILED", "0")
+    monkeypatch.setenv("PLACEMENT_API_TIMEOUT", "2.5")
+    monkeypatch.setenv("PLACEMENT_HEALTH_STALL_SECONDS", "6")
+    config = OperatorConfig.from_environment()
+    assert (config.job_history_successful, config.job_history_failed) == (5, 0)
+    assert config.api_timeout_seconds == 2.5
+    assert config.stall_bound == 6
+    monkeypatch.setenv("PLACEMENT_JOB_HISTORY_FAILED", "one")
+    with pytest.raises(ValueError, match="PLACEMENT_JOB_HISTORY_FAILED must be a whole number"):
+        OperatorConfig.from_environment()

@@ -45,3 +45,10 @@ def test_two_operators_in_one_process_keep_separate_counts() -> None:
     assert 'placement_prometheus_query_errors_total{outcome="timeout"} 1.0' in _text(first)
     assert "placement_reconcile_duration_seconds_count 1.0" in _text(first)
     assert 'kind="scale_down"' not in _text(second)
+
+
+def test_refused_status_writes_are_counted_by_code() -> None:
+    telemetry = Telemetry()
+    telemetry.status_write_failed("422")
+    telemetry.status_write_failed("422")
+    assert 'placement_status_write_failures_total{code="422"} 2.0' in _text(telemetry)
