@@ -730,7 +730,7 @@ def _create_job(
     return None
 
 
-HOLD_ATTEMPTS = 3
+HOLD_ATTEMPTS = 5
 
 
 def _take_hold(
