@@ -109,11 +109,11 @@ def test_learning_keeps_what_it_needs_in_status_not_in_jobs() -> None:
     spec = _spec()
     jobs = [_job(f"ok-{h:02d}", h) for h in range(30)]
     status = _recorded(jobs, max_runs=spec.learning.max_runs)
-    before = learn(spec.costs, spec.learning, status.learning.runs)  # type: ignore[arg-type]
+    before = learn(spec.costs, spec.learning, status.learning.runs)
     expired = expired_jobs(jobs, status, keep_succeeded=3, keep_failed=1)
     assert len(expired) == 27
     # Learning reads status.learning.runs (the latest maxRuns), so nothing it uses is lost.
-    after = learn(spec.costs, spec.learning, status.learning.runs)  # type: ignore[arg-type]
+    after = learn(spec.costs, spec.learning, status.learning.runs)
     assert after == before and after.batch_efficiency.runs == 20
 
 
