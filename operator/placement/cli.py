@@ -200,6 +200,27 @@ def build_parser() -> argparse.ArgumentParser:
         "time after a crash (default 30)",
     )
     run.add_argument(
+        "--api-timeout",
+        type=float,
+        help="seconds per Kubernetes API request (default: $PLACEMENT_API_TIMEOUT or 10)",
+    )
+    run.add_argument(
+        "--health-stall",
+        type=float,
+        help="seconds evaluations may fail or hang before /healthz fails (default: "
+        "$PLACEMENT_HEALTH_STALL_SECONDS, else max(60, 4 ticks, 3 API timeouts))",
+    )
+    run.add_argument(
+        "--job-history-successful",
+        type=int,
+        help="succeeded Jobs kept per placement (default: $PLACEMENT_JOB_HISTORY_SUCCESSFUL or 3)",
+    )
+    run.add_argument(
+        "--job-history-failed",
+        type=int,
+        help="failed Jobs kept per placement (default: $PLACEMENT_JOB_HISTORY_FAILED or 1)",
+    )
+    run.add_argument(
         "--kubeconfig",
         help="a kubeconfig file (default: in-cluster ServiceAccount, or $KUBECONFIG)",
     )
@@ -628,6 +649,10 @@ def _run(args: argparse.Namespace) -> int:
             peering=args.peering,
             priority=args.priority,
             peering_lifetime_seconds=args.peering_lifetime,
+            api_timeout_seconds=args.api_timeout,
+            health_stall_seconds=args.health_stall,
+            job_history_successful=args.job_history_successful,
+            job_history_failed=args.job_history_failed,
             posting_level=(
                 logging.getLevelName(args.posting_level.upper()) if args.posting_level else None
             ),

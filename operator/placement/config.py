@@ -24,6 +24,16 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
 QUERY_MODES = ("batched", "per-placement")
 
 
@@ -93,6 +103,16 @@ class OperatorConfig:
     protected_deployments: tuple[str, ...] = field(default=())  # namespace/name
     operator_namespace: str | None = None
     operator_deployment: str | None = None
+    # Seconds per request to the API server (ours and kopf's), so a stalled API server
+    # cannot block a worker thread forever.
+    api_timeout_seconds: float = 10.0
+    # /healthz fails once evaluations have been failing, or one has been running, this long.
+    # 0: derived from the tick and the API timeout (see `stall_bound`).
+    health_stall_seconds: float = 0.0
+    # Finished Jobs kept per placement, newest first, as CronJob's history limits; the
+    # operator deletes older ones it created once their outcome is recorded in status.
+    job_history_successful: int = 3
+    job_history_failed: int = 1
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -125,6 +145,10 @@ class OperatorConfig:
             "protected_deployments": _env_list("PLACEMENT_PROTECTED_DEPLOYMENTS"),
             "operator_namespace": os.environ.get("PLACEMENT_OPERATOR_NAMESPACE") or None,
             "operator_deployment": os.environ.get("PLACEMENT_OPERATOR_DEPLOYMENT") or None,
+            "api_timeout_seconds": _env_float("PLACEMENT_API_TIMEOUT", 10.0),
+            "health_stall_seconds": _env_float("PLACEMENT_HEALTH_STALL_SECONDS", 0.0),
+            "job_history_successful": _env_int("PLACEMENT_JOB_HISTORY_SUCCESSFUL", 3),
+            "job_history_failed": _env_int("PLACEMENT_JOB_HISTORY_FAILED", 1),
         }
         if os.environ.get("PLACEMENT_JOB_POD_POLICY", "").strip():
             values["job_pod_policy"] = JobPodPolicy.from_json(
@@ -175,6 +199,23 @@ class OperatorConfig:
             self.metrics_endpoint()  # raises with the flag named
         if self.peering is not None and self.peering_lifetime_seconds < 5:
             raise ValueError("the peering lifetime (--peering-lifetime) must be at least 5 s")
+        if not 0 < self.api_timeout_seconds <= 300:
+            raise ValueError(
+                "the API request timeout (--api-timeout or PLACEMENT_API_TIMEOUT) must be "
+                f"in (0, 300] seconds, got {self.api_timeout_seconds:g}"
+            )
+        if self.health_stall_seconds < 0:
+            raise ValueError(
+                "the health stall bound (--health-stall or PLACEMENT_HEALTH_STALL_SECONDS) "
+                f"must be 0 (derived) or positive, got {self.health_stall_seconds:g}"
+            )
+        for flag, env, kept in (
+            ("--job-history-successful", "PLACEMENT_JOB_HISTORY_SUCCESSFUL",
+             self.job_history_successful),
+            ("--job-history-failed", "PLACEMENT_JOB_HISTORY_FAILED", self.job_history_failed),
+        ):  # fmt: skip
+            if not 0 <= kept <= 100:
+                raise ValueError(f"{flag} (or {env}) must be in 0..100, got {kept}")
         if self.log_level not in (logging.getLevelName(name) for name in LOG_LEVELS):
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         self._validate_prometheus_connection()
@@ -223,6 +264,14 @@ class OperatorConfig:
             operator_namespace=self.operator_namespace,
             operator_deployment=self.operator_deployment,
         )
+
+    @property
+    def stall_bound(self) -> float:
+        """Seconds without a completed evaluation (while some fail or run) before /healthz
+        fails: long enough for a retry after a timed-out request, at least a minute."""
+        if self.health_stall_seconds:
+            return self.health_stall_seconds
+        return max(60.0, 4 * self.tick_seconds, 3 * self.api_timeout_seconds)
 
     def metrics_endpoint(self) -> tuple[str, int] | None:
         """(host, port) to serve /metrics on, or None when turned off."""

@@ -2,8 +2,10 @@
 
 Each evaluation: observe (Deployment, autoscalers, Jobs, metrics) -> `decide()` (pure) ->
 act if the decision says so (Enforce only) -> post an Event if the decision changed ->
-patch status if it differs. Status and the Deployment's annotations are the whole state, so
-a restarted operator continues where the last one stopped.
+patch status if it differs -> delete finished Jobs beyond the history limits. Status and the
+Deployment's annotations are the whole state, so a restarted operator continues where the
+last one stopped; the count to restore is read from the Deployment's hold annotation only
+(status mirrors it).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 import kopf
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -36,9 +39,10 @@ from placement.api import (
 from placement.config import OperatorConfig
 from placement.diffbase import SpecDigestDiffBaseStorage
 from placement.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
-from placement.jobs import job_manifest
-from placement.kube import DeploymentState, JobState, KubeAdapter
-from placement.labels import FINALIZER
+from placement.jobs import expired_jobs, job_manifest, ttl_note
+from placement.kube import DeploymentState, HoldConflict, JobState, KubeAdapter
+from placement.labels import FINALIZER, ORIGINAL_REPLICAS_ANNOTATION
+from placement.liveness import Liveness
 from placement.policy import Decision, JobObservation, Observed, State, decide
 from placement.prometheus import (
     BatchedMetricsReader,
@@ -58,6 +62,12 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 EVENT_SOURCE = "placement-operator"
 Clock = Callable[[], dt.datetime]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+# The Event reason of a refused status write: an Event only, never in status (which could not
+# be written), so it is not one of status.decision's reasons.
+STATUS_WRITE_FAILED = "StatusWriteFailed"
+# Lines that must not also become Events through kopf's per-object logger (their Event, if
+# any, is posted once on purpose).
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> dt.datetime:
@@ -154,6 +164,8 @@ def register(
     the handlers record (serve them with `Telemetry.serve`)."""
     telemetry = telemetry or Telemetry()
     protected = config.protected_targets()
+    liveness = Liveness(config.stall_bound)
+    job_history = (config.job_history_successful, config.job_history_failed)
 
     @kopf.on.login(id="login", registry=registry)
     async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
@@ -189,12 +201,15 @@ def register(
         settings.execution.max_workers = config.workers
         settings.peering.lifetime = config.peering_lifetime_seconds
         settings.peering.stealth = True  # no log line per keep-alive
+        # kopf's own requests (patches, Events, peering) time out like ours; watches keep
+        # their longer timeouts above.
+        settings.networking.request_timeout = config.api_timeout_seconds
         if config.namespaces:
             # Namespaced mode has no cluster-wide read of CRDs (least privilege): do not
             # ask for it, instead of logging a 403 warning at every start.
             settings.scanning.disabled = True
         memo.api_client = k8s.ApiClient(kubernetes_configuration(config.kubeconfig))
-        memo.kube = KubeAdapter(memo.api_client, telemetry)
+        memo.kube = KubeAdapter(memo.api_client, telemetry, timeout=config.api_timeout_seconds)
         reader = MetricsReader(
             config.prometheus_url,
             timeout=config.prometheus_timeout_seconds,
@@ -219,25 +234,50 @@ def register(
     def spec_changed(memo: kopf.Memo, **_: Any) -> None:
         memo.next_evaluation = 0.0  # evaluate at the next tick, not after the interval
 
-    @kopf.timer(*RESOURCE, id="reconcile", interval=config.tick_seconds, registry=registry)
+    @kopf.on.probe(id="evaluations", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    async def evaluations(**_: Any) -> dict[str, int]:
+        # Async: answered from the event loop even when every worker thread is stuck.
+        problem = liveness.problem()
+        if problem is not None:
+            raise kopf.PermanentError(problem)  # /healthz answers 500
+        return liveness.summary()
+
+    # A failed evaluation (e.g. a request that timed out) is retried at the next tick, not
+    # after kopf's default minute.
+    @kopf.timer(
+        *RESOURCE,
+        id="reconcile",
+        interval=config.tick_seconds,
+        backoff=config.tick_seconds,
+        registry=registry,
+    )
     def reconcile(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
     ) -> None:
         if time.monotonic() < getattr(memo, "next_evaluation", 0.0):
             return
-        with telemetry.reconciling():
-            interval = evaluate(
-                body,
-                patch,
-                memo.kube,
-                memo.metrics,
-                clock(),
-                logger,
-                telemetry=telemetry,
-                scope_metrics=config.scope_metrics_to_namespace,
-                job_pod_policy=config.job_pod_policy,
-                protected=protected,
-            )
+        key = f"{body.metadata.namespace}/{body.metadata.name}"
+        liveness.started(key)
+        completed = False
+        try:
+            with telemetry.reconciling():
+                interval = evaluate(
+                    body,
+                    patch,
+                    memo.kube,
+                    memo.metrics,
+                    clock(),
+                    logger,
+                    telemetry=telemetry,
+                    scope_metrics=config.scope_metrics_to_namespace,
+                    job_history=job_history,
+                    job_pod_policy=config.job_pod_policy,
+                    protected=protected,
+                )
+                write_status(body, patch, memo.kube, memo, telemetry)
+            completed = True
+        finally:
+            liveness.finished(key, ok=completed)
         memo.next_evaluation = time.monotonic() + interval
 
     @kopf.on.delete(*RESOURCE, id="restore-on-delete", registry=registry)
@@ -263,8 +303,10 @@ def evaluate(
     scope_metrics: bool = True,
     job_pod_policy: JobPodPolicy | None = None,
     protected: ProtectedTargets | None = None,
+    job_history: tuple[int, int] = (3, 1),
 ) -> float:
-    """Evaluate one placement; return seconds until it is due again."""
+    """Evaluate one placement into `patch` (status, for `write_status`); return seconds
+    until it is due again. `job_history`: succeeded and failed Jobs kept."""
     telemetry = telemetry or Telemetry()
     job_pod_policy = job_pod_policy or JobPodPolicy()
     protected = protected or ProtectedTargets()
@@ -313,7 +355,7 @@ def evaluate(
             return spec.evaluation_interval.timedelta.total_seconds()
         state, deployment = _start_over(body, spec, deployment, kube)
     spec_unchanged = generation is not None and raw_status.get("observedGeneration") == generation
-    settled = _settle_holds(body, spec, state, deployment, kube, now, spec_unchanged)
+    settled = _settle_holds(body, spec, state, deployment, kube, now, logger, spec_unchanged)
     if isinstance(settled, str):
         _report_blocked(body, patch, raw_status, Reason.MANUAL_OVERRIDE, settled)
         telemetry.decided(
@@ -330,9 +372,30 @@ def evaluate(
     observed = _observe(spec, namespace, name, deployment, kube, metrics, logger, telemetry)
     decision = decide(spec, observed, state, now=now)
     if decision.actuate:
-        refusal = _actuate(decision, spec, body, state, deployment, kube, now, job_pod_policy)
+        outcome = _actuate(decision, spec, body, state, deployment, kube, now, job_pod_policy)
+        if outcome.holder is not None:
+            # Another placement's conditional write landed first: it holds the Deployment,
+            # this one did nothing (no scale, no Job).
+            _report_blocked(
+                body,
+                patch,
+                raw_status,
+                Reason.CONFLICTING_AUTOSCALER,
+                f"WorkloadPlacement/{outcome.holder} took deployment/{spec.target.deployment} "
+                "first and holds it now; nothing changed",
+            )
+            telemetry.decided(
+                namespace,
+                name,
+                action="None",
+                reason=Reason.CONFLICTING_AUTOSCALER,
+                savings=decision.savings_per_day,
+                currency=currency,
+            )
+            return spec.evaluation_interval.timedelta.total_seconds()
+        refusal = outcome.refusal
         if refusal is not None:
-            if not state.holding:
+            if not outcome.holding:
                 # Nothing was scaled: say why instead of recording a move that did not happen.
                 _report_blocked(body, patch, raw_status, Reason.BATCH_JOB_REJECTED, refusal)
                 telemetry.decided(
@@ -356,6 +419,8 @@ def evaluate(
                 noteworthy=state.last_reason is not Reason.BATCH_JOB_REJECTED,
                 state=replace(decision.state, current_job=state.current_job),
             )
+        elif decision.job_name is not None:
+            decision = replace(decision, message=decision.message + ttl_note(spec))
     telemetry.decided(
         namespace,
         name,
@@ -377,6 +442,16 @@ def evaluate(
     status = build_status(decision, previous, generation=generation)
     for key, value in (status_patch(raw_status, status) or {}).items():
         patch.status[key] = value
+    window_job = window_job_name(name, current_or_next_window(spec.batch.window, now))
+    _prune_jobs(
+        namespace,
+        observed,
+        previous,
+        protected={window_job, *_present(decision.state.current_job)},
+        kube=kube,
+        logger=logger,
+        history=job_history,
+    )
     return spec.evaluation_interval.timedelta.total_seconds()
 
 
@@ -397,6 +472,80 @@ def log_decision(logger: Logger, decision: Decision, deployment: DeploymentState
         " ".join(f"{key}={value}" for key, value in fields.items()),
         extra={"decision": fields, "k8s_skip": True},
     )
+
+
+def _present(name: str | None) -> tuple[str, ...]:
+    return () if name is None else (name,)
+
+
+def _prune_jobs(
+    namespace: str,
+    observed: Observed,
+    recorded: WorkloadPlacementStatus | None,
+    *,
+    protected: set[str],
+    kube: KubeAdapter,
+    logger: Logger,
+    history: tuple[int, int],
+) -> None:
+    """Delete finished Jobs beyond the history limits whose outcome status already holds.
+    Housekeeping: a failure is logged and retried at the next evaluation."""
+    keep_succeeded, keep_failed = history
+    expired = expired_jobs(
+        observed.jobs,
+        recorded,
+        keep_succeeded=keep_succeeded,
+        keep_failed=keep_failed,
+        protected=protected,
+    )
+    for job in expired:
+        try:
+            kube.delete_job(namespace, job)
+        except (ApiException, urllib3.exceptions.HTTPError) as error:
+            detail = _api_message(error) if isinstance(error, ApiException) else str(error)
+            log.warning("%s/%s not deleted, kept for now: %s", namespace, job, detail)
+            return
+        logger.info("deleted finished job %s (beyond the Job history limits)", job)
+
+
+def write_status(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    kube: KubeAdapter,
+    memo: kopf.Memo,
+    telemetry: Telemetry,
+) -> None:
+    """Write the status the evaluation put in `patch`, ourselves rather than through kopf.
+
+    kopf applies a timer's patch after the handler and, when the API server refuses it (a
+    422, a NaN that is no JSON), ends that placement's timer without a word. Here a refusal
+    is reported (Warning Event once per message, a log line, a metric) and the placement is
+    evaluated again at its next turn. Transient errors (5xx, 429, timeouts) raise, and kopf
+    retries at the next tick."""
+    status = patch.pop("status", None)
+    if not status:
+        return
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+    try:
+        kube.patch_placement_status(namespace, name, dict(status))
+    except ApiException as error:
+        if error.status is None or error.status >= 500 or error.status in (409, 429):
+            raise
+        code, detail = str(error.status), _api_message(error)
+    except (TypeError, ValueError) as error:
+        code, detail = "unserializable", str(error)[:500]
+    else:
+        memo.status_write_failure = None
+        return
+    telemetry.status_write_failed(code)
+    message = (
+        f"status could not be written ({code}: {detail}); the placement is still evaluated "
+        "and acts on its decisions, but status shows an older one"
+    )
+    log.error("%s/%s: %s", namespace, name, message)
+    if getattr(memo, "status_write_failure", None) != message:
+        kopf.event(body, type=str(EventType.WARNING), reason=STATUS_WRITE_FAILED, message=message)
+        memo.status_write_failure = message
 
 
 def _observe(
@@ -475,7 +624,7 @@ def _start_over(
     """The spec changed after a manual override: what runs now is the new starting point."""
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     target = spec.target.deployment
-    for held in kube.held_by(namespace, name):
+    for held in kube.claimed_by(namespace, name):
         kube.forget(namespace, held.name)  # keep the replicas someone chose; drop our claim
     if deployment is not None and deployment.managed_by == name:
         deployment = kube.read_deployment(namespace, target)
@@ -497,19 +646,27 @@ def _settle_holds(
     deployment: DeploymentState | None,
     kube: KubeAdapter,
     now: dt.datetime,
+    logger: Logger,
     spec_unchanged: bool = False,
 ) -> State | str:
     """Make status agree with what the Deployments' annotations say is held, before deciding.
+
+    The hold annotation, written in the same patch as the scale-down, is the only record of
+    the count to restore: status.originalReplicas mirrors it and is never restored from
+    (anyone who may patch the status subresource could write it).
 
     Returns the state to decide from, or why the placement must stop acting (a Deployment
     changed outside the operator)."""
     name = str(body.metadata.name)
     target = spec.target.deployment
-    if (
-        deployment is not None
-        and deployment.managed_by == name
-        and (deployment.original_replicas is not None)
-    ):
+    if deployment is not None and deployment.managed_by == name:
+        if deployment.original_replicas is None:
+            return (
+                f"deployment/{target} carries this placement's hold but no valid "
+                f"{ORIGINAL_REPLICAS_ANNOTATION} annotation (a whole number of replicas), so "
+                "the count to restore is unknown; set it, or remove the "
+                "placement.runplacement.io/ annotations, then change the spec"
+            )
         if state.original_replicas is None:
             # Scale-down and annotations are one write, the status patch a second one: the
             # operator died between them. The annotations know what to restore, since when,
@@ -543,7 +700,15 @@ def _settle_holds(
                 f"({deployment.original_replicas} to restore); the operator stops acting on "
                 "this placement until its spec changes"
             )
-        return state
+        if state.original_replicas != deployment.original_replicas:
+            logger.warning(
+                "status.originalReplicas %s differs from the hold annotation of "
+                "deployment/%s (%s): the annotation is the record, status is corrected",
+                state.original_replicas,
+                target,
+                deployment.original_replicas,
+            )
+        return replace(state, original_replicas=deployment.original_replicas)
     if state.original_replicas is None:
         return state
     # Status says something is held, but not the target: the target changed, or someone
@@ -567,6 +732,13 @@ def _settle_holds(
     )
 
 
+@dataclass(frozen=True)
+class _Actuation:
+    refusal: str | None = None  # why the API server refused the Job
+    holder: str | None = None  # the placement that took the hold first; nothing was done
+    holding: bool = False  # this placement holds the Deployment afterwards
+
+
 def _actuate(
     decision: Decision,
     spec: WorkloadPlacementSpec,
@@ -576,18 +748,23 @@ def _actuate(
     kube: KubeAdapter,
     now: dt.datetime,
     job_pod_policy: JobPodPolicy | None = None,
-) -> str | None:
-    """Carry out the decision; a refusal message when the job pod policy or the API server
-    refused the Job."""
+) -> _Actuation:
+    """Carry out the decision.
+
+    A move validates the window's Job first (server-side dry run: a template the API server
+    refuses must not cost the realtime replicas), then takes the hold with a write
+    conditional on the Deployment as read (so of two placements only one holds it), and only
+    then creates the Job: a placement that lost the race has created nothing."""
     name, namespace = body.metadata.name, body.metadata.namespace
     assert name is not None and namespace is not None
     target = spec.target.deployment
     moving = before.original_replicas is None and decision.state.original_replicas is not None
-    if decision.job_name or moving:
-        # The Job first: a template the API server refuses must not cost the realtime
-        # replicas. Outside the window the next window's Job is only validated (dry run).
+    manifest: dict[str, Any] | None = None
+    job = decision.job_name
+    if job or moving:
+        # Outside the window the next window's Job is only validated.
         window = current_or_next_window(spec.batch.window, now)
-        job = decision.job_name or window_job_name(name, window)
+        job = job or window_job_name(name, window)
         manifest = job_manifest(
             spec,
             placement=name,
@@ -601,42 +778,120 @@ def _actuate(
         )
         if violations:
             # The Job would run with the operator's rights, not its author's: never created.
-            return (
-                f"job {job} refused by the operator's job pod policy: {'; '.join(violations)}; "
-                f"deployment/{target} left at {held} replicas"
+            return _Actuation(
+                refusal=f"job {job} refused by the operator's job pod policy: "
+                f"{'; '.join(violations)}; deployment/{target} left at {held} replicas"
             )
         kopf.adopt(manifest, owner=body)  # the Job goes when its placement goes
-        try:
-            kube.create_job(namespace, manifest, dry_run=decision.job_name is None)
-        except ApiException as error:
-            if error.status is None or error.status >= 500 or error.status == 429:
-                raise  # transient: kopf retries the handler
-            return (
-                f"job {job} refused by the API server ({error.status}: {_api_message(error)}); "
-                f"deployment/{target} left at {held} replicas"
-            )
+        if moving:
+            current = "?" if deployment is None else deployment.replicas
+            refusal = _create_job(kube, namespace, manifest, target, current, dry_run=True)
+            if refusal is not None:
+                return _Actuation(refusal=refusal)
+    holding = before.holding
     desired = decision.desired_replicas
     if deployment is not None and desired is not None and desired != deployment.replicas:
         original = decision.state.original_replicas
         if original is not None:
-            kube.scale_for_batch(
-                namespace,
-                target,
-                replicas=desired,
-                original=original,
-                placement=name,
-                since=decision.state.batch_since or now,
-                baseline_utilization=decision.state.baseline_utilization,
-            )
+            holder = _take_hold(kube, namespace, name, deployment, desired, original, decision, now)
+            if holder is not None:
+                return _Actuation(holder=holder, holding=holding)
+            holding = True
         else:
-            kube.restore(namespace, target, replicas=desired)
+            _restore_recorded(kube, namespace, name, deployment, desired)
+            holding = False
     elif (
         deployment is not None
         and decision.state.original_replicas is None
         and deployment.managed_by == name
     ):
         kube.forget(namespace, target)
+    if decision.job_name is not None and manifest is not None:
+        held = desired if desired is not None else "?"
+        refusal = _create_job(kube, namespace, manifest, target, held, dry_run=False)
+        if refusal is not None:
+            return _Actuation(refusal=refusal, holding=holding)
+    return _Actuation(holding=holding)
+
+
+def _create_job(
+    kube: KubeAdapter,
+    namespace: str,
+    manifest: dict[str, Any],
+    target: str,
+    replicas: int | str,
+    *,
+    dry_run: bool,
+) -> str | None:
+    """Create (or validate) the Job; the refusal message when the API server refuses it."""
+    try:
+        kube.create_job(namespace, manifest, dry_run=dry_run)
+    except ApiException as error:
+        if error.status is None or error.status >= 500 or error.status == 429:
+            raise  # transient: kopf retries the handler
+        return (
+            f"job {manifest['metadata']['name']} refused by the API server ({error.status}: "
+            f"{_api_message(error)}); deployment/{target} left at {replicas} replicas"
+        )
     return None
+
+
+HOLD_ATTEMPTS = 5
+
+
+def _take_hold(
+    kube: KubeAdapter,
+    namespace: str,
+    name: str,
+    deployment: DeploymentState,
+    replicas: int,
+    original: int,
+    decision: Decision,
+    now: dt.datetime,
+) -> str | None:
+    """Scale down and annotate the Deployment as read; None when done, else the placement
+    that holds it now. A 409 for any other change (e.g. its status) is retried on a fresh
+    read; a change to its replicas in between means the decision is stale: retried later."""
+    current = deployment
+    for _ in range(HOLD_ATTEMPTS):
+        try:
+            kube.scale_for_batch(
+                namespace,
+                deployment.name,
+                replicas=replicas,
+                original=original,
+                placement=name,
+                since=decision.state.batch_since or now,
+                baseline_utilization=decision.state.baseline_utilization,
+                resource_version=current.resource_version,
+            )
+            return None
+        except HoldConflict:
+            fresh = kube.read_deployment(namespace, deployment.name)
+            if fresh is not None and fresh.managed_by and fresh.managed_by != name:
+                return fresh.managed_by
+            if fresh is None or fresh.replicas != current.replicas:
+                break
+            current = fresh
+    raise kopf.TemporaryError(
+        f"deployment/{deployment.name} changed while being moved; deciding again", delay=1
+    )
+
+
+def _restore_recorded(
+    kube: KubeAdapter, namespace: str, name: str, deployment: DeploymentState, replicas: int
+) -> None:
+    """Restore, never above the count the hold annotation records (validated when read)."""
+    recorded = deployment.original_replicas if deployment.managed_by == name else None
+    if recorded is None:
+        log.warning(
+            "%s/%s: not restoring deployment/%s: it carries no hold of this placement",
+            namespace,
+            name,
+            deployment.name,
+        )
+        return
+    kube.restore(namespace, deployment.name, replicas=min(replicas, recorded))
 
 
 def _when(moment: dt.datetime | None) -> str:
@@ -709,26 +964,59 @@ def _report_blocked(
 
 
 def restore_for_deletion(body: kopf.Body, kube: KubeAdapter, logger: Logger) -> None:
-    """Give back every Deployment this placement holds before the finalizer lets it go."""
+    """Give back every Deployment this placement holds before the finalizer lets it go, with
+    the count its hold annotation records; after a manual override, only drop the hold.
+
+    Status is not read for a count: a hold whose annotations are gone is not restored."""
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
-    held = kube.held_by(namespace, name)
-    for holding in held:
-        assert holding.original_replicas is not None
-        _give_back(body, kube, holding, holding.original_replicas, "placement deleted")
-    if held:
-        return
-    # No annotation names this placement. Status may still remember a hold whose annotations
-    # were stripped: restore only a target that still sits at warmReplicas with no owner.
-    recorded = (body.get("status") or {}).get("originalReplicas")
+    raw_status = dict(body.get("status") or {})
+    overridden = _overridden(raw_status)
     target = (body.spec.get("target") or {}).get("deployment")
-    if recorded is None or not target:
-        return
-    deployment = kube.read_deployment(namespace, str(target))
-    warm = int((body.spec.get("target") or {}).get("warmReplicas") or 0)
-    if deployment is None:
-        logger.info("deployment/%s is gone; nothing to restore", target)
-    elif not deployment.managed_by and deployment.replicas == warm:
-        _give_back(body, kube, deployment, int(recorded), "placement deleted")
+    warm = (body.spec.get("target") or {}).get("warmReplicas")
+    spec_unchanged = raw_status.get("observedGeneration") == body.metadata.get("generation")
+    claimed = kube.claimed_by(namespace, name)
+    for holding in claimed:
+        # Scaled outside the operator, whether or not an evaluation has noticed it yet.
+        moved = (
+            spec_unchanged
+            and holding.name == target
+            and isinstance(warm, int)
+            and holding.replicas != warm
+        )
+        if holding.original_replicas is None or overridden or moved:
+            _drop_hold(body, kube, holding, overridden or moved, logger)
+        else:
+            _give_back(body, kube, holding, holding.original_replicas, "placement deleted")
+    if not claimed and raw_status.get("originalReplicas") is not None:
+        logger.info(
+            "status.originalReplicas is %s but no Deployment carries this placement's hold "
+            "annotations: nothing restored",
+            raw_status["originalReplicas"],
+        )
+
+
+def _drop_hold(
+    body: kopf.Body,
+    kube: KubeAdapter,
+    deployment: DeploymentState,
+    overridden: bool,
+    logger: Logger,
+) -> None:
+    namespace = str(body.metadata.namespace)
+    kube.forget(namespace, deployment.name)
+    if overridden:
+        why = (
+            f"placement deleted after a manual override: deployment/{deployment.name} keeps "
+            f"the {deployment.replicas} replicas set outside the operator (not restored to "
+            f"{deployment.original_replicas}); its hold annotations are removed"
+        )
+    else:
+        why = (
+            f"placement deleted: deployment/{deployment.name} keeps its {deployment.replicas} "
+            "replicas; its hold annotations had no valid count to restore and are removed"
+        )
+    logger.info(why)
+    kopf.event(body, type=str(EventType.NORMAL), reason=str(Reason.MANUAL_OVERRIDE), message=why)
 
 
 def _give_back(

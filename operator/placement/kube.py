@@ -1,5 +1,8 @@
 """The operator's only conversation with Kubernetes objects other than its own placements:
-Deployments (read, scale, restore), Jobs (create, read), autoscalers (detect conflicts).
+Deployments (read, scale, restore), Jobs (create, read, delete old ones), autoscalers (detect
+conflicts), and the placements' status subresource.
+
+Every request carries a timeout: a stalled API server must not hold a worker thread forever.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class DeploymentState:
     managed_by: str | None  # the placement that scaled it, if any
     held_since: datetime | None = None
     baseline_utilization: float | None = None
+    # The version read: a hold is taken only on the Deployment as it was read (see
+    # scale_for_batch), so two placements cannot both take it.
+    resource_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,13 +57,25 @@ class JobState:
 
 
 MAX_REPLICAS = 1_000_000  # more than any Deployment runs; beyond it, a typo
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+
+class HoldConflict(Exception):
+    """The Deployment changed since it was read, so the hold was not taken (409)."""
 
 
 class KubeAdapter:
     """Typed operations on Deployments, Jobs and autoscalers through one ApiClient."""
 
-    def __init__(self, api_client: client.ApiClient, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        telemetry: Telemetry | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
         self.telemetry = telemetry or Telemetry()
+        self.timeout = timeout
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.autoscaling = client.AutoscalingV2Api(api_client)
@@ -67,7 +85,9 @@ class KubeAdapter:
 
     def read_deployment(self, namespace: str, name: str) -> DeploymentState | None:
         try:
-            deployment = self.apps.read_namespaced_deployment(name, namespace)
+            deployment = self.apps.read_namespaced_deployment(
+                name, namespace, _request_timeout=self.timeout
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -83,23 +103,35 @@ class KubeAdapter:
             managed_by=annotations.get(MANAGED_BY_ANNOTATION),
             held_since=_time_or_none(annotations.get(HELD_SINCE_ANNOTATION)),
             baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION), upper=1.0),
+            resource_version=deployment.metadata.resource_version if deployment.metadata else None,
         )
 
     def held_by(self, namespace: str, placement: str) -> list[DeploymentState]:
-        """Deployments whose annotations say this placement holds them scaled down. Read
-        from the Deployments themselves, so no stale memory can point at the wrong one."""
-        held = []
-        for item in self.apps.list_namespaced_deployment(namespace).items:
+        """Deployments whose annotations say this placement holds them scaled down, with a
+        valid count to restore. Read from the Deployments themselves, so no stale memory can
+        point at the wrong one."""
+        return [d for d in self.claimed_by(namespace, placement) if d.original_replicas is not None]
+
+    def claimed_by(self, namespace: str, placement: str) -> list[DeploymentState]:
+        """Deployments whose annotations name this placement, whether or not their count to
+        restore is valid."""
+        claimed = []
+        deployments = self.apps.list_namespaced_deployment(
+            namespace, _request_timeout=self.timeout
+        ).items
+        for item in deployments:
             annotations = (item.metadata and item.metadata.annotations) or {}
             if annotations.get(MANAGED_BY_ANNOTATION) == placement and item.metadata:
                 state = self.read_deployment(namespace, str(item.metadata.name))
-                if state is not None and state.original_replicas is not None:
-                    held.append(state)
-        return held
+                if state is not None and state.managed_by == placement:
+                    claimed.append(state)
+        return claimed
 
     def placement_exists(self, namespace: str, name: str) -> bool:
         try:
-            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
+            )
         except ApiException as error:
             if error.status == 404:
                 return False
@@ -116,9 +148,14 @@ class KubeAdapter:
         placement: str,
         since: datetime,
         baseline_utilization: float | None,
+        resource_version: str | None = None,
     ) -> None:
         """Scale down and record what a restarted operator needs (the count to restore, since
-        when, the utilization measured before) in one write: never one without the other."""
+        when, the utilization measured before) in one write: never one without the other.
+
+        With `resource_version` the write is conditional: the API server refuses it (409,
+        raised as HoldConflict) when the Deployment changed since that read, e.g. because
+        another placement took the hold first."""
         annotations = {
             ORIGINAL_REPLICAS_ANNOTATION: str(original),
             MANAGED_BY_ANNOTATION: placement,
@@ -127,11 +164,17 @@ class KubeAdapter:
             if baseline_utilization is None
             else repr(baseline_utilization),
         }
-        self._patch_deployment(
-            namespace,
-            name,
-            {"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}},
-        )
+        metadata: dict[str, Any] = {"annotations": annotations}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version  # a precondition in a merge patch
+        try:
+            self._patch_deployment(
+                namespace, name, {"metadata": metadata, "spec": {"replicas": replicas}}
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise HoldConflict(f"deployment/{name} changed since it was read") from error
+            raise
         self.telemetry.actuated("scale_down")
 
     def restore(self, namespace: str, name: str, *, replicas: int) -> None:
@@ -153,16 +196,39 @@ class KubeAdapter:
         )
 
     def _patch_deployment(self, namespace: str, name: str, body: dict[str, Any]) -> None:
-        # A merge patch carries no resourceVersion, so it cannot hit a 409 conflict.
+        # Without a resourceVersion in the body a merge patch cannot hit a 409 conflict.
         self.apps.patch_namespaced_deployment(
-            name, namespace, body, _content_type="application/merge-patch+json"
+            name,
+            namespace,
+            body,
+            _content_type="application/merge-patch+json",
+            _request_timeout=self.timeout,
+        )
+
+    # -- the placement's own status -----------------------------------------------------
+
+    def patch_placement_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource (written here, not by kopf: a refused write is
+        then reported and the placement still evaluated, instead of ending its timer)."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            _content_type="application/merge-patch+json",
+            _request_timeout=self.timeout,
         )
 
     # -- Autoscalers that would fight over .spec.replicas -------------------------------
 
     def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
         found: list[str] = []
-        for hpa in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items:
+        autoscalers = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+            namespace, _request_timeout=self.timeout
+        ).items
+        for hpa in autoscalers:
             ref = hpa.spec.scale_target_ref if hpa.spec else None
             if ref and ref.kind == "Deployment" and ref.name == deployment:
                 found.append(f"HorizontalPodAutoscaler/{hpa.metadata and hpa.metadata.name}")
@@ -170,7 +236,7 @@ class KubeAdapter:
             scaled = cast(
                 dict[str, Any],
                 self.custom.list_namespaced_custom_object(
-                    "keda.sh", "v1alpha1", namespace, "scaledobjects"
+                    "keda.sh", "v1alpha1", namespace, "scaledobjects", _request_timeout=self.timeout
                 ),
             )
         except ApiException as error:
@@ -199,6 +265,7 @@ class KubeAdapter:
                 namespace,
                 manifest,  # type: ignore[arg-type]
                 dry_run="All" if dry_run else None,
+                _request_timeout=self.timeout,
             )
         except ApiException as error:
             if error.status == 409:
@@ -211,9 +278,27 @@ class KubeAdapter:
     def placement_jobs(self, namespace: str, placement: str) -> list[JobState]:
         """Every Job this placement created (found by label, so none is forgotten)."""
         jobs = self.batch.list_namespaced_job(
-            namespace, label_selector=f"{PLACEMENT_LABEL}={placement}"
+            namespace,
+            label_selector=f"{PLACEMENT_LABEL}={placement}",
+            _request_timeout=self.timeout,
         ).items
         return [job_state(job) for job in jobs]
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        """Delete a finished Job and its pods; False when it was already gone."""
+        try:
+            self.batch.delete_namespaced_job(
+                name,
+                namespace,
+                propagation_policy="Background",
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        self.telemetry.actuated("job_deleted")
+        return True
 
 
 def job_state(job: client.V1Job) -> JobState:

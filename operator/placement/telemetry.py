@@ -84,8 +84,15 @@ class Telemetry:
         )
         self.actuations = Counter(
             f"{PREFIX}_actuations_total",
-            "Writes that change a workload: scale_down, restore, job_created.",
+            "Writes that change a workload: scale_down, restore, job_created, job_deleted.",
             ["kind"],
+            registry=self.registry,
+        )
+        self.status_write_failures = Counter(
+            f"{PREFIX}_status_write_failures_total",
+            "Status writes the API server refused (the placement is still evaluated), by "
+            "HTTP status code, or 'unserializable'.",
+            ["code"],
             registry=self.registry,
         )
         self._lock = threading.Lock()
@@ -139,6 +146,9 @@ class Telemetry:
 
     def actuated(self, kind: str) -> None:
         self.actuations.labels(kind=kind).inc()
+
+    def status_write_failed(self, code: str) -> None:
+        self.status_write_failures.labels(code=code).inc()
 
     def serve(self, address: str, port: int) -> Any:
         """Serve /metrics from a daemon thread; returns the server (for shutdown in tests)."""

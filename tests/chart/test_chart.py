@@ -26,7 +26,7 @@ APPLICATION_RULES = {
     ("placement.runplacement.io", "workloadplacements/finalizers"): {"update"},
     ("", "events"): {"create"},
     ("apps", "deployments"): {"get", "list", "patch"},
-    ("batch", "jobs"): {"create", "list"},
+    ("batch", "jobs"): {"create", "list", "delete"},
     ("autoscaling", "horizontalpodautoscalers"): {"list"},
     ("keda.sh", "scaledobjects"): {"list"},
 }

@@ -4,15 +4,22 @@ status, an optional metric that is missing, two placements on one Deployment."""
 from __future__ import annotations
 
 import datetime as dt
+import urllib.request
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
+from placement.api import GROUP, PLURAL, VERSION
+from placement.localenv.cluster import LocalCluster
+from placement.localenv.operator_process import OperatorProcess
+from placement.localenv.process import log_tail
 from placement.localenv.prometheus import LocalPrometheus
 from tests.integration.harness import (
     Placements,
     measured_deployment,
+    operator_stopped,
     placement,
     utilization_query,
 )
@@ -231,3 +238,76 @@ def test_stale_annotations_of_a_deleted_placement_say_how_to_clear_them(
     assert "WorkloadPlacement/long-gone, which no longer exists" in event.message
     assert "remove the placement.runplacement.io/ annotations" in event.message
     assert placements.replicas("haunted") == 0
+
+
+UNWRITABLE_POLICY = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: ["placement.runplacement.io"]
+        apiVersions: ["*"]
+        operations: ["UPDATE"]
+        resources: ["workloadplacements/status"]
+  validations:
+    - expression: "object.metadata.namespace != '{namespace}'"
+      message: "status of this placement is frozen by the test"
+      reason: Invalid
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+"""
+
+
+def test_a_placement_whose_status_is_refused_is_reported_and_still_evaluated(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
+    cluster: LocalCluster, operator: OperatorProcess,
+) -> None:  # fmt: skip
+    ns = placements.namespace
+    measured_deployment(placements, prometheus, utilization, "unwritable")
+    policy = UNWRITABLE_POLICY.format(name=f"freeze-{ns}", namespace=ns)
+    with operator_stopped(operator):
+        placements.apply(placement("unwritable", ns, deployment="unwritable"))
+        cluster.kubectl("apply", "-f", "-", input_text=policy)
+
+        def refused() -> bool:
+            try:
+                placements.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, ns, PLURAL, "unwritable", {"status": {"phase": "Realtime"}}
+                )
+            except ApiException as error:
+                return bool(error.status == 422)
+            return False
+
+        until(refused, bool, what="the admission policy in force")
+
+    event = placements.wait_for_event("unwritable", "StatusWriteFailed")
+    assert event.type == "Warning"
+    assert "status could not be written (422" in event.message, event.message
+    assert "frozen by the test" in event.message
+    # It still acts on its decisions, and says so, while its status cannot be written.
+    placements.wait_for_event("unwritable", "MovedToBatch", timeout=90)
+    assert placements.replicas("unwritable") == 0
+    assert "decision" not in placements.status("unwritable")  # nothing of the operator's
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'placement_status_write_failures_total{code="422"}' in metrics
+    assert "status could not be written (422" in log_tail(operator.log_path, 400)
+    assert [e.reason for e in placements.events("unwritable")].count("StatusWriteFailed") == 1
+
+    # Still evaluated: once writes are admitted again, the next evaluation's status lands.
+    cluster.kubectl("delete", "-f", "-", input_text=policy)
+    status = until(
+        lambda: placements.status("unwritable"),
+        lambda s: s.get("phase") == "Batch",
+        timeout=60,
+        what="status written after the refusal ended",
+    )
+    assert status["originalReplicas"] == 4

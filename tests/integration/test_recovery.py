@@ -212,3 +212,51 @@ def test_deleting_the_namespace_of_a_held_deployment_does_not_hang(
         timeout=90,
     )
     print(f"namespace with a held Deployment deleted in {time.monotonic() - started:.1f}s")
+
+
+def test_a_forged_status_count_is_not_what_is_restored(
+    operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
+    utilization: Gauge,
+) -> None:  # fmt: skip
+    measured_deployment(placements, prometheus, utilization, "forged")
+    placements.apply(placement("forged", placements.namespace, deployment="forged"))
+    placements.wait_for_event("forged", "MovedToBatch", timeout=90)
+    assert _annotations(placements, "forged")[f"{HOLD}original-replicas"] == "4"
+    with operator_stopped(operator):
+        # Whoever may patch the status subresource writes 60, then asks for the restore.
+        placements.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, placements.namespace, PLURAL, "forged",
+            {"status": {"originalReplicas": 60}},
+        )  # fmt: skip
+        placements.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, placements.namespace, PLURAL, "forged", {"spec": {"mode": "Recommend"}}
+        )  # fmt: skip
+
+    event = placements.wait_for_event("forged", "Restored")
+    assert "deployment/forged 0 -> 4" in event.message, event.message
+    assert placements.replicas("forged") == 4
+    assert placements.status("forged").get("originalReplicas") is None
+    assert _annotations(placements, "forged") == {}
+
+
+def test_deleting_a_placement_after_a_manual_override_keeps_the_persons_choice(
+    operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
+    utilization: Gauge,
+) -> None:  # fmt: skip
+    measured_deployment(placements, prometheus, utilization, "chosen")
+    placements.apply(placement("chosen", placements.namespace, deployment="chosen"))
+    placements.wait_for_event("chosen", "MovedToBatch", timeout=90)
+    placements.apps.patch_namespaced_deployment_scale(
+        "chosen", placements.namespace, {"spec": {"replicas": 7}}
+    )
+    placements.wait_for_event("chosen", "ManualOverride")
+
+    placements.delete("chosen")
+    until(lambda: placements.exists("chosen"), lambda exists: not exists,
+          what="placement deleted", timeout=30)  # fmt: skip
+    assert placements.replicas("chosen") == 7  # not 4: the person's choice stands
+    assert _annotations(placements, "chosen") == {}  # the hold is dropped
+    messages = [e.message for e in placements.events("chosen") if e.reason == "ManualOverride"]
+    assert any("keeps the 7 replicas set outside the operator (not restored to 4)" in m
+               for m in messages), messages  # fmt: skip
+    assert not any(e.reason == "Restored" for e in placements.events("chosen"))

@@ -1,6 +1,8 @@
 """Another writer keeps updating the held Deployment (a controller adding labels, with
-resourceVersion, so it gets 409s itself); the operator's writes are merge patches without a
-resourceVersion and never conflict: it moves to batch and restores on deletion regardless."""
+resourceVersion, so it gets 409s itself). The operator's restore is a merge patch without a
+resourceVersion and never conflicts; its hold is conditional on the Deployment as read, and a
+conflict from a change that is not another hold is retried on a fresh read: it moves to batch
+and restores on deletion regardless, and no conflict reaches its log."""
 
 from __future__ import annotations
 

@@ -39,6 +39,10 @@ def test_metrics_can_be_turned_off() -> None:
         ({"metrics_address": "localhost"}, "PLACEMENT_METRICS_ADDRESS"),
         ({"metrics_address": "0.0.0.0:99999"}, "--metrics-address"),
         ({"tick_seconds": 0}, "tick"),
+        ({"api_timeout_seconds": 0}, "PLACEMENT_API_TIMEOUT"),
+        ({"health_stall_seconds": -1}, "--health-stall"),
+        ({"job_history_successful": -1}, "--job-history-successful"),
+        ({"job_history_failed": 101}, "PLACEMENT_JOB_HISTORY_FAILED"),
     ],
 )
 def test_bad_settings_are_refused_with_the_setting_named(
@@ -235,3 +239,22 @@ def test_a_bad_tenancy_setting_is_refused_with_its_name(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=variable):
         OperatorConfig.from_environment(prometheus_url=URL)
+
+
+def test_job_history_and_timeouts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    config = OperatorConfig.from_environment()
+    assert (config.job_history_successful, config.job_history_failed) == (3, 1)
+    assert config.api_timeout_seconds == 10
+    assert config.stall_bound == 60  # max(60 s, 4 ticks of 15 s, 3 timeouts of 10 s)
+    monkeypatch.setenv("PLACEMENT_JOB_HISTORY_SUCCESSFUL", "5")
+    monkeypatch.setenv("PLACEMENT_JOB_HISTORY_FAILED", "0")
+    monkeypatch.setenv("PLACEMENT_API_TIMEOUT", "2.5")
+    monkeypatch.setenv("PLACEMENT_HEALTH_STALL_SECONDS", "6")
+    config = OperatorConfig.from_environment()
+    assert (config.job_history_successful, config.job_history_failed) == (5, 0)
+    assert config.api_timeout_seconds == 2.5
+    assert config.stall_bound == 6
+    monkeypatch.setenv("PLACEMENT_JOB_HISTORY_FAILED", "one")
+    with pytest.raises(ValueError, match="PLACEMENT_JOB_HISTORY_FAILED must be a whole number"):
+        OperatorConfig.from_environment()

@@ -448,12 +448,15 @@ def test_a_utilization_or_queue_depth_that_is_no_number_is_named_in_words(value:
 def test_a_run_longer_than_a_timedelta_never_fits_and_never_raises() -> None:
     assert batch_duration(math.inf, 1) == dt.timedelta.max
     assert batch_duration(5e16, 1) == dt.timedelta.max
-    spec = make_spec(**{"costs.maxParallelPods": 10**30})
+    # The CRD bounds maxParallelPods (100,000); parallel_pods still caps at int32 for any input.
+    spec = make_spec(**{"costs.maxParallelPods": 100_000})
     assert parallel_pods(spec.costs, spec.batch.job_template) == 8  # parallelism is smaller
     spec = make_spec(
-        **{"costs.maxParallelPods": 10**400, "batch.jobTemplate.spec.parallelism": None}
+        **{"costs.maxParallelPods": 100_000, "batch.jobTemplate.spec.parallelism": None}
     )
-    assert parallel_pods(spec.costs, spec.batch.job_template) == MAX_PARALLEL_PODS
+    assert parallel_pods(spec.costs, spec.batch.job_template) == 100_000
+    huge = spec.costs.model_copy(update={"max_parallel_pods": 10**400})
+    assert parallel_pods(huge, spec.batch.job_template) == MAX_PARALLEL_PODS
     breakdown = daily_costs(
         spec.costs, replicas=10**400, warm_replicas=0, utilization=1.0, held_hours=24
     )

@@ -82,3 +82,10 @@ def test_the_phase_gauge_marks_one_phase_per_placement_and_goes_with_it() -> Non
     assert text.count('placement_phase{namespace="ml"') == len(Phase)  # every phase, once
     telemetry.forget("ml", "nightly")
     assert "placement_phase{" not in _text(telemetry)
+
+
+def test_refused_status_writes_are_counted_by_code() -> None:
+    telemetry = Telemetry()
+    telemetry.status_write_failed("422")
+    telemetry.status_write_failed("422")
+    assert 'placement_status_write_failures_total{code="422"} 2.0' in _text(telemetry)

@@ -78,10 +78,10 @@ and the namespaced Roles. Each verb is one the code uses; see README.md "Permiss
   resources: ["deployments"]
   verbs: ["get", "list", "patch"]
 # Application: create each window's Job (and its server-side dry run), list a placement's
-# Jobs by label to read their outcomes.
+# Jobs by label to read their outcomes, delete its finished ones beyond the history limits.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "list"]
+  verbs: ["create", "list", "delete"]
 # Application: an HPA or a KEDA ScaledObject on the same Deployment blocks the placement.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
