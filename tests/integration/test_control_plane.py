@@ -65,8 +65,12 @@ def test_deployment_pods_run_on_kwok_nodes_and_follow_scaling(
         lambda p: len(p) == 0,
         what="no pods after scale to zero",
     )
-    status = apps.read_namespaced_deployment(name="summarizer", namespace=namespace).status
-    assert not status.ready_replicas
+    # The Deployment's status follows its pods a moment later (the controller's next sync).
+    until(
+        lambda: apps.read_namespaced_deployment(name="summarizer", namespace=namespace).status,
+        lambda status: not status.ready_replicas,
+        what="no ready replicas in the Deployment's status",
+    )
 
 
 def test_job_runs_to_completion(api_client: client.ApiClient, namespace: str) -> None:
