@@ -17,10 +17,10 @@ NOW = "2026-11-24T14:00:00Z"
 @pytest.mark.parametrize(
     ("example", "replicas", "utilization", "reason", "savings"),
     [
-        ("nightly-enrichment.yaml", 6, 0.15, "MovedToBatch", 469.95),
+        ("nightly-enrichment.yaml", 6, 0.15, "BatchRecommended", 469.95),
         ("chat-endpoint.yaml", 8, 0.55, "StayRealtime", -19.22),
-        ("reindex-staging-heavy.yaml", 2, 0.35, "SavingsNegative", -9.78),
-        ("no-owner.yaml", 6, 0.15, "OwnerMissing", 469.95),
+        ("reindex-embeddings.yaml", 2, 0.35, "SavingsNegative", -9.78),
+        ("translation-backfill.yaml", 6, 0.15, "OwnerMissing", 469.95),
     ],
 )
 def test_examples_decide_as_their_comments_say(
@@ -56,15 +56,15 @@ def test_examples_decide_as_their_comments_say(
         "retries",
         "operations",
     }
-    assert result["actuate"] is (reason == "MovedToBatch")
+    assert result["actuate"] is False  # the examples ship in mode Recommend
 
 
 def test_every_example_is_covered() -> None:
     assert {p.name for p in EXAMPLES.glob("*.yaml")} == {
         "nightly-enrichment.yaml",
         "chat-endpoint.yaml",
-        "reindex-staging-heavy.yaml",
-        "no-owner.yaml",
+        "reindex-embeddings.yaml",
+        "translation-backfill.yaml",
     }
 
 
@@ -82,7 +82,7 @@ def test_text_worksheet_shows_every_term(capsys: pytest.CaptureFixture[str]) -> 
         ]
     )
     out = capsys.readouterr().out
-    assert out.startswith("MovedToBatch: saves 469.95 USD/day")
+    assert out.startswith("BatchRecommended: saves 469.95 USD/day")
     for line in (
         "realtime capacity avoided      492.00",
         "batch processing               5.76",
@@ -107,7 +107,7 @@ def test_explain_rejects_a_time_without_a_date(capsys: pytest.CaptureFixture[str
         main(
             [
                 "explain",
-                str(EXAMPLES / "no-owner.yaml"),
+                str(EXAMPLES / "translation-backfill.yaml"),
                 "--replicas",
                 "1",
                 "--utilization",
