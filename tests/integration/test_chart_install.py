@@ -75,6 +75,22 @@ def test_install_upgrade_and_uninstall_on_the_local_cluster(
     release = _release()
     name = f"{release}-placement-operator"
     apps, rbac = client.AppsV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    extensions = client.ApiextensionsV1Api(api_client)
+    crd_name = "workloadplacements.placement.runplacement.io"
+    # The CRD was applied with kubectl: the release takes it over the way docs/install.md
+    # says ("Upgrade"), and from then on installs and upgrades it (crds.install, the default).
+    extensions.patch_custom_resource_definition(
+        crd_name,
+        {
+            "metadata": {
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {
+                    "meta.helm.sh/release-name": release,
+                    "meta.helm.sh/release-namespace": namespace,
+                },
+            }
+        },
+    )
 
     helm(
         "install",
@@ -130,10 +146,9 @@ def test_install_upgrade_and_uninstall_on_the_local_cluster(
     with pytest.raises(ApiException) as role_gone:
         rbac.read_cluster_role(name)
     assert role_gone.value.status == 404
-    # Helm never deletes CRDs: the placements of every team survive an uninstall.
-    client.ApiextensionsV1Api(api_client).read_custom_resource_definition(
-        "workloadplacements.placement.runplacement.io"
-    )
+    # crds.keep: the CRD, and the placements of every team, survive an uninstall.
+    kept = extensions.read_custom_resource_definition(crd_name)
+    assert kept.metadata.annotations["helm.sh/resource-policy"] == "keep"
 
 
 # -- the operator as the chart's ServiceAccount ------------------------------------------
@@ -236,6 +251,9 @@ def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
             f"prometheus.url={prometheus.url}",
             "--set",
             f"watchNamespaces={{{work}}}",
+            # Another release owns the CRD in this shared cluster.
+            "--set",
+            "crds.install=false",
             # Two replicas: the peering rules are proven too (the in-process operator is the
             # only live member of the chart's KopfPeering).
             "--set",
