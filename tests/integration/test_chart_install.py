@@ -151,6 +151,64 @@ def test_install_upgrade_and_uninstall_on_the_local_cluster(
     assert kept.metadata.annotations["helm.sh/resource-policy"] == "keep"
 
 
+def test_every_optional_setting_renders_objects_the_api_server_accepts(
+    helm: Helm, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """Prometheus auth, CA bundle and headers, extra env/args/volumes, two replicas with their
+    disruption budget and spread, the dashboard: validated by the real API server (dry run)."""
+    settings = tmp_path / "everything.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "prometheus": {
+                    "url": "https://mimir.example/prometheus",
+                    "bearerToken": {"secretName": "prom-token"},
+                    "basicAuth": {"secretName": "prom-basic"},
+                    "caBundle": {"secretName": "prom-ca"},
+                    "headers": {"X-Scope-OrgID": "team-a"},
+                },
+                "replicaCount": 2,
+                "logLevel": "DEBUG",
+                "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                "extraArgs": ["--metrics-max-age=30"],
+                "extraVolumes": [{"name": "cache", "emptyDir": {}}],
+                "extraVolumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+                "grafanaDashboard": {"enabled": True},
+                "crds": {"install": False},
+            }
+        )
+    )
+    manifest = helm(
+        "template",
+        "po",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "-f",
+        str(settings),
+        "--kube-version",
+        tools.KUBERNETES_VERSION,
+    ).stdout
+    # The cluster-scoped RBAC and kopf's peering object are proven by the other tests.
+    namespaced = [
+        doc
+        for doc in yaml.safe_load_all(manifest)
+        if doc and doc["kind"] in ("Deployment", "PodDisruptionBudget", "ConfigMap", "Service")
+    ]
+    assert len(namespaced) == 4
+    applied = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input_text=yaml.safe_dump_all(namespaced),
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+
+
 # -- the operator as the chart's ServiceAccount ------------------------------------------
 
 
