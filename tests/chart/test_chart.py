@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ import promql_parser as promql
 import pytest
 import yaml
 
+from placement.localenv import tools
 from placement.reasons import Reason
 from placement.telemetry import Telemetry
 from tests.chart.helm import (
@@ -521,6 +523,25 @@ def test_the_alerts_parse_and_use_only_the_operators_metrics() -> None:
     reasons = {str(reason) for reason in Reason}
     for quoted in re.findall(r'reason=~?"([^"]+)"', " ".join(a["expr"] for a in alerts.values())):
         assert set(quoted.split("|")) <= reasons, quoted
+
+
+def test_promtool_accepts_the_alerting_rules(tmp_path: Path) -> None:
+    """Prometheus' own checker: expressions, `for` durations and annotation templates."""
+    [rule] = find(
+        objects(render("-f", CLUSTER_VALUES, "--set", "prometheusRule.enabled=true")),
+        "PrometheusRule",
+    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    checked = subprocess.run(
+        [str(tools.binary("promtool")), "check", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "4 rules found" in checked.stdout
 
 
 def test_the_dashboard_parses_and_uses_only_the_operators_metrics() -> None:
