@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo crd venv tools image-tools image cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality bench
+.PHONY: help demo crd docs venv tools image-tools image cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -61,7 +61,10 @@ integration: tools ## the integration tests only
 
 crd: $(STAMP) ## regenerate crds/ (and the chart's copy) from operator/placement/api.py
 	$(PY) -m placement.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
-	cp crds/workloadplacements.placement.runplacement.io.yaml charts/placement-operator/crds/
+	cp crds/workloadplacements.placement.runplacement.io.yaml charts/placement-operator/files/crds/
+
+docs: $(STAMP) ## re-render docs/reference.md's generated tables (CRD fields, reasons, metrics, values, CLI)
+	$(PY) hack/reference_docs.py
 
 chart: tools ## the chart tests: helm lint, snapshot, rendered objects (no cluster)
 	$(PY) -m pytest tests/chart

@@ -1,4 +1,4 @@
-"""The daily savings formula (DESIGN.md). Pure arithmetic: no I/O, no clock.
+"""The daily savings formula (docs/design.md). Pure arithmetic: no I/O, no clock.
 
     savings = realtime capacity avoided - batch processing - (data staging + retries + operations)
 
@@ -9,7 +9,7 @@ arriving now would get its results within acceptableDelay D, i.e. while
 windowEnd - now <= D. So each day it holds over [windowEnd - D, windowEnd) and serves
 realtime the rest of the day: held_hours = min(D, 24h). Capacity is avoided, and work moves to
 batch, only while held; work arriving outside that interval is served realtime as before.
-With D >= 24h this is DESIGN.md's formula exactly (held_hours = 24). Staging (one run a day)
+With D >= 24h this is docs/design.md's formula exactly (held_hours = 24). Staging (one run a day)
 and operations stay per day.
 """
 

@@ -6,13 +6,27 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import promql_parser as promql
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, PROMETHEUS_URL, ROOT, find, helm, objects, render
+from placement.localenv import tools
+from placement.reasons import Reason
+from placement.telemetry import Telemetry
+from tests.chart.helm import (
+    CHART,
+    KUBE_VERSION,
+    PROMETHEUS_URL,
+    ROOT,
+    find,
+    helm,
+    objects,
+    render,
+)
 
 CLUSTER_VALUES = str(CHART / "ci" / "cluster-values.yaml")
 NAMESPACED_VALUES = str(CHART / "ci" / "namespaced-values.yaml")
@@ -65,10 +79,39 @@ def test_rendered_templates_match_the_snapshot(name: str) -> None:
 
 
 def test_the_charts_crds_are_the_same_bytes_as_crds() -> None:
+    # The WorkloadPlacement CRD is a template (files/crds/, so upgrades upgrade it); kopf's
+    # peering CRDs stay in crds/ (Helm installs them before the peering object).
     names = sorted(path.name for path in (ROOT / "crds").glob("*.yaml"))
-    assert names == sorted(path.name for path in (CHART / "crds").glob("*.yaml"))
-    for name in names:
-        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), name
+    copies = sorted([*(CHART / "crds").glob("*.yaml"), *(CHART / "files" / "crds").glob("*.yaml")])
+    assert names == sorted(path.name for path in copies)
+    for copy in copies:
+        assert copy.read_bytes() == (ROOT / "crds" / copy.name).read_bytes(), copy
+
+
+def test_the_crd_template_is_the_generated_crd_kept_on_uninstall() -> None:
+    committed = yaml.safe_load(
+        (ROOT / "crds" / "workloadplacements.placement.runplacement.io.yaml").read_text()
+    )
+    manifest = render("-f", CLUSTER_VALUES)
+    [rendered] = find(objects(manifest), "CustomResourceDefinition")
+    assert rendered["spec"] == committed["spec"]
+    # Byte for byte what `make crd` generated, but for the metadata the release adds.
+    text = manifest.split("# Source: placement-operator/templates/crds.yaml\n")[1]
+    text = text.split("\n---")[0]
+    added = re.compile(r"^  (labels|annotations):\n(    .*\n)+", re.MULTILINE)
+    generated = (ROOT / "crds" / "workloadplacements.placement.runplacement.io.yaml").read_text()
+    assert added.sub("", text).rstrip("\n") == generated.rstrip("\n")
+    assert rendered["metadata"]["name"] == committed["metadata"]["name"]
+    assert rendered["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert rendered["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+
+    [unkept] = find(
+        objects(render("-f", CLUSTER_VALUES, "--set", "crds.keep=false")),
+        "CustomResourceDefinition",
+    )
+    assert "annotations" not in unkept["metadata"]
+    elsewhere = objects(render("-f", CLUSTER_VALUES, "--set", "crds.install=false"))
+    assert find(elsewhere, "CustomResourceDefinition") == []
 
 
 def test_a_missing_prometheus_url_is_refused_with_the_value_named() -> None:
@@ -86,10 +129,6 @@ def test_a_missing_prometheus_url_is_refused_with_the_value_named() -> None:
         ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
         ("metrics.port=0", "port"),
         ("replicas=2", "replicas"),
-        ("protectedDeployments[0]=ledger", "protectedDeployments"),
-        ("jobPodPolicy.allowPrivileged=maybe", "allowPrivileged"),
-        ("jobPodPolicy.allowHostPID=true", "allowHostPID"),
-        ("admissionPolicy.validationActions[0]=Block", "validationActions"),
     ],
 )
 def test_the_values_schema_refuses_bad_values_by_name(setting: str, field: str) -> None:
@@ -232,15 +271,17 @@ def _documented_keys(values_text: str) -> set[str]:
     return documented
 
 
-def test_every_value_has_a_description_in_values_yaml_and_the_readme() -> None:
+def test_every_value_has_a_description_in_values_yaml_and_the_reference() -> None:
     text = (CHART / "values.yaml").read_text()
     documented = _documented_keys(text)
-    readme = (ROOT / "README.md").read_text()
+    reference = (ROOT / "docs" / "reference.md").read_text()
     for leaf in _leaf_values(yaml.safe_load(text)):
         parts = leaf.split(".")
         described = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
         assert any(key in documented for key in described), f"{leaf} has no `# --` comment"
-        assert any(f"`{key}`" in readme for key in described), f"{leaf} missing from README"
+        assert any(f"`{key}`" in reference for key in described), (
+            f"{leaf} missing from docs/reference.md: run `make docs`"
+        )
 
 
 def test_values_schema_is_valid_json_and_covers_every_top_level_value() -> None:
@@ -271,6 +312,261 @@ def test_several_replicas_share_a_peering_object_with_the_rights_for_it() -> Non
     ]
     for role in find(namespaced, "Role"):
         assert _rules(role)[("kopf.dev", "kopfpeerings")] == {"list", "watch", "patch"}
+
+
+# -- adoptable: subchart, extra settings, Prometheus connection, HA ------------------------
+
+
+def _container(*values: str) -> dict[str, Any]:
+    [deployment] = find(objects(render("-f", CLUSTER_VALUES, *values)), "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return cast(dict[str, Any], container)
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+
+
+def test_the_chart_works_as_a_subchart_with_global_values() -> None:
+    # Helm passes `global` to every subchart; a strict schema must not refuse it.
+    render("-f", CLUSTER_VALUES, "--set", "global.imageRegistry=registry.example")
+
+
+@pytest.mark.parametrize("interval", ["30s", "1m30s", "2h", "500ms"])
+def test_prometheus_operator_durations_are_accepted(interval: str) -> None:
+    docs = objects(
+        render(
+            "-f",
+            NAMESPACED_VALUES,
+            "--set",
+            f"serviceMonitor.interval={interval}",
+            "--set",
+            "serviceMonitor.scrapeTimeout=10s",
+        )
+    )
+    [monitor] = find(docs, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["interval"] == interval
+
+
+def test_a_duration_prometheus_could_not_read_is_refused_by_name() -> None:
+    result = helm(
+        "template",
+        "po",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "-f",
+        CLUSTER_VALUES,
+        "--set",
+        "serviceMonitor.interval=90 seconds",
+        check=False,
+    )
+    assert result.returncode != 0 and "interval" in result.stderr
+
+
+def test_log_level_and_job_history_reach_the_operator() -> None:
+    env = _env(_container("--set", "logLevel=DEBUG", "--set", "jobHistory.successful=5"))
+    assert env["PLACEMENT_LOG_LEVEL"] == "DEBUG"
+    assert env["PLACEMENT_JOB_HISTORY_SUCCESSFUL"] == "5"
+    assert env["PLACEMENT_JOB_HISTORY_FAILED"] == "1"
+
+
+def test_extra_env_args_and_volumes_are_added_after_the_charts_own(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                "extraArgs": ["--metrics-max-age=30"],
+                "extraVolumes": [{"name": "cache", "emptyDir": {}}],
+                "extraVolumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+            }
+        )
+    )
+    [deployment] = find(objects(render("-f", CLUSTER_VALUES, "-f", str(extra))), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"][-1] == "--metrics-max-age=30"
+    assert _env(container)["HTTPS_PROXY"] == "http://proxy:3128"
+    assert {"name": "cache", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "cache", "mountPath": "/cache"} in container["volumeMounts"]
+
+
+def test_prometheus_credentials_come_from_secrets_never_from_values(tmp_path: Path) -> None:
+    settings = tmp_path / "prometheus.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "prometheus": {
+                    "url": "https://mimir.example/prometheus",
+                    "bearerToken": {"secretName": "prom-token", "key": "jwt"},
+                    "basicAuth": {"secretName": "prom-basic"},
+                    "caBundle": {"configMapName": "internal-ca"},
+                    "headers": {"X-Scope-OrgID": "team-a"},
+                }
+            }
+        )
+    )
+    [deployment] = find(objects(render("-f", str(settings))), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = _env(container)
+    assert env["PLACEMENT_PROMETHEUS_BEARER_TOKEN"] == {
+        "secretKeyRef": {"name": "prom-token", "key": "jwt"}
+    }
+    assert env["PLACEMENT_PROMETHEUS_BASIC_AUTH_USERNAME"] == {
+        "secretKeyRef": {"name": "prom-basic", "key": "username"}
+    }
+    assert env["PLACEMENT_PROMETHEUS_BASIC_AUTH_PASSWORD"] == {
+        "secretKeyRef": {"name": "prom-basic", "key": "password"}
+    }
+    assert json.loads(env["PLACEMENT_PROMETHEUS_HEADERS"]) == {"X-Scope-OrgID": "team-a"}
+    ca_file = Path(env["PLACEMENT_PROMETHEUS_CA_FILE"])
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "prometheus-ca"]
+    assert mount["readOnly"] is True and ca_file.parent == Path(mount["mountPath"])
+    [volume] = [v for v in pod["volumes"] if v["name"] == "prometheus-ca"]
+    assert volume["configMap"] == {
+        "name": "internal-ca",
+        "items": [{"key": "ca.crt", "path": ca_file.name}],
+    }
+    # Without the settings, nothing of it appears.
+    plain = _env(_container())
+    assert not [
+        name
+        for name in plain
+        if name.startswith("PLACEMENT_PROMETHEUS_")
+        and name
+        not in (
+            "PLACEMENT_PROMETHEUS_URL",
+            "PLACEMENT_PROMETHEUS_TIMEOUT",
+        )
+    ]
+
+
+def test_a_ca_bundle_from_both_a_secret_and_a_config_map_is_refused() -> None:
+    result = helm(
+        "template",
+        "po",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "-f",
+        CLUSTER_VALUES,
+        "--set",
+        "prometheus.caBundle.secretName=a",
+        "--set",
+        "prometheus.caBundle.configMapName=b",
+        check=False,
+    )
+    assert result.returncode != 0 and "caBundle" in result.stderr
+
+
+def test_several_replicas_get_a_disruption_budget_and_spread_over_nodes() -> None:
+    single = objects(render("-f", CLUSTER_VALUES))
+    assert find(single, "PodDisruptionBudget") == []
+    [deployment] = find(single, "Deployment")
+    assert "topologySpreadConstraints" not in deployment["spec"]["template"]["spec"]
+
+    docs = objects(render("-f", HA_VALUES))
+    [budget] = find(docs, "PodDisruptionBudget")
+    [deployment] = find(docs, "Deployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+    [spread] = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"] == selector
+
+
+# -- alerts and dashboard: every query parses and names a metric the operator exports ------
+
+
+def _operator_metric_names() -> set[str]:
+    names: set[str] = set()
+    for family in Telemetry().registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, [""]))
+    return names
+
+
+def _metrics_in(expression: str) -> set[str]:
+    # Grafana's interval variables are not PromQL; any duration stands in for them.
+    parsed = promql.parse(expression.replace("$__rate_interval", "5m"))
+    found: set[str] = set()
+
+    def visit(node: promql.Expr) -> None:
+        if isinstance(node, promql.VectorSelector) and node.name:
+            found.add(node.name)
+
+    promql.walk(parsed, pre_visit=visit)
+    return found
+
+
+def test_the_alerts_parse_and_use_only_the_operators_metrics() -> None:
+    assert find(objects(render("-f", CLUSTER_VALUES)), "PrometheusRule") == []
+    [rule] = find(
+        objects(render("-f", CLUSTER_VALUES, "--set", "prometheusRule.enabled=true")),
+        "PrometheusRule",
+    )
+    [group] = rule["spec"]["groups"]
+    alerts = {entry["alert"]: entry for entry in group["rules"]}
+    assert set(alerts) == {
+        "PlacementFallback",
+        "PlacementBatchWindowMissed",
+        "PlacementMetricsUnavailable",
+        "PlacementBlocked",
+    }
+    exported = _operator_metric_names()
+    for name, alert in alerts.items():
+        used = _metrics_in(alert["expr"])
+        assert used and used <= exported, (name, used - exported)
+        assert alert["labels"]["severity"] == "warning"
+    reasons = {str(reason) for reason in Reason}
+    for quoted in re.findall(r'reason=~?"([^"]+)"', " ".join(a["expr"] for a in alerts.values())):
+        assert set(quoted.split("|")) <= reasons, quoted
+
+
+def test_promtool_accepts_the_alerting_rules(tmp_path: Path) -> None:
+    """Prometheus' own checker: expressions, `for` durations and annotation templates."""
+    [rule] = find(
+        objects(render("-f", CLUSTER_VALUES, "--set", "prometheusRule.enabled=true")),
+        "PrometheusRule",
+    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    checked = subprocess.run(
+        [str(tools.binary("promtool")), "check", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "4 rules found" in checked.stdout
+
+
+def test_the_dashboard_parses_and_uses_only_the_operators_metrics() -> None:
+    assert find(objects(render("-f", CLUSTER_VALUES)), "ConfigMap") == []
+    [config_map] = find(
+        objects(render("-f", CLUSTER_VALUES, "--set", "grafanaDashboard.enabled=true")),
+        "ConfigMap",
+    )
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["placement-operator.json"])
+    expressions = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for topic in ("savings per placement", "decisions", "fallbacks"):
+        assert topic in titles
+    exported = _operator_metric_names()
+    used: set[str] = set()
+    for expression in expressions:
+        used |= _metrics_in(expression)
+    assert used <= exported, used - exported
+    assert {
+        "placement_decisions_total",
+        "placement_estimated_savings_per_day",
+    } <= used
 
 
 def _admission(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -75,6 +75,22 @@ def test_install_upgrade_and_uninstall_on_the_local_cluster(
     release = _release()
     name = f"{release}-placement-operator"
     apps, rbac = client.AppsV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    extensions = client.ApiextensionsV1Api(api_client)
+    crd_name = "workloadplacements.placement.runplacement.io"
+    # The CRD was applied with kubectl: the release takes it over the way docs/install.md
+    # says ("Upgrade"), and from then on installs and upgrades it (crds.install, the default).
+    extensions.patch_custom_resource_definition(
+        crd_name,
+        {
+            "metadata": {
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {
+                    "meta.helm.sh/release-name": release,
+                    "meta.helm.sh/release-namespace": namespace,
+                },
+            }
+        },
+    )
 
     helm(
         "install",
@@ -130,10 +146,67 @@ def test_install_upgrade_and_uninstall_on_the_local_cluster(
     with pytest.raises(ApiException) as role_gone:
         rbac.read_cluster_role(name)
     assert role_gone.value.status == 404
-    # Helm never deletes CRDs: the placements of every team survive an uninstall.
-    client.ApiextensionsV1Api(api_client).read_custom_resource_definition(
-        "workloadplacements.placement.runplacement.io"
+    # crds.keep: the CRD, and the placements of every team, survive an uninstall.
+    kept = extensions.read_custom_resource_definition(crd_name)
+    assert kept.metadata.annotations["helm.sh/resource-policy"] == "keep"
+
+
+def test_every_optional_setting_renders_objects_the_api_server_accepts(
+    helm: Helm, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """Prometheus auth, CA bundle and headers, extra env/args/volumes, two replicas with their
+    disruption budget and spread, the dashboard: validated by the real API server (dry run)."""
+    settings = tmp_path / "everything.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "prometheus": {
+                    "url": "https://mimir.example/prometheus",
+                    "bearerToken": {"secretName": "prom-token"},
+                    "basicAuth": {"secretName": "prom-basic"},
+                    "caBundle": {"secretName": "prom-ca"},
+                    "headers": {"X-Scope-OrgID": "team-a"},
+                },
+                "replicaCount": 2,
+                "logLevel": "DEBUG",
+                "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                "extraArgs": ["--metrics-max-age=30"],
+                "extraVolumes": [{"name": "cache", "emptyDir": {}}],
+                "extraVolumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+                "grafanaDashboard": {"enabled": True},
+                "crds": {"install": False},
+            }
+        )
     )
+    manifest = helm(
+        "template",
+        "po",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "-f",
+        str(settings),
+        "--kube-version",
+        tools.KUBERNETES_VERSION,
+    ).stdout
+    # The cluster-scoped RBAC and kopf's peering object are proven by the other tests.
+    namespaced = [
+        doc
+        for doc in yaml.safe_load_all(manifest)
+        if doc and doc["kind"] in ("Deployment", "PodDisruptionBudget", "ConfigMap", "Service")
+    ]
+    assert len(namespaced) == 4
+    applied = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input_text=yaml.safe_dump_all(namespaced),
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
 
 
 # -- the operator as the chart's ServiceAccount ------------------------------------------
@@ -236,6 +309,9 @@ def test_the_charts_service_account_is_enough_for_a_full_cycle_and_no_more(
             f"prometheus.url={prometheus.url}",
             "--set",
             f"watchNamespaces={{{work}}}",
+            # Another release owns the CRD in this shared cluster.
+            "--set",
+            "crds.install=false",
             # Two replicas: the peering rules are proven too (the in-process operator is the
             # only live member of the chart's KopfPeering).
             "--set",

@@ -13,7 +13,7 @@ from tests.unit.factories import make_spec
 
 @pytest.fixture
 def spec() -> WorkloadPlacementSpec:
-    """The DESIGN.md example placement (Enforce, window 01:00-05:00 UTC)."""
+    """The docs/design.md example placement (Enforce, window 01:00-05:00 UTC)."""
     return make_spec()
 
 

@@ -1,4 +1,4 @@
-"""Builders for the pure-core tests: the DESIGN.md example placement and variations."""
+"""Builders for the pure-core tests: the docs/design.md example placement and variations."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 from placement.api import WorkloadPlacementSpec
 
-# The DESIGN.md example: 4 replicas at 1.025/h, useful utilization 0.44896 ->
+# The docs/design.md example: 4 replicas at 1.025/h, useful utilization 0.44896 ->
 # "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10 - retries 2.00
 #  - operations 8.00" (retries 43.10 * 0.0464 = 2.00). acceptableDelay 24h holds the
-# Deployment all day, which is what DESIGN.md's formula assumes (24 held hours).
+# Deployment all day, which is what docs/design.md's formula assumes (24 held hours).
 EXAMPLE_UTILIZATION = 0.44896
 
 

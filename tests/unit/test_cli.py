@@ -21,10 +21,10 @@ NOW = "2026-11-24T14:00:00Z"
 @pytest.mark.parametrize(
     ("example", "replicas", "utilization", "reason", "savings"),
     [
-        ("nightly-enrichment.yaml", 6, 0.15, "MovedToBatch", 469.95),
+        ("nightly-enrichment.yaml", 6, 0.15, "BatchRecommended", 469.95),
         ("chat-endpoint.yaml", 8, 0.55, "StayRealtime", -19.22),
-        ("reindex-staging-heavy.yaml", 2, 0.35, "SavingsNegative", -9.78),
-        ("no-owner.yaml", 6, 0.15, "OwnerMissing", 469.95),
+        ("reindex-embeddings.yaml", 2, 0.35, "SavingsNegative", -9.78),
+        ("translation-backfill.yaml", 6, 0.15, "OwnerMissing", 469.95),
     ],
 )
 def test_examples_decide_as_their_comments_say(
@@ -60,15 +60,15 @@ def test_examples_decide_as_their_comments_say(
         "retries",
         "operations",
     }
-    assert result["actuate"] is (reason == "MovedToBatch")
+    assert result["actuate"] is False  # the examples ship in mode Recommend
 
 
 def test_every_example_is_covered() -> None:
     assert {p.name for p in EXAMPLES.glob("*.yaml")} == {
         "nightly-enrichment.yaml",
         "chat-endpoint.yaml",
-        "reindex-staging-heavy.yaml",
-        "no-owner.yaml",
+        "reindex-embeddings.yaml",
+        "translation-backfill.yaml",
     }
 
 
@@ -86,7 +86,7 @@ def test_text_worksheet_shows_every_term(capsys: pytest.CaptureFixture[str]) -> 
         ]
     )
     out = capsys.readouterr().out
-    assert out.startswith("MovedToBatch: saves 469.95 USD/day")
+    assert out.startswith("BatchRecommended: saves 469.95 USD/day")
     for line in (
         "realtime capacity avoided      492.00",
         "batch processing               5.76",
@@ -111,7 +111,7 @@ def test_explain_rejects_a_time_without_a_date(capsys: pytest.CaptureFixture[str
         main(
             [
                 "explain",
-                str(EXAMPLES / "no-owner.yaml"),
+                str(EXAMPLES / "translation-backfill.yaml"),
                 "--replicas",
                 "1",
                 "--utilization",
@@ -230,8 +230,8 @@ def test_explain_prints_json_and_yaml_with_the_same_content(
         out = capsys.readouterr().out
         results.append(yaml.safe_load(out) if form == "yaml" else json.loads(out))
     assert results[0] == results[1]
-    assert results[0]["reason"] == "MovedToBatch"
-    assert not results[0]["message"].startswith("MovedToBatch")  # the reason is its own field
+    assert results[0]["reason"] == "BatchRecommended"
+    assert not results[0]["message"].startswith("BatchRecommended")  # the reason is its own field
 
 
 def _all_actions(parser: argparse.ArgumentParser, path: str = "placement") -> list[tuple[str, str]]:

@@ -51,7 +51,7 @@ def test_design_example() -> None:
     [
         ("90m", 1.5),  # held only the last 90 minutes before each window ends
         ("8h", 8.0),  # window 01:00-05:00: held 21:00-05:00
-        ("24h", 24.0),  # held all day: DESIGN.md's formula
+        ("24h", 24.0),  # held all day: docs/design.md's formula
         ("2d", 24.0),  # a longer delay cannot hold more than a day a day
     ],
 )

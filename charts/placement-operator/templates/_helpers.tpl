@@ -51,7 +51,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The rules the operator needs in a namespace (or cluster-wide), shared by the ClusterRole
-and the namespaced Roles. Each verb is one the code uses; see README.md "Permissions".
+and the namespaced Roles. Each verb is one the code uses; see docs/install.md "Permissions".
 */}}
 {{- define "placement-operator.namespacedRules" -}}
 # Framework: kopf watches the placements and patches them (finalizer, progress annotations).

@@ -4,8 +4,9 @@ Starts the control plane, Prometheus and an exporter that plays a utilization pr
 installs the CRD, runs `placement run`, applies examples/ and prints `kubectl get wp` and the
 Events of each placement. Then stops everything, unless --keep.
 
-Two changes to the examples, printed when applied: each batch window is moved to open now
-(UTC) and evaluationInterval is 10s, so a whole batch cycle happens while you watch.
+Three changes to the examples, printed when applied: mode Enforce (they ship in Recommend),
+each batch window moved to open now (UTC) and evaluationInterval 10s, so a whole batch cycle
+happens while you watch.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from placement.prometheus import averaged
 
 REPO = Path(__file__).resolve().parents[3]
 NAMESPACE = "inference"
-# tokens/s one H100 serves at batch 256 (DESIGN.md's measurement): the fleet's capacity unit.
+# tokens/s one H100 serves at batch 256 (docs/design.md): the fleet's capacity unit.
 REPLICA_CAPACITY = 21_431.0
 
 # deployment -> (replicas, mean useful utilization, swing)
@@ -102,6 +103,7 @@ def _deployment(name: str, replicas: int) -> str:
 def _for_demo(manifest: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     start, end = now - dt.timedelta(minutes=30), now + dt.timedelta(hours=3)
     spec = manifest["spec"]
+    spec["mode"] = "Enforce"
     spec["batch"]["window"] = {"start": f"{start:%H:%M}", "end": f"{end:%H:%M}", "timeZone": "UTC"}
     spec["evaluationInterval"] = "10s"
     pod = spec["batch"]["jobTemplate"]["spec"]["template"]
@@ -151,7 +153,10 @@ def run(workdir: Path, keep: bool, settle_seconds: float) -> int:
         print(f"operator live; its log: {operator.log_path}")
         _wait_for_samples(prometheus)
 
-        _step("applying examples/ (batch windows moved to open now, evaluationInterval 10s)")
+        _step(
+            "applying examples/ (mode Enforce, batch windows moved to open now, "
+            "evaluationInterval 10s)"
+        )
         now = dt.datetime.now(dt.UTC)
         names = []
         for path in sorted((REPO / "examples").glob("*.yaml")):
