@@ -246,7 +246,7 @@ def test_job_history_and_timeouts_from_the_environment(monkeypatch: pytest.Monke
     config = OperatorConfig.from_environment()
     assert (config.job_history_successful, config.job_history_failed) == (3, 1)
     assert config.api_timeout_seconds == 10
-    assert config.stall_bound == 60  # max(60 s, 4 ticks of 15 s, 4 queries of 5 s + 3 calls of 10 s)
+    assert config.stall_bound == 60  # max(60 s, 4 ticks of 15 s, 4 queries of 5 s + 3 of 10 s)
     monkeypatch.setenv("PLACEMENT_JOB_HISTORY_SUCCESSFUL", "5")
     monkeypatch.setenv("PLACEMENT_JOB_HISTORY_FAILED", "0")
     monkeypatch.setenv("PLACEMENT_API_TIMEOUT", "2.5")
