@@ -1,11 +1,13 @@
-"""A placement is always deletable (issue 15, deliverable 4), also when giving its Deployment
+"""Deleting a placement (issue 15, deliverables 3 and 4): a hand-scale an evaluation has not
+noticed yet is kept, and a placement is always deletable, also when giving its Deployment
 back is refused for good: a webhook or policy that now refuses the scale, or rights the
 operator lost. kopf retries a raising delete handler forever, so the finalizer would stay and
 the namespace would stay Terminating.
 
-Marked xfail until restore_for_deletion (operator/placement/handlers.py) reports a permanent
-refusal (400/403/422) as a Warning Event naming the count to restore by hand and returns;
-transient errors (5xx, timeouts) still raise for kopf to retry."""
+The refused-for-good case is marked xfail until restore_for_deletion
+(operator/placement/handlers.py) reports a permanent refusal (400/403/422) as a Warning Event
+naming the count to restore by hand and returns; transient errors (5xx, timeouts) still raise
+for kopf to retry."""
 
 from __future__ import annotations
 
@@ -53,3 +55,25 @@ def test_a_transient_failure_still_raises_for_kopf_to_retry(
 ) -> None:
     with pytest.raises(ApiException):
         handlers.restore_for_deletion(_body({"phase": "Batch"}), RefusingKube(503), LOG)
+
+
+def test_delete_right_after_a_hand_scale_keeps_the_persons_choice(
+    events: list[tuple[str, str, str]],  # noqa: F811
+) -> None:
+    """Scaled by hand 0 -> 7 and deleted before an evaluation noticed (status still says
+    Batch, no ManualOverride yet): the person's 7 stand, the hold goes, nothing restores 4."""
+    kube = FakeKube(_deployment(replicas=7, original_replicas=4, managed_by="summarizer"))
+    holding = {"phase": "Batch", "observedGeneration": 1, "originalReplicas": 4}
+    handlers.restore_for_deletion(_body(holding), kube, LOG)
+    assert kube.writes == [("forget", "summarizer", None)]
+    assert kube.deployments["summarizer"].replicas == 7
+    assert not any(reason == "Restored" for _, reason, _ in events)
+
+
+def test_delete_while_held_at_the_warm_count_restores_the_recorded_one(
+    events: list[tuple[str, str, str]],  # noqa: F811
+) -> None:
+    kube = FakeKube(_deployment(replicas=0, original_replicas=4, managed_by="summarizer"))
+    holding = {"phase": "Batch", "observedGeneration": 1, "originalReplicas": 4}
+    handlers.restore_for_deletion(_body(holding), kube, LOG)
+    assert kube.writes == [("restore", "summarizer", 4)]
