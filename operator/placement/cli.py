@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-stall",
         type=float,
         help="seconds evaluations may fail or hang before /healthz fails (default: "
-        "$PLACEMENT_HEALTH_STALL_SECONDS, else max(60, 4 ticks, 3 API timeouts))",
+        "$PLACEMENT_HEALTH_STALL_SECONDS, else max(60, 4 ticks, 4 Prometheus + 3 API timeouts))",
     )
     run.add_argument(
         "--job-history-successful",

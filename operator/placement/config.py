@@ -268,10 +268,16 @@ class OperatorConfig:
     @property
     def stall_bound(self) -> float:
         """Seconds without a completed evaluation (while some fail or run) before /healthz
-        fails: long enough for a retry after a timed-out request, at least a minute."""
+        fails: long enough for a retry after a timed-out request, at least a minute, and
+        longer than one evaluation may take when its queries are slow. A placement's PromQL
+        may legitimately take up to the Prometheus timeout; one evaluation runs at most four
+        queries (utilization and queueDepth, each shared and then its own when Prometheus
+        refuses the shared one). Were the bound shorter, one tenant's expensive query would
+        fail /healthz and restart the operator for every tenant."""
         if self.health_stall_seconds:
             return self.health_stall_seconds
-        return max(60.0, 4 * self.tick_seconds, 3 * self.api_timeout_seconds)
+        slowest_evaluation = 4 * self.prometheus_timeout_seconds + 3 * self.api_timeout_seconds
+        return max(60.0, 4 * self.tick_seconds, slowest_evaluation)
 
     def metrics_endpoint(self) -> tuple[str, int] | None:
         """(host, port) to serve /metrics on, or None when turned off."""

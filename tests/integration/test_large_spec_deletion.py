@@ -11,9 +11,15 @@ from __future__ import annotations
 import time
 
 import pytest
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Gauge
 
-from placement.api import MAX_JOB_TEMPLATE_BYTES
-from tests.integration.harness import Placements, placement
+from placement.api import GROUP, MAX_JOB_TEMPLATE_BYTES, PLURAL, VERSION
+from placement.localenv.cluster import LocalCluster
+from placement.localenv.operator_process import OperatorProcess
+from placement.localenv.prometheus import LocalPrometheus
+from tests.integration.harness import HOLD, Placements, measured_deployment, placement
+from tests.integration.test_operator_faults import UNWRITABLE_POLICY
 from tests.integration.wait import until
 
 DIFFBASE = "placement.runplacement.io/last-handled-configuration"
@@ -64,3 +70,48 @@ def test_the_largest_spec_the_api_server_stores_is_deleted(placements: Placement
     took = time.monotonic() - started
     print(f"deleted in {took:.1f} s")
     assert placements.replicas("large") == 2
+
+
+def test_a_held_placement_whose_status_is_refused_is_still_deleted_and_restores(
+    placements: Placements,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+    cluster: LocalCluster,
+    operator: OperatorProcess,
+) -> None:
+    """The finalizer goes even when the placement's other writes fail: here every status
+    write is refused (an admission policy, as a full etcd or a broken webhook would); the
+    Deployment it holds gets its recorded replicas back and the placement is gone."""
+    ns = placements.namespace
+    measured_deployment(placements, prometheus, utilization, "frozen")
+    placements.apply(placement("frozen", ns, deployment="frozen"))
+    placements.wait_for_reason("frozen", "BatchSucceeded", timeout=90)
+    assert placements.replicas("frozen") == 0
+    policy = UNWRITABLE_POLICY.format(name=f"freeze-delete-{ns}", namespace=ns)
+    cluster.kubectl("apply", "-f", "-", input_text=policy)
+    try:
+
+        def refused() -> bool:  # nothing changes while held, so the operator may not write
+            try:
+                placements.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, ns, PLURAL, "frozen", {"status": {"phase": "Batch"}}
+                )
+            except ApiException as error:
+                return bool(error.status == 422)
+            return False
+
+        until(refused, bool, what="status writes refused")
+        started = time.monotonic()
+        placements.delete("frozen")
+        until(
+            lambda: placements.exists("frozen"),
+            lambda exists: not exists,
+            timeout=FINALIZER_GONE_WITHIN_SECONDS,
+            what="placement gone while its status is refused",
+        )
+        print(f"deleted in {time.monotonic() - started:.1f} s with status writes refused")
+        assert placements.replicas("frozen") == 4
+        held = placements.apps.read_namespaced_deployment("frozen", ns).metadata.annotations
+        assert not any(key.startswith(HOLD) for key in held or {}), held
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input_text=policy)
