@@ -983,16 +983,44 @@ def restore_for_deletion(body: kopf.Body, kube: KubeAdapter, logger: Logger) -> 
             and isinstance(warm, int)
             and holding.replicas != warm
         )
-        if holding.original_replicas is None or overridden or moved:
-            _drop_hold(body, kube, holding, overridden or moved, logger)
-        else:
-            _give_back(body, kube, holding, holding.original_replicas, "placement deleted")
+        try:
+            if holding.original_replicas is None or overridden or moved:
+                _drop_hold(body, kube, holding, overridden or moved, logger)
+            else:
+                _give_back(body, kube, holding, holding.original_replicas, "placement deleted")
+        except ApiException as error:
+            if error.status not in PERMANENT_REFUSALS:
+                raise  # transient (5xx, 429, timeout): kopf retries the delete handler
+            _report_refused_restore(body, holding, error, logger)
     if not claimed and raw_status.get("originalReplicas") is not None:
         logger.info(
             "status.originalReplicas is %s but no Deployment carries this placement's hold "
             "annotations: nothing restored",
             raw_status["originalReplicas"],
         )
+
+
+# Refusals that no retry will change (a policy, a webhook, lost rights, the Deployment gone):
+# retrying would keep the finalizer, and the placement and its namespace, forever.
+PERMANENT_REFUSALS = frozenset({400, 403, 404, 422})
+
+
+def _report_refused_restore(
+    body: kopf.Body, deployment: DeploymentState, error: ApiException, logger: Logger
+) -> None:
+    """The placement goes anyway; the Event says what to do by hand."""
+    count = deployment.original_replicas
+    todo = (
+        f"scale it back by hand to {count} replicas and remove its placement annotations"
+        if count is not None
+        else "remove its placement annotations by hand"
+    )
+    message = (
+        f"placement deleted, but deployment/{deployment.name} could not be given back "
+        f"({error.status}: {_api_message(error)}): {todo}"
+    )
+    logger.warning(message)
+    kopf.event(body, type=str(EventType.WARNING), reason=str(Reason.RESTORED), message=message)
 
 
 def _drop_hold(

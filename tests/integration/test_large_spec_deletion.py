@@ -115,3 +115,80 @@ def test_a_held_placement_whose_status_is_refused_is_still_deleted_and_restores(
         assert not any(key.startswith(HOLD) for key in held or {}), held
     finally:
         cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input_text=policy)
+
+
+FROZEN_DEPLOYMENTS_POLICY = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: ["apps"]
+        apiVersions: ["*"]
+        operations: ["UPDATE"]
+        resources: ["deployments", "deployments/scale"]
+  validations:
+    - expression: "object.metadata.namespace != '{namespace}'"
+      message: "deployments of this namespace are frozen by the test"
+      reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+"""
+
+
+def test_a_placement_whose_restore_is_refused_for_good_is_still_deleted_and_says_what_to_do(
+    placements: Placements,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+    cluster: LocalCluster,
+    operator: OperatorProcess,
+) -> None:
+    """A policy (or lost rights) refuses every change to the held Deployment: retrying the
+    restore would keep the finalizer, and the namespace, forever. The placement goes, and a
+    Warning Event names the count to restore by hand."""
+    ns = placements.namespace
+    measured_deployment(placements, prometheus, utilization, "stuck")
+    placements.apply(placement("stuck", ns, deployment="stuck"))
+    placements.wait_for_reason("stuck", "BatchSucceeded", timeout=90)
+    assert placements.replicas("stuck") == 0
+    policy = FROZEN_DEPLOYMENTS_POLICY.format(name=f"freeze-deploy-{ns}", namespace=ns)
+    cluster.kubectl("apply", "-f", "-", input_text=policy)
+    try:
+
+        def refused() -> bool:
+            try:
+                placements.apps.patch_namespaced_deployment(
+                    "stuck", ns, {"metadata": {"labels": {"probe": "1"}}}
+                )
+            except ApiException as error:
+                return bool(error.status in (403, 422))
+            return False
+
+        until(refused, bool, what="deployment writes refused")
+        started = time.monotonic()
+        placements.delete("stuck")
+        until(
+            lambda: placements.exists("stuck"),
+            lambda exists: not exists,
+            timeout=FINALIZER_GONE_WITHIN_SECONDS,
+            what="placement gone while its restore is refused",
+        )
+        print(f"deleted in {time.monotonic() - started:.1f} s with the restore refused")
+        assert placements.replicas("stuck") == 0  # nothing could be given back
+        warnings = [
+            event.message
+            for event in placements.core.list_namespaced_event(
+                ns, field_selector="involvedObject.name=stuck"
+            ).items
+            if event.type == "Warning" and "could not be given back" in (event.message or "")
+        ]
+        assert warnings and "by hand to 4 replicas" in warnings[0], warnings
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input_text=policy)

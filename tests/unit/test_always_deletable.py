@@ -4,10 +4,9 @@ back is refused for good: a webhook or policy that now refuses the scale, or rig
 operator lost. kopf retries a raising delete handler forever, so the finalizer would stay and
 the namespace would stay Terminating.
 
-The refused-for-good case is marked xfail until restore_for_deletion
-(operator/placement/handlers.py) reports a permanent refusal (400/403/422) as a Warning Event
-naming the count to restore by hand and returns; transient errors (5xx, timeouts) still raise
-for kopf to retry."""
+A refusal no retry will change (400/403/404/422) is reported as a Warning Event naming
+the count to restore by hand, and the placement goes; transient errors (5xx, timeouts) still
+raise for kopf to retry."""
 
 from __future__ import annotations
 
@@ -34,12 +33,6 @@ class RefusingKube(FakeKube):
         raise ApiException(status=self.status, reason="refused by a policy")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ApiException,
-    reason="handlers.restore_for_deletion raises on a permanent refusal: kopf keeps the "
-    "finalizer forever (see the module docstring for the change)",
-)
 @pytest.mark.parametrize("status", [403, 422])
 def test_a_restore_refused_for_good_lets_the_placement_go_and_says_what_to_do(
     events: list[tuple[str, str, str]],  # noqa: F811
