@@ -12,13 +12,16 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from placement.localenv.cluster import LocalCluster
+from placement.localenv.operator_process import OperatorProcess, start_operator
 from placement.localenv.prometheus import Exporter, LocalPrometheus
+from tests.integration.wait import until
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +84,47 @@ def prometheus(
 ) -> Iterator[LocalPrometheus]:
     with LocalPrometheus(tmp_path_factory.mktemp("prometheus"), targets=[exporter.target]) as p:
         yield p
+
+
+CRD_FILE = Path(__file__).parents[1] / "crds" / "workloadplacements.placement.runplacement.io.yaml"
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: LocalCluster) -> str:
+    """The committed CRD, applied to the real API server and Established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    name = "workloadplacements.placement.runplacement.io"
+    # Polled, not `kubectl wait`: on a loaded machine its first GET can race the create.
+    until(
+        lambda: cluster.kubectl(
+            "get", f"crd/{name}", "-o",
+            "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False,
+        ).stdout,
+        lambda established: established == "True",
+        what="CRD Established",
+    )  # fmt: skip
+    # Discovery can trail the Established condition for a moment.
+    until(
+        lambda: cluster.kubectl("get", "wp", "-A", check=False).returncode,
+        lambda code: code == 0,
+        what="wp resource discoverable",
+    )
+    return name
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: LocalCluster,
+    prometheus: LocalPrometheus,
+    crd: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    """`placement run` as its own process, the way it runs in a pod, against the real
+    cluster and Prometheus, looking at every placement each second."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = start_operator(cluster.kubeconfig, prometheus.url, log, tick_seconds=1)
+    yield process
+    process.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

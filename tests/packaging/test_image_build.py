@@ -15,9 +15,15 @@ import pytest
 from prometheus_client import Gauge
 
 from placement.localenv.cluster import LocalCluster
+from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.process import ManagedProcess, free_port, http_ok, log_tail
 from placement.localenv.prometheus import LocalPrometheus
-from tests.integration.harness import Placements, measured_deployment, placement
+from tests.integration.harness import (
+    Placements,
+    measured_deployment,
+    operator_stopped,
+    placement,
+)
 from tests.integration.wait import until
 
 ROOT = Path(__file__).parents[2]
@@ -90,6 +96,7 @@ def operator_from_image(
     cluster: LocalCluster,
     prometheus: LocalPrometheus,
     crd: str,
+    operator: OperatorProcess,
     tmp_path: Path,
 ) -> Iterator[ManagedProcess]:
     # The image's user (10001) reads the kubeconfig: a world-readable copy in its own
@@ -118,13 +125,16 @@ def operator_from_image(
         ],
         tmp_path / "operator.log",
     )  # fmt: skip
-    process.start()
-    try:
-        process.wait_until(lambda: http_ok(f"http://127.0.0.1:{liveness}/healthz"), 120, "live")
-        yield process
-    finally:
-        process.stop()
-        print(log_tail(process.log_path, 40))
+    # The session's operator watches every namespace too: stopped meanwhile, so the decisions
+    # (and the log lines this test reads) are the image's.
+    with operator_stopped(operator):
+        process.start()
+        try:
+            process.wait_until(lambda: http_ok(f"http://127.0.0.1:{liveness}/healthz"), 120, "live")
+            yield process
+        finally:
+            process.stop()
+            print(log_tail(process.log_path, 40))
 
 
 def test_the_operator_from_the_image_moves_to_batch_and_restores(
