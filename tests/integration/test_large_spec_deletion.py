@@ -9,6 +9,7 @@ kopf now keeps a digest of the spec (placement.diffbase)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -90,26 +91,17 @@ def test_a_held_placement_whose_status_is_refused_is_still_deleted_and_restores(
     policy = UNWRITABLE_POLICY.format(name=f"freeze-delete-{ns}", namespace=ns)
     cluster.kubectl("apply", "-f", "-", input_text=policy)
     try:
-
-        def refused() -> bool:  # nothing changes while held, so the operator may not write
-            try:
-                placements.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, ns, PLURAL, "frozen", {"status": {"phase": "Batch"}}
-                )
-            except ApiException as error:
-                return bool(error.status == 422)
-            return False
-
-        until(refused, bool, what="status writes refused")
-        started = time.monotonic()
-        placements.delete("frozen")
         until(
-            lambda: placements.exists("frozen"),
-            lambda exists: not exists,
-            timeout=FINALIZER_GONE_WITHIN_SECONDS,
-            what="placement gone while its status is refused",
+            lambda: _refused(
+                lambda: placements.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, ns, PLURAL, "frozen", {"status": {"phase": "Batch"}}
+                ),
+                (422,),
+            ),
+            bool,
+            what="status writes refused",
         )
-        print(f"deleted in {time.monotonic() - started:.1f} s with status writes refused")
+        _delete_within_bound(placements, "frozen", "its status writes are refused")
         assert placements.replicas("frozen") == 4
         held = placements.apps.read_namespaced_deployment("frozen", ns).metadata.annotations
         assert not any(key.startswith(HOLD) for key in held or {}), held
@@ -161,26 +153,17 @@ def test_a_placement_whose_restore_is_refused_for_good_is_still_deleted_and_says
     policy = FROZEN_DEPLOYMENTS_POLICY.format(name=f"freeze-deploy-{ns}", namespace=ns)
     cluster.kubectl("apply", "-f", "-", input_text=policy)
     try:
-
-        def refused() -> bool:
-            try:
-                placements.apps.patch_namespaced_deployment(
-                    "stuck", ns, {"metadata": {"labels": {"probe": "1"}}}
-                )
-            except ApiException as error:
-                return bool(error.status in (403, 422))
-            return False
-
-        until(refused, bool, what="deployment writes refused")
-        started = time.monotonic()
-        placements.delete("stuck")
         until(
-            lambda: placements.exists("stuck"),
-            lambda exists: not exists,
-            timeout=FINALIZER_GONE_WITHIN_SECONDS,
-            what="placement gone while its restore is refused",
+            lambda: _refused(
+                lambda: placements.apps.patch_namespaced_deployment(
+                    "stuck", ns, {"metadata": {"labels": {"probe": "1"}}}
+                ),
+                (403, 422),
+            ),
+            bool,
+            what="deployment writes refused",
         )
-        print(f"deleted in {time.monotonic() - started:.1f} s with the restore refused")
+        _delete_within_bound(placements, "stuck", "its restore is refused")
         assert placements.replicas("stuck") == 0  # nothing could be given back
         warnings = [
             event.message
@@ -192,3 +175,24 @@ def test_a_placement_whose_restore_is_refused_for_good_is_still_deleted_and_says
         assert warnings and "by hand to 4 replicas" in warnings[0], warnings
     finally:
         cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input_text=policy)
+
+
+def _refused(write: Callable[[], object], codes: tuple[int, ...]) -> bool:
+    """Whether `write` is refused by the policy under test (it applies after a moment)."""
+    try:
+        write()
+    except ApiException as error:
+        return bool(error.status in codes)
+    return False
+
+
+def _delete_within_bound(placements: Placements, name: str, why: str) -> None:
+    started = time.monotonic()
+    placements.delete(name)
+    until(
+        lambda: placements.exists(name),
+        lambda exists: not exists,
+        timeout=FINALIZER_GONE_WITHIN_SECONDS,
+        what=f"placement gone while {why}",
+    )
+    print(f"deleted in {time.monotonic() - started:.1f} s while {why}")
