@@ -7,15 +7,18 @@ Every request carries a timeout: a stalled API server must not hold a worker thr
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from placement.api import GROUP, PLURAL, VERSION
+from placement.cluster import HoldConflict as HoldConflict
+from placement.cluster import Refused
 from placement.labels import (
     BASELINE_ANNOTATION,
     HELD_SINCE_ANNOTATION,
@@ -25,43 +28,19 @@ from placement.labels import (
     PLACEMENT_LABEL,
     WORK_ANNOTATION,
 )
-from placement.policy import JobOutcome
+from placement.observation import DeploymentState as DeploymentState
+from placement.policy import JobObservation, JobOutcome
 from placement.telemetry import Telemetry
-
-
-@dataclass(frozen=True)
-class DeploymentState:
-    name: str
-    replicas: int
-    ready_replicas: int
-    original_replicas: int | None  # what the operator recorded before scaling down
-    managed_by: str | None  # the placement that scaled it, if any
-    held_since: datetime | None = None
-    baseline_utilization: float | None = None
-    # The version read: a hold is taken only on the Deployment as it was read (see
-    # scale_for_batch), so two placements cannot both take it.
-    resource_version: str | None = None
-
-
-@dataclass(frozen=True)
-class JobState:
-    name: str
-    outcome: JobOutcome
-    created_at: datetime | None
-    finished_at: datetime | None
-    failed_pods: int
-    message: str
-    pod_hours: float | None = None  # once finished: (finish - start) * pods at once
-    failed_pod_hours: float = 0.0  # the share of pod_hours in failed pods
-    work_replica_hours: float | None = None  # the work the operator gave it
-
 
 MAX_REPLICAS = 1_000_000  # more than any Deployment runs; beyond it, a typo
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
-class HoldConflict(Exception):
-    """The Deployment changed since it was read, so the hold was not taken (409)."""
+# A merge patch that removes the hold: its annotations and its label.
+_WITHOUT_HOLD: dict[str, Any] = {
+    "annotations": dict.fromkeys(HOLD_ANNOTATIONS),
+    "labels": {PLACEMENT_LABEL: None},
+}
 
 
 class KubeAdapter:
@@ -92,40 +71,18 @@ class KubeAdapter:
             if error.status == 404:
                 return None
             raise
-        annotations = (deployment.metadata and deployment.metadata.annotations) or {}
-        spec_replicas = deployment.spec.replicas if deployment.spec else None
-        status = deployment.status
-        return DeploymentState(
-            name=name,
-            replicas=1 if spec_replicas is None else int(spec_replicas),  # API default is 1
-            ready_replicas=int((status and status.ready_replicas) or 0),
-            original_replicas=_int_or_none(annotations.get(ORIGINAL_REPLICAS_ANNOTATION)),
-            managed_by=annotations.get(MANAGED_BY_ANNOTATION),
-            held_since=_time_or_none(annotations.get(HELD_SINCE_ANNOTATION)),
-            baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION), upper=1.0),
-            resource_version=deployment.metadata.resource_version if deployment.metadata else None,
-        )
-
-    def held_by(self, namespace: str, placement: str) -> list[DeploymentState]:
-        """Deployments whose annotations say this placement holds them scaled down, with a
-        valid count to restore. Read from the Deployments themselves, so no stale memory can
-        point at the wrong one."""
-        return [d for d in self.claimed_by(namespace, placement) if d.original_replicas is not None]
+        return deployment_state(deployment)
 
     def claimed_by(self, namespace: str, placement: str) -> list[DeploymentState]:
-        """Deployments whose annotations name this placement, whether or not their count to
-        restore is valid."""
-        claimed = []
+        """Deployments whose hold annotations name this placement, whether or not their count
+        to restore is valid: one list selected by the hold label, written with them."""
         deployments = self.apps.list_namespaced_deployment(
-            namespace, _request_timeout=self.timeout
+            namespace,
+            label_selector=f"{PLACEMENT_LABEL}={placement}",
+            _request_timeout=self.timeout,
         ).items
-        for item in deployments:
-            annotations = (item.metadata and item.metadata.annotations) or {}
-            if annotations.get(MANAGED_BY_ANNOTATION) == placement and item.metadata:
-                state = self.read_deployment(namespace, str(item.metadata.name))
-                if state is not None and state.managed_by == placement:
-                    claimed.append(state)
-        return claimed
+        states = (deployment_state(item) for item in deployments)
+        return [state for state in states if state.managed_by == placement]
 
     def placement_exists(self, namespace: str, name: str) -> bool:
         try:
@@ -164,7 +121,12 @@ class KubeAdapter:
             if baseline_utilization is None
             else repr(baseline_utilization),
         }
-        metadata: dict[str, Any] = {"annotations": annotations}
+        # The label finds held Deployments with one selected list; the annotations stay the
+        # record of the count.
+        metadata: dict[str, Any] = {
+            "annotations": annotations,
+            "labels": {PLACEMENT_LABEL: placement},
+        }
         if resource_version is not None:
             metadata["resourceVersion"] = resource_version  # a precondition in a merge patch
         try:
@@ -183,7 +145,7 @@ class KubeAdapter:
             namespace,
             name,
             {
-                "metadata": {"annotations": dict.fromkeys(HOLD_ANNOTATIONS)},
+                "metadata": _WITHOUT_HOLD,
                 "spec": {"replicas": replicas},
             },
         )
@@ -191,9 +153,7 @@ class KubeAdapter:
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the operator's annotations without touching replicas."""
-        self._patch_deployment(
-            namespace, name, {"metadata": {"annotations": dict.fromkeys(HOLD_ANNOTATIONS)}}
-        )
+        self._patch_deployment(namespace, name, {"metadata": _WITHOUT_HOLD})
 
     def _patch_deployment(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         # Without a resourceVersion in the body a merge patch cannot hit a 409 conflict.
@@ -259,7 +219,8 @@ class KubeAdapter:
     ) -> bool:
         """Create the Job (or only have the API server validate it, with `dry_run`); False
         when a Job of that name already exists (names are deterministic per window, so that
-        is the same Job, not a conflict). Other refusals raise ApiException."""
+        is the same Job, not a conflict). A refusal for good raises Refused; transient errors
+        raise ApiException."""
         try:
             self.batch.create_namespaced_job(
                 namespace,
@@ -270,12 +231,14 @@ class KubeAdapter:
         except ApiException as error:
             if error.status == 409:
                 return False
-            raise
+            if error.status is None or error.status >= 500 or error.status == 429:
+                raise  # transient: kopf retries the handler
+            raise Refused(f"{error.status}: {api_message(error)}") from error
         if not dry_run:
             self.telemetry.actuated("job_created")
         return True
 
-    def placement_jobs(self, namespace: str, placement: str) -> list[JobState]:
+    def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
         """Every Job this placement created (found by label, so none is forgotten)."""
         jobs = self.batch.list_namespaced_job(
             namespace,
@@ -285,7 +248,8 @@ class KubeAdapter:
         return [job_state(job) for job in jobs]
 
     def delete_job(self, namespace: str, name: str) -> bool:
-        """Delete a finished Job and its pods; False when it was already gone."""
+        """Delete a finished Job and its pods; False when it was already gone. Any failure
+        raises Refused (housekeeping: retried at the next evaluation)."""
         try:
             self.batch.delete_namespaced_job(
                 name,
@@ -296,14 +260,39 @@ class KubeAdapter:
         except ApiException as error:
             if error.status == 404:
                 return False
-            raise
+            raise Refused(api_message(error)) from error
+        except urllib3.exceptions.HTTPError as error:
+            raise Refused(str(error)) from error
         self.telemetry.actuated("job_deleted")
         return True
 
 
-def job_state(job: client.V1Job) -> JobState:
+def deployment_state(deployment: client.V1Deployment) -> DeploymentState:
+    metadata = deployment.metadata
+    annotations = (metadata and metadata.annotations) or {}
+    spec_replicas = deployment.spec.replicas if deployment.spec else None
+    return DeploymentState(
+        name=str(metadata.name) if metadata else "",
+        replicas=1 if spec_replicas is None else int(spec_replicas),  # API default is 1
+        original_replicas=_int_or_none(annotations.get(ORIGINAL_REPLICAS_ANNOTATION)),
+        managed_by=annotations.get(MANAGED_BY_ANNOTATION),
+        held_since=_time_or_none(annotations.get(HELD_SINCE_ANNOTATION)),
+        baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION), upper=1.0),
+        resource_version=metadata.resource_version if metadata else None,
+    )
+
+
+def api_message(error: ApiException) -> str:
+    """What the API server said, from its Status body (bounded), else the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "")["message"])[:500]
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
+
+
+def job_state(job: client.V1Job) -> JobObservation:
     status = job.status or client.V1JobStatus()
-    outcome, finished_at, message = JobOutcome.RUNNING, None, ""
+    outcome, finished_at = JobOutcome.RUNNING, None
     for condition in status.conditions or []:
         if condition.status != "True":
             continue
@@ -311,7 +300,6 @@ def job_state(job: client.V1Job) -> JobState:
             outcome, finished_at = JobOutcome.SUCCEEDED, condition.last_transition_time
         elif condition.type == "Failed":
             outcome, finished_at = JobOutcome.FAILED, condition.last_transition_time
-            message = condition.message or condition.reason or ""
     annotations = (job.metadata and job.metadata.annotations) or {}
     failed, succeeded = int(status.failed or 0), int(status.succeeded or 0)
     pod_hours = _pod_hours(job, finished_at)
@@ -319,13 +307,10 @@ def job_state(job: client.V1Job) -> JobState:
         failed_share = failed / (failed + succeeded)
     else:  # e.g. a deadline ended it with pods still running
         failed_share = 1.0 if outcome is JobOutcome.FAILED else 0.0
-    return JobState(
+    return JobObservation(
         name=(job.metadata.name if job.metadata else None) or "",
         outcome=outcome,
-        created_at=job.metadata.creation_timestamp if job.metadata else None,
         finished_at=finished_at,
-        failed_pods=failed,
-        message=message,
         pod_hours=pod_hours,
         failed_pod_hours=0.0 if pod_hours is None else pod_hours * failed_share,
         work_replica_hours=_float_or_none(annotations.get(WORK_ANNOTATION)),

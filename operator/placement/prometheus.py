@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Protocol
 
 import requests
@@ -27,43 +26,13 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from placement.grouping import Series, group_query, split
+from placement.observation import Outcome as Outcome
+from placement.observation import Reading as Reading
 from placement.sharing import SharedResults
 
 # Prometheus drops a series from instant queries once its last sample is 5 minutes old.
 STALENESS = timedelta(minutes=5)
 _CREDENTIALS = re.compile(r"//[^/@\s]+@")
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    EMPTY = "empty"
-    SEVERAL_SERIES = "several-series"
-    NOT_A_NUMBER = "not-a-number"
-    OUT_OF_RANGE = "out-of-range"
-    STALE = "stale"
-    ERROR = "error"
-    TIMEOUT = "timeout"
-    TOO_LARGE = "too-large"
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One metric as the policy sees it: a trusted value, or why there is none."""
-
-    name: str
-    query: str
-    outcome: Outcome
-    value: float | None = None
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is Outcome.OK
-
-    def describe(self) -> str:
-        if self.ok:
-            return f"{self.name} = {self.value:.4g}"
-        return f"{self.name} query {self.outcome.value}: {self.detail}"
 
 
 def promql_duration(delta: timedelta) -> str:
@@ -439,7 +408,16 @@ def _single_value(name: str, query: str, result: list[Series], upper: float | No
             value=value,
             detail=f"{value:.4g} is outside {bound}",
         )
-    return Reading(name, query, Outcome.OK, value=value)
+    return Reading(name, query, Outcome.OK, value=value, sampled_at=_sample_time(sample))
+
+
+def _sample_time(sample: object) -> datetime | None:
+    """The evaluation time Prometheus stamped on an instant sample `[time, "value"]`."""
+    try:
+        moment = float(sample[0])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return datetime.fromtimestamp(moment, UTC) if math.isfinite(moment) else None
 
 
 def _prometheus_error(status: int, body: bytes) -> str:

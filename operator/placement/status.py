@@ -1,15 +1,15 @@
 """Between the status subresource and the pure decision: read State, write status. Pure.
 
-The handler does: `state = state_from_status(name, body.status)`, `decide(...)`, act, then
-patch `build_status(decision, previous, generation=...)` (dumped with
-`model_dump(by_alias=True, mode="json", exclude_none=True)`).
+`reconcile` reads `state_from_status(name, status)` and writes every outcome through
+`status_update`: a decision (`build_status`, then the merge patch from the stored status) or
+a placement blocked before anything could be decided (`Blocked`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,11 +23,13 @@ from placement.api import (
     HistoryEntry,
     LearningStatus,
     MeasuredValue,
+    Phase,
     RunStatus,
     WorkloadPlacementStatus,
 )
 from placement.learning import Learned, Measured, Run, measurable
 from placement.policy import ConditionReport, Decision, Inputs, State
+from placement.reasons import Reason
 
 
 def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> State:
@@ -257,3 +259,50 @@ def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:
             for c in conditions
         ]
     return copy
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Nothing could be decided: why (the Ready condition's reason and message)."""
+
+    reason: Reason
+    message: str
+
+
+def ready_condition(status: dict[str, Any]) -> dict[str, Any]:
+    """The stored Ready condition, or {}."""
+    conditions = status.get("conditions") or []
+    return next((c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"), {})
+
+
+def status_update(
+    current: dict[str, Any],
+    outcome: Decision | Blocked,
+    *,
+    previous: WorkloadPlacementStatus | None,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The one status writer: the merge patch that records `outcome` over the stored status
+    `current`, or None when there is nothing new to write.
+
+    Blocked: phase Blocked and Ready=False with the reason; the last decision, batch and
+    history stay as they were (a merge patch), and a message already shown is not rewritten."""
+    if isinstance(outcome, Decision):
+        return status_patch(current, build_status(outcome, previous, generation=generation))
+    ready = ready_condition(current)
+    if current.get("phase") == Phase.BLOCKED and ready.get("message") == outcome.message:
+        return None  # already said
+    return {
+        "phase": str(Phase.BLOCKED),
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": str(outcome.reason),
+                "message": outcome.message[:2048],
+                "lastTransitionTime": now.isoformat().replace("+00:00", "Z"),
+            }
+        ],
+    }

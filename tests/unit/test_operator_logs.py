@@ -41,7 +41,6 @@ def test_a_decision_change_is_one_structured_line(caplog: pytest.LogCaptureFixtu
     deployment = DeploymentState(
         name=spec.target.deployment,
         replicas=6,
-        ready_replicas=6,
         original_replicas=None,
         managed_by=None,
     )
