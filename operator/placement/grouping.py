@@ -125,6 +125,28 @@ def group_query(expression: str) -> Grouping | None:
     parsed = _selectors(tree)
     if found is None or len(found) != len(parsed):
         return None
+    keyed = _keyed(tokens, found, parsed)
+    if keyed is None:
+        return None
+    namespace, key_values = keyed[0]
+    if not key_values or any(member != (namespace, key_values) for member in keyed):
+        return None  # every selector must pick the same workload of the same namespace
+    if len({text.aggregated for text in found}) != 1:
+        return None  # a per-series selector matched against an aggregate: not the same per key
+    labels = tuple(sorted(key_values))
+    query = _render(tokens, labels, namespace)
+    if not _same_but_grouped(tree, query, labels, namespace):
+        return None  # the rewrite is not exactly the original, grouped: ask it on its own
+    return Grouping(query, labels, tuple(key_values[k] for k in labels), namespace)
+
+
+def _keyed(
+    tokens: list[tuple[str, str]],
+    found: list[_TextSelector],
+    parsed: list[promql.VectorSelector],
+) -> list[tuple[str, dict[str, str]]] | None:
+    """Per selector: its namespace and its other equality matchers; None when the text and
+    the parser disagree, or a selector is not restricted to one namespace."""
     keyed: list[tuple[str, dict[str, str]]] = []
     for text, selector in zip(found, parsed, strict=True):
         written = _matchers(tokens[text.braces][1]) if text.braces is not None else []
@@ -139,16 +161,7 @@ def group_query(expression: str) -> Grouping | None:
         if equal is None or NAMESPACE not in equal:
             return None  # only a query restricted to one namespace is shared
         keyed.append((equal.pop(NAMESPACE), equal))
-    namespace, key_values = keyed[0]
-    if not key_values or any(member != (namespace, key_values) for member in keyed):
-        return None  # every selector must pick the same workload of the same namespace
-    if len({text.aggregated for text in found}) != 1:
-        return None  # a per-series selector matched against an aggregate: not the same per key
-    labels = tuple(sorted(key_values))
-    query = _render(tokens, labels, namespace)
-    if not _same_but_grouped(tree, query, labels, namespace):
-        return None  # the rewrite is not exactly the original, grouped: ask it on its own
-    return Grouping(query, labels, tuple(key_values[k] for k in labels), namespace)
+    return keyed
 
 
 def split(result: Iterable[Series], keys: Sequence[str]) -> dict[tuple[str, ...], list[Series]]:

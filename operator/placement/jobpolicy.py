@@ -97,6 +97,14 @@ def pod_violations(
     pod_spec: Mapping[str, Any], policy: JobPodPolicy, *, path: str = POD_SPEC_PATH
 ) -> list[str]:
     """Each field of the batch pod the policy refuses, as `<field>: <why>`; empty: allowed."""
+    return [
+        *_host_violations(pod_spec, policy, path),
+        *_account_violations(pod_spec, policy, path),
+        *_container_violations(pod_spec, policy, path),
+    ]
+
+
+def _host_violations(pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str) -> list[str]:
     found: list[str] = []
     if not policy.allow_host_namespaces:
         for key in HOST_NAMESPACES:
@@ -106,6 +114,11 @@ def pod_violations(
         for index, volume in enumerate(_items(pod_spec.get("volumes"))):
             if _set(volume.get("hostPath")):
                 found.append(f"{path}.volumes[{index}].hostPath: hostPath volumes are not allowed")
+    return found
+
+
+def _account_violations(pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str) -> list[str]:
+    found: list[str] = []
     for key in ("serviceAccountName", "serviceAccount"):  # the second is the deprecated alias
         account = pod_spec.get(key)
         if account not in (None, "") and account not in policy.service_accounts:
@@ -119,6 +132,13 @@ def pod_violations(
             f"{path}.serviceAccountName: unset means 'default', which is not allowed "
             f"(allowed: {', '.join(policy.service_accounts) or 'none'})"
         )
+    return found
+
+
+def _container_violations(
+    pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str
+) -> list[str]:
+    found: list[str] = []
     for list_key in CONTAINER_LISTS:
         for index, container in enumerate(_items(pod_spec.get(list_key))):
             where = f"{path}.{list_key}[{index}].securityContext"
