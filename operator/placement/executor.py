@@ -153,7 +153,7 @@ def _report(report: Report, cluster: Cluster, effects: Effects, namespace: str) 
     if report.event is not None:
         effects.post(report.event)
         trace.append(f"Event {report.event.reason}")
-    if report.decision is not None:
+    if report.decision is not None and report.decision.noteworthy:
         effects.log_decision(report.decision, report.deployment)
     for job in report.prune:
         # Housekeeping: a failure is logged and retried at the next evaluation.

@@ -51,9 +51,11 @@ class Settings:
     """The operator's configuration that decisions depend on."""
 
     scope_metrics: bool = True  # queries only see the placement's namespace
-    job_pod_policy: JobPodPolicy = field(default_factory=JobPodPolicy)
+    # None: Job templates are not checked (replay, which only prices the decisions).
+    job_pod_policy: JobPodPolicy | None = field(default_factory=JobPodPolicy)
     protected: ProtectedTargets = field(default_factory=ProtectedTargets)
     job_history: tuple[int, int] = (3, 1)  # succeeded and failed Jobs kept
+    write_status: bool = True  # False: no status patch is built (replay keeps the State)
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class Report:
 
     decided: Decided | None = None
     event: Event | None = None
-    decision: Decision | None = None  # logged as one `decision ...` line when noteworthy
+    decision: Decision | None = None  # what was decided (a noteworthy one is logged)
     status: dict[str, Any] | None = None  # the merge patch of the status subresource
     prune: tuple[str, ...] = ()
     deployment: DeploymentState | None = None  # as observed (for the log line)
@@ -311,12 +313,17 @@ def reconcile(
     observation: Observation,
     now: datetime,
     settings: Settings | None = None,
+    *,
+    state: State | None = None,
 ) -> Plan:
-    """Everything the operator does in this evaluation, decided from what it observed."""
+    """Everything the operator does in this evaluation, decided from what it observed.
+    `state`: what the operator remembers, when not read from the placement's status (replay
+    keeps it in memory)."""
     settings = settings or Settings()
     interval = spec.evaluation_interval.timedelta.total_seconds()
     previous, steps = _read_status(placement)
-    state = state_from_status(placement.name, previous)
+    if state is None:
+        state = state_from_status(placement.name, previous)
     deployment = observation.deployment
     if placement.overridden:
         if placement.spec_unchanged:
@@ -559,8 +566,9 @@ def _actuation(
             window_label=window.label,
             work_replica_hours=decision.job_work_replica_hours,
         )
-        violations = pod_violations(
-            manifest["spec"]["template"]["spec"], basis.settings.job_pod_policy
+        policy = basis.settings.job_pod_policy
+        violations = (
+            [] if policy is None else pod_violations(manifest["spec"]["template"]["spec"], policy)
         )
         if violations:
             # The Job would run with the operator's rights, not its author's: never created.
@@ -663,12 +671,16 @@ def _decision_report(basis: _Basis, decision: Decision) -> Report:
         if decision.noteworthy
         else None
     )
-    status = status_update(
-        dict(placement.status),
-        decision,
-        previous=basis.previous,
-        generation=placement.generation,
-        now=now,
+    status = (
+        status_update(
+            dict(placement.status),
+            decision,
+            previous=basis.previous,
+            generation=placement.generation,
+            now=now,
+        )
+        if basis.settings.write_status
+        else None
     )
     window_job = window_job_name(placement.name, current_or_next_window(spec.batch.window, now))
     current_job = decision.state.current_job
@@ -683,7 +695,7 @@ def _decision_report(basis: _Basis, decision: Decision) -> Report:
     return Report(
         decided,
         event,
-        decision if decision.noteworthy else None,
+        decision,
         status,
         tuple(prune),
         basis.observation.deployment,

@@ -1,9 +1,11 @@
-"""Replay a recorded series through the operator's own decide(), and against the oracle. Pure.
+"""Replay a recorded series through the operator's own reconcile(), and against the oracle.
+Pure.
 
 The simulated clock steps through the series; every `evaluationInterval` the placement is
-decided exactly as the operator would (same `decide()`, with the utilization averaged over
-`metrics.lookback` the way the operator's query is), and the decision is carried out on a
-simulated Deployment and simulated Jobs. Three costs come out, in the spec's currency:
+decided exactly as the operator would (same `reconcile()` and `decide()`, with the
+utilization averaged over `metrics.lookback` the way the operator's query is), and the plan
+is carried out by the operator's own executor on a simulated Deployment and simulated Jobs.
+Three costs come out, in the spec's currency:
 
 - always realtime: the series' replicas * realtimeReplicaHourly, all the time;
 - the operator: the Deployment's replicas as the decisions set them, plus every Job's
@@ -40,18 +42,27 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from placement.api import Action, Mode, ProductRisk, WorkloadPlacementSpec
 from placement.costs import parallel_pods
+from placement.executor import execute, release
 from placement.learning import Learned, Measured
-from placement.policy import Decision, JobObservation, JobOutcome, Observed, State, decide
+from placement.observation import DeploymentState, Observation, Outcome, Reading
+from placement.policy import Decision, JobObservation, JobOutcome, State
+from placement.reconcile import Decided, Event, LogLine, Placement, Settings, reconcile
+from placement.reconcile import release as release_steps
 from placement.series import Sample, step_hours
 from placement.window import WindowSpan, current_or_next_window
 
 _EPSILON = 1e-9
+_NAMESPACE = "replay"
+# A replay asks what the decisions cost: the Job template is not the operator's to refuse
+# here, and status lives in memory.
+_SETTINGS = Settings(scope_metrics=False, job_pod_policy=None, write_status=False)
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class ReplayOptions:
     batch_efficiency: float | None = None  # true work per pod-hour; None: the declared one
     retry_rate: float | None = None  # true failed share of pod-hours; None: the declared one
     enforce: bool = True  # replay as mode Enforce (False: keep the spec's mode)
+    delete_at_end: bool = False  # the placement is deleted after the last sample
 
 
 @dataclass
@@ -161,6 +173,8 @@ class ReplayResult:
     learned: Learned | None
     true_batch_efficiency: float
     true_retry_rate: float
+    # Per evaluation (and the deletion, if any): when, and the steps the executor carried out.
+    trace: tuple[tuple[datetime, tuple[str, ...]], ...] = ()
 
     @property
     def operator_saving(self) -> float:
@@ -239,7 +253,7 @@ def replay(
     name: str,
     options: ReplayOptions | None = None,
 ) -> ReplayResult:
-    """Run the series through decide() on a simulated clock, and price it three ways."""
+    """Run the series through reconcile() on a simulated clock, and price it three ways."""
     options = options or ReplayOptions()
     if options.enforce and spec.mode is not Mode.ENFORCE:
         spec = spec.model_copy(update={"mode": Mode.ENFORCE})
@@ -259,6 +273,8 @@ def replay(
         raise ValueError("true batch efficiency must be > 0 and retry rate in [0,1)")
     sim = _Simulation(spec, samples, name, efficiency, retry, history=history)
     sim.run()
+    if options.delete_at_end:
+        sim.delete(samples[-1].at)
     oracle = oracle_placement(spec, samples, batch_efficiency=efficiency, retry_rate=retry)
     steps = tuple(_with_oracle(sim.steps, oracle, spec, samples))
     return ReplayResult(
@@ -278,6 +294,7 @@ def replay(
         learned=sim.learned,
         true_batch_efficiency=efficiency,
         true_retry_rate=retry,
+        trace=tuple(sim.trace),
     )
 
 
@@ -301,7 +318,9 @@ class _Simulation:
         self.retry = retry
         self.pods = parallel_pods(spec.costs, spec.batch.job_template)
         self.state = State(name=name)
-        self.held = False
+        self.placement = Placement(name, _NAMESPACE, None, {}, {})
+        self.world = _World(self, spec.target.deployment)
+        self.trace: list[tuple[datetime, tuple[str, ...]]] = []  # executed steps, per evaluation
         self.backlog = 0.0  # held work with no Job yet
         self.jobs: dict[str, SimJob] = {}
         self.decisions: list[DecisionRecord] = []
@@ -340,19 +359,26 @@ class _Simulation:
         return self._lookback_sum / len(self._lookback)
 
     def _evaluate(self, sample: Sample, utilization: float) -> None:
-        observed = Observed(
-            replicas=self._deployment_replicas(sample),
-            utilization=utilization,
-            queue_depth=sample.queue_depth,
-            metrics_age=timedelta(0),
-            jobs=tuple(job.observation() for job in self.jobs.values()),
+        """One evaluation as the operator runs it: the same reconcile() and executor, on the
+        simulated Deployment and Jobs."""
+        plan = reconcile(
+            self.placement,
+            self.spec,
+            self._observation(sample, utilization),
+            sample.at,
+            _SETTINGS,
+            state=self.state,
         )
-        decision = decide(self.spec, observed, self.state, now=sample.at)
+        self.world.now = sample.at
+        executed = execute(
+            plan, self.world, _Quiet(), namespace=_NAMESPACE, placement=self.placement.name
+        )
+        self.trace.append((sample.at, executed.steps))
+        decision = executed.report.decision
+        if decision is None:
+            return  # blocked: nothing decided, nothing remembered
         self.state = decision.state
         self.learned = decision.learned
-        if decision.actuate and decision.job_name and decision.job_name not in self.jobs:
-            self._create_job(decision, sample.at)
-        self.held = self.state.holding
         if decision.action is Action.FALLBACK:
             self.fallbacks += 1
         if decision.noteworthy:
@@ -365,14 +391,38 @@ class _Simulation:
                 )
             )
 
+    def _observation(self, sample: Sample, utilization: float) -> Observation:
+        deployment = self.world.deployment(self._deployment_replicas(sample))
+        queue = sample.queue_depth
+        return Observation(
+            deployment=deployment,
+            claimed=(deployment,) if deployment.managed_by else (),
+            jobs=tuple(job.observation() for job in self.jobs.values()),
+            utilization=Reading("utilization", "", Outcome.OK, utilization, sampled_at=sample.at),
+            queue_depth=None
+            if queue is None
+            else Reading("queueDepth", "", Outcome.OK, queue, sampled_at=sample.at),
+        )
+
+    def delete(self, now: datetime) -> None:
+        """The placement is deleted: the operator's release steps, on the simulation."""
+        replicas = self.spec.target.warm_replicas if self.held else self.samples[-1].replicas
+        deployment = self.world.deployment(replicas)
+        claimed = (deployment,) if deployment.managed_by else ()
+        steps = release_steps(self.placement, claimed)
+        self.trace.append((now, release(steps, self.world, _Quiet(), namespace=_NAMESPACE)))
+
+    @property
+    def held(self) -> bool:
+        return self.world.hold is not None
+
     def _deployment_replicas(self, sample: Sample) -> int:
         return self.spec.target.warm_replicas if self.held else sample.replicas
 
-    def _create_job(self, decision: Decision, now: datetime) -> None:
-        assert decision.job_name is not None
+    def create_job(self, name: str, now: datetime) -> None:
         window = current_or_next_window(self.spec.batch.window, now)
-        self.jobs[decision.job_name] = SimJob(
-            name=decision.job_name,
+        self.jobs[name] = SimJob(
+            name=name,
             window=window,
             created=now,
             pods=self.pods,
@@ -478,6 +528,112 @@ class _Simulation:
             )
             missed += not succeeded
         return missed
+
+
+@dataclass
+class _Hold:
+    original: int
+    since: datetime
+    baseline_utilization: float | None
+
+
+class _World:
+    """The simulated Deployment and Jobs, as the executor's Cluster: the plan's steps land
+    here exactly as they land on the API server."""
+
+    def __init__(self, simulation: _Simulation, deployment: str) -> None:
+        self.simulation = simulation
+        self.name = deployment
+        self.hold: _Hold | None = None
+        self.placement = ""
+        self.now = datetime.min
+        self.version = 0
+
+    def deployment(self, replicas: int) -> DeploymentState:
+        hold = self.hold
+        return DeploymentState(
+            name=self.name,
+            replicas=replicas,
+            original_replicas=None if hold is None else hold.original,
+            managed_by=None if hold is None else self.simulation.state.name,
+            held_since=None if hold is None else hold.since,
+            baseline_utilization=None if hold is None else hold.baseline_utilization,
+            resource_version=str(self.version),
+        )
+
+    def read_deployment(self, namespace: str, name: str) -> DeploymentState | None:
+        return None  # a hold is never contested in a replay
+
+    def claimed_by(self, namespace: str, placement: str) -> list[DeploymentState]:
+        return []
+
+    def placement_exists(self, namespace: str, name: str) -> bool:
+        return True
+
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
+        return []
+
+    def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
+        return [job.observation() for job in self.simulation.jobs.values()]
+
+    def scale_for_batch(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int,
+        original: int,
+        placement: str,
+        since: datetime,
+        baseline_utilization: float | None,
+        resource_version: str | None = None,
+    ) -> None:
+        self.hold = _Hold(original, since, baseline_utilization)
+        self.version += 1
+
+    def restore(self, namespace: str, name: str, *, replicas: int) -> None:
+        self.hold = None
+        self.version += 1
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.hold = None
+        self.version += 1
+
+    def create_job(
+        self, namespace: str, manifest: dict[str, Any], *, dry_run: bool = False
+    ) -> bool:
+        name = str(manifest["metadata"]["name"])
+        if dry_run:
+            return True
+        if name in self.simulation.jobs:
+            return False
+        self.simulation.create_job(name, self.now)
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        return False  # finished Jobs stay: the replay prices every one
+
+    def patch_placement_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        pass
+
+
+class _Quiet:
+    """A replay posts no Events and logs nothing: its decisions are its record."""
+
+    def post(self, event: Event) -> None:
+        pass
+
+    def log(self, line: LogLine) -> None:
+        pass
+
+    def own(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(manifest)
+
+    def decided(self, decided: Decided) -> None:
+        pass
+
+    def log_decision(self, decision: Decision, deployment: DeploymentState | None) -> None:
+        pass
 
 
 # -- the oracle ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 COLUMNS = ("timestamp", "replicas", "utilization", "queue_depth", "job_outcome")
 JOB_FAILED = "failed"
@@ -154,8 +154,3 @@ def step_hours(samples: Sequence[Sample]) -> list[float]:
     median step."""
     gaps = [(b.at - a.at).total_seconds() / 3600 for a, b in itertools.pairwise(samples)]
     return [*gaps, statistics.median(gaps)]
-
-
-def end_of(samples: Sequence[Sample]) -> datetime:
-    """The moment the last sample stops standing for."""
-    return samples[-1].at + timedelta(hours=step_hours(samples)[-1])
