@@ -72,10 +72,13 @@ chart-snapshots: tools ## re-render tests/chart/snapshots/ after an intended cha
 image-check: tools image-tools ## the image: hadolint, its install steps, built with buildah and run
 	$(PY) -m pytest tests/packaging
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff (complexity included), mypy, the layers' import contract, radon
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
+	$(PY) -m tests.layers
+	@# Nothing rated D (cyclomatic complexity 21) or worse.
+	@! $(VENV)/bin/radon cc -s -n D operator | grep .
 
 format: $(STAMP) ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format operator tests bench

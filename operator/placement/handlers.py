@@ -149,7 +149,8 @@ def quiet_timer_successes() -> None:
         objects.addFilter(_TimerSuccessesAtDebug())
 
 
-def register(
+# Its complexity is the kopf handlers it defines (closures over the configuration), each small.
+def register(  # noqa: C901
     registry: kopf.OperatorRegistry,
     config: OperatorConfig,
     clock: Clock = utc_now,
