@@ -109,7 +109,9 @@ def _run(
             return plan.lost_hold(holder)
     else:
         # One owned manifest per Job: the one validated is the one created.
-        manifest = owned.setdefault(step.job, effects.own(step.manifest))
+        if step.job not in owned:
+            owned[step.job] = effects.own(step.manifest)
+        manifest = owned[step.job]
         try:
             cluster.create_job(namespace, manifest, dry_run=isinstance(step, ValidateJob))
         except Refused as refusal:

@@ -353,7 +353,7 @@ class KopfEffects:
     """Events through kopf (on the placement), log lines on kopf's per-object logger or the
     module's, metrics through Telemetry."""
 
-    def __init__(self, body: kopf.Body, logger: Logger, telemetry: Telemetry) -> None:
+    def __init__(self, body: kopf.Body, logger: Logger, telemetry: Telemetry | None) -> None:
         self.body = body
         self.logger = logger
         self.telemetry = telemetry
@@ -370,6 +370,8 @@ class KopfEffects:
         return owned
 
     def decided(self, decided: Decided) -> None:
+        if self.telemetry is None:
+            return
         self.telemetry.decided(
             str(self.body.metadata.namespace),
             str(self.body.metadata.name),
@@ -454,4 +456,4 @@ def restore_for_deletion(body: kopf.Body, kube: Cluster, logger: Logger) -> None
     deployment = kube.read_deployment(placement.namespace, target) if target else None
     claimed = claimed_by(kube, placement.namespace, placement.name, deployment)
     steps = release(placement, claimed)
-    run_release(steps, kube, KopfEffects(body, logger, Telemetry()), namespace=placement.namespace)
+    run_release(steps, kube, KopfEffects(body, logger, None), namespace=placement.namespace)
