@@ -59,8 +59,8 @@ unit: $(STAMP) ## the pure-core tests only (no cluster)
 integration: tools ## the integration tests only
 	$(PY) -m pytest tests/integration
 
-crd: $(STAMP) ## regenerate crds/ (and the chart's copy) from operator/placement/api.py
-	$(PY) -m placement.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
+crd: $(STAMP) ## regenerate crds/ (and the chart's copy) from operator/placement/core/api.py
+	$(PY) -m placement.runtime.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
 	cp crds/workloadplacements.placement.runplacement.io.yaml charts/placement-operator/crds/
 
 chart: tools ## the chart tests: helm lint, snapshot, rendered objects (no cluster)

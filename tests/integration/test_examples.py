@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from placement.api import WorkloadPlacement
+from placement.core.api import WorkloadPlacement
 from placement.localenv.cluster import LocalCluster
 from tests.integration.harness import Placements, placement
 

@@ -4,7 +4,7 @@ operator and then deleted, is gone (finalizer removed) within a bound.
 Before, kopf kept a copy of the spec (and of the placement's own annotations) in an
 annotation: a jobTemplate over about 128 KB pushed the object's annotations over the API
 server's 256 KB limit, every kopf patch failed with 422 and the finalizer was never removed.
-kopf now keeps a digest of the spec (placement.diffbase)."""
+kopf now keeps a digest of the spec (placement.runtime.diffbase)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from placement.api import MAX_JOB_TEMPLATE_BYTES
+from placement.core.api import MAX_JOB_TEMPLATE_BYTES
 from tests.integration.harness import Placements, placement
 from tests.integration.wait import until
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from placement.executor import Executed, execute, release
-from placement.fakecluster import FakeCluster
-from placement.observation import DeploymentState, Outcome, Reading
-from placement.observe import claimed_by, observe
-from placement.policy import Decision
-from placement.reconcile import (
+from placement.adapters.fakecluster import FakeCluster
+from placement.adapters.observe import claimed_by, observe
+from placement.core.executor import Executed, execute, release
+from placement.core.observation import DeploymentState, Outcome, Reading
+from placement.core.policy import Decision
+from placement.core.reconcile import (
     Decided,
     Event,
     LogLine,
@@ -24,7 +24,7 @@ from placement.reconcile import (
     admit,
     reconcile,
 )
-from placement.reconcile import release as release_plan
+from placement.core.reconcile import release as release_plan
 from tests.unit.factories import EXAMPLE_UTILIZATION, example_manifest
 
 NAMESPACE = "ml"

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from placement.jobpolicy import JobPodPolicy
-from placement.observation import Outcome
-from placement.policy import JobObservation, JobOutcome
-from placement.reconcile import Settings
-from placement.window import current_or_next_window, job_name
+from placement.core.jobpolicy import JobPodPolicy
+from placement.core.observation import Outcome
+from placement.core.policy import JobObservation, JobOutcome
+from placement.core.reconcile import Settings
+from placement.core.window import current_or_next_window, job_name
 from tests.unit.factories import make_spec
 from tests.unit.fake_operator import FakeOperator
 

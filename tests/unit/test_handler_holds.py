@@ -15,11 +15,12 @@ import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from placement import executor, handlers, reconcile
-from placement.kube import DeploymentState, HoldConflict
-from placement.observation import Observation
-from placement.reconcile import TakeHold
-from placement.telemetry import Telemetry
+from placement.adapters.kube import DeploymentState, HoldConflict
+from placement.adapters.telemetry import Telemetry
+from placement.core import executor, reconcile
+from placement.core.observation import Observation
+from placement.core.reconcile import TakeHold
+from placement.runtime import handlers
 from tests.unit.factories import example_manifest
 
 NOW = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)
@@ -131,8 +132,8 @@ def test_restores_never_exceed_the_recorded_count() -> None:
 
 
 def test_a_forged_status_count_is_corrected_from_the_annotation() -> None:
-    from placement.api import WorkloadPlacementSpec
-    from placement.policy import State
+    from placement.core.api import WorkloadPlacementSpec
+    from placement.core.policy import State
 
     spec = WorkloadPlacementSpec.model_validate(example_manifest()["spec"])
     held = _deployment(replicas=0, original_replicas=4, managed_by="summarizer")

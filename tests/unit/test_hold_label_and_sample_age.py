@@ -11,11 +11,11 @@ from unittest.mock import MagicMock
 
 from kubernetes import client
 
-from placement.kube import KubeAdapter
-from placement.labels import PLACEMENT_LABEL
-from placement.observation import DeploymentState, Observation, Outcome, Reading
-from placement.prometheus import judge
-from placement.reconcile import Placement, reconcile
+from placement.adapters.kube import KubeAdapter
+from placement.adapters.prometheus import judge
+from placement.core.labels import PLACEMENT_LABEL
+from placement.core.observation import DeploymentState, Observation, Outcome, Reading
+from placement.core.reconcile import Placement, reconcile
 from tests.unit.factories import example_manifest, make_spec
 
 NOW = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)

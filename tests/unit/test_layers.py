@@ -19,22 +19,23 @@ def test_a_forbidden_import_is_named_with_its_line() -> None:
     source = (
         "from __future__ import annotations\n"
         "import kopf\n"
-        "from placement.policy import decide\n"
+        "from placement.core.policy import decide\n"
         "def later() -> None:\n"
-        "    from placement.kube import KubeAdapter\n"
+        "    from placement.adapters.kube import KubeAdapter\n"
     )
     assert layers.violations(source, "policy.py") == [
         "policy.py:2: imports kopf, a client library",
-        "policy.py:5: imports placement.kube, an adapter or runtime module",
+        "policy.py:5: imports placement.adapters.kube, an adapter or runtime module",
     ]
 
 
 def test_lint_fails_on_a_forbidden_import(tmp_path: Path) -> None:
     package = tmp_path / "placement"
-    package.mkdir()
-    for name in layers.PURE:
-        (package / f"{name}.py").write_text((layers.PACKAGE / f"{name}.py").read_text())
-    window = package / "window.py"
+    for path in layers.pure_modules():
+        copy = package / path.relative_to(layers.PACKAGE)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(path.read_text())
+    window = package / "core" / "window.py"
     window.write_text(window.read_text() + "import requests  # a pure module must not\n")
     line = window.read_text().count("\n")
 
@@ -45,6 +46,6 @@ def test_lint_fails_on_a_forbidden_import(tmp_path: Path) -> None:
 
     broken = lint(str(package))
     assert broken.returncode == 1
-    assert f"operator/placement/window.py:{line}: imports requests" in broken.stderr
+    assert f"operator/placement/core/window.py:{line}: imports requests" in broken.stderr
     clean = lint()
     assert clean.returncode == 0, clean.stderr

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from placement.executor import execute
-from placement.fakecluster import FakeCluster
-from placement.observation import DeploymentState, Observation, Outcome, Reading
-from placement.reconcile import CreateJob, Placement, TakeHold, ValidateJob, reconcile
+from placement.adapters.fakecluster import FakeCluster
+from placement.core.executor import execute
+from placement.core.observation import DeploymentState, Observation, Outcome, Reading
+from placement.core.reconcile import CreateJob, Placement, TakeHold, ValidateJob, reconcile
 from tests.unit.factories import example_manifest, make_spec
 from tests.unit.fake_operator import Recorder
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from placement.policy import JobOutcome
-from placement.replay import ReplayOptions, replay
-from placement.series import Sample
+from placement.core.policy import JobOutcome
+from placement.replay.replay import ReplayOptions, replay
+from placement.replay.series import Sample
 from tests.unit.factories import make_spec
 from tests.unit.fake_operator import FakeOperator
 

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from placement.learning import Measured
-from placement.replay import ReplayResult
+from placement.core.learning import Measured
+from placement.replay.replay import ReplayResult
 
 
 def table(result: ReplayResult) -> str:

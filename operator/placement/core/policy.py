@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from placement.api import (
+from placement.core.api import (
     MAX_MESSAGE_LENGTH,
     Action,
     FallbackAction,
@@ -46,7 +46,7 @@ from placement.api import (
     ProductRisk,
     WorkloadPlacementSpec,
 )
-from placement.costs import (
+from placement.core.costs import (
     CostBreakdown,
     batch_duration,
     daily_costs,
@@ -54,10 +54,10 @@ from placement.costs import (
     number_text,
     parallel_pods,
 )
-from placement.durations import format_duration
-from placement.learning import Learned, Run, learn, record
-from placement.reasons import ConditionType, EventType, Reason
-from placement.window import (
+from placement.core.durations import format_duration
+from placement.core.learning import Learned, Run, learn, record
+from placement.core.reasons import ConditionType, EventType, Reason
+from placement.core.window import (
     WindowSpan,
     current_or_next_window,
     job_name,

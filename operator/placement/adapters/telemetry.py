@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 
 from placement import __version__
-from placement.api import Phase
+from placement.core.api import Phase
 
 PREFIX = "placement"
 PHASES = tuple(str(phase) for phase in Phase)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from placement.api import (
+from placement.core.api import (
     HISTORY_LIMIT,
     BatchStatus,
     Breakdown,
@@ -27,9 +27,9 @@ from placement.api import (
     RunStatus,
     WorkloadPlacementStatus,
 )
-from placement.learning import Learned, Measured, Run, measurable
-from placement.policy import ConditionReport, Decision, Inputs, State
-from placement.reasons import Reason
+from placement.core.learning import Learned, Measured, Run, measurable
+from placement.core.policy import ConditionReport, Decision, Inputs, State
+from placement.core.reasons import Reason
 
 
 def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> State:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from placement.jobpolicy import JobPodPolicy, ProtectedTargets
+from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -1,7 +1,7 @@
 """The WorkloadPlacement API (placement.runplacement.io/v1alpha1) as pydantic models.
 
 These models are the single source of truth: the CRD schema is generated from them
-(`placement.crd`), and the handlers parse every body with them. Descriptions become
+(`placement.runtime.crd`), and the handlers parse every body with them. Descriptions become
 `kubectl explain` text, so each field says what it means and what the operator does with it.
 Every cross-field rule lives twice, side by side: a pydantic validator (for the operator, tests
 and `placement explain`) and a CEL rule under `x-kubernetes-validations` (for the API server).
@@ -30,8 +30,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from placement.durations import Duration, check_duration_bounds, duration_bounds_cel
-from placement.reasons import ConditionType, Reason
+from placement.core.durations import Duration, check_duration_bounds, duration_bounds_cel
+from placement.core.reasons import ConditionType, Reason
 
 GROUP = "placement.runplacement.io"
 VERSION = "v1alpha1"
@@ -144,7 +144,7 @@ EVALUATION_INTERVAL_BOUNDS = (timedelta(seconds=1), timedelta(days=1))
 MAX_JOB_TEMPLATE_BYTES = 128 * 1024
 # Budgets, in characters, for fields the template declares, checked together by CEL: bounds
 # per field alone multiply (32 containers x 128 variables x 4096 characters is 16 MB).
-# `placement.crd.worst_case_json_bytes` reads them back from the messages: with them the
+# `placement.runtime.crd.worst_case_json_bytes` reads them back from the messages: with them the
 # largest spec the CRD declares is 81,882 bytes of JSON in ASCII, 232,230 at 4 bytes a
 # character (tests/unit/test_crd.py), under the 256 KB all annotations may hold.
 MAX_LABELS_CHARACTERS = 4_096

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, fields
 from datetime import timedelta
 
-from placement.api import CostsSpec, JobTemplate
-from placement.durations import format_duration
+from placement.core.api import CostsSpec, JobTemplate
+from placement.core.durations import format_duration
 
 HOURS_PER_DAY = 24
 RUNS_PER_DAY = 1  # one batch window per day, one Job per window

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import promql_parser as promql
 
-from placement.api import WorkloadPlacementSpec
+from placement.core.api import WorkloadPlacementSpec
 
 NAMESPACE_LABEL = "namespace"
 

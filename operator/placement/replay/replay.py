@@ -47,16 +47,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from placement.api import Action, Mode, ProductRisk, WorkloadPlacementSpec
-from placement.costs import parallel_pods
-from placement.executor import execute, release
-from placement.learning import Learned, Measured
-from placement.observation import DeploymentState, Observation, Outcome, Reading
-from placement.policy import Decision, JobObservation, JobOutcome, State
-from placement.reconcile import Decided, Event, LogLine, Placement, Settings, reconcile
-from placement.reconcile import release as release_steps
-from placement.series import Sample, step_hours
-from placement.window import WindowSpan, current_or_next_window
+from placement.core.api import Action, Mode, ProductRisk, WorkloadPlacementSpec
+from placement.core.costs import parallel_pods
+from placement.core.executor import execute, release
+from placement.core.learning import Learned, Measured
+from placement.core.observation import DeploymentState, Observation, Outcome, Reading
+from placement.core.policy import Decision, JobObservation, JobOutcome, State
+from placement.core.reconcile import Decided, Event, LogLine, Placement, Settings, reconcile
+from placement.core.reconcile import release as release_steps
+from placement.core.window import WindowSpan, current_or_next_window
+from placement.replay.series import Sample, step_hours
 
 _EPSILON = 1e-9
 _NAMESPACE = "replay"

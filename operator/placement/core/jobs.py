@@ -7,9 +7,9 @@ import math
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from placement.api import WorkloadPlacementSpec, WorkloadPlacementStatus
-from placement.labels import KUEUE_QUEUE_LABEL, PLACEMENT_LABEL, WINDOW_LABEL, WORK_ANNOTATION
-from placement.policy import JobObservation, JobOutcome
+from placement.core.api import WorkloadPlacementSpec, WorkloadPlacementStatus
+from placement.core.labels import KUEUE_QUEUE_LABEL, PLACEMENT_LABEL, WINDOW_LABEL, WORK_ANNOTATION
+from placement.core.policy import JobObservation, JobOutcome
 
 # A finished Job must outlive the operator's next look at it, or its success is never seen
 # and the window's Job is created again (a TTL of 0 did so 7 times in 63 s).

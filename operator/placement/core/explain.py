@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from placement.api import WorkloadPlacement, WorkloadPlacementSpec
-from placement.policy import Observed, State, decide
-from placement.window import current_or_next_window
+from placement.core.api import WorkloadPlacement, WorkloadPlacementSpec
+from placement.core.policy import Observed, State, decide
+from placement.core.window import current_or_next_window
 
 
 def explain(

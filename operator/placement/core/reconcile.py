@@ -31,17 +31,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from placement.api import Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
-from placement.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
-from placement.jobs import expired_jobs, job_manifest, ttl_note
-from placement.labels import ORIGINAL_REPLICAS_ANNOTATION
-from placement.observation import DeploymentState, Observation
-from placement.policy import Decision, Observed, State, decide
-from placement.reasons import EventType, Reason
-from placement.status import Blocked, ready_condition, state_from_status, status_update
-from placement.tenancy import ScopeError, scoped_spec
-from placement.window import current_or_next_window
-from placement.window import job_name as window_job_name
+from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
+from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
+from placement.core.jobs import expired_jobs, job_manifest, ttl_note
+from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
+from placement.core.observation import DeploymentState, Observation
+from placement.core.policy import Decision, Observed, State, decide
+from placement.core.reasons import EventType, Reason
+from placement.core.status import Blocked, ready_condition, state_from_status, status_update
+from placement.core.tenancy import ScopeError, scoped_spec
+from placement.core.window import current_or_next_window
+from placement.core.window import job_name as window_job_name
 
 INVALID_SPEC_INTERVAL = 60.0  # seconds until a blocked spec is looked at again
 
@@ -650,7 +650,11 @@ def _blocked_report(
 ) -> Report:
     """Phase Blocked, Ready=False with the reason, and one Warning Event per new message."""
     status = status_update(
-        dict(placement.status), blocked, previous=None, generation=placement.generation, now=now
+        dict(placement.status),
+        blocked,
+        previous=None,
+        generation=placement.generation,
+        now=now,
     )
     if status is None:
         return Report(decided)  # already said

@@ -25,22 +25,20 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from placement.api import GROUP, PLURAL, VERSION
-from placement.cluster import Cluster, Retry
-from placement.config import OperatorConfig
-from placement.diffbase import SpecDigestDiffBaseStorage
-from placement.executor import execute
-from placement.executor import release as run_release
-from placement.jobpolicy import JobPodPolicy, ProtectedTargets
-from placement.kube import KubeAdapter, api_message
-from placement.labels import FINALIZER
-from placement.liveness import Liveness
-from placement.observation import DeploymentState
-from placement.observe import claimed_by, observe
-from placement.policy import Decision
-from placement.prometheus import BatchedMetricsReader, Metrics, MetricsReader, QueryLimits
-from placement.reasons import EventType
-from placement.reconcile import (
+from placement.adapters.kube import KubeAdapter, api_message
+from placement.adapters.observe import claimed_by, observe
+from placement.adapters.prometheus import BatchedMetricsReader, Metrics, MetricsReader, QueryLimits
+from placement.adapters.telemetry import Telemetry
+from placement.core.api import GROUP, PLURAL, VERSION
+from placement.core.cluster import Cluster, Retry
+from placement.core.executor import execute
+from placement.core.executor import release as run_release
+from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets
+from placement.core.labels import FINALIZER
+from placement.core.observation import DeploymentState
+from placement.core.policy import Decision
+from placement.core.reasons import EventType
+from placement.core.reconcile import (
     Decided,
     Event,
     LogLine,
@@ -51,7 +49,9 @@ from placement.reconcile import (
     reconcile,
     release,
 )
-from placement.telemetry import Telemetry
+from placement.runtime.config import OperatorConfig
+from placement.runtime.diffbase import SpecDigestDiffBaseStorage
+from placement.runtime.liveness import Liveness
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 EVENT_SOURCE = "placement-operator"

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from placement.api import CostsSpec, LearningSpec
+from placement.core.api import CostsSpec, LearningSpec
 
 # A measured retry rate of 1 (every pod failed) is arithmetic the formula can take, but the
 # declared field is [0,1): cap just below so a measured value is always a valid declaration.

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from placement.api import WorkloadPlacementSpec
-from placement.cluster import Cluster
-from placement.observation import DeploymentState, Observation, Reading
-from placement.telemetry import Telemetry
+from placement.adapters.telemetry import Telemetry
+from placement.core.api import WorkloadPlacementSpec
+from placement.core.cluster import Cluster
+from placement.core.observation import DeploymentState, Observation, Reading
 
 if TYPE_CHECKING:
-    from placement.prometheus import Metrics
+    from placement.adapters.prometheus import Metrics
 
 
 def observe(

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from placement.observation import DeploymentState
-from placement.policy import JobObservation
+from placement.core.observation import DeploymentState
+from placement.core.policy import JobObservation
 
 
 class HoldConflict(Exception):

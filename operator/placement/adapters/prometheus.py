@@ -25,10 +25,10 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from placement.grouping import Series, group_query, split
-from placement.observation import Outcome as Outcome
-from placement.observation import Reading as Reading
-from placement.sharing import SharedResults
+from placement.adapters.grouping import Series, group_query, split
+from placement.adapters.sharing import SharedResults
+from placement.core.observation import Outcome as Outcome
+from placement.core.observation import Reading as Reading
 
 # Prometheus drops a series from instant queries once its last sample is 5 minutes old.
 STALENESS = timedelta(minutes=5)

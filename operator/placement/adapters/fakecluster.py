@@ -8,9 +8,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from placement.cluster import HoldConflict, Refused
-from placement.observation import DeploymentState
-from placement.policy import JobObservation, JobOutcome
+from placement.core.cluster import HoldConflict, Refused
+from placement.core.observation import DeploymentState
+from placement.core.policy import JobObservation, JobOutcome
 
 
 @dataclass

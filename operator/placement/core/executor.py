@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from placement.cluster import Cluster, HoldConflict, Refused, Retry
-from placement.observation import DeploymentState
-from placement.policy import Decision
-from placement.reconcile import (
+from placement.core.cluster import Cluster, HoldConflict, Refused, Retry
+from placement.core.observation import DeploymentState
+from placement.core.policy import Decision
+from placement.core.reconcile import (
     CreateJob,
     Decided,
     Event,

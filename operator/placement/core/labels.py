@@ -1,7 +1,7 @@
 """Names the operator writes onto other objects. They are an API: changing one strands the
 objects that carry the old name, so they are chosen once, under the API group."""
 
-from placement.api import GROUP, KUEUE_QUEUE_LABEL
+from placement.core.api import GROUP, KUEUE_QUEUE_LABEL
 
 FINALIZER = f"{GROUP}/finalizer"
 ORIGINAL_REPLICAS_ANNOTATION = f"{GROUP}/original-replicas"  # on the Deployment while held

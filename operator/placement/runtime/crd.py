@@ -1,4 +1,4 @@
-"""Generate the WorkloadPlacement CRD from the pydantic models in `placement.api`.
+"""Generate the WorkloadPlacement CRD from the pydantic models in `placement.core.api`.
 
 kopf does not generate CRDs, and a hand-written copy drifts; so the models are the source and
 this module turns their JSON schema into a Kubernetes *structural* schema: `$defs` inlined,
@@ -7,7 +7,7 @@ this module turns their JSON schema into a Kubernetes *structural* schema: `$def
 `x-kubernetes-preserve-unknown-fields` (only inside the job template, never on spec itself).
 Descriptions, enums, bounds, patterns and CEL rules are kept.
 
-    python -m placement.crd > crds/workloadplacements.placement.runplacement.io.yaml
+    python -m placement.runtime.crd > crds/workloadplacements.placement.runplacement.io.yaml
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from placement.api import (
+from placement.core.api import (
     GROUP,
     KIND,
     NAME_MAX_LENGTH,
@@ -37,7 +37,10 @@ from placement.api import (
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILE = f"crds/{CRD_NAME}.yaml"
-HEADER = "# Generated from operator/placement/api.py by `python -m placement.crd`; do not edit.\n"
+HEADER = (
+    "# Generated from operator/placement/core/api.py by `python -m placement.runtime.crd`; "
+    "do not edit.\n"
+)
 
 Schema = dict[str, Any]
 
@@ -241,7 +244,7 @@ def build_crd() -> dict[str, Any]:
     }
 
 
-# A CEL budget over a whole node (placement.api's *_BUDGET_CEL): its message says the cap.
+# A CEL budget over a whole node (placement.core.api's *_BUDGET_CEL): its message says the cap.
 _BUDGET_MESSAGE = re.compile(r"together must be at most (\d+) characters")
 # JSON text of a number or a timestamp at most: -1.2345678901234567e-308, 2026-01-01T00:00:00Z.
 _NUMBER_BYTES = 24

@@ -16,10 +16,11 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from placement.api import GROUP, PLURAL, VERSION
-from placement.cluster import HoldConflict as HoldConflict
-from placement.cluster import Refused
-from placement.labels import (
+from placement.adapters.telemetry import Telemetry
+from placement.core.api import GROUP, PLURAL, VERSION
+from placement.core.cluster import HoldConflict as HoldConflict
+from placement.core.cluster import Refused
+from placement.core.labels import (
     BASELINE_ANNOTATION,
     HELD_SINCE_ANNOTATION,
     HOLD_ANNOTATIONS,
@@ -28,9 +29,8 @@ from placement.labels import (
     PLACEMENT_LABEL,
     WORK_ANNOTATION,
 )
-from placement.observation import DeploymentState as DeploymentState
-from placement.policy import JobObservation, JobOutcome
-from placement.telemetry import Telemetry
+from placement.core.observation import DeploymentState as DeploymentState
+from placement.core.policy import JobObservation, JobOutcome
 
 MAX_REPLICAS = 1_000_000  # more than any Deployment runs; beyond it, a typo
 DEFAULT_TIMEOUT_SECONDS = 10.0

@@ -25,7 +25,7 @@ import yaml
 from pydantic import ValidationError
 
 from placement import __version__
-from placement.config import LOG_LEVELS
+from placement.runtime.config import LOG_LEVELS
 
 OUTPUT_FORMATS = ("text", "json", "yaml")
 
@@ -121,7 +121,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "series":
         return _series(args)
     if args.command == "crd":
-        from placement.crd import render_crd_yaml
+        from placement.runtime.crd import render_crd_yaml
 
         sys.stdout.write(render_crd_yaml())
         return 0
@@ -414,7 +414,7 @@ def _invalid(path: Path, error: ValidationError, prefix: str = "") -> CommandErr
 
 
 def _load_placement(path: Path) -> Any:
-    from placement.api import WorkloadPlacement
+    from placement.core.api import WorkloadPlacement
 
     manifest = read_manifest(path)
     try:
@@ -424,9 +424,9 @@ def _load_placement(path: Path) -> Any:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from placement.replay import ReplayOptions, replay
-    from placement.replay_report import summary_json, table, write_outputs
-    from placement.series import SeriesError, parse_series
+    from placement.replay.replay import ReplayOptions, replay
+    from placement.replay.report import summary_json, table, write_outputs
+    from placement.replay.series import SeriesError, parse_series
 
     placement = _load_placement(args.placement)
     try:
@@ -469,8 +469,8 @@ def _formatted(data: Any, output: str) -> str:
 
 
 def _series(args: argparse.Namespace) -> int:
-    from placement.durations import parse_duration
-    from placement.series import format_series
+    from placement.core.durations import parse_duration
+    from placement.replay.series import format_series
 
     try:
         step = parse_duration(args.step)
@@ -499,7 +499,12 @@ def _series(args: argparse.Namespace) -> int:
 
 
 def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
-    from placement.traces import TokenKind, mean_tokens_per_second, parse_trace, trace_to_series
+    from placement.replay.traces import (
+        TokenKind,
+        mean_tokens_per_second,
+        parse_trace,
+        trace_to_series,
+    )
 
     requests = parse_trace(args.trace.read_text())
     kind = TokenKind(args.tokens)
@@ -519,9 +524,9 @@ def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
 
 
 def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
-    from placement.config import OperatorConfig, prometheus_connection_from_environment
-    from placement.prometheus import MetricsReader, RangeQueryError
-    from placement.series import join_series
+    from placement.adapters.prometheus import MetricsReader, RangeQueryError
+    from placement.replay.series import join_series
+    from placement.runtime.config import OperatorConfig, prometheus_connection_from_environment
 
     placement = _load_placement(args.placement)
     spec = placement.spec
@@ -558,7 +563,7 @@ def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any
 
 
 def _moment(text: str) -> dt.datetime:
-    from placement.series import parse_time
+    from placement.replay.series import parse_time
 
     try:
         return parse_time(text)
@@ -577,7 +582,7 @@ def _aware_datetime(text: str) -> dt.datetime:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from placement.explain import explain
+    from placement.core.explain import explain
 
     manifest = read_manifest(args.file)
     now = args.now or dt.datetime.now(dt.UTC)
@@ -625,9 +630,9 @@ def _worksheet(result: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from placement.config import OperatorConfig
-    from placement.handlers import register
-    from placement.memory import limit_malloc_arenas, trim_periodically
+    from placement.runtime.config import OperatorConfig
+    from placement.runtime.handlers import register
+    from placement.runtime.memory import limit_malloc_arenas, trim_periodically
 
     limit_malloc_arenas()  # before kopf starts its handler threads
     trim_periodically()

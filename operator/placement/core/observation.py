@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from placement.policy import JobObservation
+from placement.core.policy import JobObservation
 
 
 class Outcome(StrEnum):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from placement.api import BatchWindow
+from placement.core.api import BatchWindow
 
 JOB_NAME_MAX = 63  # Job names end up in the pods' job-name label: 63 characters at most
 _LABEL_LENGTH = len("-20261122-0100")

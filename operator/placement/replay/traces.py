@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from placement.series import Sample
+from placement.replay.series import Sample
 
 DAY = timedelta(days=1)
 
