@@ -59,8 +59,8 @@ unit: $(STAMP) ## the pure-core tests only (no cluster)
 integration: tools ## the integration tests only
 	$(PY) -m pytest tests/integration
 
-crd: $(STAMP) ## regenerate crds/ (and the chart's copy) from operator/placement/api.py
-	$(PY) -m placement.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
+crd: $(STAMP) ## regenerate crds/ (and the chart's copy) from operator/placement/core/api.py
+	$(PY) -m placement.runtime.cli crd > crds/workloadplacements.placement.runplacement.io.yaml
 	cp crds/workloadplacements.placement.runplacement.io.yaml charts/placement-operator/files/crds/
 
 docs: $(STAMP) ## re-render docs/reference.md's generated tables (CRD fields, reasons, metrics, values, CLI)
@@ -75,10 +75,13 @@ chart-snapshots: tools ## re-render tests/chart/snapshots/ after an intended cha
 image-check: tools image-tools ## the image: hadolint, its install steps, built with buildah and run
 	$(PY) -m pytest tests/packaging
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff (complexity included), mypy, the layers' import contract, radon
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
+	$(PY) -m tests.layers
+	@# Nothing rated D (cyclomatic complexity 21) or worse.
+	@! $(VENV)/bin/radon cc -s -n D operator | grep .
 
 format: $(STAMP) ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format operator tests bench

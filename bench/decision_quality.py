@@ -20,11 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from placement.api import WorkloadPlacement
+from placement.core.api import WorkloadPlacement
 from placement.localenv.demo import FLEET
-from placement.replay import replay
-from placement.replay_report import write_outputs
-from placement.traces import TokenKind, mean_tokens_per_second, parse_trace, trace_to_series
+from placement.replay.replay import replay
+from placement.replay.report import write_outputs
+from placement.replay.traces import TokenKind, mean_tokens_per_second, parse_trace, trace_to_series
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "bench" / "traces"

@@ -50,7 +50,7 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from placement.api import GROUP, PLURAL, VERSION
+from placement.core.api import GROUP, PLURAL, VERSION
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import start_operator
 from placement.localenv.process import ManagedProcess

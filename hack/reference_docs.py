@@ -28,9 +28,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
-from placement import cli, crd  # noqa: E402
-from placement.reasons import Reason  # noqa: E402
-from placement.telemetry import Telemetry  # noqa: E402
+from placement.adapters.telemetry import Telemetry  # noqa: E402
+from placement.core.reasons import Reason  # noqa: E402
+from placement.runtime import cli, crd  # noqa: E402
 
 REFERENCE = ROOT / "docs" / "reference.md"
 VALUES = ROOT / "charts" / "placement-operator" / "values.yaml"

@@ -14,9 +14,9 @@ import promql_parser as promql
 import pytest
 import yaml
 
+from placement.adapters.telemetry import Telemetry
+from placement.core.reasons import Reason
 from placement.localenv import tools
-from placement.reasons import Reason
-from placement.telemetry import Telemetry
 from tests.chart.helm import (
     CHART,
     KUBE_VERSION,

@@ -13,11 +13,11 @@ from typing import Any, cast
 from kubernetes import client
 from prometheus_client import Gauge
 
-from placement.api import GROUP, PLURAL, VERSION
+from placement.adapters.prometheus import averaged
+from placement.core.api import GROUP, PLURAL, VERSION
 from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.process import http_ok
 from placement.localenv.prometheus import LocalPrometheus
-from placement.prometheus import averaged
 from tests.integration.wait import until
 
 HOLD = "placement.runplacement.io/"

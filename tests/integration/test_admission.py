@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
-from placement.api import GROUP, PLURAL, VERSION
+from placement.core.api import GROUP, PLURAL, VERSION
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import OperatorProcess, start_operator
 from placement.localenv.prometheus import LocalPrometheus

@@ -11,9 +11,8 @@ from datetime import timedelta
 import pytest
 from prometheus_client import Gauge
 
-from placement.grouping import group_query
-from placement.localenv.prometheus import Exporter, LocalPrometheus
-from placement.prometheus import (
+from placement.adapters.grouping import group_query
+from placement.adapters.prometheus import (
     BatchedMetricsReader,
     MetricsReader,
     Outcome,
@@ -21,7 +20,8 @@ from placement.prometheus import (
     Reading,
     averaged,
 )
-from placement.tenancy import ScopeError, refuse_unbounded, scope_to_namespace
+from placement.core.tenancy import ScopeError, refuse_unbounded, scope_to_namespace
+from placement.localenv.prometheus import Exporter, LocalPrometheus
 
 LOOKBACK = timedelta(minutes=1)
 

@@ -20,12 +20,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
-from placement.config import OperatorConfig
-from placement.handlers import register
 from placement.localenv import tools
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.prometheus import LocalPrometheus
+from placement.runtime.config import OperatorConfig
+from placement.runtime.handlers import register
 from tests.chart.helm import CHART
 from tests.integration.harness import (
     Placements,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from placement.api import WorkloadPlacement
+from placement.core.api import WorkloadPlacement
 from placement.localenv.cluster import LocalCluster
 from tests.integration.harness import Placements, placement
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from prometheus_client import Gauge
 
-from placement.api import WorkloadPlacementSpec
-from placement.jobs import job_manifest
+from placement.core.api import WorkloadPlacementSpec
+from placement.core.jobs import job_manifest
 from placement.localenv.prometheus import LocalPrometheus
 from tests.integration.harness import Placements, measured_deployment, placement
 from tests.integration.wait import until

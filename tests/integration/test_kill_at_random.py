@@ -52,7 +52,8 @@ def _check_invariants(placements: Placements) -> None:
         assert all(count == 1 for count in windows.values()), (name, windows)
 
 
-def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(
+# The schedule of kills reads as one story; split, the test would hide which kill broke what.
+def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(  # noqa: C901
     operator: OperatorProcess, placements: Placements, prometheus: LocalPrometheus,
     utilization: Gauge,
 ) -> None:  # fmt: skip

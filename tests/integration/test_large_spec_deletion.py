@@ -4,7 +4,7 @@ operator and then deleted, is gone (finalizer removed) within a bound.
 Before, kopf kept a copy of the spec (and of the placement's own annotations) in an
 annotation: a jobTemplate over about 128 KB pushed the object's annotations over the API
 server's 256 KB limit, every kopf patch failed with 422 and the finalizer was never removed.
-kopf now keeps a digest of the spec (placement.diffbase)."""
+kopf now keeps a digest of the spec (placement.runtime.diffbase)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
-from placement.api import GROUP, MAX_JOB_TEMPLATE_BYTES, PLURAL, VERSION
+from placement.core.api import GROUP, MAX_JOB_TEMPLATE_BYTES, PLURAL, VERSION
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.prometheus import LocalPrometheus

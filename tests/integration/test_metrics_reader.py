@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import Gauge
 
+from placement.adapters.prometheus import MetricsReader, Outcome
 from placement.localenv.prometheus import Exporter, LocalPrometheus, write_openmetrics
-from placement.prometheus import MetricsReader, Outcome
 
 LOOKBACK = timedelta(minutes=1)
 

@@ -11,7 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
-from placement.api import GROUP, PLURAL, VERSION
+from placement.core.api import GROUP, PLURAL, VERSION
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.process import log_tail

@@ -16,12 +16,12 @@ import pytest
 import requests
 import yaml
 
-from placement.cli import main
-from placement.config import OperatorConfig
+from placement.adapters.prometheus import MetricsReader, Outcome
 from placement.localenv import tools
 from placement.localenv.pki import create_pki
 from placement.localenv.process import ManagedProcess, free_port
-from placement.prometheus import MetricsReader, Outcome
+from placement.runtime.cli import main
+from placement.runtime.config import OperatorConfig
 from tests.integration.wait import until
 
 with warnings.catch_warnings():

@@ -11,11 +11,11 @@ import time
 import pytest
 from prometheus_client import Gauge
 
-from placement.api import GROUP, PLURAL, VERSION, WorkloadPlacementSpec
-from placement.jobs import job_manifest
+from placement.core.api import GROUP, PLURAL, VERSION, WorkloadPlacementSpec
+from placement.core.jobs import job_manifest
+from placement.core.window import current_or_next_window, job_name
 from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.prometheus import LocalPrometheus
-from placement.window import current_or_next_window, job_name
 from tests.integration.harness import (
     HOLD,
     Placements,

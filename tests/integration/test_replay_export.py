@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from placement.cli import main
 from placement.localenv.prometheus import LocalPrometheus, write_openmetrics
-from placement.series import parse_series
+from placement.replay.series import parse_series
+from placement.runtime.cli import main
 from tests.unit.factories import example_manifest
 
 HOURS = 6

@@ -17,12 +17,12 @@ import pytest
 from kubernetes import client
 from prometheus_client import Gauge
 
+from placement.adapters.prometheus import averaged
+from placement.core.tenancy import scope_to_namespace
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import start_operator
 from placement.localenv.process import free_port
 from placement.localenv.prometheus import LocalPrometheus
-from placement.prometheus import averaged
-from placement.tenancy import scope_to_namespace
 from tests.integration.harness import UTILIZATION_METRIC, Placements, placement
 from tests.integration.wait import until
 

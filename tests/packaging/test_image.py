@@ -106,7 +106,7 @@ def test_the_install_steps_give_a_working_operator_from_a_wheel(image_venv: Path
         or "editable" not in (dist_info / "direct_url.json").read_text()
     )
     imports = "import kopf, kubernetes, pydantic, prometheus_api_client, prometheus_client\n"
-    imports += "import placement.handlers, placement.telemetry"
+    imports += "import placement.runtime.handlers, placement.adapters.telemetry"
     subprocess.run([str(image_venv / "bin" / "python"), "-c", imports], check=True)
 
 

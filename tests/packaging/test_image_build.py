@@ -85,7 +85,7 @@ def test_the_image_holds_only_the_installed_operator(container: str) -> None:
     compiled = _in_image(
         container, "python", "-c",
         "import importlib.util as u, pathlib as p;"
-        "print(p.Path(u.cache_from_source(u.find_spec('placement.handlers').origin)).exists())",
+        "print(p.Path(u.cache_from_source(u.find_spec('placement.runtime.handlers').origin)).exists())",
     )  # fmt: skip
     assert compiled.stdout.strip() == "True", compiled.stderr
 

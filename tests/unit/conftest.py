@@ -7,7 +7,7 @@ import os
 import pytest
 from hypothesis import settings
 
-from placement.api import WorkloadPlacementSpec
+from placement.core.api import WorkloadPlacementSpec
 from tests.unit.factories import make_spec
 
 

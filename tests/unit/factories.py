@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from placement.api import WorkloadPlacementSpec
+from placement.core.api import WorkloadPlacementSpec
 
 # The docs/design.md example: 4 replicas at 1.025/h, useful utilization 0.44896 ->
 # "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10 - retries 2.00

@@ -15,22 +15,31 @@ import logging
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from placement import handlers
+from placement.core.cluster import Refused
+from placement.runtime import handlers
 from tests.unit.test_handler_holds import FakeKube, _body, _deployment, events  # noqa: F401
 
 LOG = logging.getLogger("test")
 
 
 class RefusingKube(FakeKube):
+    """Every Deployment write refused: for good (the adapter's Refused, as a policy's 403 or
+    422 becomes) or for now (a 5xx ApiException)."""
+
     def __init__(self, status: int) -> None:
         super().__init__(_deployment(replicas=0, original_replicas=4, managed_by="summarizer"))
         self.status = status
 
+    def _refuse(self) -> None:
+        if self.status >= 500:
+            raise ApiException(status=self.status, reason="unavailable")
+        raise Refused(f"{self.status}: refused by a policy")
+
     def restore(self, namespace: str, name: str, *, replicas: int) -> None:
-        raise ApiException(status=self.status, reason="refused by a policy")
+        self._refuse()
 
     def forget(self, namespace: str, name: str) -> None:
-        raise ApiException(status=self.status, reason="refused by a policy")
+        self._refuse()
 
 
 @pytest.mark.parametrize("status", [403, 422])

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from placement.api import (
+from placement.core.api import (
     Action,
     FallbackAction,
     Mode,

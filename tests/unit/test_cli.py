@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from placement.cli import build_parser, main
+from placement.runtime.cli import build_parser, main
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 NOW = "2026-11-24T14:00:00Z"
@@ -254,7 +254,7 @@ def test_every_flag_and_argument_has_help() -> None:
 def test_a_closed_pipe_ends_quietly() -> None:
     # `placement crd | head -0`: the reader is gone before the first line is written (the
     # interpreter is still starting), so the write meets a closed pipe.
-    command = [sys.executable, "-m", "placement.cli", "crd"]
+    command = [sys.executable, "-m", "placement.runtime.cli", "crd"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None and process.stderr is not None
         process.stdout.close()
@@ -266,7 +266,7 @@ def test_a_closed_pipe_ends_quietly() -> None:
 
 def test_run_refuses_a_log_level_it_does_not_know() -> None:
     def run(*flags: str, level: str = "") -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "placement.cli", "run", "--prometheus-url"]
+        command = [sys.executable, "-m", "placement.runtime.cli", "run", "--prometheus-url"]
         return subprocess.run(
             [*command, "http://prometheus:9090", *flags],
             capture_output=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from placement.config import OperatorConfig
+from placement.runtime.config import OperatorConfig
 
 URL = "http://prometheus:9090"
 

@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from placement.api import CostsSpec, JobTemplate
-from placement.costs import (
+from placement.core.api import CostsSpec, JobTemplate
+from placement.core.costs import (
     CostBreakdown,
     daily_costs,
     fits_window,
     held_hours_per_day,
     parallel_pods,
 )
-from placement.durations import parse_duration
+from placement.core.durations import parse_duration
 from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from placement import api
-from placement.crd import CRD_FILE, build_crd, render_crd_yaml, worst_case_json_bytes
+from placement.core import api
+from placement.runtime.crd import CRD_FILE, build_crd, render_crd_yaml, worst_case_json_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 Node = dict[str, Any]
@@ -42,8 +42,8 @@ def _walk(node: Node, path: str = "") -> Iterator[tuple[str, Node]]:
 def test_committed_crd_matches_the_models() -> None:
     committed = (REPO / CRD_FILE).read_text()
     assert render_crd_yaml() == committed, (
-        "crds/ drifted from operator/placement/api.py: run "
-        f"`python -m placement.crd > {CRD_FILE}` and commit the result"
+        "crds/ drifted from operator/placement/core/api.py: run "
+        f"`python -m placement.runtime.crd > {CRD_FILE}` and commit the result"
     )
 
 
@@ -302,7 +302,7 @@ def test_job_integer_fields_are_bounded_like_the_job_api(root: Node) -> None:
 
 def test_the_largest_spec_the_crd_declares_fits_in_kopfs_annotations(root: Node) -> None:
     # kopf once copied the spec into an annotation (all annotations: 256 KB at most); it now
-    # keeps a digest (placement.diffbase), and the declared fields stay bounded anyway.
+    # keeps a digest (placement.runtime.diffbase), and the declared fields stay bounded anyway.
     spec = root["properties"]["spec"]
     ascii_text = worst_case_json_bytes(spec, bytes_per_character=1)
     utf8_text = worst_case_json_bytes(spec, bytes_per_character=4)

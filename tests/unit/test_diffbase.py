@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from placement.diffbase import SpecDigestDiffBaseStorage
+from placement.runtime.diffbase import SpecDigestDiffBaseStorage
 from tests.unit.factories import example_manifest
 
 ANNOTATION = "placement.runplacement.io/last-handled-configuration"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from placement.durations import (
+from placement.core.durations import (
     DURATION_MIN_LENGTH,
     DURATION_PATTERN,
     Duration,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from placement.api import Mode, WorkloadPlacement
+from placement.core.api import Mode, WorkloadPlacement
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
 

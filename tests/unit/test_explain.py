@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from placement.api import WorkloadPlacement, WorkloadPlacementSpec
-from placement.explain import explain
+from placement.core.api import WorkloadPlacement, WorkloadPlacementSpec
+from placement.core.explain import explain
 from tests.unit.factories import EXAMPLE_UTILIZATION, example_manifest
 
 IN_WINDOW = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from placement.api import (
+from placement.core.api import (
     ACCEPTABLE_DELAY_BOUNDS,
     LOOKBACK_BOUNDS,
     MAX_AMOUNT,
@@ -35,9 +35,9 @@ from placement.api import (
     Phase,
     WorkloadPlacementSpec,
 )
-from placement.policy import JobObservation, JobOutcome, Observed, State, decide
-from placement.reasons import Reason
-from placement.status import build_status
+from placement.core.policy import JobObservation, JobOutcome, Observed, State, decide
+from placement.core.reasons import Reason
+from placement.core.status import build_status
 from tests.unit.conftest import FUZZ_FACTOR
 from tests.unit.factories import spec_dict
 

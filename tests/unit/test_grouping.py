@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placement.grouping import Grouping, group_query, split
+from placement.adapters.grouping import Grouping, group_query, split
 from tests.unit.conftest import FUZZ_FACTOR
 
 

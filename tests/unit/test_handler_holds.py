@@ -9,16 +9,18 @@ import datetime as dt
 import json
 import logging
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Any
 
 import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from placement import handlers
-from placement.kube import DeploymentState, HoldConflict
-from placement.telemetry import Telemetry
+from placement.adapters.kube import DeploymentState, HoldConflict
+from placement.adapters.telemetry import Telemetry
+from placement.core import executor, reconcile
+from placement.core.observation import Observation
+from placement.core.reconcile import TakeHold
+from placement.runtime import handlers
 from tests.unit.factories import example_manifest
 
 NOW = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)
@@ -93,22 +95,21 @@ def _body(status: dict[str, Any] | None = None, generation: int = 1) -> kopf.Bod
 
 def _deployment(**changes: Any) -> DeploymentState:
     base = DeploymentState(
-        name="summarizer", replicas=4, ready_replicas=4, original_replicas=None,
+        name="summarizer", replicas=4, original_replicas=None,
         managed_by=None, resource_version="1",
     )  # fmt: skip
     return replace(base, **changes)
 
 
-def _moving() -> Any:
-    return SimpleNamespace(state=SimpleNamespace(batch_since=NOW, baseline_utilization=0.2))
+def _hold(read: DeploymentState) -> TakeHold:
+    return TakeHold(read, replicas=0, original=4, since=NOW, baseline_utilization=0.2)
 
 
 def test_the_second_placement_to_write_learns_who_holds_it() -> None:
     read_by_both = _deployment()
     kube = FakeKube(read_by_both)
-    decision: Any = _moving()
-    first = handlers._take_hold(kube, "ml", "first", read_by_both, 0, 4, decision, NOW)
-    second = handlers._take_hold(kube, "ml", "second", read_by_both, 0, 4, decision, NOW)
+    first = executor.take_hold(kube, "ml", "first", _hold(read_by_both))
+    second = executor.take_hold(kube, "ml", "second", _hold(read_by_both))
     assert (first, second) == (None, "first")
     assert kube.writes == [("scale_for_batch", "summarizer", 0)]
 
@@ -116,32 +117,33 @@ def test_the_second_placement_to_write_learns_who_holds_it() -> None:
 def test_a_conflict_from_an_unrelated_change_is_retried_on_a_fresh_read() -> None:
     read = _deployment()
     kube = FakeKube(replace(read, resource_version="7"))  # e.g. its status moved on
-    decision: Any = _moving()
-    assert handlers._take_hold(kube, "ml", "first", read, 0, 4, decision, NOW) is None
+    assert executor.take_hold(kube, "ml", "first", _hold(read)) is None
     assert kube.deployments["summarizer"].managed_by == "first"
 
 
 def test_restores_never_exceed_the_recorded_count() -> None:
     kube = FakeKube(_deployment(replicas=0, original_replicas=4, managed_by="summarizer"))
-    handlers._restore_recorded(kube, "ml", "summarizer", kube.deployments["summarizer"], 60)
+    placement = handlers.placement_of(_body())
+    steps = reconcile._restore_recorded(placement, kube.deployments["summarizer"], 60)
+    executor.release(
+        tuple(steps), kube, handlers.KopfEffects(_body(), LOG, Telemetry()), namespace="ml"
+    )
     assert kube.writes == [("restore", "summarizer", 4)]
 
 
 def test_a_forged_status_count_is_corrected_from_the_annotation() -> None:
-    from placement.api import WorkloadPlacementSpec
-    from placement.policy import State
+    from placement.core.api import WorkloadPlacementSpec
+    from placement.core.policy import State
 
     spec = WorkloadPlacementSpec.model_validate(example_manifest()["spec"])
     held = _deployment(replicas=0, original_replicas=4, managed_by="summarizer")
     forged = State(name="summarizer", original_replicas=60)
-    settled = handlers._settle_holds(
-        _body(),
+    settled, _ = reconcile._settle(
+        handlers.placement_of(_body()),
         spec,
         forged,
-        held,
-        FakeKube(held),
+        Observation(deployment=held, claimed=(held,)),
         NOW,
-        LOG,
     )
     assert isinstance(settled, State) and settled.original_replicas == 4
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from placement.kube import _float_or_none, _int_or_none, _time_or_none
+from placement.adapters.kube import _float_or_none, _int_or_none, _time_or_none
 
 
 @pytest.mark.parametrize("text", ["-3", "4.5", "four", "", "99999999999"])

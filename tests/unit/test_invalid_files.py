@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from placement.api import WorkloadPlacement
+from placement.core.api import WorkloadPlacement
 from tests.data.invalid_files import InvalidFile, invalid_files, refused_by_api_server
 
 FILES = invalid_files()

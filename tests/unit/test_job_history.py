@@ -8,11 +8,11 @@ import datetime as dt
 
 import pytest
 
-from placement.api import WorkloadPlacementSpec, WorkloadPlacementStatus
-from placement.jobs import expired_jobs, job_manifest, ttl_after_finished, ttl_note
-from placement.learning import learn
-from placement.policy import JobObservation, JobOutcome
-from placement.status import learning_status
+from placement.core.api import WorkloadPlacementSpec, WorkloadPlacementStatus
+from placement.core.jobs import expired_jobs, job_manifest, ttl_after_finished, ttl_note
+from placement.core.learning import learn
+from placement.core.policy import JobObservation, JobOutcome
+from placement.core.status import learning_status
 from tests.unit.factories import example_manifest
 
 T0 = dt.datetime(2026, 11, 1, 2, 0, tzinfo=dt.UTC)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from placement.api import WorkloadPlacementSpec
-from placement.jobpolicy import POD_SPEC_PATH, JobPodPolicy, ProtectedTargets, pod_violations
-from placement.jobs import job_manifest
+from placement.core.api import WorkloadPlacementSpec
+from placement.core.jobpolicy import POD_SPEC_PATH, JobPodPolicy, ProtectedTargets, pod_violations
+from placement.core.jobs import job_manifest
 from tests.unit.factories import example_manifest
 
 DEFAULT = JobPodPolicy()

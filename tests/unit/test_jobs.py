@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from placement.api import WorkloadPlacementSpec
-from placement.jobs import job_manifest
+from placement.core.api import WorkloadPlacementSpec
+from placement.core.jobs import job_manifest
 from tests.unit.factories import example_manifest
 
 

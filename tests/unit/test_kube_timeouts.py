@@ -8,7 +8,7 @@ from unittest.mock import MagicMock
 
 from kubernetes import client
 
-from placement.kube import KubeAdapter
+from placement.adapters.kube import KubeAdapter
 
 
 def test_every_call_of_the_adapter_has_a_request_timeout() -> None:

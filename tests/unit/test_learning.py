@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from kubernetes import client
 
-from placement.api import MIN_EFFICIENCY, Action, LearningSpec, Phase, WorkloadPlacementStatus
-from placement.jobs import job_manifest
-from placement.kube import job_state
-from placement.labels import WORK_ANNOTATION
-from placement.learning import Run, learn, record
-from placement.policy import JobObservation, JobOutcome, Observed, State, decide
-from placement.status import build_status, state_from_status
+from placement.adapters.kube import job_state
+from placement.core.api import MIN_EFFICIENCY, Action, LearningSpec, Phase, WorkloadPlacementStatus
+from placement.core.jobs import job_manifest
+from placement.core.labels import WORK_ANNOTATION
+from placement.core.learning import Run, learn, record
+from placement.core.policy import JobObservation, JobOutcome, Observed, State, decide
+from placement.core.status import build_status, state_from_status
 from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec
 
 NAME = "summarizer"

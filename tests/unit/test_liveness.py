@@ -3,7 +3,7 @@ no placements, or a recovery, is."""
 
 from __future__ import annotations
 
-from placement.liveness import Liveness
+from placement.runtime.liveness import Liveness
 
 
 class Clock:

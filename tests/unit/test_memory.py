@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from placement.memory import limit_malloc_arenas
+from placement.runtime.memory import limit_malloc_arenas
 
 
 def test_glibc_accepts_the_arena_cap() -> None:

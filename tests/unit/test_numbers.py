@@ -34,7 +34,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from placement.api import (
+from placement.adapters.kube import _float_or_none
+from placement.core.api import (
     MAX_EFFICIENCY,
     MIN_EFFICIENCY,
     Action,
@@ -50,13 +51,18 @@ from placement.api import (
     TargetSpec,
     WorkloadPlacementSpec,
 )
-from placement.costs import MAX_PARALLEL_PODS, batch_duration, daily_costs, parallel_pods
-from placement.kube import _float_or_none
-from placement.learning import EFFICIENCY_BOUNDS, RETRY_RATE_BOUNDS, Run, declared_bounds, learn
-from placement.policy import JobObservation, JobOutcome, Observed, State, decide
-from placement.reasons import Reason
-from placement.status import build_status
-from placement.window import current_or_next_window, job_name, last_ended_window
+from placement.core.costs import MAX_PARALLEL_PODS, batch_duration, daily_costs, parallel_pods
+from placement.core.learning import (
+    EFFICIENCY_BOUNDS,
+    RETRY_RATE_BOUNDS,
+    Run,
+    declared_bounds,
+    learn,
+)
+from placement.core.policy import JobObservation, JobOutcome, Observed, State, decide
+from placement.core.reasons import Reason
+from placement.core.status import build_status
+from placement.core.window import current_or_next_window, job_name, last_ended_window
 from tests.unit.conftest import FUZZ_FACTOR
 from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec, spec_dict
 

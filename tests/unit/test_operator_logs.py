@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from placement.api import WorkloadPlacement
-from placement.handlers import log_decision, quiet_timer_successes
-from placement.kube import DeploymentState
-from placement.policy import Observed, State, decide
+from placement.adapters.kube import DeploymentState
+from placement.core.api import WorkloadPlacement
+from placement.core.policy import Observed, State, decide
+from placement.runtime.handlers import log_decision, quiet_timer_successes
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "nightly-enrichment.yaml"
 NOW = dt.datetime(2026, 11, 24, 14, 0, tzinfo=dt.UTC)
@@ -41,7 +41,6 @@ def test_a_decision_change_is_one_structured_line(caplog: pytest.LogCaptureFixtu
     deployment = DeploymentState(
         name=spec.target.deployment,
         replicas=6,
-        ready_replicas=6,
         original_replicas=None,
         managed_by=None,
     )

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placement.api import Action, Phase, WorkloadPlacementSpec
-from placement.policy import (
+from placement.core.api import Action, Phase, WorkloadPlacementSpec
+from placement.core.policy import (
     Decision,
     JobObservation,
     JobOutcome,
@@ -26,7 +26,7 @@ from placement.policy import (
     State,
     decide,
 )
-from placement.reasons import ConditionType, EventType, Reason
+from placement.core.reasons import ConditionType, EventType, Reason
 from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec
 
 NAME = "summarizer"

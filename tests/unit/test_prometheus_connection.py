@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import pytest
 
-from placement.config import OperatorConfig
-from placement.prometheus import MetricsReader, Outcome
+from placement.adapters.prometheus import MetricsReader, Outcome
+from placement.runtime.config import OperatorConfig
 
 TOKEN = "t0ken-never-logged"
 

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlparse
 import promql_parser as promql
 import pytest
 
-from placement.grouping import Series
-from placement.prometheus import BatchedMetricsReader, MetricsReader, Outcome, QueryLimits
-from placement.tenancy import scope_to_namespace
+from placement.adapters.grouping import Series
+from placement.adapters.prometheus import BatchedMetricsReader, MetricsReader, Outcome, QueryLimits
+from placement.core.tenancy import scope_to_namespace
 
 LOOKBACK = timedelta(minutes=1)
 OWN, OTHER = 0.2, 0.7317
@@ -230,7 +230,7 @@ def test_an_answer_over_the_series_bound_is_refused_naming_the_bound(
     def unparsed(*args: object, **kwargs: object) -> object:
         raise AssertionError("parsed although over the bound")
 
-    monkeypatch.setattr("placement.prometheus.json.loads", unparsed)
+    monkeypatch.setattr("placement.adapters.prometheus.json.loads", unparsed)
     reader = MetricsReader(endpoint.url, limits=QueryLimits(max_series=4))
     reading = reader.utilization('x{namespace="a"}', LOOKBACK)
     assert reading.outcome is Outcome.TOO_LARGE

@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from placement.reasons import Reason
+from placement.core.reasons import Reason
 
 ROOT = Path(__file__).parents[2]
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from placement.api import WorkloadPlacementSpec
-from placement.cli import main
-from placement.replay import ReplayOptions, oracle_placement, replay
-from placement.series import Sample, format_series
+from placement.core.api import WorkloadPlacementSpec
+from placement.replay.replay import ReplayOptions, oracle_placement, replay
+from placement.replay.series import Sample, format_series
+from placement.runtime.cli import main
 from tests.unit.factories import example_manifest, make_spec
 
 HISTORY = datetime(2026, 11, 21, 23, 0, tzinfo=UTC)

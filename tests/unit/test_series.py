@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from placement.series import Sample, SeriesError, format_series, join_series, parse_series
-from placement.traces import TokenKind, mean_tokens_per_second, parse_trace, trace_to_series
+from placement.replay.series import Sample, SeriesError, format_series, join_series, parse_series
+from placement.replay.traces import TokenKind, mean_tokens_per_second, parse_trace, trace_to_series
 
 REPO = Path(__file__).parents[2]
 START = datetime(2026, 11, 23, tzinfo=UTC)
@@ -106,7 +106,7 @@ def test_the_cli_converts_a_trace(tmp_path: Path) -> None:
     out = tmp_path / "series.csv"
     done = subprocess.run(
         [
-            sys.executable, "-m", "placement.cli", "series", "from-trace", str(trace),
+            sys.executable, "-m", "placement.runtime.cli", "series", "from-trace", str(trace),
             "--replicas", "2", "--mean-utilization", "0.5", "--step", "6h", "--output", str(out),
         ],
         capture_output=True, text=True, check=False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from placement.sharing import SharedResults
+from placement.adapters.sharing import SharedResults
 
 
 class Clock:

@@ -7,10 +7,10 @@ import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from placement.api import HISTORY_LIMIT, Phase, WorkloadPlacementStatus
-from placement.policy import Observed, State, decide
-from placement.reasons import ConditionType
-from placement.status import build_status, state_from_status
+from placement.core.api import HISTORY_LIMIT, Phase, WorkloadPlacementStatus
+from placement.core.policy import Observed, State, decide
+from placement.core.reasons import ConditionType
+from placement.core.status import build_status, state_from_status
 from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec
 
 NAME = "summarizer"

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from placement.api import WorkloadPlacementStatus
-from placement.policy import Observed, decide
-from placement.reasons import Reason
-from placement.status import build_status, state_from_status, status_patch
+from placement.core.api import WorkloadPlacementStatus
+from placement.core.policy import Observed, decide
+from placement.core.reasons import Reason
+from placement.core.status import build_status, state_from_status, status_patch
 from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec
 
 

@@ -5,8 +5,8 @@ import re
 from prometheus_client import generate_latest
 
 from placement import __version__
-from placement.api import Phase
-from placement.telemetry import Telemetry
+from placement.adapters.telemetry import Telemetry
+from placement.core.api import Phase
 
 
 def _text(telemetry: Telemetry) -> str:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from placement.tenancy import ScopeError, refuse_unbounded, scope_to_namespace, scoped_spec
+from placement.core.tenancy import ScopeError, refuse_unbounded, scope_to_namespace, scoped_spec
 from tests.unit.conftest import FUZZ_FACTOR
 from tests.unit.factories import make_spec
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from placement.api import BatchWindow
-from placement.window import (
+from placement.core.api import BatchWindow
+from placement.core.window import (
     JOB_NAME_MAX,
     current_or_next_window,
     current_window,

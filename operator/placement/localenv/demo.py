@@ -22,12 +22,12 @@ from typing import Any
 
 import yaml
 
+from placement.adapters.prometheus import averaged
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import start_operator
 from placement.localenv.process import ComponentError, ManagedProcess
 from placement.localenv.prometheus import Exporter, LocalPrometheus
 from placement.localenv.tools import ToolsError
-from placement.prometheus import averaged
 
 REPO = Path(__file__).resolve().parents[3]
 NAMESPACE = "inference"

@@ -38,7 +38,7 @@ def start_operator(
         [
             sys.executable,
             "-m",
-            "placement.cli",
+            "placement.runtime.cli",
             "run",
             "--prometheus-url",
             prometheus_url,

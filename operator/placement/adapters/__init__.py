@@ -1,0 +1,1 @@
+"""The adapters: Kubernetes, Prometheus, the operator's metrics, and the in-memory fake."""

@@ -1,0 +1,161 @@
+"""An in-memory `Cluster` for the fast tests: Deployments with resourceVersions checked the
+way the API server checks them, Jobs by name, autoscalers, and faults to inject (a Job the
+API server refuses, a hold another placement takes first). Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from placement.core.cluster import HoldConflict, Refused
+from placement.core.observation import DeploymentState
+from placement.core.policy import JobObservation, JobOutcome
+
+
+@dataclass
+class FakeCluster:
+    deployments: dict[str, DeploymentState] = field(default_factory=dict)
+    jobs: dict[str, JobObservation] = field(default_factory=dict)
+    job_owner: dict[str, str] = field(default_factory=dict)  # job -> placement label
+    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    autoscalers: dict[str, list[str]] = field(default_factory=dict)  # deployment -> names
+    placements: set[str] = field(default_factory=set)
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    writes: list[str] = field(default_factory=list)  # every write, in order
+    # Faults: the API server refuses Jobs with this detail (dry runs too, unless only_create).
+    refuse_jobs: str | None = None
+    refuse_only_create: bool = False
+    # Another placement takes the hold between this one's read and its write.
+    taken_by: str | None = None
+
+    def add(self, name: str, replicas: int) -> None:
+        self.deployments[name] = DeploymentState(
+            name=name,
+            replicas=replicas,
+            original_replicas=None,
+            managed_by=None,
+            resource_version="1",
+        )
+
+    def scale(self, name: str, replicas: int) -> None:
+        """A person (or GitOps) sets the replicas."""
+        self._bump(name, replicas=replicas)
+
+    def finish(self, job: str, outcome: JobOutcome, at: datetime, pod_hours: float) -> None:
+        self.jobs[job] = replace(
+            self.jobs[job], outcome=outcome, finished_at=at, pod_hours=pod_hours
+        )
+
+    def _bump(self, name: str, **changes: Any) -> None:
+        current = self.deployments[name]
+        version = str(int(current.resource_version or "0") + 1)
+        self.deployments[name] = replace(current, resource_version=version, **changes)
+
+    # -- Cluster ----------------------------------------------------------------------------
+
+    def read_deployment(self, namespace: str, name: str) -> DeploymentState | None:
+        return self.deployments.get(name)
+
+    def claimed_by(self, namespace: str, placement: str) -> list[DeploymentState]:
+        return [d for d in self.deployments.values() if d.managed_by == placement]
+
+    def placement_exists(self, namespace: str, name: str) -> bool:
+        return name in self.placements
+
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
+        return list(self.autoscalers.get(deployment, []))
+
+    def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
+        return [job for name, job in self.jobs.items() if self.job_owner.get(name) == placement]
+
+    def scale_for_batch(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int,
+        original: int,
+        placement: str,
+        since: datetime,
+        baseline_utilization: float | None,
+        resource_version: str | None = None,
+    ) -> None:
+        if self.taken_by is not None:
+            self._bump(
+                name, replicas=replicas, original_replicas=original, managed_by=self.taken_by
+            )
+            self.taken_by = None
+        if (
+            resource_version is not None
+            and resource_version != self.deployments[name].resource_version
+        ):
+            raise HoldConflict(name)
+        self.writes.append(f"scale {name} {replicas} (hold {original})")
+        self._bump(
+            name,
+            replicas=replicas,
+            original_replicas=original,
+            managed_by=placement,
+            held_since=since,
+            baseline_utilization=baseline_utilization,
+        )
+
+    def restore(self, namespace: str, name: str, *, replicas: int) -> None:
+        self.writes.append(f"restore {name} {replicas}")
+        self._bump(
+            name,
+            replicas=replicas,
+            original_replicas=None,
+            managed_by=None,
+            held_since=None,
+            baseline_utilization=None,
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.writes.append(f"forget {name}")
+        self._bump(
+            name,
+            original_replicas=None,
+            managed_by=None,
+            held_since=None,
+            baseline_utilization=None,
+        )
+
+    def create_job(
+        self, namespace: str, manifest: dict[str, Any], *, dry_run: bool = False
+    ) -> bool:
+        name = manifest["metadata"]["name"]
+        if self.refuse_jobs is not None and not (dry_run and self.refuse_only_create):
+            raise Refused(self.refuse_jobs)
+        if dry_run:
+            return True
+        if name in self.jobs:
+            return False
+        self.writes.append(f"create job {name}")
+        self.jobs[name] = JobObservation(name=name, outcome=JobOutcome.RUNNING)
+        self.job_owner[name] = manifest["metadata"]["labels"]["placement.runplacement.io/placement"]
+        self.manifests[name] = manifest
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        if self.jobs.pop(name, None) is None:
+            return False
+        self.writes.append(f"delete job {name}")
+        return True
+
+    def patch_placement_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.statuses[name] = _merged(self.statuses.get(name, {}), status)
+
+
+def _merged(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386): None deletes, objects merge, anything else replaces."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

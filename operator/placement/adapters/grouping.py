@@ -1,0 +1,348 @@
+"""Group placement queries that share a shape into one PromQL query, and split its result. Pure.
+
+A thousand placements usually ask the same question about different workloads:
+
+    sum(rate(tokens_total{namespace="a",deployment="x"}[5m])) / 21431
+    sum(rate(tokens_total{namespace="a",deployment="y"}[5m])) / 21431
+
+Their equality matchers are the only difference. `group_query` turns each into the shared
+query, with those matchers dropped and every aggregation grouped by their labels,
+
+    sum by (deployment) (rate(tokens_total{namespace="a"}[5m])) / 21431
+
+plus the label values that pick this placement's series out of the shared result. One query
+then answers every placement of that shape in that namespace. Only expressions whose grouped
+form means the same per key are grouped (a small allow-list below); anything else returns None
+and is queried on its own, as before.
+
+Tenancy: the namespace is never a key. A shared query keeps the namespace restriction, so its
+result, its errors and its size bounds concern one namespace only, and one tenant's series can
+neither reach nor crowd out another's. The key values come from the PromQL parser, decoded as
+Prometheus decodes them (`"tenant-\\141"` is `tenant-a`), the same values the scoping check
+read; the shared query's text is checked by parsing it again, so a misreading can only leave a
+query ungrouped, never widen it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import promql_parser as promql
+
+NAMESPACE = "namespace"
+
+# Aggregations that, grouped by the key labels, give per key what the original gives.
+AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count"})
+# Functions applied per series: they keep the labels the split needs.
+PER_SERIES_FUNCTIONS = frozenset(
+    {
+        "abs",
+        "avg_over_time",
+        "ceil",
+        "clamp",
+        "clamp_max",
+        "clamp_min",
+        "count_over_time",
+        "delta",
+        "deriv",
+        "exp",
+        "floor",
+        "idelta",
+        "increase",
+        "irate",
+        "last_over_time",
+        "ln",
+        "log10",
+        "log2",
+        "max_over_time",
+        "min_over_time",
+        "rate",
+        "round",
+        "sqrt",
+        "sum_over_time",
+    }
+)
+_ARITHMETIC = frozenset({"+", "-", "*", "/"})
+_KEYWORDS = frozenset(
+    {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
+    | {"and", "or", "unless"}
+)
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<braces>\{(?:[^{}"'`]|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)*\})
+  | (?P<range>\[[^\[\]]*\])
+  | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<name>[A-Za-z_:][A-Za-z0-9_:]*)
+  | (?P<op>[-+*/(),])
+    """,
+    re.VERBOSE,
+)
+_MATCHER = re.compile(
+    r"""\s*(?P<label>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*
+        (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*(?:,|$)""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """One placement's expression seen as a member of a group."""
+
+    query: str  # the shared query: the same text for every member of the group
+    keys: tuple[str, ...]  # labels that tell the members apart, sorted
+    values: tuple[str, ...]  # this member's value of each key, decoded as Prometheus reads it
+    namespace: str  # the one namespace every selector of `query` is restricted to
+
+
+Series = Mapping[str, object]  # one element of a Prometheus instant-vector result
+
+# MatchOp is not hashable: keyed by its name.
+_OPS = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
+
+
+@dataclass(frozen=True)
+class _TextSelector:
+    name: str | None
+    braces: int | None  # index of its `{...}` token, if any
+    aggregated: bool
+
+
+def group_query(expression: str) -> Grouping | None:
+    """The shared query and this expression's key, or None when it cannot be grouped."""
+    tokens = _tokenize(expression)
+    if tokens is None:
+        return None
+    try:
+        tree = promql.parse(expression)
+    except (ValueError, TypeError):
+        return None
+    found = _text_selectors(tokens)
+    parsed = _selectors(tree)
+    if found is None or len(found) != len(parsed):
+        return None
+    keyed = _keyed(tokens, found, parsed)
+    if keyed is None:
+        return None
+    namespace, key_values = keyed[0]
+    if not key_values or any(member != (namespace, key_values) for member in keyed):
+        return None  # every selector must pick the same workload of the same namespace
+    if len({text.aggregated for text in found}) != 1:
+        return None  # a per-series selector matched against an aggregate: not the same per key
+    labels = tuple(sorted(key_values))
+    query = _render(tokens, labels, namespace)
+    if not _same_but_grouped(tree, query, labels, namespace):
+        return None  # the rewrite is not exactly the original, grouped: ask it on its own
+    return Grouping(query, labels, tuple(key_values[k] for k in labels), namespace)
+
+
+def _keyed(
+    tokens: list[tuple[str, str]],
+    found: list[_TextSelector],
+    parsed: list[promql.VectorSelector],
+) -> list[tuple[str, dict[str, str]]] | None:
+    """Per selector: its namespace and its other equality matchers; None when the text and
+    the parser disagree, or a selector is not restricted to one namespace."""
+    keyed: list[tuple[str, dict[str, str]]] = []
+    for text, selector in zip(found, parsed, strict=True):
+        written = _matchers(tokens[text.braces][1]) if text.braces is not None else []
+        if written is None or text.name != (selector.name or None):
+            return None
+        # The text and the parser must see the same matchers; values come from the parser.
+        if [(label, op) for label, op, _ in written] != [
+            (m.name, _OPS[str(m.op)]) for m in selector.matchers.matchers
+        ]:
+            return None
+        equal = _equalities(selector)
+        if equal is None or NAMESPACE not in equal:
+            return None  # only a query restricted to one namespace is shared
+        keyed.append((equal.pop(NAMESPACE), equal))
+    return keyed
+
+
+def split(result: Iterable[Series], keys: Sequence[str]) -> dict[tuple[str, ...], list[Series]]:
+    """The series of a shared result, by their values of `keys`."""
+    members: dict[tuple[str, ...], list[Series]] = {}
+    for series in result:
+        labels = series.get("metric")
+        if not isinstance(labels, Mapping):
+            continue
+        key = tuple(str(labels.get(k, "")) for k in keys)
+        members.setdefault(key, []).append(series)
+    return members
+
+
+def _tokenize(expression: str) -> list[tuple[str, str]] | None:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    while position < len(expression):
+        match = _TOKEN.match(expression, position)
+        if match is None:
+            return None  # strings outside selectors, comparisons, @, ^, %: not grouped
+        position = match.end()
+        kind = match.lastgroup
+        assert kind is not None
+        if kind != "space":
+            tokens.append((kind, match.group()))
+    return tokens
+
+
+# One pass over the tokens with a branch per token kind: a table would read no easier.
+def _text_selectors(tokens: list[tuple[str, str]]) -> list[_TextSelector] | None:  # noqa: C901
+    """The selectors of an allowed shape, in textual order; None for any other shape.
+
+    Marks the parenthesis after each aggregation or function as `open` for `_render`."""
+    found: list[_TextSelector] = []
+    stack: list[str] = []  # "agg", "call" or "group" per open parenthesis
+    for index, (kind, text) in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else ("", "")
+        if kind == "name":
+            if text in _KEYWORDS:
+                return None  # by, without, on, offset, and, ...: not the same per key
+            if following == ("op", "("):
+                if text in AGGREGATIONS:
+                    stack.append("agg")
+                elif text in PER_SERIES_FUNCTIONS:
+                    stack.append("call")
+                else:
+                    return None  # a function that may drop or merge the key labels
+                tokens[index + 1] = ("open", "(")
+                continue
+            braces = index + 1 if following[0] == "braces" else None
+            found.append(_TextSelector(text, braces, "agg" in stack))
+        elif kind == "braces":
+            if not index or tokens[index - 1][0] != "name":  # a selector without a metric name
+                found.append(_TextSelector(None, index, "agg" in stack))
+        elif text == "(" and kind == "op":
+            stack.append("group")
+        elif text == ")":
+            if not stack:
+                return None
+            stack.pop()
+    if stack or not found:
+        return None
+    return found
+
+
+def _matchers(braces: str) -> list[tuple[str, str, str]] | None:
+    """(label, operator, value literal as written) of each matcher in `{...}`."""
+    inner = braces[1:-1].strip()
+    found: list[tuple[str, str, str]] = []
+    position = 0
+    while position < len(inner):
+        match = _MATCHER.match(inner, position)
+        if match is None:
+            return None
+        found.append((match["label"], match["op"], match["value"]))
+        position = match.end()
+    return found
+
+
+def _selectors(tree: promql.Expr) -> list[promql.VectorSelector]:
+    found: list[promql.VectorSelector] = []
+
+    def visit(node: promql.Expr) -> None:
+        if isinstance(node, promql.VectorSelector):
+            found.append(node)
+
+    promql.walk(tree, pre_visit=visit)
+    return found
+
+
+def _equalities(selector: promql.VectorSelector) -> dict[str, str] | None:
+    """label -> decoded value of the equality matchers (the metric name aside); None when a
+    label has two."""
+    equal: dict[str, str] = {}
+    for matcher in selector.matchers.matchers:
+        if matcher.op == promql.MatchOp.Equal and matcher.name != "__name__":
+            if matcher.name in equal:
+                return None
+            equal[matcher.name] = matcher.value
+    return equal
+
+
+def _render(tokens: list[tuple[str, str]], keys: tuple[str, ...], namespace: str) -> str:
+    by = f" by ({', '.join(keys)}) "
+    # The namespace written plainly from its decoded value: whatever escapes the placement
+    # used, the shared query reads exactly the namespace the scoping check saw.
+    restriction = f"{NAMESPACE}={json.dumps(namespace)}"
+    parts: list[str] = []
+    for index, (kind, text) in enumerate(tokens):
+        if kind == "name" and text in AGGREGATIONS and tokens[index + 1][0] == "open":
+            parts.append(text + by)
+        elif kind == "braces":
+            kept = [
+                restriction if (label, op) == (NAMESPACE, "=") else f"{label}{op}{value}"
+                for label, op, value in _matchers(text) or []
+                if not (op == "=" and label in keys)
+            ]
+            parts.append("{" + ",".join(kept) + "}")
+        elif kind in ("op", "open") and text in _ARITHMETIC:
+            parts.append(f" {text} ")
+        elif text == ",":
+            parts.append(", ")
+        else:
+            parts.append(text)
+    rendered = ""
+    for part in parts:
+        if rendered.endswith(" ") and part.startswith(" "):
+            part = part[1:]
+        rendered += part
+    return rendered.strip()
+
+
+def _same_but_grouped(
+    original: promql.Expr, query: str, keys: tuple[str, ...], namespace: str
+) -> bool:
+    """`query` parses to `original` with the key matchers dropped, the namespace kept and every
+    aggregation grouped by the keys: nothing else changed."""
+    try:
+        grouped = promql.parse(query)
+    except (ValueError, TypeError):
+        return False
+    if _kinds(original) != _kinds(grouped):
+        return False
+    before, after = _selectors(original), _selectors(grouped)
+    if len(before) != len(after):
+        return False
+    for old, new in zip(before, after, strict=True):
+        expected = sorted(
+            _key(m)
+            for m in old.matchers.matchers
+            if not (m.op == promql.MatchOp.Equal and m.name in keys)
+        )
+        if old.name != new.name or expected != sorted(_key(m) for m in new.matchers.matchers):
+            return False
+        if (NAMESPACE, "=", namespace) not in expected:
+            return False
+    return all(modifier == ("by", keys) for modifier in _aggregations(grouped))
+
+
+def _key(matcher: promql.Matcher) -> tuple[str, str, str]:
+    return (matcher.name, _OPS[str(matcher.op)], matcher.value)
+
+
+def _kinds(tree: promql.Expr) -> list[str]:
+    kinds: list[str] = []
+    promql.walk(tree, pre_visit=lambda node: kinds.append(type(node).__name__))
+    return kinds
+
+
+def _aggregations(tree: promql.Expr) -> list[tuple[str, tuple[str, ...]]]:
+    found: list[tuple[str, tuple[str, ...]]] = []
+
+    def visit(node: promql.Expr) -> None:
+        if isinstance(node, promql.AggregateExpr):
+            modifier = node.modifier
+            if modifier is None:
+                found.append(("-", ()))
+            else:
+                by = modifier.type == promql.AggModifierType.By
+                found.append(("by" if by else "-", tuple(sorted(modifier.labels))))
+
+    promql.walk(tree, pre_visit=visit)
+    return found

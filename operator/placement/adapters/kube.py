@@ -1,0 +1,375 @@
+"""The operator's only conversation with Kubernetes objects other than its own placements:
+Deployments (read, scale, restore), Jobs (create, read, delete old ones), autoscalers (detect
+conflicts), and the placements' status subresource.
+
+Every request carries a timeout: a stalled API server must not hold a worker thread forever.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from placement.adapters.telemetry import Telemetry
+from placement.core.api import GROUP, PLURAL, VERSION
+from placement.core.cluster import HoldConflict as HoldConflict
+from placement.core.cluster import Refused
+from placement.core.labels import (
+    BASELINE_ANNOTATION,
+    HELD_SINCE_ANNOTATION,
+    HOLD_ANNOTATIONS,
+    MANAGED_BY_ANNOTATION,
+    ORIGINAL_REPLICAS_ANNOTATION,
+    PLACEMENT_LABEL,
+    WORK_ANNOTATION,
+)
+from placement.core.observation import DeploymentState as DeploymentState
+from placement.core.policy import JobObservation, JobOutcome
+
+MAX_REPLICAS = 1_000_000  # more than any Deployment runs; beyond it, a typo
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+
+# A merge patch that removes the hold: its annotations and its label.
+_WITHOUT_HOLD: dict[str, Any] = {
+    "annotations": dict.fromkeys(HOLD_ANNOTATIONS),
+    "labels": {PLACEMENT_LABEL: None},
+}
+
+
+# Refusals of a Deployment write that no retry will change.
+PERMANENT_REFUSALS = frozenset({400, 403, 404, 422})
+
+
+class KubeAdapter:
+    """Typed operations on Deployments, Jobs and autoscalers through one ApiClient."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        telemetry: Telemetry | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.telemetry = telemetry or Telemetry()
+        self.timeout = timeout
+        self.apps = client.AppsV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.autoscaling = client.AutoscalingV2Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    # -- Deployments ------------------------------------------------------------------
+
+    def read_deployment(self, namespace: str, name: str) -> DeploymentState | None:
+        try:
+            deployment = self.apps.read_namespaced_deployment(
+                name, namespace, _request_timeout=self.timeout
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return deployment_state(deployment)
+
+    def claimed_by(self, namespace: str, placement: str) -> list[DeploymentState]:
+        """Deployments whose hold annotations name this placement, whether or not their count
+        to restore is valid: one list selected by the hold label, written with them."""
+        deployments = self.apps.list_namespaced_deployment(
+            namespace,
+            label_selector=f"{PLACEMENT_LABEL}={placement}",
+            _request_timeout=self.timeout,
+        ).items
+        states = (deployment_state(item) for item in deployments)
+        return [state for state in states if state.managed_by == placement]
+
+    def placement_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def scale_for_batch(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int,
+        original: int,
+        placement: str,
+        since: datetime,
+        baseline_utilization: float | None,
+        resource_version: str | None = None,
+    ) -> None:
+        """Scale down and record what a restarted operator needs (the count to restore, since
+        when, the utilization measured before) in one write: never one without the other.
+
+        With `resource_version` the write is conditional: the API server refuses it (409,
+        raised as HoldConflict) when the Deployment changed since that read, e.g. because
+        another placement took the hold first."""
+        annotations = {
+            ORIGINAL_REPLICAS_ANNOTATION: str(original),
+            MANAGED_BY_ANNOTATION: placement,
+            HELD_SINCE_ANNOTATION: since.isoformat(),
+            BASELINE_ANNOTATION: None
+            if baseline_utilization is None
+            else repr(baseline_utilization),
+        }
+        # The label finds held Deployments with one selected list; the annotations stay the
+        # record of the count.
+        metadata: dict[str, Any] = {
+            "annotations": annotations,
+            "labels": {PLACEMENT_LABEL: placement},
+        }
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version  # a precondition in a merge patch
+        try:
+            self._patch_deployment(
+                namespace, name, {"metadata": metadata, "spec": {"replicas": replicas}}
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise HoldConflict(f"deployment/{name} changed since it was read") from error
+            raise
+        self.telemetry.actuated("scale_down")
+
+    def restore(self, namespace: str, name: str, *, replicas: int) -> None:
+        """Scale back and drop the operator's annotations, in one write."""
+        self._patch_deployment(
+            namespace,
+            name,
+            {
+                "metadata": _WITHOUT_HOLD,
+                "spec": {"replicas": replicas},
+            },
+        )
+        self.telemetry.actuated("restore")
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the operator's annotations without touching replicas."""
+        self._patch_deployment(namespace, name, {"metadata": _WITHOUT_HOLD})
+
+    def _patch_deployment(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        """A refusal for good (a policy, a webhook, lost rights, the Deployment gone) raises
+        Refused; transient errors raise ApiException."""
+        # Without a resourceVersion in the body a merge patch cannot hit a 409 conflict.
+        try:
+            self.apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                body,
+                _content_type="application/merge-patch+json",
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+
+    # -- the placement's own status -----------------------------------------------------
+
+    def patch_placement_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource (written here, not by kopf: a refused write is
+        then reported and the placement still evaluated, instead of ending its timer)."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            _content_type="application/merge-patch+json",
+            _request_timeout=self.timeout,
+        )
+
+    # -- Autoscalers that would fight over .spec.replicas -------------------------------
+
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
+        found: list[str] = []
+        autoscalers = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+            namespace, _request_timeout=self.timeout
+        ).items
+        for hpa in autoscalers:
+            ref = hpa.spec.scale_target_ref if hpa.spec else None
+            if ref and ref.kind == "Deployment" and ref.name == deployment:
+                found.append(f"HorizontalPodAutoscaler/{hpa.metadata and hpa.metadata.name}")
+        try:
+            scaled = cast(
+                dict[str, Any],
+                self.custom.list_namespaced_custom_object(
+                    "keda.sh", "v1alpha1", namespace, "scaledobjects", _request_timeout=self.timeout
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (403, 404):  # KEDA not installed, or not ours to read
+                raise
+            scaled = {"items": []}
+        for item in scaled.get("items", []):
+            scaled_ref: dict[str, Any] = item.get("spec", {}).get("scaleTargetRef", {})
+            if (
+                scaled_ref.get("kind", "Deployment") == "Deployment"
+                and scaled_ref.get("name") == deployment
+            ):
+                found.append(f"ScaledObject/{item['metadata']['name']}")
+        return found
+
+    # -- Jobs ---------------------------------------------------------------------------
+
+    def create_job(
+        self, namespace: str, manifest: dict[str, Any], *, dry_run: bool = False
+    ) -> bool:
+        """Create the Job (or only have the API server validate it, with `dry_run`); False
+        when a Job of that name already exists (names are deterministic per window, so that
+        is the same Job, not a conflict). A refusal for good raises Refused; transient errors
+        raise ApiException."""
+        try:
+            self.batch.create_namespaced_job(
+                namespace,
+                manifest,  # type: ignore[arg-type]
+                dry_run="All" if dry_run else None,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            if error.status is None or error.status >= 500 or error.status == 429:
+                raise  # transient: kopf retries the handler
+            raise Refused(f"{error.status}: {api_message(error)}") from error
+        if not dry_run:
+            self.telemetry.actuated("job_created")
+        return True
+
+    def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
+        """Every Job this placement created (found by label, so none is forgotten)."""
+        jobs = self.batch.list_namespaced_job(
+            namespace,
+            label_selector=f"{PLACEMENT_LABEL}={placement}",
+            _request_timeout=self.timeout,
+        ).items
+        return [job_state(job) for job in jobs]
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        """Delete a finished Job and its pods; False when it was already gone. Any failure
+        raises Refused (housekeeping: retried at the next evaluation)."""
+        try:
+            self.batch.delete_namespaced_job(
+                name,
+                namespace,
+                propagation_policy="Background",
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise Refused(api_message(error)) from error
+        except urllib3.exceptions.HTTPError as error:
+            raise Refused(str(error)) from error
+        self.telemetry.actuated("job_deleted")
+        return True
+
+
+def deployment_state(deployment: client.V1Deployment) -> DeploymentState:
+    metadata = deployment.metadata
+    annotations = (metadata and metadata.annotations) or {}
+    spec_replicas = deployment.spec.replicas if deployment.spec else None
+    return DeploymentState(
+        name=str(metadata.name) if metadata else "",
+        replicas=1 if spec_replicas is None else int(spec_replicas),  # API default is 1
+        original_replicas=_int_or_none(annotations.get(ORIGINAL_REPLICAS_ANNOTATION)),
+        managed_by=annotations.get(MANAGED_BY_ANNOTATION),
+        held_since=_time_or_none(annotations.get(HELD_SINCE_ANNOTATION)),
+        baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION), upper=1.0),
+        resource_version=metadata.resource_version if metadata else None,
+    )
+
+
+def api_message(error: ApiException) -> str:
+    """What the API server said, from its Status body (bounded), else the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "")["message"])[:500]
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
+
+
+def job_state(job: client.V1Job) -> JobObservation:
+    status = job.status or client.V1JobStatus()
+    outcome, finished_at = JobOutcome.RUNNING, None
+    for condition in status.conditions or []:
+        if condition.status != "True":
+            continue
+        if condition.type == "Complete":
+            outcome, finished_at = JobOutcome.SUCCEEDED, condition.last_transition_time
+        elif condition.type == "Failed":
+            outcome, finished_at = JobOutcome.FAILED, condition.last_transition_time
+    annotations = (job.metadata and job.metadata.annotations) or {}
+    failed, succeeded = int(status.failed or 0), int(status.succeeded or 0)
+    pod_hours = _pod_hours(job, finished_at)
+    if failed + succeeded:
+        failed_share = failed / (failed + succeeded)
+    else:  # e.g. a deadline ended it with pods still running
+        failed_share = 1.0 if outcome is JobOutcome.FAILED else 0.0
+    return JobObservation(
+        name=(job.metadata.name if job.metadata else None) or "",
+        outcome=outcome,
+        finished_at=finished_at,
+        pod_hours=pod_hours,
+        failed_pod_hours=0.0 if pod_hours is None else pod_hours * failed_share,
+        work_replica_hours=_float_or_none(annotations.get(WORK_ANNOTATION)),
+    )
+
+
+def _pod_hours(job: client.V1Job, finished_at: datetime | None) -> float | None:
+    """Wall-clock time from start to finish times the pods that may run at once: every slot
+    counted busy the whole time, so pod-hours are overstated and efficiency understated, never
+    the other way round. Read from the Job alone: no pod listing per evaluation."""
+    started = job.status.start_time if job.status else None
+    if finished_at is None or started is None:
+        return None
+    spec = job.spec
+    parallelism = int((spec and spec.parallelism) or 1)
+    completions = spec.completions if spec else None
+    pods = min(parallelism, int(completions)) if completions else parallelism
+    seconds = max((finished_at - started).total_seconds(), 0.0)
+    return seconds / 3600 * max(pods, 1)
+
+
+# Annotations can be edited by hand: a value the operator could not have written reads as
+# absent, so a typo never reaches the policy or fails every status write.
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the operator writes UTC
+    return moment
+
+
+def _float_or_none(text: str | None, upper: float = math.inf) -> float | None:
+    """A finite number in [0, upper]."""
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and 0.0 <= value <= upper and value < math.inf else None
+
+
+def _int_or_none(text: str | None) -> int | None:
+    """A replica count: 0 or more."""
+    try:
+        value = int(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value <= MAX_REPLICAS else None

@@ -1,0 +1,452 @@
+"""Read a placement's metrics from Prometheus, with an explicit outcome for every way it fails.
+
+The operator never scales on a number it does not trust, so each reading says what happened:
+one value in range, or empty, several series, NaN, out of range, too large, an error, a timeout.
+The URL is operator configuration, never a field of the WorkloadPlacement.
+
+Every answer is bounded before it is parsed (`QueryLimits`: bytes of the body, read as a
+stream, and series): one placement's PromQL cannot make the operator hold a whole TSDB.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import requests
+import urllib3
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from placement.adapters.grouping import Series, group_query, split
+from placement.adapters.sharing import SharedResults
+from placement.core.observation import Outcome as Outcome
+from placement.core.observation import Reading as Reading
+
+# Prometheus drops a series from instant queries once its last sample is 5 minutes old.
+STALENESS = timedelta(minutes=5)
+_CREDENTIALS = re.compile(r"//[^/@\s]+@")
+
+
+def promql_duration(delta: timedelta) -> str:
+    """A PromQL duration literal for a timedelta (whole seconds)."""
+    seconds = max(1, int(delta.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def averaged(expression: str, lookback: timedelta) -> str:
+    """The expression averaged over the lookback, so one noisy scrape does not decide."""
+    return f"avg_over_time(({expression})[{promql_duration(lookback)}:])"
+
+
+class RangeQueryError(RuntimeError):
+    """A range query that cannot become a replay series."""
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Bounds on one query's answer, checked before it is parsed. A placement's query needs
+    one series; a shared query one per placement of its shape in one namespace."""
+
+    max_series: int = 1000
+    max_bytes: int = 1 << 20  # of the (decompressed) JSON body
+
+
+class QueryFailed(Exception):
+    """A query without a result: `outcome` and `detail` say why.
+
+    `from_prometheus`: the detail is Prometheus's own words, which may quote label sets of the
+    series the query touched."""
+
+    def __init__(self, outcome: Outcome, detail: str, *, from_prometheus: bool = False) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+        self.from_prometheus = from_prometheus
+
+    def reading(self, name: str, query: str) -> Reading:
+        return Reading(name, query, self.outcome, detail=self.detail)
+
+
+Result = list[Series] | Reading  # an instant vector, or why there is none
+Fetch = Callable[[], Result]
+
+
+def judge(
+    name: str,
+    expression: str,
+    lookback: timedelta,
+    upper: float | None,
+    *,
+    current: Fetch,
+    over_lookback: Fetch,
+) -> Reading:
+    """One reading from the expression's current samples and its average over the lookback:
+    a current sample proves freshness (Prometheus drops series 5 minutes after their last
+    sample), the average is the value. Each is fetched only when needed."""
+    query = averaged(expression, lookback)
+    now = current()
+    if isinstance(now, Reading):
+        return now
+    if not now:
+        earlier = over_lookback()
+        if isinstance(earlier, Reading):
+            return earlier
+        return Reading(
+            name,
+            query,
+            Outcome.STALE if earlier else Outcome.EMPTY,
+            detail=f"no sample of `{expression}` in the last {promql_duration(STALENESS)}"
+            + (
+                f", only older ones within the {promql_duration(lookback)} lookback"
+                if earlier
+                else ""
+            ),
+        )
+    result = over_lookback()
+    if isinstance(result, Reading):
+        return result
+    if not result:
+        # Subquery steps align to their resolution: a series that has just started has a
+        # current sample but no averaged one yet.
+        return Reading(
+            name,
+            query,
+            Outcome.EMPTY,
+            detail=f"`{expression}` has samples but none averaged over the lookback yet",
+        )
+    return _single_value(name, query, result, upper)
+
+
+class Metrics(Protocol):
+    """What the handlers read; `reader` names the placement asking (batching shares results
+    between readers, each reading a shared result once)."""
+
+    def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """Useful utilization of the realtime fleet: one number in [0, 1]."""
+        ...
+
+    def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """Work waiting: one number >= 0."""
+        ...
+
+
+class MetricsReader:
+    """Evaluates each placement's queries on their own against one Prometheus (the way KEDA
+    does: queries grow with the number of placements)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        headers: dict[str, str] | None = None,
+        verify_tls: bool = True,
+        basic_auth: tuple[str, str] | None = None,
+        ca_file: str | None = None,
+        limits: QueryLimits | None = None,
+    ) -> None:
+        """`headers` go with every query (a bearer token as Authorization, X-Scope-OrgID...);
+        `ca_file` is the bundle that verifies an https Prometheus instead of the system's."""
+        self.url = url
+        self.timeout = timeout
+        self.limits = limits or QueryLimits()
+        session = requests.Session()
+        session.verify = (ca_file or True) if verify_tls else False
+        # No client-side retries: the next evaluation cycle is the retry.
+        self._client = PrometheusConnect(
+            url=url,
+            headers=dict(headers) if headers else None,
+            auth=basic_auth,
+            session=session,
+            retry=Retry(total=0),
+            timeout=timeout,
+        )
+
+    def __repr__(self) -> str:  # the client holds credentials: show only where it points
+        return f"MetricsReader({_CREDENTIALS.sub('//', self.url)!r})"
+
+    def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """Useful utilization of the realtime fleet: one number in [0, 1]."""
+        return self.read("utilization", expression, lookback, upper=1.0)
+
+    def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """Work waiting: one number >= 0."""
+        return self.read("queueDepth", expression, lookback, upper=None)
+
+    def read(
+        self, name: str, expression: str, lookback: timedelta, *, upper: float | None
+    ) -> Reading:
+        """One reading of `expression`: its own two queries."""
+        return judge(
+            name,
+            expression,
+            lookback,
+            upper,
+            current=lambda: self.query(name, expression),
+            over_lookback=lambda: self.query(name, averaged(expression, lookback)),
+        )
+
+    def range_values(
+        self, expression: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[tuple[datetime, float]]:
+        """One series over [start, end] every `step` (a range query), for exporting history
+        to replay. Raises RangeQueryError unless the query returns exactly one series."""
+        try:
+            result: list[dict[str, object]] = self._client.custom_query_range(
+                query=expression,
+                start_time=start,
+                end_time=end,
+                step=promql_duration(step),
+            )
+        except (requests.RequestException, PrometheusApiClientException) as error:
+            raise RangeQueryError(f"`{expression}`: {_short(error)}") from error
+        if len(result) != 1:
+            raise RangeQueryError(
+                f"`{expression}` returned {len(result)} series over the range; it must "
+                "return exactly one (aggregate with sum() or avg())"
+            )
+        values = result[0].get("values")
+        assert isinstance(values, list)
+        points = []
+        for moment, value in values:
+            number = float(value)
+            if not (math.isnan(number) or math.isinf(number)):
+                points.append((datetime.fromtimestamp(float(moment), tz=UTC), number))
+        return points
+
+    def query(self, name: str, query: str) -> Result:
+        """The instant-vector result of `query`, or the Reading that says why there is none."""
+        try:
+            return self.instant(query)
+        except QueryFailed as failure:
+            return failure.reading(name, query)
+
+    def instant(self, query: str) -> list[Series]:
+        """The instant-vector result of `query` within `self.limits`; raises QueryFailed.
+
+        The request is the one `custom_query` sends, on the client's session with its headers,
+        auth and TLS settings, but streamed: the body is read only up to the byte bound, and
+        the series are counted before the JSON is parsed."""
+        client = self._client
+        started = time.monotonic()
+        try:
+            response = client._session.request(
+                method=client._method,
+                url=f"{client.url}/api/v1/query",
+                params={"query": query},
+                verify=client._session.verify,
+                headers=client.headers,
+                auth=client.auth,
+                cert=client._session.cert,
+                timeout=self.timeout,
+                stream=True,
+            )
+            with response:
+                body = self._bounded_body(response, started)
+        except requests.RequestException as error:
+            if _is_timeout(error):
+                raise QueryFailed(Outcome.TIMEOUT, f"no answer in {self.timeout:g}s") from error
+            raise QueryFailed(Outcome.ERROR, _short(error)) from error
+        if response.status_code != 200:
+            raise QueryFailed(
+                Outcome.ERROR, _prometheus_error(response.status_code, body), from_prometheus=True
+            )
+        # In Prometheus's JSON `"metric":` opens each series and cannot occur inside a string
+        # (a quote there is escaped): counted before anything is parsed.
+        if body.count(b'"metric":') > self.limits.max_series:
+            raise self._too_many_series()
+        try:
+            result = json.loads(body)["data"]["result"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise QueryFailed(Outcome.ERROR, "Prometheus answered with unreadable JSON") from error
+        if not isinstance(result, list):
+            raise QueryFailed(Outcome.ERROR, "Prometheus answered with no result list")
+        if len(result) > self.limits.max_series:
+            raise self._too_many_series()
+        return result
+
+    def _bounded_body(self, response: requests.Response, started: float) -> bytes:
+        bound = self.limits.max_bytes
+        declared = response.headers.get("Content-Length", "")
+        plain = response.headers.get("Content-Encoding") is None  # else the compressed size
+        if plain and declared.isdigit() and int(declared) > bound:
+            raise self._too_many_bytes()
+        body = bytearray()
+        for chunk in response.iter_content(chunk_size=16 * 1024):
+            body += chunk
+            if len(body) > bound:
+                raise self._too_many_bytes()
+            if time.monotonic() - started > self.timeout:
+                raise QueryFailed(Outcome.TIMEOUT, f"no full answer in {self.timeout:g}s")
+        return bytes(body)
+
+    def _too_many_series(self) -> QueryFailed:
+        return QueryFailed(
+            Outcome.TOO_LARGE,
+            f"the answer has more than {self.limits.max_series} series, the bound "
+            "(PLACEMENT_PROMETHEUS_MAX_SERIES); narrow the query, e.g. aggregate with sum()",
+        )
+
+    def _too_many_bytes(self) -> QueryFailed:
+        return QueryFailed(
+            Outcome.TOO_LARGE,
+            f"the answer is larger than {self.limits.max_bytes} bytes, the bound "
+            "(PLACEMENT_PROMETHEUS_MAX_BYTES); narrow the query, e.g. aggregate with sum()",
+        )
+
+
+class _OwnQueryNeeded(Exception):
+    """Prometheus refused a shared query in words that may quote other placements' series."""
+
+
+class BatchedMetricsReader:
+    """Placements whose queries share a shape (`grouping.group_query`) share one query per
+    shape, namespace and cycle, split by their key labels; the rest are queried on their own.
+
+    The result a placement gets is what its own query would return: the same series, judged by
+    the same `judge`. A failure reaches it only in words about its own series: timeouts and
+    bounds are shared as the operator words them; when Prometheus refuses a shared query, the
+    placement asks its own query and reports that answer instead."""
+
+    def __init__(self, reader: MetricsReader, *, max_age: float) -> None:
+        self.reader = reader
+        self.shared: SharedResults[dict[tuple[str, ...], list[Series]] | QueryFailed] = (
+            SharedResults(max_age=max_age)
+        )
+
+    def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self._read("utilization", expression, lookback, 1.0, reader)
+
+    def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self._read("queueDepth", expression, lookback, None, reader)
+
+    def _read(
+        self, name: str, expression: str, lookback: timedelta, upper: float | None, reader: str
+    ) -> Reading:
+        grouping = group_query(expression)
+        if grouping is None:
+            return self.reader.read(name, expression, lookback, upper=upper)
+
+        def fetch(query: str, own: str) -> Result:
+            def run() -> dict[tuple[str, ...], list[Series]] | QueryFailed:
+                try:
+                    return split(self.reader.instant(query), grouping.keys)
+                except QueryFailed as failure:
+                    # Kept without its traceback, whose frames hold the refused body.
+                    return QueryFailed(
+                        failure.outcome, failure.detail, from_prometheus=failure.from_prometheus
+                    )
+
+            members, fetched = self.shared.get(query, reader, run)
+            if not fetched and isinstance(members, dict) and grouping.values not in members:
+                # A shared result from before this placement's series existed.
+                members, _ = self.shared.get(query, reader, run, refresh=True)
+            if isinstance(members, QueryFailed):
+                if members.from_prometheus:
+                    raise _OwnQueryNeeded
+                return Reading(
+                    name,
+                    own,
+                    members.outcome,
+                    detail=f"{members.detail} (one query shared by the placements of this "
+                    f"shape in namespace {grouping.namespace})"
+                    if members.outcome is Outcome.TOO_LARGE
+                    else members.detail,
+                )
+            return members.get(grouping.values, [])
+
+        try:
+            return judge(
+                name,
+                expression,
+                lookback,
+                upper,
+                current=lambda: fetch(grouping.query, expression),
+                over_lookback=lambda: fetch(
+                    averaged(grouping.query, lookback), averaged(expression, lookback)
+                ),
+            )
+        except _OwnQueryNeeded:
+            return self.reader.read(name, expression, lookback, upper=upper)
+
+
+def _single_value(name: str, query: str, result: list[Series], upper: float | None) -> Reading:
+    if not result:
+        return Reading(name, query, Outcome.EMPTY, detail="the query returned no series")
+    if len(result) > 1:
+        labels = ", ".join(str(series.get("metric", {})) for series in result[:3])
+        return Reading(
+            name,
+            query,
+            Outcome.SEVERAL_SERIES,
+            detail=f"{len(result)} series ({labels}...); aggregate to one, e.g. with avg()",
+        )
+    sample = result[0].get("value")
+    try:
+        value = float(sample[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return Reading(name, query, Outcome.ERROR, detail=f"unreadable sample {sample!r}")
+    if math.isnan(value) or math.isinf(value):
+        return Reading(name, query, Outcome.NOT_A_NUMBER, detail=f"value is {value}")
+    if value < 0 or (upper is not None and value > upper):
+        bound = f"[0, {upper:g}]" if upper is not None else ">= 0"
+        return Reading(
+            name,
+            query,
+            Outcome.OUT_OF_RANGE,
+            value=value,
+            detail=f"{value:.4g} is outside {bound}",
+        )
+    return Reading(name, query, Outcome.OK, value=value, sampled_at=_sample_time(sample))
+
+
+def _sample_time(sample: object) -> datetime | None:
+    """The evaluation time Prometheus stamped on an instant sample `[time, "value"]`."""
+    try:
+        moment = float(sample[0])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return datetime.fromtimestamp(moment, UTC) if math.isfinite(moment) else None
+
+
+def _prometheus_error(status: int, body: bytes) -> str:
+    """Prometheus's errorType and error, or the start of a body that is not Prometheus's."""
+    try:
+        answer = json.loads(body)
+        text = f"{answer['errorType']}: {answer['error']}"
+    except (ValueError, KeyError, TypeError):
+        text = body[:200].decode("utf-8", errors="replace")
+    return _short(Exception(f"HTTP {status} {text}"))
+
+
+def _is_timeout(error: Exception) -> bool:
+    # Without client retries, urllib3 reports a read timeout as MaxRetryError(reason=
+    # ReadTimeoutError), which requests wraps in a ConnectionError, not a Timeout; a timeout
+    # while the body streams is a ConnectionError of the ReadTimeoutError itself.
+    if isinstance(error, requests.Timeout):
+        return True
+    cause = error.args[0] if error.args else None
+    if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+        return True
+    reason = getattr(cause, "reason", None)
+    # NewConnectionError (refused) subclasses ConnectTimeoutError for old callers' sake.
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return False
+    return isinstance(reason, urllib3.exceptions.TimeoutError)
+
+
+def _short(error: Exception) -> str:
+    # requests quotes the URL in its errors; user:password@ must not reach status or Events.
+    text = _CREDENTIALS.sub("//", str(error))
+    return text if len(text) <= 300 else text[:297] + "..."

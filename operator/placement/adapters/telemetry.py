@@ -1,0 +1,156 @@
+"""The operator's own Prometheus metrics, served on /metrics.
+
+One registry per operator (not prometheus_client's global one), so several operators in one
+process, as in tests, never collide. Series per placement are removed when it goes, so a
+long-running operator does not keep the names of placements deleted months ago.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from time import perf_counter
+from typing import Any
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+
+from placement import __version__
+from placement.core.api import Phase
+
+PREFIX = "placement"
+PHASES = tuple(str(phase) for phase in Phase)
+
+# One `_created` series per counter and histogram doubles what is stored for nothing a
+# dashboard uses (process-wide: the operator's only metrics are these).
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        # process_resident_memory_bytes, CPU, open fds; python_info; GC: the process-wide
+        # collectors read the process, so every registry may show them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info",
+            "Always 1; the operator's version as a label.",
+            ["version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(version=__version__).set(1)
+        self.phase = Gauge(
+            f"{PREFIX}_phase",
+            "1 for the phase a placement is in now, 0 for the others.",
+            ["namespace", "placement", "phase"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            f"{PREFIX}_decisions_total",
+            "Evaluations by the action decided and its reason.",
+            ["action", "reason"],
+            registry=self.registry,
+        )
+        self.savings = Gauge(
+            f"{PREFIX}_estimated_savings_per_day",
+            "Estimated savings of moving to batch, in the placement's currency per day "
+            "(negative: batch would cost more). Absent while it cannot be computed.",
+            ["namespace", "placement", "currency"],
+            registry=self.registry,
+        )
+        self.reconcile_seconds = Histogram(
+            f"{PREFIX}_reconcile_duration_seconds",
+            "Wall time of one evaluation of one placement (reads, decision, writes).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.query_errors = Counter(
+            f"{PREFIX}_prometheus_query_errors_total",
+            "PromQL queries that gave no usable number, by outcome (empty, stale, error...).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.actuations = Counter(
+            f"{PREFIX}_actuations_total",
+            "Writes that change a workload: scale_down, restore, job_created, job_deleted.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.status_write_failures = Counter(
+            f"{PREFIX}_status_write_failures_total",
+            "Status writes the API server refused (the placement is still evaluated), by "
+            "HTTP status code, or 'unserializable'.",
+            ["code"],
+            registry=self.registry,
+        )
+        self._lock = threading.Lock()
+        self._currencies: dict[tuple[str, str], str] = {}
+
+    @contextmanager
+    def reconciling(self) -> Iterator[None]:
+        started = perf_counter()
+        try:
+            yield
+        finally:
+            self.reconcile_seconds.observe(perf_counter() - started)
+
+    def decided(
+        self,
+        namespace: str,
+        placement: str,
+        *,
+        action: str,
+        reason: str,
+        savings: float | None,
+        currency: str,
+        phase: str | None = None,
+    ) -> None:
+        self.decisions.labels(action=action, reason=reason).inc()
+        key = (namespace, placement)
+        with self._lock:
+            if phase is not None:
+                for each in PHASES:
+                    self.phase.labels(namespace, placement, each).set(1 if each == phase else 0)
+            previous = self._currencies.get(key)
+            if previous is not None and (savings is None or previous != currency):
+                self.savings.remove(namespace, placement, previous)
+                del self._currencies[key]
+            if savings is not None:
+                self.savings.labels(namespace, placement, currency).set(savings)
+                self._currencies[key] = currency
+
+    def forget(self, namespace: str, placement: str) -> None:
+        with self._lock:
+            for each in PHASES:
+                # KeyError: it never had a phase, or was forgotten before
+                with contextlib.suppress(KeyError):
+                    self.phase.remove(namespace, placement, each)
+            currency = self._currencies.pop((namespace, placement), None)
+            if currency is not None:
+                self.savings.remove(namespace, placement, currency)
+
+    def query_failed(self, outcome: str) -> None:
+        self.query_errors.labels(outcome=outcome).inc()
+
+    def actuated(self, kind: str) -> None:
+        self.actuations.labels(kind=kind).inc()
+
+    def status_write_failed(self, code: str) -> None:
+        self.status_write_failures.labels(code=code).inc()
+
+    def serve(self, address: str, port: int) -> Any:
+        """Serve /metrics from a daemon thread; returns the server (for shutdown in tests)."""
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return server

@@ -1,0 +1,68 @@
+"""The Kubernetes operations the executor needs, as a Protocol beside `Metrics`: the real
+adapter (`kube.KubeAdapter`) and the in-memory fake (`fakecluster.FakeCluster`) both fit it.
+Pure: no client library here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from placement.core.observation import DeploymentState
+from placement.core.policy import JobObservation
+
+
+class HoldConflict(Exception):
+    """The Deployment changed since it was read, so the hold was not taken (409)."""
+
+
+class Refused(Exception):
+    """The API server refused a write for good (a 4xx other than 409 and 429): `detail` says
+    what it answered, e.g. "422: Job.batch ... is invalid"."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Cluster(Protocol):
+    """What one evaluation reads and writes, besides metrics."""
+
+    def read_deployment(self, namespace: str, name: str) -> DeploymentState | None: ...
+
+    def claimed_by(self, namespace: str, placement: str) -> list[DeploymentState]: ...
+
+    def placement_exists(self, namespace: str, name: str) -> bool: ...
+
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]: ...
+
+    def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]: ...
+
+    def scale_for_batch(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int,
+        original: int,
+        placement: str,
+        since: datetime,
+        baseline_utilization: float | None,
+        resource_version: str | None = None,
+    ) -> None: ...
+
+    def restore(self, namespace: str, name: str, *, replicas: int) -> None: ...
+
+    def forget(self, namespace: str, name: str) -> None: ...
+
+    def create_job(
+        self, namespace: str, manifest: dict[str, Any], *, dry_run: bool = False
+    ) -> bool: ...
+
+    def delete_job(self, namespace: str, name: str) -> bool: ...
+
+    def patch_placement_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+
+class Retry(Exception):
+    """The world changed while a plan was carried out: evaluate again shortly."""

@@ -1,0 +1,222 @@
+"""Carries out a Plan, step by step, and decides nothing: every choice, including what a
+refused step means, is the Plan's (reconcile.py). Pure apart from the `Cluster` and
+`Effects` it is given: the operator passes the Kubernetes adapter and kopf's Events and
+logger, replay its simulation, the fast tests an in-memory fake.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from placement.core.cluster import Cluster, HoldConflict, Refused, Retry
+from placement.core.observation import DeploymentState
+from placement.core.policy import Decision
+from placement.core.reasons import EventType, Reason
+from placement.core.reconcile import (
+    CreateJob,
+    Decided,
+    Event,
+    ForgetHold,
+    Log,
+    LogLine,
+    Plan,
+    PostEvent,
+    Report,
+    Restore,
+    Step,
+    TakeHold,
+    ValidateJob,
+)
+
+HOLD_ATTEMPTS = 5
+
+
+class Effects(Protocol):
+    """What an evaluation says, besides its writes to the cluster."""
+
+    def post(self, event: Event) -> None: ...
+
+    def log(self, line: LogLine) -> None: ...
+
+    def own(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of the Job's manifest owned by the placement (it goes when its placement
+        goes)."""
+        ...
+
+    def decided(self, decided: Decided) -> None: ...
+
+    def log_decision(self, decision: Decision, deployment: DeploymentState | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class Executed:
+    report: Report  # the plan's, or the one a refused step led to
+    steps: tuple[str, ...]  # what was carried out, in order, e.g. "TakeHold deployment/x 0"
+
+
+def execute(
+    plan: Plan,
+    cluster: Cluster,
+    effects: Effects,
+    *,
+    namespace: str,
+    placement: str,
+) -> Executed:
+    """Run the steps in order (one whose required steps did not succeed is skipped), then
+    report: metrics, Event, log line; delete the Jobs the report expires. The status patch
+    is the caller's to write (`Executed.report.status`)."""
+    done: set[str] = set()
+    trace: list[str] = []
+    report = plan.report
+    owned: dict[str, dict[str, Any]] = {}
+    for step in plan.steps:
+        if any(required not in done for required in step.requires):
+            continue
+        trace.append(describe(step))
+        ended = _run(step, plan, cluster, effects, namespace, placement, owned)
+        if ended is not None:
+            report = ended
+            break
+        if step.id:
+            done.add(step.id)
+    trace += _report(report, cluster, effects, namespace)
+    return Executed(report, tuple(trace))
+
+
+def _run(
+    step: Step,
+    plan: Plan,
+    cluster: Cluster,
+    effects: Effects,
+    namespace: str,
+    placement: str,
+    owned: dict[str, dict[str, Any]],
+) -> Report | None:
+    """Carry out one step; a report when it ends the plan."""
+    if isinstance(step, PostEvent):
+        effects.post(step.event)
+    elif isinstance(step, Log):
+        effects.log(step.line)
+    elif isinstance(step, ForgetHold):
+        cluster.forget(namespace, step.deployment)
+    elif isinstance(step, Restore):
+        cluster.restore(namespace, step.deployment, replicas=step.replicas)
+    elif isinstance(step, TakeHold):
+        holder = take_hold(cluster, namespace, placement, step)
+        if holder is not None:
+            return plan.lost_hold(holder)
+    else:
+        # One owned manifest per Job: the one validated is the one created.
+        if step.job not in owned:
+            owned[step.job] = effects.own(step.manifest)
+        manifest = owned[step.job]
+        try:
+            cluster.create_job(namespace, manifest, dry_run=isinstance(step, ValidateJob))
+        except Refused as refusal:
+            return plan.refused(step, refusal.detail)
+    return None
+
+
+def take_hold(cluster: Cluster, namespace: str, placement: str, step: TakeHold) -> str | None:
+    """Scale down and annotate the Deployment as read; None when done, else the placement
+    that holds it now. A 409 for any other change (e.g. its status) is retried on a fresh
+    read; a change to its replicas in between means the decision is stale: retried later."""
+    current = step.deployment
+    name = current.name
+    for _ in range(HOLD_ATTEMPTS):
+        try:
+            cluster.scale_for_batch(
+                namespace,
+                name,
+                replicas=step.replicas,
+                original=step.original,
+                placement=placement,
+                since=step.since,
+                baseline_utilization=step.baseline_utilization,
+                resource_version=current.resource_version,
+            )
+            return None
+        except HoldConflict:
+            fresh = cluster.read_deployment(namespace, name)
+            if fresh is not None and fresh.managed_by and fresh.managed_by != placement:
+                return fresh.managed_by
+            if fresh is None or fresh.replicas != current.replicas:
+                break
+            current = fresh
+    raise Retry(f"deployment/{name} changed while being moved; deciding again")
+
+
+def _report(report: Report, cluster: Cluster, effects: Effects, namespace: str) -> list[str]:
+    trace: list[str] = []
+    if report.decided is not None:
+        effects.decided(report.decided)
+    if report.event is not None:
+        effects.post(report.event)
+        trace.append(f"Event {report.event.reason}")
+    if report.decision is not None and report.decision.noteworthy:
+        effects.log_decision(report.decision, report.deployment)
+    for job in report.prune:
+        # Housekeeping: a failure is logged and retried at the next evaluation.
+        try:
+            cluster.delete_job(namespace, job)
+        except Refused as refusal:
+            effects.log(
+                LogLine(
+                    logging.WARNING,
+                    f"{namespace}/{job} not deleted, kept for now: {refusal.detail}",
+                    on_placement=False,
+                )
+            )
+            break
+        trace.append(f"DeleteJob {job}")
+        effects.log(
+            LogLine(logging.INFO, f"deleted finished job {job} (beyond the Job history limits)")
+        )
+    return trace
+
+
+def describe(step: Step) -> str:
+    """One line per step, the same for every executor: what the step sequence tests compare."""
+    if isinstance(step, PostEvent):
+        return f"Event {step.event.reason}"
+    if isinstance(step, Log):
+        return "Log"
+    if isinstance(step, ForgetHold):
+        return f"ForgetHold deployment/{step.deployment}"
+    if isinstance(step, Restore):
+        return f"Restore deployment/{step.deployment} {step.replicas}"
+    if isinstance(step, TakeHold):
+        return f"TakeHold deployment/{step.deployment.name} {step.replicas}"
+    kind = "ValidateJob" if isinstance(step, ValidateJob) else "CreateJob"
+    return f"{kind} {step.job}"
+
+
+def release(
+    steps: tuple[Step, ...], cluster: Cluster, effects: Effects, *, namespace: str
+) -> tuple[str, ...]:
+    """Carry out a deletion's steps (reconcile.release)."""
+    trace = []
+    done: set[str] = set()
+    for step in steps:
+        if any(required not in done for required in step.requires):
+            continue
+        trace.append(describe(step))
+        try:
+            _run(step, Plan((), Report(), 0.0), cluster, effects, namespace, "", {})
+        except Refused as refusal:
+            if not isinstance(step, Restore | ForgetHold) or not step.if_refused:
+                raise
+            message = step.if_refused.format(detail=refusal.detail)
+            effects.log(LogLine(logging.WARNING, message, on_placement=False))
+            effects.post(Event(EventType.WARNING, Reason.RESTORED, message))
+            trace.append("Event Restored (refused)")
+            continue
+        if step.id:
+            done.add(step.id)
+    return tuple(trace)
+
+
+__all__ = ["CreateJob", "Effects", "Executed", "execute", "release", "take_hold"]

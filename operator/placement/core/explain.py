@@ -1,0 +1,85 @@
+"""`placement explain`: the operator's decision for given numbers, as JSON. Pure.
+
+It runs the same `decide()` as the operator, for a placement seen for the first time
+(nothing held, no Jobs), so a team can check a spec before applying it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from placement.core.api import WorkloadPlacement, WorkloadPlacementSpec
+from placement.core.policy import Observed, State, decide
+from placement.core.window import current_or_next_window
+
+
+def explain(
+    spec_or_placement: WorkloadPlacement | WorkloadPlacementSpec | Mapping[str, Any],
+    replicas: int | None,
+    utilization: float | None,
+    queue_depth: float | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """JSON-ready decision. A mapping may be a whole manifest or only its spec.
+
+    `now` is explicit (the CLI passes `datetime.now(UTC)`): the answer depends on the time
+    of day through the batch window.
+    """
+    spec, name = _parse(spec_or_placement)
+    decision = decide(
+        spec,
+        Observed(replicas=replicas, utilization=utilization, queue_depth=queue_depth),
+        State(name=name),
+        now=now,
+    )
+    inputs = decision.inputs
+    window = current_or_next_window(spec.batch.window, now)
+    breakdown = decision.breakdown
+    return {
+        "action": str(decision.action),
+        "reason": str(decision.reason),
+        "phase": str(decision.phase),
+        "actuate": decision.actuate,
+        "savingsPerDay": decision.savings_per_day,
+        "currency": spec.costs.currency,
+        "breakdown": None if breakdown is None else breakdown.rounded(),
+        "message": decision.message,
+        "desiredReplicas": decision.desired_replicas,
+        "jobName": decision.job_name,
+        "eventType": str(decision.event_type),
+        "window": {
+            "start": window.start.isoformat(),
+            "end": window.end.isoformat(),
+            "label": window.label,
+            "open": window.contains(now),
+        },
+        "inputs": {
+            "replicas": inputs.replicas,
+            "currentReplicas": inputs.current_replicas,
+            "warmReplicas": inputs.warm_replicas,
+            "utilization": inputs.utilization,
+            "queueDepth": inputs.queue_depth,
+            "workReplicaHours": inputs.work_replica_hours,
+            "batchPodHours": inputs.batch_pod_hours,
+            "parallelPods": inputs.parallel_pods,
+            "windowHours": inputs.window_hours,
+            "waitHours": inputs.wait_hours,
+            "acceptableDelayHours": inputs.acceptable_delay_hours,
+            "heldHoursPerDay": inputs.held_hours_per_day,
+        },
+        "evaluatedAt": now.isoformat(),
+    }
+
+
+def _parse(
+    source: WorkloadPlacement | WorkloadPlacementSpec | Mapping[str, Any],
+) -> tuple[WorkloadPlacementSpec, str]:
+    if isinstance(source, WorkloadPlacement):
+        return source.spec, source.name or source.spec.target.deployment
+    if isinstance(source, WorkloadPlacementSpec):
+        return source, source.target.deployment
+    if "spec" in source:
+        return _parse(WorkloadPlacement.model_validate(source))
+    return _parse(WorkloadPlacementSpec.model_validate(source))

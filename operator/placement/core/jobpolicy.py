@@ -1,0 +1,212 @@
+"""What a batch pod may ask for, and which Deployments the operator never touches. Pure.
+
+The operator creates Jobs and scales Deployments with its own ServiceAccount, so a placement
+must not make it do what the placement's author could not: run a privileged pod, share the
+node's namespaces or filesystem, add capabilities, borrow another ServiceAccount, or scale the
+operator itself or a protected namespace. The chart's admission policy refuses the same at
+apply where CEL can; this is the check the operator makes itself before it creates a Job, so
+a placement written past the policy (by an admin, or before the policy existed) is refused too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# The field path every violation is named under: what the placement's author wrote.
+POD_SPEC_PATH = "spec.batch.jobTemplate.spec.template.spec"
+HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+# Always protected, whatever the configuration says: the control plane's own namespace.
+ALWAYS_PROTECTED_NAMESPACES = ("kube-system",)
+
+_POLICY_KEYS = {
+    "allowPrivileged",
+    "allowHostNamespaces",
+    "allowHostPath",
+    "allowedCapabilities",
+    "serviceAccounts",
+}
+
+
+def capability(name: str) -> str:
+    """NET_ADMIN, net_admin and CAP_NET_ADMIN are one capability."""
+    upper = name.strip().upper()
+    return upper[4:] if upper.startswith("CAP_") else upper
+
+
+@dataclass(frozen=True)
+class JobPodPolicy:
+    """PLACEMENT_JOB_POD_POLICY; the defaults refuse everything Pod Security's baseline does
+    among these fields, and every ServiceAccount but `default`."""
+
+    allow_privileged: bool = False
+    allow_host_namespaces: bool = False
+    allow_host_path: bool = False
+    allowed_capabilities: frozenset[str] = frozenset()
+    service_accounts: tuple[str, ...] = ("default",)
+
+    @classmethod
+    def from_json(cls, text: str, *, setting: str = "PLACEMENT_JOB_POD_POLICY") -> JobPodPolicy:
+        """Parse the JSON object; a bad key or type raises ValueError naming it."""
+        try:
+            raw = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"{setting} must be a JSON object: {error}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{setting} must be a JSON object, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - _POLICY_KEYS)
+        if unknown:
+            raise ValueError(
+                f"{setting}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_POLICY_KEYS))})"
+            )
+        flags: dict[str, bool] = {}
+        for key in ("allowPrivileged", "allowHostNamespaces", "allowHostPath"):
+            value = raw.get(key, False)
+            if not isinstance(value, bool):
+                raise ValueError(f"{setting}.{key} must be true or false, got {value!r}")
+            flags[key] = value
+        capabilities = _strings(
+            raw.get("allowedCapabilities", []), f"{setting}.allowedCapabilities"
+        )
+        accounts = _strings(raw.get("serviceAccounts", ["default"]), f"{setting}.serviceAccounts")
+        return cls(
+            allow_privileged=flags["allowPrivileged"],
+            allow_host_namespaces=flags["allowHostNamespaces"],
+            allow_host_path=flags["allowHostPath"],
+            allowed_capabilities=frozenset(capability(c) for c in capabilities),
+            service_accounts=tuple(accounts),
+        )
+
+
+def _strings(value: object, setting: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{setting} must be a list of non-empty strings, got {value!r}")
+    return [v.strip() for v in value]
+
+
+def _set(value: object) -> bool:
+    # Anything but absent or false counts: the API server would refuse a wrong type anyway,
+    # and a check that reads "true" as not set would be the one way past it.
+    return value is not None and value is not False
+
+
+def pod_violations(
+    pod_spec: Mapping[str, Any], policy: JobPodPolicy, *, path: str = POD_SPEC_PATH
+) -> list[str]:
+    """Each field of the batch pod the policy refuses, as `<field>: <why>`; empty: allowed."""
+    return [
+        *_host_violations(pod_spec, policy, path),
+        *_account_violations(pod_spec, policy, path),
+        *_container_violations(pod_spec, policy, path),
+    ]
+
+
+def _host_violations(pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str) -> list[str]:
+    found: list[str] = []
+    if not policy.allow_host_namespaces:
+        for key in HOST_NAMESPACES:
+            if _set(pod_spec.get(key)):
+                found.append(f"{path}.{key}: host namespaces are not allowed")
+    if not policy.allow_host_path:
+        for index, volume in enumerate(_items(pod_spec.get("volumes"))):
+            if _set(volume.get("hostPath")):
+                found.append(f"{path}.volumes[{index}].hostPath: hostPath volumes are not allowed")
+    return found
+
+
+def _account_violations(pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str) -> list[str]:
+    found: list[str] = []
+    for key in ("serviceAccountName", "serviceAccount"):  # the second is the deprecated alias
+        account = pod_spec.get(key)
+        if account not in (None, "") and account not in policy.service_accounts:
+            found.append(
+                f"{path}.{key}: ServiceAccount {account!r} is not allowed (allowed: "
+                f"{', '.join(policy.service_accounts) or 'none'})"
+            )
+    unset = not pod_spec.get("serviceAccountName") and not pod_spec.get("serviceAccount")
+    if unset and "default" not in policy.service_accounts:
+        found.append(
+            f"{path}.serviceAccountName: unset means 'default', which is not allowed "
+            f"(allowed: {', '.join(policy.service_accounts) or 'none'})"
+        )
+    return found
+
+
+def _container_violations(
+    pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str
+) -> list[str]:
+    found: list[str] = []
+    for list_key in CONTAINER_LISTS:
+        for index, container in enumerate(_items(pod_spec.get(list_key))):
+            where = f"{path}.{list_key}[{index}].securityContext"
+            context = container.get("securityContext")
+            if not isinstance(context, Mapping):
+                continue
+            if not policy.allow_privileged and _set(context.get("privileged")):
+                found.append(f"{where}.privileged: privileged containers are not allowed")
+            capabilities = context.get("capabilities")
+            added = capabilities.get("add") if isinstance(capabilities, Mapping) else None
+            for name in added if isinstance(added, list) else []:
+                if capability(str(name)) not in policy.allowed_capabilities:
+                    found.append(
+                        f"{where}.capabilities.add: {name} is not allowed (allowed: "
+                        f"{', '.join(sorted(policy.allowed_capabilities)) or 'none'})"
+                    )
+    return found
+
+
+def _items(value: object) -> Iterable[Mapping[str, Any]]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class ProtectedTargets:
+    """Deployments the operator never scales and namespaces where it never creates a Job."""
+
+    namespaces: frozenset[str] = frozenset(ALWAYS_PROTECTED_NAMESPACES)
+    deployments: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        namespaces: Iterable[str] = (),
+        deployments: Iterable[str] = (),
+        operator_namespace: str | None = None,
+        operator_deployment: str | None = None,
+    ) -> ProtectedTargets:
+        """`deployments` as `namespace/name`; the operator's own namespace and kube-system are
+        always added. A malformed entry raises ValueError naming it."""
+        protected_namespaces = set(ALWAYS_PROTECTED_NAMESPACES) | {n for n in namespaces if n}
+        if operator_namespace:
+            protected_namespaces.add(operator_namespace)
+        pairs: set[tuple[str, str]] = set()
+        for entry in deployments:
+            namespace, slash, name = entry.partition("/")
+            if not slash or not namespace or not name or "/" in name:
+                raise ValueError(
+                    f"PLACEMENT_PROTECTED_DEPLOYMENTS entries are namespace/name, got {entry!r}"
+                )
+            pairs.add((namespace, name))
+        if operator_namespace and operator_deployment:
+            pairs.add((operator_namespace, operator_deployment))
+        return cls(frozenset(protected_namespaces), frozenset(pairs))
+
+    def refusal(self, namespace: str, deployment: str) -> str | None:
+        """Why the operator must not touch deployment/`deployment` in `namespace`, or None."""
+        if (namespace, deployment) in self.deployments:
+            return (
+                f"spec.target.deployment: deployment/{deployment} in namespace {namespace} is "
+                "protected (the operator's own Deployment or listed in "
+                "PLACEMENT_PROTECTED_DEPLOYMENTS); the operator never scales it or creates its Jobs"
+            )
+        if namespace in self.namespaces:
+            return (
+                f"metadata.namespace: namespace {namespace} is protected (kube-system, the "
+                "operator's own namespace or listed in PLACEMENT_PROTECTED_NAMESPACES); the "
+                "operator never scales a Deployment or creates a Job there"
+            )
+        return None

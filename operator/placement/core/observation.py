@@ -1,0 +1,97 @@
+"""What one evaluation sees, as one immutable snapshot: the target Deployment, the
+Deployments this placement holds, its Jobs, the autoscalers on the target and the metrics with
+their sample time. The adapters fill it once; `reconcile` decides from it alone. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from placement.core.policy import JobObservation
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    EMPTY = "empty"
+    SEVERAL_SERIES = "several-series"
+    NOT_A_NUMBER = "not-a-number"
+    OUT_OF_RANGE = "out-of-range"
+    STALE = "stale"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    TOO_LARGE = "too-large"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One metric as the policy sees it: a trusted value, or why there is none."""
+
+    name: str
+    query: str
+    outcome: Outcome
+    value: float | None = None
+    detail: str = ""
+    # When Prometheus evaluated the sample (its timestamp); a shared result read from the
+    # batched reader's cache is as old as that read.
+    sampled_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"{self.name} = {self.value:.4g}"
+        return f"{self.name} query {self.outcome.value}: {self.detail}"
+
+    def age(self, now: datetime) -> timedelta | None:
+        """How old the sample is at `now` (never negative: clocks of two hosts differ)."""
+        if self.sampled_at is None:
+            return None
+        return max(now - self.sampled_at, timedelta(0))
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    name: str
+    replicas: int
+    original_replicas: int | None  # what the operator recorded before scaling down
+    managed_by: str | None  # the placement that scaled it, if any
+    held_since: datetime | None = None
+    baseline_utilization: float | None = None
+    # The version read: a hold is taken only on the Deployment as it was read (see
+    # scale_for_batch), so two placements cannot both take it.
+    resource_version: str | None = None
+
+    def forgotten(self) -> DeploymentState:
+        """As it reads after its hold annotations are dropped (replicas kept)."""
+        return DeploymentState(
+            name=self.name,
+            replicas=self.replicas,
+            original_replicas=None,
+            managed_by=None,
+            resource_version=self.resource_version,
+        )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything one evaluation of one placement reads, read once."""
+
+    deployment: DeploymentState | None  # the target; None: it does not exist
+    # Deployments whose hold annotations name this placement (found by the hold label, plus
+    # the target when it carries the annotations), whether or not their count is valid.
+    claimed: tuple[DeploymentState, ...] = ()
+    jobs: tuple[JobObservation, ...] = ()  # the placement's Jobs (by label)
+    autoscalers: tuple[str, ...] = ()  # e.g. "HorizontalPodAutoscaler/summarizer"
+    # Whether the placement named by another placement's hold on the target still exists;
+    # None when no other placement holds it.
+    other_holder_exists: bool | None = None
+    utilization: Reading | None = None  # None: not read (no Deployment)
+    queue_depth: Reading | None = None  # None: not configured, or not read
+
+    def held(self) -> tuple[DeploymentState, ...]:
+        """The claimed Deployments with a valid count to restore."""
+        return tuple(d for d in self.claimed if d.original_replicas is not None)

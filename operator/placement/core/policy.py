@@ -1,0 +1,1034 @@
+"""The decision: (spec, observed, state, now) -> Decision. Pure: no I/O, no clock, no kube.
+
+The same function runs in the operator, in `placement explain` and in replays of recorded
+metrics, so every input (time included) is a parameter and the output says everything the
+handler must do: scale to `desired_replicas` if `actuate`, create `job_name`, post an Event
+(`reason`, `event_type`, `message`) if `noteworthy`, and persist `state`.
+
+Order of evaluation (each step yields a stable reason):
+
+1. Blocked, nothing can be decided: TargetMissing, ConflictingAutoscaler.
+2. While the operator holds the Deployment scaled down ("holding"): the window was missed or
+   the Job failed past retryWindow -> Fallback (RestoreRealtime, or Alert only).
+3. After a fallback, batch is not retried before the next window starts (no flapping).
+4. Not holding and metrics missing, stale or out of range -> MetricsUnavailable, nothing
+   changes. While holding, live metrics are not needed: the fleet is scaled down and cannot
+   be measured, so the savings use the baseline measured before the move, and bad metrics
+   never trigger a fallback.
+5. Gates, in order: OwnerMissing, StayRealtime (userVisible), DelayNotTolerated,
+   SavingsNegative, WindowTooShort. Failing one stays realtime, or restores it when holding.
+   WindowTooShort: a run (the work of the hours held each day) must fit the window; a move
+   that would act inside an open window must also fit the time left in it.
+6. Recommend only (mode Recommend or productRisk High): BatchRecommended, touches nothing
+   (and restores realtime if it was holding, e.g. the mode was switched back).
+7. Enforce: MovedToBatch (plus this window's Job if the window is open); while in batch,
+   BatchJobCreated / BatchSucceeded / BatchJobFailed / waiting.
+
+Hysteresis: moving to batch needs savings > costs.savingsMargin; once in batch it leaves for
+cost reasons only when savings < 0, computed from the frozen baseline, so live utilization
+noise cannot flap it. The same band applies to recommendations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from placement.core.api import (
+    MAX_MESSAGE_LENGTH,
+    Action,
+    FallbackAction,
+    Mode,
+    Phase,
+    ProductRisk,
+    WorkloadPlacementSpec,
+)
+from placement.core.costs import (
+    CostBreakdown,
+    batch_duration,
+    daily_costs,
+    held_hours_per_day,
+    number_text,
+    parallel_pods,
+)
+from placement.core.durations import format_duration
+from placement.core.learning import Learned, Run, learn, record
+from placement.core.reasons import ConditionType, EventType, Reason
+from placement.core.window import (
+    WindowSpan,
+    current_or_next_window,
+    job_name,
+    last_ended_window,
+    next_window_after,
+)
+
+# Reasons that describe the batch path running normally; a waiting decision keeps them so a
+# quiet evaluation does not look like a change.
+_BATCH_REASONS = frozenset(
+    {
+        Reason.MOVED_TO_BATCH,
+        Reason.BATCH_JOB_CREATED,
+        Reason.BATCH_SUCCEEDED,
+        Reason.BATCH_JOB_FAILED,
+    }
+)
+# Counters in status are int64 in the API server: one beyond would make every status write fail.
+_INT64_MAX = 2**63 - 1
+_FALLBACK_REASONS = frozenset(
+    {Reason.FALLBACK_RESTORED, Reason.BATCH_WINDOW_MISSED, Reason.BATCH_JOB_FAILED}
+)
+
+
+class JobOutcome(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """A batch Job owned by this placement."""
+
+    name: str
+    outcome: JobOutcome
+    finished_at: datetime | None = None  # completion or failure time; None while running
+    pod_hours: float | None = None  # once finished: wall-clock time * pods at once
+    failed_pod_hours: float = 0.0  # the part of pod_hours spent in pods that failed
+    work_replica_hours: float | None = None  # the work the operator gave it (annotation)
+
+    def run(self) -> Run | None:
+        """The measurement learning keeps, once the Job has finished. A figure that is no
+        finite, non-negative number is not a measurement: the run is not kept (pod-hours) or
+        kept without a work figure, like a Job created before work was annotated."""
+        if self.finished_at is None or not _finite_count(self.pod_hours):
+            return None
+        assert self.pod_hours is not None
+        failed = self.failed_pod_hours if _finite_count(self.failed_pod_hours) else 0.0
+        work = self.work_replica_hours
+        return Run(
+            job=self.name,
+            finished_at=self.finished_at,
+            succeeded=self.outcome is JobOutcome.SUCCEEDED,
+            pod_hours=round(self.pod_hours, 4),
+            failed_pod_hours=round(min(failed, self.pod_hours), 4),
+            work_replica_hours=work if _finite_count(work) else None,
+        )
+
+
+def _finite_count(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value >= 0
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the adapters saw this evaluation."""
+
+    replicas: int | None  # Deployment .spec.replicas; None: the Deployment does not exist
+    utilization: float | None = None  # useful utilization of the realtime fleet, 0..1
+    queue_depth: float | None = None
+    metrics_error: str | None = None  # the query failed; None when it worked
+    metrics_age: timedelta | None = None  # age of the newest utilization sample
+    conflicting_autoscaler: str | None = None  # e.g. "horizontalpodautoscaler/summarizer"
+    jobs: tuple[JobObservation, ...] = ()  # Jobs this placement owns
+
+    def job(self, name: str) -> JobObservation | None:
+        return next((job for job in self.jobs if job.name == name), None)
+
+
+@dataclass(frozen=True)
+class State:
+    """What the operator remembers between evaluations (persisted in status)."""
+
+    name: str  # metadata.name of the placement: Job names derive from it
+    phase: Phase | None = None
+    original_replicas: int | None = None  # set while holding the Deployment scaled down
+    baseline_utilization: float | None = None  # measured before the move to batch
+    last_action: Action | None = None
+    last_reason: Reason | None = None
+    batch_since: datetime | None = None
+    current_job: str | None = None
+    last_succeeded: datetime | None = None
+    last_failed: datetime | None = None
+    missed_windows: int = 0
+    last_missed_window: str | None = None
+    fallback_until: datetime | None = None
+    runs: tuple[Run, ...] = ()  # the latest finished Jobs, measured (learning)
+
+    @property
+    def holding(self) -> bool:
+        """The operator scaled the Deployment down and has not restored it yet."""
+        return self.original_replicas is not None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The numbers a decision used; shown in status and in `placement explain`."""
+
+    replicas: int | None = None
+    current_replicas: int | None = None
+    warm_replicas: int | None = None
+    utilization: float | None = None
+    queue_depth: float | None = None
+    work_replica_hours: float | None = None
+    batch_pod_hours: float | None = None
+    parallel_pods: int | None = None
+    window_hours: float | None = None
+    wait_hours: float | None = None
+    acceptable_delay_hours: float | None = None
+    held_hours_per_day: float | None = None
+    metrics_age_seconds: float | None = None
+    batch_efficiency: float | None = None  # the value the formula used
+    retry_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class ConditionReport:
+    type: ConditionType
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    phase: Phase
+    reason: Reason
+    message: str
+    event_type: EventType
+    actuate: bool  # False: recommendation only, the handler changes nothing
+    desired_replicas: int | None  # None: leave the Deployment's replicas alone
+    job_name: str | None  # Job to create (idempotent: the name is per window)
+    breakdown: CostBreakdown | None
+    inputs: Inputs
+    state: State  # to persist
+    evaluated_at: datetime
+    noteworthy: bool = False  # differs from the last decision: post an Event, add history
+    conditions: tuple[ConditionReport, ...] = field(default=())
+    # The work the Job to create is given, in realtime replica-hours (annotated on the Job,
+    # so learning can later set it against the pod-hours the Job took).
+    job_work_replica_hours: float | None = None
+    learned: Learned | None = None  # measured beside declared batchEfficiency and retryRate
+
+    @property
+    def savings_per_day(self) -> float | None:
+        return None if self.breakdown is None else round(self.breakdown.savings, 2)
+
+
+# -------------------------------------------------------------------------------------------
+# context: everything derived once from the inputs
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    spec: WorkloadPlacementSpec
+    observed: Observed
+    state: State  # with this evaluation's Job outcomes recorded
+    previous: State  # as given
+    now: datetime
+    window: WindowSpan  # the window now is in, else the next one
+    inside_window: bool
+    wait: timedelta
+    metrics_problem: str | None
+    # A number the formula cannot use (a baseline outside [0,1] in status, savings that are
+    # not a finite number); the savings are then unknown. None: every figure is usable.
+    numbers_problem: str | None
+    replicas: int | None  # for the formula: the original count while holding
+    utilization: float | None
+    breakdown: CostBreakdown | None
+    pods: int
+    held_hours: float
+    learned: Learned
+
+    @property
+    def deployment(self) -> str:
+        return f"deployment/{self.spec.target.deployment}"
+
+    @property
+    def warm(self) -> int:
+        return self.spec.target.warm_replicas
+
+    @property
+    def savings_text(self) -> str:
+        if self.breakdown is None and self.numbers_problem is not None:
+            return f"savings unknown ({self.numbers_problem})"
+        if self.breakdown is None:
+            return "savings unknown (no utilization measured)"
+        text = self.breakdown.format(self.spec.costs.currency)
+        if self.learned.in_use:
+            text += f" ({self.learned.describe()})"
+        return text
+
+
+def decide(
+    spec: WorkloadPlacementSpec, observed: Observed, state: State, *, now: datetime
+) -> Decision:
+    """Decide what to do now. See the module docstring for the order of the steps."""
+    if now.tzinfo is None:
+        raise ValueError("decide() needs an aware `now`")
+    ctx = _context(spec, observed, state, now)
+    decision = (
+        _blocked(ctx)
+        or _fallback(ctx)
+        or _fallback_hold(ctx)
+        or _metrics_unavailable(ctx)
+        or _gates(ctx)
+        or _recommend_only(ctx)
+        or _enforce(ctx)
+    )
+    return _finish(ctx, decision)
+
+
+def _context(
+    spec: WorkloadPlacementSpec, observed: Observed, state: State, now: datetime
+) -> _Context:
+    window = current_or_next_window(spec.batch.window, now)
+    problem = _metrics_problem(spec, observed)
+    recorded = _record_job_outcomes(spec, state, observed)
+    held_hours = held_hours_per_day(spec.latency.acceptable_delay.timedelta)
+    learned = learn(spec.costs, spec.learning, recorded.runs)
+    numbers_problem = None
+    baseline = recorded.baseline_utilization
+    if baseline is not None and not 0 <= baseline <= 1:  # NaN fails too
+        # Only a status edited by hand holds one: forget it, as if none had been measured.
+        numbers_problem = (
+            f"status.batch.baselineUtilization {number_text(baseline)} is outside [0,1]"
+        )
+        recorded = replace(recorded, baseline_utilization=None)
+    if recorded.holding:
+        replicas = recorded.original_replicas
+        utilization = recorded.baseline_utilization
+    else:
+        replicas = observed.replicas
+        utilization = observed.utilization if problem is None else None
+    breakdown = None
+    if replicas is not None and utilization is not None:
+        breakdown = daily_costs(
+            learned.costs(spec.costs),
+            replicas=replicas,
+            warm_replicas=spec.target.warm_replicas,
+            utilization=utilization,
+            held_hours=held_hours,
+        )
+        # The boundary guard. Every input is bounded (spec by the models, learned values
+        # like declared ones, utilization in [0,1]), so this does not happen unless a count
+        # is beyond any real one (a forged status). Savings that are no number are unknown,
+        # not zero and not huge: nothing moves on them, as with a missing metric (the
+        # decision is MetricsUnavailable and names the number); while holding, the batch
+        # path and its fallback go on as when no baseline was recorded.
+        bad = breakdown.non_finite()
+        if bad is not None:
+            numbers_problem = bad
+            breakdown = None
+    return _Context(
+        spec=spec,
+        observed=observed,
+        state=recorded,
+        previous=state,
+        now=now,
+        window=window,
+        inside_window=window.contains(now),
+        wait=window.end - now,
+        metrics_problem=problem,
+        numbers_problem=numbers_problem,
+        replicas=replicas,
+        utilization=utilization,
+        breakdown=breakdown,
+        pods=parallel_pods(spec.costs, spec.batch.job_template),
+        held_hours=held_hours,
+        learned=learned,
+    )
+
+
+def _metrics_problem(spec: WorkloadPlacementSpec, observed: Observed) -> str | None:
+    """Why the utilization cannot be trusted, or None. Bad data never scales anything down."""
+    if observed.metrics_error is not None:
+        return f"utilization query failed: {observed.metrics_error}"
+    value = observed.utilization
+    if value is None:
+        return "utilization query returned no sample"
+    if not 0 <= value <= 1:  # NaN fails too
+        return (
+            f"utilization {number_text(value)} is outside [0,1]: "
+            "the query must return useful work / capacity"
+        )
+    lookback = spec.metrics.lookback.timedelta
+    if observed.metrics_age is not None and observed.metrics_age > lookback:
+        return (
+            f"newest utilization sample is {format_duration(observed.metrics_age)} old, "
+            f"older than metrics.lookback {spec.metrics.lookback}"
+        )
+    return None
+
+
+def _record_job_outcomes(spec: WorkloadPlacementSpec, state: State, observed: Observed) -> State:
+    """Remember the latest success and failure among the observed Jobs, and measure the
+    finished ones not measured yet (learning)."""
+    succeeded = [
+        j.finished_at
+        for j in observed.jobs
+        if j.outcome is JobOutcome.SUCCEEDED and j.finished_at is not None
+    ]
+    failed = [
+        j.finished_at
+        for j in observed.jobs
+        if j.outcome is JobOutcome.FAILED and j.finished_at is not None
+    ]
+    return replace(
+        state,
+        last_succeeded=max([*succeeded, *_present(state.last_succeeded)], default=None),
+        last_failed=max([*failed, *_present(state.last_failed)], default=None),
+        runs=record(
+            state.runs,
+            (run for job in observed.jobs if (run := job.run()) is not None),
+            keep=spec.learning.max_runs,
+        ),
+    )
+
+
+def _present(moment: datetime | None) -> list[datetime]:
+    return [] if moment is None else [moment]
+
+
+# -------------------------------------------------------------------------------------------
+# steps; each returns a Decision or None to pass on
+# -------------------------------------------------------------------------------------------
+
+
+def _blocked(ctx: _Context) -> Decision | None:
+    if ctx.observed.replicas is None:
+        return _decision(
+            ctx,
+            Action.NONE,
+            Phase.BLOCKED,
+            Reason.TARGET_MISSING,
+            EventType.WARNING,
+            f"{ctx.deployment} not found in this namespace; nothing changed",
+        )
+    if ctx.observed.conflicting_autoscaler is not None:
+        return _decision(
+            ctx,
+            Action.NONE,
+            Phase.BLOCKED,
+            Reason.CONFLICTING_AUTOSCALER,
+            EventType.WARNING,
+            f"{ctx.observed.conflicting_autoscaler} also sets {ctx.deployment} replicas; "
+            "remove one of them; nothing changed",
+        )
+    return None
+
+
+def _fallback(ctx: _Context) -> Decision | None:
+    """Batch missed its window or failed past retryWindow while the operator held realtime."""
+    if not ctx.state.holding:
+        return None
+    failure = _failed_past_retry(ctx)
+    if failure is not None:
+        span, cause = failure
+        return _run_fallback(ctx, span, Reason.BATCH_JOB_FAILED, cause)
+    missed = _missed_window(ctx)
+    if missed is not None:
+        cause = f"window {missed.describe()} ended without a succeeded Job"
+        return _run_fallback(ctx, missed, Reason.BATCH_WINDOW_MISSED, cause)
+    return None
+
+
+def _failed_past_retry(ctx: _Context) -> tuple[WindowSpan, str] | None:
+    if not ctx.inside_window or _succeeded_in(ctx, ctx.window) or _already_missed(ctx, ctx.window):
+        return None
+    job = ctx.observed.job(job_name(ctx.state.name, ctx.window))
+    if job is None or job.outcome is not JobOutcome.FAILED or job.finished_at is None:
+        return None
+    retry_window = ctx.spec.batch.retry_window
+    if ctx.now < _later(job.finished_at, retry_window.timedelta):
+        return None
+    return ctx.window, (
+        f"job {job.name} failed at {job.finished_at:%Y-%m-%d %H:%M} UTC and retryWindow "
+        f"{retry_window} has passed"
+    )
+
+
+def _later(moment: datetime, delta: timedelta) -> datetime:
+    """moment + delta, or the last representable moment when that is beyond year 9999."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return datetime.max.replace(tzinfo=moment.tzinfo)
+
+
+def _missed_window(ctx: _Context) -> WindowSpan | None:
+    last = last_ended_window(ctx.spec.batch.window, ctx.now)
+    since = ctx.state.batch_since
+    if since is None or since >= last.end:
+        return None  # the workload was not in batch during that window
+    if _succeeded_in(ctx, last) or _already_missed(ctx, last):
+        return None
+    return last
+
+
+def _succeeded_in(ctx: _Context, span: WindowSpan) -> bool:
+    succeeded = ctx.state.last_succeeded
+    return succeeded is not None and succeeded >= span.start
+
+
+def _already_missed(ctx: _Context, span: WindowSpan) -> bool:
+    return ctx.state.last_missed_window == span.label
+
+
+def _run_fallback(ctx: _Context, span: WindowSpan, cause_reason: Reason, cause: str) -> Decision:
+    retry_from = next_window_after(ctx.spec.batch.window, span.start).start
+    state = replace(
+        ctx.state,
+        missed_windows=min(ctx.state.missed_windows + 1, _INT64_MAX),
+        last_missed_window=span.label,
+        fallback_until=retry_from,
+    )
+    hold_note = f"batch is retried from the window starting {retry_from:%Y-%m-%d %H:%M} UTC"
+    ctx = replace(ctx, state=state)
+    if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
+        return _restore(
+            ctx,
+            Action.FALLBACK,
+            Phase.FALLBACK,
+            Reason.FALLBACK_RESTORED,
+            EventType.WARNING,
+            f"{cause}; {hold_note}",
+        )
+    return _decision(
+        ctx,
+        Action.FALLBACK,
+        Phase.FALLBACK,
+        cause_reason,
+        EventType.WARNING,
+        f"{cause}; fallback Alert: {ctx.deployment} left at {ctx.observed.replicas} "
+        f"replicas; {hold_note}",
+    )
+
+
+def _fallback_hold(ctx: _Context) -> Decision | None:
+    """After a fallback, wait for the next window instead of moving straight back."""
+    until = ctx.state.fallback_until
+    if until is None or ctx.now >= until:
+        return None
+    if ctx.state.holding and _first_failing_gate(ctx) is not None:
+        return None  # a gate now says realtime: let _gates restore it
+    reason = (
+        ctx.state.last_reason
+        if ctx.state.last_reason in _FALLBACK_REASONS
+        else (Reason.BATCH_WINDOW_MISSED)
+    )
+    return _decision(
+        ctx,
+        Action.WAIT,
+        Phase.FALLBACK,
+        reason,
+        EventType.WARNING,
+        f"in fallback until {until:%Y-%m-%d %H:%M} UTC, when the next window starts",
+        desired_replicas=ctx.warm if ctx.state.holding else None,
+    )
+
+
+def _metrics_unavailable(ctx: _Context) -> Decision | None:
+    problem = ctx.metrics_problem or ctx.numbers_problem
+    if ctx.state.holding or problem is None:
+        return None
+    phase = (
+        Phase.OBSERVING
+        if ctx.state.phase in (None, Phase.OBSERVING, Phase.BLOCKED)
+        else (Phase.REALTIME)
+    )
+    return _decision(
+        ctx,
+        Action.NONE,
+        phase,
+        Reason.METRICS_UNAVAILABLE,
+        EventType.WARNING,
+        f"{problem}; nothing changed",
+    )
+
+
+# Gates: each returns (reason, explanation) when the workload must stay realtime.
+Gate = Callable[[_Context], tuple[Reason, str] | None]
+
+
+def _owner_gate(ctx: _Context) -> tuple[Reason, str] | None:
+    if ctx.spec.owner.strip():
+        return None
+    return Reason.OWNER_MISSING, "spec.owner is empty: nobody owns the batch path"
+
+
+def _user_visible_gate(ctx: _Context) -> tuple[Reason, str] | None:
+    if not ctx.spec.latency.user_visible:
+        return None
+    return Reason.STAY_REALTIME, "latency.userVisible is true: a user waits on every answer"
+
+
+def _delay_gate(ctx: _Context) -> tuple[Reason, str] | None:
+    delay = ctx.spec.latency.acceptable_delay
+    if ctx.wait <= delay.timedelta:
+        return None
+    return Reason.DELAY_NOT_TOLERATED, (
+        f"work arriving now waits {format_duration(ctx.wait)} until window "
+        f"{ctx.window.describe()} ends > acceptableDelay {delay}"
+    )
+
+
+def _savings_gate(ctx: _Context) -> tuple[Reason, str] | None:
+    breakdown = ctx.breakdown
+    if breakdown is None:
+        return None  # holding without a baseline: keep the batch path, cannot judge
+    margin = ctx.spec.costs.savings_margin
+    if _leaning_batch(ctx):
+        if breakdown.savings >= 0:
+            return None
+        return Reason.SAVINGS_NEGATIVE, "batch loses money"
+    if breakdown.savings > margin:
+        return None
+    needed = f"needs more than {margin:.2f} {ctx.spec.costs.currency}/day (costs.savingsMargin)"
+    return Reason.SAVINGS_NEGATIVE, needed
+
+
+def _leaning_batch(ctx: _Context) -> bool:
+    """In batch, or already recommending it: the lower (exit) threshold applies."""
+    return ctx.state.holding or ctx.state.last_reason is Reason.BATCH_RECOMMENDED
+
+
+def _window_fit_gate(ctx: _Context) -> tuple[Reason, str] | None:
+    if ctx.breakdown is None:
+        return None
+    needed = batch_duration(ctx.breakdown.batch_pod_hours, ctx.pods)
+    batch_needs = (
+        f"batch needs {ctx.breakdown.batch_pod_hours:.2f} pod-hours / {ctx.pods} parallel "
+        f"pods = {format_duration(needed)}"
+    )
+    if needed > ctx.window.length:
+        return Reason.WINDOW_TOO_SHORT, (
+            f"{batch_needs} > window {ctx.window.describe()} ({format_duration(ctx.window.length)})"
+        )
+    # Moving late in an open window would create a Job sure to miss it (and count a missed
+    # window). Only a move that would act is held back: while holding, the Job of this window
+    # is still created best effort; a recommendation describes the placement, not this minute,
+    # so it does not flip twice a day.
+    if ctx.state.holding or not _would_act(ctx) or not ctx.inside_window:
+        return None
+    left = ctx.window.end - ctx.now
+    if needed <= left:
+        return None
+    return Reason.WINDOW_TOO_SHORT, (
+        f"only {format_duration(left)} left in the window {ctx.window.describe()}; "
+        f"{batch_needs}; moves for the next window"
+    )
+
+
+def _would_act(ctx: _Context) -> bool:
+    return ctx.spec.mode is Mode.ENFORCE and ctx.spec.product_risk is not ProductRisk.HIGH
+
+
+GATES: tuple[Gate, ...] = (
+    _owner_gate,
+    _user_visible_gate,
+    _delay_gate,
+    _savings_gate,
+    _window_fit_gate,
+)
+
+
+def _first_failing_gate(ctx: _Context) -> tuple[Reason, str] | None:
+    return next((verdict for gate in GATES if (verdict := gate(ctx)) is not None), None)
+
+
+def _gates(ctx: _Context) -> Decision | None:
+    verdict = _first_failing_gate(ctx)
+    if verdict is None:
+        return None
+    reason, why = verdict
+    if ctx.state.holding:
+        return _restore(
+            ctx,
+            Action.RESTORE,
+            Phase.REALTIME,
+            Reason.RESTORED,
+            EventType.NORMAL,
+            f"{reason}: {why}; {ctx.savings_text}",
+        )
+    return _decision(
+        ctx,
+        Action.STAY,
+        Phase.REALTIME,
+        reason,
+        EventType.NORMAL,
+        f"{why}; {ctx.savings_text}",
+    )
+
+
+def _recommend_only(ctx: _Context) -> Decision | None:
+    if _would_act(ctx):
+        return None
+    if ctx.spec.product_risk is ProductRisk.HIGH:
+        why = "productRisk High: the operator never acts on its own"
+    else:
+        why = "mode Recommend: nothing changed"
+    if ctx.state.holding:
+        return _restore(ctx, Action.RESTORE, Phase.REALTIME, Reason.RESTORED, EventType.NORMAL, why)
+    current = ctx.observed.replicas
+    return _decision(
+        ctx,
+        Action.MOVE_TO_BATCH,
+        Phase.REALTIME,
+        Reason.BATCH_RECOMMENDED,
+        EventType.NORMAL,
+        f"{ctx.savings_text}; would scale {ctx.deployment} {current} -> {ctx.warm} ({why})",
+        desired_replicas=ctx.warm,
+        actuate=False,
+    )
+
+
+def _enforce(ctx: _Context) -> Decision:
+    if not ctx.state.holding:
+        return _move_to_batch(ctx)
+    if ctx.inside_window:
+        return _run_window(ctx)
+    return _wait(
+        ctx,
+        f"waiting for window {ctx.window.describe()} (starts in "
+        f"{format_duration(ctx.window.start - ctx.now)}); {ctx.deployment} held at {ctx.warm}",
+    )
+
+
+def _move_to_batch(ctx: _Context) -> Decision:
+    current = ctx.observed.replicas
+    assert current is not None  # _blocked handled a missing Deployment
+    state = replace(
+        ctx.state,
+        original_replicas=current,
+        baseline_utilization=ctx.utilization,
+        batch_since=ctx.now,
+        last_missed_window=None,
+        fallback_until=None,
+    )
+    ctx = replace(ctx, state=state)
+    parts = [ctx.savings_text, f"{ctx.deployment} {current} -> {ctx.warm}"]
+    job = _job_to_create(ctx)
+    if job is not None:
+        ctx = replace(ctx, state=replace(ctx.state, current_job=job))
+        parts.append(f"job {job} created")
+    else:
+        parts.append(f"next window {ctx.window.describe()}")
+    return _decision(
+        ctx,
+        Action.MOVE_TO_BATCH,
+        Phase.BATCH,
+        Reason.MOVED_TO_BATCH,
+        EventType.NORMAL,
+        "; ".join(parts),
+        desired_replicas=ctx.warm,
+        job_name=job,
+    )
+
+
+def _job_to_create(ctx: _Context) -> str | None:
+    """This window's Job, if the window is open and no Job of it exists or succeeded."""
+    if not ctx.inside_window or _succeeded_in(ctx, ctx.window):
+        return None
+    name = job_name(ctx.state.name, ctx.window)
+    return None if ctx.observed.job(name) is not None else name
+
+
+def _run_window(ctx: _Context) -> Decision:
+    name = job_name(ctx.state.name, ctx.window)
+    queue = _queue_text(ctx)
+    if _succeeded_in(ctx, ctx.window):
+        if not _succeeded_in(replace(ctx, state=ctx.previous), ctx.window):
+            return _decision(
+                ctx,
+                Action.WAIT,
+                Phase.BATCH,
+                Reason.BATCH_SUCCEEDED,
+                EventType.NORMAL,
+                f"job {name} succeeded for window {ctx.window.describe()}{queue}",
+                desired_replicas=ctx.warm,
+            )
+        return _wait(ctx, f"job {name} succeeded for window {ctx.window.describe()}")
+    job = _job_to_create(ctx)
+    if job is not None:
+        retry = (
+            " (retry after a failure)"
+            if ctx.observed.job(name) is None and _failed_in(ctx, ctx.window)
+            else ""
+        )
+        ctx = replace(ctx, state=replace(ctx.state, current_job=job))
+        return _decision(
+            ctx,
+            Action.CREATE_JOB,
+            Phase.BATCH,
+            Reason.BATCH_JOB_CREATED,
+            EventType.NORMAL,
+            f"job {job} created{retry} for window {ctx.window.describe()}{queue}"
+            + _best_effort_note(ctx),
+            desired_replicas=ctx.warm,
+            job_name=job,
+        )
+    observed = ctx.observed.job(name)
+    if observed is not None and observed.outcome is JobOutcome.FAILED:
+        retry_until = _later(observed.finished_at or ctx.now, ctx.spec.batch.retry_window.timedelta)
+        message = (
+            f"job {name} failed; it may be retried (delete it to have it recreated) until "
+            f"{retry_until:%Y-%m-%d %H:%M} UTC, then fallback {ctx.spec.fallback.action}"
+        )
+        if ctx.previous.last_reason is not Reason.BATCH_JOB_FAILED:
+            return _decision(
+                ctx,
+                Action.WAIT,
+                Phase.BATCH,
+                Reason.BATCH_JOB_FAILED,
+                EventType.WARNING,
+                message,
+                desired_replicas=ctx.warm,
+            )
+        return _wait(ctx, message)
+    return _wait(ctx, f"job {name} running in window {ctx.window.describe()}{queue}")
+
+
+def _best_effort_note(ctx: _Context) -> str:
+    """Already holding, the Job is created even when it cannot finish in time (e.g. the
+    operator was down): it may still do part of the work; the window end decides fallback."""
+    if ctx.breakdown is None:
+        return ""
+    needed = batch_duration(ctx.breakdown.batch_pod_hours, ctx.pods)
+    left = ctx.window.end - ctx.now
+    if needed <= left:
+        return ""
+    return (
+        f"; best effort: only {format_duration(left)} left, batch needs {format_duration(needed)}"
+    )
+
+
+def _news_of_success(ctx: _Context) -> str:
+    """A success first seen by a decision about something else is still reported."""
+    succeeded = ctx.state.last_succeeded
+    if succeeded is None or succeeded == ctx.previous.last_succeeded:
+        return ""
+    return f"; a batch Job succeeded at {succeeded:%Y-%m-%d %H:%M} UTC"
+
+
+def _failed_in(ctx: _Context, span: WindowSpan) -> bool:
+    failed = ctx.state.last_failed
+    return failed is not None and failed >= span.start
+
+
+def _queue_text(ctx: _Context) -> str:
+    depth = ctx.observed.queue_depth
+    if depth is None:
+        return ""
+    if not math.isfinite(depth):  # informative only: said, never decided on
+        return f"; queue depth not shown (the query returned {number_text(depth)})"
+    return f"; queue depth {round(depth, 1):g}"
+
+
+def _wait(ctx: _Context, message: str) -> Decision:
+    """Nothing new in batch; keep the last batch reason so no Event is posted."""
+    last = ctx.previous.last_reason
+    reason = last if last in _BATCH_REASONS else Reason.MOVED_TO_BATCH
+    assert reason is not None
+    event_type = EventType.WARNING if reason is Reason.BATCH_JOB_FAILED else EventType.NORMAL
+    return _decision(
+        ctx, Action.WAIT, Phase.BATCH, reason, event_type, message, desired_replicas=ctx.warm
+    )
+
+
+# -------------------------------------------------------------------------------------------
+# building decisions
+# -------------------------------------------------------------------------------------------
+
+
+def _restore(
+    ctx: _Context,
+    action: Action,
+    phase: Phase,
+    reason: Reason,
+    event_type: EventType,
+    why: str,
+) -> Decision:
+    """Scale back to the recorded original replicas and forget the batch hold."""
+    original = ctx.state.original_replicas
+    assert original is not None
+    state = replace(ctx.state, original_replicas=None, baseline_utilization=None, batch_since=None)
+    return _decision(
+        replace(ctx, state=state),
+        action,
+        phase,
+        reason,
+        event_type,
+        f"{ctx.deployment} {ctx.observed.replicas} -> {original}; {why}" + _news_of_success(ctx),
+        desired_replicas=original,
+        actuate=True,
+    )
+
+
+def _decision(
+    ctx: _Context,
+    action: Action,
+    phase: Phase,
+    reason: Reason,
+    event_type: EventType,
+    details: str,
+    *,
+    desired_replicas: int | None = None,
+    job_name: str | None = None,
+    actuate: bool | None = None,
+) -> Decision:
+    # Acting needs Enforce; restoring what the operator itself scaled down does not.
+    acts = desired_replicas is not None or job_name is not None
+    if actuate is None:
+        actuate = acts and ctx.spec.mode is Mode.ENFORCE
+    # The reason has its own column in `kubectl describe` and status: not repeated here.
+    message = details
+    if len(message) > MAX_MESSAGE_LENGTH:
+        message = message[: MAX_MESSAGE_LENGTH - 3] + "..."
+    return Decision(
+        action=action,
+        phase=phase,
+        reason=reason,
+        message=message,
+        event_type=event_type,
+        actuate=actuate,
+        desired_replicas=None if desired_replicas is None else max(desired_replicas, 0),
+        job_name=job_name,
+        breakdown=ctx.breakdown,
+        inputs=_inputs(ctx),
+        state=ctx.state,
+        evaluated_at=ctx.now,
+        job_work_replica_hours=None if job_name is None else _work_for_job(ctx),
+        learned=ctx.learned,
+    )
+
+
+def _work_for_job(ctx: _Context) -> float | None:
+    """The work the window's Job is given: everything that arrived while held, before the
+    window ends: replicas * utilization * hours held, from the move (or the start of the
+    daily held interval) to the end of the window."""
+    if ctx.replicas is None or ctx.utilization is None:
+        return None
+    held_from = ctx.window.end - timedelta(hours=ctx.held_hours)
+    since = ctx.state.batch_since
+    if since is not None and since > held_from:
+        held_from = since
+    hours = max((ctx.window.end - held_from).total_seconds() / 3600, 0.0)
+    return round(ctx.replicas * ctx.utilization * hours, 4)
+
+
+def _inputs(ctx: _Context) -> Inputs:
+    breakdown = ctx.breakdown
+    age = ctx.observed.metrics_age
+    return Inputs(
+        replicas=ctx.replicas,
+        current_replicas=ctx.observed.replicas,
+        warm_replicas=ctx.warm,
+        utilization=ctx.utilization,
+        queue_depth=_finite_or_none(ctx.observed.queue_depth),
+        work_replica_hours=None if breakdown is None else round(breakdown.work_replica_hours, 4),
+        batch_pod_hours=None if breakdown is None else round(breakdown.batch_pod_hours, 4),
+        parallel_pods=ctx.pods,
+        window_hours=_hours(ctx.window.length),
+        wait_hours=_hours(ctx.wait),
+        acceptable_delay_hours=_hours(ctx.spec.latency.acceptable_delay.timedelta),
+        held_hours_per_day=round(ctx.held_hours, 4),
+        metrics_age_seconds=None if age is None else age.total_seconds(),
+        batch_efficiency=_rounded(ctx.learned.batch_efficiency.value),
+        retry_rate=_rounded(ctx.learned.retry_rate.value),
+    )
+
+
+def _hours(delta: timedelta) -> float:
+    return round(delta.total_seconds() / 3600, 4)
+
+
+def _rounded(value: float) -> float:
+    """Four decimals, or four significant digits for a value they would show as 0: the
+    efficiency the formula used is 1e-06, never a 0 that reads like a division by zero."""
+    rounded = round(value, 4)
+    return float(f"{value:.4g}") if value and not rounded else rounded
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _finish(ctx: _Context, decision: Decision) -> Decision:
+    """Record the decision in the state, mark whether it is news, attach conditions."""
+    previous = ctx.previous
+    noteworthy = decision.reason is not previous.last_reason or (
+        decision.action is not previous.last_action and decision.action is not Action.WAIT
+    )
+    state = replace(
+        decision.state,
+        phase=decision.phase,
+        last_action=decision.action,
+        last_reason=decision.reason,
+    )
+    decision = replace(decision, state=state, noteworthy=noteworthy)
+    return replace(decision, conditions=_conditions(ctx, decision))
+
+
+def _conditions(ctx: _Context, decision: Decision) -> tuple[ConditionReport, ...]:
+    ready = decision.phase is not Phase.BLOCKED and decision.reason is not (
+        Reason.METRICS_UNAVAILABLE
+    )
+    owner = bool(ctx.spec.owner.strip())
+    breakdown = decision.breakdown
+    if breakdown is None:
+        savings = ConditionReport(
+            ConditionType.SAVINGS_POSITIVE, "Unknown", "SavingsUnknown", ctx.savings_text
+        )
+    else:
+        positive = breakdown.savings > 0
+        savings = ConditionReport(
+            ConditionType.SAVINGS_POSITIVE,
+            _bool(positive),
+            "SavingsPositive" if positive else Reason.SAVINGS_NEGATIVE,
+            breakdown.format(ctx.spec.costs.currency),
+        )
+    holding = decision.state.holding
+    return (
+        ConditionReport(
+            ConditionType.READY,
+            _bool(ready),
+            "Evaluated" if ready else decision.reason,
+            decision.message,
+        ),
+        ConditionReport(
+            ConditionType.OWNER_RECORDED,
+            _bool(owner),
+            "OwnerSet" if owner else Reason.OWNER_MISSING,
+            f"owner {ctx.spec.owner}" if owner else "spec.owner is empty",
+        ),
+        ConditionReport(
+            ConditionType.METRICS_AVAILABLE,
+            _bool(ctx.metrics_problem is None),
+            "MetricsFresh" if ctx.metrics_problem is None else Reason.METRICS_UNAVAILABLE,
+            ctx.metrics_problem or "utilization query returned a fresh sample in [0,1]",
+        ),
+        savings,
+        ConditionReport(
+            ConditionType.ACTUATED,
+            _bool(holding),
+            "HoldingBatch" if holding else "NotHolding",
+            f"{ctx.deployment} held at {ctx.warm}, restores to {decision.state.original_replicas}"
+            if holding
+            else f"{ctx.deployment} replicas are not managed by this placement",
+        ),
+        ConditionReport(
+            ConditionType.FALLBACK_ACTIVE,
+            _bool(decision.phase is Phase.FALLBACK),
+            decision.reason if decision.phase is Phase.FALLBACK else "NoFallback",
+            decision.message if decision.phase is Phase.FALLBACK else "",
+        ),
+    )
+
+
+def _bool(value: bool) -> str:
+    return "True" if value else "False"

@@ -1,0 +1,807 @@
+"""Every decision of one evaluation, in one place: (placement, observation, now) -> Plan. Pure.
+
+`decide()` (policy.py) says what the placement should be. Around it, this module decides
+what the operator does about the world it observed:
+
+- a placement whose spec is invalid, or aimed at a protected target, is blocked before
+  anything is read (`admit`);
+- after a manual override nothing is done until the spec changes, then the earlier hold is
+  forgotten and the placement starts over from what runs now;
+- the hold annotations on the Deployments, not status, say what is held (`_settle`): a hold
+  with no record in status is recovered, one on an old target is given back, a held
+  Deployment scaled by someone else blocks the placement (ManualOverride);
+- a move validates the window's Job first (the job pod policy, then a server-side dry run),
+  takes the hold with a write conditional on the Deployment as read, and only then creates
+  the Job; each step says which earlier one it needs (`requires`);
+- what a refused Job means (`Plan.refused`): before the hold, the placement is blocked
+  (BatchJobRejected); while held, it says so and the missed window's fallback gives the
+  replicas back; a hold another placement took first blocks it (`Plan.lost_hold`);
+- finished Jobs beyond the history limits whose outcome status already records are deleted.
+
+The executor (executor.py) carries a Plan out step by step and decides nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
+from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
+from placement.core.jobs import expired_jobs, job_manifest, ttl_note
+from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
+from placement.core.observation import DeploymentState, Observation
+from placement.core.policy import Decision, Observed, State, decide
+from placement.core.reasons import EventType, Reason
+from placement.core.status import Blocked, ready_condition, state_from_status, status_update
+from placement.core.tenancy import ScopeError, scoped_spec
+from placement.core.window import current_or_next_window
+from placement.core.window import job_name as window_job_name
+
+INVALID_SPEC_INTERVAL = 60.0  # seconds until a blocked spec is looked at again
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The operator's configuration that decisions depend on."""
+
+    scope_metrics: bool = True  # queries only see the placement's namespace
+    # None: Job templates are not checked (replay, which only prices the decisions).
+    job_pod_policy: JobPodPolicy | None = field(default_factory=JobPodPolicy)
+    protected: ProtectedTargets = field(default_factory=ProtectedTargets)
+    job_history: tuple[int, int] = (3, 1)  # succeeded and failed Jobs kept
+    write_status: bool = True  # False: no status patch is built (replay keeps the State)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The WorkloadPlacement as read: its raw spec and status."""
+
+    name: str
+    namespace: str
+    generation: int | None
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+    @property
+    def overridden(self) -> bool:
+        """Blocked by a manual override (the Ready condition says so)."""
+        status = dict(self.status)
+        return (
+            status.get("phase") == Phase.BLOCKED
+            and ready_condition(status).get("reason") == Reason.MANUAL_OVERRIDE
+        )
+
+    @property
+    def spec_unchanged(self) -> bool:
+        """The spec is the one status was last written for."""
+        return self.generation is not None and self.status.get("observedGeneration") == (
+            self.generation
+        )
+
+
+# -- what a plan does ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class LogLine:
+    level: int
+    message: str
+    # On the placement's own logger (kopf's, which may also post it as an Event at
+    # PLACEMENT_EVENT_LEVEL), else on the operator's module logger only.
+    on_placement: bool = True
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    event: Event
+    id: str = ""
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Log:
+    line: LogLine
+    id: str = ""
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ForgetHold:
+    """Drop the hold annotations and label; the replicas stay as they are."""
+
+    deployment: str
+    id: str = ""
+    requires: tuple[str, ...] = ()
+    # When the API server refuses it for good: the Warning to post instead of failing
+    # ("{detail}" is the refusal); empty: the refusal fails the evaluation (kopf retries).
+    if_refused: str = ""
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Scale back and drop the hold, in one write."""
+
+    deployment: str
+    replicas: int
+    id: str = ""
+    requires: tuple[str, ...] = ()
+    if_refused: str = ""  # as ForgetHold's
+
+
+@dataclass(frozen=True)
+class ValidateJob:
+    """Have the API server validate the Job (dry run); a refusal ends the plan."""
+
+    job: str
+    manifest: Mapping[str, Any]
+    left_at: int | str  # the replicas the Deployment is left at if refused
+    id: str = "validate"
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TakeHold:
+    """Scale down and record the hold, conditional on the Deployment as read."""
+
+    deployment: DeploymentState
+    replicas: int
+    original: int
+    since: datetime
+    baseline_utilization: float | None
+    id: str = "hold"
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    job: str
+    manifest: Mapping[str, Any]
+    left_at: int | str
+    id: str = "create"
+    requires: tuple[str, ...] = ()
+
+
+Step = PostEvent | Log | ForgetHold | Restore | ValidateJob | TakeHold | CreateJob
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the operator's metrics count for this evaluation."""
+
+    action: str
+    reason: str
+    savings: float | None
+    currency: str
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the evaluation says once its steps are done: metrics, Event, log line, status,
+    and the finished Jobs to delete (housekeeping)."""
+
+    decided: Decided | None = None
+    event: Event | None = None
+    decision: Decision | None = None  # what was decided (a noteworthy one is logged)
+    status: dict[str, Any] | None = None  # the merge patch of the status subresource
+    prune: tuple[str, ...] = ()
+    deployment: DeploymentState | None = None  # as observed (for the log line)
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """What a refusal's report is decided from."""
+
+    placement: Placement
+    spec: WorkloadPlacementSpec
+    state: State  # as decided from
+    decision: Decision
+    previous: WorkloadPlacementStatus | None
+    observation: Observation
+    now: datetime
+    settings: Settings
+    holding: bool  # held once every step before the Job's creation has run
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps in order, and the report once they are done. A step runs only after the
+    steps it `requires` succeeded; a refused step ends the plan with `refused`'s report."""
+
+    steps: tuple[Step, ...]
+    report: Report
+    interval: float  # seconds until the placement is evaluated again
+    basis: _Basis | None = None
+
+    def refused(self, step: ValidateJob | CreateJob, detail: str) -> Report:
+        """The API server refused the Job (`detail`: its code and message)."""
+        assert self.basis is not None
+        target = self.basis.spec.target.deployment
+        message = (
+            f"job {step.job} refused by the API server ({detail}); deployment/{target} left "
+            f"at {step.left_at} replicas"
+        )
+        basis = self.basis
+        if isinstance(step, ValidateJob) or not basis.holding:
+            # Nothing was scaled: say why instead of recording a move that did not happen.
+            return _blocked_report(
+                basis.placement,
+                Blocked(Reason.BATCH_JOB_REJECTED, message),
+                basis.now,
+                _decided(basis.decision, basis.spec, Reason.BATCH_JOB_REJECTED, Phase.BLOCKED),
+            )
+        # Already held: say so instead of "created"; the window will be missed and the
+        # fallback gives the replicas back.
+        decision = replace(
+            basis.decision,
+            reason=Reason.BATCH_JOB_REJECTED,
+            message=message,
+            event_type=EventType.WARNING,
+            job_name=None,
+            noteworthy=basis.state.last_reason is not Reason.BATCH_JOB_REJECTED,
+            state=replace(basis.decision.state, current_job=basis.state.current_job),
+        )
+        return _decision_report(basis, decision)
+
+    def lost_hold(self, holder: str) -> Report:
+        """Another placement's conditional write landed first: it holds the Deployment, this
+        one did nothing (no scale, no Job)."""
+        assert self.basis is not None
+        basis = self.basis
+        return _blocked_report(
+            basis.placement,
+            Blocked(
+                Reason.CONFLICTING_AUTOSCALER,
+                f"WorkloadPlacement/{holder} took deployment/{basis.spec.target.deployment} "
+                "first and holds it now; nothing changed",
+            ),
+            basis.now,
+            _decided(basis.decision, basis.spec, Reason.CONFLICTING_AUTOSCALER, None),
+        )
+
+
+# -- before anything is read ---------------------------------------------------------------
+
+
+def admit(placement: Placement, settings: Settings, now: datetime) -> WorkloadPlacementSpec | Plan:
+    """The spec to evaluate, or the plan that blocks a placement before anything is read: an
+    invalid spec, a query for another namespace, a protected target."""
+    try:
+        spec = WorkloadPlacementSpec.model_validate(dict(placement.spec))
+        # Before anything is queried: a query for another namespace, or for every series, is
+        # never run.
+        spec = scoped_spec(spec, placement.namespace if settings.scope_metrics else None)
+    except (ValidationError, ScopeError) as error:
+        blocked = Blocked(Reason.INVALID_SPEC, f"invalid spec, nothing done: {_problems(error)}")
+        decided = Decided("None", Reason.INVALID_SPEC, None, "", Phase.BLOCKED)
+        return Plan((), _blocked_report(placement, blocked, now, decided), INVALID_SPEC_INTERVAL)
+    refusal = settings.protected.refusal(placement.namespace, spec.target.deployment)
+    if refusal is not None:
+        # Before the Deployment is even read: the operator's rights are not the author's.
+        blocked = Blocked(Reason.INVALID_SPEC, f"protected target, nothing done: {refusal}")
+        decided = Decided("None", Reason.INVALID_SPEC, None, "")
+        return Plan((), _blocked_report(placement, blocked, now, decided), INVALID_SPEC_INTERVAL)
+    return spec
+
+
+def _problems(error: ValidationError | ScopeError) -> str:
+    # The CRD's schema rejects nearly everything at `kubectl apply`; what slips through (e.g.
+    # a CRD older than the operator, a query for another namespace) blocks the placement with
+    # the field named, never a crash.
+    if isinstance(error, ScopeError):
+        return str(error)
+    return "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
+    )
+
+
+# -- one evaluation -------------------------------------------------------------------------
+
+
+def reconcile(
+    placement: Placement,
+    spec: WorkloadPlacementSpec,
+    observation: Observation,
+    now: datetime,
+    settings: Settings | None = None,
+    *,
+    state: State | None = None,
+) -> Plan:
+    """Everything the operator does in this evaluation, decided from what it observed.
+    `state`: what the operator remembers, when not read from the placement's status (replay
+    keeps it in memory)."""
+    settings = settings or Settings()
+    interval = spec.evaluation_interval.timedelta.total_seconds()
+    previous, steps = _read_status(placement)
+    if state is None:
+        state = state_from_status(placement.name, previous)
+    deployment = observation.deployment
+    if placement.overridden:
+        if placement.spec_unchanged:
+            # Someone took the Deployment over: do not fight them until the spec changes.
+            return Plan(tuple(steps), Report(), interval)
+        start_over, observation = _start_over(placement, spec, observation)
+        steps += start_over
+        state, deployment = State(name=placement.name), observation.deployment
+    settled, settling = _settle(placement, spec, state, observation, now)
+    steps += settling
+    if isinstance(settled, Blocked):
+        decided = Decided("None", settled.reason, None, spec.costs.currency, Phase.BLOCKED)
+        return Plan(tuple(steps), _blocked_report(placement, settled, now, decided), interval)
+    observed, noted = _observed(placement, spec, observation, now)
+    steps += noted
+    decision = decide(spec, observed, settled, now=now)
+    basis = _Basis(
+        placement, spec, settled, decision, previous, observation, now, settings, settled.holding
+    )
+    if not decision.actuate:
+        return Plan(tuple(steps), _decision_report(basis, decision), interval)
+    return _actuation(basis, steps, deployment, interval)
+
+
+def _read_status(placement: Placement) -> tuple[WorkloadPlacementStatus | None, list[Step]]:
+    raw = {k: v for k, v in placement.status.items() if k != "kopf"}
+    if not raw:
+        return None, []
+    try:
+        return WorkloadPlacementStatus.model_validate(raw), []
+    except ValidationError as error:
+        line = LogLine(logging.WARNING, f"status could not be read, starting from scratch: {error}")
+        return None, [Log(line)]
+
+
+def _start_over(
+    placement: Placement, spec: WorkloadPlacementSpec, observation: Observation
+) -> tuple[list[Step], Observation]:
+    """The spec changed after a manual override: what runs now is the new starting point.
+    Returns the steps and the observation as it reads once they are done."""
+    target = spec.target.deployment
+    # Keep the replicas someone chose; drop our claim.
+    steps: list[Step] = [ForgetHold(held.name) for held in observation.claimed]
+    deployment = observation.deployment
+    if deployment is not None and deployment.managed_by == placement.name:
+        deployment = deployment.forgotten()
+    replicas = "no" if deployment is None else deployment.replicas
+    steps.append(
+        PostEvent(
+            Event(
+                EventType.NORMAL,
+                Reason.MANUAL_OVERRIDE,
+                f"spec changed after a manual override: starting over from the {replicas} "
+                f"replicas deployment/{target} runs now; the earlier hold is forgotten",
+            )
+        )
+    )
+    return steps, replace(observation, deployment=deployment, claimed=())
+
+
+def _settle(
+    placement: Placement,
+    spec: WorkloadPlacementSpec,
+    state: State,
+    observation: Observation,
+    now: datetime,
+) -> tuple[State | Blocked, list[Step]]:
+    """Make the state agree with what the Deployments' annotations say is held, before
+    deciding.
+
+    The hold annotation, written in the same patch as the scale-down, is the only record of
+    the count to restore: status.originalReplicas mirrors it and is never restored from
+    (anyone who may patch the status subresource could write it)."""
+    deployment = observation.deployment
+    if deployment is not None and deployment.managed_by == placement.name:
+        return _settle_own(placement, spec, state, deployment, observation, now)
+    if state.original_replicas is None:
+        return state, []
+    # Status says something is held, but not the target: the target changed, or someone
+    # changed the Deployment. The annotations tell which.
+    target = spec.target.deployment
+    elsewhere = [d for d in observation.held() if d.name != target]
+    if elsewhere:
+        steps: list[Step] = []
+        for held in elsewhere:
+            assert held.original_replicas is not None
+            steps += _give_back(held, held.original_replicas, f"target changed to {_d(target)}")
+        return State(name=placement.name), steps  # the new target is evaluated from scratch
+    if deployment is None or deployment.replicas == state.original_replicas:
+        # Gone (TargetMissing decides), or the restore landed and its status patch did not.
+        return (state if deployment is None else replace(state, original_replicas=None)), []
+    return Blocked(
+        Reason.MANUAL_OVERRIDE,
+        f"{_d(target)} was changed outside the operator: it runs {deployment.replicas} "
+        f"replicas without the hold annotations (held at {spec.target.warm_replicas}, "
+        f"{state.original_replicas} to restore); the operator stops acting on this placement "
+        "until its spec changes",
+    ), []
+
+
+def _settle_own(
+    placement: Placement,
+    spec: WorkloadPlacementSpec,
+    state: State,
+    deployment: DeploymentState,
+    observation: Observation,
+    now: datetime,
+) -> tuple[State | Blocked, list[Step]]:
+    """The target carries this placement's hold."""
+    target = _d(spec.target.deployment)
+    if deployment.original_replicas is None:
+        return Blocked(
+            Reason.MANUAL_OVERRIDE,
+            f"{target} carries this placement's hold but no valid "
+            f"{ORIGINAL_REPLICAS_ANNOTATION} annotation (a whole number of replicas), so the "
+            "count to restore is unknown; set it, or remove the placement.runplacement.io/ "
+            "annotations, then change the spec",
+        ), []
+    if state.original_replicas is None:
+        # Scale-down and annotations are one write, the status patch a second one: the
+        # operator died between them. The annotations know what to restore, since when, and
+        # the utilization the savings rest on, so the missed-window fallback works.
+        jobs = ", ".join(f"job {job.name} ({job.outcome})" for job in observation.jobs)
+        held_since = deployment.held_since
+        message = (
+            f"found {target} held at {deployment.replicas} replicas by this placement "
+            f"({deployment.original_replicas} to restore, held since {_when(held_since)}) with "
+            "no record in status" + (f"; found {jobs}" if jobs else "; no Job yet")
+        )
+        recovered = replace(
+            state,
+            original_replicas=deployment.original_replicas,
+            phase=Phase.BATCH,
+            batch_since=state.batch_since or held_since or now,
+            baseline_utilization=state.baseline_utilization or deployment.baseline_utilization,
+        )
+        event = Event(EventType.NORMAL, Reason.RECOVERED, message + ": continuing the hold")
+        return recovered, [PostEvent(event)]
+    if deployment.replicas != spec.target.warm_replicas and placement.spec_unchanged:
+        # Same spec as when we scaled it, other replicas: a person or GitOps changed it.
+        return Blocked(
+            Reason.MANUAL_OVERRIDE,
+            f"{target} was scaled to {deployment.replicas} replicas outside the operator while "
+            f"held at {spec.target.warm_replicas} ({deployment.original_replicas} to restore); "
+            "the operator stops acting on this placement until its spec changes",
+        ), []
+    steps: list[Step] = []
+    if state.original_replicas != deployment.original_replicas:
+        steps.append(
+            Log(
+                LogLine(
+                    logging.WARNING,
+                    f"status.originalReplicas {state.original_replicas} differs from the hold "
+                    f"annotation of {target} ({deployment.original_replicas}): the annotation "
+                    "is the record, status is corrected",
+                )
+            )
+        )
+    return replace(state, original_replicas=deployment.original_replicas), steps
+
+
+def _give_back(deployment: DeploymentState, replicas: int, why: str) -> list[Step]:
+    return [
+        Restore(deployment.name, replicas),
+        PostEvent(
+            Event(
+                EventType.NORMAL,
+                Reason.RESTORED,
+                f"{why}; {_d(deployment.name)} {deployment.replicas} -> {replicas} replicas "
+                "restored",
+            )
+        ),
+    ]
+
+
+def _observed(
+    placement: Placement, spec: WorkloadPlacementSpec, observation: Observation, now: datetime
+) -> tuple[Observed, list[Step]]:
+    """What decide() needs from the observation."""
+    deployment = observation.deployment
+    if deployment is None:
+        return Observed(replicas=None), []
+    conflicts = list(observation.autoscalers)
+    other = deployment.managed_by
+    if other and other != placement.name:
+        # Two placements on one Deployment would each restore what the other holds.
+        if observation.other_holder_exists:
+            conflicts.append(f"WorkloadPlacement/{other} (holds it now)")
+        else:
+            conflicts.append(
+                f"stale hold annotations of WorkloadPlacement/{other}, which no longer exists:"
+                f" remove the placement.runplacement.io/ annotations from "
+                f"{_d(spec.target.deployment)}"
+            )
+    steps: list[Step] = []
+    utilization, queue = observation.utilization, observation.queue_depth
+    ok = utilization is not None and utilization.ok
+    if queue is not None and not queue.ok:
+        # Optional and informative only: a queue gauge that vanishes at zero must not block
+        # decisions that rest on utilization.
+        steps.append(Log(LogLine(logging.INFO, f"queueDepth not shown: {queue.describe()}")))
+    observed = Observed(
+        replicas=deployment.replicas,
+        utilization=utilization.value if ok and utilization is not None else None,
+        queue_depth=queue.value if queue is not None and queue.ok else None,
+        metrics_error=None
+        if ok
+        else (utilization.describe() if utilization is not None else "not read"),
+        metrics_age=utilization.age(now) if ok and utilization is not None else None,
+        conflicting_autoscaler=", ".join(conflicts) or None,
+        jobs=observation.jobs,
+    )
+    return observed, steps
+
+
+def _actuation(
+    basis: _Basis, steps: list[Step], deployment: DeploymentState | None, interval: float
+) -> Plan:
+    """Carry out the decision.
+
+    A move validates the window's Job first (server-side dry run: a template the API server
+    refuses must not cost the realtime replicas), then takes the hold with a write
+    conditional on the Deployment as read (so of two placements only one holds it), and only
+    then creates the Job: a placement that lost the race has created nothing."""
+    decision, spec, placement = basis.decision, basis.spec, basis.placement
+    target = spec.target.deployment
+    moving = basis.state.original_replicas is None and decision.state.original_replicas is not None
+    current: int | str = "?" if deployment is None else deployment.replicas
+    manifest: dict[str, Any] | None = None
+    job = decision.job_name
+    after: tuple[str, ...] = ()
+    if job or moving:
+        # Outside the window the next window's Job is only validated.
+        window = current_or_next_window(spec.batch.window, basis.now)
+        job = job or window_job_name(placement.name, window)
+        manifest = job_manifest(
+            spec,
+            placement=placement.name,
+            job_name=job,
+            window_label=window.label,
+            work_replica_hours=decision.job_work_replica_hours,
+        )
+        policy = basis.settings.job_pod_policy
+        violations = (
+            [] if policy is None else pod_violations(manifest["spec"]["template"]["spec"], policy)
+        )
+        if violations:
+            # The Job would run with the operator's rights, not its author's: never created.
+            blocked = Blocked(
+                Reason.BATCH_JOB_REJECTED,
+                f"job {job} refused by the operator's job pod policy: {'; '.join(violations)}; "
+                f"{_d(target)} left at {current} replicas",
+            )
+            decided = _decided(decision, spec, Reason.BATCH_JOB_REJECTED, Phase.BLOCKED)
+            return Plan(
+                tuple(steps), _blocked_report(placement, blocked, basis.now, decided), interval
+            )
+        if moving:
+            steps.append(ValidateJob(job, manifest, current))
+            after = ("validate",)
+    holding = basis.state.holding
+    desired = decision.desired_replicas
+    if deployment is not None and desired is not None and desired != deployment.replicas:
+        original = decision.state.original_replicas
+        if original is not None:
+            steps.append(
+                TakeHold(
+                    deployment,
+                    desired,
+                    original,
+                    since=decision.state.batch_since or basis.now,
+                    baseline_utilization=decision.state.baseline_utilization,
+                    requires=after,
+                )
+            )
+            after, holding = ("hold",), True
+        else:
+            steps += _restore_recorded(placement, deployment, desired)
+            holding = False
+    elif (
+        deployment is not None
+        and decision.state.original_replicas is None
+        and deployment.managed_by == placement.name
+    ):
+        steps.append(ForgetHold(target))
+    basis = replace(basis, holding=holding)
+    if decision.job_name is not None and manifest is not None:
+        left_at: int | str = desired if desired is not None else "?"
+        steps.append(CreateJob(decision.job_name, manifest, left_at, requires=after))
+        decision = replace(decision, message=decision.message + ttl_note(spec))
+    return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
+
+
+def _restore_recorded(
+    placement: Placement, deployment: DeploymentState, replicas: int
+) -> list[Step]:
+    """Restore, never above the count the hold annotation records (validated when read)."""
+    recorded = deployment.original_replicas if deployment.managed_by == placement.name else None
+    if recorded is None:
+        return [
+            Log(
+                LogLine(
+                    logging.WARNING,
+                    f"{placement.namespace}/{placement.name}: not restoring "
+                    f"{_d(deployment.name)}: it carries no hold of this placement",
+                    on_placement=False,
+                )
+            )
+        ]
+    return [Restore(deployment.name, min(replicas, recorded))]
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def _decided(
+    decision: Decision, spec: WorkloadPlacementSpec, reason: Reason, phase: Phase | None
+) -> Decided:
+    return Decided("None", reason, decision.savings_per_day, spec.costs.currency, phase)
+
+
+def _blocked_report(
+    placement: Placement, blocked: Blocked, now: datetime, decided: Decided
+) -> Report:
+    """Phase Blocked, Ready=False with the reason, and one Warning Event per new message."""
+    status = status_update(
+        dict(placement.status),
+        blocked,
+        previous=None,
+        generation=placement.generation,
+        now=now,
+    )
+    if status is None:
+        return Report(decided)  # already said
+    return Report(decided, Event(EventType.WARNING, blocked.reason, blocked.message), None, status)
+
+
+def _decision_report(basis: _Basis, decision: Decision) -> Report:
+    placement, spec, now = basis.placement, basis.spec, basis.now
+    decided = Decided(
+        str(decision.action),
+        str(decision.reason),
+        decision.savings_per_day,
+        spec.costs.currency,
+        str(decision.phase),
+    )
+    event = (
+        Event(decision.event_type, decision.reason, decision.message)
+        if decision.noteworthy
+        else None
+    )
+    status = (
+        status_update(
+            dict(placement.status),
+            decision,
+            previous=basis.previous,
+            generation=placement.generation,
+            now=now,
+        )
+        if basis.settings.write_status
+        else None
+    )
+    window_job = window_job_name(placement.name, current_or_next_window(spec.batch.window, now))
+    current_job = decision.state.current_job
+    keep_succeeded, keep_failed = basis.settings.job_history
+    prune = expired_jobs(
+        basis.observation.jobs,
+        basis.previous,
+        keep_succeeded=keep_succeeded,
+        keep_failed=keep_failed,
+        protected={window_job, *(() if current_job is None else (current_job,))},
+    )
+    return Report(
+        decided,
+        event,
+        decision,
+        status,
+        tuple(prune),
+        basis.observation.deployment,
+    )
+
+
+# -- deletion ---------------------------------------------------------------------------------
+
+
+def release(placement: Placement, claimed: tuple[DeploymentState, ...]) -> tuple[Step, ...]:
+    """Before the finalizer lets the placement go: give back every Deployment it holds with
+    the count its hold annotation records; after a manual override, only drop the hold.
+
+    Status is not read for a count: a hold whose annotations are gone is not restored. The
+    spec may be invalid (a deletion must always go through), so only its target is read."""
+    overridden = placement.overridden
+    target_spec = placement.spec.get("target") or {}
+    target, warm = target_spec.get("deployment"), target_spec.get("warmReplicas")
+    steps: list[Step] = []
+    for holding in claimed:
+        # Scaled outside the operator, whether or not an evaluation has noticed it yet.
+        moved = (
+            placement.spec_unchanged
+            and holding.name == target
+            and isinstance(warm, int)
+            and holding.replicas != warm
+        )
+        if holding.original_replicas is None or overridden or moved:
+            steps += _drop_hold(holding, overridden or moved)
+        else:
+            steps += _give_back(holding, holding.original_replicas, "placement deleted")
+    # A refusal no retry will change (a policy, a webhook, lost rights) must not keep the
+    # finalizer, and the placement and its namespace, forever: the placement goes, and a
+    # Warning says what to do by hand. Transient errors still fail the deletion (retried).
+    steps = _or_by_hand(steps, claimed)
+    recorded = placement.status.get("originalReplicas")
+    if not claimed and recorded is not None:
+        steps.append(
+            Log(
+                LogLine(
+                    logging.INFO,
+                    f"status.originalReplicas is {recorded} but no Deployment carries this "
+                    "placement's hold annotations: nothing restored",
+                )
+            )
+        )
+    return tuple(steps)
+
+
+def _or_by_hand(steps: list[Step], claimed: tuple[DeploymentState, ...]) -> list[Step]:
+    """Each write gets the Warning to post if it is refused for good; the Event and log line
+    after it (which say it was done) then require it."""
+    marked: list[Step] = []
+    write = ""
+    for step in steps:
+        if isinstance(step, Restore | ForgetHold):
+            write = f"release-{step.deployment}"
+            count = next((d.original_replicas for d in claimed if d.name == step.deployment), None)
+            todo = (
+                f"scale it back by hand to {count} replicas and remove its placement annotations"
+                if count is not None
+                else "remove its placement annotations by hand"
+            )
+            step = replace(
+                step,
+                id=write,
+                if_refused=f"placement deleted, but {_d(step.deployment)} could not be given "
+                f"back ({{detail}}): {todo}",
+            )
+        elif write and isinstance(step, PostEvent | Log):
+            step = replace(step, requires=(write,))
+        marked.append(step)
+    return marked
+
+
+def _drop_hold(deployment: DeploymentState, overridden: bool) -> list[Step]:
+    name = _d(deployment.name)
+    if overridden:
+        why = (
+            f"placement deleted after a manual override: {name} keeps the "
+            f"{deployment.replicas} replicas set outside the operator (not restored to "
+            f"{deployment.original_replicas}); its hold annotations are removed"
+        )
+    else:
+        why = (
+            f"placement deleted: {name} keeps its {deployment.replicas} replicas; its hold "
+            "annotations had no valid count to restore and are removed"
+        )
+    return [
+        ForgetHold(deployment.name),
+        Log(LogLine(logging.INFO, why)),
+        PostEvent(Event(EventType.NORMAL, Reason.MANUAL_OVERRIDE, why)),
+    ]
+
+
+def _d(name: str) -> str:
+    return f"deployment/{name}"
+
+
+def _when(moment: datetime | None) -> str:
+    return "an unknown time" if moment is None else moment.isoformat(timespec="seconds")

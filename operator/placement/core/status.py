@@ -1,0 +1,308 @@
+"""Between the status subresource and the pure decision: read State, write status. Pure.
+
+`reconcile` reads `state_from_status(name, status)` and writes every outcome through
+`status_update`: a decision (`build_status`, then the merge patch from the stored status) or
+a placement blocked before anything could be decided (`Blocked`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from placement.core.api import (
+    HISTORY_LIMIT,
+    BatchStatus,
+    Breakdown,
+    Condition,
+    DecisionInputs,
+    DecisionStatus,
+    HistoryEntry,
+    LearningStatus,
+    MeasuredValue,
+    Phase,
+    RunStatus,
+    WorkloadPlacementStatus,
+)
+from placement.core.learning import Learned, Measured, Run, measurable
+from placement.core.policy import ConditionReport, Decision, Inputs, State
+from placement.core.reasons import Reason
+
+
+def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> State:
+    """What the operator remembers, as recorded in status (empty on a new object)."""
+    if status is None:
+        return State(name=name)
+    batch = status.batch
+    decision = status.decision
+    return State(
+        name=name,
+        phase=status.phase,
+        original_replicas=status.original_replicas,
+        baseline_utilization=batch.baseline_utilization,
+        last_action=decision.action if decision else None,
+        last_reason=decision.reason if decision else None,
+        batch_since=batch.since,
+        current_job=batch.current_job,
+        last_succeeded=batch.last_succeeded,
+        last_failed=batch.last_failed,
+        missed_windows=batch.missed_windows,
+        last_missed_window=batch.last_missed_window,
+        fallback_until=batch.fallback_until,
+        runs=tuple(Run(**run.model_dump()) for run in status.learning.runs),
+    )
+
+
+# The status builder is the last boundary before JSON, which has no NaN or infinity: kopf's
+# patch carrying one is refused by the API server, the status never lands and the placement
+# is silently never evaluated again (issue 15). decide() keeps its numbers finite; should one
+# slip through anyway, the figure is left out (shown as unknown) rather than the whole write
+# lost, and the decision's message, which says what happened, still lands.
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _fraction(value: float | None) -> float | None:
+    return value if value is not None and 0 <= value <= 1 else None  # NaN fails too
+
+
+def build_status(
+    decision: Decision,
+    previous: WorkloadPlacementStatus | None,
+    *,
+    generation: int | None = None,
+) -> WorkloadPlacementStatus:
+    """The status to write after `decision`: history bounded, condition times kept."""
+    state = decision.state
+    previous = previous or WorkloadPlacementStatus()
+    history = list(previous.history)
+    if decision.noteworthy:
+        history.append(
+            HistoryEntry(
+                evaluated_at=decision.evaluated_at,
+                phase=decision.phase,
+                action=decision.action,
+                reason=decision.reason,
+                savings_per_day=_finite(decision.savings_per_day),
+                message=decision.message,
+            )
+        )
+    return WorkloadPlacementStatus(
+        observed_generation=generation,
+        phase=decision.phase,
+        decision=decision_status(decision),
+        original_replicas=state.original_replicas,
+        batch=BatchStatus(
+            current_job=state.current_job,
+            since=state.batch_since,
+            baseline_utilization=_fraction(state.baseline_utilization),
+            last_succeeded=state.last_succeeded,
+            last_failed=state.last_failed,
+            missed_windows=state.missed_windows,
+            last_missed_window=state.last_missed_window,
+            fallback_until=state.fallback_until,
+        ),
+        learning=learning_status(decision.learned, state.runs),
+        history=history[-HISTORY_LIMIT:],
+        conditions=merge_conditions(
+            previous.conditions, decision.conditions, decision.evaluated_at, generation
+        ),
+    )
+
+
+def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningStatus:
+    """Measured beside declared values, and the runs they rest on."""
+    return LearningStatus(
+        batch_efficiency=None if learned is None else _measured(learned.batch_efficiency, 4),
+        retry_rate=None if learned is None else _measured(learned.retry_rate, 4),
+        # The same fields both ways; only runs learning can measure.
+        runs=[RunStatus(**asdict(clean)) for run in runs if (clean := measurable(run))],
+    )
+
+
+def _measured(item: Measured, digits: int) -> MeasuredValue:
+    measured = _finite(item.measured)
+    return MeasuredValue(
+        declared=item.declared,
+        measured=None if measured is None else _rounded(measured, digits),
+        runs=item.runs,
+        in_use=item.in_use,
+    )
+
+
+def _rounded(value: float, digits: int) -> float:
+    """`digits` decimals, or as many significant digits when those would show 0."""
+    rounded = round(value, digits)
+    return float(f"{value:.{digits}g}") if value and not rounded else rounded
+
+
+def decision_status(decision: Decision) -> DecisionStatus:
+    breakdown = decision.breakdown
+    savings = _finite(decision.savings_per_day)
+    if breakdown is not None and (savings is None or breakdown.non_finite() is not None):
+        breakdown, savings = None, None
+    return DecisionStatus(
+        action=decision.action,
+        reason=decision.reason,
+        message=decision.message,
+        evaluated_at=decision.evaluated_at,
+        actuated=decision.actuate,
+        desired_replicas=decision.desired_replicas,
+        savings_per_day=savings,
+        breakdown=None if breakdown is None else Breakdown.model_validate(breakdown.rounded()),
+        inputs=inputs_status(decision.inputs),
+    )
+
+
+def inputs_status(inputs: Inputs) -> DecisionInputs:
+    return DecisionInputs(
+        replicas=inputs.replicas,
+        current_replicas=inputs.current_replicas,
+        warm_replicas=inputs.warm_replicas,
+        utilization=_finite(inputs.utilization),
+        queue_depth=_finite(inputs.queue_depth),
+        work_replica_hours=_finite(inputs.work_replica_hours),
+        batch_pod_hours=_finite(inputs.batch_pod_hours),
+        parallel_pods=inputs.parallel_pods,
+        window_hours=_finite(inputs.window_hours),
+        wait_hours=_finite(inputs.wait_hours),
+        acceptable_delay_hours=_finite(inputs.acceptable_delay_hours),
+        held_hours_per_day=_finite(inputs.held_hours_per_day),
+        metrics_age_seconds=_finite(inputs.metrics_age_seconds),
+        batch_efficiency=_finite(inputs.batch_efficiency),
+        retry_rate=_finite(inputs.retry_rate),
+    )
+
+
+def merge_conditions(
+    previous: list[Condition],
+    reports: tuple[ConditionReport, ...],
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """New conditions; lastTransitionTime moves only when a condition's status changes."""
+    before = {condition.type: condition for condition in previous}
+    merged = []
+    for report in reports:
+        old = before.get(report.type)
+        unchanged = old is not None and old.status == report.status
+        merged.append(
+            Condition.model_validate(
+                {
+                    "type": report.type,
+                    "status": report.status,
+                    "reason": report.reason,
+                    "message": report.message,
+                    "lastTransitionTime": old.last_transition_time if old and unchanged else now,
+                    "observedGeneration": generation,
+                }
+            )
+        )
+    return merged
+
+
+def status_patch(current: dict[str, Any], status: WorkloadPlacementStatus) -> dict[str, Any] | None:
+    """The merge patch that turns the stored status into `status`, or None when only the
+    clock moved (the evaluation time, the wait until the window ends, the age of a sample, and
+    the durations in messages that say so): no write at all then.
+
+    Keys the new status no longer has are sent as None, which a merge patch deletes; a plain
+    update would leave e.g. originalReplicas behind after a restore.
+    """
+    new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if _without_volatile(new) == _without_volatile(current):
+        return None
+    patch: dict[str, Any] = {key: None for key in current if key not in new}
+    patch.update({key: _with_deletions(current.get(key), value) for key, value in new.items()})
+    return patch
+
+
+def _with_deletions(old: Any, new: Any) -> Any:
+    if isinstance(old, dict) and isinstance(new, dict):
+        merged = {key: None for key in old if key not in new}
+        merged.update({k: _with_deletions(old.get(k), v) for k, v in new.items()})
+        return merged
+    return new
+
+
+# Figures that move with the clock alone. A status that differs only in them is not written:
+# it stays the consistent snapshot of its decision.evaluatedAt, and with a thousand waiting
+# placements a write per evaluation would be a thousand writes per cycle that say nothing.
+_CLOCK_INPUTS = frozenset({"waitHours", "metricsAgeSeconds"})
+# Durations as format_duration writes them into messages ("waits 7h5m", "starts in 45m").
+_DURATION = re.compile(r"\b\d+[dhms](?:\d+[dhms])*\b")
+
+
+def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:
+    # kopf's own bookkeeping, the evaluation time and clock-driven figures are not news.
+    copy = {k: v for k, v in status.items() if k != "kopf"}
+    decision = copy.get("decision")
+    if isinstance(decision, dict):
+        decision = {k: v for k, v in decision.items() if k != "evaluatedAt"}
+        inputs = decision.get("inputs")
+        if isinstance(inputs, dict):
+            decision["inputs"] = {k: v for k, v in inputs.items() if k not in _CLOCK_INPUTS}
+        if isinstance(decision.get("message"), str):
+            decision["message"] = _DURATION.sub("<duration>", decision["message"])
+        copy["decision"] = decision
+    conditions = copy.get("conditions")
+    if isinstance(conditions, list):
+        copy["conditions"] = [
+            {**c, "message": _DURATION.sub("<duration>", c["message"])}
+            if isinstance(c, dict) and isinstance(c.get("message"), str)
+            else c
+            for c in conditions
+        ]
+    return copy
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Nothing could be decided: why (the Ready condition's reason and message)."""
+
+    reason: Reason
+    message: str
+
+
+def ready_condition(status: dict[str, Any]) -> dict[str, Any]:
+    """The stored Ready condition, or {}."""
+    conditions = status.get("conditions") or []
+    return next((c for c in conditions if isinstance(c, dict) and c.get("type") == "Ready"), {})
+
+
+def status_update(
+    current: dict[str, Any],
+    outcome: Decision | Blocked,
+    *,
+    previous: WorkloadPlacementStatus | None,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The one status writer: the merge patch that records `outcome` over the stored status
+    `current`, or None when there is nothing new to write.
+
+    Blocked: phase Blocked and Ready=False with the reason; the last decision, batch and
+    history stay as they were (a merge patch), and a message already shown is not rewritten."""
+    if isinstance(outcome, Decision):
+        return status_patch(current, build_status(outcome, previous, generation=generation))
+    ready = ready_condition(current)
+    if current.get("phase") == Phase.BLOCKED and ready.get("message") == outcome.message:
+        return None  # already said
+    return {
+        "phase": str(Phase.BLOCKED),
+        "observedGeneration": generation,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": str(outcome.reason),
+                "message": outcome.message[:2048],
+                "lastTransitionTime": now.isoformat().replace("+00:00", "Z"),
+            }
+        ],
+    }

@@ -1,0 +1,820 @@
+"""Replay a recorded series through the operator's own reconcile(), and against the oracle.
+Pure.
+
+The simulated clock steps through the series; every `evaluationInterval` the placement is
+decided exactly as the operator would (same `reconcile()` and `decide()`, with the
+utilization averaged over `metrics.lookback` the way the operator's query is), and the plan
+is carried out by the operator's own executor on a simulated Deployment and simulated Jobs.
+Three costs come out, in the spec's currency:
+
+- always realtime: the series' replicas * realtimeReplicaHourly, all the time;
+- the operator: the Deployment's replicas as the decisions set them, plus every Job's
+  pod-hours * batchPodHourly (failed pods included: retries cost what they cost), staging
+  per Job, and operationsPerDay for every daily cycle in which the batch path was used;
+- the oracle: the cheapest placement knowing the whole series in advance, under the same
+  constraints (below), computed with the same accounting.
+
+Work. While the Deployment is held, the work that arrives (replicas * utilization per hour,
+as the formula counts it: warm replicas are charged nothing for it) queues for the batch
+Job. A Job drains its queue at `pods * batchEfficiency * (1 - retryRate)` replica-hours per
+hour, where pods are the placement's parallel pods and efficiency and retry rate are the true
+ones (`ReplayOptions`; by default the declared ones), and keeps draining what arrives while
+it runs; it succeeds when its queue is empty. Its pod-hours are pods * running time, the
+failed share `retryRate` of them. A `failed` job_outcome in the series fails the running Job
+there: its pod-hours so far are wasted and its work waits again. A finished Job reports the
+work it did (as a Job that counts its tokens would, overwriting the operator's estimate in the
+annotation placement.runplacement.io/work-replica-hours), so learning measures the true
+efficiency. Work still queued when the
+series ends is charged as batch work (and one staging), so a hold at the end is not free.
+The first `metrics.lookback` of the series is history only: it fills the operator's average
+(as Prometheus' history before the replayed range would); nothing is decided or priced in it.
+
+The oracle. Daily cycles end with each batch window (a cycle is the time whose work the
+window's Job does). Per cycle it may hold the Deployment for one contiguous interval, which
+must lie within `acceptableDelay` before the window ends (so the work still meets its
+delay), whose work must fit the window on the parallel pods, and which must pay for the
+cycle's staging and operations. It holds the interval that saves most, or none. It acts only
+where the operator may: an owner, not user visible, productRisk not High (mode is taken as
+Enforce: a replay asks what Enforce would do). Its Jobs do not fail.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from placement.core.api import Action, Mode, ProductRisk, WorkloadPlacementSpec
+from placement.core.costs import parallel_pods
+from placement.core.executor import execute, release
+from placement.core.learning import Learned, Measured
+from placement.core.observation import DeploymentState, Observation, Outcome, Reading
+from placement.core.policy import Decision, JobObservation, JobOutcome, State
+from placement.core.reconcile import Decided, Event, LogLine, Placement, Settings, reconcile
+from placement.core.reconcile import release as release_steps
+from placement.core.window import WindowSpan, current_or_next_window
+from placement.replay.series import Sample, step_hours
+
+_EPSILON = 1e-9
+_NAMESPACE = "replay"
+# A replay asks what the decisions cost: the Job template is not the operator's to refuse
+# here, and status lives in memory.
+_SETTINGS = Settings(scope_metrics=False, job_pod_policy=None, write_status=False)
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """What the series cannot say: how the batch path really behaves."""
+
+    batch_efficiency: float | None = None  # true work per pod-hour; None: the declared one
+    retry_rate: float | None = None  # true failed share of pod-hours; None: the declared one
+    enforce: bool = True  # replay as mode Enforce (False: keep the spec's mode)
+    delete_at_end: bool = False  # the placement is deleted after the last sample
+
+
+@dataclass
+class SimJob:
+    name: str
+    window: WindowSpan
+    created: datetime
+    pods: int
+    queue: float  # replica-hours of work still to do
+    work_done: float = 0.0  # replica-hours drained: what the Job reports when it finishes
+    pod_hours: float = 0.0
+    failed_pod_hours: float = 0.0
+    outcome: JobOutcome = JobOutcome.RUNNING
+    finished_at: datetime | None = None
+
+    def observation(self) -> JobObservation:
+        finished = self.outcome is not JobOutcome.RUNNING
+        return JobObservation(
+            name=self.name,
+            outcome=self.outcome,
+            finished_at=self.finished_at,
+            pod_hours=self.pod_hours if finished else None,
+            failed_pod_hours=self.failed_pod_hours,
+            work_replica_hours=round(self.work_done, 4) if finished else None,
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One sample of the timeline."""
+
+    at: datetime
+    hours: float  # how long this sample stands for
+    replicas: int  # the series: what always-realtime runs
+    utilization: float
+    observed_utilization: float | None  # averaged over the lookback, as the operator reads it
+    deployment_replicas: int  # as the operator's decisions set it
+    held: bool
+    oracle_held: bool
+    in_window: bool
+    jobs_running: int
+    cost_always: float  # cumulative
+    cost_operator: float
+    cost_oracle: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    at: datetime
+    action: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Costs:
+    realtime: float = 0.0
+    batch: float = 0.0
+    staging: float = 0.0
+    operations: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.realtime + self.batch + self.staging + self.operations
+
+    def rounded(self) -> dict[str, float]:
+        return {
+            "realtime": round(self.realtime, 2),
+            "batch": round(self.batch, 2),
+            "staging": round(self.staging, 2),
+            "operations": round(self.operations, 2),
+            "total": round(self.total, 2),
+        }
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    held: tuple[bool, ...]  # per sample
+    costs: Costs
+    cycles_held: int
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    name: str
+    currency: str
+    steps: tuple[Step, ...]
+    decisions: tuple[DecisionRecord, ...]  # the noteworthy ones, as Events would show them
+    jobs: tuple[SimJob, ...]
+    always: Costs
+    operator: Costs
+    oracle: OracleResult
+    mode_changes: int
+    oracle_mode_changes: int
+    missed_windows: int
+    fallbacks: int
+    pending_work: float  # replica-hours still queued at the end (charged as batch)
+    learned: Learned | None
+    true_batch_efficiency: float
+    true_retry_rate: float
+    # Per evaluation (and the deletion, if any): when, and the steps the executor carried out.
+    trace: tuple[tuple[datetime, tuple[str, ...]], ...] = ()
+
+    @property
+    def operator_saving(self) -> float:
+        return self.always.total - self.operator.total
+
+    @property
+    def oracle_saving(self) -> float:
+        return self.always.total - self.oracle.costs.total
+
+    @property
+    def captured_share(self) -> float:
+        """The operator's saving over the oracle's. With nothing to capture: 1.0 when the
+        operator lost nothing either, 0.0 when it lost money."""
+        if self.oracle_saving > _EPSILON:
+            return self.operator_saving / self.oracle_saving
+        return 1.0 if self.operator_saving >= -0.005 else 0.0
+
+    def summary(self) -> dict[str, object]:
+        """The JSON summary."""
+        first, last = self.steps[0].at, self.steps[-1].at
+        jobs = self.jobs
+        learned = self.learned
+        return {
+            "placement": self.name,
+            "currency": self.currency,
+            "series": {
+                "start": _iso(first),
+                "end": _iso(last),
+                "samples": len(self.steps),
+                "days": round((last - first).total_seconds() / 86400, 3),
+            },
+            "cost": {
+                "alwaysRealtime": round(self.always.total, 2),
+                "operator": round(self.operator.total, 2),
+                "oracle": round(self.oracle.costs.total, 2),
+            },
+            "saving": {
+                "operator": round(self.operator_saving, 2),
+                "oracle": round(self.oracle_saving, 2),
+            },
+            "captured_share": round(self.captured_share, 4),
+            "missed_windows": self.missed_windows,
+            "fallbacks": self.fallbacks,
+            "mode_changes": self.mode_changes,
+            "oracle_mode_changes": self.oracle_mode_changes,
+            "operator": {
+                "costs": self.operator.rounded(),
+                "heldHours": round(_held_hours(self.steps, oracle=False), 2),
+                "jobs": len(jobs),
+                "jobsSucceeded": sum(j.outcome is JobOutcome.SUCCEEDED for j in jobs),
+                "jobsFailed": sum(j.outcome is JobOutcome.FAILED for j in jobs),
+                "pendingWorkReplicaHours": round(self.pending_work, 3),
+            },
+            "oracle": {
+                "costs": self.oracle.costs.rounded(),
+                "heldHours": round(_held_hours(self.steps, oracle=True), 2),
+                "cyclesHeld": self.oracle.cycles_held,
+            },
+            "batch": {
+                "trueBatchEfficiency": self.true_batch_efficiency,
+                "trueRetryRate": self.true_retry_rate,
+                "learning": None
+                if learned is None
+                else {
+                    "batchEfficiency": _measured_json(learned.batch_efficiency),
+                    "retryRate": _measured_json(learned.retry_rate),
+                },
+            },
+        }
+
+
+def replay(
+    spec: WorkloadPlacementSpec,
+    samples: Sequence[Sample],
+    *,
+    name: str,
+    options: ReplayOptions | None = None,
+) -> ReplayResult:
+    """Run the series through reconcile() on a simulated clock, and price it three ways."""
+    options = options or ReplayOptions()
+    if options.enforce and spec.mode is not Mode.ENFORCE:
+        spec = spec.model_copy(update={"mode": Mode.ENFORCE})
+    # The first lookback is history only: it fills the operator's average, as the Prometheus
+    # history before a replayed range would.
+    warm_up = samples[0].at + spec.metrics.lookback.timedelta
+    history = [sample for sample in samples if sample.at < warm_up]
+    samples = samples[len(history) :]
+    if len(samples) < 2:
+        raise ValueError(
+            f"the series needs at least two samples after its first metrics.lookback "
+            f"({spec.metrics.lookback}), which only fills the operator's average"
+        )
+    efficiency = options.batch_efficiency or spec.costs.batch_efficiency
+    retry = spec.costs.retry_rate if options.retry_rate is None else options.retry_rate
+    if not 0 <= retry < 1 or efficiency <= 0:
+        raise ValueError("true batch efficiency must be > 0 and retry rate in [0,1)")
+    sim = _Simulation(spec, samples, name, efficiency, retry, history=history)
+    sim.run()
+    if options.delete_at_end:
+        sim.delete(samples[-1].at)
+    oracle = oracle_placement(spec, samples, batch_efficiency=efficiency, retry_rate=retry)
+    steps = tuple(_with_oracle(sim.steps, oracle, spec, samples))
+    return ReplayResult(
+        name=name,
+        currency=spec.costs.currency,
+        steps=steps,
+        decisions=tuple(sim.decisions),
+        jobs=tuple(sim.jobs.values()),
+        always=Costs(realtime=sim.cost_always),
+        operator=sim.costs(),
+        oracle=oracle,
+        mode_changes=_changes(s.held for s in steps),
+        oracle_mode_changes=_changes(oracle.held),
+        missed_windows=sim.missed_windows(),
+        fallbacks=sim.fallbacks,
+        pending_work=sim.pending_work(),
+        learned=sim.learned,
+        true_batch_efficiency=efficiency,
+        true_retry_rate=retry,
+        trace=tuple(sim.trace),
+    )
+
+
+class _Simulation:
+    """The operator, a Deployment and its Jobs, stepping through the series."""
+
+    def __init__(
+        self,
+        spec: WorkloadPlacementSpec,
+        samples: Sequence[Sample],
+        name: str,
+        efficiency: float,
+        retry: float,
+        *,
+        history: Sequence[Sample] = (),
+    ) -> None:
+        self.spec = spec
+        self.samples = samples
+        self.hours = step_hours(samples)
+        self.rate_per_pod = efficiency * (1 - retry)  # replica-hours of work per pod-hour
+        self.retry = retry
+        self.pods = parallel_pods(spec.costs, spec.batch.job_template)
+        self.state = State(name=name)
+        self.placement = Placement(name, _NAMESPACE, None, {}, {})
+        self.world = _World(self, spec.target.deployment)
+        self.trace: list[tuple[datetime, tuple[str, ...]]] = []  # executed steps, per evaluation
+        self.backlog = 0.0  # held work with no Job yet
+        self.jobs: dict[str, SimJob] = {}
+        self.decisions: list[DecisionRecord] = []
+        self.steps: list[Step] = []
+        self.fallbacks = 0
+        self.learned: Learned | None = None
+        self.cost_always = self.realtime = self.batch = self.staging = 0.0
+        self.cycles_held: set[str] = set()
+        self.windows_held: dict[str, WindowSpan] = {}
+        self._lookback: deque[tuple[datetime, float]] = deque()
+        self._lookback_sum = 0.0
+        for sample in history:
+            self._average(sample)
+
+    def run(self) -> None:
+        interval = self.spec.evaluation_interval.timedelta
+        next_evaluation = self.samples[0].at
+        for sample, hours in zip(self.samples, self.hours, strict=True):
+            observed_utilization = self._average(sample)
+            if sample.job_fails:
+                self._fail_running_jobs(sample.at)
+            if sample.at >= next_evaluation:
+                self._evaluate(sample, observed_utilization)
+                next_evaluation = sample.at + interval
+            self._advance(sample, hours, observed_utilization)
+
+    # -- the operator ------------------------------------------------------------------
+
+    def _average(self, sample: Sample) -> float:
+        """The utilization as the operator reads it: averaged over metrics.lookback."""
+        lookback = self.spec.metrics.lookback.timedelta
+        self._lookback.append((sample.at, sample.utilization))
+        self._lookback_sum += sample.utilization
+        while self._lookback[0][0] <= sample.at - lookback:
+            self._lookback_sum -= self._lookback.popleft()[1]
+        return self._lookback_sum / len(self._lookback)
+
+    def _evaluate(self, sample: Sample, utilization: float) -> None:
+        """One evaluation as the operator runs it: the same reconcile() and executor, on the
+        simulated Deployment and Jobs."""
+        plan = reconcile(
+            self.placement,
+            self.spec,
+            self._observation(sample, utilization),
+            sample.at,
+            _SETTINGS,
+            state=self.state,
+        )
+        self.world.now = sample.at
+        executed = execute(
+            plan, self.world, _Quiet(), namespace=_NAMESPACE, placement=self.placement.name
+        )
+        self.trace.append((sample.at, executed.steps))
+        decision = executed.report.decision
+        if decision is None:
+            return  # blocked: nothing decided, nothing remembered
+        self.state = decision.state
+        self.learned = decision.learned
+        if decision.action is Action.FALLBACK:
+            self.fallbacks += 1
+        if decision.noteworthy:
+            self.decisions.append(
+                DecisionRecord(
+                    at=sample.at,
+                    action=str(decision.action),
+                    reason=str(decision.reason),
+                    message=decision.message,
+                )
+            )
+
+    def _observation(self, sample: Sample, utilization: float) -> Observation:
+        deployment = self.world.deployment(self._deployment_replicas(sample))
+        queue = sample.queue_depth
+        return Observation(
+            deployment=deployment,
+            claimed=(deployment,) if deployment.managed_by else (),
+            jobs=tuple(job.observation() for job in self.jobs.values()),
+            utilization=Reading("utilization", "", Outcome.OK, utilization, sampled_at=sample.at),
+            queue_depth=None
+            if queue is None
+            else Reading("queueDepth", "", Outcome.OK, queue, sampled_at=sample.at),
+        )
+
+    def delete(self, now: datetime) -> None:
+        """The placement is deleted: the operator's release steps, on the simulation."""
+        replicas = self.spec.target.warm_replicas if self.held else self.samples[-1].replicas
+        deployment = self.world.deployment(replicas)
+        claimed = (deployment,) if deployment.managed_by else ()
+        steps = release_steps(self.placement, claimed)
+        self.trace.append((now, release(steps, self.world, _Quiet(), namespace=_NAMESPACE)))
+
+    @property
+    def held(self) -> bool:
+        return self.world.hold is not None
+
+    def _deployment_replicas(self, sample: Sample) -> int:
+        return self.spec.target.warm_replicas if self.held else sample.replicas
+
+    def create_job(self, name: str, now: datetime) -> None:
+        window = current_or_next_window(self.spec.batch.window, now)
+        self.jobs[name] = SimJob(
+            name=name,
+            window=window,
+            created=now,
+            pods=self.pods,
+            queue=self.backlog,
+        )
+        self.backlog = 0.0
+        self.staging += self.spec.costs.data_staging_per_run
+
+    # -- the world -----------------------------------------------------------------------
+
+    def _fail_running_jobs(self, now: datetime) -> None:
+        for job in self._running():
+            job.outcome, job.finished_at = JobOutcome.FAILED, now
+            job.failed_pod_hours = job.pod_hours  # all of its time went to nothing
+            self.backlog += job.queue + job.work_done  # its work waits again
+            job.queue = job.work_done = 0.0
+
+    def _running(self) -> list[SimJob]:
+        return [job for job in self.jobs.values() if job.outcome is JobOutcome.RUNNING]
+
+    def _advance(self, sample: Sample, hours: float, observed_utilization: float) -> None:
+        """Costs and work over the time this sample stands for."""
+        replicas = self._deployment_replicas(sample)
+        price = self.spec.costs.realtime_replica_hourly
+        self.cost_always += sample.replicas * price * hours
+        self.realtime += replicas * price * hours
+        window = current_or_next_window(self.spec.batch.window, sample.at)
+        in_window = window.contains(sample.at)
+        if self.held:
+            self.cycles_held.add(window.label)
+            if in_window:
+                self.windows_held[window.label] = window
+            arriving = sample.replicas * sample.utilization * hours
+            running = [job for job in self._running() if job.window.label == window.label]
+            if running:
+                running[0].queue += arriving
+            else:
+                self.backlog += arriving
+        for job in self._running():
+            self._work(job, sample.at, hours)
+        self.steps.append(
+            Step(
+                at=sample.at,
+                hours=hours,
+                replicas=sample.replicas,
+                utilization=sample.utilization,
+                observed_utilization=observed_utilization,
+                deployment_replicas=replicas,
+                held=self.held,
+                oracle_held=False,
+                in_window=in_window,
+                jobs_running=len(self._running()),
+                cost_always=self.cost_always,
+                cost_operator=self.costs().total,
+                cost_oracle=0.0,
+            )
+        )
+
+    def _work(self, job: SimJob, now: datetime, hours: float) -> None:
+        capacity = job.pods * self.rate_per_pod * hours
+        used = hours if job.queue > capacity else job.queue / (job.pods * self.rate_per_pod)
+        job.work_done += min(job.queue, capacity)
+        job.queue = max(job.queue - capacity, 0.0)
+        pod_hours = job.pods * used
+        job.pod_hours += pod_hours
+        job.failed_pod_hours += pod_hours * self.retry
+        self.batch += pod_hours * self.spec.costs.batch_pod_hourly
+        if job.queue <= _EPSILON:
+            job.queue = 0.0
+            job.outcome, job.finished_at = JobOutcome.SUCCEEDED, now + timedelta(hours=used)
+
+    # -- results -----------------------------------------------------------------------
+
+    def pending_work(self) -> float:
+        return self.backlog + sum(job.queue for job in self._running())
+
+    def costs(self) -> Costs:
+        operations = len(self.cycles_held) * self.spec.costs.operations_per_day
+        pending = self.pending_work()
+        pending_batch = pending / self.rate_per_pod * self.spec.costs.batch_pod_hourly
+        pending_staging = self.spec.costs.data_staging_per_run if self.backlog > _EPSILON else 0
+        return Costs(
+            realtime=self.realtime,
+            batch=self.batch + pending_batch,
+            staging=self.staging + pending_staging,
+            operations=operations,
+        )
+
+    def missed_windows(self) -> int:
+        """Windows the operator held through that ended, within the series, with no Job of
+        theirs succeeded before their end."""
+        end = self.samples[-1].at
+        missed = 0
+        for label, window in self.windows_held.items():
+            if window.end > end:
+                continue
+            succeeded = any(
+                job.window.label == label
+                and job.outcome is JobOutcome.SUCCEEDED
+                and job.finished_at is not None
+                and job.finished_at <= window.end
+                for job in self.jobs.values()
+            )
+            missed += not succeeded
+        return missed
+
+
+@dataclass
+class _Hold:
+    original: int
+    since: datetime
+    baseline_utilization: float | None
+
+
+class _World:
+    """The simulated Deployment and Jobs, as the executor's Cluster: the plan's steps land
+    here exactly as they land on the API server."""
+
+    def __init__(self, simulation: _Simulation, deployment: str) -> None:
+        self.simulation = simulation
+        self.name = deployment
+        self.hold: _Hold | None = None
+        self.placement = ""
+        self.now = datetime.min
+        self.version = 0
+
+    def deployment(self, replicas: int) -> DeploymentState:
+        hold = self.hold
+        return DeploymentState(
+            name=self.name,
+            replicas=replicas,
+            original_replicas=None if hold is None else hold.original,
+            managed_by=None if hold is None else self.simulation.state.name,
+            held_since=None if hold is None else hold.since,
+            baseline_utilization=None if hold is None else hold.baseline_utilization,
+            resource_version=str(self.version),
+        )
+
+    def read_deployment(self, namespace: str, name: str) -> DeploymentState | None:
+        return None  # a hold is never contested in a replay
+
+    def claimed_by(self, namespace: str, placement: str) -> list[DeploymentState]:
+        return []
+
+    def placement_exists(self, namespace: str, name: str) -> bool:
+        return True
+
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
+        return []
+
+    def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
+        return [job.observation() for job in self.simulation.jobs.values()]
+
+    def scale_for_batch(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        replicas: int,
+        original: int,
+        placement: str,
+        since: datetime,
+        baseline_utilization: float | None,
+        resource_version: str | None = None,
+    ) -> None:
+        self.hold = _Hold(original, since, baseline_utilization)
+        self.version += 1
+
+    def restore(self, namespace: str, name: str, *, replicas: int) -> None:
+        self.hold = None
+        self.version += 1
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.hold = None
+        self.version += 1
+
+    def create_job(
+        self, namespace: str, manifest: dict[str, Any], *, dry_run: bool = False
+    ) -> bool:
+        name = str(manifest["metadata"]["name"])
+        if dry_run:
+            return True
+        if name in self.simulation.jobs:
+            return False
+        self.simulation.create_job(name, self.now)
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        return False  # finished Jobs stay: the replay prices every one
+
+    def patch_placement_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        pass
+
+
+class _Quiet:
+    """A replay posts no Events and logs nothing: its decisions are its record."""
+
+    def post(self, event: Event) -> None:
+        pass
+
+    def log(self, line: LogLine) -> None:
+        pass
+
+    def own(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(manifest)
+
+    def decided(self, decided: Decided) -> None:
+        pass
+
+    def log_decision(self, decision: Decision, deployment: DeploymentState | None) -> None:
+        pass
+
+
+# -- the oracle ------------------------------------------------------------------------------
+
+
+def oracle_placement(
+    spec: WorkloadPlacementSpec,
+    samples: Sequence[Sample],
+    *,
+    batch_efficiency: float | None = None,
+    retry_rate: float | None = None,
+) -> OracleResult:
+    """The cheapest hold per daily cycle, knowing the whole series (module docstring)."""
+    costs = spec.costs
+    efficiency = batch_efficiency or costs.batch_efficiency
+    retry = costs.retry_rate if retry_rate is None else retry_rate
+    hours = step_hours(samples)
+    always = [
+        s.replicas * costs.realtime_replica_hourly * h for s, h in zip(samples, hours, strict=True)
+    ]
+    held = [False] * len(samples)
+    if not _may_act(spec):
+        return OracleResult(tuple(held), Costs(realtime=sum(always)), 0)
+    warm = spec.target.warm_replicas
+    rate = parallel_pods(costs, spec.batch.job_template) * efficiency * (1 - retry)
+    delay = spec.latency.acceptable_delay.timedelta
+    fixed = costs.data_staging_per_run + costs.operations_per_day
+    work = [s.replicas * s.utilization * h for s, h in zip(samples, hours, strict=True)]
+    # What holding one sample saves: capacity avoided minus the batch pod-hours of its work.
+    gain = [
+        always[i]
+        - warm * costs.realtime_replica_hourly * hours[i]
+        - work[i] / (efficiency * (1 - retry)) * costs.batch_pod_hourly
+        for i in range(len(samples))
+    ]
+    cycles_held = 0
+    for window, indices in _cycles(spec, samples):
+        best = _best_interval(
+            [samples[i].at for i in indices],
+            [gain[i] for i in indices],
+            [work[i] for i in indices],
+            window,
+            earliest=window.end - delay,
+            rate=rate,
+        )
+        if best is not None and best[2] > fixed + _EPSILON:
+            first, last, _ = best
+            for position in range(first, last + 1):
+                held[indices[position]] = True
+            cycles_held += 1
+    realtime = sum(
+        (warm * costs.realtime_replica_hourly * hours[i]) if held[i] else always[i]
+        for i in range(len(samples))
+    )
+    batch_work = sum(work[i] for i in range(len(samples)) if held[i])
+    return OracleResult(
+        held=tuple(held),
+        costs=Costs(
+            realtime=realtime,
+            batch=batch_work / (efficiency * (1 - retry)) * costs.batch_pod_hourly,
+            staging=cycles_held * costs.data_staging_per_run,
+            operations=cycles_held * costs.operations_per_day,
+        ),
+        cycles_held=cycles_held,
+    )
+
+
+def _may_act(spec: WorkloadPlacementSpec) -> bool:
+    return (
+        bool(spec.owner.strip())
+        and not spec.latency.user_visible
+        and spec.product_risk is not ProductRisk.HIGH
+    )
+
+
+def _cycles(
+    spec: WorkloadPlacementSpec, samples: Sequence[Sample]
+) -> list[tuple[WindowSpan, list[int]]]:
+    """Samples grouped by the window whose Job does their work (the window they are in, else
+    the next one), in order."""
+    cycles: dict[str, tuple[WindowSpan, list[int]]] = {}
+    for index, sample in enumerate(samples):
+        window = current_or_next_window(spec.batch.window, sample.at)
+        cycles.setdefault(window.label, (window, []))[1].append(index)
+    return list(cycles.values())
+
+
+def _best_interval(
+    times: list[datetime],
+    gain: list[float],
+    work: list[float],
+    window: WindowSpan,
+    *,
+    earliest: datetime,
+    rate: float,
+) -> tuple[int, int, float] | None:
+    """The contiguous run of samples, all at or after `earliest`, whose work fits the window
+    from its start (or from the hold's start, inside the window), with the largest total
+    gain: (first, last, gain), or None when no sample may be held."""
+    allowed = [i for i, at in enumerate(times) if at >= earliest]
+    if not allowed:
+        return None
+    best: tuple[int, int, float] | None = None
+    for first in allowed:
+        start = max(times[first], window.start)
+        room = max((window.end - start).total_seconds() / 3600, 0.0) * rate
+        total_gain = total_work = 0.0
+        for last in range(first, len(times)):
+            total_gain += gain[last]
+            total_work += work[last]
+            if total_work > room + _EPSILON:
+                break
+            if best is None or total_gain > best[2]:
+                best = (first, last, total_gain)
+    return best
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _with_oracle(
+    steps: list[Step], oracle: OracleResult, spec: WorkloadPlacementSpec, samples: Sequence[Sample]
+) -> list[Step]:
+    """The timeline with the oracle's hold and its cumulative cost."""
+    costs = spec.costs
+    hours = step_hours(samples)
+    warm = spec.target.warm_replicas
+    efficiency_cost = oracle.costs.batch  # spread over the held samples by their work
+    held_work = sum(
+        s.replicas * s.utilization * h
+        for s, h, held in zip(samples, hours, oracle.held, strict=True)
+        if held
+    )
+    fixed_per_cycle = costs.data_staging_per_run + costs.operations_per_day
+    seen_cycles: set[str] = set()
+    total = 0.0
+    result = []
+    for step, sample, h, held in zip(steps, samples, hours, oracle.held, strict=True):
+        if held:
+            total += warm * costs.realtime_replica_hourly * h
+            if held_work > 0:
+                total += efficiency_cost * sample.replicas * sample.utilization * h / held_work
+            label = current_or_next_window(spec.batch.window, sample.at).label
+            if label not in seen_cycles:
+                seen_cycles.add(label)
+                total += fixed_per_cycle
+        else:
+            total += sample.replicas * costs.realtime_replica_hourly * h
+        result.append(replace(step, oracle_held=held, cost_oracle=total))
+    return result
+
+
+def _changes(flags: Iterable[bool]) -> int:
+    values = list(flags)
+    return sum(a != b for a, b in itertools.pairwise(values))
+
+
+def _held_hours(steps: Sequence[Step], *, oracle: bool) -> float:
+    return sum(step.hours for step in steps if (step.oracle_held if oracle else step.held))
+
+
+def _measured_json(item: Measured) -> dict[str, object]:
+    return {
+        "declared": item.declared,
+        "measured": None if item.measured is None else round(item.measured, 4),
+        "runs": item.runs,
+        "inUse": item.in_use,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+__all__ = [
+    "Costs",
+    "DecisionRecord",
+    "OracleResult",
+    "ReplayOptions",
+    "ReplayResult",
+    "Step",
+    "oracle_placement",
+    "replay",
+]

@@ -1,0 +1,1 @@
+"""The kopf runtime, the CLI and the operator's configuration."""

@@ -1,0 +1,459 @@
+"""kopf handlers: the runtime around one evaluation, which decides nothing itself.
+
+Each evaluation: observe once (observe.py: Deployment, held Deployments, Jobs, autoscalers,
+metrics) -> `reconcile()` (reconcile.py, pure: every decision, as a Plan of steps) ->
+execute the steps in order (executor.py) -> write status. Status and the Deployment's
+annotations are the whole state, so a restarted operator continues where the last one
+stopped; the count to restore is read from the Deployment's hold annotation only (status
+mirrors it).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from placement.adapters.kube import KubeAdapter, api_message
+from placement.adapters.observe import claimed_by, observe
+from placement.adapters.prometheus import BatchedMetricsReader, Metrics, MetricsReader, QueryLimits
+from placement.adapters.telemetry import Telemetry
+from placement.core.api import GROUP, PLURAL, VERSION
+from placement.core.cluster import Cluster, Retry
+from placement.core.executor import execute
+from placement.core.executor import release as run_release
+from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets
+from placement.core.labels import FINALIZER
+from placement.core.observation import DeploymentState
+from placement.core.policy import Decision
+from placement.core.reasons import EventType
+from placement.core.reconcile import (
+    Decided,
+    Event,
+    LogLine,
+    Placement,
+    Plan,
+    Settings,
+    admit,
+    reconcile,
+    release,
+)
+from placement.runtime.config import OperatorConfig
+from placement.runtime.diffbase import SpecDigestDiffBaseStorage
+from placement.runtime.liveness import Liveness
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+EVENT_SOURCE = "placement-operator"
+Clock = Callable[[], dt.datetime]
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+# The Event reason of a refused status write: an Event only, never in status (which could not
+# be written), so it is not one of status.decision's reasons.
+STATUS_WRITE_FAILED = "StatusWriteFailed"
+# Lines that must not also become Events through kopf's per-object logger (their Event, if
+# any, is posted once on purpose).
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def kubernetes_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
+    """An explicit kubeconfig file; else in a pod its ServiceAccount; else KUBECONFIG or
+    ~/.kube/config (as kopf does)."""
+    configuration = k8s.Configuration()
+    if kubeconfig:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+        return configuration
+    try:
+        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    except ConfigException:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    return configuration
+
+
+def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same configuration our ApiClient uses."""
+    # The kubernetes client keeps the token under "BearerToken" since v36, before that under
+    # "authorization" (as kopf.login_via_client reads it).
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    scheme, _, token = str(header or "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+def bounded_session(info: kopf.ConnectionInfo, *, connections: int) -> kopf.AiohttpSession:
+    """kopf's own session with at most `connections` connections to the API server.
+
+    kopf's default has no limit, so a bulk apply of 1,000 placements opened hundreds of TLS
+    connections at once: 104 of the 253 MiB live at the operator's peak (memray)."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
+
+
+class _TimerSuccessesAtDebug(logging.Filter):
+    """kopf logs "Timer 'reconcile' succeeded." at INFO for every placement at every tick
+    (4,000 lines a minute at 1,000 placements); they become DEBUG lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if (
+            record.levelno == logging.INFO
+            and message.startswith("Timer ")
+            and message.endswith(" succeeded.")
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_timer_successes() -> None:
+    objects = logging.getLogger("kopf.objects")  # the logger of kopf's handler outcomes
+    if not any(isinstance(f, _TimerSuccessesAtDebug) for f in objects.filters):
+        objects.addFilter(_TimerSuccessesAtDebug())
+
+
+# Its complexity is the kopf handlers it defines (closures over the configuration), each small.
+def register(  # noqa: C901
+    registry: kopf.OperatorRegistry,
+    config: OperatorConfig,
+    clock: Clock = utc_now,
+    telemetry: Telemetry | None = None,
+) -> Telemetry:
+    """Attach every handler to `registry`, with intervals from `config`; returns the metrics
+    the handlers record (serve them with `Telemetry.serve`)."""
+    telemetry = telemetry or Telemetry()
+    protected = config.protected_targets()
+    liveness = Liveness(config.stall_bound)
+    job_history = (config.job_history_successful, config.job_history_failed)
+
+    @kopf.on.login(id="login", registry=registry)
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+        # A registry of our own starts empty: authenticate the way our ApiClient does.
+        info: kopf.ConnectionInfo | None = (
+            connection_info(kubernetes_configuration(config.kubeconfig))
+            if config.kubeconfig
+            else kopf.login_via_client(**kwargs)
+        )
+        if info is None:
+            return None
+        # Long-lived watches hold a connection each: one per watched resource and namespace.
+        watches = 3 * max(1, len(config.namespaces))
+        return bounded_session(info, connections=config.api_connections + watches)
+
+    @kopf.on.startup(id="configure", registry=registry)
+    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        # Chosen once: changing the finalizer or the prefix later strands existing objects.
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        # A digest of the spec, not a copy: a large spec cannot make the placement undeletable.
+        settings.persistence.diffbase_storage = SpecDigestDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = config.posting_level
+        # `kubectl describe` shows "From: placement-operator, <pod>" (a pod's hostname is its
+        # name), not kopf's defaults "kopf" and "dev".
+        settings.posting.reporting_component = EVENT_SOURCE
+        settings.posting.reporting_instance = socket.gethostname()
+        quiet_timer_successes()
+        settings.watching.server_timeout = config.watch_timeout_seconds
+        settings.watching.client_timeout = config.watch_timeout_seconds + 30
+        settings.execution.max_workers = config.workers
+        settings.peering.lifetime = config.peering_lifetime_seconds
+        settings.peering.stealth = True  # no log line per keep-alive
+        # kopf's own requests (patches, Events, peering) time out like ours; watches keep
+        # their longer timeouts above.
+        settings.networking.request_timeout = config.api_timeout_seconds
+        if config.namespaces:
+            # Namespaced mode has no cluster-wide read of CRDs (least privilege): do not
+            # ask for it, instead of logging a 403 warning at every start.
+            settings.scanning.disabled = True
+        memo.api_client = k8s.ApiClient(kubernetes_configuration(config.kubeconfig))
+        memo.kube = KubeAdapter(memo.api_client, telemetry, timeout=config.api_timeout_seconds)
+        reader = MetricsReader(
+            config.prometheus_url,
+            timeout=config.prometheus_timeout_seconds,
+            headers=config.prometheus_request_headers(),
+            basic_auth=config.prometheus_basic_auth(),
+            ca_file=config.prometheus_ca_file,
+            limits=QueryLimits(config.prometheus_max_series, config.prometheus_max_bytes),
+        )
+        memo.metrics = (
+            BatchedMetricsReader(reader, max_age=config.metrics_max_age_seconds)
+            if config.query_mode == "batched"
+            else reader
+        )
+
+    @kopf.on.cleanup(id="close-clients", registry=registry)
+    def close_clients(memo: kopf.Memo, **_: Any) -> None:
+        api_client = getattr(memo, "api_client", None)
+        if api_client is not None:
+            api_client.close()
+
+    @kopf.on.update(*RESOURCE, id="spec-changed", field="spec", registry=registry)
+    def spec_changed(memo: kopf.Memo, **_: Any) -> None:
+        memo.next_evaluation = 0.0  # evaluate at the next tick, not after the interval
+
+    @kopf.on.probe(id="evaluations", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    async def evaluations(**_: Any) -> dict[str, int]:
+        # Async: answered from the event loop even when every worker thread is stuck.
+        problem = liveness.problem()
+        if problem is not None:
+            raise kopf.PermanentError(problem)  # /healthz answers 500
+        return liveness.summary()
+
+    # A failed evaluation (e.g. a request that timed out) is retried at the next tick, not
+    # after kopf's default minute.
+    @kopf.timer(
+        *RESOURCE,
+        id="reconcile",
+        interval=config.tick_seconds,
+        backoff=config.tick_seconds,
+        registry=registry,
+    )
+    def reconcile(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
+    ) -> None:
+        if time.monotonic() < getattr(memo, "next_evaluation", 0.0):
+            return
+        key = f"{body.metadata.namespace}/{body.metadata.name}"
+        liveness.started(key)
+        completed = False
+        try:
+            with telemetry.reconciling():
+                interval = evaluate(
+                    body,
+                    patch,
+                    memo.kube,
+                    memo.metrics,
+                    clock(),
+                    logger,
+                    telemetry=telemetry,
+                    scope_metrics=config.scope_metrics_to_namespace,
+                    job_history=job_history,
+                    job_pod_policy=config.job_pod_policy,
+                    protected=protected,
+                )
+                write_status(body, patch, memo.kube, memo, telemetry)
+            completed = True
+        finally:
+            liveness.finished(key, ok=completed)
+        memo.next_evaluation = time.monotonic() + interval
+
+    @kopf.on.delete(*RESOURCE, id="restore-on-delete", registry=registry)
+    def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
+        restore_for_deletion(body, memo.kube, logger)
+        telemetry.forget(str(body.metadata.namespace), str(body.metadata.name))
+
+    return telemetry
+
+
+# -- one evaluation -----------------------------------------------------------------------
+
+
+def evaluate(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    kube: Cluster,
+    metrics: Metrics,
+    now: dt.datetime,
+    logger: Logger,
+    *,
+    telemetry: Telemetry | None = None,
+    scope_metrics: bool = True,
+    job_pod_policy: JobPodPolicy | None = None,
+    protected: ProtectedTargets | None = None,
+    job_history: tuple[int, int] = (3, 1),
+) -> float:
+    """Evaluate one placement: observe once, reconcile (every decision), execute the plan,
+    and leave its status in `patch` (for `write_status`); return seconds until it is due
+    again. `job_history`: succeeded and failed Jobs kept."""
+    telemetry = telemetry or Telemetry()
+    settings = Settings(
+        scope_metrics=scope_metrics,
+        job_pod_policy=job_pod_policy or JobPodPolicy(),
+        protected=protected or ProtectedTargets(),
+        job_history=job_history,
+    )
+    placement = placement_of(body)
+    plan = admit(placement, settings, now)
+    if not isinstance(plan, Plan):
+        spec = plan
+        observation = observe(
+            kube,
+            metrics,
+            spec,
+            namespace=placement.namespace,
+            placement=placement.name,
+            telemetry=telemetry,
+        )
+        plan = reconcile(placement, spec, observation, now, settings)
+    effects = KopfEffects(body, logger, telemetry)
+    try:
+        executed = execute(
+            plan, kube, effects, namespace=placement.namespace, placement=placement.name
+        )
+    except Retry as retry:
+        raise kopf.TemporaryError(str(retry), delay=1) from retry
+    for key, value in (executed.report.status or {}).items():
+        patch.status[key] = value
+    return plan.interval
+
+
+def placement_of(body: kopf.Body) -> Placement:
+    """The placement as kopf read it."""
+    name, namespace = body.metadata.name, body.metadata.namespace
+    assert name is not None and namespace is not None
+    return Placement(
+        name=name,
+        namespace=namespace,
+        generation=body.metadata.get("generation"),
+        spec=dict(body.spec),
+        status=dict(body.get("status") or {}),
+    )
+
+
+class KopfEffects:
+    """Events through kopf (on the placement), log lines on kopf's per-object logger or the
+    module's, metrics through Telemetry."""
+
+    def __init__(self, body: kopf.Body, logger: Logger, telemetry: Telemetry | None) -> None:
+        self.body = body
+        self.logger = logger
+        self.telemetry = telemetry
+
+    def post(self, event: Event) -> None:
+        kopf.event(self.body, type=str(event.type), reason=str(event.reason), message=event.message)
+
+    def log(self, line: LogLine) -> None:
+        (self.logger if line.on_placement else log).log(line.level, line.message)
+
+    def own(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        owned = copy.deepcopy(dict(manifest))
+        kopf.adopt(owned, owner=self.body)  # the Job goes when its placement goes
+        return owned
+
+    def decided(self, decided: Decided) -> None:
+        if self.telemetry is None:
+            return
+        self.telemetry.decided(
+            str(self.body.metadata.namespace),
+            str(self.body.metadata.name),
+            action=decided.action,
+            reason=str(decided.reason),
+            savings=decided.savings,
+            currency=decided.currency,
+            phase=None if decided.phase is None else str(decided.phase),
+        )
+
+    def log_decision(self, decision: Decision, deployment: DeploymentState | None) -> None:
+        log_decision(self.logger, decision, deployment)
+
+
+def log_decision(logger: Logger, decision: Decision, deployment: DeploymentState | None) -> None:
+    """One line per decision change: key=value in text logs, the same fields under
+    `decision` in JSON logs. Not posted as an Event (the decision has its own)."""
+    fields = {
+        "reason": str(decision.reason),
+        "phase": str(decision.phase),
+        "action": str(decision.action),
+        "savingsPerDay": decision.savings_per_day,
+        "replicas": None if deployment is None else deployment.replicas,
+        "desiredReplicas": decision.desired_replicas,
+        "actuate": decision.actuate,
+    }
+    logger.info(
+        "decision %s",
+        " ".join(f"{key}={value}" for key, value in fields.items()),
+        extra={"decision": fields, "k8s_skip": True},
+    )
+
+
+def write_status(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    kube: KubeAdapter,
+    memo: kopf.Memo,
+    telemetry: Telemetry,
+) -> None:
+    """Write the status the evaluation put in `patch`, ourselves rather than through kopf.
+
+    kopf applies a timer's patch after the handler and, when the API server refuses it (a
+    422, a NaN that is no JSON), ends that placement's timer without a word. Here a refusal
+    is reported (Warning Event once per message, a log line, a metric) and the placement is
+    evaluated again at its next turn. Transient errors (5xx, 429, timeouts) raise, and kopf
+    retries at the next tick."""
+    status = patch.pop("status", None)
+    if not status:
+        return
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+    try:
+        kube.patch_placement_status(namespace, name, dict(status))
+    except ApiException as error:
+        if error.status is None or error.status >= 500 or error.status in (409, 429):
+            raise
+        code, detail = str(error.status), api_message(error)
+    except (TypeError, ValueError) as error:
+        code, detail = "unserializable", str(error)[:500]
+    else:
+        memo.status_write_failure = None
+        return
+    telemetry.status_write_failed(code)
+    message = (
+        f"status could not be written ({code}: {detail}); the placement is still evaluated "
+        "and acts on its decisions, but status shows an older one"
+    )
+    log.error("%s/%s: %s", namespace, name, message)
+    if getattr(memo, "status_write_failure", None) != message:
+        kopf.event(body, type=str(EventType.WARNING), reason=STATUS_WRITE_FAILED, message=message)
+        memo.status_write_failure = message
+
+
+# -- deletion and retargeting --------------------------------------------------------------
+
+
+def restore_for_deletion(body: kopf.Body, kube: Cluster, logger: Logger) -> None:
+    """Give back every Deployment this placement holds before the finalizer lets it go
+    (reconcile.release decides how)."""
+    placement = placement_of(body)
+    target = (placement.spec.get("target") or {}).get("deployment")
+    deployment = kube.read_deployment(placement.namespace, target) if target else None
+    claimed = claimed_by(kube, placement.namespace, placement.name, deployment)
+    steps = release(placement, claimed)
+    run_release(steps, kube, KopfEffects(body, logger, None), namespace=placement.namespace)

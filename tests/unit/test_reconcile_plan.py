@@ -1,0 +1,51 @@
+"""The plan says what depends on what: a move validates the Job, then takes the hold, then
+creates the Job, each step requiring the one before; a refused validation ends the plan
+before anything is scaled. Nothing is inferred after the steps ran."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from placement.adapters.fakecluster import FakeCluster
+from placement.core.executor import execute
+from placement.core.observation import DeploymentState, Observation, Outcome, Reading
+from placement.core.reconcile import CreateJob, Placement, TakeHold, ValidateJob, reconcile
+from tests.unit.factories import example_manifest, make_spec
+from tests.unit.fake_operator import Recorder
+
+NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # inside the window
+
+
+def _move() -> tuple[Placement, Observation]:
+    placement = Placement("summarizer", "ml", 1, example_manifest()["spec"], {})
+    deployment = DeploymentState("summarizer", 4, None, None, resource_version="1")
+    reading = Reading("utilization", "x", Outcome.OK, 0.44896, sampled_at=NOW)
+    return placement, Observation(deployment, utilization=reading)
+
+
+def test_a_move_is_validate_then_hold_then_create() -> None:
+    placement, observation = _move()
+    plan = reconcile(placement, make_spec(), observation, NOW)
+    validate, hold, create = plan.steps
+    assert isinstance(validate, ValidateJob) and validate.requires == ()
+    assert isinstance(hold, TakeHold) and hold.requires == ("validate",)
+    assert (hold.replicas, hold.original) == (0, 4)
+    assert isinstance(create, CreateJob) and create.requires == ("hold",)
+    assert validate.job == create.job
+    assert plan.report.event is not None and plan.report.event.reason == "MovedToBatch"
+
+
+def test_a_refused_validation_stops_the_hold_and_the_job() -> None:
+    placement, observation = _move()
+    plan = reconcile(placement, make_spec(), observation, NOW)
+    cluster = FakeCluster()
+    cluster.add("summarizer", 4)
+    cluster.refuse_jobs = "422: spec.template.spec.containers[0].image: Required value"
+    executed = execute(plan, cluster, Recorder(), namespace="ml", placement="summarizer")
+    assert executed.steps[0].startswith("ValidateJob")
+    assert not any(step.startswith(("TakeHold", "CreateJob")) for step in executed.steps)
+    assert cluster.writes == []
+    assert executed.report.status is not None and executed.report.status["phase"] == "Blocked"
+    event = executed.report.event
+    assert event is not None and event.reason == "BatchJobRejected"
+    assert "(422: spec.template" in event.message

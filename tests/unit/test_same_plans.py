@@ -1,0 +1,62 @@
+"""Replay and the operator run the same plans: one scripted scenario (a move, the window's
+Job, its success, a failed night, the fallback, the deletion) through the operator's
+executor against the in-memory FakeCluster and through replay's simulation gives the same
+steps at the same moments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from placement.core.policy import JobOutcome
+from placement.replay.replay import ReplayOptions, replay
+from placement.replay.series import Sample
+from tests.unit.factories import make_spec
+from tests.unit.fake_operator import FakeOperator
+
+START = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
+FAILS_AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # the second night's Job fails
+
+
+def _series() -> list[Sample]:
+    samples = []
+    for step in range(60 * 12):  # 60 hours, every 5 minutes
+        at = START + timedelta(minutes=5 * step)
+        samples.append(Sample(at, 4, 0.45, job_outcome="failed" if at == FAILS_AT else None))
+    return samples
+
+
+def test_the_operator_and_replay_carry_out_the_same_steps() -> None:
+    samples = _series()
+    replayed = replay(
+        make_spec(), samples, name="summarizer", options=ReplayOptions(delete_at_end=True)
+    )
+    operator = FakeOperator()
+    operator.metrics.value = 0.45
+    seen: list[tuple[datetime, tuple[str, ...]]] = []
+    *evaluations, (deleted_at, _) = replayed.trace
+    for at, _ in evaluations:
+        # The world moves as in the replay: its Jobs finish when the simulated ones did.
+        for job in replayed.jobs:
+            finished = job.finished_at
+            if finished is not None and finished <= at and job.name in operator.cluster.jobs:
+                operator.cluster.finish(job.name, job.outcome, finished, job.pod_hours)
+        seen.append((at, operator.evaluate(at).steps))
+    seen.append((deleted_at, operator.delete()))
+
+    def acted(
+        trace: list[tuple[datetime, tuple[str, ...]]],
+    ) -> list[tuple[datetime, tuple[str, ...]]]:
+        return [(at, steps) for at, steps in trace if steps]
+
+    assert acted(seen) == acted(list(replayed.trace))
+    kinds = [step.split()[0] + " " + step.split()[1] for _, steps in acted(seen) for step in steps]
+    for expected in (
+        "Event MovedToBatch",
+        "CreateJob summarizer-20261124-0100",
+        "Event BatchSucceeded",
+        "Event BatchJobFailed",
+        "Event FallbackRestored",
+        "Event Restored",  # the deletion gives the replicas back
+    ):
+        assert expected in kinds
+    assert {job.outcome for job in replayed.jobs} == {JobOutcome.SUCCEEDED, JobOutcome.FAILED}
