@@ -269,7 +269,7 @@ class Plan:
                 "first and holds it now; nothing changed",
             ),
             basis.now,
-            _decided(basis.decision, basis.spec, Reason.CONFLICTING_AUTOSCALER, None),
+            _decided(basis.decision, basis.spec, Reason.CONFLICTING_AUTOSCALER, Phase.BLOCKED),
         )
 
 
@@ -292,7 +292,7 @@ def admit(placement: Placement, settings: Settings, now: datetime) -> WorkloadPl
     if refusal is not None:
         # Before the Deployment is even read: the operator's rights are not the author's.
         blocked = Blocked(Reason.INVALID_SPEC, f"protected target, nothing done: {refusal}")
-        decided = Decided("None", Reason.INVALID_SPEC, None, "")
+        decided = Decided("None", Reason.INVALID_SPEC, None, "", Phase.BLOCKED)
         return Plan((), _blocked_report(placement, blocked, now, decided), INVALID_SPEC_INTERVAL)
     return spec
 
