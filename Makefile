@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create the virtualenv with the package and dev tools
 
-tools: $(STAMP) ## build kube-apiserver, etcd, kwok, helm... into the cache; install Prometheus
+tools: $(STAMP) ## build kube-apiserver, etcd, kwok, helm, KEDA, Kueue into the cache; install Prometheus
 	$(PY) -m placement.localenv.tools build
 
 # buildah builds the Dockerfile without a Docker engine (chroot isolation); debootstrap makes a
@@ -41,8 +41,11 @@ image-tools: ## install buildah and debootstrap from Debian's packages when miss
 image: image-tools ## build the image from Dockerfile with buildah (docker build works the same)
 	sh hack/build-image.sh placement-operator:$$(sh hack/version.sh)
 
-cluster: tools ## start a local control plane + Prometheus on 127.0.0.1 and print KUBECONFIG
-	$(PY) -m placement.localenv up
+# The engines started beside the control plane; `make cluster ENGINES=` starts neither.
+ENGINES ?= keda,kueue
+
+cluster: tools ## start a local control plane, Prometheus, KEDA and Kueue on 127.0.0.1
+	$(PY) -m placement.localenv up --engines "$(ENGINES)"
 
 cluster-down: $(STAMP) ## stop what `make cluster` started
 	$(PY) -m placement.localenv down

@@ -8,6 +8,7 @@ from kubernetes import client
 from prometheus_client import Gauge
 
 from placement.localenv.cluster import LocalCluster
+from placement.localenv.engines import LocalKeda, LocalKueue
 from placement.localenv.operator_process import OperatorProcess, start_operator
 from placement.localenv.process import ManagedProcess, log_tail
 from placement.localenv.prometheus import Exporter, LocalPrometheus
@@ -62,6 +63,24 @@ def operator(
     process.stop()
 
 
+@pytest.fixture(scope="session")
+def keda(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKeda]:
+    """KEDA's operator against the real cluster, started once by the first test that asks.
+    It stays up for the rest of the session: every ScaledObject created after that is acted
+    on for real."""
+    with LocalKeda(cluster, tmp_path_factory.mktemp("keda")) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKueue]:
+    """Kueue's manager and webhooks against the real cluster, started once by the first test
+    that asks. From then on every Job creation passes its webhook; Jobs without the
+    queue-name label are left alone."""
+    with LocalKueue(cluster, tmp_path_factory.mktemp("kueue")) as engine:
+        yield engine
+
+
 @pytest.fixture
 def placements(api_client: client.ApiClient, namespace: str) -> Placements:
     return Placements(api_client, namespace)
@@ -79,6 +98,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     # When an operator test fails, the operator's own words are the first thing to read.
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    process = item.funcargs.get("operator") if hasattr(item, "funcargs") else None
+    funcargs = item.funcargs if hasattr(item, "funcargs") else {}
+    process = funcargs.get("operator")
     if report.failed and isinstance(process, ManagedProcess):
         report.sections.append(("operator log (tail)", log_tail(process.log_path, 60)))
+    for name in ("keda", "kueue"):
+        engine = funcargs.get(name)
+        if report.failed and isinstance(engine, (LocalKeda, LocalKueue)):
+            report.sections.append((f"{name} log (tail)", log_tail(engine.log_path, 40)))

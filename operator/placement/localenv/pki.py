@@ -62,6 +62,7 @@ def _issue(
     is_ca: bool = False,
     server_names: tuple[str, ...] = (),
     usage: tuple[x509.ObjectIdentifier, ...] = (),
+    validity: dt.timedelta = _VALIDITY,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, KeyPair]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -73,7 +74,7 @@ def _issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
     )
     if is_ca:
@@ -147,3 +148,53 @@ def create_pki(directory: Path) -> ClusterPki:
         )
     )
     return ClusterPki(ca, serving, admin, sa_private, sa_public)
+
+
+def create_serving_ca(
+    directory: Path,
+    stem: str,
+    common_name: str,
+    *,
+    server_names: tuple[str, ...] = (),
+    validity: dt.timedelta = _VALIDITY,
+) -> KeyPair:
+    """A CA of its own for one component's serving certificates (webhooks, gRPC). Some
+    components check their CA's name as a SAN and its expiry months ahead: hence the options."""
+    directory.mkdir(parents=True, exist_ok=True)
+    *_, pair = _issue(
+        directory,
+        stem,
+        _name(common_name),
+        issuer=None,
+        is_ca=True,
+        server_names=server_names,
+        validity=validity,
+    )
+    return pair
+
+
+def issue_serving_pair(
+    directory: Path,
+    stem: str,
+    ca: KeyPair,
+    server_names: tuple[str, ...],
+    *,
+    validity: dt.timedelta = _VALIDITY,
+) -> KeyPair:
+    """A serving certificate (for server and client auth) signed by `ca`, valid for the names
+    and IP addresses in `server_names`."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{ca.key} is not an EC key written by this module")
+    directory.mkdir(parents=True, exist_ok=True)
+    *_, pair = _issue(
+        directory,
+        stem,
+        _name(server_names[0]),
+        issuer=(ca_cert, ca_key),
+        server_names=server_names,
+        usage=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+        validity=validity,
+    )
+    return pair
