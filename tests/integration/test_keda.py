@@ -87,7 +87,10 @@ def test_keda_scales_a_deployment_to_zero_on_an_empty_queue_and_back_when_it_fil
     )["status"]
     active = {c["type"]: c["status"] for c in status["conditions"]}
     assert active["Ready"] == "True" and active["Active"] == "True", status
-    print(f"KEDA: to zero {to_zero:.1f}s, from zero {from_zero:.1f}s")
+    print(
+        f"KEDA: started in {keda.startup_seconds:.1f}s; "
+        f"to zero {to_zero:.1f}s, from zero {from_zero:.1f}s"
+    )
 
     # Deleting the ScaledObject stops the scaling and restores nothing.
     replicas = placements.replicas("summarizer")
