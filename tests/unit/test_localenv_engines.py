@@ -75,7 +75,7 @@ def test_only_kueues_own_and_the_job_webhooks_are_registered_and_they_name_a_url
 def test_the_kueue_certificates_satisfy_its_rotator_and_the_apiserver(tmp_path: Path) -> None:
     validity = LocalKueue.cert_validity
     ca = create_serving_ca(
-        tmp_path, "ca", "kueue-ca", server_names=("kueue-ca",), validity=validity
+        tmp_path, "ca", "kueue-ca", server_names=("kueue-ca",), validity=validity, rsa_key=True
     )
     names = ("kueue-webhook-service.kueue-system.svc", "127.0.0.1")
     pair = issue_serving_pair(tmp_path, "serving", ca, names, validity=validity)
@@ -91,6 +91,8 @@ def test_the_kueue_certificates_satisfy_its_rotator_and_the_apiserver(tmp_path: 
     # Kueue regenerates (with names that do not include 127.0.0.1) within 90 days of expiry.
     horizon = dt.datetime.now(dt.UTC) + dt.timedelta(days=90)
     assert ca_cert.not_valid_after_utc > horizon and cert.not_valid_after_utc > horizon
+    # Its rotator parses the CA key with x509.ParsePKCS1PrivateKey.
+    assert ca.key.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
 
 
 def test_a_built_engine_needs_its_binary_and_its_manifests(

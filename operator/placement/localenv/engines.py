@@ -268,10 +268,16 @@ class LocalKueue(_Engine):
 
     def _certificates(self) -> tuple[KeyPair, KeyPair]:
         certs = self.workdir / "pki"
-        # The rotator checks the CA under this name (a SAN) and the serving certificate
-        # against the Service's DNS name; the apiserver checks it against 127.0.0.1.
+        # The rotator checks the CA under this name (a SAN), reads its key as PKCS#1 RSA and
+        # checks the serving certificate against the Service's DNS name; the apiserver checks
+        # it against 127.0.0.1.
         ca = create_serving_ca(
-            certs, "ca", "kueue-ca", server_names=("kueue-ca",), validity=self.cert_validity
+            certs,
+            "ca",
+            "kueue-ca",
+            server_names=("kueue-ca",),
+            validity=self.cert_validity,
+            rsa_key=True,
         )
         serving = issue_serving_pair(
             certs,

@@ -244,7 +244,8 @@ TOOLS: tuple[GoTool, ...] = (
             f"-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=v{KUEUE_VERSION}",
         ),
         (
-            ("sigs.k8s.io/kueue", "config/components/crd/bases"),
+            # bases/, and patches/ + kustomization.yaml: which CRDs convert by webhook.
+            ("sigs.k8s.io/kueue", "config/components/crd"),
             ("sigs.k8s.io/kueue", "config/components/webhook"),
         ),
     ),
