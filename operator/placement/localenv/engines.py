@@ -63,7 +63,7 @@ def _load_yaml(directory: Path) -> list[dict[str, Any]]:
 
 
 def wait_for_crds(cluster: LocalCluster, names: list[str], timeout: float = 60) -> None:
-    """Until every named CRD is Established and its resources are served."""
+    """Until every named CRD is Established."""
     jsonpath = (
         '{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Established")].status}'
         "{'\\n'}{end}"
@@ -225,6 +225,7 @@ class LocalKueue(_Engine):
         super().__init__(cluster, workdir, start_timeout=start_timeout)
         self.version = tools.go_tool("kueue").version
         self.webhook_port = 0
+        self._webhooks_installed = False
         self._webhook_names: tuple[str, str] = (
             "kueue-mutating-webhook-configuration",
             "kueue-validating-webhook-configuration",
@@ -245,6 +246,7 @@ class LocalKueue(_Engine):
         crds = self._crds(manifests, ca_bundle)
         _apply(self.cluster, crds)
         wait_for_crds(self.cluster, [c["metadata"]["name"] for c in crds])
+        self._webhooks_installed = True  # from here on, stop() removes them
         _apply(
             self.cluster,
             [
@@ -392,8 +394,10 @@ class LocalKueue(_Engine):
         self.cluster.kubectl("apply", "-f", "-", input_text=json.dumps(resource_flavor()))
 
     def stop(self) -> None:
-        # Webhooks with failurePolicy Fail and no server behind them would refuse every Job.
-        if self._process is not None:
+        # Webhooks with failurePolicy Fail and no server behind them would refuse every Job,
+        # also when Kueue failed to start.
+        if self._webhooks_installed:
+            self._webhooks_installed = False
             self.cluster.kubectl(
                 "delete",
                 "mutatingwebhookconfiguration,validatingwebhookconfiguration",
