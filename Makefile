@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help demo crd docs venv tools image-tools image cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality bench
+.PHONY: help demo crd docs venv tools control-plane-tools image-tools image cluster cluster-down kubectl-path test unit integration chart chart-snapshots image-check lint format clean decision-quality bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create the virtualenv with the package and dev tools
 
-tools: $(STAMP) ## build kube-apiserver, etcd, kwok, helm... into the cache; install Prometheus
+tools: control-plane-tools ## build kube-apiserver, etcd, kwok, helm, KEDA, Kueue into the cache; install Prometheus
 	$(PY) -m placement.localenv.tools build
+
+control-plane-tools: $(STAMP) ## only what the demo needs: the control plane, helm and Prometheus
+	$(PY) -m placement.localenv.tools build --only kubernetes --only etcd --only kwok --only helm --only prometheus
 
 # buildah builds the Dockerfile without a Docker engine (chroot isolation); debootstrap makes a
 # Python base from Debian's packages where the registry's python image cannot be pulled.
@@ -41,8 +44,11 @@ image-tools: ## install buildah and debootstrap from Debian's packages when miss
 image: image-tools ## build the image from Dockerfile with buildah (docker build works the same)
 	sh hack/build-image.sh placement-operator:$$(sh hack/version.sh)
 
-cluster: tools ## start a local control plane + Prometheus on 127.0.0.1 and print KUBECONFIG
-	$(PY) -m placement.localenv up
+# The engines started beside the control plane; `make cluster ENGINES=` starts neither.
+ENGINES ?= keda,kueue
+
+cluster: tools ## start a local control plane, Prometheus, KEDA and Kueue on 127.0.0.1
+	$(PY) -m placement.localenv up --engines "$(ENGINES)"
 
 cluster-down: $(STAMP) ## stop what `make cluster` started
 	$(PY) -m placement.localenv down
@@ -90,7 +96,7 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 clean: cluster-down ## remove the virtualenv and local state (the tool cache stays)
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
 
-demo: tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--keep keeps it up
+demo: control-plane-tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--keep keeps it up
 	$(PY) -m placement.localenv.demo $(DEMO_FLAGS)
 
 decision-quality: $(STAMP) ## replay the public traces against the examples: one JSON line per case

@@ -1,7 +1,10 @@
 """`make cluster` / `make cluster-down`: a local control plane that outlives the command.
 
-    python -m placement.localenv up   [--dir DIR] [--nodes N]   # start, print how to use it
+    python -m placement.localenv up   [--dir DIR] [--nodes N] [--engines keda,kueue]
     python -m placement.localenv down [--dir DIR]               # stop everything it started
+
+`--engines` starts KEDA and/or Kueue beside the control plane (`make cluster` asks for both;
+without it, neither).
 
 `up` starts a detached supervisor (`serve`) that owns every process. The processes die with
 the supervisor (PR_SET_PDEATHSIG), so even a killed supervisor leaves no orphan behind.
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from placement.localenv import tools
 from placement.localenv.cluster import LocalCluster
+from placement.localenv.engines import LocalKeda, LocalKueue
 from placement.localenv.process import ComponentError, is_alive, log_tail
 from placement.localenv.prometheus import LocalPrometheus
 from placement.localenv.tools import ToolsError
@@ -40,7 +44,20 @@ def _read_state(root: Path) -> dict[str, object] | None:
     return state
 
 
-def serve(root: Path, nodes: int) -> int:
+ENGINES = {"keda": LocalKeda, "kueue": LocalKueue}
+
+
+def _engine_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(ENGINES))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}"
+        )
+    return names
+
+
+def serve(root: Path, nodes: int, engine_names: list[str]) -> int:
     """Run in the foreground until SIGTERM/SIGINT; record progress in state.json."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -48,11 +65,17 @@ def serve(root: Path, nodes: int) -> int:
     state_path = _state_file(root)
     cluster = LocalCluster(root / "cluster", nodes=nodes)
     prometheus = LocalPrometheus(root / "prometheus")
+    engines = [ENGINES[name](cluster, root / name) for name in engine_names]
     started = time.monotonic()
     try:
         cluster.start()
         prometheus.start()
+        for engine in engines:
+            engine.start()
     except (ComponentError, ToolsError) as error:
+        for engine in reversed(engines):
+            engine.stop()
+        prometheus.stop()
         cluster.stop()
         state_path.write_text(json.dumps({"status": "failed", "error": str(error)}))
         return 1
@@ -67,18 +90,25 @@ def serve(root: Path, nodes: int) -> int:
                 "startSeconds": round(time.monotonic() - started, 1),
                 "timings": {k: round(v, 1) for k, v in cluster.timings.seconds.items()},
                 "prometheusSeconds": round(prometheus.startup_seconds, 1),
-                "children": {**cluster.running(), "prometheus": prometheus.pid},
+                "engines": {e.name: round(e.startup_seconds, 1) for e in engines},
+                "children": {
+                    **cluster.running(),
+                    "prometheus": prometheus.pid,
+                    **{e.name: e.pid for e in engines},
+                },
             }
         )
     )
     stop.wait()
+    for engine in reversed(engines):
+        engine.stop()
     prometheus.stop()
     cluster.stop()
     state_path.unlink(missing_ok=True)
     return 0
 
 
-def up(root: Path, nodes: int, timeout: float) -> int:
+def up(root: Path, nodes: int, engine_names: list[str], timeout: float) -> int:
     root = root.resolve()
     state = _read_state(root)
     if state and state.get("status") == "ready" and is_alive(int(str(state["pid"]))):
@@ -98,6 +128,8 @@ def up(root: Path, nodes: int, timeout: float) -> int:
                 str(root),
                 "--nodes",
                 str(nodes),
+                "--engines",
+                ",".join(engine_names),
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -152,6 +184,10 @@ def _print_usage(state: dict[str, object], *, already: bool) -> None:
             f"local cluster started in {state['startSeconds']}s ({parts}); "
             f"prometheus ready in {state['prometheusSeconds']}s"
         )
+        engines = state.get("engines") or {}
+        assert isinstance(engines, dict)
+        for name, seconds in engines.items():
+            print(f"  {name} started in {seconds}s")
     print(f"  API server:  {state['server']}")
     print(f"  Prometheus:  {state['prometheus']}")
     kubectl_dir = tools.binary("kubectl").parent
@@ -167,13 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "serve"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--nodes", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--engines", type=_engine_names, default=[], help="comma list: keda,kueue")
+    parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     if args.command == "up":
-        return up(args.dir, args.nodes, args.timeout)
+        return up(args.dir, args.nodes, args.engines, args.timeout)
     if args.command == "down":
         return down(args.dir)
-    return serve(args.dir.resolve(), args.nodes)
+    return serve(args.dir.resolve(), args.nodes, args.engines)
 
 
 if __name__ == "__main__":

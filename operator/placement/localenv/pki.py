@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = dt.timedelta(days=30)
+_PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class ClusterPki:
     service_account_pub: Path  # public, verifies them
 
 
-def _write_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, path: Path) -> None:
+def _write_key(key: _PrivateKey, path: Path) -> None:
     path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -58,12 +59,18 @@ def _issue(
     stem: str,
     subject: x509.Name,
     *,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    issuer: tuple[x509.Certificate, _PrivateKey] | None,
     is_ca: bool = False,
     server_names: tuple[str, ...] = (),
     usage: tuple[x509.ObjectIdentifier, ...] = (),
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, KeyPair]:
-    key = ec.generate_private_key(ec.SECP256R1())
+    validity: dt.timedelta = _VALIDITY,
+    rsa_key: bool = False,
+) -> tuple[x509.Certificate, _PrivateKey, KeyPair]:
+    key: _PrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if rsa_key
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     now = dt.datetime.now(dt.UTC)
     signer_name, signer_key = (issuer[0].subject, issuer[1]) if issuer else (subject, key)
     builder = (
@@ -73,7 +80,7 @@ def _issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
     )
     if is_ca:
@@ -147,3 +154,56 @@ def create_pki(directory: Path) -> ClusterPki:
         )
     )
     return ClusterPki(ca, serving, admin, sa_private, sa_public)
+
+
+def create_serving_ca(
+    directory: Path,
+    stem: str,
+    common_name: str,
+    *,
+    server_names: tuple[str, ...] = (),
+    validity: dt.timedelta = _VALIDITY,
+    rsa_key: bool = False,
+) -> KeyPair:
+    """A CA of its own for one component's serving certificates (webhooks, gRPC). Some
+    components check their CA's name as a SAN, its expiry months ahead, or can only read a
+    PKCS#1 RSA key: hence the options."""
+    directory.mkdir(parents=True, exist_ok=True)
+    *_, pair = _issue(
+        directory,
+        stem,
+        _name(common_name),
+        issuer=None,
+        is_ca=True,
+        server_names=server_names,
+        validity=validity,
+        rsa_key=rsa_key,
+    )
+    return pair
+
+
+def issue_serving_pair(
+    directory: Path,
+    stem: str,
+    ca: KeyPair,
+    server_names: tuple[str, ...],
+    *,
+    validity: dt.timedelta = _VALIDITY,
+) -> KeyPair:
+    """A serving certificate (for server and client auth) signed by `ca`, valid for the names
+    and IP addresses in `server_names`."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise TypeError(f"{ca.key} is not a key written by this module")
+    directory.mkdir(parents=True, exist_ok=True)
+    *_, pair = _issue(
+        directory,
+        stem,
+        _name(server_names[0]),
+        issuer=(ca_cert, ca_key),
+        server_names=server_names,
+        usage=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+        validity=validity,
+    )
+    return pair

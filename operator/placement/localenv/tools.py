@@ -5,6 +5,10 @@ builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, k
 with the local Go toolchain into a cache outside the repository, keyed by version. A second
 run finds them and builds nothing. Prometheus and promtool come from Debian's packages.
 
+The engines the operator hands work to, KEDA's operator and Kueue's manager, are built the
+same way; their CRDs and webhook manifests are copied from the module cache next to the
+binary, so a later `go clean -modcache` does not lose them.
+
     python -m placement.localenv.tools build     # build what is missing, print timings
     python -m placement.localenv.tools paths     # where each binary is
 """
@@ -29,6 +33,8 @@ KUBERNETES_VERSION = "1.36.3"
 ETCD_VERSION = "3.6.16"
 KWOK_VERSION = "0.8.0"
 HELM_VERSION = "3.22.0"
+KEDA_VERSION = "2.21.0"
+KUEUE_VERSION = "0.17.0"
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
@@ -52,16 +58,27 @@ class GoTool:
     version: str
     binaries: tuple[str, ...]
     build: Callable[[GoTool, Path, Path], None]  # (tool, workdir, bindir)
+    # (module, directory inside it): manifests copied to manifest_dir next to bin/.
+    manifests: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return cache_root() / f"{self.name}-v{self.version}"
 
     @property
     def bin_dir(self) -> Path:
-        return cache_root() / f"{self.name}-v{self.version}" / "bin"
+        return self.root / "bin"
+
+    @property
+    def manifest_dir(self) -> Path:
+        return self.root / "manifests"
 
     def path(self, binary: str) -> Path:
         return self.bin_dir / binary
 
     def is_built(self) -> bool:
-        return all(os.access(self.path(b), os.X_OK) for b in self.binaries)
+        binaries = all(os.access(self.path(b), os.X_OK) for b in self.binaries)
+        return binaries and all((self.manifest_dir / d).is_dir() for _, d in self.manifests)
 
 
 def _go(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> str:
@@ -158,6 +175,46 @@ def _go_install(package: str, ldflags: str = "-s -w") -> Callable[[GoTool, Path,
     return build
 
 
+def _build_keda(tool: GoTool, work: Path, out: Path) -> None:
+    # KEDA's go.mod has a replace directive, so `go install ...@version` is refused; a local
+    # module requiring it with the same replace builds the operator binary.
+    _go(["mod", "init", "localbuild/keda"], work)
+    _go(["mod", "edit", f"-require=github.com/kedacore/keda/v2@v{tool.version}"], work)
+    info = json.loads(
+        _go(["mod", "download", "-json", f"github.com/kedacore/keda/v2@v{tool.version}"], work)
+    )
+    for line in Path(info["GoMod"]).read_text().splitlines():
+        if line.strip().startswith("replace ") and "=>" in line:
+            old, new = line.strip().removeprefix("replace ").split("=>")
+            _go(["mod", "edit", f"-replace={'@'.join(old.split())}={'@'.join(new.split())}"], work)
+    (work / "tools.go").write_text(
+        '//go:build tools\npackage tools\n\nimport _ "github.com/kedacore/keda/v2/cmd/operator"\n'
+    )
+    _go(["mod", "tidy", "-e"], work)
+    version = f"-X github.com/kedacore/keda/v2/version.Version={tool.version}"
+    _go(
+        [
+            "build",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w {version}",
+            "-o",
+            str(out / "keda-operator"),
+            "github.com/kedacore/keda/v2/cmd/operator",
+        ],
+        work,
+    )
+
+
+def _copy_manifests(tool: GoTool, work: Path, out: Path) -> None:
+    for module, directory in tool.manifests:
+        info = json.loads(_go(["mod", "download", "-json", f"{module}@v{tool.version}"], work))
+        shutil.copytree(Path(info["Dir"]) / directory, out / directory)
+    # The module cache is read-only; the copies need not be.
+    for path in out.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 TOOLS: tuple[GoTool, ...] = (
     GoTool("kubernetes", KUBERNETES_VERSION, KUBERNETES_COMMANDS, _build_kubernetes),
     GoTool("etcd", ETCD_VERSION, ("etcd",), _build_etcd),
@@ -171,7 +228,45 @@ TOOLS: tuple[GoTool, ...] = (
             f"-s -w -X helm.sh/helm/v3/internal/version.version=v{HELM_VERSION}",
         ),
     ),
+    GoTool(
+        "keda",
+        KEDA_VERSION,
+        ("keda-operator",),
+        _build_keda,
+        (("github.com/kedacore/keda/v2", "config/crd/bases"),),
+    ),
+    GoTool(
+        "kueue",
+        KUEUE_VERSION,
+        ("kueue",),
+        _go_install(
+            "sigs.k8s.io/kueue/cmd/kueue",
+            f"-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=v{KUEUE_VERSION}",
+        ),
+        (
+            # bases/, and patches/ + kustomization.yaml: which CRDs convert by webhook.
+            ("sigs.k8s.io/kueue", "config/components/crd"),
+            ("sigs.k8s.io/kueue", "config/components/webhook"),
+        ),
+    ),
 )
+
+
+def go_tool(name: str) -> GoTool:
+    """The tool (and its version) called `name`, e.g. "keda"."""
+    for candidate in TOOLS:
+        if candidate.name == name:
+            return candidate
+    raise ToolsError(f"unknown tool {name!r}")
+
+
+def manifests(name: str) -> Path:
+    """Directory holding the manifests copied from a built tool's module (CRDs, webhooks)."""
+    found = go_tool(name)
+    if not found.is_built():
+        raise ToolsError(f"{name} v{found.version} is not built in {found.root}: run `make tools`")
+    return found.manifest_dir
+
 
 DEBIAN_PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus"}
 
@@ -196,11 +291,12 @@ def binary(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    # Two builds at once (make tools while pytest starts) would race on the same outputs.
+def _build_lock(name: str) -> Iterator[None]:
+    # Two builds at once (make tools while pytest starts) would race on the same outputs; one
+    # lock per tool, so a ten-minute engine build does not hold up the control plane's.
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as handle:
+    with open(root / f".lock-{name}", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -215,14 +311,16 @@ def build_go_tool(tool: GoTool) -> float | None:
     if shutil.which("go") is None:
         raise ToolsError("the Go toolchain is needed to build the control plane: install Go")
     started = time.monotonic()
-    staging = tool.bin_dir.parent / "bin.partial"
+    staging = tool.root.with_name(f"{tool.root.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    (staging / "bin").mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix=f"build-{tool.name}-") as work:
-        tool.build(tool, Path(work), staging)
+        tool.build(tool, Path(work), staging / "bin")
+        if tool.manifests:
+            _copy_manifests(tool, Path(work), staging / "manifests")
     # Rename last, so an interrupted build never looks finished.
-    shutil.rmtree(tool.bin_dir, ignore_errors=True)
-    staging.rename(tool.bin_dir)
+    shutil.rmtree(tool.root, ignore_errors=True)
+    staging.rename(tool.root)
     return time.monotonic() - started
 
 
@@ -246,40 +344,46 @@ def install_debian_packages() -> float | None:
     return time.monotonic() - started
 
 
-def build_all() -> dict[str, float | None]:
-    """Build or install everything; map each component to seconds taken (None: cached)."""
+def build_all(only: tuple[str, ...] = ()) -> dict[str, float | None]:
+    """Build or install everything (or the tools named in `only`); map each component to
+    seconds taken (None: cached)."""
     timings: dict[str, float | None] = {}
-    with _build_lock():
-        for tool in TOOLS:
-            print(f"{tool.name} v{tool.version}: ", end="", flush=True)
+    for tool in TOOLS:
+        if only and tool.name not in only:
+            continue
+        print(f"{tool.name} v{tool.version}: ", end="", flush=True)
+        with _build_lock(tool.name):
             if tool.is_built():
-                print(f"cached in {tool.bin_dir}", flush=True)
+                print(f"cached in {tool.root}", flush=True)
                 timings[tool.name] = None
                 continue
             print("building", flush=True)
             seconds = build_go_tool(tool)
-            timings[tool.name] = seconds
-            print(
-                f"{tool.name} v{tool.version}: built in {seconds:.0f}s -> {tool.bin_dir}",
-                flush=True,
-            )
+        timings[tool.name] = seconds
+        print(f"{tool.name} v{tool.version}: built in {seconds:.0f}s -> {tool.root}", flush=True)
+    if only and "prometheus" not in only:
+        return timings
+    with _build_lock("prometheus"):
         seconds = install_debian_packages()
-        timings["prometheus"] = seconds
-        where = shutil.which("prometheus")
-        if seconds is None:
-            print(f"prometheus: already installed at {where}")
-        else:
-            print(f"prometheus: installed from Debian in {seconds:.0f}s at {where}")
+    timings["prometheus"] = seconds
+    where = shutil.which("prometheus")
+    if seconds is None:
+        print(f"prometheus: already installed at {where}")
+    else:
+        print(f"prometheus: installed from Debian in {seconds:.0f}s at {where}")
     return timings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m placement.localenv.tools")
     parser.add_argument("command", choices=["build", "paths"])
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="TOOL", help="e.g. keda, kueue"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            build_all()
+            build_all(tuple(args.only))
         else:
             for tool in TOOLS:
                 for name in tool.binaries:
