@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import Gauge
 
+from placement.core.api import GROUP, PLURAL, VERSION
 from placement.localenv.process import ManagedProcess
 from placement.localenv.prometheus import LocalPrometheus
 from tests.integration.harness import (
@@ -282,3 +283,21 @@ def test_retargeting_gives_the_old_deployment_back_and_holds_the_new_one_with_it
         lambda n: n == 2,
         what="new target restored to 2 on delete",
     )
+
+
+def test_a_spec_change_is_evaluated_at_once_even_with_a_long_interval(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    """With evaluationInterval 5m, a spec changed right after apply (likely while the first
+    evaluation still runs) is decided within seconds, not after the interval."""
+    measured_deployment(placements, prometheus, utilization, "changed")
+    manifest = placement("changed", placements.namespace, deployment="changed", owner="")
+    manifest["spec"]["mode"] = "Recommend"
+    manifest["spec"]["evaluationInterval"] = "5m"
+    placements.apply(manifest)
+    placements.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, placements.namespace, PLURAL, "changed", {"spec": {"owner": "team-ml"}}
+    )
+    status = placements.wait_for_reason("changed", "BatchRecommended", timeout=30)
+    assert status["observedGeneration"] == 2
+    assert placements.replicas("changed") == 4  # Recommend: nothing scaled

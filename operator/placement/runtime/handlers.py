@@ -250,7 +250,12 @@ def register(  # noqa: C901
     def reconcile(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
     ) -> None:
-        if time.monotonic() < getattr(memo, "next_evaluation", 0.0):
+        generation = body.metadata.get("generation")
+        # A spec the last evaluation did not see is evaluated now: the spec-changed handler
+        # alone can lose the race with an evaluation still running (its end would push the
+        # next one a whole evaluationInterval away).
+        unseen = generation != getattr(memo, "evaluated_generation", None)
+        if not unseen and time.monotonic() < getattr(memo, "next_evaluation", 0.0):
             return
         key = f"{body.metadata.namespace}/{body.metadata.name}"
         liveness.started(key)
@@ -274,6 +279,7 @@ def register(  # noqa: C901
             completed = True
         finally:
             liveness.finished(key, ok=completed)
+        memo.evaluated_generation = generation
         memo.next_evaluation = time.monotonic() + interval
 
     @kopf.on.delete(*RESOURCE, id="restore-on-delete", registry=registry)
