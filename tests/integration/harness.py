@@ -253,3 +253,56 @@ def measured_deployment(
     placements.deployment(name, replicas)
     utilization.labels(placements.namespace, name).set(value)
     prometheus.wait_for_value(averaged_utilization(placements.namespace, name), value)
+
+
+_UPDATES_REFUSED = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: ["{group}"]
+        apiVersions: ["*"]
+        operations: ["UPDATE"]
+        resources: [{resources}]
+  validations:
+    - expression: "object.metadata.namespace != '{namespace}'"
+      message: "{message}"
+      reason: {reason}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+"""
+
+
+def updates_refused_policy(
+    name: str, namespace: str, *, group: str, resources: list[str], message: str, reason: str
+) -> str:
+    """A ValidatingAdmissionPolicy (and binding) refusing every UPDATE of `resources` in
+    `namespace`: a full etcd, a broken webhook or lost rights, as the API server shows them."""
+    return _UPDATES_REFUSED.format(
+        name=name,
+        namespace=namespace,
+        group=group,
+        resources=", ".join(f'"{resource}"' for resource in resources),
+        message=message,
+        reason=reason,
+    )
+
+
+def status_refused_policy(name: str, namespace: str) -> str:
+    """Every status write of the namespace's placements refused (422)."""
+    return updates_refused_policy(
+        name,
+        namespace,
+        group="placement.runplacement.io",
+        resources=["workloadplacements/status"],
+        message="status of this placement is frozen by the test",
+        reason="Invalid",
+    )

@@ -19,8 +19,14 @@ from placement.core.api import GROUP, MAX_JOB_TEMPLATE_BYTES, PLURAL, VERSION
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.prometheus import LocalPrometheus
-from tests.integration.harness import HOLD, Placements, measured_deployment, placement
-from tests.integration.test_operator_faults import UNWRITABLE_POLICY
+from tests.integration.harness import (
+    HOLD,
+    Placements,
+    measured_deployment,
+    placement,
+    status_refused_policy,
+    updates_refused_policy,
+)
 from tests.integration.wait import until
 
 DIFFBASE = "placement.runplacement.io/last-handled-configuration"
@@ -84,11 +90,8 @@ def test_a_held_placement_whose_status_is_refused_is_still_deleted_and_restores(
     write is refused (an admission policy, as a full etcd or a broken webhook would); the
     Deployment it holds gets its recorded replicas back and the placement is gone."""
     ns = placements.namespace
-    measured_deployment(placements, prometheus, utilization, "frozen")
-    placements.apply(placement("frozen", ns, deployment="frozen"))
-    placements.wait_for_reason("frozen", "BatchSucceeded", timeout=90)
-    assert placements.replicas("frozen") == 0
-    policy = UNWRITABLE_POLICY.format(name=f"freeze-delete-{ns}", namespace=ns)
+    _held(placements, prometheus, utilization, "frozen")
+    policy = status_refused_policy(f"freeze-delete-{ns}", ns)
     cluster.kubectl("apply", "-f", "-", input_text=policy)
     try:
         until(
@@ -109,32 +112,6 @@ def test_a_held_placement_whose_status_is_refused_is_still_deleted_and_restores(
         cluster.kubectl("delete", "--ignore-not-found", "-f", "-", input_text=policy)
 
 
-FROZEN_DEPLOYMENTS_POLICY = """
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {{name: {name}}}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-      - apiGroups: ["apps"]
-        apiVersions: ["*"]
-        operations: ["UPDATE"]
-        resources: ["deployments", "deployments/scale"]
-  validations:
-    - expression: "object.metadata.namespace != '{namespace}'"
-      message: "deployments of this namespace are frozen by the test"
-      reason: Forbidden
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {{name: {name}}}
-spec:
-  policyName: {name}
-  validationActions: [Deny]
-"""
-
-
 def test_a_placement_whose_restore_is_refused_for_good_is_still_deleted_and_says_what_to_do(
     placements: Placements,
     prometheus: LocalPrometheus,
@@ -146,11 +123,15 @@ def test_a_placement_whose_restore_is_refused_for_good_is_still_deleted_and_says
     restore would keep the finalizer, and the namespace, forever. The placement goes, and a
     Warning Event names the count to restore by hand."""
     ns = placements.namespace
-    measured_deployment(placements, prometheus, utilization, "stuck")
-    placements.apply(placement("stuck", ns, deployment="stuck"))
-    placements.wait_for_reason("stuck", "BatchSucceeded", timeout=90)
-    assert placements.replicas("stuck") == 0
-    policy = FROZEN_DEPLOYMENTS_POLICY.format(name=f"freeze-deploy-{ns}", namespace=ns)
+    _held(placements, prometheus, utilization, "stuck")
+    policy = updates_refused_policy(
+        f"freeze-deploy-{ns}",
+        ns,
+        group="apps",
+        resources=["deployments", "deployments/scale"],
+        message="deployments of this namespace are frozen by the test",
+        reason="Forbidden",
+    )
     cluster.kubectl("apply", "-f", "-", input_text=policy)
     try:
         until(
@@ -196,3 +177,13 @@ def _delete_within_bound(placements: Placements, name: str, why: str) -> None:
         what=f"placement gone while {why}",
     )
     print(f"deleted in {time.monotonic() - started:.1f} s while {why}")
+
+
+def _held(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge, name: str
+) -> None:
+    """A placement in Batch holding its Deployment (4 -> 0) after a successful window."""
+    measured_deployment(placements, prometheus, utilization, name)
+    placements.apply(placement(name, placements.namespace, deployment=name))
+    placements.wait_for_reason(name, "BatchSucceeded", timeout=90)
+    assert placements.replicas(name) == 0

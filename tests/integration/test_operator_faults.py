@@ -21,6 +21,7 @@ from tests.integration.harness import (
     measured_deployment,
     operator_stopped,
     placement,
+    status_refused_policy,
     utilization_query,
 )
 from tests.integration.wait import until
@@ -240,39 +241,13 @@ def test_stale_annotations_of_a_deleted_placement_say_how_to_clear_them(
     assert placements.replicas("haunted") == 0
 
 
-UNWRITABLE_POLICY = """
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {{name: {name}}}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-      - apiGroups: ["placement.runplacement.io"]
-        apiVersions: ["*"]
-        operations: ["UPDATE"]
-        resources: ["workloadplacements/status"]
-  validations:
-    - expression: "object.metadata.namespace != '{namespace}'"
-      message: "status of this placement is frozen by the test"
-      reason: Invalid
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {{name: {name}}}
-spec:
-  policyName: {name}
-  validationActions: [Deny]
-"""
-
-
 def test_a_placement_whose_status_is_refused_is_reported_and_still_evaluated(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
     cluster: LocalCluster, operator: OperatorProcess,
 ) -> None:  # fmt: skip
     ns = placements.namespace
     measured_deployment(placements, prometheus, utilization, "unwritable")
-    policy = UNWRITABLE_POLICY.format(name=f"freeze-{ns}", namespace=ns)
+    policy = status_refused_policy(f"freeze-{ns}", ns)
     with operator_stopped(operator):
         placements.apply(placement("unwritable", ns, deployment="unwritable"))
         cluster.kubectl("apply", "-f", "-", input_text=policy)
