@@ -22,6 +22,7 @@ class FakeCluster:
     autoscalers: dict[str, list[str]] = field(default_factory=dict)  # deployment -> names
     placements: set[str] = field(default_factory=set)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scaled_objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> manifest
     writes: list[str] = field(default_factory=list)  # every write, in order
     # Faults: the API server refuses Jobs with this detail (dry runs too, unless only_create).
     refuse_jobs: str | None = None
@@ -142,6 +143,17 @@ class FakeCluster:
         if self.jobs.pop(name, None) is None:
             return False
         self.writes.append(f"delete job {name}")
+        return True
+
+    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        self.writes.append(f"apply scaledobject {name}")
+        self.scaled_objects[name] = manifest
+
+    def delete_scaled_object(self, namespace: str, name: str) -> bool:
+        if self.scaled_objects.pop(name, None) is None:
+            return False
+        self.writes.append(f"delete scaledobject {name}")
         return True
 
     def patch_placement_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -258,6 +258,13 @@ class KubeAdapter:
         ).items
         return [job_state(job) for job in jobs]
 
+    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
+        # Async serving (issue 13) fills this in; no plan emits the step yet.
+        raise NotImplementedError("ScaledObjects are not written yet")
+
+    def delete_scaled_object(self, namespace: str, name: str) -> bool:
+        raise NotImplementedError("ScaledObjects are not written yet")
+
     def delete_job(self, namespace: str, name: str) -> bool:
         """Delete a finished Job and its pods; False when it was already gone. Any failure
         raises Refused (housekeeping: retried at the next evaluation)."""

@@ -137,6 +137,8 @@ MIN_HOURLY_PRICE_CEL = _at_least_cel(MIN_HOURLY_PRICE)
 ACCEPTABLE_DELAY_BOUNDS = (timedelta(0), timedelta(days=7))
 RETRY_WINDOW_BOUNDS = (timedelta(0), timedelta(days=1))
 LOOKBACK_BOUNDS = (timedelta(minutes=1), timedelta(days=30))
+HISTORY_BOUNDS = (timedelta(days=1), timedelta(days=35))
+SCALE_UP_TIME_BOUNDS = (timedelta(seconds=1), timedelta(hours=6))
 EVALUATION_INTERVAL_BOUNDS = (timedelta(seconds=1), timedelta(days=1))
 
 # The largest jobTemplate, serialized as JSON, the operator acts on. The CRD bounds every
@@ -236,6 +238,13 @@ RetryWindow = Annotated[
 Lookback = Annotated[
     Duration, AfterValidator(_within(LOOKBACK_BOUNDS)), _within_cel(LOOKBACK_BOUNDS)
 ]
+HistoryRange = Annotated[
+    Duration, AfterValidator(_within(HISTORY_BOUNDS)), _within_cel(HISTORY_BOUNDS)
+]
+ScaleUpTime = Annotated[
+    Duration, AfterValidator(_within(SCALE_UP_TIME_BOUNDS)), _within_cel(SCALE_UP_TIME_BOUNDS)
+]
+RequestsUnit = Literal["Requests", "Tokens"]
 EvaluationInterval = Annotated[
     Duration,
     AfterValidator(_within(EVALUATION_INTERVAL_BOUNDS)),
@@ -292,6 +301,7 @@ class Phase(StrEnum):
     OBSERVING = "Observing"
     REALTIME = "Realtime"
     BATCH = "Batch"
+    ASYNC = "Async"  # served from a queue, replicas scaled by KEDA on its depth
     FALLBACK = "Fallback"
     BLOCKED = "Blocked"
 
@@ -302,6 +312,7 @@ class Action(StrEnum):
     NONE = "None"  # nothing can be decided (blocked, or no trustworthy data)
     STAY = "Stay"  # stay realtime
     MOVE_TO_BATCH = "MoveToBatch"  # scale the Deployment to warmReplicas
+    MOVE_TO_ASYNC = "MoveToAsync"  # hand the replica count to a KEDA ScaledObject on the queue
     CREATE_JOB = "CreateJob"  # create this window's Job
     WAIT = "Wait"  # in batch: wait for the window or the Job
     FALLBACK = "Fallback"  # batch missed or failed: run spec.fallback.action
@@ -691,6 +702,27 @@ class CostsSpec(BaseModel):
         description="Batch pods that may run at once (e.g. the queue's quota); with "
         "jobTemplate.spec.parallelism the smaller counts; neither means 1.",
     )
+    missed_window_cost: float = Field(
+        default=0,
+        ge=0,
+        le=MAX_AMOUNT,
+        description="Product, support or compliance cost of one missed batch window. Enters "
+        "the formula as missed-window rate x this cost per day (its own term).",
+    )
+    missed_window_rate: float = Field(
+        default=0,
+        ge=0,
+        le=1,
+        description="Share of batch windows expected to be missed, used until the "
+        "placement's own history of windows is long enough to measure it (learning.minRuns).",
+    )
+    queue_per_day: float = Field(
+        default=0,
+        ge=0,
+        le=MAX_AMOUNT,
+        description="Daily cost of the queue async serving reads from (broker, storage, "
+        "notifications); charged to async mode only.",
+    )
     savings_margin: float = Field(
         default=0,
         ge=0,
@@ -756,12 +788,69 @@ class MetricsSpec(BaseModel):
     queue_depth: PromQL | None = Field(
         default=None,
         json_schema_extra=PROMQL_NOT_BLANK_CEL,
-        description="PromQL returning the work waiting; shown in the decision.",
+        description="PromQL returning the work waiting, in the same unit as `demand` "
+        "(e.g. requests or tokens queued). While held, the operator projects it to the window "
+        "start and restores realtime before a window would be missed.",
+    )
+    demand: PromQL | None = Field(
+        default=None,
+        json_schema_extra=PROMQL_NOT_BLANK_CEL,
+        description="PromQL returning the work arriving per second (e.g. requests or tokens "
+        "per second), whatever the replica count: it does not shrink while the Deployment is "
+        "held scaled down. The forecast's history and the backlog projection read it.",
+    )
+    requests: PromQL | None = Field(
+        default=None,
+        json_schema_extra=PROMQL_NOT_BLANK_CEL,
+        description="PromQL returning requests (or tokens, see requestsUnit) processed per "
+        "second, for the cost per 1,000 requests (or per 1M tokens).",
+    )
+    requests_unit: RequestsUnit = Field(
+        default="Requests",
+        description="What `requests` counts: Requests (cost shown per 1,000) or Tokens (per 1M).",
+    )
+    history: HistoryRange = Field(
+        default=Duration("14d"),
+        description="How far back the forecast reads the placement's own load (demand, else "
+        "utilization) from Prometheus, by hour of day and weekday. From 1d to 35d.",
     )
     lookback: Lookback = Field(
         default=Duration("1h"),
         description="Range the queries average over; older samples count as unavailable. "
         "From 1m to 30d.",
+    )
+
+
+class AsyncSpec(BaseModel):
+    """Asynchronous serving: requests wait in a queue and a KEDA ScaledObject the operator
+    owns scales the Deployment on its depth (to warmReplicas, possibly 0, when it is empty)."""
+
+    model_config = _camel("forbid")
+
+    queue: PromQL = Field(
+        json_schema_extra=PROMQL_NOT_BLANK_CEL,
+        description="PromQL of the queue the fleet reads from: items waiting (or the oldest "
+        "item's age). KEDA's Prometheus trigger acts on it; scoped to the placement's "
+        "namespace like every query.",
+    )
+    queue_per_replica: float = Field(
+        default=10,
+        gt=0,
+        le=MAX_AMOUNT,
+        description="Queue value each replica is expected to take (KEDA's threshold): "
+        "replicas = ceil(queue / queuePerReplica).",
+    )
+    target_utilization: float = Field(
+        default=0.8,
+        ge=0.05,
+        le=1,
+        description="Useful utilization queued work keeps the replicas at; the expected "
+        "async replicas are demand at this utilization.",
+    )
+    scale_up_time: ScaleUpTime = Field(
+        default=Duration("2m"),
+        description="Time from an empty fleet to a serving replica (declared; measured from "
+        "the Deployment's rollouts when available). acceptableDelay must exceed it.",
     )
 
 
@@ -797,6 +886,12 @@ class WorkloadPlacementSpec(BaseModel):
     learning: LearningSpec = Field(
         default_factory=LearningSpec,
         description="Measure batch throughput and retries from finished Jobs, and use them.",
+    )
+    async_: AsyncSpec | None = Field(
+        default=None,
+        alias="async",
+        description="The asynchronous serving path (KEDA); absent: only realtime and batch "
+        "are considered.",
     )
     evaluation_interval: EvaluationInterval = Field(
         default=Duration("5m"),

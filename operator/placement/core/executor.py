@@ -16,8 +16,10 @@ from placement.core.observation import DeploymentState
 from placement.core.policy import Decision
 from placement.core.reasons import EventType, Reason
 from placement.core.reconcile import (
+    ApplyScaledObject,
     CreateJob,
     Decided,
+    DeleteScaledObject,
     Event,
     ForgetHold,
     Log,
@@ -108,6 +110,8 @@ def _run(
         holder = take_hold(cluster, namespace, placement, step)
         if holder is not None:
             return plan.lost_hold(holder)
+    elif isinstance(step, ApplyScaledObject | DeleteScaledObject):
+        _scaled_object(step, cluster, effects, namespace)
     else:
         # One owned manifest per Job: the one validated is the one created.
         if step.job not in owned:
@@ -178,6 +182,15 @@ def _report(report: Report, cluster: Cluster, effects: Effects, namespace: str) 
     return trace
 
 
+def _scaled_object(
+    step: ApplyScaledObject | DeleteScaledObject, cluster: Cluster, effects: Effects, namespace: str
+) -> None:
+    if isinstance(step, ApplyScaledObject):
+        cluster.apply_scaled_object(namespace, effects.own(step.manifest))
+    else:
+        cluster.delete_scaled_object(namespace, step.name)
+
+
 def describe(step: Step) -> str:
     """One line per step, the same for every executor: what the step sequence tests compare."""
     if isinstance(step, PostEvent):
@@ -190,6 +203,10 @@ def describe(step: Step) -> str:
         return f"Restore deployment/{step.deployment} {step.replicas}"
     if isinstance(step, TakeHold):
         return f"TakeHold deployment/{step.deployment.name} {step.replicas}"
+    if isinstance(step, ApplyScaledObject):
+        return f"ApplyScaledObject {step.manifest['metadata']['name']}"
+    if isinstance(step, DeleteScaledObject):
+        return f"DeleteScaledObject {step.name}"
     kind = "ValidateJob" if isinstance(step, ValidateJob) else "CreateJob"
     return f"{kind} {step.job}"
 

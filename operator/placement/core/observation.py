@@ -54,6 +54,31 @@ class Reading:
 
 
 @dataclass(frozen=True)
+class LoadHistory:
+    """The placement's own load over the past days as Prometheus recorded it (one range
+    query, refreshed far less often than every evaluation): what the forecast learns the
+    daily and weekly shape from."""
+
+    source: str  # "demand" or "utilization": the query it came from
+    step: timedelta  # between samples
+    samples: tuple[tuple[datetime, float], ...]  # oldest first; finite values only
+    fetched_at: datetime  # when it was read (its age decides the next refresh)
+
+
+@dataclass(frozen=True)
+class ScaledObjectState:
+    """The KEDA ScaledObject this operator created for a placement (by label)."""
+
+    name: str
+    deployment: str  # its scaleTargetRef
+    min_replicas: int | None
+    max_replicas: int | None
+    ready: bool | None = None  # its Ready condition; None: not reported yet
+    active: bool | None = None  # its Active condition (queue above activation)
+    resource_version: str | None = None
+
+
+@dataclass(frozen=True)
 class DeploymentState:
     name: str
     replicas: int
@@ -91,6 +116,15 @@ class Observation:
     other_holder_exists: bool | None = None
     utilization: Reading | None = None  # None: not read (no Deployment)
     queue_depth: Reading | None = None  # None: not configured, or not read
+    demand: Reading | None = None  # metrics.demand; None: not configured, or not read
+    requests: Reading | None = None  # metrics.requests; None: not configured, or not read
+    async_queue: Reading | None = None  # async.queue; None: not configured, or not read
+    # metrics.history of demand (else utilization); None: not read yet, or failed.
+    history: LoadHistory | None = None
+    # The ScaledObject this operator owns for the placement; None: there is none.
+    scaled_object: ScaledObjectState | None = None
+    # Whether KEDA's ScaledObject CRD is served (async needs it); None: not looked up.
+    keda_installed: bool | None = None
 
     def held(self) -> tuple[DeploymentState, ...]:
         """The claimed Deployments with a valid count to restore."""

@@ -83,6 +83,9 @@ _FALLBACK_REASONS = frozenset(
 
 
 class JobOutcome(StrEnum):
+    # Suspended, e.g. by Kueue until its queue admits it: not running, not failed, and its
+    # window still counts.
+    WAITING = "Waiting"
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"

@@ -174,7 +174,37 @@ class CreateJob:
     requires: tuple[str, ...] = ()
 
 
-Step = PostEvent | Log | ForgetHold | Restore | ValidateJob | TakeHold | CreateJob
+@dataclass(frozen=True)
+class ApplyScaledObject:
+    """Create or update the placement's KEDA ScaledObject (server-side apply, owned by the
+    operator; see core/scaledobject.py for the manifest)."""
+
+    manifest: Mapping[str, Any]
+    id: str = "scaledobject"
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeleteScaledObject:
+    """Delete the placement's ScaledObject (KEDA stops scaling the Deployment); a Restore
+    after it gives the replicas back."""
+
+    name: str
+    id: str = "unscale"
+    requires: tuple[str, ...] = ()
+
+
+Step = (
+    PostEvent
+    | Log
+    | ForgetHold
+    | Restore
+    | ValidateJob
+    | TakeHold
+    | CreateJob
+    | ApplyScaledObject
+    | DeleteScaledObject
+)
 
 
 @dataclass(frozen=True)

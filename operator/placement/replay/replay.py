@@ -548,6 +548,7 @@ class _World:
         self.placement = ""
         self.now = datetime.min
         self.version = 0
+        self.scaled_object: dict[str, Any] | None = None  # the async path's ScaledObject
 
     def deployment(self, replicas: int) -> DeploymentState:
         hold = self.hold
@@ -612,6 +613,13 @@ class _World:
 
     def delete_job(self, namespace: str, name: str) -> bool:
         return False  # finished Jobs stay: the replay prices every one
+
+    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
+        self.scaled_object = manifest
+
+    def delete_scaled_object(self, namespace: str, name: str) -> bool:
+        existed, self.scaled_object = self.scaled_object is not None, None
+        return existed
 
     def patch_placement_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         pass
