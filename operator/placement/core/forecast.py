@@ -1,22 +1,73 @@
 """The load expected in each hour until a moment, from the placement's own history. Pure.
 
 Interface agreed between the planner (policy) and the forecast's internals (issue 12): the
-planner calls `forecast_load` and reads `Forecast.load`/`Forecast.work`; nothing else. This
-first version only falls back to the lookback average; the history-based one (hour of day,
-weekday where the history shows a weekly shape, quantiles rather than means) replaces
-`forecast_load`'s body without changing its signature.
+planner calls `forecast_load` and reads `Forecast.load`/`Forecast.work`; nothing else.
+
+How the history becomes a forecast (each step is a function below):
+
+1. Hours. Samples (UTC, finite values only, the newest MAX_HISTORY of them) are averaged per
+   UTC hour: an hour's mean is its work. Each hour is labelled with its wall-clock hour and
+   calendar day in the window's zone, so the daily shape moves with the clock across DST.
+2. Days. A local day with at least FULL_DAY_HOURS hours is full; its level is the trimmed mean
+   of its hours (the highest and lowest tenth dropped, so one burst hour does not move it).
+3. Weekly shape. Each weekend (Saturday, Sunday) is compared with the weekdays around it
+   (Friday, Monday): nearby days, so a level shift or growth over weeks is not mistaken for a
+   weekly shape. The history shows a weekly shape when at least two weekends can be compared
+   (about two weeks of history) and at least WEEKLY_AGREEMENT of them differ from their
+   weekdays by more than WEEKLY_RATIO, all in the same direction. Weekends are then learned
+   apart and scaled by the median weekend/weekday ratio.
+4. Shape. Every hour of a full day is divided by its day's level; per wall-clock hour (and
+   day type with a weekly shape) the median and HIGH_QUANTILE of these ratios are the typical
+   and high shape. Quantiles, not means: a burst is one value among many.
+5. Level. The newest hours are compared with what the shape expects of them: the current
+   level is the larger of the median ratio over the last RECENT_SHORT hours and over the last
+   RECENT_LONG hours. A rise shows within a few hours (the safe direction: an underestimate
+   holds work that does not fit); a fall needs most of a day at the new level, so one quiet
+   hour does not move a busy day's forecast.
+6. Forecast hour = level x weekday/weekend factor x shape (typical or high).
+
+The history is of demand (preferred: it does not shrink with the fleet) or of utilization,
+which reads low or not at all while the fleet is held scaled down; the caller passes what it
+has. Building a forecast costs a few milliseconds for 35 days at 5-minute steps (see
+bench/forecast.py), so it is built each evaluation; what it learns depends only on the
+history and the zone, so a cache keyed by (history.fetched_at, zone, hour of now) is safe.
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from placement.core.observation import LoadHistory
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 HIGH_QUANTILE = 0.9  # what "the work fits" is checked against: bursts are not averaged away
+
+MIN_HISTORY_HOURS = 24  # fewer hours with samples: the lookback average
+MAX_HISTORY = timedelta(days=35)  # older samples are not read: bounds the work per forecast
+STALE_AFTER = timedelta(days=2)  # a history whose newest sample is older says little of now
+FULL_DAY_HOURS = 20  # a local day with fewer hours (gaps, the history's ends) has no level
+WEEKLY_RATIO = 1.5  # a weekend differs from its weekdays when one level exceeds 1.5x the other
+WEEKLY_AGREEMENT = 0.75  # share of comparable weekends that must differ, the same way
+MIN_WEEKENDS = 2
+RECENT_SHORT = 6  # newest hours whose median level shows a rise
+RECENT_LONG = 24  # newest hours whose median level a fall must also show
+RECENT_SPAN = timedelta(days=4)  # how far back the newest comparable hours are looked for
+GROWTH_DAYS = 7  # newest full days whose levels say whether load grows steadily
+GROWTH_RISING = 0.8  # share of their day-to-day steps that must rise (5 of 6)
+GROWTH_HORIZON_DAYS = 7.0  # growth is extrapolated this far at most
+ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about the level
+
+_SECONDS_PER_HOUR = 3600
+_WEEKEND = "weekend"
+_WEEKDAY = "weekday"
+_ANY = "any"
 
 
 @dataclass(frozen=True)
@@ -34,7 +85,7 @@ class Forecast:
     """Hour by hour from the hour holding `now` until `until`."""
 
     source: str  # "utilization" | "demand": the unit of every figure
-    basis: str  # how it was made, for messages: "lookback average (history 2h < 1d)"
+    basis: str  # how it was made, for messages: "lookback average: history 5h < 1d"
     hours: tuple[HourForecast, ...]
     from_history: bool  # False: the lookback fallback
 
@@ -69,15 +120,281 @@ def forecast_load(
     source: str = "utilization",
 ) -> Forecast:
     """The expected load per hour over [hour of now, until). `fallback` is the lookback
-    average (the instant reading), used while the history is short or missing; `zone` is the
-    window's time zone, whose wall clock the daily shape follows (DST included)."""
-    start = now.replace(minute=0, second=0, microsecond=0)
-    value = fallback if fallback is not None else 0.0
-    hours: list[HourForecast] = []
-    moment = start
+    average (the instant reading), used while the history is short, gappy, stale or missing;
+    `zone` is the window's time zone, whose wall clock the daily shape follows (DST
+    included)."""
+    starts = _hour_starts(now, until)
+    hourly = _hourly(history.samples if history is not None else (), now)
+    reason = _why_not_learned(hourly, now)
+    if reason is None:
+        learned = _learn(hourly, zone)
+        if learned is not None:
+            hours = tuple(learned.expect(start) for start in starts)
+            return Forecast(source, learned.basis(source), hours, from_history=True)
+        reason = f"history {len(hourly)}h has no full day in {zone.key} yet"
+    return _fallback(starts, hourly, fallback, reason, source)
+
+
+def _hour_starts(now: datetime, until: datetime) -> list[datetime]:
+    moment = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    starts = []
     while moment < until:
-        hours.append(HourForecast(start=moment, typical=value, high=value))
+        starts.append(moment)
         moment += HOUR
-    length = len(history.samples) if history is not None else 0
-    basis = f"lookback average (history {length} samples, shape not learned yet)"
-    return Forecast(source=source, basis=basis, hours=tuple(hours), from_history=False)
+    return starts
+
+
+def _hourly(samples: Sequence[tuple[datetime, float]], now: datetime) -> dict[int, float]:
+    """The mean of each UTC hour's finite samples, keyed by hours since the epoch; samples
+    after `now` (a replay's future) and before MAX_HISTORY are not read."""
+    newest = now.timestamp()
+    oldest = newest - MAX_HISTORY.total_seconds()
+    sums: dict[int, float] = defaultdict(float)
+    counts: dict[int, int] = defaultdict(int)
+    for moment, value in reversed(samples):  # oldest first: the newest are read first
+        seconds = moment.timestamp()
+        if seconds < oldest:
+            break
+        if seconds > newest or not math.isfinite(value):
+            continue
+        key = int(seconds // _SECONDS_PER_HOUR)
+        sums[key] += value
+        counts[key] += 1
+    return {key: sums[key] / counts[key] for key in sorted(sums)}
+
+
+def _why_not_learned(hourly: dict[int, float], now: datetime) -> str | None:
+    if not hourly:
+        return "no history"
+    if len(hourly) < MIN_HISTORY_HOURS:
+        span = max(hourly) - min(hourly) + 1
+        gaps = f" of {_duration(span)}" if span > len(hourly) else ""
+        return f"history {len(hourly)}h{gaps} < 1d"
+    age = now - _utc_hour(max(hourly)) - HOUR
+    if age > STALE_AFTER:
+        return f"history stale, newest sample {_duration(age // HOUR)} old"
+    return None
+
+
+def _fallback(
+    starts: list[datetime],
+    hourly: dict[int, float],
+    fallback: float | None,
+    reason: str,
+    source: str,
+) -> Forecast:
+    if fallback is not None:
+        typical = high = fallback
+        basis = f"lookback average: {reason}"
+    elif hourly:
+        # No reading now: what little history there is beats assuming no load at all.
+        typical = _quantile(list(hourly.values()), 0.5)
+        high = _quantile(list(hourly.values()), HIGH_QUANTILE)
+        basis = f"history median, no lookback reading: {reason}"
+    else:
+        typical = high = 0.0
+        basis = f"no load known: {reason}, no lookback reading"
+    hours = tuple(HourForecast(start, typical, high) for start in starts)
+    return Forecast(source, basis, hours, from_history=False)
+
+
+@dataclass(frozen=True)
+class _Hour:
+    start: datetime  # UTC
+    value: float
+    clock: int  # the wall-clock hour in the zone
+    day: date  # the calendar day in the zone
+    day_type: str  # _WEEKDAY or _WEEKEND
+
+
+@dataclass(frozen=True)
+class _Learned:
+    """What the history taught: the shape per (day type, wall-clock hour), the weekend
+    factor, the current level; `expect` turns them into one hour's forecast."""
+
+    zone: ZoneInfo
+    days: int  # full days learned from
+    weekend_factor: float | None  # None: no weekly shape
+    shape: dict[tuple[str, int], tuple[float, float]]  # (typical, high) ratios to the day level
+    level: float
+    as_of: datetime  # the newest hour the level was read from
+    growth: float  # level per day the newest full days grew by (0: not growing steadily)
+    history_level: float  # the median day level, to say how far the current level moved
+    unseen: int  # wall-clock hours with no history, given the level itself
+
+    def expect(self, start: datetime) -> HourForecast:
+        local = start.astimezone(self.zone)
+        day_type = _day_type(local, self.weekend_factor is not None)
+        typical, high = self.shape.get((day_type, local.hour), (1.0, 1.0))
+        ahead = min(max((start - self.as_of) / DAY, 0.0), GROWTH_HORIZON_DAYS)
+        scale = (self.level + self.growth * ahead) * self._factor(day_type)
+        return HourForecast(start, typical * scale, high * scale)
+
+    def _factor(self, day_type: str) -> float:
+        return self.weekend_factor if day_type == _WEEKEND and self.weekend_factor else 1.0
+
+    def basis(self, source: str) -> str:
+        weekly = (
+            f", weekly shape (weekends x{self.weekend_factor:.2f} of weekdays)"
+            if self.weekend_factor is not None
+            else ", no weekly shape"
+        )
+        moved = self.level / self.history_level if self.history_level > 0 else 1.0
+        unseen = f", {self.unseen} hours of day unseen (the level)" if self.unseen else ""
+        growing = f", growing {self.growth:.3g}/day" if self.growth > 0 else ""
+        return (
+            f"hour-of-day median/p{round(HIGH_QUANTILE * 100)} of {source} over "
+            f"{self.days}d in {self.zone.key}{weekly}, at the latest level "
+            f"(x{moved:.2f} of the history's){growing}{unseen}"
+        )
+
+
+def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
+    hours = [_label(key, value, zone) for key, value in hourly.items()]
+    levels = _day_levels(hours)
+    if not levels:
+        return None
+    weekend_factor = _weekend_factor(levels)
+    weekly = weekend_factor is not None
+    if not weekly:
+        hours = [_Hour(h.start, h.value, h.clock, h.day, _ANY) for h in hours]
+    shape = _shape(hours, levels)
+    factors = {_WEEKDAY: 1.0, _ANY: 1.0, _WEEKEND: weekend_factor or 1.0}
+    expected = {key: typical * factors[key[0]] for key, (typical, _) in shape.items()}
+    level = _current_level(hours, expected, levels, factors)
+    equivalent = [level / factors[_day_type(day, True)] for day, level in levels.items()]
+    seen = {clock for _, clock in shape}
+    return _Learned(
+        zone=zone,
+        days=len(levels),
+        weekend_factor=weekend_factor,
+        shape=shape,
+        level=level,
+        as_of=hours[-1].start,
+        growth=_growth(equivalent[-GROWTH_DAYS:]),
+        history_level=_quantile(list(levels.values()), 0.5),
+        unseen=24 - len(seen),
+    )
+
+
+def _label(key: int, value: float, zone: ZoneInfo) -> _Hour:
+    start = _utc_hour(key)
+    local = start.astimezone(zone)
+    return _Hour(start, value, local.hour, local.date(), _day_type(local, weekly=True))
+
+
+def _day_type(moment: date, weekly: bool) -> str:
+    if not weekly:
+        return _ANY
+    return _WEEKEND if moment.weekday() >= 5 else _WEEKDAY
+
+
+def _day_levels(hours: Iterable[_Hour]) -> dict[date, float]:
+    """The trimmed mean of each full local day's hours."""
+    by_day: dict[date, list[float]] = defaultdict(list)
+    for hour in hours:
+        by_day[hour.day].append(hour.value)
+    return {
+        day: _trimmed_mean(values)
+        for day, values in sorted(by_day.items())
+        if len(values) >= FULL_DAY_HOURS
+    }
+
+
+def _weekend_factor(levels: dict[date, float]) -> float | None:
+    """The weekend/weekday level ratio if the history shows a weekly shape, else None."""
+    pairs = []  # (weekend level, level of the weekdays around it)
+    for day in levels:
+        if day.weekday() != 5:
+            continue
+        weekend = _mean(levels, (day, day + timedelta(days=1)))
+        weekdays = _mean(levels, (day - timedelta(days=1), day + timedelta(days=2)))
+        if weekend is not None and weekdays is not None and weekdays > 0:
+            pairs.append((weekend, weekdays))
+    if len(pairs) < MIN_WEEKENDS:
+        return None
+    lower = sum(1 for weekend, weekdays in pairs if weekdays > WEEKLY_RATIO * weekend)
+    higher = sum(1 for weekend, weekdays in pairs if weekend > WEEKLY_RATIO * weekdays)
+    if max(lower, higher) < WEEKLY_AGREEMENT * len(pairs):
+        return None
+    return _quantile([weekend / weekdays for weekend, weekdays in pairs], 0.5)
+
+
+def _mean(levels: dict[date, float], days: Iterable[date]) -> float | None:
+    found = [levels[day] for day in days if day in levels]
+    return sum(found) / len(found) if found else None
+
+
+def _shape(
+    hours: Iterable[_Hour], levels: dict[date, float]
+) -> dict[tuple[str, int], tuple[float, float]]:
+    """Per (day type, wall-clock hour): the median and HIGH_QUANTILE of the hour's value over
+    its day's level, over the full days."""
+    ratios: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for hour in hours:
+        level = levels.get(hour.day)
+        if level:  # neither a partial day nor one without load
+            ratios[(hour.day_type, hour.clock)].append(hour.value / level)
+    return {
+        key: (_quantile(values, 0.5), _quantile(values, HIGH_QUANTILE))
+        for key, values in ratios.items()
+    }
+
+
+def _current_level(
+    hours: Sequence[_Hour],
+    expected: dict[tuple[str, int], float],
+    levels: dict[date, float],
+    factors: dict[str, float],
+) -> float:
+    """The weekday-equivalent day level now: the newest hours over what the shape expects of
+    them; a rise counts from RECENT_SHORT hours, a fall needs RECENT_LONG."""
+    peak = max(expected.values(), default=0.0)
+    newest = hours[-1].start
+    estimates: list[float] = []
+    for hour in reversed(hours):
+        if newest - hour.start > RECENT_SPAN or len(estimates) == RECENT_LONG:
+            break
+        expect = expected.get((hour.day_type, hour.clock), 0.0)
+        if expect > ELIGIBLE * peak:
+            estimates.append(hour.value / expect)
+    if estimates:
+        short = _quantile(estimates[:RECENT_SHORT], 0.5)
+        return max(short, _quantile(estimates, 0.5))
+    # Nothing recent to compare (a flat, idle shape): the newest full days' levels.
+    newest_days = list(levels.items())[-3:]
+    return _quantile([level / factors[_day_type(day, True)] for day, level in newest_days], 0.5)
+
+
+def _growth(levels: Sequence[float]) -> float:
+    """The median day-to-day rise when the level rose on nearly every day (steady growth),
+    else 0: a single step up is the current level's business, not a trend."""
+    steps = [after - before for before, after in pairwise(levels)]
+    rising = sum(1 for step in steps if step > 0)
+    if len(steps) < GROWTH_DAYS - 1 or rising < GROWTH_RISING * len(steps):
+        return 0.0
+    return max(_quantile(steps, 0.5), 0.0)
+
+
+def _trimmed_mean(values: list[float]) -> float:
+    ordered = sorted(values)
+    cut = max(1, len(ordered) // 10)
+    kept = ordered[cut:-cut] if len(ordered) > 2 * cut else ordered
+    return sum(kept) / len(kept)
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def _utc_hour(key: int) -> datetime:
+    return datetime.fromtimestamp(key * _SECONDS_PER_HOUR, UTC)
+
+
+def _duration(hours: int) -> str:
+    return f"{hours // 24}d" if hours >= 48 else f"{hours}h"
