@@ -167,7 +167,7 @@ def _why_not_learned(hourly: dict[int, float], now: datetime) -> str | None:
     if not hourly:
         return "no history"
     if len(hourly) < MIN_HISTORY_HOURS:
-        span = max(hourly) - min(hourly) + 1
+        span = math.ceil((now - _utc_hour(min(hourly))) / HOUR)
         gaps = f" of {_duration(span)}" if span > len(hourly) else ""
         return f"history {len(hourly)}h{gaps} < 1d"
     age = now - _utc_hour(max(hourly)) - HOUR
@@ -255,25 +255,23 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
     if not levels:
         return None
     weekend_factor = _weekend_factor(levels)
-    weekly = weekend_factor is not None
-    if not weekly:
+    if weekend_factor is None:
         hours = [_Hour(h.start, h.value, h.clock, h.day, _ANY) for h in hours]
-    shape = _shape(hours, levels)
     factors = {_WEEKDAY: 1.0, _ANY: 1.0, _WEEKEND: weekend_factor or 1.0}
+    # Weekday-equivalent levels: what a weekday at that time would have carried.
+    equivalent = {day: level / factors[_day_type(day, True)] for day, level in levels.items()}
+    shape = _shape(hours, equivalent, factors)
     expected = {key: typical * factors[key[0]] for key, (typical, _) in shape.items()}
-    level = _current_level(hours, expected, levels, factors)
-    equivalent = [level / factors[_day_type(day, True)] for day, level in levels.items()]
-    seen = {clock for _, clock in shape}
     return _Learned(
         zone=zone,
         days=len(levels),
         weekend_factor=weekend_factor,
         shape=shape,
-        level=level,
+        level=_current_level(hours, expected, equivalent),
         as_of=hours[-1].start,
-        growth=_growth(equivalent[-GROWTH_DAYS:]),
-        history_level=_quantile(list(levels.values()), 0.5),
-        unseen=24 - len(seen),
+        growth=_growth(list(equivalent.values())[-GROWTH_DAYS:]),
+        history_level=_quantile(list(equivalent.values()), 0.5),
+        unseen=24 - len({clock for _, clock in shape}),
     )
 
 
@@ -326,14 +324,15 @@ def _mean(levels: dict[date, float], days: Iterable[date]) -> float | None:
 
 
 def _shape(
-    hours: Iterable[_Hour], levels: dict[date, float]
+    hours: Iterable[_Hour], equivalent: dict[date, float], factors: dict[str, float]
 ) -> dict[tuple[str, int], tuple[float, float]]:
     """Per (day type, wall-clock hour): the median and HIGH_QUANTILE of the hour's value over
-    its day's level, over the full days."""
+    the level at its time, over the full days."""
+    levels_at = _LevelsAt(equivalent)
     ratios: dict[tuple[str, int], list[float]] = defaultdict(list)
     for hour in hours:
-        level = levels.get(hour.day)
-        if level:  # neither a partial day nor one without load
+        level = levels_at(hour) * factors[hour.day_type]
+        if level > 0:  # neither a partial day nor one without load
             ratios[(hour.day_type, hour.clock)].append(hour.value / level)
     return {
         key: (_quantile(values, 0.5), _quantile(values, HIGH_QUANTILE))
@@ -341,11 +340,31 @@ def _shape(
     }
 
 
+class _LevelsAt:
+    """The level at an hour of a full day: its day's level, interpolated towards the next
+    or previous full day's, each taken at its day's middle, so that growth within a day is
+    not learned as a daily shape."""
+
+    def __init__(self, equivalent: dict[date, float]) -> None:
+        self.days = list(equivalent)
+        self.levels = list(equivalent.values())
+        self.index = {day: index for index, day in enumerate(self.days)}
+
+    def __call__(self, hour: _Hour) -> float:
+        index = self.index.get(hour.day)
+        if index is None:
+            return 0.0
+        offset = (hour.clock + 0.5) / 24 - 0.5  # days from the middle of its day
+        other = index + (1 if offset > 0 else -1)
+        if not 0 <= other < len(self.days):
+            return self.levels[index]
+        apart = abs((self.days[other] - hour.day).days)
+        weight = abs(offset) / apart
+        return self.levels[index] * (1 - weight) + self.levels[other] * weight
+
+
 def _current_level(
-    hours: Sequence[_Hour],
-    expected: dict[tuple[str, int], float],
-    levels: dict[date, float],
-    factors: dict[str, float],
+    hours: Sequence[_Hour], expected: dict[tuple[str, int], float], equivalent: dict[date, float]
 ) -> float:
     """The weekday-equivalent day level now: the newest hours over what the shape expects of
     them; a rise counts from RECENT_SHORT hours, a fall needs RECENT_LONG."""
@@ -362,8 +381,7 @@ def _current_level(
         short = _quantile(estimates[:RECENT_SHORT], 0.5)
         return max(short, _quantile(estimates, 0.5))
     # Nothing recent to compare (a flat, idle shape): the newest full days' levels.
-    newest_days = list(levels.items())[-3:]
-    return _quantile([level / factors[_day_type(day, True)] for day, level in newest_days], 0.5)
+    return _quantile(list(equivalent.values())[-3:], 0.5)
 
 
 def _growth(levels: Sequence[float]) -> float:
