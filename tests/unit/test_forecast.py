@@ -300,6 +300,23 @@ def test_a_long_history_is_read_only_as_far_back_as_the_cap() -> None:
     assert "over 34d" in made.basis  # 35 days back from noon: the first one is partial
 
 
+def test_samples_after_now_are_not_read() -> None:
+    # A replay passes the whole series: what comes after `now` is the future.
+    whole = history(rises_at(NOW + HOUR), start=NOW - 14 * DAY, end=NOW + 5 * DAY)
+    made = forecast(whole)
+    for read, truncated in zip(made.hours, forecast(rises_at(NOW + HOUR)).hours, strict=True):
+        assert read.typical == pytest.approx(truncated.typical)
+    assert made.load(NOW + 3 * HOUR) == pytest.approx(0.12)
+
+
+def test_the_same_history_later_is_forecast_from_the_same_samples() -> None:
+    past = history(office_hours, start=NOW - 14 * DAY)
+    first = forecast(past)
+    later = forecast(past, now=NOW + 20 * timedelta(minutes=1))
+    assert later.hours[:24] == first.hours
+    assert later.basis == first.basis
+
+
 # Properties that hold for any history.
 
 values = st.one_of(
