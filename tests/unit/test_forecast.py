@@ -108,6 +108,21 @@ def test_a_history_without_a_full_local_day_falls_back() -> None:
     assert made.basis == "lookback average: history 26h has no full day in Europe/Berlin yet"
 
 
+def test_days_with_gaps_are_learned_from_at_the_level_their_hours_show() -> None:
+    # Utilization of a fleet held at zero is not recorded: a 6-hour gap every night after a
+    # rise, so no day after the rise is full.
+    def held_nightly(moment: datetime) -> float:
+        if moment >= NOW - 5 * DAY and 1 <= moment.astimezone(BERLIN).hour < 7:
+            return math.nan
+        return office_hours(moment) * (2 if moment >= NOW - 5 * DAY else 1)
+
+    made = forecast(held_nightly)
+    assert made.from_history
+    tomorrow = NOW + DAY
+    assert made.load(local(tomorrow, 10)) == pytest.approx(1.2)
+    assert made.load(local(NOW, 20)) == pytest.approx(0.2)
+
+
 def test_without_a_lookback_reading_the_short_history_beats_assuming_no_load() -> None:
     made = forecast(noisy(0.5), days=0.5, fallback=None)
     assert not made.from_history
@@ -154,7 +169,7 @@ def test_the_daily_shape_follows_the_wall_clock() -> None:
     made = forecast(office_hours)
     assert made.from_history
     assert made.basis == (
-        "hour-of-day median/p90 of demand over 13d in Europe/Berlin, no weekly shape, "
+        "hour-of-day median/p90 of demand over 14d in Europe/Berlin, no weekly shape, "
         "at the latest level (x1.00 of the history's)"
     )
     tomorrow = NOW + DAY
@@ -297,7 +312,7 @@ def test_a_bursty_load_gets_a_high_above_its_typical() -> None:
 
 def test_a_long_history_is_read_only_as_far_back_as_the_cap() -> None:
     made = forecast(noisy(0.4), days=60)
-    assert "over 34d" in made.basis  # 35 days back from noon: the first one is partial
+    assert "over 35d" in made.basis
 
 
 def test_samples_after_now_are_not_read() -> None:

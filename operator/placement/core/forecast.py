@@ -10,6 +10,8 @@ How the history becomes a forecast (each step is a function below):
    calendar day in the window's zone, so the daily shape moves with the clock across DST.
 2. Days. A local day with at least FULL_DAY_HOURS hours is full; its level is the trimmed mean
    of its hours (the highest and lowest tenth dropped, so one burst hour does not move it).
+   At least one full day is needed. A partial day (gaps, the history's ends) is given the
+   level its hours show against the shape learned from the full days (step 4), then joins.
 3. Weekly shape. Each weekend (Saturday, Sunday) is compared with the weekdays around it
    (Friday, Monday): nearby days, so a level shift or growth over weeks is not mistaken for a
    weekly shape. The history shows a weekly shape when at least two weekends can be compared
@@ -65,7 +67,8 @@ HIGH_QUANTILE = 0.9  # what "the work fits" is checked against: bursts are not a
 MIN_HISTORY_HOURS = 24  # fewer hours with samples: the lookback average
 MAX_HISTORY = timedelta(days=35)  # older samples are not read: bounds the work per forecast
 STALE_AFTER = timedelta(days=2)  # a history whose newest sample is older says little of now
-FULL_DAY_HOURS = 20  # a local day with fewer hours (gaps, the history's ends) has no level
+FULL_DAY_HOURS = 20  # a local day with fewer hours (gaps, the history's ends) is partial
+PARTIAL_DAY_HOURS = 6  # a partial day with fewer hours of expected load is not learned from
 WEEKLY_RATIO = 1.5  # a weekend differs from its weekdays when one level exceeds 1.5x the other
 WEEKLY_AGREEMENT = 0.75  # share of comparable weekends that must differ, the same way
 MIN_WEEKENDS = 2
@@ -252,7 +255,7 @@ class _Learned:
     factor, the current level; `expect` turns them into one hour's forecast."""
 
     zone: ZoneInfo
-    days: int  # full days learned from
+    days: int  # the hours learned from, in days
     weekend_factor: float | None  # None: no weekly shape
     shape: dict[tuple[str, int], tuple[float, float]]  # (typical, high) ratios to the day level
     level: float
@@ -301,9 +304,14 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
     equivalent = {day: level / factors[_day_type(day, True)] for day, level in levels.items()}
     shape = _shape(hours, equivalent, factors)
     expected = {key: typical * factors[key[0]] for key, (typical, _) in shape.items()}
+    partial = _partial_levels(hours, expected, equivalent)
+    if partial:  # days with gaps join, at the level their hours show against the shape
+        equivalent = dict(sorted({**equivalent, **partial}.items()))
+        shape = _shape(hours, equivalent, factors)
+        expected = {key: typical * factors[key[0]] for key, (typical, _) in shape.items()}
     return _Learned(
         zone=zone,
-        days=len(levels),
+        days=round(len(hours) / 24),
         weekend_factor=weekend_factor,
         shape=shape,
         level=_current_level(hours, expected, equivalent),
@@ -312,6 +320,25 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
         history_level=_quantile(list(equivalent.values()), 0.5),
         unseen=24 - len({clock for _, clock in shape}),
     )
+
+
+def _partial_levels(
+    hours: Iterable[_Hour], expected: dict[tuple[str, int], float], equivalent: dict[date, float]
+) -> dict[date, float]:
+    """The weekday-equivalent level of each day that is not full (a gap: a scrape outage, a
+    fleet held at zero whose utilization is not recorded) but has PARTIAL_DAY_HOURS hours
+    the shape expects load in: the median of their values over the shape's."""
+    peak = max(expected.values(), default=0.0)
+    ratios: dict[date, list[float]] = defaultdict(list)
+    for hour in hours:
+        expect = expected.get((hour.day_type, hour.clock), 0.0)
+        if hour.day not in equivalent and expect > ELIGIBLE * peak:
+            ratios[hour.day].append(hour.value / expect)
+    return {
+        day: _quantile(values, 0.5)
+        for day, values in ratios.items()
+        if len(values) >= PARTIAL_DAY_HOURS
+    }
 
 
 def _label(key: int, value: float, zone: ZoneInfo) -> _Hour:
