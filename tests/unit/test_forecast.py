@@ -133,6 +133,12 @@ def test_without_a_lookback_reading_the_short_history_beats_assuming_no_load() -
     assert empty.load(NOW) == 0.0
 
 
+def test_values_too_large_to_add_up_fall_back() -> None:
+    made = forecast(lambda _: 1e307)
+    assert not made.from_history
+    assert made.basis == "lookback average: history values too large to add up"
+
+
 def test_a_single_sample_and_an_empty_history_fall_back() -> None:
     one = LoadHistory("demand", STEP, ((NOW - HOUR, 0.9),), NOW)
     assert forecast(one).basis == "lookback average: history 1h < 1d"
@@ -147,13 +153,13 @@ def test_until_at_or_before_now_forecasts_no_hours() -> None:
     assert forecast(noisy(0.5), ahead=-DAY).hours == ()
 
 
-def test_nan_and_infinite_samples_are_dropped() -> None:
+def test_nan_infinite_and_negative_samples_are_dropped() -> None:
     clean = history(office_hours, start=NOW - 14 * DAY)
     spoiled = LoadHistory(
         "demand",
         STEP,
         tuple(
-            (moment, math.nan if index % 7 == 0 else math.inf if index % 11 == 0 else value)
+            (moment, (math.nan, math.inf, -1.0)[index % 3] if index % 7 == 0 else value)
             for index, (moment, value) in enumerate(clean.samples)
         ),
         NOW,
@@ -335,7 +341,8 @@ def test_the_same_history_later_is_forecast_from_the_same_samples() -> None:
 # Properties that hold for any history.
 
 values = st.one_of(
-    st.floats(min_value=0, max_value=1e6), st.sampled_from([math.nan, math.inf, -math.inf])
+    st.floats(min_value=0, max_value=1e6),
+    st.sampled_from([math.nan, math.inf, -math.inf, -1.0, 1e308]),
 )
 
 
@@ -347,7 +354,7 @@ values = st.one_of(
 def test_any_history_gives_finite_ordered_hours(
     points: list[tuple[int, float]], hours_ahead: int, fallback: float | None
 ) -> None:
-    samples = tuple(sorted((NOW - index * 15 * STEP, value) for index, value in points))
+    samples = tuple(sorted((NOW - index * 7 * STEP, value) for index, value in points))
     past = LoadHistory("demand", STEP, samples, NOW)
     made = forecast(past, ahead=hours_ahead * HOUR, fallback=fallback)
     assert len(made.hours) == max(hours_ahead, 0)

@@ -75,8 +75,9 @@ MIN_WEEKENDS = 2
 RECENT_SHORT = 6  # newest hours whose median level shows a rise
 RECENT_LONG = 24  # newest hours whose median level a fall must also show
 RECENT_SPAN = timedelta(days=4)  # how far back the newest comparable hours are looked for
-GROWTH_DAYS = 7  # newest full days whose levels say whether load grows steadily
-GROWTH_RISING = 0.8  # share of their day-to-day steps that must rise (5 of 6)
+GROWTH_DAYS = 7  # newest days whose levels say whether load grows steadily
+GROWTH_MIN_STEPS = 3  # fewer day-to-day steps (a young history) say nothing of growth
+GROWTH_RISING = 0.8  # share of their day-to-day steps that must rise (5 of 6, 3 of 3)
 GROWTH_HORIZON_DAYS = 7.0  # growth is extrapolated this far at most
 ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about the level
 
@@ -145,10 +146,13 @@ def forecast_load(
     hourly, learned = _learned(history, now, zone) if history is not None else ({}, None)
     reason = _why_not_learned(hourly, now)
     if reason is None:
-        if learned is not None:
+        if learned is None:
+            reason = f"history {len(hourly)}h has no full day in {zone.key} yet"
+        else:
             hours = tuple(learned.expect(start) for start in starts)
-            return Forecast(source, learned.basis(source), hours, from_history=True)
-        reason = f"history {len(hourly)}h has no full day in {zone.key} yet"
+            if all(math.isfinite(hour.high) for hour in hours):
+                return Forecast(source, learned.basis(source), hours, from_history=True)
+            reason = "history values too large to add up"
     return _fallback(starts, hourly, fallback, reason, source)
 
 
@@ -199,10 +203,11 @@ def _hourly(samples: Sequence[tuple[datetime, float]]) -> dict[int, float]:
             key = int(moment.timestamp() // _SECONDS_PER_HOUR)
             hour_start = _utc_hour(key)
             hour_end = hour_start + HOUR
-        if math.isfinite(value):
+        if 0 <= value < math.inf:  # a load is never negative; NaN compares false
             sums[key] += value
             counts[key] += 1
-    return {key: sums[key] / counts[key] for key in sorted(sums)}
+    means = ((key, sums[key] / counts[key]) for key in sorted(sums))
+    return {key: mean for key, mean in means if mean < math.inf}  # a sum may overflow
 
 
 def _why_not_learned(hourly: dict[int, float], now: datetime) -> str | None:
@@ -455,7 +460,7 @@ def _growth(levels: Sequence[float]) -> float:
     else 0: a single step up is the current level's business, not a trend."""
     steps = [after - before for before, after in pairwise(levels)]
     rising = sum(1 for step in steps if step > 0)
-    if len(steps) < GROWTH_DAYS - 1 or rising < GROWTH_RISING * len(steps):
+    if len(steps) < GROWTH_MIN_STEPS or rising < GROWTH_RISING * len(steps):
         return 0.0
     return max(_quantile(steps, 0.5), 0.0)
 
