@@ -216,6 +216,17 @@ def test_weekdays_and_weekends_are_learned_apart_when_the_history_shows_them() -
     assert made.load(NOW + DAY) == pytest.approx(0.55)
 
 
+def test_weekends_without_any_load_are_forecast_without_load() -> None:
+    def weekdays_only(moment: datetime) -> float:
+        return 0.0 if moment.astimezone(BERLIN).weekday() >= 5 else office_hours(moment)
+
+    made = forecast(weekdays_only, ahead=7 * DAY)
+    assert "weekly shape (weekends x0.00 of weekdays)" in made.basis
+    saturday = datetime(2026, 12, 5, tzinfo=BERLIN)
+    assert made.work(saturday, saturday + 2 * DAY) == 0.0
+    assert made.load(local(saturday + 2 * DAY, 10)) == pytest.approx(0.6)
+
+
 def test_one_week_of_history_shows_no_weekly_shape_yet() -> None:
     made = forecast(weekdays_and_weekends, days=8)
     assert "no weekly shape" in made.basis

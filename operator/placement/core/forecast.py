@@ -54,12 +54,6 @@ from zoneinfo import ZoneInfo
 
 from placement.core.observation import LoadHistory
 
-# What each history taught, by (id of the history, samples read, zone): see _learned.
-_LEARNED: dict[
-    tuple[int, int, int, str],
-    tuple[weakref.ref[LoadHistory], dict[int, float], _Learned | None],
-] = {}
-
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 HIGH_QUANTILE = 0.9  # what "the work fits" is checked against: bursts are not averaged away
@@ -84,6 +78,11 @@ ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about
 _SECONDS_PER_HOUR = 3600
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 _LEARNED_SIZE = 4096  # histories remembered: one per placement, 1,000s of placements
+# What each history taught, by (id of the history, samples read, zone): see _learned.
+_LEARNED: dict[
+    tuple[int, int, int, str],
+    tuple[weakref.ref[LoadHistory], dict[int, float], _Learned | None],
+] = {}
 _WEEKEND = "weekend"
 _WEEKDAY = "weekday"
 _ANY = "any"
@@ -251,7 +250,7 @@ class _Hour:
     value: float
     clock: int  # the wall-clock hour in the zone
     day: date  # the calendar day in the zone
-    day_type: str  # _WEEKDAY or _WEEKEND
+    day_type: str  # _WEEKDAY or _WEEKEND with a weekly shape, else _ANY
 
 
 @dataclass(frozen=True)
@@ -278,7 +277,9 @@ class _Learned:
         return HourForecast(start, typical * scale, high * scale)
 
     def _factor(self, day_type: str) -> float:
-        return self.weekend_factor if day_type == _WEEKEND and self.weekend_factor else 1.0
+        if day_type == _WEEKEND and self.weekend_factor is not None:
+            return self.weekend_factor
+        return 1.0
 
     def basis(self, source: str) -> str:
         weekly = (
@@ -304,9 +305,15 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
     weekend_factor = _weekend_factor(levels)
     if weekend_factor is None:
         hours = [_Hour(h.start, h.value, h.clock, h.day, _ANY) for h in hours]
-    factors = {_WEEKDAY: 1.0, _ANY: 1.0, _WEEKEND: weekend_factor or 1.0}
-    # Weekday-equivalent levels: what a weekday at that time would have carried.
-    equivalent = {day: level / factors[_day_type(day, True)] for day, level in levels.items()}
+    weekend = weekend_factor if weekend_factor is not None else 1.0
+    factors = {_WEEKDAY: 1.0, _ANY: 1.0, _WEEKEND: weekend}
+    # Weekday-equivalent levels: what a weekday at that time would have carried (weekends
+    # without load say nothing of it).
+    equivalent = {
+        day: level / factor
+        for day, level in levels.items()
+        if (factor := factors[_day_type(day, True)]) > 0
+    }
     shape = _shape(hours, equivalent, factors)
     expected = {key: typical * factors[key[0]] for key, (typical, _) in shape.items()}
     partial = _partial_levels(hours, expected, equivalent)
