@@ -216,6 +216,20 @@ def test_weekdays_and_weekends_are_learned_apart_when_the_history_shows_them() -
     assert made.load(NOW + DAY) == pytest.approx(0.55)
 
 
+def test_a_quieter_weekend_than_usual_does_not_lower_monday() -> None:
+    last_weekend = datetime(2026, 11, 28, tzinfo=BERLIN)
+
+    def quiet_last_weekend(moment: datetime) -> float:
+        if last_weekend <= moment < last_weekend + 2 * DAY:
+            return 0.03
+        return weekdays_and_weekends(moment)
+
+    sunday_evening = local(last_weekend + DAY, 20).replace(minute=0)
+    made = forecast(quiet_last_weekend, days=21, now=sunday_evening)
+    assert "weekly shape" in made.basis
+    assert made.load(local(sunday_evening + DAY, 10)) == pytest.approx(0.55)
+
+
 def test_weekends_without_any_load_are_forecast_without_load() -> None:
     def weekdays_only(moment: datetime) -> float:
         return 0.0 if moment.astimezone(BERLIN).weekday() >= 5 else office_hours(moment)

@@ -25,9 +25,9 @@ How the history becomes a forecast (each step is a function below):
    burst is one value among many. All full days count alike: recency comes from step 5.
 5. Level. The newest hours are compared with what the shape expects of them: the current
    level is the larger of the median ratio over the last RECENT_SHORT hours and over the last
-   RECENT_LONG hours. A rise shows within a few hours (the safe direction: an underestimate
-   holds work that does not fit); a fall needs most of a day at the new level, so one quiet
-   hour does not move a busy day's forecast.
+   RECENT_LONG hours (weekday hours with a weekly shape). A rise shows within a few hours
+   (the safe direction: an underestimate holds work that does not fit); a fall needs most of
+   a day at the new level, so one quiet hour does not move a busy day's forecast.
 6. Growth. When the level rose on at least GROWTH_RISING of the day-to-day steps of the
    newest GROWTH_DAYS full days, the median step per day is added ahead (at most
    GROWTH_HORIZON_DAYS): load growing over weeks is not forecast a day behind.
@@ -445,19 +445,25 @@ def _current_level(
     hours: Sequence[_Hour], expected: dict[tuple[str, int], float], equivalent: dict[date, float]
 ) -> float:
     """The weekday-equivalent day level now: the newest hours over what the shape expects of
-    them; a rise counts from RECENT_SHORT hours, a fall needs RECENT_LONG."""
+    them. A rise counts from the newest RECENT_SHORT hours; a fall needs the newest
+    RECENT_LONG too, of weekdays only with a weekly shape: a quieter weekend than usual says
+    little of Monday."""
     peak = max(expected.values(), default=0.0)
     newest = hours[-1].start
-    estimates: list[float] = []
+    short: list[float] = []
+    long: list[float] = []
     for hour in reversed(hours):
-        if newest - hour.start > RECENT_SPAN or len(estimates) == RECENT_LONG:
+        if newest - hour.start > RECENT_SPAN or len(long) == RECENT_LONG:
             break
         expect = expected.get((hour.day_type, hour.clock), 0.0)
-        if expect > ELIGIBLE * peak:
-            estimates.append(hour.value / expect)
-    if estimates:
-        short = _quantile(estimates[:RECENT_SHORT], 0.5)
-        return max(short, _quantile(estimates, 0.5))
+        if expect <= ELIGIBLE * peak:
+            continue
+        if len(short) < RECENT_SHORT:
+            short.append(hour.value / expect)
+        if hour.day_type != _WEEKEND:
+            long.append(hour.value / expect)
+    if short or long:
+        return max(_quantile(found, 0.5) for found in (short, long) if found)
     # Nothing recent to compare (a flat, idle shape): the newest full days' levels.
     return _quantile(list(equivalent.values())[-3:], 0.5)
 
