@@ -4,6 +4,7 @@ history is short, and properties that hold for any history."""
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from placement.core import forecast as forecast_module
 from placement.core.forecast import (
     HIGH_QUANTILE,
     HOUR,
@@ -361,6 +363,16 @@ def test_the_same_history_later_is_forecast_from_the_same_samples() -> None:
     later = forecast(past, now=NOW + 20 * timedelta(minutes=1))
     assert later.hours[:24] == first.hours
     assert later.basis == first.basis
+
+
+def test_what_a_history_taught_is_forgotten_with_it() -> None:
+    before = len(forecast_module._DIGESTS)
+    past = history(office_hours, start=NOW - 3 * DAY)
+    forecast(past)
+    assert len(forecast_module._DIGESTS) == before + 1
+    del past
+    gc.collect()
+    assert len(forecast_module._DIGESTS) == before
 
 
 # Properties that hold for any history.

@@ -35,21 +35,22 @@ How the history becomes a forecast (each step is a function below):
 
 The history is of demand (preferred: it does not shrink with the fleet) or of utilization,
 which reads low or not at all while the fleet is held scaled down; the caller passes what it
-has. Learning from 35 days at 5-minute steps takes about 13 ms, 14 days about 7 ms (see
-bench/forecast.py); what was learned is remembered per history object, so until the next
-refresh a forecast costs well under a millisecond and can be built each evaluation.
+has. Learning from 35 days at 5-minute steps takes about 8 ms of CPU, 14 days about 4 ms
+(bench/forecast.py); what was learned is remembered while the history object lives, so until
+the next refresh a forecast costs well under a millisecond and is built each evaluation.
 """
 
 from __future__ import annotations
 
 import math
 import weakref
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from placement.core.observation import LoadHistory
@@ -76,13 +77,10 @@ GROWTH_HORIZON_DAYS = 7.0  # growth is extrapolated this far at most
 ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about the level
 
 _SECONDS_PER_HOUR = 3600
-_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
-_LEARNED_SIZE = 4096  # histories remembered: one per placement, 1,000s of placements
-# What each history taught, by (id of the history, samples read, zone): see _learned.
-_LEARNED: dict[
-    tuple[int, int, int, str],
-    tuple[weakref.ref[LoadHistory], dict[int, float], _Learned | None],
-] = {}
+_MOMENT = itemgetter(0)  # a sample's time
+_DIGESTS_SIZE = 4096  # histories remembered at most (entries go when their history does)
+# Each live history's digest, by (id of the history, samples read, zone): see _digest.
+_DIGESTS: dict[tuple[int, int, int, str], tuple[weakref.ref[LoadHistory], _Digest]] = {}
 _WEEKEND = "weekend"
 _WEEKDAY = "weekday"
 _ANY = "any"
@@ -142,17 +140,18 @@ def forecast_load(
     `zone` is the window's time zone, whose wall clock the daily shape follows (DST
     included)."""
     starts = _hour_starts(now, until)
-    hourly, learned = _learned(history, now, zone) if history is not None else ({}, None)
-    reason = _why_not_learned(hourly, now)
+    digest = _digest(history, now, zone) if history is not None else _NO_HISTORY
+    reason = digest.why_not(now)
     if reason is None:
+        learned = digest.learned
         if learned is None:
-            reason = f"history {len(hourly)}h has no full day in {zone.key} yet"
+            reason = f"history {digest.hours}h has no full day in {zone.key} yet"
         else:
             hours = tuple(learned.expect(start) for start in starts)
             if all(math.isfinite(hour.high) for hour in hours):
                 return Forecast(source, learned.basis(source), hours, from_history=True)
             reason = "history values too large to add up"
-    return _fallback(starts, hourly, fallback, reason, source)
+    return _fallback(starts, digest, fallback, reason, source)
 
 
 def _hour_starts(now: datetime, until: datetime) -> list[datetime]:
@@ -164,67 +163,89 @@ def _hour_starts(now: datetime, until: datetime) -> list[datetime]:
     return starts
 
 
-def _learned(
-    history: LoadHistory, now: datetime, zone: ZoneInfo
-) -> tuple[dict[int, float], _Learned | None]:
-    """The history's hours and what they teach (None: no full day), from the samples in
-    (now - MAX_HISTORY, now]: later ones are a replay's future. Remembered per history object
-    and samples read, so the evaluations until the next refresh, and the planner's calls
-    within one, do not learn it again."""
+@dataclass(frozen=True)
+class _Digest:
+    """What forecasts need of one history: its extent, its plain median and HIGH_QUANTILE
+    (the fallback without a lookback reading) and what it teaches."""
+
+    hours: int  # hours with samples
+    first: datetime | None  # the oldest of them
+    newest: datetime | None  # the newest of them
+    typical: float
+    high: float
+    learned: _Learned | None  # None: fewer than MIN_HISTORY_HOURS, or no full day
+
+    def why_not(self, now: datetime) -> str | None:
+        """Why the history is not forecast from, or None."""
+        if self.first is None or self.newest is None:
+            return "no history"
+        if self.hours < MIN_HISTORY_HOURS:
+            span = math.ceil((now - self.first) / HOUR)
+            gaps = f" of {_duration(span)}" if span > self.hours else ""
+            return f"history {self.hours}h{gaps} < 1d"
+        age = now - self.newest - HOUR
+        if age > STALE_AFTER:
+            return f"history stale, newest sample {_duration(age // HOUR)} old"
+        return None
+
+
+_NO_HISTORY = _Digest(0, None, None, 0.0, 0.0, None)
+
+
+def _digest(history: LoadHistory, now: datetime, zone: ZoneInfo) -> _Digest:
+    """The history's digest, from its samples up to `now` (later ones are a replay's
+    future) and MAX_HISTORY before the newest of them. Remembered while the history object
+    lives, so the evaluations until the next refresh, and the planner's calls within one,
+    do not learn it again."""
     samples = history.samples
-    first = bisect_right(samples, now - MAX_HISTORY, key=_moment)
-    last = bisect_right(samples, now, key=_moment)
+    last = bisect_right(samples, now, key=_MOMENT)
+    first = bisect_right(samples, samples[last - 1][0] - MAX_HISTORY, key=_MOMENT) if last else 0
     key = (id(history), first, last, zone.key)
-    known = _LEARNED.get(key)
+    known = _DIGESTS.get(key)
     if known is not None and known[0]() is history:
-        return known[1], known[2]
-    hourly = _hourly(samples[first:last])
-    learned = _learn(hourly, zone) if len(hourly) >= MIN_HISTORY_HOURS else None
-    if len(_LEARNED) >= _LEARNED_SIZE:
-        del _LEARNED[next(iter(_LEARNED))]  # the oldest entry
-    _LEARNED[key] = (weakref.ref(history), hourly, learned)
-    return hourly, learned
+        return known[1]
+    digest = _digest_of(_hourly(samples[first:last]), zone)
+    if len(_DIGESTS) >= _DIGESTS_SIZE:
+        del _DIGESTS[next(iter(_DIGESTS))]  # the oldest entry
+    _DIGESTS[key] = (weakref.ref(history, lambda _: _DIGESTS.pop(key, None)), digest)
+    return digest
 
 
-def _moment(sample: tuple[datetime, float]) -> datetime:
-    return sample[0]
+def _digest_of(hourly: dict[int, float], zone: ZoneInfo) -> _Digest:
+    if not hourly:
+        return _NO_HISTORY
+    values = list(hourly.values())
+    return _Digest(
+        hours=len(hourly),
+        first=_utc_hour(min(hourly)),
+        newest=_utc_hour(max(hourly)),
+        typical=_quantile(values, 0.5),
+        high=_quantile(values, HIGH_QUANTILE),
+        learned=_learn(hourly, zone) if len(hourly) >= MIN_HISTORY_HOURS else None,
+    )
 
 
 def _hourly(samples: Sequence[tuple[datetime, float]]) -> dict[int, float]:
-    """The mean of each UTC hour's finite samples, keyed by hours since the epoch."""
-    sums: dict[int, float] = defaultdict(float)
-    counts: dict[int, int] = defaultdict(int)
-    key, hour_start, hour_end = 0, _FAR_FUTURE, _FAR_FUTURE
-    # The hour's key is only worked out when the hour changes: a timestamp per sample was
-    # most of the cost of a 35-day history.
-    for moment, value in samples:
-        if not hour_start <= moment < hour_end:
-            key = int(moment.timestamp() // _SECONDS_PER_HOUR)
-            hour_start = _utc_hour(key)
-            hour_end = hour_start + HOUR
-        if 0 <= value < math.inf:  # a load is never negative; NaN compares false
-            sums[key] += value
-            counts[key] += 1
-    means = ((key, sums[key] / counts[key]) for key in sorted(sums))
-    return {key: mean for key, mean in means if mean < math.inf}  # a sum may overflow
-
-
-def _why_not_learned(hourly: dict[int, float], now: datetime) -> str | None:
-    if not hourly:
-        return "no history"
-    if len(hourly) < MIN_HISTORY_HOURS:
-        span = math.ceil((now - _utc_hour(min(hourly))) / HOUR)
-        gaps = f" of {_duration(span)}" if span > len(hourly) else ""
-        return f"history {len(hourly)}h{gaps} < 1d"
-    age = now - _utc_hour(max(hourly)) - HOUR
-    if age > STALE_AFTER:
-        return f"history stale, newest sample {_duration(age // HOUR)} old"
-    return None
+    """The mean of each UTC hour's valid samples, keyed by hours since the epoch."""
+    hourly = {}
+    index = 0
+    # Hour by hour, each hour's samples found by bisection: a timestamp or a comparison per
+    # sample in Python was most of the cost of a 35-day history.
+    while index < len(samples):
+        key = int(samples[index][0].timestamp() // _SECONDS_PER_HOUR)
+        end = bisect_left(samples, _utc_hour(key + 1), lo=index, key=_MOMENT)
+        # A load is never negative; NaN compares false.
+        valid = [value for _, value in samples[index:end] if 0 <= value < math.inf]
+        mean = sum(valid) / len(valid) if valid else math.inf
+        if mean < math.inf:  # neither no valid sample nor a sum that overflows
+            hourly[key] = mean
+        index = end
+    return hourly
 
 
 def _fallback(
     starts: list[datetime],
-    hourly: dict[int, float],
+    digest: _Digest,
     fallback: float | None,
     reason: str,
     source: str,
@@ -232,10 +253,9 @@ def _fallback(
     if fallback is not None:
         typical = high = fallback
         basis = f"lookback average: {reason}"
-    elif hourly:
+    elif digest.hours:
         # No reading now: what little history there is beats assuming no load at all.
-        typical = _quantile(list(hourly.values()), 0.5)
-        high = _quantile(list(hourly.values()), HIGH_QUANTILE)
+        typical, high = digest.typical, digest.high
         basis = f"history median, no lookback reading: {reason}"
     else:
         typical = high = 0.0
