@@ -125,6 +125,25 @@ def test_days_with_gaps_are_learned_from_at_the_level_their_hours_show() -> None
     assert made.load(local(NOW, 20)) == pytest.approx(0.2)
 
 
+def test_hours_held_are_left_out_when_named() -> None:
+    # A fleet held at zero for the last 16 hours: its utilization read 0, not the load.
+    held_from = NOW - 16 * HOUR
+
+    def utilization(moment: datetime) -> float:
+        return 0.0 if moment >= held_from else 0.5
+
+    past = history(utilization, start=NOW - 14 * DAY)
+    trusted = forecast_load(
+        past, now=NOW, until=NOW + DAY, zone=BERLIN, fallback=0.0, held=[(held_from, NOW)]
+    )
+    assert trusted.basis.endswith(", 16h held left out")
+    assert trusted.load(NOW + HOUR) == pytest.approx(0.5)
+    assert forecast(past).load(NOW + HOUR) == pytest.approx(0.0)  # what it reads unnamed
+    ever = [(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))]
+    all_held = forecast_load(past, now=NOW, until=NOW + DAY, zone=BERLIN, fallback=0.2, held=ever)
+    assert all_held.basis == "lookback average: no history"
+
+
 def test_without_a_lookback_reading_the_short_history_beats_assuming_no_load() -> None:
     made = forecast(noisy(0.5), days=0.5, fallback=None)
     assert not made.from_history

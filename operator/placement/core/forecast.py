@@ -47,7 +47,7 @@ import weakref
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from operator import itemgetter
@@ -79,8 +79,11 @@ ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about
 _SECONDS_PER_HOUR = 3600
 _MOMENT = itemgetter(0)  # a sample's time
 _DIGESTS_SIZE = 4096  # histories remembered at most (entries go when their history does)
-# Each live history's digest, by (id of the history, samples read, zone): see _digest.
-_DIGESTS: dict[tuple[int, int, int, str], tuple[weakref.ref[LoadHistory], _Digest]] = {}
+# Each live history's digest, by (id of the history, samples read, zone, held): see _digest.
+_DIGESTS: dict[
+    tuple[int, int, int, str, tuple[tuple[datetime, datetime], ...]],
+    tuple[weakref.ref[LoadHistory], _Digest],
+] = {}
 _WEEKEND = "weekend"
 _WEEKDAY = "weekday"
 _ANY = "any"
@@ -134,13 +137,15 @@ def forecast_load(
     zone: ZoneInfo,
     fallback: float | None,
     source: str = "utilization",
+    held: Sequence[tuple[datetime, datetime]] = (),
 ) -> Forecast:
     """The expected load per hour over [hour of now, until). `fallback` is the lookback
     average (the instant reading), used while the history is short, gappy, stale or missing;
     `zone` is the window's time zone, whose wall clock the daily shape follows (DST
-    included)."""
+    included). `held`: intervals [from, until) the fleet was held scaled down, whose hours are
+    left out (a utilization history reads low or nothing there; demand needs none)."""
     starts = _hour_starts(now, until)
-    digest = _digest(history, now, zone) if history is not None else _NO_HISTORY
+    digest = _digest(history, now, zone, tuple(held)) if history is not None else _NO_HISTORY
     reason = digest.why_not(now)
     if reason is None:
         learned = digest.learned
@@ -149,7 +154,9 @@ def forecast_load(
         else:
             hours = tuple(learned.expect(start) for start in starts)
             if all(math.isfinite(hour.high) for hour in hours):
-                return Forecast(source, learned.basis(source), hours, from_history=True)
+                left_out = f", {digest.held}h held left out" if digest.held else ""
+                basis = learned.basis(source) + left_out
+                return Forecast(source, basis, hours, from_history=True)
             reason = "history values too large to add up"
     return _fallback(starts, digest, fallback, reason, source)
 
@@ -174,6 +181,7 @@ class _Digest:
     typical: float
     high: float
     learned: _Learned | None  # None: fewer than MIN_HISTORY_HOURS, or no full day
+    held: int = 0  # hours left out as held
 
     def why_not(self, now: datetime) -> str | None:
         """Why the history is not forecast from, or None."""
@@ -192,7 +200,9 @@ class _Digest:
 _NO_HISTORY = _Digest(0, None, None, 0.0, 0.0, None)
 
 
-def _digest(history: LoadHistory, now: datetime, zone: ZoneInfo) -> _Digest:
+def _digest(
+    history: LoadHistory, now: datetime, zone: ZoneInfo, held: tuple[tuple[datetime, datetime], ...]
+) -> _Digest:
     """The history's digest, from its samples up to `now` (later ones are a replay's
     future) and MAX_HISTORY before the newest of them. Remembered while the history object
     lives, so the evaluations until the next refresh, and the planner's calls within one,
@@ -200,11 +210,13 @@ def _digest(history: LoadHistory, now: datetime, zone: ZoneInfo) -> _Digest:
     samples = history.samples
     last = bisect_right(samples, now, key=_MOMENT)
     first = bisect_right(samples, samples[last - 1][0] - MAX_HISTORY, key=_MOMENT) if last else 0
-    key = (id(history), first, last, zone.key)
+    key = (id(history), first, last, zone.key, held)
     known = _DIGESTS.get(key)
     if known is not None and known[0]() is history:
         return known[1]
-    digest = _digest_of(_hourly(samples[first:last]), zone)
+    hourly = _hourly(samples[first:last])
+    left_out = _leave_out(hourly, held)
+    digest = replace(_digest_of(hourly, zone), held=left_out)
     if len(_DIGESTS) >= _DIGESTS_SIZE:
         del _DIGESTS[next(iter(_DIGESTS))]  # the oldest entry
     _DIGESTS[key] = (weakref.ref(history, lambda _: _DIGESTS.pop(key, None)), digest)
@@ -223,6 +235,19 @@ def _digest_of(hourly: dict[int, float], zone: ZoneInfo) -> _Digest:
         high=_quantile(values, HIGH_QUANTILE),
         learned=_learn(hourly, zone) if len(hourly) >= MIN_HISTORY_HOURS else None,
     )
+
+
+def _leave_out(hourly: dict[int, float], held: Iterable[tuple[datetime, datetime]]) -> int:
+    """Drops the hours that overlap a held interval; how many there were."""
+    if not hourly:
+        return 0
+    before, oldest, newest = len(hourly), min(hourly), max(hourly)
+    for start, end in held:
+        first = max(math.floor(start.timestamp() / _SECONDS_PER_HOUR), oldest)
+        last = min(math.ceil(end.timestamp() / _SECONDS_PER_HOUR), newest + 1)
+        for key in range(first, last):
+            hourly.pop(key, None)
+    return before - len(hourly)
 
 
 def _hourly(samples: Sequence[tuple[datetime, float]]) -> dict[int, float]:
