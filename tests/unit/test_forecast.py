@@ -224,6 +224,26 @@ def test_a_dst_change_moves_the_daily_shape_with_the_clock(
     assert made.load(tomorrow.replace(hour=quiet_utc)) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns", "Pacific/Chatham"])
+def test_zones_off_the_hour_learn_their_own_wall_clock(zone: str) -> None:
+    there = ZoneInfo(zone)
+
+    def busy_there(moment: datetime) -> float:
+        return 0.6 if 9 <= moment.astimezone(there).hour < 17 else 0.1
+
+    made = forecast_load(
+        history(busy_there, start=NOW - 14 * DAY),
+        now=NOW,
+        until=NOW + 2 * DAY,
+        zone=there,
+        fallback=0,
+    )
+    assert made.from_history
+    tomorrow = (NOW + DAY).astimezone(there)
+    assert made.load(tomorrow.replace(hour=12, minute=0)) == pytest.approx(0.6)
+    assert made.load(tomorrow.replace(hour=3, minute=0)) == pytest.approx(0.1)
+
+
 def weekdays_and_weekends(moment: datetime) -> float:
     return 0.07 if moment.astimezone(BERLIN).weekday() >= 5 else 0.55
 
