@@ -5,9 +5,14 @@ planner calls `forecast_load` and reads `Forecast.load`/`Forecast.work`; nothing
 
 How the history becomes a forecast (each step is a function below):
 
-1. Hours. Samples (UTC, finite values only, the newest MAX_HISTORY of them) are averaged per
-   UTC hour: an hour's mean is its work. Each hour is labelled with its wall-clock hour and
-   calendar day in the window's zone, so the daily shape moves with the clock across DST.
+0. Fallback. Fewer than MIN_HISTORY_HOURS hours with samples (short or mostly gaps), a
+   newest sample older than STALE_AFTER, or no full day (step 2): the lookback average
+   `fallback`, and `basis` says why ("lookback average: history 5h < 1d").
+1. Hours. Samples (UTC; finite, non-negative values; up to `now`, so a replay's future is not
+   read; MAX_HISTORY back from the newest) are averaged per UTC hour: an hour's mean is its
+   work. Hours overlapping a `held` interval are left out. Each hour is labelled with its
+   wall-clock hour and calendar day in the window's zone, so the daily shape moves with the
+   clock across DST.
 2. Days. A local day with at least FULL_DAY_HOURS hours is full; its level is the trimmed mean
    of its hours (the highest and lowest tenth dropped, so one burst hour does not move it).
    At least one full day is needed. A partial day (gaps, the history's ends) is given the
@@ -29,8 +34,9 @@ How the history becomes a forecast (each step is a function below):
    (the safe direction: an underestimate holds work that does not fit); a fall needs most of
    a day at the new level, so one quiet hour does not move a busy day's forecast.
 6. Growth. When the level rose on at least GROWTH_RISING of the day-to-day steps of the
-   newest GROWTH_DAYS full days, the median step per day is added ahead (at most
-   GROWTH_HORIZON_DAYS): load growing over weeks is not forecast a day behind.
+   newest GROWTH_DAYS days (at least GROWTH_MIN_STEPS steps), the median step per day is
+   added ahead (at most GROWTH_HORIZON_DAYS): load growing over weeks is not forecast a day
+   behind, while a single step up stays the level's business.
 7. Forecast hour = (level + growth ahead) x weekday/weekend factor x shape (typical, high).
 
 The history is of demand (preferred: it does not shrink with the fleet) or of utilization,
