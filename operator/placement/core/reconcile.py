@@ -582,7 +582,7 @@ def _observed(
     deployment = observation.deployment
     if deployment is None:
         return Observed(replicas=None), []
-    conflicts = list(observation.autoscalers)
+    conflicts = _others_autoscalers(placement, observation)
     other = deployment.managed_by
     if other and other != placement.name:
         # Two placements on one Deployment would each restore what the other holds.
@@ -594,12 +594,6 @@ def _observed(
                 f" remove the placement.runplacement.io/ annotations from "
                 f"{_d(spec.target.deployment)}"
             )
-    own = {
-        f"ScaledObject/{scaled_object_name(placement.name)}",
-        # The HPA KEDA creates for our ScaledObject.
-        f"HorizontalPodAutoscaler/keda-hpa-{scaled_object_name(placement.name)}",
-    }
-    conflicts = [c for c in conflicts if c not in own]
     steps: list[Step] = []
     utilization, queue = observation.utilization, observation.queue_depth
     ok = utilization is not None and utilization.ok
@@ -624,6 +618,14 @@ def _observed(
         else idle_hours_per_day(value for _, value in observation.history.samples),
     )
     return observed, steps
+
+
+def _others_autoscalers(placement: Placement, observation: Observation) -> list[str]:
+    """The autoscalers on the target, less this placement's own ScaledObject and the HPA KEDA
+    creates for it (by name: placement-<name>, keda-hpa-placement-<name>)."""
+    name = scaled_object_name(placement.name)
+    own = {f"ScaledObject/{name}", f"HorizontalPodAutoscaler/keda-hpa-{name}"}
+    return [found for found in observation.autoscalers if found not in own]
 
 
 def _usable(reading: Reading | None) -> float | None:

@@ -221,13 +221,6 @@ class OperatorConfig:
         ):  # fmt: skip
             if not 0 <= kept <= 100:
                 raise ValueError(f"{flag} (or {env}) must be in 0..100, got {kept}")
-        if self.keda_prometheus_url and not self.keda_prometheus_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError(
-                "PLACEMENT_KEDA_PROMETHEUS_URL must be an http:// or https:// URL, got "
-                f"{_USERINFO.sub('//***@', self.keda_prometheus_url)!r}"
-            )
         if self.log_level not in (logging.getLevelName(name) for name in LOG_LEVELS):
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         self._validate_prometheus_connection()
@@ -238,6 +231,13 @@ class OperatorConfig:
         return self.keda_prometheus_url or self.prometheus_url
 
     def _validate_prometheus_connection(self) -> None:
+        if self.keda_prometheus_url and not self.keda_prometheus_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                "PLACEMENT_KEDA_PROMETHEUS_URL must be an http:// or https:// URL, got "
+                f"{_USERINFO.sub('//***@', self.keda_prometheus_url)!r}"
+            )
         # Messages name the variables, never their values: these are credentials.
         if self.prometheus_bearer_token and self.prometheus_basic_auth_username:
             raise ValueError(
