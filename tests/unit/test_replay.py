@@ -255,8 +255,8 @@ def test_async_in_replay_follows_the_queue_and_is_priced_by_hand() -> None:
         "ApplyScaledObject placement-summarizer",
     )
     summary = result.summary()
-    assert summary["operator"]["asyncHours"] == 24.0  # type: ignore[index]
-    assert summary["oracle"]["cyclesAsync"] == 2  # type: ignore[index]
+    assert summary["operator"]["asyncHours"] == 24.0
+    assert summary["oracle"]["cyclesAsync"] == 2
 
 
 def test_deleting_in_async_deletes_the_scaled_object_before_restoring() -> None:
