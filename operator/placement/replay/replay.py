@@ -740,8 +740,6 @@ def oracle_placement(
     fleet = _async_fleet(spec, samples)  # None: async does not fit
     warm = spec.target.warm_replicas
     rate = parallel_pods(costs, spec.batch.job_template) * efficiency * (1 - retry)
-    delay = spec.latency.acceptable_delay.timedelta
-    fixed = costs.data_staging_per_run + costs.operations_per_day
     work = [s.replicas * s.utilization * h for s, h in zip(samples, hours, strict=True)]
     # What holding one sample saves: capacity avoided minus the batch pod-hours of its work.
     gain = [
@@ -750,41 +748,24 @@ def oracle_placement(
         - work[i] / (efficiency * (1 - retry)) * costs.batch_pod_hourly
         for i in range(len(samples))
     ]
-    async_fixed = costs.queue_per_day + costs.operations_per_day
-    cycles_held = cycles_async = 0
-    for window, indices in _cycles(spec, samples):
-        best = _best_interval(
-            [samples[i].at for i in indices],
-            [gain[i] for i in indices],
-            [work[i] for i in indices],
-            window,
-            earliest=window.end - delay,
-            rate=rate,
-        )
-        batch_saving = -math.inf if best is None else best[2] - fixed
-        async_saving = -math.inf
-        if fleet is not None:
-            async_cost = sum(fleet[i] * costs.realtime_replica_hourly * hours[i] for i in indices)
-            async_saving = sum(always[i] for i in indices) - async_cost - async_fixed
-        if async_saving > _EPSILON and async_saving + 0.005 >= batch_saving:  # ties: async
-            for i in indices:
-                modes[i] = Phase.ASYNC
-            cycles_async += 1
-        elif best is not None and batch_saving > _EPSILON:
-            first, last, _ = best
-            for position in range(first, last + 1):
-                held[indices[position]] = True
-                modes[indices[position]] = Phase.BATCH
-            cycles_held += 1
+    cycles_held, cycles_async = _choose_per_cycle(
+        spec,
+        samples,
+        held,
+        modes,
+        gain=gain,
+        work=work,
+        always=always,
+        fleet=fleet,
+        rate=rate,
+    )
+    serving = [
+        warm if mode is Phase.BATCH else (fleet[i] if fleet is not None else 0)
+        for i, mode in enumerate(modes)
+    ]
     realtime = sum(
-        (warm * costs.realtime_replica_hourly * hours[i])
-        if held[i]
-        else (
-            fleet[i] * costs.realtime_replica_hourly * hours[i]
-            if fleet is not None and modes[i] is Phase.ASYNC
-            else always[i]
-        )
-        for i in range(len(samples))
+        always[i] if mode is Phase.REALTIME else serving[i] * costs.realtime_replica_hourly * h
+        for i, (mode, h) in enumerate(zip(modes, hours, strict=True))
     )
     batch_work = sum(work[i] for i in range(len(samples)) if held[i])
     return OracleResult(
@@ -800,6 +781,75 @@ def oracle_placement(
         modes=tuple(modes),
         cycles_async=cycles_async,
     )
+
+
+def _choose_per_cycle(
+    spec: WorkloadPlacementSpec,
+    samples: Sequence[Sample],
+    held: list[bool],
+    modes: list[Phase],
+    *,
+    gain: list[float],
+    work: list[float],
+    always: list[float],
+    fleet: list[int] | None,
+    rate: float,
+) -> tuple[int, int]:
+    """Per cycle, the batch interval that saves most or the whole cycle in async, whichever
+    saves more (marked in `held` and `modes`); returns the cycles held and in async."""
+    costs = spec.costs
+    hours = step_hours(samples)
+    delay = spec.latency.acceptable_delay.timedelta
+    fixed = costs.data_staging_per_run + costs.operations_per_day
+    cycles_held = cycles_async = 0
+    for window, indices in _cycles(spec, samples):
+        best = _best_interval(
+            [samples[i].at for i in indices],
+            [gain[i] for i in indices],
+            [work[i] for i in indices],
+            window,
+            earliest=window.end - delay,
+            rate=rate,
+        )
+        batch_saving = -math.inf if best is None else best[2] - fixed
+        mode = _cheaper(batch_saving, _async_saving(spec, fleet, always, hours, indices))
+        if mode is Phase.ASYNC:
+            for i in indices:
+                modes[i] = Phase.ASYNC
+            cycles_async += 1
+        elif mode is Phase.BATCH and best is not None:
+            first, last, _ = best
+            for position in range(first, last + 1):
+                held[indices[position]] = True
+                modes[indices[position]] = Phase.BATCH
+            cycles_held += 1
+    return cycles_held, cycles_async
+
+
+def _async_saving(
+    spec: WorkloadPlacementSpec,
+    fleet: list[int] | None,
+    always: list[float],
+    hours: list[float],
+    indices: list[int],
+) -> float:
+    """What a whole cycle in async saves against realtime, its queue and operations paid;
+    -inf where async does not fit."""
+    if fleet is None:
+        return -math.inf
+    costs = spec.costs
+    served = sum(fleet[i] * costs.realtime_replica_hourly * hours[i] for i in indices)
+    fixed = costs.queue_per_day + costs.operations_per_day
+    return sum(always[i] for i in indices) - served - fixed
+
+
+def _cheaper(batch_saving: float, async_saving: float) -> Phase:
+    """The mode that saves most, realtime when neither saves; a tie (to the cent) is async's."""
+    if async_saving > _EPSILON and async_saving + 0.005 >= batch_saving:
+        return Phase.ASYNC
+    if batch_saving > _EPSILON:
+        return Phase.BATCH
+    return Phase.REALTIME
 
 
 def _async_fleet(spec: WorkloadPlacementSpec, samples: Sequence[Sample]) -> list[int] | None:
