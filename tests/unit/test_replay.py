@@ -9,6 +9,7 @@ The placement: 2 replicas at 1.00/h, batch pods at 1.00/h, batchEfficiency 2, no
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,23 @@ def test_the_oracle_keeps_async_out_when_the_fleet_scales_up_too_slowly() -> Non
     spec = _spec(**{**ASYNC, "async": {"queue": "q", "scaleUpTime": "15m"}})
     oracle = oracle_placement(spec, _quiet(24)[1:])
     assert oracle.cycles_async == 0 and oracle.costs.total == 48.0
+
+
+def test_the_cost_per_request_over_the_series_and_in_each_decision() -> None:
+    # 2 requests/s all day: 172,800 requests. Always realtime 48.00 -> 0.2778 per 1,000;
+    # the operator and the oracle 30.00 -> 0.1736.
+    spec = _spec(**ASYNC, **{"metrics.requests": "sum(rate(requests_total[5m]))"})
+    samples = [replace(s, requests=2.0) for s in _quiet(24)]
+    result = replay(spec, samples, name="summarizer")
+    assert result.cost_per_request() == {
+        "unit": "1,000 requests",
+        "requests": 172800.0,
+        "alwaysRealtime": 0.277778,
+        "operator": 0.173611,
+        "oracle": 0.173611,
+    }
+    # The move: 2 replicas now at 1.00/h over 7,200 requests an hour; async forecast
+    # (48 - 21) / 172,800 * 1,000.
+    assert "cost per 1,000 requests 0.2778 USD now, 0.1562 USD in Async" in (
+        result.decisions[0].message
+    )

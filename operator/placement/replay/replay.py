@@ -71,6 +71,7 @@ from placement.core.observation import (
     Reading,
     ScaledObjectState,
 )
+from placement.core.perrequest import unit_of
 from placement.core.policy import Decision, JobObservation, JobOutcome, State
 from placement.core.reconcile import Decided, Event, LogLine, Placement, Settings, reconcile
 from placement.core.reconcile import release as release_steps
@@ -200,6 +201,22 @@ class ReplayResult:
     true_retry_rate: float
     # Per evaluation (and the deletion, if any): when, and the steps the executor carried out.
     trace: tuple[tuple[datetime, tuple[str, ...]], ...] = ()
+    # Requests (or tokens) over the series, from its requests column; None: no such column.
+    requests: float | None = None
+    requests_unit: str = "Requests"
+
+    def cost_per_request(self) -> dict[str, object] | None:
+        """Each placement's cost per 1,000 requests (or 1M tokens) over the whole series."""
+        if not self.requests:
+            return None
+        unit, per = unit_of(self.requests_unit)
+        return {
+            "unit": unit,
+            "requests": round(self.requests, 2),
+            "alwaysRealtime": round(self.always.total / self.requests * per, 6),
+            "operator": round(self.operator.total / self.requests * per, 6),
+            "oracle": round(self.oracle.costs.total / self.requests * per, 6),
+        }
 
     @property
     def operator_saving(self) -> float:
@@ -241,6 +258,7 @@ class ReplayResult:
                 "oracle": round(self.oracle_saving, 2),
             },
             "captured_share": round(self.captured_share, 4),
+            "costPerRequest": self.cost_per_request(),
             "missed_windows": self.missed_windows,
             "fallbacks": self.fallbacks,
             "mode_changes": self.mode_changes,
@@ -323,6 +341,18 @@ def replay(
         true_batch_efficiency=efficiency,
         true_retry_rate=retry,
         trace=tuple(sim.trace),
+        requests=_requests(samples),
+        requests_unit=spec.metrics.requests_unit,
+    )
+
+
+def _requests(samples: Sequence[Sample]) -> float | None:
+    """Requests over the series: each sample's rate for the time it stands for."""
+    if all(sample.requests is None for sample in samples):
+        return None
+    return sum(
+        (sample.requests or 0.0) * hours * 3600
+        for sample, hours in zip(samples, step_hours(samples), strict=True)
     )
 
 
@@ -429,6 +459,9 @@ class _Simulation:
             # there, and our ScaledObject as last applied.
             async_queue=Reading("async.queue", "", Outcome.OK, queue or 0.0, sampled_at=sample.at),
             keda_installed=True,
+            requests=None
+            if sample.requests is None
+            else Reading("requests", "", Outcome.OK, sample.requests, sampled_at=sample.at),
             scaled_object=None
             if scaled is None
             else ScaledObjectState(
