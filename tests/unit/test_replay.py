@@ -310,3 +310,14 @@ def test_the_cost_per_request_over_the_series_and_in_each_decision() -> None:
     assert "cost per 1,000 requests 0.2778 USD now, 0.1562 USD in Async" in (
         result.decisions[0].message
     )
+
+
+def test_the_table_names_the_async_hours_and_the_cost_per_request() -> None:
+    from placement.replay.report import table
+
+    spec = _spec(**ASYNC)
+    samples = [replace(s, requests=2.0) for s in _quiet(24)]
+    text = table(replay(spec, samples, name="summarizer"))
+    assert "+ queue 2.00" in text
+    assert "async hours: operator 24, oracle 24 (2 cycles)" in text
+    assert "cost per 1,000 requests: always realtime 0.2778, operator 0.1736, oracle 0.1736" in text

@@ -36,7 +36,21 @@ def table(result: ReplayResult) -> str:
     lines.append(
         f"operator costs: realtime {operator.realtime:.2f} + batch {operator.batch:.2f} + "
         f"staging {operator.staging:.2f} + operations {operator.operations:.2f}"
+        + (f" + queue {operator.queue:.2f}" if operator.queue else "")
     )
+    operator_summary: dict[str, Any] = summary["operator"]  # type: ignore[assignment]
+    oracle_summary: dict[str, Any] = summary["oracle"]  # type: ignore[assignment]
+    if operator_summary["asyncHours"] or oracle_summary["asyncHours"]:
+        lines.append(
+            f"async hours: operator {operator_summary['asyncHours']:g}, oracle "
+            f"{oracle_summary['asyncHours']:g} ({oracle_summary['cyclesAsync']} cycles)"
+        )
+    per = result.cost_per_request()
+    if per is not None:
+        lines.append(
+            f"cost per {per['unit']}: always realtime {per['alwaysRealtime']:.4g}, operator "
+            f"{per['operator']:.4g}, oracle {per['oracle']:.4g} {currency}"
+        )
     succeeded = sum(job.outcome == "Succeeded" for job in result.jobs)
     lines.append(
         f"jobs {len(result.jobs)} ({succeeded} succeeded, {len(result.jobs) - succeeded} "
