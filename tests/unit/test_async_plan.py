@@ -163,9 +163,36 @@ def test_scaled_outside_the_bounds_while_in_async_is_a_manual_override() -> None
     op = _operator()
     op.evaluate(MIDDAY)
     op.cluster.scale("summarizer", 9)
-    op.evaluate(MIDDAY + timedelta(minutes=5))
+    executed = op.evaluate(MIDDAY + timedelta(minutes=5))
     assert op.status["phase"] == "Blocked"
     assert op.reasons()[-1] == "ManualOverride"
+    # KEDA stops too: the 9 replicas someone set stay.
+    assert executed.steps[0] == "DeleteScaledObject placement-summarizer"
+    assert op.cluster.scaled_objects == {}
+    assert op.cluster.deployments["summarizer"].replicas == 9
+
+
+def test_a_new_target_stops_keda_on_the_old_one_before_giving_it_back() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 1)
+    op.cluster.add("translator", 3)
+    op.change_spec("target.deployment", "translator")
+    executed = op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert executed.steps[:2] == (
+        "DeleteScaledObject placement-summarizer",
+        "Restore deployment/summarizer 4",
+    )
+    assert op.cluster.deployments["summarizer"].replicas == 4
+
+
+def test_a_spec_change_in_async_applies_the_scaled_object_again() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.change_spec("latency.acceptableDelay", "30m")
+    executed = op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert executed.steps == ("Log", "ApplyScaledObject placement-summarizer")
+    assert op.cluster.scaled_objects[SO]["spec"]["pollingInterval"] == 60
 
 
 def test_leaving_async_deletes_the_scaled_object_before_restoring() -> None:

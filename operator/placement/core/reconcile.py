@@ -372,9 +372,17 @@ def reconcile(
         start_over, observation = _start_over(placement, spec, observation)
         steps += start_over
         state, deployment = State(name=placement.name), observation.deployment
+    scaled = observation.scaled_object
+    if scaled is not None and scaled.deployment != spec.target.deployment:
+        # The target changed: KEDA stops scaling the old one before it is given back.
+        steps.append(DeleteScaledObject(scaled.name))
+        observation = replace(observation, scaled_object=None)
     settled, settling = _settle(placement, spec, state, observation, now)
     steps += settling
     if isinstance(settled, Blocked):
+        if observation.scaled_object is not None and settled.reason is Reason.MANUAL_OVERRIDE:
+            # Not fighting the person means KEDA does not either: the replicas stay as set.
+            steps.append(DeleteScaledObject(observation.scaled_object.name))
         decided = Decided("None", settled.reason, None, spec.costs.currency, Phase.BLOCKED)
         return Plan(tuple(steps), _blocked_report(placement, settled, now, decided), interval)
     observed, noted = _observed(placement, spec, observation, now)
@@ -772,6 +780,7 @@ def _async_actuation(
     current = observation.scaled_object
     if (
         current is None
+        or not placement.spec_unchanged  # e.g. acceptableDelay: polling and cooldown
         or current.deployment != spec.target.deployment
         or current.min_replicas != spec.target.warm_replicas
         or current.max_replicas != original
