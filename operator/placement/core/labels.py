@@ -17,14 +17,6 @@ HOLD_ANNOTATIONS = (
 PLACEMENT_LABEL = f"{GROUP}/placement"  # on Jobs: the placement that created them
 WINDOW_LABEL = f"{GROUP}/window"  # on Jobs: the batch window they belong to
 WORK_ANNOTATION = f"{GROUP}/work-replica-hours"  # on Jobs: the work they were given
-SCALED_OBJECT_PREFIX = "placement-"  # the operator's ScaledObject: placement-<placement>
-
-
-def scaled_object_name(placement: str) -> str:
-    """The name of the KEDA ScaledObject the operator owns for `placement` (labelled
-    PLACEMENT_LABEL=<placement>): an HPA or ScaledObject by any other name still blocks."""
-    return f"{SCALED_OBJECT_PREFIX}{placement}"
-
 
 __all__ = [
     "BASELINE_ANNOTATION",
@@ -35,8 +27,6 @@ __all__ = [
     "MANAGED_BY_ANNOTATION",
     "ORIGINAL_REPLICAS_ANNOTATION",
     "PLACEMENT_LABEL",
-    "SCALED_OBJECT_PREFIX",
     "WINDOW_LABEL",
     "WORK_ANNOTATION",
-    "scaled_object_name",
 ]

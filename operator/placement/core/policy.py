@@ -57,10 +57,10 @@ from placement.core.costs import (
     parallel_pods,
 )
 from placement.core.durations import format_duration
-from placement.core.labels import scaled_object_name
 from placement.core.learning import Learned, Run, learn, record
 from placement.core.perrequest import CostPerRequest, cost_per_request
 from placement.core.reasons import ConditionType, EventType, Reason
+from placement.core.scaledobject import scaled_object_name
 from placement.core.window import (
     WindowSpan,
     current_or_next_window,

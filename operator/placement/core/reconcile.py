@@ -35,11 +35,11 @@ from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementSt
 from placement.core.asyncmode import AsyncSeen, QueueState, idle_hours_per_day
 from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
 from placement.core.jobs import expired_jobs, job_manifest, ttl_note
-from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION, scaled_object_name
+from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
 from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, Observed, State, decide
 from placement.core.reasons import EventType, Reason
-from placement.core.scaledobject import scaled_object_manifest
+from placement.core.scaledobject import scaled_object_manifest, scaled_object_name
 from placement.core.status import Blocked, ready_condition, state_from_status, status_update
 from placement.core.tenancy import ScopeError, scoped_spec
 from placement.core.window import current_or_next_window

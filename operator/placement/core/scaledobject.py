@@ -8,10 +8,27 @@ fleet down after half of it (cooldownPeriod, 30s to 5m).
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import timedelta
 from typing import Any
 
-from placement.core.labels import PLACEMENT_LABEL, scaled_object_name
+from placement.core.labels import PLACEMENT_LABEL
+
+NAME_PREFIX = "placement-"
+NAME_MAX = 63  # KEDA copies the name into a label value
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+def scaled_object_name(placement: str) -> str:
+    """'placement-<placement>', a valid DNS label: a longer or dotted name is cut and given a
+    short hash of the full one (the same rule as the KEDA adapter's version of this module)."""
+    name = NAME_PREFIX + placement
+    cleaned = _NOT_DNS.sub("-", name.lower())
+    if cleaned == name and len(name) <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(placement.encode()).hexdigest()[:8]
+    return f"{cleaned[: NAME_MAX - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def _seconds(value: timedelta, fraction: float, low: int, high: int) -> int:

@@ -30,10 +30,10 @@ from placement.core.api import (
     RunStatus,
     WorkloadPlacementStatus,
 )
-from placement.core.labels import scaled_object_name
 from placement.core.learning import Learned, Measured, Run, measurable
 from placement.core.policy import ConditionReport, Decision, Inputs, State
 from placement.core.reasons import Reason
+from placement.core.scaledobject import scaled_object_name
 
 
 def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> State:
