@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from placement.adapters.observe import observe
+from placement.core.cluster import Refused
 from placement.core.observation import Observation, Outcome, Reading, ScaledObjectState
 from placement.core.reconcile import (
     ApplyScaledObject,
@@ -231,7 +232,7 @@ def test_switching_to_recommend_leaves_async() -> None:
 def test_deleting_the_placement_in_async_deletes_the_scaled_object_then_restores() -> None:
     op = _operator()
     op.evaluate(MIDDAY)
-    op.cluster.scale("summarizer", 0)
+    op.cluster.scale("summarizer", 2)  # KEDA's count, not a manual change
     steps = op.delete()
     assert steps[:2] == (
         "DeleteScaledObject placement-summarizer",
@@ -239,6 +240,18 @@ def test_deleting_the_placement_in_async_deletes_the_scaled_object_then_restores
     )
     assert op.cluster.scaled_objects == {}
     assert op.cluster.deployments["summarizer"].replicas == 4
+
+
+def test_deleting_after_a_manual_change_in_async_keeps_what_was_set() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 9)  # beyond what KEDA may set: a person
+    steps = op.delete()
+    assert steps[:2] == (
+        "DeleteScaledObject placement-summarizer",
+        "ForgetHold deployment/summarizer",
+    )
+    assert op.cluster.deployments["summarizer"].replicas == 9
 
 
 def test_our_scaled_object_is_no_conflict_and_any_other_autoscaler_is() -> None:
@@ -281,3 +294,23 @@ def test_a_hold_with_our_scaled_object_and_no_status_is_recovered_as_async() -> 
     assert op.reasons() == ["MovedToAsync", "Recovered", "MovedToAsync"]
     assert op.status["phase"] == "Async"
     assert "continuing async" in op.effects.events[1].message
+
+
+def test_a_scaled_object_delete_refused_for_good_does_not_keep_the_placement() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+
+    def refuse(namespace: str, name: str) -> bool:
+        raise Refused("403: scaledobjects.keda.sh is forbidden")
+
+    op.cluster.delete_scaled_object = refuse  # type: ignore[method-assign]
+    steps = op.delete()
+    assert steps[:3] == (
+        "DeleteScaledObject placement-summarizer",
+        "Event Restored (refused)",
+        "Restore deployment/summarizer 4",
+    )
+    warning = op.effects.events[-2]
+    assert warning.type == "Warning" and "delete it by hand" in warning.message
+    assert "403: scaledobjects.keda.sh is forbidden" in warning.message
+    assert op.cluster.deployments["summarizer"].replicas == 4

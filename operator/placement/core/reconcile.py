@@ -893,9 +893,8 @@ def release(placement: Placement, claimed: tuple[DeploymentState, ...]) -> tuple
     target_spec = placement.spec.get("target") or {}
     target, warm = target_spec.get("deployment"), target_spec.get("warmReplicas")
     steps: list[Step] = []
-    async_status = placement.status.get("async")
-    scaled = async_status.get("scaledObject") if isinstance(async_status, dict) else None
-    if isinstance(scaled, str) and scaled:
+    scaled = _scaled_object_in_status(placement)
+    if scaled is not None:
         # First, so KEDA no longer scales what is given back below.
         steps.append(
             DeleteScaledObject(
@@ -911,7 +910,7 @@ def release(placement: Placement, claimed: tuple[DeploymentState, ...]) -> tuple
             placement.spec_unchanged
             and holding.name == target
             and isinstance(warm, int)
-            and holding.replicas != warm
+            and not _as_left(holding, warm, in_async=scaled is not None)
         )
         if holding.original_replicas is None or overridden or moved:
             steps += _drop_hold(holding, overridden or moved)
@@ -933,6 +932,22 @@ def release(placement: Placement, claimed: tuple[DeploymentState, ...]) -> tuple
             )
         )
     return tuple(steps)
+
+
+def _scaled_object_in_status(placement: Placement) -> str | None:
+    """The ScaledObject status.async names (the placement is in async), or None."""
+    recorded = placement.status.get("async")
+    name = recorded.get("scaledObject") if isinstance(recorded, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _as_left(holding: DeploymentState, warm: int, *, in_async: bool) -> bool:
+    """The replicas are where the operator left them: warmReplicas in batch, anything
+    KEDA may set (warmReplicas to the recorded count) in async."""
+    if not in_async:
+        return holding.replicas == warm
+    original = holding.original_replicas or 0
+    return min(warm, original) <= holding.replicas <= original
 
 
 def _or_by_hand(steps: list[Step], claimed: tuple[DeploymentState, ...]) -> list[Step]:
