@@ -4,26 +4,20 @@ deleting the placement does the same; our own ScaledObject is no conflict, any o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from placement.adapters.observe import observe
 from placement.core.cluster import Refused
-from placement.core.observation import Observation, Outcome, Reading, ScaledObjectState
 from placement.core.reconcile import (
     ApplyScaledObject,
     DeleteScaledObject,
-    Plan,
     Restore,
     Settings,
     TakeHold,
-    admit,
-    reconcile,
 )
 from placement.core.scaledobject import scaled_object_manifest
 from tests.unit.factories import example_manifest
-from tests.unit.fake_operator import NAMESPACE, FakeOperator, ScriptedMetrics
+from tests.unit.fake_operator import NAMESPACE, AsyncOperator, ScriptedMetrics
 
 MIDDAY = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 QUERY = 'sum(queue_depth{queue="summarize"})'
@@ -39,53 +33,6 @@ def _async_manifest() -> dict[str, Any]:
     spec["costs"]["queuePerDay"] = 1.0
     spec["metrics"]["requests"] = "sum(rate(requests_total[5m]))"
     return manifest
-
-
-@dataclass
-class AsyncOperator(FakeOperator):
-    """The fake operator with what the metrics and KEDA adapters add to the observation."""
-
-    queue: Reading | None = None
-    keda_installed: bool | None = True
-    requests: float | None = 2.0
-
-    def plan(self, now: datetime) -> Plan:
-        self.metrics.now = now
-        placement = self.placement()
-        admitted = admit(placement, self.settings, now)
-        if isinstance(admitted, Plan):
-            return admitted
-        observation = observe(
-            self.cluster, self.metrics, admitted, namespace=NAMESPACE, placement=self.name
-        )
-        return reconcile(
-            placement, admitted, self._with_async(observation, now), now, self.settings
-        )
-
-    def _with_async(self, observation: Observation, now: datetime) -> Observation:
-        queue = self.queue or Reading("async.queue", QUERY, Outcome.OK, 12.0, sampled_at=now)
-        manifest = self.cluster.scaled_objects.get(SO)
-        scaled = None
-        if manifest is not None:
-            spec = manifest["spec"]
-            scaled = ScaledObjectState(
-                name=SO,
-                deployment=spec["scaleTargetRef"]["name"],
-                min_replicas=spec["minReplicaCount"],
-                max_replicas=spec["maxReplicaCount"],
-            )
-        requests = (
-            None
-            if self.requests is None
-            else Reading("requests", "", Outcome.OK, self.requests, sampled_at=now)
-        )
-        return replace(
-            observation,
-            async_queue=queue,
-            keda_installed=self.keda_installed,
-            scaled_object=scaled,
-            requests=requests,
-        )
 
 
 def _operator(**changes: Any) -> AsyncOperator:

@@ -780,7 +780,8 @@ def _async_actuation(
     current = observation.scaled_object
     if (
         current is None
-        or not placement.spec_unchanged  # e.g. acceptableDelay: polling and cooldown
+        # A new spec (e.g. acceptableDelay: polling and cooldown); replay has no generations.
+        or (placement.generation is not None and not placement.spec_unchanged)
         or current.deployment != spec.target.deployment
         or current.min_replicas != spec.target.warm_replicas
         or current.max_replicas != original
