@@ -10,13 +10,16 @@ is 0.6 replicas -> ceil(0.6 / 0.8) = 1 async replica: capacity avoided (4 - 1) *
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from placement.core.api import Action, Phase
+from placement.core.api import MAX_AMOUNT, Action, AsyncSpec, Phase
 from placement.core.asyncmode import (
     AsyncSeen,
     QueueState,
@@ -27,7 +30,10 @@ from placement.core.asyncmode import (
 )
 from placement.core.policy import Observed, State, decide
 from placement.core.reasons import ConditionType, EventType, Reason
+from placement.core.status import build_status
+from tests.unit.conftest import FUZZ_FACTOR
 from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec
+from tests.unit.test_fuzz import observations, states, times, valid_specs
 
 NAME = "summarizer"
 MIDDAY = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -289,3 +295,66 @@ def test_leaving_async_deletes_the_scaled_object_and_restores(
     assert why in decision.message
     assert decision.state.original_replicas is None and decision.state.async_since is None
     assert decision.noteworthy
+
+
+# -- fuzz --------------------------------------------------------------------------------------
+
+UNITS = ["Requests", "Tokens"]
+_seen = st.builds(
+    AsyncSeen,
+    queue=st.sampled_from(list(QueueState)),
+    queue_detail=st.text(max_size=8),
+    keda_installed=st.sampled_from([True, False, None]),
+)
+
+
+@st.composite
+def _async_case(draw: st.DrawFn) -> tuple[Any, Observed, State]:
+    spec = draw(valid_specs())
+    spec = spec.model_copy(
+        update={
+            "async_": AsyncSpec.model_validate(
+                {
+                    "queue": "q",
+                    "targetUtilization": draw(st.floats(0.05, 1)),
+                    "scaleUpTime": draw(st.sampled_from(["1s", "2m", "6h"])),
+                }
+            ),
+            "costs": spec.costs.model_copy(
+                update={"queue_per_day": draw(st.floats(0, MAX_AMOUNT))}
+            ),
+            "metrics": spec.metrics.model_copy(
+                update={
+                    "requests": "r",
+                    "requests_unit": draw(st.sampled_from(["Requests", "Tokens"])),
+                }
+            ),
+        }
+    )
+    observed = replace(
+        draw(observations("fuzz-20260329-0100")),
+        requests=draw(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))),
+        async_seen=draw(_seen),
+        idle_hours=draw(st.one_of(st.none(), st.floats(0, 24))),
+    )
+    state = replace(draw(states()), async_since=draw(st.one_of(st.none(), times)))
+    return spec, observed, state
+
+
+@settings(max_examples=settings.default.max_examples * FUZZ_FACTOR)
+@given(case=_async_case(), now=times)
+def test_async_decisions_never_raise_and_move_only_on_what_they_can_trust(
+    case: tuple[Any, Observed, State], now: datetime
+) -> None:
+    spec, seen, state = case
+    decision = decide(spec, seen, state, now=now)
+    if decision.action is Action.MOVE_TO_ASYNC and decision.actuate:
+        assert seen.async_seen.queue is QueueState.READ
+        assert seen.async_seen.keda_installed is True
+        assert seen.utilization is not None and 0 <= seen.utilization <= 1
+        assert decision.async_breakdown is not None
+        assert decision.async_breakdown.savings > spec.costs.savings_margin
+    if decision.savings_per_day is not None:
+        assert math.isfinite(decision.savings_per_day)
+    assert decision.desired_replicas is None or decision.desired_replicas >= 0
+    build_status(decision, None, generation=1)  # validates: what the handler would write
