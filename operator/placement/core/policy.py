@@ -27,6 +27,13 @@ Order of evaluation (each step yields a stable reason):
 Hysteresis: moving to batch needs savings > costs.savingsMargin; once in batch it leaves for
 cost reasons only when savings < 0, computed from the frozen baseline, so live utilization
 noise cannot flap it. The same band applies to recommendations.
+
+Async (spec.async; the formula, gates and choice are core/asyncmode.py): while in async
+(`_in_async`, right after 1.) the placement stays, or leaves with LeftAsync when a gate fails,
+async loses money, or the mode is Recommend / productRisk High. Not held, after 4.
+(`_choose_async`): MovedToAsync or AsyncRecommended when async fits and saves at least as
+much as batch; ScaleUpTooSlow, AsyncQueueUnavailable or AsyncNeedsKeda when async would pay
+but cannot run and batch does not fit either; otherwise the batch steps decide as before.
 """
 
 from __future__ import annotations
