@@ -321,3 +321,12 @@ def test_the_table_names_the_async_hours_and_the_cost_per_request() -> None:
     assert "+ queue 2.00" in text
     assert "async hours: operator 24, oracle 24 (2 cycles)" in text
     assert "cost per 1,000 requests: always realtime 0.2778, operator 0.1736, oracle 0.1736" in text
+
+
+def test_the_plot_draws_an_async_replay(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from placement.replay.report import plot
+
+    path = tmp_path / "async.png"
+    plot(replay(_spec(**ASYNC), _quiet(24), name="summarizer"), path)
+    assert path.stat().st_size > 10_000

@@ -156,6 +156,7 @@ def plot(result: ReplayResult, path: Path) -> None:
         alpha=0.5,
         label="operator holds",
     )
+    _async_bands(fleet, times, steps, top)
     for job in result.jobs:
         end = job.finished_at or times[-1]
         color = {"Succeeded": "tab:green", "Failed": "tab:red"}.get(str(job.outcome), "tab:orange")
@@ -177,6 +178,24 @@ def plot(result: ReplayResult, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _async_bands(axes: Any, times: list[Any], steps: Any, top: float) -> None:
+    """The hours in async, the oracle's and the operator's, beside their holds."""
+    rows = ((True, 1.02, "tab:olive", "oracle"), (False, 1.10, "tab:purple", "operator"))
+    for oracle, row, color, who in rows:
+        flags = [(s.oracle_mode if oracle else s.mode) == "Async" for s in steps]
+        if any(flags):
+            axes.fill_between(
+                times,
+                [top * (row + 0.06) if flag else 0 for flag in flags],
+                top * row,
+                where=flags,
+                step="post",
+                color=color,
+                alpha=0.5,
+                label=f"{who} async",
+            )
 
 
 def _shade(axes: Any, times: list[Any], flags: list[bool], color: str, label: str) -> None:
