@@ -114,6 +114,30 @@ EVENTS: dict[Reason, tuple[str, str]] = {
         "Normal",
         "After a restart, a hold was found in the Deployment's annotations but not in status; the operator continues from it.",
     ),
+    Reason.MOVED_TO_ASYNC: (
+        "Normal",
+        "Async pays most and every gate passes: the original replicas are recorded on the Deployment and a KEDA ScaledObject `placement-<name>` now scales it between warmReplicas and them on the queue (`spec.async.queue`). Also kept while in async.",
+    ),
+    Reason.ASYNC_RECOMMENDED: (
+        "Normal",
+        "Async pays most and every gate passes, but `mode` is Recommend or `productRisk` is High: decided and recorded, nothing changed.",
+    ),
+    Reason.ASYNC_NEEDS_KEDA: (
+        "Normal",
+        "Async would pay, but KEDA's ScaledObject CRD is not served in the cluster: the placement stays realtime (or batch, if that pays).",
+    ),
+    Reason.LEFT_ASYNC: (
+        "Normal",
+        "The operator's ScaledObject was deleted and the recorded replicas restored: a gate failed, async lost money, or mode Recommend / productRisk High; the message names which.",
+    ),
+    Reason.SCALE_UP_TOO_SLOW: (
+        "Normal",
+        "Async would pay, but `latency.acceptableDelay` is not longer than `spec.async.scaleUpTime`: a request arriving at an empty fleet would wait too long.",
+    ),
+    Reason.ASYNC_QUEUE_UNAVAILABLE: (
+        "Warning",
+        "Async would pay, but `spec.async.queue` returned no usable sample (to move, a sample is needed; in async, an empty result counts as an empty queue, a failed query leaves async).",
+    ),
 }
 
 

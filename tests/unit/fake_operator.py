@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from placement.adapters.fakecluster import FakeCluster
 from placement.adapters.observe import claimed_by, observe
 from placement.core.executor import Executed, execute, release
-from placement.core.observation import DeploymentState, Outcome, Reading
+from placement.core.observation import (
+    DeploymentState,
+    Observation,
+    Outcome,
+    Reading,
+    ScaledObjectState,
+)
 from placement.core.policy import Decision
 from placement.core.reconcile import (
     Decided,
@@ -25,6 +31,7 @@ from placement.core.reconcile import (
     reconcile,
 )
 from placement.core.reconcile import release as release_plan
+from placement.core.scaledobject import scaled_object_name
 from tests.unit.factories import EXAMPLE_UTILIZATION, example_manifest
 
 NAMESPACE = "ml"
@@ -134,3 +141,53 @@ class FakeOperator:
 
     def reasons(self) -> list[str]:
         return [str(event.reason) for event in self.effects.events]
+
+
+ASYNC_QUERY = 'sum(queue_depth{queue="summarize"})'
+
+
+@dataclass
+class AsyncOperator(FakeOperator):
+    """The fake operator with what the metrics and KEDA adapters add to the observation."""
+
+    queue: Reading | None = None
+    keda_installed: bool | None = True
+    requests: float | None = 2.0
+
+    def plan(self, now: datetime) -> Plan:
+        self.metrics.now = now
+        placement = self.placement()
+        admitted = admit(placement, self.settings, now)
+        if isinstance(admitted, Plan):
+            return admitted
+        observation = observe(
+            self.cluster, self.metrics, admitted, namespace=NAMESPACE, placement=self.name
+        )
+        return reconcile(
+            placement, admitted, self._with_async(observation, now), now, self.settings
+        )
+
+    def _with_async(self, observation: Observation, now: datetime) -> Observation:
+        queue = self.queue or Reading("async.queue", ASYNC_QUERY, Outcome.OK, 12.0, sampled_at=now)
+        manifest = self.cluster.scaled_objects.get(scaled_object_name(self.name))
+        scaled = None
+        if manifest is not None:
+            spec = manifest["spec"]
+            scaled = ScaledObjectState(
+                name=scaled_object_name(self.name),
+                deployment=spec["scaleTargetRef"]["name"],
+                min_replicas=spec["minReplicaCount"],
+                max_replicas=spec["maxReplicaCount"],
+            )
+        requests = (
+            None
+            if self.requests is None
+            else Reading("requests", "", Outcome.OK, self.requests, sampled_at=now)
+        )
+        return replace(
+            observation,
+            async_queue=queue,
+            keda_installed=self.keda_installed,
+            scaled_object=scaled,
+            requests=requests,
+        )

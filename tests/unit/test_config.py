@@ -23,6 +23,16 @@ def test_environment_gives_the_defaults_and_flags_win(monkeypatch: pytest.Monkey
     assert config.namespaces == ("team-a", "team-b")
 
 
+def test_keda_queries_the_operators_prometheus_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert OperatorConfig(prometheus_url=URL).keda_prometheus() == URL
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    monkeypatch.setenv("PLACEMENT_KEDA_PROMETHEUS_URL", "http://prometheus.monitoring:9090")
+    config = OperatorConfig.from_environment()
+    assert config.keda_prometheus() == "http://prometheus.monitoring:9090"
+
+
 def test_metrics_can_be_turned_off() -> None:
     assert OperatorConfig(prometheus_url=URL, metrics_address="").metrics_endpoint() is None
     assert OperatorConfig(prometheus_url=URL, metrics_address=":8081").metrics_endpoint() == (
@@ -36,6 +46,7 @@ def test_metrics_can_be_turned_off() -> None:
     [
         ({"prometheus_url": "prometheus:9090"}, "PLACEMENT_PROMETHEUS_URL"),
         ({"log_format": "xml"}, "log format"),
+        ({"keda_prometheus_url": "prometheus:9090"}, "PLACEMENT_KEDA_PROMETHEUS_URL"),
         ({"metrics_address": "localhost"}, "PLACEMENT_METRICS_ADDRESS"),
         ({"metrics_address": "0.0.0.0:99999"}, "--metrics-address"),
         ({"tick_seconds": 0}, "tick"),

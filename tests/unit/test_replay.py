@@ -9,6 +9,7 @@ The placement: 2 replicas at 1.00/h, batch pods at 1.00/h, batchEfficiency 2, no
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,118 @@ def test_the_cli_names_a_bad_series_row(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert main(["replay", "--placement", str(placement), "--series", str(series)]) == 1
     assert "row 3: utilization 1.5 is outside [0,1]" in capsys.readouterr().err
+
+
+# -- async ---------------------------------------------------------------------------------------
+# 2 replicas at 0.2: 0.4 replicas of work -> ceil(0.4 / 0.8) = 1 async replica, 1.00/h saved;
+# queue 1.00 and operations 2.00 per cycle. Cycles end with the windows: 00:00-04:00 (5 h)
+# and 05:00-23:00 (19 h) of 22 November.
+ASYNC = {
+    "latency.acceptableDelay": "10m",
+    "async": {"queue": "sum(queue_depth)", "scaleUpTime": "2m"},
+    "costs.queuePerDay": 1.0,
+}
+
+
+def _quiet(hours: int, utilization: float = 0.2) -> list[Sample]:
+    return [Sample(HISTORY + timedelta(hours=i), 2, utilization) for i in range(hours + 1)]
+
+
+def test_async_in_replay_follows_the_queue_and_is_priced_by_hand() -> None:
+    result = replay(_spec(**ASYNC), _quiet(24), name="summarizer")
+    assert [d.reason for d in result.decisions] == ["MovedToAsync"]
+    assert {s.mode for s in result.steps} == {"Async"}
+    assert {s.deployment_replicas for s in result.steps} == {1}  # KEDA's count
+    # 24 replica-hours at 1.00 + 2 cycles * (queue 1.00 + operations 2.00)
+    assert result.operator.rounded() == {
+        "realtime": 24.0,
+        "batch": 0.0,
+        "staging": 0.0,
+        "operations": 4.0,
+        "queue": 2.0,
+        "total": 30.0,
+    }
+    assert result.always.total == 48.0
+    # The oracle: batch may not hold (10m before a window's end), async pays in both cycles.
+    assert result.oracle.cycles_async == 2 and result.oracle.cycles_held == 0
+    assert result.oracle.costs.total == pytest.approx(30.0)
+    assert result.captured_share == pytest.approx(1.0)
+    assert result.trace[0][1][:2] == (
+        "TakeHold deployment/summarizer 2",
+        "ApplyScaledObject placement-summarizer",
+    )
+    summary = result.summary()
+    assert summary["operator"]["asyncHours"] == 24.0
+    assert summary["oracle"]["cyclesAsync"] == 2
+
+
+def test_deleting_in_async_deletes_the_scaled_object_before_restoring() -> None:
+    options = ReplayOptions(delete_at_end=True)
+    result = replay(_spec(**ASYNC), _quiet(3), name="summarizer", options=options)
+    assert result.trace[-1][1][:2] == (
+        "DeleteScaledObject placement-summarizer",
+        "Restore deployment/summarizer 2",
+    )
+
+
+@pytest.mark.parametrize(
+    ("pod_hourly", "mode"),
+    [(1.0, "Batch"), (8.0, "Async")],
+)
+def test_the_oracle_chooses_the_cheaper_of_batch_and_async_per_cycle(
+    pod_hourly: float, mode: str
+) -> None:
+    # acceptableDelay 24h: batch may hold the whole cycle. Per held hour it saves 2.00 of
+    # capacity and pays 0.4 / 2 * podHourly of batch: at 1.00 batch saves 30.20 in the long
+    # cycle against async's 16.00; at 8.00 only 3.60.
+    spec = _spec(**{**ASYNC, "latency.acceptableDelay": "24h", "costs.batchPodHourly": pod_hourly})
+    samples = _quiet(24)[1:]
+    oracle = oracle_placement(spec, samples)
+    assert {str(m) for m in oracle.modes} == {mode}
+    assert (oracle.cycles_held, oracle.cycles_async) == ((2, 0) if mode == "Batch" else (0, 2))
+
+
+def test_the_oracle_keeps_async_out_when_the_fleet_scales_up_too_slowly() -> None:
+    spec = _spec(**{**ASYNC, "async": {"queue": "q", "scaleUpTime": "15m"}})
+    oracle = oracle_placement(spec, _quiet(24)[1:])
+    assert oracle.cycles_async == 0 and oracle.costs.total == 48.0
+
+
+def test_the_cost_per_request_over_the_series_and_in_each_decision() -> None:
+    # 2 requests/s all day: 172,800 requests. Always realtime 48.00 -> 0.2778 per 1,000;
+    # the operator and the oracle 30.00 -> 0.1736.
+    spec = _spec(**ASYNC, **{"metrics.requests": "sum(rate(requests_total[5m]))"})
+    samples = [replace(s, requests=2.0) for s in _quiet(24)]
+    result = replay(spec, samples, name="summarizer")
+    assert result.cost_per_request() == {
+        "unit": "1,000 requests",
+        "requests": 172800.0,
+        "alwaysRealtime": 0.277778,
+        "operator": 0.173611,
+        "oracle": 0.173611,
+    }
+    # The move: 2 replicas now at 1.00/h over 7,200 requests an hour; async forecast
+    # (48 - 21) / 172,800 * 1,000.
+    assert "cost per 1,000 requests 0.2778 USD now, 0.1562 USD in Async" in (
+        result.decisions[0].message
+    )
+
+
+def test_the_table_names_the_async_hours_and_the_cost_per_request() -> None:
+    from placement.replay.report import table
+
+    spec = _spec(**ASYNC)
+    samples = [replace(s, requests=2.0) for s in _quiet(24)]
+    text = table(replay(spec, samples, name="summarizer"))
+    assert "+ queue 2.00" in text
+    assert "async hours: operator 24, oracle 24 (2 cycles)" in text
+    assert "cost per 1,000 requests: always realtime 0.2778, operator 0.1736, oracle 0.1736" in text
+
+
+def test_the_plot_draws_an_async_replay(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from placement.replay.report import plot
+
+    path = tmp_path / "async.png"
+    plot(replay(_spec(**ASYNC), _quiet(24), name="summarizer"), path)
+    assert path.stat().st_size > 10_000

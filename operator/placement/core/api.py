@@ -974,6 +974,60 @@ class DecisionInputs(BaseModel):
     )
 
 
+class AsyncSavings(BaseModel):
+    """Every term of the async savings, in spec.costs.currency per day, and the quantities
+    they came from (present when spec.async is set and a utilization is known)."""
+
+    model_config = _camel("ignore")
+
+    savings_per_day: float = Field(description="capacityAvoided - queue - operations.")
+    capacity_avoided: float = Field(
+        description="(replicas - expectedReplicas) * realtimeReplicaHourly * 24."
+    )
+    queue: float = Field(description="costs.queuePerDay.")
+    operations: float = Field(description="costs.operationsPerDay.")
+    work_replicas: float = Field(
+        description="replicas * utilization: the realtime fleet's useful work, in replicas."
+    )
+    busy_replicas: int = Field(
+        ge=0,
+        description="Replicas KEDA keeps while work arrives: ceil(work / targetUtilization), the "
+        "day's work concentrated into its busy hours, bounded by warmReplicas and replicas.",
+    )
+    idle_hours_per_day: float = Field(
+        ge=0,
+        le=24,
+        description="Hours a day no work arrives (share of metrics.history at zero; 0 without "
+        "a history): warmReplicas run then.",
+    )
+    expected_replicas: float = Field(
+        ge=0, description="The day's average replicas in async: busy and idle hours weighed."
+    )
+
+
+class CostPerRequestStatus(BaseModel):
+    """Cost per 1,000 requests (or 1M tokens), with metrics.requests."""
+
+    model_config = _camel("ignore")
+
+    unit: Literal["1,000 requests", "1M tokens"] = Field(
+        description="What the figures are per (metrics.requestsUnit)."
+    )
+    requests_per_second: float = Field(ge=0, description="metrics.requests as read.")
+    measured: float | None = Field(
+        default=None,
+        ge=0,
+        description="Now: current replicas * realtimeReplicaHourly / requests per hour * unit.",
+    )
+    forecast: float | None = Field(
+        default=None,
+        ge=0,
+        description="For `mode` over a day: (replicas * realtimeReplicaHourly * 24 - the mode's "
+        "savings per day) / requests per day * unit.",
+    )
+    mode: Phase = Field(description="The mode decided or recommended: Realtime, Batch or Async.")
+
+
 class DecisionStatus(BaseModel):
     """The latest decision."""
 
@@ -993,6 +1047,14 @@ class DecisionStatus(BaseModel):
         default=None, description="Savings per day in spec.costs.currency (negative: loss)."
     )
     breakdown: Breakdown | None = Field(default=None, description="Terms of the savings.")
+    async_breakdown: AsyncSavings | None = Field(
+        default=None,
+        description="Terms of the async savings (spec.async set); savingsPerDay is these when "
+        "the decision is about async (phase Async, or an async reason).",
+    )
+    cost_per_request: CostPerRequestStatus | None = Field(
+        default=None, description="Cost per 1,000 requests or 1M tokens (metrics.requests)."
+    )
     inputs: DecisionInputs = Field(
         default_factory=DecisionInputs, description="Numbers the decision used."
     )
@@ -1039,6 +1101,19 @@ class BatchStatus(BaseModel):
     )
     fallback_until: datetime | None = Field(
         default=None, description="Batch is not retried before this time after a fallback."
+    )
+
+
+class AsyncStatus(BaseModel):
+    """State of the async path; survives operator restarts."""
+
+    model_config = _camel("ignore")
+
+    since: datetime | None = Field(
+        default=None, description="When the workload moved to async; unset outside it."
+    )
+    scaled_object: DnsSubdomain | None = Field(
+        default=None, description="The operator's ScaledObject (placement-<name>) while in async."
     )
 
 
@@ -1135,6 +1210,9 @@ class WorkloadPlacementStatus(BaseModel):
         "scaled down, cleared once restored.",
     )
     batch: BatchStatus = Field(default_factory=BatchStatus, description="Batch path state.")
+    async_: AsyncStatus = Field(
+        default_factory=AsyncStatus, alias="async", description="Async path state."
+    )
     learning: LearningStatus = Field(
         default_factory=LearningStatus,
         description="Batch efficiency and retry rate measured from finished Jobs.",

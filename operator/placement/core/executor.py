@@ -224,7 +224,9 @@ def release(
         try:
             _run(step, Plan((), Report(), 0.0), cluster, effects, namespace, "", {})
         except Refused as refusal:
-            if not isinstance(step, Restore | ForgetHold) or not step.if_refused:
+            if not isinstance(step, Restore | ForgetHold | DeleteScaledObject) or not (
+                step.if_refused
+            ):
                 raise
             message = step.if_refused.format(detail=refusal.detail)
             effects.log(LogLine(logging.WARNING, message, on_placement=False))

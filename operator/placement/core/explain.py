@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from placement.core.api import WorkloadPlacement, WorkloadPlacementSpec
+from placement.core.asyncmode import AsyncSeen, QueueState
 from placement.core.policy import Observed, State, decide
 from placement.core.window import current_or_next_window
 
@@ -21,16 +22,35 @@ def explain(
     utilization: float | None,
     queue_depth: float | None,
     now: datetime,
+    *,
+    requests: float | None = None,
+    async_queue: float | None = None,
+    keda_installed: bool = True,
+    idle_hours: float | None = None,
 ) -> dict[str, Any]:
     """JSON-ready decision. A mapping may be a whole manifest or only its spec.
 
     `now` is explicit (the CLI passes `datetime.now(UTC)`): the answer depends on the time
-    of day through the batch window.
+    of day through the batch window. Async (spec.async): `async_queue` is the queue's value
+    (None: not readable), `keda_installed` whether KEDA serves ScaledObjects, `idle_hours`
+    the hours a day with no work; `requests` per second gives the cost per request.
     """
     spec, name = _parse(spec_or_placement)
+    seen = AsyncSeen(
+        queue=QueueState.NOT_READ if async_queue is None else QueueState.READ,
+        queue_detail="not given" if async_queue is None else f"async.queue = {async_queue:g}",
+        keda_installed=keda_installed,
+    )
     decision = decide(
         spec,
-        Observed(replicas=replicas, utilization=utilization, queue_depth=queue_depth),
+        Observed(
+            replicas=replicas,
+            utilization=utilization,
+            queue_depth=queue_depth,
+            requests=requests,
+            async_seen=seen,
+            idle_hours=idle_hours,
+        ),
         State(name=name),
         now=now,
     )
@@ -45,6 +65,13 @@ def explain(
         "savingsPerDay": decision.savings_per_day,
         "currency": spec.costs.currency,
         "breakdown": None if breakdown is None else breakdown.rounded(),
+        "batchSavingsPerDay": None if breakdown is None else round(breakdown.savings, 2),
+        "asyncBreakdown": None
+        if decision.async_breakdown is None
+        else decision.async_breakdown.rounded(),
+        "costPerRequest": None
+        if decision.cost_per_request is None
+        else decision.cost_per_request.rounded(),
         "message": decision.message,
         "desiredReplicas": decision.desired_replicas,
         "jobName": decision.job_name,

@@ -27,6 +27,13 @@ Order of evaluation (each step yields a stable reason):
 Hysteresis: moving to batch needs savings > costs.savingsMargin; once in batch it leaves for
 cost reasons only when savings < 0, computed from the frozen baseline, so live utilization
 noise cannot flap it. The same band applies to recommendations.
+
+Async (spec.async; the formula, gates and choice are core/asyncmode.py): while in async
+(`_in_async`, right after 1.) the placement stays, or leaves with LeftAsync when a gate fails,
+async loses money, or the mode is Recommend / productRisk High. Not held, after 4.
+(`_choose_async`): MovedToAsync or AsyncRecommended when async fits and saves at least as
+much as batch; ScaleUpTooSlow, AsyncQueueUnavailable or AsyncNeedsKeda when async would pay
+but cannot run and batch does not fit either; otherwise the batch steps decide as before.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from placement.core import asyncmode
 from placement.core.api import (
     MAX_MESSAGE_LENGTH,
     Action,
@@ -46,6 +54,7 @@ from placement.core.api import (
     ProductRisk,
     WorkloadPlacementSpec,
 )
+from placement.core.asyncmode import AsyncBreakdown, AsyncSeen, async_costs
 from placement.core.costs import (
     CostBreakdown,
     batch_duration,
@@ -56,7 +65,9 @@ from placement.core.costs import (
 )
 from placement.core.durations import format_duration
 from placement.core.learning import Learned, Run, learn, record
+from placement.core.perrequest import CostPerRequest, cost_per_request
 from placement.core.reasons import ConditionType, EventType, Reason
+from placement.core.scaledobject import scaled_object_name
 from placement.core.window import (
     WindowSpan,
     current_or_next_window,
@@ -79,6 +90,17 @@ _BATCH_REASONS = frozenset(
 _INT64_MAX = 2**63 - 1
 _FALLBACK_REASONS = frozenset(
     {Reason.FALLBACK_RESTORED, Reason.BATCH_WINDOW_MISSED, Reason.BATCH_JOB_FAILED}
+)
+# Decisions about the async path: their savings are the async ones.
+_ASYNC_REASONS = frozenset(
+    {
+        Reason.MOVED_TO_ASYNC,
+        Reason.ASYNC_RECOMMENDED,
+        Reason.ASYNC_NEEDS_KEDA,
+        Reason.ASYNC_QUEUE_UNAVAILABLE,
+        Reason.SCALE_UP_TOO_SLOW,
+        Reason.LEFT_ASYNC,
+    }
 )
 
 
@@ -136,6 +158,9 @@ class Observed:
     metrics_age: timedelta | None = None  # age of the newest utilization sample
     conflicting_autoscaler: str | None = None  # e.g. "horizontalpodautoscaler/summarizer"
     jobs: tuple[JobObservation, ...] = ()  # Jobs this placement owns
+    requests: float | None = None  # metrics.requests per second; None: not read
+    async_seen: AsyncSeen = field(default_factory=AsyncSeen)  # queue and KEDA (async gates)
+    idle_hours: float | None = None  # hours a day with no work, from the history
 
     def job(self, name: str) -> JobObservation | None:
         return next((job for job in self.jobs if job.name == name), None)
@@ -159,11 +184,17 @@ class State:
     last_missed_window: str | None = None
     fallback_until: datetime | None = None
     runs: tuple[Run, ...] = ()  # the latest finished Jobs, measured (learning)
+    # Set while the placement's ScaledObject sets the replicas (the hold records the original).
+    async_since: datetime | None = None
 
     @property
     def holding(self) -> bool:
         """The operator scaled the Deployment down and has not restored it yet."""
         return self.original_replicas is not None
+
+    @property
+    def in_async(self) -> bool:
+        return self.holding and self.async_since is not None
 
 
 @dataclass(frozen=True)
@@ -215,9 +246,18 @@ class Decision:
     # so learning can later set it against the pod-hours the Job took).
     job_work_replica_hours: float | None = None
     learned: Learned | None = None  # measured beside declared batchEfficiency and retryRate
+    async_breakdown: AsyncBreakdown | None = None  # with spec.async and a utilization
+    cost_per_request: CostPerRequest | None = None  # with metrics.requests
+
+    @property
+    def about_async(self) -> bool:
+        """The decision is about the async path: its savings are the ones that count."""
+        return self.phase is Phase.ASYNC or self.reason in _ASYNC_REASONS
 
     @property
     def savings_per_day(self) -> float | None:
+        if self.about_async and self.async_breakdown is not None:
+            return round(self.async_breakdown.savings, 2)
         return None if self.breakdown is None else round(self.breakdown.savings, 2)
 
 
@@ -246,6 +286,7 @@ class _Context:
     pods: int
     held_hours: float
     learned: Learned
+    async_breakdown: AsyncBreakdown | None = None
 
     @property
     def deployment(self) -> str:
@@ -276,9 +317,11 @@ def decide(
     ctx = _context(spec, observed, state, now)
     decision = (
         _blocked(ctx)
+        or _in_async(ctx)
         or _fallback(ctx)
         or _fallback_hold(ctx)
         or _metrics_unavailable(ctx)
+        or _choose_async(ctx)
         or _gates(ctx)
         or _recommend_only(ctx)
         or _enforce(ctx)
@@ -327,6 +370,7 @@ def _context(
         if bad is not None:
             numbers_problem = bad
             breakdown = None
+    async_breakdown = _async_breakdown(spec, observed, replicas, utilization)
     return _Context(
         spec=spec,
         observed=observed,
@@ -344,7 +388,24 @@ def _context(
         pods=parallel_pods(spec.costs, spec.batch.job_template),
         held_hours=held_hours,
         learned=learned,
+        async_breakdown=async_breakdown,
     )
+
+
+def _async_breakdown(
+    spec: WorkloadPlacementSpec, observed: Observed, replicas: int | None, utilization: float | None
+) -> AsyncBreakdown | None:
+    if spec.async_ is None or replicas is None or utilization is None:
+        return None
+    breakdown = async_costs(
+        spec.costs,
+        spec.async_,
+        replicas=replicas,
+        warm_replicas=spec.target.warm_replicas,
+        utilization=utilization,
+        idle_hours=observed.idle_hours or 0.0,
+    )
+    return None if breakdown.non_finite() is not None else breakdown
 
 
 def _metrics_problem(spec: WorkloadPlacementSpec, observed: Observed) -> str | None:
@@ -551,6 +612,171 @@ def _metrics_unavailable(ctx: _Context) -> Decision | None:
         Reason.METRICS_UNAVAILABLE,
         EventType.WARNING,
         f"{problem}; nothing changed",
+    )
+
+
+# -------------------------------------------------------------------------------------------
+# async: core/asyncmode.py has the formula, the gates and the choice; here they become
+# decisions. The ScaledObject (not the operator) sets the replicas while in async, so these
+# decisions never carry desired_replicas except the restore when leaving.
+# -------------------------------------------------------------------------------------------
+
+
+def _async_gate(ctx: _Context, *, staying: bool, leaning: bool) -> tuple[Reason, str] | None:
+    """The first failing async gate, the shared ones (owner, userVisible) first."""
+    spec = ctx.spec
+    assert spec.async_ is not None
+    return (
+        _owner_gate(ctx)
+        or _user_visible_gate(ctx)
+        or asyncmode.first_failing_gate(
+            spec.latency,
+            spec.async_,
+            ctx.async_breakdown,
+            ctx.observed.async_seen,
+            margin=spec.costs.savings_margin,
+            currency=spec.costs.currency,
+            leaning=leaning,
+            staying=staying,
+        )
+    )
+
+
+def _async_text(ctx: _Context) -> str:
+    breakdown = ctx.async_breakdown
+    if breakdown is None:
+        return "async savings unknown (no utilization measured before the move)"
+    return breakdown.format(ctx.spec.costs.currency)
+
+
+def _in_async(ctx: _Context) -> Decision | None:
+    """While the ScaledObject sets the replicas: stay, or leave (LeftAsync) when a gate
+    fails, async loses money (from the baseline frozen at the move, as batch), spec.async
+    is removed, or the mode is Recommend / productRisk High."""
+    if not ctx.state.in_async:
+        return None
+    if ctx.spec.async_ is None:
+        return _leave_async(ctx, "spec.async was removed")
+    if ctx.spec.product_risk is ProductRisk.HIGH:
+        return _leave_async(ctx, "productRisk High: the operator never acts on its own")
+    if ctx.spec.mode is not Mode.ENFORCE:
+        return _leave_async(ctx, "mode Recommend: the operator gives the replicas back")
+    verdict = _async_gate(ctx, staying=True, leaning=True)
+    if verdict is not None:
+        reason, why = verdict
+        return _leave_async(ctx, f"{reason}: {why}")
+    name = scaled_object_name(ctx.state.name)
+    return _decision(
+        ctx,
+        Action.WAIT,
+        Phase.ASYNC,
+        Reason.MOVED_TO_ASYNC,
+        EventType.NORMAL,
+        f"{_async_text(ctx)}; {ctx.deployment} runs {ctx.observed.replicas} replicas, set by "
+        f"scaledobject/{name} between {ctx.warm} and {ctx.state.original_replicas}",
+        actuate=False,
+    )
+
+
+def _leave_async(ctx: _Context, why: str) -> Decision:
+    """Delete the ScaledObject, then restore the recorded replicas."""
+    original = ctx.state.original_replicas
+    assert original is not None
+    state = replace(ctx.state, original_replicas=None, baseline_utilization=None, async_since=None)
+    name = scaled_object_name(ctx.state.name)
+    return _decision(
+        replace(ctx, state=state),
+        Action.RESTORE,
+        Phase.REALTIME,
+        Reason.LEFT_ASYNC,
+        EventType.NORMAL,
+        f"scaledobject/{name} deleted, {ctx.deployment} {ctx.observed.replicas} -> {original}; "
+        f"{why}; {_async_text(ctx)}",
+        desired_replicas=original,
+        actuate=True,
+    )
+
+
+def _choose_async(ctx: _Context) -> Decision | None:
+    """Not held: move to async (or recommend it) when it fits and pays more than batch; stay
+    realtime with the async gate's reason when async would pay and batch does not fit; else
+    None, and the batch path decides as before."""
+    spec, breakdown = ctx.spec, ctx.async_breakdown
+    if spec.async_ is None or breakdown is None or ctx.state.holding:
+        return None
+    if _owner_gate(ctx) or _user_visible_gate(ctx):
+        return None  # the batch gates say the same, in the same words
+    last = ctx.state.last_reason
+    incumbent = (
+        "async"
+        if last is Reason.ASYNC_RECOMMENDED
+        else ("batch" if last is Reason.BATCH_RECOMMENDED else None)
+    )
+    verdict = _async_gate(ctx, staying=False, leaning=incumbent == "async")
+    batch_fails = _first_failing_gate(ctx)
+    batch = ctx.breakdown if batch_fails is None else None
+    if verdict is None:
+        margin = spec.costs.savings_margin
+        if batch is not None and not asyncmode.async_wins(
+            breakdown.savings, batch.savings, margin=margin, incumbent=incumbent
+        ):
+            return None  # batch saves more: its path decides
+        note = "" if batch is None else f"; batch would save {batch.savings:.2f}"
+        return _move_to_async(ctx, note) if _would_act(ctx) else _recommend_async(ctx, note)
+    reason, why = verdict
+    if batch_fails is None or reason is Reason.SAVINGS_NEGATIVE:
+        return None  # batch fits, or async loses money too: the batch path says why
+    batch_reason, batch_why = batch_fails
+    event_type = EventType.WARNING if reason is Reason.ASYNC_QUEUE_UNAVAILABLE else EventType.NORMAL
+    return _decision(
+        ctx,
+        Action.STAY,
+        Phase.REALTIME,
+        reason,
+        event_type,
+        f"{why}; {_async_text(ctx)}; batch: {batch_reason}: {batch_why}",
+    )
+
+
+def _move_to_async(ctx: _Context, note: str) -> Decision:
+    """Record the original replicas (the hold) and hand the count to the ScaledObject."""
+    current = ctx.observed.replicas
+    assert current is not None
+    state = replace(
+        ctx.state,
+        original_replicas=current,
+        baseline_utilization=ctx.utilization,
+        async_since=ctx.now,
+        last_missed_window=None,
+        fallback_until=None,
+    )
+    name = scaled_object_name(ctx.state.name)
+    return _decision(
+        replace(ctx, state=state),
+        Action.MOVE_TO_ASYNC,
+        Phase.ASYNC,
+        Reason.MOVED_TO_ASYNC,
+        EventType.NORMAL,
+        f"{_async_text(ctx)}{note}; {ctx.deployment} handed to scaledobject/{name}: "
+        f"{ctx.warm} to {current} replicas on the queue",
+        actuate=True,
+    )
+
+
+def _recommend_async(ctx: _Context, note: str) -> Decision:
+    if ctx.spec.product_risk is ProductRisk.HIGH:
+        why = "productRisk High: the operator never acts on its own"
+    else:
+        why = "mode Recommend: nothing changed"
+    return _decision(
+        ctx,
+        Action.MOVE_TO_ASYNC,
+        Phase.REALTIME,
+        Reason.ASYNC_RECOMMENDED,
+        EventType.NORMAL,
+        f"{_async_text(ctx)}{note}; would hand {ctx.deployment} to a KEDA ScaledObject "
+        f"({ctx.warm} to {ctx.observed.replicas} replicas on the queue) ({why})",
+        actuate=False,
     )
 
 
@@ -890,6 +1116,9 @@ def _decision(
         actuate = acts and ctx.spec.mode is Mode.ENFORCE
     # The reason has its own column in `kubectl describe` and status: not repeated here.
     message = details
+    per_request = _cost_per_request(ctx, phase, reason)
+    if per_request is not None:
+        message += "; " + per_request.format(ctx.spec.costs.currency)
     if len(message) > MAX_MESSAGE_LENGTH:
         message = message[: MAX_MESSAGE_LENGTH - 3] + "..."
     return Decision(
@@ -907,6 +1136,32 @@ def _decision(
         evaluated_at=ctx.now,
         job_work_replica_hours=None if job_name is None else _work_for_job(ctx),
         learned=ctx.learned,
+        async_breakdown=ctx.async_breakdown,
+        cost_per_request=per_request,
+    )
+
+
+def _cost_per_request(ctx: _Context, phase: Phase, reason: Reason) -> CostPerRequest | None:
+    """Measured now, and forecast for the mode decided (or recommended)."""
+    if ctx.spec.metrics.requests is None:
+        return None
+    savings: float | None = None
+    if phase is Phase.ASYNC or reason is Reason.ASYNC_RECOMMENDED:
+        mode, chosen = Phase.ASYNC, ctx.async_breakdown
+        savings = None if chosen is None else chosen.savings
+    elif phase is Phase.BATCH or reason is Reason.BATCH_RECOMMENDED or ctx.state.holding:
+        mode = Phase.BATCH
+        savings = None if ctx.breakdown is None else ctx.breakdown.savings
+    else:
+        mode = Phase.REALTIME
+    return cost_per_request(
+        ctx.spec.costs,
+        requests_unit=ctx.spec.metrics.requests_unit,
+        requests_per_second=ctx.observed.requests,
+        current_replicas=ctx.observed.replicas,
+        replicas=ctx.replicas,
+        mode=mode,
+        savings_per_day=savings,
     )
 
 
@@ -982,7 +1237,9 @@ def _conditions(ctx: _Context, decision: Decision) -> tuple[ConditionReport, ...
         Reason.METRICS_UNAVAILABLE
     )
     owner = bool(ctx.spec.owner.strip())
-    breakdown = decision.breakdown
+    breakdown: CostBreakdown | AsyncBreakdown | None = decision.breakdown
+    if decision.about_async and decision.async_breakdown is not None:
+        breakdown = decision.async_breakdown
     if breakdown is None:
         savings = ConditionReport(
             ConditionType.SAVINGS_POSITIVE, "Unknown", "SavingsUnknown", ctx.savings_text
@@ -996,6 +1253,24 @@ def _conditions(ctx: _Context, decision: Decision) -> tuple[ConditionReport, ...
             breakdown.format(ctx.spec.costs.currency),
         )
     holding = decision.state.holding
+    if decision.state.in_async:
+        actuated = ConditionReport(
+            ConditionType.ACTUATED,
+            "True",
+            "HoldingAsync",
+            f"{ctx.deployment} scaled by scaledobject/{scaled_object_name(ctx.state.name)} "
+            f"between {ctx.warm} and {decision.state.original_replicas}, restores to "
+            f"{decision.state.original_replicas}",
+        )
+    else:
+        actuated = ConditionReport(
+            ConditionType.ACTUATED,
+            _bool(holding),
+            "HoldingBatch" if holding else "NotHolding",
+            f"{ctx.deployment} held at {ctx.warm}, restores to {decision.state.original_replicas}"
+            if holding
+            else f"{ctx.deployment} replicas are not managed by this placement",
+        )
     return (
         ConditionReport(
             ConditionType.READY,
@@ -1016,14 +1291,7 @@ def _conditions(ctx: _Context, decision: Decision) -> tuple[ConditionReport, ...
             ctx.metrics_problem or "utilization query returned a fresh sample in [0,1]",
         ),
         savings,
-        ConditionReport(
-            ConditionType.ACTUATED,
-            _bool(holding),
-            "HoldingBatch" if holding else "NotHolding",
-            f"{ctx.deployment} held at {ctx.warm}, restores to {decision.state.original_replicas}"
-            if holding
-            else f"{ctx.deployment} replicas are not managed by this placement",
-        ),
+        actuated,
         ConditionReport(
             ConditionType.FALLBACK_ACTIVE,
             _bool(decision.phase is Phase.FALLBACK),

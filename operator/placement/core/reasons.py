@@ -36,6 +36,13 @@ class Reason(StrEnum):
     MANUAL_OVERRIDE = "ManualOverride"  # the held Deployment was changed outside the operator
     INVALID_SPEC = "InvalidSpec"  # what only the operator can check (e.g. unknown time zone)
     RECOVERED = "Recovered"  # a hold found in the Deployment's annotations, not in status
+    # Async serving (a KEDA ScaledObject on the queue sets the replicas).
+    MOVED_TO_ASYNC = "MovedToAsync"  # original replicas recorded, the ScaledObject created
+    ASYNC_RECOMMENDED = "AsyncRecommended"  # async pays, but Recommend mode or High risk
+    ASYNC_NEEDS_KEDA = "AsyncNeedsKeda"  # async would pay; KEDA's CRD is not served: realtime
+    LEFT_ASYNC = "LeftAsync"  # ScaledObject deleted, replicas restored (the message says why)
+    SCALE_UP_TOO_SLOW = "ScaleUpTooSlow"  # acceptableDelay not longer than async.scaleUpTime
+    ASYNC_QUEUE_UNAVAILABLE = "AsyncQueueUnavailable"  # async.queue cannot be read: no scaler
 
 
 class ConditionType(StrEnum):

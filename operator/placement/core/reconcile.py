@@ -32,12 +32,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
+from placement.core.asyncmode import AsyncSeen, QueueState, idle_hours_per_day
 from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
 from placement.core.jobs import expired_jobs, job_manifest, ttl_note
 from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
-from placement.core.observation import DeploymentState, Observation
+from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, Observed, State, decide
 from placement.core.reasons import EventType, Reason
+from placement.core.scaledobject import scaled_object_manifest, scaled_object_name
 from placement.core.status import Blocked, ready_condition, state_from_status, status_update
 from placement.core.tenancy import ScopeError, scoped_spec
 from placement.core.window import current_or_next_window
@@ -56,6 +58,9 @@ class Settings:
     protected: ProtectedTargets = field(default_factory=ProtectedTargets)
     job_history: tuple[int, int] = (3, 1)  # succeeded and failed Jobs kept
     write_status: bool = True  # False: no status patch is built (replay keeps the State)
+    # The Prometheus KEDA's trigger queries for the placement's async.queue (the operator's
+    # own by default; PLACEMENT_KEDA_PROMETHEUS_URL when KEDA reaches it by another address).
+    keda_prometheus_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ class DeleteScaledObject:
     name: str
     id: str = "unscale"
     requires: tuple[str, ...] = ()
+    if_refused: str = ""  # as ForgetHold's (a deletion must go through)
 
 
 Step = (
@@ -366,9 +372,17 @@ def reconcile(
         start_over, observation = _start_over(placement, spec, observation)
         steps += start_over
         state, deployment = State(name=placement.name), observation.deployment
+    scaled = observation.scaled_object
+    if scaled is not None and scaled.deployment != spec.target.deployment:
+        # The target changed: KEDA stops scaling the old one before it is given back.
+        steps.append(DeleteScaledObject(scaled.name))
+        observation = replace(observation, scaled_object=None)
     settled, settling = _settle(placement, spec, state, observation, now)
     steps += settling
     if isinstance(settled, Blocked):
+        if observation.scaled_object is not None and settled.reason is Reason.MANUAL_OVERRIDE:
+            # Not fighting the person means KEDA does not either: the replicas stay as set.
+            steps.append(DeleteScaledObject(observation.scaled_object.name))
         decided = Decided("None", settled.reason, None, spec.costs.currency, Phase.BLOCKED)
         return Plan(tuple(steps), _blocked_report(placement, settled, now, decided), interval)
     observed, noted = _observed(placement, spec, observation, now)
@@ -377,6 +391,12 @@ def reconcile(
     basis = _Basis(
         placement, spec, settled, decision, previous, observation, now, settings, settled.holding
     )
+    if settled.in_async or decision.state.in_async:
+        return _async_actuation(basis, steps, deployment, interval)
+    if observation.scaled_object is not None:
+        # Ours, left behind (e.g. the operator stopped between deleting it and the status
+        # write): KEDA must not go on scaling a Deployment the operator no longer gave it.
+        steps.append(DeleteScaledObject(observation.scaled_object.name))
     if not decision.actuate:
         return Plan(tuple(steps), _decision_report(basis, decision), interval)
     return _actuation(basis, steps, deployment, interval)
@@ -480,8 +500,23 @@ def _settle_own(
         # Scale-down and annotations are one write, the status patch a second one: the
         # operator died between them. The annotations know what to restore, since when, and
         # the utilization the savings rest on, so the missed-window fallback works.
-        jobs = ", ".join(f"job {job.name} ({job.outcome})" for job in observation.jobs)
         held_since = deployment.held_since
+        if observation.scaled_object is not None:
+            # Our ScaledObject beside the hold: the move to async, not to batch.
+            recovered = replace(
+                state,
+                original_replicas=deployment.original_replicas,
+                phase=Phase.ASYNC,
+                async_since=state.async_since or held_since or now,
+                baseline_utilization=state.baseline_utilization or deployment.baseline_utilization,
+            )
+            message = (
+                f"found {target} held by this placement ({deployment.original_replicas} to "
+                f"restore, since {_when(held_since)}) and scaledobject/"
+                f"{observation.scaled_object.name} with no record in status: continuing async"
+            )
+            return recovered, [PostEvent(Event(EventType.NORMAL, Reason.RECOVERED, message))]
+        jobs = ", ".join(f"job {job.name} ({job.outcome})" for job in observation.jobs)
         message = (
             f"found {target} held at {deployment.replicas} replicas by this placement "
             f"({deployment.original_replicas} to restore, held since {_when(held_since)}) with "
@@ -496,7 +531,17 @@ def _settle_own(
         )
         event = Event(EventType.NORMAL, Reason.RECOVERED, message + ": continuing the hold")
         return recovered, [PostEvent(event)]
-    if deployment.replicas != spec.target.warm_replicas and placement.spec_unchanged:
+    if state.async_since is not None:
+        # KEDA sets the replicas between warmReplicas and the recorded count.
+        if not _within_async_bounds(spec, deployment) and placement.spec_unchanged:
+            return Blocked(
+                Reason.MANUAL_OVERRIDE,
+                f"{target} was scaled to {deployment.replicas} replicas outside the operator "
+                f"while in async (its ScaledObject keeps it between "
+                f"{spec.target.warm_replicas} and {deployment.original_replicas}); the operator "
+                "stops acting on this placement until its spec changes",
+            ), []
+    elif deployment.replicas != spec.target.warm_replicas and placement.spec_unchanged:
         # Same spec as when we scaled it, other replicas: a person or GitOps changed it.
         return Blocked(
             Reason.MANUAL_OVERRIDE,
@@ -517,6 +562,11 @@ def _settle_own(
             )
         )
     return replace(state, original_replicas=deployment.original_replicas), steps
+
+
+def _within_async_bounds(spec: WorkloadPlacementSpec, deployment: DeploymentState) -> bool:
+    original = deployment.original_replicas or 0
+    return min(spec.target.warm_replicas, original) <= deployment.replicas <= original
 
 
 def _give_back(deployment: DeploymentState, replicas: int, why: str) -> list[Step]:
@@ -540,7 +590,7 @@ def _observed(
     deployment = observation.deployment
     if deployment is None:
         return Observed(replicas=None), []
-    conflicts = list(observation.autoscalers)
+    conflicts = _others_autoscalers(placement, observation)
     other = deployment.managed_by
     if other and other != placement.name:
         # Two placements on one Deployment would each restore what the other holds.
@@ -569,8 +619,38 @@ def _observed(
         metrics_age=utilization.age(now) if ok and utilization is not None else None,
         conflicting_autoscaler=", ".join(conflicts) or None,
         jobs=observation.jobs,
+        requests=_usable(observation.requests),
+        async_seen=_async_seen(observation),
+        idle_hours=None
+        if observation.history is None
+        else idle_hours_per_day(value for _, value in observation.history.samples),
     )
     return observed, steps
+
+
+def _others_autoscalers(placement: Placement, observation: Observation) -> list[str]:
+    """The autoscalers on the target, less this placement's own ScaledObject and the HPA KEDA
+    creates for it (by name: placement-<name>, keda-hpa-placement-<name>)."""
+    name = scaled_object_name(placement.name)
+    own = {f"ScaledObject/{name}", f"HorizontalPodAutoscaler/keda-hpa-{name}"}
+    return [found for found in observation.autoscalers if found not in own]
+
+
+def _usable(reading: Reading | None) -> float | None:
+    return reading.value if reading is not None and reading.ok else None
+
+
+def _async_seen(observation: Observation) -> AsyncSeen:
+    queue = observation.async_queue
+    if queue is None:
+        state, detail = QueueState.NOT_READ, "not read"
+    elif queue.ok and queue.value is not None and queue.value >= 0:  # NaN fails too
+        state, detail = QueueState.READ, queue.describe()
+    elif queue.outcome == "empty":
+        state, detail = QueueState.EMPTY, queue.describe()
+    else:
+        state, detail = QueueState.FAILED, queue.describe()
+    return AsyncSeen(queue=state, queue_detail=detail, keda_installed=observation.keda_installed)
 
 
 def _actuation(
@@ -648,6 +728,67 @@ def _actuation(
         left_at: int | str = desired if desired is not None else "?"
         steps.append(CreateJob(decision.job_name, manifest, left_at, requires=after))
         decision = replace(decision, message=decision.message + ttl_note(spec))
+    return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
+
+
+def _async_actuation(
+    basis: _Basis, steps: list[Step], deployment: DeploymentState | None, interval: float
+) -> Plan:
+    """Async: the hold records the original replicas (TakeHold at the current count, nothing
+    scaled), then the ScaledObject takes over the count; leaving deletes the ScaledObject
+    first, so KEDA no longer scales, then restores. While in async the ScaledObject is
+    applied again only when it is missing or differs from what the spec asks."""
+    decision, spec, placement = basis.decision, basis.spec, basis.placement
+    observation = basis.observation
+    name = scaled_object_name(placement.name)
+    was, now_in = basis.state.in_async, decision.state.in_async
+    if deployment is None or (not decision.actuate and not now_in):
+        return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
+    if was and not now_in:  # leaving
+        steps.append(DeleteScaledObject(name))
+        restore = _restore_recorded(placement, deployment, decision.desired_replicas or 0)
+        steps += [
+            replace(s, requires=("unscale",)) if isinstance(s, Restore) else s for s in restore
+        ]
+        basis = replace(basis, holding=False)
+        return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
+    original = decision.state.original_replicas
+    assert original is not None and spec.async_ is not None
+    manifest = scaled_object_manifest(
+        placement=placement.name,
+        namespace=placement.namespace,
+        deployment=spec.target.deployment,
+        query=spec.async_.queue,
+        queue_per_replica=spec.async_.queue_per_replica,
+        min_replicas=spec.target.warm_replicas,
+        max_replicas=original,
+        acceptable_delay=spec.latency.acceptable_delay.timedelta,
+        prometheus_url=basis.settings.keda_prometheus_url,
+    )
+    if not was:  # moving: record the original count, then hand it over
+        steps.append(
+            TakeHold(
+                deployment,
+                deployment.replicas,
+                original,
+                since=decision.state.async_since or basis.now,
+                baseline_utilization=decision.state.baseline_utilization,
+            )
+        )
+        steps.append(ApplyScaledObject(manifest, requires=("hold",)))
+        return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
+    current = observation.scaled_object
+    if (
+        current is None
+        # A new spec (e.g. acceptableDelay: polling and cooldown); replay has no generations.
+        or (placement.generation is not None and not placement.spec_unchanged)
+        or current.deployment != spec.target.deployment
+        or current.min_replicas != spec.target.warm_replicas
+        or current.max_replicas != original
+    ):
+        what = "missing" if current is None else "changed"
+        steps.append(Log(LogLine(logging.INFO, f"scaledobject/{name} {what}: applied again")))
+        steps.append(ApplyScaledObject(manifest))
     return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
 
 
@@ -753,13 +894,24 @@ def release(placement: Placement, claimed: tuple[DeploymentState, ...]) -> tuple
     target_spec = placement.spec.get("target") or {}
     target, warm = target_spec.get("deployment"), target_spec.get("warmReplicas")
     steps: list[Step] = []
+    scaled = _scaled_object_in_status(placement)
+    if scaled is not None:
+        # First, so KEDA no longer scales what is given back below.
+        steps.append(
+            DeleteScaledObject(
+                scaled,
+                id="",
+                if_refused=f"placement deleted, but scaledobject/{scaled} could not be deleted "
+                "({detail}): delete it by hand, or KEDA goes on scaling the Deployment",
+            )
+        )
     for holding in claimed:
         # Scaled outside the operator, whether or not an evaluation has noticed it yet.
         moved = (
             placement.spec_unchanged
             and holding.name == target
             and isinstance(warm, int)
-            and holding.replicas != warm
+            and not _as_left(holding, warm, in_async=scaled is not None)
         )
         if holding.original_replicas is None or overridden or moved:
             steps += _drop_hold(holding, overridden or moved)
@@ -781,6 +933,22 @@ def release(placement: Placement, claimed: tuple[DeploymentState, ...]) -> tuple
             )
         )
     return tuple(steps)
+
+
+def _scaled_object_in_status(placement: Placement) -> str | None:
+    """The ScaledObject status.async names (the placement is in async), or None."""
+    recorded = placement.status.get("async")
+    name = recorded.get("scaledObject") if isinstance(recorded, Mapping) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _as_left(holding: DeploymentState, warm: int, *, in_async: bool) -> bool:
+    """The replicas are where the operator left them: warmReplicas in batch, anything
+    KEDA may set (warmReplicas to the recorded count) in async."""
+    if not in_async:
+        return holding.replicas == warm
+    original = holding.original_replicas or 0
+    return min(warm, original) <= holding.replicas <= original
 
 
 def _or_by_hand(steps: list[Step], claimed: tuple[DeploymentState, ...]) -> list[Step]:

@@ -15,9 +15,12 @@ from typing import Any
 
 from placement.core.api import (
     HISTORY_LIMIT,
+    AsyncSavings,
+    AsyncStatus,
     BatchStatus,
     Breakdown,
     Condition,
+    CostPerRequestStatus,
     DecisionInputs,
     DecisionStatus,
     HistoryEntry,
@@ -30,6 +33,7 @@ from placement.core.api import (
 from placement.core.learning import Learned, Measured, Run, measurable
 from placement.core.policy import ConditionReport, Decision, Inputs, State
 from placement.core.reasons import Reason
+from placement.core.scaledobject import scaled_object_name
 
 
 def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> State:
@@ -53,6 +57,7 @@ def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> Stat
         last_missed_window=batch.last_missed_window,
         fallback_until=batch.fallback_until,
         runs=tuple(Run(**run.model_dump()) for run in status.learning.runs),
+        async_since=status.async_.since,
     )
 
 
@@ -107,12 +112,19 @@ def build_status(
             last_missed_window=state.last_missed_window,
             fallback_until=state.fallback_until,
         ),
+        **{"async": _async_status(state)},
         learning=learning_status(decision.learned, state.runs),
         history=history[-HISTORY_LIMIT:],
         conditions=merge_conditions(
             previous.conditions, decision.conditions, decision.evaluated_at, generation
         ),
     )
+
+
+def _async_status(state: State) -> AsyncStatus:
+    if not state.in_async:
+        return AsyncStatus()
+    return AsyncStatus(since=state.async_since, scaled_object=scaled_object_name(state.name))
 
 
 def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningStatus:
@@ -155,8 +167,19 @@ def decision_status(decision: Decision) -> DecisionStatus:
         desired_replicas=decision.desired_replicas,
         savings_per_day=savings,
         breakdown=None if breakdown is None else Breakdown.model_validate(breakdown.rounded()),
+        async_breakdown=_async_savings(decision),
+        cost_per_request=None
+        if decision.cost_per_request is None
+        else CostPerRequestStatus.model_validate(decision.cost_per_request.rounded()),
         inputs=inputs_status(decision.inputs),
     )
+
+
+def _async_savings(decision: Decision) -> AsyncSavings | None:
+    breakdown = decision.async_breakdown
+    if breakdown is None or breakdown.non_finite() is not None:
+        return None
+    return AsyncSavings.model_validate(breakdown.rounded())
 
 
 def inputs_status(inputs: Inputs) -> DecisionInputs:

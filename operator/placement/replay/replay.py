@@ -29,29 +29,49 @@ series ends is charged as batch work (and one staging), so a hold at the end is 
 The first `metrics.lookback` of the series is history only: it fills the operator's average
 (as Prometheus' history before the replayed range would); nothing is decided or priced in it.
 
+Async (spec.async). While the operator's ScaledObject exists, the simulated KEDA sets the
+Deployment to ceil(work arriving / targetUtilization) replicas, the work being the series'
+replicas * utilization, bounded by the ScaledObject's [minReplicaCount, maxReplicaCount]
+(warmReplicas and the original count); the work is served as it arrives, nothing queues for
+a Job. The queue query reads the series' queue_depth (none: an empty queue) and KEDA counts
+as installed. Every cycle in which async was used costs queuePerDay and operationsPerDay.
+
 The oracle. Daily cycles end with each batch window (a cycle is the time whose work the
-window's Job does). Per cycle it may hold the Deployment for one contiguous interval, which
-must lie within `acceptableDelay` before the window ends (so the work still meets its
-delay), whose work must fit the window on the parallel pods, and which must pay for the
-cycle's staging and operations. It holds the interval that saves most, or none. It acts only
-where the operator may: an owner, not user visible, productRisk not High (mode is taken as
-Enforce: a replay asks what Enforce would do). Its Jobs do not fail.
+window's Job does). Per cycle it chooses realtime, batch or async. Batch: it may hold the
+Deployment for one contiguous interval, which must lie within `acceptableDelay` before the
+window ends (so the work still meets its delay), whose work must fit the window on the
+parallel pods, and which must pay for the cycle's staging and operations; it holds the
+interval that saves most. Async (where spec.async is set and acceptableDelay is longer than
+its scaleUpTime): the whole cycle on the simulated KEDA fleet, paying the cycle's queue and
+operations. The cheaper of the two wins (a tie to the cent goes to async, as in the
+operator), or realtime when neither saves. It acts only where the operator may: an owner,
+not user visible, productRisk not High (mode is taken as Enforce: a replay asks what Enforce
+would do). Its Jobs do not fail.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from placement.core.api import Action, Mode, ProductRisk, WorkloadPlacementSpec
+from placement.core.api import Action, Mode, Phase, ProductRisk, WorkloadPlacementSpec
+from placement.core.asyncmode import async_replicas
 from placement.core.costs import parallel_pods
 from placement.core.executor import execute, release
 from placement.core.learning import Learned, Measured
-from placement.core.observation import DeploymentState, Observation, Outcome, Reading
+from placement.core.observation import (
+    DeploymentState,
+    Observation,
+    Outcome,
+    Reading,
+    ScaledObjectState,
+)
+from placement.core.perrequest import unit_of
 from placement.core.policy import Decision, JobObservation, JobOutcome, State
 from placement.core.reconcile import Decided, Event, LogLine, Placement, Settings, reconcile
 from placement.core.reconcile import release as release_steps
@@ -117,6 +137,8 @@ class Step:
     cost_always: float  # cumulative
     cost_operator: float
     cost_oracle: float
+    mode: Phase = Phase.REALTIME  # the operator's: Realtime, Batch (held) or Async
+    oracle_mode: Phase = Phase.REALTIME
 
 
 @dataclass(frozen=True)
@@ -133,10 +155,11 @@ class Costs:
     batch: float = 0.0
     staging: float = 0.0
     operations: float = 0.0
+    queue: float = 0.0  # costs.queuePerDay for every cycle async was used
 
     @property
     def total(self) -> float:
-        return self.realtime + self.batch + self.staging + self.operations
+        return self.realtime + self.batch + self.staging + self.operations + self.queue
 
     def rounded(self) -> dict[str, float]:
         return {
@@ -144,6 +167,7 @@ class Costs:
             "batch": round(self.batch, 2),
             "staging": round(self.staging, 2),
             "operations": round(self.operations, 2),
+            "queue": round(self.queue, 2),
             "total": round(self.total, 2),
         }
 
@@ -153,6 +177,8 @@ class OracleResult:
     held: tuple[bool, ...]  # per sample
     costs: Costs
     cycles_held: int
+    modes: tuple[Phase, ...] = ()  # per sample: Realtime, Batch or Async
+    cycles_async: int = 0
 
 
 @dataclass(frozen=True)
@@ -175,6 +201,22 @@ class ReplayResult:
     true_retry_rate: float
     # Per evaluation (and the deletion, if any): when, and the steps the executor carried out.
     trace: tuple[tuple[datetime, tuple[str, ...]], ...] = ()
+    # Requests (or tokens) over the series, from its requests column; None: no such column.
+    requests: float | None = None
+    requests_unit: str = "Requests"
+
+    def cost_per_request(self) -> dict[str, object] | None:
+        """Each placement's cost per 1,000 requests (or 1M tokens) over the whole series."""
+        if not self.requests:
+            return None
+        unit, per = unit_of(self.requests_unit)
+        return {
+            "unit": unit,
+            "requests": round(self.requests, 2),
+            "alwaysRealtime": round(self.always.total / self.requests * per, 6),
+            "operator": round(self.operator.total / self.requests * per, 6),
+            "oracle": round(self.oracle.costs.total / self.requests * per, 6),
+        }
 
     @property
     def operator_saving(self) -> float:
@@ -216,6 +258,7 @@ class ReplayResult:
                 "oracle": round(self.oracle_saving, 2),
             },
             "captured_share": round(self.captured_share, 4),
+            "costPerRequest": self.cost_per_request(),
             "missed_windows": self.missed_windows,
             "fallbacks": self.fallbacks,
             "mode_changes": self.mode_changes,
@@ -223,6 +266,7 @@ class ReplayResult:
             "operator": {
                 "costs": self.operator.rounded(),
                 "heldHours": round(_held_hours(self.steps, oracle=False), 2),
+                "asyncHours": round(_async_hours(self.steps, oracle=False), 2),
                 "jobs": len(jobs),
                 "jobsSucceeded": sum(j.outcome is JobOutcome.SUCCEEDED for j in jobs),
                 "jobsFailed": sum(j.outcome is JobOutcome.FAILED for j in jobs),
@@ -231,7 +275,9 @@ class ReplayResult:
             "oracle": {
                 "costs": self.oracle.costs.rounded(),
                 "heldHours": round(_held_hours(self.steps, oracle=True), 2),
+                "asyncHours": round(_async_hours(self.steps, oracle=True), 2),
                 "cyclesHeld": self.oracle.cycles_held,
+                "cyclesAsync": self.oracle.cycles_async,
             },
             "batch": {
                 "trueBatchEfficiency": self.true_batch_efficiency,
@@ -286,8 +332,8 @@ def replay(
         always=Costs(realtime=sim.cost_always),
         operator=sim.costs(),
         oracle=oracle,
-        mode_changes=_changes(s.held for s in steps),
-        oracle_mode_changes=_changes(oracle.held),
+        mode_changes=_changes(s.mode for s in steps),
+        oracle_mode_changes=_changes(s.oracle_mode for s in steps),
         missed_windows=sim.missed_windows(),
         fallbacks=sim.fallbacks,
         pending_work=sim.pending_work(),
@@ -295,6 +341,18 @@ def replay(
         true_batch_efficiency=efficiency,
         true_retry_rate=retry,
         trace=tuple(sim.trace),
+        requests=_requests(samples),
+        requests_unit=spec.metrics.requests_unit,
+    )
+
+
+def _requests(samples: Sequence[Sample]) -> float | None:
+    """Requests over the series: each sample's rate for the time it stands for."""
+    if all(sample.requests is None for sample in samples):
+        return None
+    return sum(
+        (sample.requests or 0.0) * hours * 3600
+        for sample, hours in zip(samples, step_hours(samples), strict=True)
     )
 
 
@@ -329,6 +387,7 @@ class _Simulation:
         self.learned: Learned | None = None
         self.cost_always = self.realtime = self.batch = self.staging = 0.0
         self.cycles_held: set[str] = set()
+        self.cycles_async: set[str] = set()
         self.windows_held: dict[str, WindowSpan] = {}
         self._lookback: deque[tuple[datetime, float]] = deque()
         self._lookback_sum = 0.0
@@ -394,7 +453,23 @@ class _Simulation:
     def _observation(self, sample: Sample, utilization: float) -> Observation:
         deployment = self.world.deployment(self._deployment_replicas(sample))
         queue = sample.queue_depth
+        scaled = self.world.scaled_object
         return Observation(
+            # The async path: the queue reads the series' queue depth (none: empty), KEDA is
+            # there, and our ScaledObject as last applied.
+            async_queue=Reading("async.queue", "", Outcome.OK, queue or 0.0, sampled_at=sample.at),
+            keda_installed=True,
+            requests=None
+            if sample.requests is None
+            else Reading("requests", "", Outcome.OK, sample.requests, sampled_at=sample.at),
+            scaled_object=None
+            if scaled is None
+            else ScaledObjectState(
+                name=str(scaled["metadata"]["name"]),
+                deployment=str(scaled["spec"]["scaleTargetRef"]["name"]),
+                min_replicas=int(scaled["spec"]["minReplicaCount"]),
+                max_replicas=int(scaled["spec"]["maxReplicaCount"]),
+            ),
             deployment=deployment,
             claimed=(deployment,) if deployment.managed_by else (),
             jobs=tuple(job.observation() for job in self.jobs.values()),
@@ -406,18 +481,40 @@ class _Simulation:
 
     def delete(self, now: datetime) -> None:
         """The placement is deleted: the operator's release steps, on the simulation."""
-        replicas = self.spec.target.warm_replicas if self.held else self.samples[-1].replicas
-        deployment = self.world.deployment(replicas)
+        deployment = self.world.deployment(self._deployment_replicas(self.samples[-1]))
         claimed = (deployment,) if deployment.managed_by else ()
-        steps = release_steps(self.placement, claimed)
+        placement = self.placement
+        if self.world.scaled_object is not None:  # as status.async records it
+            name = str(self.world.scaled_object["metadata"]["name"])
+            placement = replace(placement, status={"async": {"scaledObject": name}})
+        steps = release_steps(placement, claimed)
         self.trace.append((now, release(steps, self.world, _Quiet(), namespace=_NAMESPACE)))
 
     @property
     def held(self) -> bool:
         return self.world.hold is not None
 
+    @property
+    def in_async(self) -> bool:
+        return self.world.scaled_object is not None
+
     def _deployment_replicas(self, sample: Sample) -> int:
+        if self.in_async:
+            return self._keda_replicas(sample)
         return self.spec.target.warm_replicas if self.held else sample.replicas
+
+    def _keda_replicas(self, sample: Sample) -> int:
+        """KEDA on the queue: the work arriving at targetUtilization, whole replicas, bounded
+        by the ScaledObject's [minReplicaCount, maxReplicaCount]."""
+        assert self.world.scaled_object is not None
+        bounds = self.world.scaled_object["spec"]
+        target = self.spec.async_.target_utilization if self.spec.async_ else 1.0
+        return async_replicas(
+            sample.replicas * sample.utilization,
+            target=target,
+            warm=int(bounds["minReplicaCount"]),
+            maximum=int(bounds["maxReplicaCount"]),
+        )
 
     def create_job(self, name: str, now: datetime) -> None:
         window = current_or_next_window(self.spec.batch.window, now)
@@ -451,7 +548,9 @@ class _Simulation:
         self.realtime += replicas * price * hours
         window = current_or_next_window(self.spec.batch.window, sample.at)
         in_window = window.contains(sample.at)
-        if self.held:
+        if self.in_async:
+            self.cycles_async.add(window.label)  # the async fleet serves the work as it comes
+        elif self.held:
             self.cycles_held.add(window.label)
             if in_window:
                 self.windows_held[window.label] = window
@@ -471,13 +570,16 @@ class _Simulation:
                 utilization=sample.utilization,
                 observed_utilization=observed_utilization,
                 deployment_replicas=replicas,
-                held=self.held,
+                held=self.held and not self.in_async,
                 oracle_held=False,
                 in_window=in_window,
                 jobs_running=len(self._running()),
                 cost_always=self.cost_always,
                 cost_operator=self.costs().total,
                 cost_oracle=0.0,
+                mode=Phase.ASYNC
+                if self.in_async
+                else (Phase.BATCH if self.held else Phase.REALTIME),
             )
         )
 
@@ -500,7 +602,8 @@ class _Simulation:
         return self.backlog + sum(job.queue for job in self._running())
 
     def costs(self) -> Costs:
-        operations = len(self.cycles_held) * self.spec.costs.operations_per_day
+        cycles = len(self.cycles_held | self.cycles_async)
+        operations = cycles * self.spec.costs.operations_per_day
         pending = self.pending_work()
         pending_batch = pending / self.rate_per_pod * self.spec.costs.batch_pod_hourly
         pending_staging = self.spec.costs.data_staging_per_run if self.backlog > _EPSILON else 0
@@ -509,6 +612,7 @@ class _Simulation:
             batch=self.batch + pending_batch,
             staging=self.staging + pending_staging,
             operations=operations,
+            queue=len(self.cycles_async) * self.spec.costs.queue_per_day,
         )
 
     def missed_windows(self) -> int:
@@ -654,7 +758,7 @@ def oracle_placement(
     batch_efficiency: float | None = None,
     retry_rate: float | None = None,
 ) -> OracleResult:
-    """The cheapest hold per daily cycle, knowing the whole series (module docstring)."""
+    """The cheapest mode per daily cycle, knowing the whole series (module docstring)."""
     costs = spec.costs
     efficiency = batch_efficiency or costs.batch_efficiency
     retry = costs.retry_rate if retry_rate is None else retry_rate
@@ -663,12 +767,12 @@ def oracle_placement(
         s.replicas * costs.realtime_replica_hourly * h for s, h in zip(samples, hours, strict=True)
     ]
     held = [False] * len(samples)
+    modes = [Phase.REALTIME] * len(samples)
     if not _may_act(spec):
-        return OracleResult(tuple(held), Costs(realtime=sum(always)), 0)
+        return OracleResult(tuple(held), Costs(realtime=sum(always)), 0, tuple(modes))
+    fleet = _async_fleet(spec, samples)  # None: async does not fit
     warm = spec.target.warm_replicas
     rate = parallel_pods(costs, spec.batch.job_template) * efficiency * (1 - retry)
-    delay = spec.latency.acceptable_delay.timedelta
-    fixed = costs.data_staging_per_run + costs.operations_per_day
     work = [s.replicas * s.utilization * h for s, h in zip(samples, hours, strict=True)]
     # What holding one sample saves: capacity avoided minus the batch pod-hours of its work.
     gain = [
@@ -677,7 +781,60 @@ def oracle_placement(
         - work[i] / (efficiency * (1 - retry)) * costs.batch_pod_hourly
         for i in range(len(samples))
     ]
-    cycles_held = 0
+    cycles_held, cycles_async = _choose_per_cycle(
+        spec,
+        samples,
+        held,
+        modes,
+        gain=gain,
+        work=work,
+        always=always,
+        fleet=fleet,
+        rate=rate,
+    )
+    serving = [
+        warm if mode is Phase.BATCH else (fleet[i] if fleet is not None else 0)
+        for i, mode in enumerate(modes)
+    ]
+    realtime = sum(
+        always[i] if mode is Phase.REALTIME else serving[i] * costs.realtime_replica_hourly * h
+        for i, (mode, h) in enumerate(zip(modes, hours, strict=True))
+    )
+    batch_work = sum(work[i] for i in range(len(samples)) if held[i])
+    return OracleResult(
+        held=tuple(held),
+        costs=Costs(
+            realtime=realtime,
+            batch=batch_work / (efficiency * (1 - retry)) * costs.batch_pod_hourly,
+            staging=cycles_held * costs.data_staging_per_run,
+            operations=(cycles_held + cycles_async) * costs.operations_per_day,
+            queue=cycles_async * costs.queue_per_day,
+        ),
+        cycles_held=cycles_held,
+        modes=tuple(modes),
+        cycles_async=cycles_async,
+    )
+
+
+def _choose_per_cycle(
+    spec: WorkloadPlacementSpec,
+    samples: Sequence[Sample],
+    held: list[bool],
+    modes: list[Phase],
+    *,
+    gain: list[float],
+    work: list[float],
+    always: list[float],
+    fleet: list[int] | None,
+    rate: float,
+) -> tuple[int, int]:
+    """Per cycle, the batch interval that saves most or the whole cycle in async, whichever
+    saves more (marked in `held` and `modes`); returns the cycles held and in async."""
+    costs = spec.costs
+    hours = step_hours(samples)
+    delay = spec.latency.acceptable_delay.timedelta
+    fixed = costs.data_staging_per_run + costs.operations_per_day
+    cycles_held = cycles_async = 0
     for window, indices in _cycles(spec, samples):
         best = _best_interval(
             [samples[i].at for i in indices],
@@ -687,26 +844,66 @@ def oracle_placement(
             earliest=window.end - delay,
             rate=rate,
         )
-        if best is not None and best[2] > fixed + _EPSILON:
+        batch_saving = -math.inf if best is None else best[2] - fixed
+        mode = _cheaper(batch_saving, _async_saving(spec, fleet, always, hours, indices))
+        if mode is Phase.ASYNC:
+            for i in indices:
+                modes[i] = Phase.ASYNC
+            cycles_async += 1
+        elif mode is Phase.BATCH and best is not None:
             first, last, _ = best
             for position in range(first, last + 1):
                 held[indices[position]] = True
+                modes[indices[position]] = Phase.BATCH
             cycles_held += 1
-    realtime = sum(
-        (warm * costs.realtime_replica_hourly * hours[i]) if held[i] else always[i]
-        for i in range(len(samples))
-    )
-    batch_work = sum(work[i] for i in range(len(samples)) if held[i])
-    return OracleResult(
-        held=tuple(held),
-        costs=Costs(
-            realtime=realtime,
-            batch=batch_work / (efficiency * (1 - retry)) * costs.batch_pod_hourly,
-            staging=cycles_held * costs.data_staging_per_run,
-            operations=cycles_held * costs.operations_per_day,
-        ),
-        cycles_held=cycles_held,
-    )
+    return cycles_held, cycles_async
+
+
+def _async_saving(
+    spec: WorkloadPlacementSpec,
+    fleet: list[int] | None,
+    always: list[float],
+    hours: list[float],
+    indices: list[int],
+) -> float:
+    """What a whole cycle in async saves against realtime, its queue and operations paid;
+    -inf where async does not fit."""
+    if fleet is None:
+        return -math.inf
+    costs = spec.costs
+    served = sum(fleet[i] * costs.realtime_replica_hourly * hours[i] for i in indices)
+    fixed = costs.queue_per_day + costs.operations_per_day
+    return sum(always[i] for i in indices) - served - fixed
+
+
+def _cheaper(batch_saving: float, async_saving: float) -> Phase:
+    """The mode that saves most, realtime when neither saves; a tie (to the cent) is async's."""
+    if async_saving > _EPSILON and async_saving + 0.005 >= batch_saving:
+        return Phase.ASYNC
+    if batch_saving > _EPSILON:
+        return Phase.BATCH
+    return Phase.REALTIME
+
+
+def _async_fleet(spec: WorkloadPlacementSpec, samples: Sequence[Sample]) -> list[int] | None:
+    """The replicas KEDA would run per sample in async, or None where async may not be
+    used: no spec.async, or acceptableDelay not longer than its scaleUpTime. (The queue and
+    KEDA are taken as there: the replay asks what the modes cost.)"""
+    spec_async = spec.async_
+    if spec_async is None:
+        return None
+    if spec.latency.acceptable_delay.timedelta <= spec_async.scale_up_time.timedelta:
+        return None
+    warm = spec.target.warm_replicas
+    return [
+        async_replicas(
+            s.replicas * s.utilization,
+            target=spec_async.target_utilization,
+            warm=warm,
+            maximum=s.replicas,
+        )
+        for s in samples
+    ]
 
 
 def _may_act(spec: WorkloadPlacementSpec) -> bool:
@@ -776,11 +973,22 @@ def _with_oracle(
         if held
     )
     fixed_per_cycle = costs.data_staging_per_run + costs.operations_per_day
+    fleet = _async_fleet(spec, samples)
+    modes = oracle.modes or tuple(Phase.BATCH if h else Phase.REALTIME for h in oracle.held)
     seen_cycles: set[str] = set()
     total = 0.0
     result = []
-    for step, sample, h, held in zip(steps, samples, hours, oracle.held, strict=True):
-        if held:
+    for index, (step, sample, h, held) in enumerate(
+        zip(steps, samples, hours, oracle.held, strict=True)
+    ):
+        mode = modes[index]
+        if mode is Phase.ASYNC and fleet is not None:
+            total += fleet[index] * costs.realtime_replica_hourly * h
+            label = current_or_next_window(spec.batch.window, sample.at).label
+            if label not in seen_cycles:
+                seen_cycles.add(label)
+                total += costs.queue_per_day + costs.operations_per_day
+        elif held:
             total += warm * costs.realtime_replica_hourly * h
             if held_work > 0:
                 total += efficiency_cost * sample.replicas * sample.utilization * h / held_work
@@ -790,17 +998,23 @@ def _with_oracle(
                 total += fixed_per_cycle
         else:
             total += sample.replicas * costs.realtime_replica_hourly * h
-        result.append(replace(step, oracle_held=held, cost_oracle=total))
+        result.append(replace(step, oracle_held=held, oracle_mode=mode, cost_oracle=total))
     return result
 
 
-def _changes(flags: Iterable[bool]) -> int:
+def _changes(flags: Iterable[object]) -> int:
     values = list(flags)
     return sum(a != b for a, b in itertools.pairwise(values))
 
 
 def _held_hours(steps: Sequence[Step], *, oracle: bool) -> float:
     return sum(step.hours for step in steps if (step.oracle_held if oracle else step.held))
+
+
+def _async_hours(steps: Sequence[Step], *, oracle: bool) -> float:
+    return sum(
+        step.hours for step in steps if (step.oracle_mode if oracle else step.mode) is Phase.ASYNC
+    )
 
 
 def _measured_json(item: Measured) -> dict[str, object]:

@@ -36,7 +36,21 @@ def table(result: ReplayResult) -> str:
     lines.append(
         f"operator costs: realtime {operator.realtime:.2f} + batch {operator.batch:.2f} + "
         f"staging {operator.staging:.2f} + operations {operator.operations:.2f}"
+        + (f" + queue {operator.queue:.2f}" if operator.queue else "")
     )
+    operator_summary: dict[str, Any] = summary["operator"]  # type: ignore[assignment]
+    oracle_summary: dict[str, Any] = summary["oracle"]  # type: ignore[assignment]
+    if operator_summary["asyncHours"] or oracle_summary["asyncHours"]:
+        lines.append(
+            f"async hours: operator {operator_summary['asyncHours']:g}, oracle "
+            f"{oracle_summary['asyncHours']:g} ({oracle_summary['cyclesAsync']} cycles)"
+        )
+    per = result.cost_per_request()
+    if per is not None:
+        lines.append(
+            f"cost per {per['unit']}: always realtime {per['alwaysRealtime']:.4g}, operator "
+            f"{per['operator']:.4g}, oracle {per['oracle']:.4g} {currency}"
+        )
     succeeded = sum(job.outcome == "Succeeded" for job in result.jobs)
     lines.append(
         f"jobs {len(result.jobs)} ({succeeded} succeeded, {len(result.jobs) - succeeded} "
@@ -142,6 +156,7 @@ def plot(result: ReplayResult, path: Path) -> None:
         alpha=0.5,
         label="operator holds",
     )
+    _async_bands(fleet, times, steps, top)
     for job in result.jobs:
         end = job.finished_at or times[-1]
         color = {"Succeeded": "tab:green", "Failed": "tab:red"}.get(str(job.outcome), "tab:orange")
@@ -163,6 +178,24 @@ def plot(result: ReplayResult, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _async_bands(axes: Any, times: list[Any], steps: Any, top: float) -> None:
+    """The hours in async, the oracle's and the operator's, beside their holds."""
+    rows = ((True, 1.02, "tab:olive", "oracle"), (False, 1.10, "tab:purple", "operator"))
+    for oracle, row, color, who in rows:
+        flags = [(s.oracle_mode if oracle else s.mode) == "Async" for s in steps]
+        if any(flags):
+            axes.fill_between(
+                times,
+                [top * (row + 0.06) if flag else 0 for flag in flags],
+                top * row,
+                where=flags,
+                step="post",
+                color=color,
+                alpha=0.5,
+                label=f"{who} async",
+            )
 
 
 def _shade(axes: Any, times: list[Any], flags: list[bool], color: str, label: str) -> None:

@@ -12,6 +12,8 @@
 - queue_depth (optional): work waiting, shown in decisions.
 - job_outcome (optional): `failed` makes a batch Job running at that moment fail there.
   Empty or `succeeded`: Jobs finish when their work is done.
+- requests (optional): requests (or tokens, metrics.requestsUnit) arriving per second, for
+  the cost per 1,000 requests (or 1M tokens).
 
 Each row stands for the time until the next one (the last for the median step).
 """
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-COLUMNS = ("timestamp", "replicas", "utilization", "queue_depth", "job_outcome")
+COLUMNS = ("timestamp", "replicas", "utilization", "queue_depth", "job_outcome", "requests")
 JOB_FAILED = "failed"
 _OUTCOMES = {"", "succeeded", JOB_FAILED}
 
@@ -43,6 +45,7 @@ class Sample:
     utilization: float
     queue_depth: float | None = None
     job_outcome: str | None = None  # "failed": a running batch Job fails now
+    requests: float | None = None  # per second (metrics.requests)
 
     @property
     def job_fails(self) -> bool:
@@ -78,6 +81,7 @@ def _sample(row: dict[str, str], line: int) -> Sample:
         replicas = int(field("replicas"))
         utilization = float(field("utilization"))
         queue = float(field("queue_depth")) if field("queue_depth") else None
+        requests = float(field("requests")) if field("requests") else None
     except ValueError as error:
         raise SeriesError(f"row {line}: {error}") from error
     if replicas < 0:
@@ -87,7 +91,9 @@ def _sample(row: dict[str, str], line: int) -> Sample:
     outcome = field("job_outcome").lower()
     if outcome not in _OUTCOMES:
         raise SeriesError(f"row {line}: job_outcome {outcome!r}: use failed, succeeded or nothing")
-    return Sample(at, replicas, utilization, queue, outcome or None)
+    if requests is not None and not (math.isfinite(requests) and requests >= 0):
+        raise SeriesError(f"row {line}: requests {requests} is not a rate >= 0")
+    return Sample(at, replicas, utilization, queue, outcome or None, requests)
 
 
 def parse_time(text: str) -> datetime:
@@ -115,6 +121,7 @@ def format_series(samples: Iterable[Sample]) -> str:
                 f"{s.utilization:.6g}",
                 "" if s.queue_depth is None else f"{s.queue_depth:.6g}",
                 s.job_outcome or "",
+                "" if s.requests is None else f"{s.requests:.6g}",
             ]
         )
     return out.getvalue()

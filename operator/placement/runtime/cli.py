@@ -270,6 +270,26 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--queue-depth", type=non_negative, help="work waiting, as the queue query reports it"
     )
+    explain.add_argument(
+        "--requests",
+        type=non_negative,
+        help="requests (or tokens, metrics.requestsUnit) processed per second: cost per request",
+    )
+    explain.add_argument(
+        "--async-queue",
+        type=non_negative,
+        help="the value of spec.async.queue (async needs a readable queue; default: none read)",
+    )
+    explain.add_argument(
+        "--no-keda",
+        action="store_true",
+        help="KEDA is not installed (async then stays realtime: AsyncNeedsKeda)",
+    )
+    explain.add_argument(
+        "--idle-hours",
+        type=non_negative,
+        help="hours a day no work arrives (async runs warmReplicas then; default 0)",
+    )
     explain.add_argument("--now", type=_aware_datetime, help="ISO-8601 time (default: now)")
     explain.add_argument(
         "-o",
@@ -587,7 +607,17 @@ def _explain(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.file)
     now = args.now or dt.datetime.now(dt.UTC)
     try:
-        result = explain(manifest, args.replicas, args.utilization, args.queue_depth, now)
+        result = explain(
+            manifest,
+            args.replicas,
+            args.utilization,
+            args.queue_depth,
+            now,
+            requests=args.requests,
+            async_queue=args.async_queue,
+            keda_installed=not args.no_keda,
+            idle_hours=args.idle_hours,
+        )
     except ValidationError as error:
         raise _invalid(args.file, error, prefix="" if "spec" in manifest else "spec.") from None
     if args.output == "text":
@@ -595,6 +625,32 @@ def _explain(args: argparse.Namespace) -> int:
     else:
         print(_formatted(result, args.output))
     return 0
+
+
+def _async_worksheet(result: dict[str, Any]) -> list[str]:
+    currency = result["currency"]
+    lines: list[str] = []
+    terms = result.get("asyncBreakdown")
+    if terms:
+        lines += [
+            "",
+            f"  async capacity avoided     {terms['capacityAvoided']:>10.2f} {currency}/day"
+            f"  ({terms['expectedReplicas']:g} replicas expected, {terms['busyReplicas']} while "
+            f"busy, {terms['idleHoursPerDay']:g}h idle)",
+            f"- queue                    {terms['queue']:>10.2f}",
+            f"- operations               {terms['operations']:>10.2f}",
+            f"= async savings             {terms['savingsPerDay']:>10.2f} {currency}/day",
+        ]
+    per = result.get("costPerRequest")
+    if per:
+        now = "unknown" if per["measured"] is None else f"{per['measured']:.4g} {currency}"
+        later = (
+            ""
+            if per["forecast"] is None
+            else f", {per['forecast']:.4g} {currency} in {per['mode']}"
+        )
+        lines += ["", f"cost per {per['unit']}: {now} now{later}"]
+    return lines
 
 
 def _worksheet(result: dict[str, Any]) -> str:
@@ -612,7 +668,9 @@ def _worksheet(result: dict[str, Any]) -> str:
             ("operations", "operations"),
         ):
             lines.append(f"- {label:<25}{breakdown[key]:>10.2f}")
-        lines.append(f"= savings                   {result['savingsPerDay']:>10.2f} {currency}/day")
+        total = result["batchSavingsPerDay"]
+        lines.append(f"= savings                   {total:>10.2f} {currency}/day")
+    lines += _async_worksheet(result)
     inputs = {k: v for k, v in result["inputs"].items() if v is not None}
     lines.append("")
     lines.append("inputs: " + ", ".join(f"{k}={v}" for k, v in inputs.items()))

@@ -113,6 +113,9 @@ class OperatorConfig:
     # operator deletes older ones it created once their outcome is recorded in status.
     job_history_successful: int = 3
     job_history_failed: int = 1
+    # The Prometheus KEDA's trigger queries for an async placement's queue; empty: the
+    # operator's own (prometheus_url). Set it when KEDA reaches Prometheus by another address.
+    keda_prometheus_url: str = ""
 
     @classmethod
     def from_environment(cls, **overrides: object) -> OperatorConfig:
@@ -149,6 +152,7 @@ class OperatorConfig:
             "health_stall_seconds": _env_float("PLACEMENT_HEALTH_STALL_SECONDS", 0.0),
             "job_history_successful": _env_int("PLACEMENT_JOB_HISTORY_SUCCESSFUL", 3),
             "job_history_failed": _env_int("PLACEMENT_JOB_HISTORY_FAILED", 1),
+            "keda_prometheus_url": os.environ.get("PLACEMENT_KEDA_PROMETHEUS_URL", ""),
         }
         if os.environ.get("PLACEMENT_JOB_POD_POLICY", "").strip():
             values["job_pod_policy"] = JobPodPolicy.from_json(
@@ -222,7 +226,18 @@ class OperatorConfig:
         self._validate_prometheus_connection()
         self.protected_targets()  # raises with the setting named
 
+    def keda_prometheus(self) -> str:
+        """The Prometheus address written into async placements' ScaledObjects."""
+        return self.keda_prometheus_url or self.prometheus_url
+
     def _validate_prometheus_connection(self) -> None:
+        if self.keda_prometheus_url and not self.keda_prometheus_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                "PLACEMENT_KEDA_PROMETHEUS_URL must be an http:// or https:// URL, got "
+                f"{_USERINFO.sub('//***@', self.keda_prometheus_url)!r}"
+            )
         # Messages name the variables, never their values: these are credentials.
         if self.prometheus_bearer_token and self.prometheus_basic_auth_username:
             raise ValueError(

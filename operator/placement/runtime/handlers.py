@@ -274,6 +274,7 @@ def register(  # noqa: C901
                     job_history=job_history,
                     job_pod_policy=config.job_pod_policy,
                     protected=protected,
+                    keda_prometheus_url=config.keda_prometheus(),
                 )
                 write_status(body, patch, memo.kube, memo, telemetry)
             completed = True
@@ -306,6 +307,7 @@ def evaluate(
     job_pod_policy: JobPodPolicy | None = None,
     protected: ProtectedTargets | None = None,
     job_history: tuple[int, int] = (3, 1),
+    keda_prometheus_url: str = "",
 ) -> float:
     """Evaluate one placement: observe once, reconcile (every decision), execute the plan,
     and leave its status in `patch` (for `write_status`); return seconds until it is due
@@ -316,6 +318,7 @@ def evaluate(
         job_pod_policy=job_pod_policy or JobPodPolicy(),
         protected=protected or ProtectedTargets(),
         job_history=job_history,
+        keda_prometheus_url=keda_prometheus_url,
     )
     placement = placement_of(body)
     plan = admit(placement, settings, now)

@@ -1,0 +1,263 @@
+"""Async in the plan, on the fake cluster: moving records the original replicas (the hold, at
+the current count) and then applies the ScaledObject; leaving deletes it, then restores;
+deleting the placement does the same; our own ScaledObject is no conflict, any other is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from placement.core.cluster import Refused
+from placement.core.reconcile import (
+    ApplyScaledObject,
+    DeleteScaledObject,
+    Restore,
+    Settings,
+    TakeHold,
+)
+from placement.core.scaledobject import scaled_object_manifest
+from tests.unit.factories import example_manifest
+from tests.unit.fake_operator import NAMESPACE, AsyncOperator, ScriptedMetrics
+
+MIDDAY = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+QUERY = 'sum(queue_depth{queue="summarize"})'
+SO = "placement-summarizer"
+PROMETHEUS = "http://prometheus.monitoring:9090"
+
+
+def _async_manifest() -> dict[str, Any]:
+    manifest = example_manifest()
+    spec = manifest["spec"]
+    spec["latency"]["acceptableDelay"] = "10m"
+    spec["async"] = {"queue": QUERY, "scaleUpTime": "2m"}
+    spec["costs"]["queuePerDay"] = 1.0
+    spec["metrics"]["requests"] = "sum(rate(requests_total[5m]))"
+    return manifest
+
+
+def _operator(**changes: Any) -> AsyncOperator:
+    return AsyncOperator(
+        manifest=_async_manifest(),
+        metrics=ScriptedMetrics(value=0.15),
+        settings=Settings(scope_metrics=False, keda_prometheus_url=PROMETHEUS),
+        **changes,
+    )
+
+
+def test_moving_to_async_records_the_replicas_then_applies_the_scaled_object() -> None:
+    op = _operator()
+    plan = op.plan(MIDDAY)
+    hold, apply = plan.steps
+    assert isinstance(hold, TakeHold) and (hold.replicas, hold.original) == (4, 4)
+    assert isinstance(apply, ApplyScaledObject) and apply.requires == ("hold",)
+    executed = op.evaluate(MIDDAY)
+    assert executed.steps == (
+        "TakeHold deployment/summarizer 4",
+        "ApplyScaledObject placement-summarizer",
+        "Event MovedToAsync",
+    )
+    deployment = op.cluster.deployments["summarizer"]
+    assert (deployment.replicas, deployment.original_replicas) == (4, 4)  # nothing scaled yet
+    manifest = op.cluster.scaled_objects[SO]
+    assert manifest["metadata"]["labels"] == {"placement.runplacement.io/placement": "summarizer"}
+    assert manifest["spec"]["scaleTargetRef"]["name"] == "summarizer"
+    assert (manifest["spec"]["minReplicaCount"], manifest["spec"]["maxReplicaCount"]) == (0, 4)
+    trigger = manifest["spec"]["triggers"][0]
+    assert trigger["metadata"]["query"] == QUERY
+    assert trigger["metadata"]["serverAddress"] == PROMETHEUS
+    status = op.status
+    assert status["phase"] == "Async" and status["originalReplicas"] == 4
+    assert status["async"] == {"since": "2026-11-22T12:00:00Z", "scaledObject": SO}
+    decision = status["decision"]
+    assert decision["reason"] == "MovedToAsync" and decision["savingsPerDay"] == 64.8
+    assert decision["asyncBreakdown"] == {
+        "savingsPerDay": 64.8,
+        "capacityAvoided": 73.8,
+        "queue": 1.0,
+        "operations": 8.0,
+        "workReplicas": 0.6,
+        "busyReplicas": 1,
+        "idleHoursPerDay": 0.0,
+        "expectedReplicas": 1.0,
+    }
+    # 4 replicas * 1.025 / (2 requests/s * 3600) * 1000 = 0.5694 now; in async
+    # (98.40 - 64.80) / (2 * 86400) * 1000 = 0.1944.
+    assert decision["costPerRequest"] == {
+        "unit": "1,000 requests",
+        "requestsPerSecond": 2.0,
+        "measured": 0.569444,
+        "forecast": 0.194444,
+        "mode": "Async",
+    }
+    event = op.effects.events[-1]
+    assert "cost per 1,000 requests 0.5694 USD now, 0.1944 USD in Async" in event.message
+
+
+def test_in_async_keda_scales_and_the_operator_only_reapplies_a_missing_scaled_object() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 1)  # KEDA's doing: within [0, 4]
+    later = MIDDAY + timedelta(minutes=5)
+    executed = op.evaluate(later)
+    assert executed.steps == ()
+    assert op.status["phase"] == "Async"
+    del op.cluster.scaled_objects[SO]  # someone deleted it
+    executed = op.evaluate(later + timedelta(minutes=5))
+    assert executed.steps == ("Log", "ApplyScaledObject placement-summarizer")
+    assert SO in op.cluster.scaled_objects
+
+
+def test_scaled_outside_the_bounds_while_in_async_is_a_manual_override() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 9)
+    executed = op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.status["phase"] == "Blocked"
+    assert op.reasons()[-1] == "ManualOverride"
+    # KEDA stops too: the 9 replicas someone set stay.
+    assert executed.steps[0] == "DeleteScaledObject placement-summarizer"
+    assert op.cluster.scaled_objects == {}
+    assert op.cluster.deployments["summarizer"].replicas == 9
+
+
+def test_a_new_target_stops_keda_on_the_old_one_before_giving_it_back() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 1)
+    op.cluster.add("translator", 3)
+    op.change_spec("target.deployment", "translator")
+    executed = op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert executed.steps[:2] == (
+        "DeleteScaledObject placement-summarizer",
+        "Restore deployment/summarizer 4",
+    )
+    assert op.cluster.deployments["summarizer"].replicas == 4
+
+
+def test_a_spec_change_in_async_applies_the_scaled_object_again() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.change_spec("latency.acceptableDelay", "30m")
+    executed = op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert executed.steps == ("Log", "ApplyScaledObject placement-summarizer")
+    assert op.cluster.scaled_objects[SO]["spec"]["pollingInterval"] == 60
+
+
+def test_leaving_async_deletes_the_scaled_object_before_restoring() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 1)
+    op.keda_installed = False  # KEDA uninstalled
+    plan = op.plan(MIDDAY + timedelta(minutes=5))
+    unscale, restore = plan.steps
+    assert isinstance(unscale, DeleteScaledObject) and unscale.name == SO
+    assert isinstance(restore, Restore) and restore.requires == ("unscale",)
+    executed = op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert executed.steps == (
+        "DeleteScaledObject placement-summarizer",
+        "Restore deployment/summarizer 4",
+        "Event LeftAsync",
+    )
+    assert op.cluster.scaled_objects == {}
+    deployment = op.cluster.deployments["summarizer"]
+    assert (deployment.replicas, deployment.managed_by) == (4, None)
+    assert op.status["phase"] == "Realtime" and "originalReplicas" not in op.status
+    assert op.status["async"] == {}
+    assert "AsyncNeedsKeda: async needs KEDA" in op.effects.events[-1].message
+
+
+def test_switching_to_recommend_leaves_async() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.change_spec("mode", "Recommend")
+    op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.reasons() == ["MovedToAsync", "LeftAsync"]
+    assert op.cluster.scaled_objects == {}
+    assert op.cluster.deployments["summarizer"].replicas == 4
+
+
+def test_deleting_the_placement_in_async_deletes_the_scaled_object_then_restores() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 2)  # KEDA's count, not a manual change
+    steps = op.delete()
+    assert steps[:2] == (
+        "DeleteScaledObject placement-summarizer",
+        "Restore deployment/summarizer 4",
+    )
+    assert op.cluster.scaled_objects == {}
+    assert op.cluster.deployments["summarizer"].replicas == 4
+
+
+def test_deleting_after_a_manual_change_in_async_keeps_what_was_set() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 9)  # beyond what KEDA may set: a person
+    steps = op.delete()
+    assert steps[:2] == (
+        "DeleteScaledObject placement-summarizer",
+        "ForgetHold deployment/summarizer",
+    )
+    assert op.cluster.deployments["summarizer"].replicas == 9
+
+
+def test_our_scaled_object_is_no_conflict_and_any_other_autoscaler_is() -> None:
+    op = _operator()
+    op.cluster.autoscalers["summarizer"] = [
+        f"ScaledObject/{SO}",
+        f"HorizontalPodAutoscaler/keda-hpa-{SO}",
+    ]
+    op.evaluate(MIDDAY)
+    assert op.status["phase"] == "Async"
+    op.cluster.autoscalers["summarizer"].append("ScaledObject/someone-elses")
+    op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.status["phase"] == "Blocked"
+    assert op.reasons()[-1] == "ConflictingAutoscaler"
+
+
+def test_a_leftover_scaled_object_outside_async_is_deleted() -> None:
+    op = _operator(keda_installed=False)
+    op.cluster.scaled_objects[SO] = scaled_object_manifest(
+        placement="summarizer",
+        namespace=NAMESPACE,
+        deployment="summarizer",
+        query=QUERY,
+        queue_per_replica=10,
+        min_replicas=0,
+        max_replicas=4,
+        acceptable_delay=timedelta(minutes=10),
+        prometheus_url=PROMETHEUS,
+    )
+    executed = op.evaluate(MIDDAY)
+    assert executed.steps[0] == "DeleteScaledObject placement-summarizer"
+    assert op.reasons() == ["AsyncNeedsKeda"]
+
+
+def test_a_hold_with_our_scaled_object_and_no_status_is_recovered_as_async() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.statuses.clear()  # the status write was lost
+    op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.reasons() == ["MovedToAsync", "Recovered", "MovedToAsync"]
+    assert op.status["phase"] == "Async"
+    assert "continuing async" in op.effects.events[1].message
+
+
+def test_a_scaled_object_delete_refused_for_good_does_not_keep_the_placement() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+
+    def refuse(namespace: str, name: str) -> bool:
+        raise Refused("403: scaledobjects.keda.sh is forbidden")
+
+    op.cluster.delete_scaled_object = refuse  # type: ignore[method-assign]
+    steps = op.delete()
+    assert steps[:3] == (
+        "DeleteScaledObject placement-summarizer",
+        "Event Restored (refused)",
+        "Restore deployment/summarizer 4",
+    )
+    warning = op.effects.events[-2]
+    assert warning.type == "Warning" and "delete it by hand" in warning.message
+    assert "403: scaledobjects.keda.sh is forbidden" in warning.message
+    assert op.cluster.deployments["summarizer"].replicas == 4
