@@ -71,7 +71,8 @@ def test_moves_to_batch_keeps_warm_replicas_and_runs_the_windows_job(
     assert moved.type == "Normal"
     assert moved.message.startswith(
         "saves 262.92 USD/day = capacity avoided 288.00 - batch 9.60 - "
-        "staging 5.00 - retries 0.48 - operations 10.00; deployment/summarizer 4 -> 1; "
+        "staging 5.00 - retries 0.48 - operations 10.00 - missed windows 0.00; "
+        "deployment/summarizer 4 -> 1; "
         f"job summarizer-{window_label} created"
     )
     assert placements.wait_for_event("summarizer", "BatchSucceeded").type == "Normal"

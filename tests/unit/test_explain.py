@@ -37,10 +37,11 @@ def test_explain_the_design_example(source: object) -> None:
         "dataStaging": 4.1,
         "retries": 2.0,
         "operations": 8.0,
+        "missedWindowRisk": 0.0,
     }
     assert result["message"] == (
         "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10"
-        " - retries 2.00 - operations 8.00; deployment/summarizer 4 -> 0;"
+        " - retries 2.00 - operations 8.00 - missed windows 0.00; deployment/summarizer 4 -> 0;"
         " job summarizer-20261122-0100 created"
     )
     assert result["inputs"]["replicas"] == 4

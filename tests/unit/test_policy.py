@@ -39,12 +39,12 @@ MIDDAY = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # 17h before the next window
 
 SAVES = (
     "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10"
-    " - retries 2.00 - operations 8.00"
+    " - retries 2.00 - operations 8.00 - missed windows 0.00"
 )
 EIGHT_HOURS = {"latency.acceptableDelay": "8h"}
 SAVES_HELD_8H = (
     "saves 5.67 USD/day (held 8h a day) = capacity avoided 32.80 - batch 14.37 - staging 4.10"
-    " - retries 0.67 - operations 8.00"
+    " - retries 0.67 - operations 8.00 - missed windows 0.00"
 )
 
 

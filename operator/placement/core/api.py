@@ -919,6 +919,12 @@ class Breakdown(BaseModel):
     data_staging: float = Field(description="dataStagingPerRun * runs per day.")
     retries: float = Field(description="Batch processing * retryRate.")
     operations: float = Field(description="operationsPerDay.")
+    missed_window_risk: float = Field(
+        default=0,
+        description="missedWindowCost * missed-window rate (measured once learning.minRuns "
+        "windows are known, else costs.missedWindowRate): the expected cost of missed "
+        "windows per day.",
+    )
 
 
 class DecisionInputs(BaseModel):
@@ -1093,6 +1099,12 @@ class LearningStatus(BaseModel):
     )
     retry_rate: MeasuredValue | None = Field(
         default=None, description="Failed pod-hours over all pod-hours of the runs."
+    )
+    missed_window_rate: MeasuredValue | None = Field(
+        default=None,
+        description="Missed windows (batch.missedWindows) over the windows known: those a "
+        "kept run succeeded in plus the missed ones; runs counts those windows. In use only "
+        "with a costs.missedWindowCost.",
     )
     runs: list[RunStatus] = Field(
         default_factory=list,

@@ -1,6 +1,7 @@
 """The daily savings formula (docs/design.md). Pure arithmetic: no I/O, no clock.
 
-    savings = realtime capacity avoided - batch processing - (data staging + retries + operations)
+    savings = realtime capacity avoided - batch processing
+              - (data staging + retries + operations + missed-window risk)
 
 Every term is kept, because users are shown every term, never only the total.
 
@@ -11,6 +12,10 @@ realtime the rest of the day: held_hours = min(D, 24h). Capacity is avoided, and
 batch, only while held; work arriving outside that interval is served realtime as before.
 With D >= 24h this is docs/design.md's formula exactly (held_hours = 24). Staging (one run a day)
 and operations stay per day.
+
+Missed-window risk: the expected cost per day of a missed window, costs.missedWindowCost x the
+share of windows missed (measured from the placement's own windows once learning.minRuns are
+known, costs.missedWindowRate until then) x runs per day.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class CostBreakdown:
     work_replica_hours: float
     batch_pod_hours: float
     held_hours: float = HOURS_PER_DAY  # hours a day the Deployment is held scaled down
+    missed_window_risk: float = 0.0  # missedWindowCost x missed-window rate, per day
 
     @property
     def savings(self) -> float:
@@ -68,6 +74,7 @@ class CostBreakdown:
             - self.data_staging
             - self.retries
             - self.operations
+            - self.missed_window_risk
         )
 
     @property
@@ -93,6 +100,7 @@ class CostBreakdown:
             f" - staging {self.data_staging:.2f}"
             f" - retries {self.retries:.2f}"
             f" - operations {self.operations:.2f}"
+            f" - missed windows {self.missed_window_risk:.2f}"
         )
 
     def non_finite(self) -> str | None:
@@ -107,13 +115,14 @@ class CostBreakdown:
         return None
 
     def rounded(self) -> dict[str, float]:
-        """The five terms in API field names, to the cent (for status and explain)."""
+        """The six terms in API field names, to the cent (for status and explain)."""
         return {
             "capacityAvoided": round(self.capacity_avoided, 2),
             "batchProcessing": round(self.batch_processing, 2),
             "dataStaging": round(self.data_staging, 2),
             "retries": round(self.retries, 2),
             "operations": round(self.operations, 2),
+            "missedWindowRisk": round(self.missed_window_risk, 2),
         }
 
 
@@ -155,6 +164,8 @@ def daily_costs(
         work_replica_hours=work_replica_hours,
         batch_pod_hours=batch_pod_hours,
         held_hours=held_hours,
+        # One window a day: the expected cost of missing it, per day.
+        missed_window_risk=costs.missed_window_cost * costs.missed_window_rate * runs_per_day,
     )
 
 

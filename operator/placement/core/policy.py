@@ -293,7 +293,9 @@ def _context(
     problem = _metrics_problem(spec, observed)
     recorded = _record_job_outcomes(spec, state, observed)
     held_hours = held_hours_per_day(spec.latency.acceptable_delay.timedelta)
-    learned = learn(spec.costs, spec.learning, recorded.runs)
+    learned = learn(
+        spec.costs, spec.learning, recorded.runs, missed_windows=recorded.missed_windows
+    )
     numbers_problem = None
     baseline = recorded.baseline_utilization
     if baseline is not None and not 0 <= baseline <= 1:  # NaN fails too

@@ -120,6 +120,9 @@ def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningS
     return LearningStatus(
         batch_efficiency=None if learned is None else _measured(learned.batch_efficiency, 4),
         retry_rate=None if learned is None else _measured(learned.retry_rate, 4),
+        missed_window_rate=None
+        if learned is None or learned.missed_window_rate is None
+        else _measured(learned.missed_window_rate, 4),
         # The same fields both ways; only runs learning can measure.
         runs=[RunStatus(**asdict(clean)) for run in runs if (clean := measurable(run))],
     )
