@@ -88,9 +88,7 @@ def test_a_placement_that_missed_windows_prices_them_from_its_own_history() -> N
 
 def test_without_a_cost_per_missed_window_the_rate_is_shown_but_changes_nothing() -> None:
     spec = make_spec()
-    learned = learn(
-        spec.costs, LearningSpec(min_runs=1), (_succeeded(16),), missed_windows=1
-    )
+    learned = learn(spec.costs, LearningSpec(min_runs=1), (_succeeded(16),), missed_windows=1)
     assert learned.missed_window_rate is not None
     assert learned.missed_window_rate.measured == pytest.approx(0.5)
     assert not learned.missed_window_rate.in_use

@@ -43,7 +43,7 @@ def number_text(value: float) -> str:
     return f"{value:g}"
 
 
-def _as_float(count: int) -> float:
+def as_float(count: int) -> float:
     """An integer count as a float; one beyond float range becomes infinite instead of raising
     OverflowError, so the finiteness check below names it."""
     try:
@@ -143,16 +143,20 @@ def daily_costs(
     utilization: float,
     held_hours: float,
     runs_per_day: int = RUNS_PER_DAY,
+    work_replica_hours: float | None = None,
 ) -> CostBreakdown:
     """Apply the formula. `utilization` is useful work over capacity, in [0, 1];
-    `held_hours` comes from held_hours_per_day()."""
+    `held_hours` comes from held_hours_per_day(). `work_replica_hours`, when given, is the
+    work of the held hours as forecast (planning.py), instead of replicas x utilization x
+    held hours."""
     # With fewer replicas than warmReplicas nothing can be avoided; never a negative saving
     # from this term (the batch terms still count).
-    avoidable_replicas = _as_float(max(replicas - warm_replicas, 0))
+    avoidable_replicas = as_float(max(replicas - warm_replicas, 0))
     capacity_avoided = avoidable_replicas * costs.realtime_replica_hourly * held_hours
     # All work arising while held is charged to batch even when warm replicas keep serving
     # some of it: conservative on purpose, it can only understate savings.
-    work_replica_hours = _as_float(replicas) * utilization * held_hours
+    if work_replica_hours is None:
+        work_replica_hours = as_float(replicas) * utilization * held_hours
     batch_pod_hours = work_replica_hours / costs.batch_efficiency
     batch_processing = batch_pod_hours * costs.batch_pod_hourly
     return CostBreakdown(

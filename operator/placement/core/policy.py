@@ -40,14 +40,17 @@ from enum import StrEnum
 from placement.core.api import (
     MAX_MESSAGE_LENGTH,
     Action,
+    CostsSpec,
     FallbackAction,
     Mode,
     Phase,
     ProductRisk,
     WorkloadPlacementSpec,
 )
+from placement.core.backlog import Backlog, BacklogInputs, project_backlog
 from placement.core.costs import (
     CostBreakdown,
+    as_float,
     batch_duration,
     daily_costs,
     held_hours_per_day,
@@ -55,7 +58,10 @@ from placement.core.costs import (
     parallel_pods,
 )
 from placement.core.durations import format_duration
+from placement.core.forecast import forecast_load
 from placement.core.learning import Learned, Run, learn, record
+from placement.core.observation import LoadHistory
+from placement.core.planning import HOLD_MARGIN, HoldPlan, Planner, Planning, WorkForecast
 from placement.core.reasons import ConditionType, EventType, Reason
 from placement.core.window import (
     WindowSpan,
@@ -78,7 +84,12 @@ _BATCH_REASONS = frozenset(
 # Counters in status are int64 in the API server: one beyond would make every status write fail.
 _INT64_MAX = 2**63 - 1
 _FALLBACK_REASONS = frozenset(
-    {Reason.FALLBACK_RESTORED, Reason.BATCH_WINDOW_MISSED, Reason.BATCH_JOB_FAILED}
+    {
+        Reason.FALLBACK_RESTORED,
+        Reason.BATCH_WINDOW_MISSED,
+        Reason.BATCH_JOB_FAILED,
+        Reason.BACKLOG_WILL_MISS_WINDOW,
+    }
 )
 
 
@@ -136,6 +147,10 @@ class Observed:
     metrics_age: timedelta | None = None  # age of the newest utilization sample
     conflicting_autoscaler: str | None = None  # e.g. "horizontalpodautoscaler/summarizer"
     jobs: tuple[JobObservation, ...] = ()  # Jobs this placement owns
+    demand: float | None = None  # work arriving per second (metrics.demand), when read
+    # metrics.demand / metrics.queueDepth is set: the backlog can be watched while held.
+    backlog_metrics: bool = False
+    history: LoadHistory | None = None  # the placement's own load, for the forecast
 
     def job(self, name: str) -> JobObservation | None:
         return next((job for job in self.jobs if job.name == name), None)
@@ -159,6 +174,11 @@ class State:
     last_missed_window: str | None = None
     fallback_until: datetime | None = None
     runs: tuple[Run, ...] = ()  # the latest finished Jobs, measured (learning)
+    # While holding: the planned hold [from, until) taken at the move (kept until it ends).
+    planned_hold: tuple[datetime, datetime] | None = None
+    # Realtime replicas one unit of demand keeps busy, measured before the move: converts
+    # demand and queue depth into replica-hours while held.
+    replicas_per_demand: float | None = None
 
     @property
     def holding(self) -> bool:
@@ -175,6 +195,7 @@ class Inputs:
     warm_replicas: int | None = None
     utilization: float | None = None
     queue_depth: float | None = None
+    demand: float | None = None
     work_replica_hours: float | None = None
     batch_pod_hours: float | None = None
     parallel_pods: int | None = None
@@ -215,6 +236,8 @@ class Decision:
     # so learning can later set it against the pod-hours the Job took).
     job_work_replica_hours: float | None = None
     learned: Learned | None = None  # measured beside declared batchEfficiency and retryRate
+    plan: HoldPlan | None = None  # the planned hold of the current or next window
+    backlog: Backlog | None = None  # while holding: the projected work against the window
 
     @property
     def savings_per_day(self) -> float | None:
@@ -246,6 +269,15 @@ class _Context:
     pods: int
     held_hours: float
     learned: Learned
+    # The hold chosen for the current or next window; None: no load known to plan with.
+    planning: Planning | None = None
+    forecast: WorkForecast | None = None
+    backlog: Backlog | None = None  # while holding
+    replicas_per_demand: float | None = None
+
+    @property
+    def plan(self) -> HoldPlan | None:
+        return None if self.planning is None else self.planning.plan
 
     @property
     def deployment(self) -> str:
@@ -277,6 +309,7 @@ def decide(
     decision = (
         _blocked(ctx)
         or _fallback(ctx)
+        or _backlog_will_miss(ctx)
         or _fallback_hold(ctx)
         or _metrics_unavailable(ctx)
         or _gates(ctx)
@@ -310,15 +343,30 @@ def _context(
     else:
         replicas = observed.replicas
         utilization = observed.utilization if problem is None else None
+    costs = learned.costs(spec.costs)
+    pods = parallel_pods(spec.costs, spec.batch.job_template)
+    ratio = _replicas_per_demand(observed, recorded, replicas, utilization)
+    forecast = None
+    if recorded.holding or problem is None:  # never plan on bad metrics
+        forecast = _work_forecast(
+            observed, recorded, now, window, held_hours, replicas, utilization, ratio
+        )
+    planning = None
+    if forecast is not None and replicas is not None:
+        planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
+        planning = _planning(planner, recorded, held_hours)
     breakdown = None
-    if replicas is not None and utilization is not None:
+    if planning is not None and planning.plan is not None:
+        breakdown = planning.plan.breakdown
+    elif replicas is not None and utilization is not None:
         breakdown = daily_costs(
-            learned.costs(spec.costs),
+            costs,
             replicas=replicas,
             warm_replicas=spec.target.warm_replicas,
             utilization=utilization,
             held_hours=held_hours,
         )
+    if breakdown is not None:
         # The boundary guard. Every input is bounded (spec by the models, learned values
         # like declared ones, utilization in [0,1]), so this does not happen unless a count
         # is beyond any real one (a forged status). Savings that are no number are unknown,
@@ -328,7 +376,10 @@ def _context(
         bad = breakdown.non_finite()
         if bad is not None:
             numbers_problem = bad
-            breakdown = None
+            breakdown, planning = None, None
+    backlog = None
+    if recorded.holding:
+        backlog = _backlog(observed, recorded, now, window, forecast, ratio, costs, pods, planning)
     return _Context(
         spec=spec,
         observed=observed,
@@ -343,9 +394,115 @@ def _context(
         replicas=replicas,
         utilization=utilization,
         breakdown=breakdown,
-        pods=parallel_pods(spec.costs, spec.batch.job_template),
-        held_hours=held_hours,
+        pods=pods,
+        held_hours=planning.plan.hours if planning and planning.plan else held_hours,
         learned=learned,
+        planning=planning,
+        forecast=forecast,
+        backlog=backlog,
+        replicas_per_demand=ratio,
+    )
+
+
+def _usable_demand(observed: Observed) -> float | None:
+    demand = observed.demand
+    return demand if demand is not None and math.isfinite(demand) and demand >= 0 else None
+
+
+def _replicas_per_demand(
+    observed: Observed, state: State, replicas: int | None, utilization: float | None
+) -> float | None:
+    """Realtime replicas one unit of demand keeps busy: measured while realtime, the value
+    recorded at the move while holding (the held fleet's utilization says nothing)."""
+    if state.holding:
+        ratio = state.replicas_per_demand
+        return ratio if ratio is not None and math.isfinite(ratio) and ratio > 0 else None
+    demand = _usable_demand(observed)
+    if replicas is None or utilization is None or not demand or replicas <= 0:
+        return None
+    ratio = utilization * replicas / demand
+    return ratio if math.isfinite(ratio) and ratio > 0 else None
+
+
+def _work_forecast(
+    observed: Observed,
+    state: State,
+    now: datetime,
+    window: WindowSpan,
+    longest_hours: float,
+    replicas: int | None,
+    utilization: float | None,
+    ratio: float | None,
+) -> WorkForecast | None:
+    """The forecast of the hours a hold may cover (and of now on), in replica-hours: from
+    demand when it can be converted (while held it is what is observed instead of the
+    frozen baseline), else from utilization. None: no load known at all."""
+    if replicas is None:
+        return None
+    start = min(window.end - timedelta(hours=longest_hours), now)
+    if state.holding and state.planned_hold is not None:
+        start = min(start, state.planned_hold[0])
+    history = observed.history
+    demand = _usable_demand(observed)
+    demand_history = history if history is not None and history.source == "demand" else None
+    if ratio is not None and (demand is not None or demand_history is not None):
+        made = forecast_load(
+            demand_history,
+            now=start,
+            until=window.end,
+            zone=window.zone,
+            fallback=demand,
+            source="demand",
+        )
+        return WorkForecast(made, ratio)
+    usable = history if history is not None and history.source == "utilization" else None
+    if utilization is None and usable is None:
+        return None
+    made = forecast_load(
+        usable, now=start, until=window.end, zone=window.zone, fallback=utilization
+    )
+    return WorkForecast(made, as_float(replicas))
+
+
+def _planning(planner: Planner, state: State, longest_hours: float) -> Planning:
+    """While holding, the hold taken at the move until it ends (no flapping on a forecast
+    that moves); otherwise the best hold for the current or next window."""
+    recorded = state.planned_hold if state.holding else None
+    if recorded is not None and recorded[1] == planner.window.end and recorded[0] < recorded[1]:
+        return Planning(planner.hold(recorded[0]), longest_hours=longest_hours)
+    return planner.choose(longest_hours)
+
+
+def _backlog(
+    observed: Observed,
+    state: State,
+    now: datetime,
+    window: WindowSpan,
+    forecast: WorkForecast | None,
+    ratio: float | None,
+    costs: CostsSpec,
+    pods: int,
+    planning: Planning | None,
+) -> Backlog:
+    held_since = state.batch_since
+    plan = None if planning is None else planning.plan
+    if plan is not None and (held_since is None or held_since < plan.start):
+        held_since = plan.start
+    queue = _finite_or_none(observed.queue_depth)
+    return project_backlog(
+        BacklogInputs(
+            demand=_usable_demand(observed),
+            queue=queue if queue is not None and queue >= 0 else None,
+            replicas_per_demand=ratio,
+            configured=observed.backlog_metrics,
+            held_since=held_since,
+        ),
+        now=now,
+        window=window,
+        forecast=forecast,
+        batch_efficiency=costs.batch_efficiency,
+        retry_rate=costs.retry_rate,
+        pods=pods,
     )
 
 
@@ -514,6 +671,45 @@ def _run_fallback(ctx: _Context, span: WindowSpan, cause_reason: Reason, cause: 
     )
 
 
+def _backlog_will_miss(ctx: _Context) -> Decision | None:
+    """Held, and the work the window will have to do no longer fits it: realtime comes back
+    before the window is missed (or, with fallback Alert, a Warning says so)."""
+    backlog = ctx.backlog
+    if not ctx.state.holding or backlog is None or backlog.fits:
+        return None
+    if _succeeded_in(ctx, ctx.window) or ctx.now >= ctx.window.end:
+        return None
+    if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
+        state = replace(ctx.state, fallback_until=ctx.window.end)
+        return _restore(
+            replace(ctx, state=state),
+            Action.FALLBACK,
+            Phase.FALLBACK,
+            Reason.BACKLOG_WILL_MISS_WINDOW,
+            EventType.WARNING,
+            f"{backlog.describe()}; realtime restored before the window is missed; batch "
+            f"resumes with the next planned hold after {_utc(ctx.window.end)}",
+        )
+    job = _job_to_create(ctx)
+    if job is not None:
+        ctx = replace(ctx, state=replace(ctx.state, current_job=job))
+    return _decision(
+        ctx,
+        Action.CREATE_JOB if job is not None else Action.WAIT,
+        Phase.BATCH,
+        Reason.BACKLOG_WILL_MISS_WINDOW,
+        EventType.WARNING,
+        f"{backlog.describe()}; fallback Alert: {ctx.deployment} left at "
+        f"{ctx.observed.replicas} replicas" + (f"; job {job} created" if job else ""),
+        desired_replicas=ctx.warm,
+        job_name=job,
+    )
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
 def _fallback_hold(ctx: _Context) -> Decision | None:
     """After a fallback, wait for the next window instead of moving straight back."""
     until = ctx.state.fallback_until
@@ -532,7 +728,12 @@ def _fallback_hold(ctx: _Context) -> Decision | None:
         Phase.FALLBACK,
         reason,
         EventType.WARNING,
-        f"in fallback until {until:%Y-%m-%d %H:%M} UTC, when the next window starts",
+        f"in fallback until {until:%Y-%m-%d %H:%M} UTC, "
+        + (
+            "when the window whose backlog would not fit ends"
+            if reason is Reason.BACKLOG_WILL_MISS_WINDOW
+            else "when the next window starts"
+        ),
         desired_replicas=ctx.warm if ctx.state.holding else None,
     )
 
@@ -605,12 +806,15 @@ def _leaning_batch(ctx: _Context) -> bool:
 def _window_fit_gate(ctx: _Context) -> tuple[Reason, str] | None:
     if ctx.breakdown is None:
         return None
+    planned = _plan_fit(ctx)
+    if planned is not None:
+        return planned
     needed = batch_duration(ctx.breakdown.batch_pod_hours, ctx.pods)
     batch_needs = (
         f"batch needs {ctx.breakdown.batch_pod_hours:.2f} pod-hours / {ctx.pods} parallel "
         f"pods = {format_duration(needed)}"
     )
-    if needed > ctx.window.length:
+    if ctx.planning is None and needed > ctx.window.length:
         return Reason.WINDOW_TOO_SHORT, (
             f"{batch_needs} > window {ctx.window.describe()} ({format_duration(ctx.window.length)})"
         )
@@ -629,6 +833,47 @@ def _window_fit_gate(ctx: _Context) -> tuple[Reason, str] | None:
     )
 
 
+def _plan_fit(ctx: _Context) -> tuple[Reason, str] | None:
+    """No hold fits the window (even the shortest), or the hold taken no longer fits all of
+    the window's capacity (the move needed HOLD_MARGIN of it: hysteresis)."""
+    planning = ctx.planning
+    if planning is None:
+        return None
+    plan = planning.plan
+    if plan is None:
+        longest = planning.longest
+        if longest is None:
+            return None
+        needed = batch_duration(longest.batch_pod_hours, ctx.pods)
+        return Reason.WINDOW_TOO_SHORT, (
+            f"batch needs {longest.batch_pod_hours:.2f} pod-hours at the forecast's high "
+            f"quantile / {ctx.pods} parallel pods = {format_duration(needed)} > "
+            f"{HOLD_MARGIN:g} of window {ctx.window.describe()} "
+            f"({format_duration(ctx.window.length)}), and no shorter hold fits either"
+        )
+    if ctx.state.holding and plan.batch_pod_hours > plan.capacity_pod_hours / HOLD_MARGIN:
+        return Reason.WINDOW_TOO_SHORT, (
+            f"the hold's work no longer fits the whole window: {plan.describe()}"
+        )
+    return None
+
+
+def _hold_gate(ctx: _Context) -> tuple[Reason, str] | None:
+    """Before the planned hold starts, realtime, when the plan holds fewer hours than
+    acceptableDelay allows (the longer holds would not fit the window, or save less).
+    A recommendation describes the placement, not this hour: not flipped by it."""
+    planning = ctx.planning
+    plan = None if planning is None else planning.plan
+    if plan is None or planning is None or not planning.shortened or plan.contains(ctx.now):
+        return None
+    if not ctx.state.holding and not _would_act(ctx):
+        return None
+    return Reason.HOLD_PLANNED, (
+        f"realtime until the {plan.describe()}; a longer hold "
+        + ("saves less" if planning.longer_fits else "would not fit the window")
+    )
+
+
 def _would_act(ctx: _Context) -> bool:
     return ctx.spec.mode is Mode.ENFORCE and ctx.spec.product_risk is not ProductRisk.HIGH
 
@@ -639,6 +884,7 @@ GATES: tuple[Gate, ...] = (
     _delay_gate,
     _savings_gate,
     _window_fit_gate,
+    _hold_gate,
 )
 
 
@@ -680,13 +926,14 @@ def _recommend_only(ctx: _Context) -> Decision | None:
     if ctx.state.holding:
         return _restore(ctx, Action.RESTORE, Phase.REALTIME, Reason.RESTORED, EventType.NORMAL, why)
     current = ctx.observed.replicas
+    plan = "" if ctx.plan is None else f"; {ctx.plan.describe()}"
     return _decision(
         ctx,
         Action.MOVE_TO_BATCH,
         Phase.REALTIME,
         Reason.BATCH_RECOMMENDED,
         EventType.NORMAL,
-        f"{ctx.savings_text}; would scale {ctx.deployment} {current} -> {ctx.warm} ({why})",
+        f"{ctx.savings_text}{plan}; would scale {ctx.deployment} {current} -> {ctx.warm} ({why})",
         desired_replicas=ctx.warm,
         actuate=False,
     )
@@ -707,6 +954,7 @@ def _enforce(ctx: _Context) -> Decision:
 def _move_to_batch(ctx: _Context) -> Decision:
     current = ctx.observed.replicas
     assert current is not None  # _blocked handled a missing Deployment
+    plan = ctx.plan
     state = replace(
         ctx.state,
         original_replicas=current,
@@ -714,9 +962,15 @@ def _move_to_batch(ctx: _Context) -> Decision:
         batch_since=ctx.now,
         last_missed_window=None,
         fallback_until=None,
+        planned_hold=None if plan is None else (plan.start, plan.end),
+        replicas_per_demand=ctx.replicas_per_demand,
     )
     ctx = replace(ctx, state=state)
     parts = [ctx.savings_text, f"{ctx.deployment} {current} -> {ctx.warm}"]
+    if plan is not None:
+        parts.append(plan.describe())
+    if not ctx.observed.backlog_metrics:
+        parts.append("backlog not watched (no metrics.demand or metrics.queueDepth)")
     job = _job_to_create(ctx)
     if job is not None:
         ctx = replace(ctx, state=replace(ctx.state, current_job=job))
@@ -861,7 +1115,14 @@ def _restore(
     """Scale back to the recorded original replicas and forget the batch hold."""
     original = ctx.state.original_replicas
     assert original is not None
-    state = replace(ctx.state, original_replicas=None, baseline_utilization=None, batch_since=None)
+    state = replace(
+        ctx.state,
+        original_replicas=None,
+        baseline_utilization=None,
+        batch_since=None,
+        planned_hold=None,
+        replicas_per_demand=None,
+    )
     return _decision(
         replace(ctx, state=state),
         action,
@@ -909,6 +1170,8 @@ def _decision(
         evaluated_at=ctx.now,
         job_work_replica_hours=None if job_name is None else _work_for_job(ctx),
         learned=ctx.learned,
+        plan=ctx.plan,
+        backlog=ctx.backlog if ctx.state.holding else None,
     )
 
 
@@ -916,12 +1179,17 @@ def _work_for_job(ctx: _Context) -> float | None:
     """The work the window's Job is given: everything that arrived while held, before the
     window ends: replicas * utilization * hours held, from the move (or the start of the
     daily held interval) to the end of the window."""
-    if ctx.replicas is None or ctx.utilization is None:
-        return None
     held_from = ctx.window.end - timedelta(hours=ctx.held_hours)
+    plan = ctx.plan
+    if plan is not None:
+        held_from = plan.start
     since = ctx.state.batch_since
     if since is not None and since > held_from:
         held_from = since
+    if plan is not None and ctx.forecast is not None:
+        return round(ctx.forecast.work(held_from, ctx.window.end), 4)
+    if ctx.replicas is None or ctx.utilization is None:
+        return None
     hours = max((ctx.window.end - held_from).total_seconds() / 3600, 0.0)
     return round(ctx.replicas * ctx.utilization * hours, 4)
 
@@ -935,6 +1203,7 @@ def _inputs(ctx: _Context) -> Inputs:
         warm_replicas=ctx.warm,
         utilization=ctx.utilization,
         queue_depth=_finite_or_none(ctx.observed.queue_depth),
+        demand=_usable_demand(ctx.observed),
         work_replica_hours=None if breakdown is None else round(breakdown.work_replica_hours, 4),
         batch_pod_hours=None if breakdown is None else round(breakdown.batch_pod_hours, 4),
         parallel_pods=ctx.pods,

@@ -554,6 +554,7 @@ def _observed(
             )
     steps: list[Step] = []
     utilization, queue = observation.utilization, observation.queue_depth
+    demand = observation.demand
     ok = utilization is not None and utilization.ok
     if queue is not None and not queue.ok:
         # Optional and informative only: a queue gauge that vanishes at zero must not block
@@ -569,6 +570,9 @@ def _observed(
         metrics_age=utilization.age(now) if ok and utilization is not None else None,
         conflicting_autoscaler=", ".join(conflicts) or None,
         jobs=observation.jobs,
+        demand=demand.value if demand is not None and demand.ok else None,
+        backlog_metrics=spec.metrics.demand is not None or spec.metrics.queue_depth is not None,
+        history=observation.history,
     )
     return observed, steps
 
