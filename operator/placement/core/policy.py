@@ -851,7 +851,14 @@ def _plan_fit(ctx: _Context) -> tuple[Reason, str] | None:
             f"{HOLD_MARGIN:g} of window {ctx.window.describe()} "
             f"({format_duration(ctx.window.length)}), and no shorter hold fits either"
         )
-    if ctx.state.holding and plan.batch_pod_hours > plan.capacity_pod_hours / HOLD_MARGIN:
+    # While held, a watched backlog says what the window will have to do (BacklogWillMissWindow);
+    # otherwise the hold's forecast, which moves only with what is learned.
+    watched = ctx.backlog is not None and ctx.backlog.watched
+    if (
+        ctx.state.holding
+        and not watched
+        and plan.batch_pod_hours > plan.capacity_pod_hours / HOLD_MARGIN
+    ):
         return Reason.WINDOW_TOO_SHORT, (
             f"the hold's work no longer fits the whole window: {plan.describe()}"
         )
