@@ -270,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--queue-depth", type=non_negative, help="work waiting, as the queue query reports it"
     )
+    explain.add_argument(
+        "--demand",
+        type=non_negative,
+        help="work arriving per second, as metrics.demand reports it (the forecast's unit)",
+    )
     explain.add_argument("--now", type=_aware_datetime, help="ISO-8601 time (default: now)")
     explain.add_argument(
         "-o",
@@ -587,7 +592,9 @@ def _explain(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.file)
     now = args.now or dt.datetime.now(dt.UTC)
     try:
-        result = explain(manifest, args.replicas, args.utilization, args.queue_depth, now)
+        result = explain(
+            manifest, args.replicas, args.utilization, args.queue_depth, now, demand=args.demand
+        )
     except ValidationError as error:
         raise _invalid(args.file, error, prefix="" if "spec" in manifest else "spec.") from None
     if args.output == "text":
@@ -610,6 +617,7 @@ def _worksheet(result: dict[str, Any]) -> str:
             ("dataStaging", "data staging"),
             ("retries", "retries"),
             ("operations", "operations"),
+            ("missedWindowRisk", "missed windows"),
         ):
             lines.append(f"- {label:<25}{breakdown[key]:>10.2f}")
         lines.append(f"= savings                   {result['savingsPerDay']:>10.2f} {currency}/day")
@@ -620,6 +628,14 @@ def _worksheet(result: dict[str, Any]) -> str:
     lines.append(
         f"window: {window['start']} -> {window['end']} ({'open' if window['open'] else 'next'})"
     )
+    hold = result.get("plannedHold")
+    if hold:
+        lines.append(
+            f"planned hold: {hold['from']} -> {hold['until']} ({hold['hours']:g}h): forecast "
+            f"{hold['forecastWorkReplicaHours']:.2f} replica-hours, "
+            f"{hold['forecastBatchPodHours']:.2f} batch pod-hours at the high quantile <= "
+            f"{hold['windowCapacityPodHours']:.2f} window capacity; forecast: {hold['forecast']}"
+        )
     lines.append(
         f"action: {result['action']} (phase {result['phase']}, "
         f"{'would act' if result['actuate'] else 'changes nothing'})"
