@@ -1251,6 +1251,9 @@ def _finish(ctx: _Context, decision: Decision) -> Decision:
         last_action=decision.action,
         last_reason=decision.reason,
     )
+    if state.holding and decision.plan is not None:
+        # Held into the next window's hold: that one is kept until it ends, as at a move.
+        state = replace(state, planned_hold=(decision.plan.start, decision.plan.end))
     decision = replace(decision, state=state, noteworthy=noteworthy)
     return replace(decision, conditions=_conditions(ctx, decision))
 
