@@ -201,3 +201,17 @@ def test_no_hold_fits_a_load_above_the_window_capacity() -> None:
     planning = _planner(make_spec(), _shaped(1.0, 1.0, high_factor=1.0), pods=1).choose(24)
     assert planning.plan is None
     assert planning.longest is not None and planning.longest.hours == 24.0
+
+
+def test_hours_already_past_are_priced_as_the_same_hours_a_day_later() -> None:
+    # The forecast starts at the hour holding now (20:00) and reaches a day past the window;
+    # a hold that began at 05:00 is priced with the 05:00 of the next day: the daily shape.
+    hours = tuple(
+        HourForecast(_at(21, 20) + timedelta(hours=i), float(i), 2.0 * i) for i in range(33)
+    )
+    forecast = WorkForecast(Forecast("utilization", "test", hours, from_history=True), 2.0)
+    # 22 Nov 05:00 is hour 9 of the forecast: load 9 (typical), 18 (high), x 2 replicas.
+    assert forecast.rate(_at(21, 5)) == 18.0
+    assert forecast.rate(_at(21, 5), high=True) == 36.0
+    # [19:00, 21:00): 19:00 is past (-> 22 Nov 19:00, hour 23), 20:00 is hour 0.
+    assert forecast.work(_at(21, 19), _at(21, 21)) == (23.0 + 0.0) * 2

@@ -34,11 +34,17 @@ from placement.core.window import WindowSpan
 # forecast is a forecast, and a run that needs the whole window misses it on any slow night.
 HOLD_MARGIN = 0.8
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
 class WorkForecast:
-    """The forecast in realtime replica-hours of work."""
+    """The forecast in realtime replica-hours of work.
+
+    The forecast starts at the hour holding now (it reads the history up to now); a hold is
+    a daily figure and may have started earlier today. An hour already past is priced as the
+    same hour a day later (the forecast is made until a day after the window's end): the daily
+    shape, so the plan of a window does not change as its hours go by."""
 
     forecast: Forecast
     replicas_per_unit: float  # the fleet's replicas (utilization), or per unit of demand
@@ -51,12 +57,27 @@ class WorkForecast:
     def basis(self) -> str:
         return self.forecast.basis
 
+    @property
+    def _first(self) -> datetime | None:
+        return self.forecast.hours[0].start if self.forecast.hours else None
+
     def work(self, start: datetime, end: datetime, *, high: bool = False) -> float:
         """Replica-hours of work arriving over [start, end)."""
-        return self.forecast.work(start, end, high=high) * self.replicas_per_unit
+        first = self._first
+        total = 0.0
+        if first is not None and start < first:
+            past_end = min(end, first)
+            total += self.forecast.work(start + DAY, past_end + DAY, high=high)
+            start = first
+        if end > start:
+            total += self.forecast.work(start, end, high=high)
+        return total * self.replicas_per_unit
 
     def rate(self, moment: datetime, *, high: bool = False) -> float:
         """Replicas' worth of work arriving per hour at `moment`."""
+        first = self._first
+        if first is not None and moment < first:
+            moment += DAY
         return self.forecast.load(moment, high=high) * self.replicas_per_unit
 
 

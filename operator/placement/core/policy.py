@@ -348,9 +348,7 @@ def _context(
     ratio = _replicas_per_demand(observed, recorded, replicas, utilization)
     forecast = None
     if recorded.holding or problem is None:  # never plan on bad metrics
-        forecast = _work_forecast(
-            observed, recorded, now, window, held_hours, replicas, utilization, ratio
-        )
+        forecast = _work_forecast(observed, now, window, replicas, utilization, ratio)
     planning = None
     if forecast is not None and replicas is not None:
         planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
@@ -426,10 +424,8 @@ def _replicas_per_demand(
 
 def _work_forecast(
     observed: Observed,
-    state: State,
     now: datetime,
     window: WindowSpan,
-    longest_hours: float,
     replicas: int | None,
     utilization: float | None,
     ratio: float | None,
@@ -439,28 +435,21 @@ def _work_forecast(
     frozen baseline), else from utilization. None: no load known at all."""
     if replicas is None:
         return None
-    start = min(window.end - timedelta(hours=longest_hours), now)
-    if state.holding and state.planned_hold is not None:
-        start = min(start, state.planned_hold[0])
+    # From now (the forecast reads the history up to now) to a day past the window's end:
+    # the hours of a hold already past are priced as the same hours a day later.
+    until = window.end + timedelta(days=1)
     history = observed.history
     demand = _usable_demand(observed)
     demand_history = history if history is not None and history.source == "demand" else None
     if ratio is not None and (demand is not None or demand_history is not None):
         made = forecast_load(
-            demand_history,
-            now=start,
-            until=window.end,
-            zone=window.zone,
-            fallback=demand,
-            source="demand",
+            demand_history, now=now, until=until, zone=window.zone, fallback=demand, source="demand"
         )
         return WorkForecast(made, ratio)
     usable = history if history is not None and history.source == "utilization" else None
     if utilization is None and usable is None:
         return None
-    made = forecast_load(
-        usable, now=start, until=window.end, zone=window.zone, fallback=utilization
-    )
+    made = forecast_load(usable, now=now, until=until, zone=window.zone, fallback=utilization)
     return WorkForecast(made, as_float(replicas))
 
 
