@@ -949,7 +949,8 @@ class DecisionInputs(BaseModel):
     )
     work_replica_hours: float | None = Field(
         default=None,
-        description="Work moved to batch per day: replicas * utilization * heldHoursPerDay.",
+        description="Work moved to batch per day: the forecast work of the planned hold "
+        "(with the lookback reading alone, replicas * utilization * heldHoursPerDay).",
     )
     batch_pod_hours: float | None = Field(
         default=None, description="workReplicaHours / batchEfficiency: one run's pod-hours."
@@ -966,9 +967,10 @@ class DecisionInputs(BaseModel):
     )
     held_hours_per_day: float | None = Field(
         default=None,
-        description="Hours a day the Deployment is held scaled down: min(acceptableDelay, "
-        "24h), because batch is used only while the wait until the window ends is at most "
-        "acceptableDelay. Capacity avoided and batch work count these hours only.",
+        description="Hours a day the Deployment is held scaled down: the planned hold "
+        "(status.batch.plannedHold), at most min(acceptableDelay, 24h), because batch is used "
+        "only while the wait until the window ends is at most acceptableDelay. Capacity "
+        "avoided and batch work count these hours only.",
     )
     metrics_age_seconds: float | None = Field(
         default=None, description="Age of the newest metric sample."
