@@ -16,8 +16,10 @@ import pytest
 
 from placement.core.api import Action, Phase
 from placement.core.backlog import NOT_CONFIGURED
+from placement.core.observation import DeploymentState, Observation, Outcome, Reading
 from placement.core.policy import Decision, Observed, State, decide
 from placement.core.reasons import EventType, Reason
+from placement.core.reconcile import Placement, Restore, reconcile
 from placement.core.status import build_status
 from tests.unit.factories import EXAMPLE_UTILIZATION, make_spec
 
@@ -174,3 +176,36 @@ def test_without_a_queue_the_waiting_work_is_estimated_from_the_hold() -> None:
     assert "no queue depth: the work waiting is estimated from the hold's start" in (
         decision.message
     )
+
+
+def test_through_reconcile_the_demand_reading_restores_with_its_event() -> None:
+    manifest_spec = make_spec(**DEMAND).model_dump(by_alias=True, mode="json", exclude_none=True)
+    placement = Placement(NAME, "ml", 1, manifest_spec, {})
+    demand = Reading("demand", "q", Outcome.OK, 100.0, sampled_at=_at(21, 22))
+    utilization = Reading("utilization", "u", Outcome.OK, EXAMPLE_UTILIZATION)
+    realtime = DeploymentState(NAME, 4, None, None, resource_version="1")
+    moved = reconcile(
+        placement,
+        make_spec(**DEMAND),
+        Observation(realtime, utilization=utilization, demand=demand),
+        _at(21, 22),
+    )
+    assert moved.report.event is not None and moved.report.event.reason == "MovedToBatch"
+    status = moved.report.status
+    assert status is not None and status["batch"]["replicasPerDemand"] == pytest.approx(0.0179584)
+    held = Placement(NAME, "ml", 1, manifest_spec, status)
+    risen = Reading("demand", "q", Outcome.OK, 600.0, sampled_at=_at(21, 23))
+    deployment = DeploymentState(NAME, 0, 4, NAME, held_since=_at(21, 22), resource_version="2")
+    plan = reconcile(
+        held,
+        make_spec(**DEMAND),
+        Observation(deployment, claimed=(deployment,), demand=risen),
+        _at(21, 23),
+    )
+    assert any(isinstance(step, Restore) and step.replicas == 4 for step in plan.steps)
+    event = plan.report.event
+    assert event is not None
+    assert (event.type, event.reason) == (EventType.WARNING, "BacklogWillMissWindow")
+    assert "backlog projected at" in event.message and "> window capacity 32.00" in event.message
+    assert plan.report.status is not None
+    assert plan.report.status["batch"].get("backlog") is None  # restored: nothing to watch
