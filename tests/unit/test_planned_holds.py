@@ -132,13 +132,14 @@ def test_a_whole_day_that_fits_is_held_as_before() -> None:
 def test_recommend_mode_describes_the_plan_and_is_not_flipped_by_the_hour() -> None:
     placement = _Placement(make_spec(**ONE_POD, mode="Recommend"))
     for hour in (12, 20, 23):
-        decision, _ = placement.evaluate(_at(21, hour))
+        decision, patch = placement.evaluate(_at(21, hour))
         assert decision.reason is Reason.BATCH_RECOMMENDED, hour
         assert PLAN_TEXT in decision.message
         assert decision.message.endswith(
             "would scale deployment/summarizer 4 -> 0 (mode Recommend: nothing changed)"
         )
         assert decision.noteworthy is (hour == 12)
+        assert (patch is None) is (hour != 12)  # the same plan all day: written once
 
 
 def test_a_plan_taken_is_kept_until_it_ends() -> None:
