@@ -78,7 +78,14 @@ class BacklogInputs:
     queue: float | None  # waiting, now
     replicas_per_demand: float | None  # recorded at the move
     configured: bool  # metrics.demand or metrics.queueDepth is set
-    held_since: datetime | None
+    held_since: datetime | None  # the move
+    hold_start: datetime | None = None  # the planned hold's start (held for longer: the day's)
+
+    @property
+    def waiting_since(self) -> datetime | None:
+        """Since when work has been waiting for this window: the later of the two."""
+        moments = [m for m in (self.held_since, self.hold_start) if m is not None]
+        return max(moments, default=None)
 
 
 def project_backlog(
@@ -109,7 +116,7 @@ def project_backlog(
     if inputs.queue is not None:
         waiting = inputs.queue * ratio / SECONDS_PER_HOUR
     else:
-        waiting = _estimated_waiting(forecast, observed_rate, inputs.held_since, now, level)
+        waiting = _estimated_waiting(forecast, observed_rate, inputs.waiting_since, now, level)
         note = "no queue depth: the work waiting is estimated from the hold's start"
     needed = (waiting + arriving) / batch_efficiency * (1 + retry_rate)
     hours_left = max((window.end - max(now, window.start)).total_seconds() / 3600, 0.0)

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from placement.core.api import CostsSpec
-from placement.core.costs import CostBreakdown, daily_costs
+from placement.core.costs import CostBreakdown, as_float, daily_costs
 from placement.core.durations import format_duration
-from placement.core.forecast import Forecast
+from placement.core.forecast import Forecast, forecast_load
+from placement.core.observation import LoadHistory
 from placement.core.window import WindowSpan
 
 # The forecast work (high quantile) must fit this share of the window's capacity: a
@@ -180,6 +181,13 @@ class Planner:
             basis=self.forecast.basis,
         )
 
+    def plan(self, taken: tuple[datetime, datetime] | None, longest_hours: float) -> Planning:
+        """While holding, the hold `taken` at the move until it ends (no flapping on a
+        forecast that moves); otherwise the best hold for the window."""
+        if taken is not None and taken[1] == self.window.end and taken[0] < taken[1]:
+            return Planning(self.hold(taken[0]), longest_hours=longest_hours)
+        return self.choose(longest_hours)
+
     def choose(self, longest_hours: float) -> Planning:
         """The hold with the largest savings among those that fit; when none pays, the
         longest that fits (the savings gate then says it loses)."""
@@ -204,3 +212,55 @@ def _lengths(longest_hours: float) -> list[timedelta]:
         return []
     whole = math.ceil(longest_hours - 1e-9)
     return [min(HOUR * step, timedelta(hours=longest_hours)) for step in range(1, whole + 1)]
+
+
+def usable_demand(value: float | None) -> float | None:
+    """A demand (or queue) reading the arithmetic can use: finite and not negative."""
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+def positive(value: float | None) -> float | None:
+    """A conversion factor the arithmetic can use (a status edited by hand may hold any)."""
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+def replicas_per_demand(
+    demand: float | None, replicas: int | None, utilization: float | None
+) -> float | None:
+    """Realtime replicas one unit of demand keeps busy, measured while realtime
+    (utilization x replicas / demand); None when there is nothing to measure it on."""
+    if replicas is None or utilization is None or not demand or replicas <= 0:
+        return None
+    ratio = utilization * replicas / demand
+    return ratio if math.isfinite(ratio) and ratio > 0 else None
+
+
+def work_forecast(
+    history: LoadHistory | None,
+    *,
+    now: datetime,
+    window: WindowSpan,
+    replicas: int | None,
+    utilization: float | None,
+    demand: float | None,
+    replicas_per_demand: float | None,
+) -> WorkForecast | None:
+    """The forecast in replica-hours, from now (the forecast reads the history up to now)
+    until a day past the window's end: from demand when it can be converted (while held it
+    is what is observed instead of the utilization frozen at the move), else from
+    utilization. None: no load known at all."""
+    if replicas is None:
+        return None
+    until = window.end + DAY
+    ratio = positive(replicas_per_demand)
+    demand_history = history if history is not None and history.source == "demand" else None
+    if ratio is not None and (demand is not None or demand_history is not None):
+        made = forecast_load(
+            demand_history, now=now, until=until, zone=window.zone, fallback=demand, source="demand"
+        )
+        return WorkForecast(made, ratio)
+    usable = history if history is not None and history.source == "utilization" else None
+    if utilization is None and usable is None:
+        return None
+    made = forecast_load(usable, now=now, until=until, zone=window.zone, fallback=utilization)
+    return WorkForecast(made, as_float(replicas))

@@ -40,7 +40,6 @@ from enum import StrEnum
 from placement.core.api import (
     MAX_MESSAGE_LENGTH,
     Action,
-    CostsSpec,
     FallbackAction,
     Mode,
     Phase,
@@ -50,7 +49,6 @@ from placement.core.api import (
 from placement.core.backlog import Backlog, BacklogInputs, project_backlog
 from placement.core.costs import (
     CostBreakdown,
-    as_float,
     batch_duration,
     daily_costs,
     held_hours_per_day,
@@ -58,10 +56,19 @@ from placement.core.costs import (
     parallel_pods,
 )
 from placement.core.durations import format_duration
-from placement.core.forecast import forecast_load
 from placement.core.learning import Learned, Run, learn, record
 from placement.core.observation import LoadHistory
-from placement.core.planning import HOLD_MARGIN, HoldPlan, Planner, Planning, WorkForecast
+from placement.core.planning import (
+    HOLD_MARGIN,
+    HoldPlan,
+    Planner,
+    Planning,
+    WorkForecast,
+    positive,
+    replicas_per_demand,
+    usable_demand,
+    work_forecast,
+)
 from placement.core.reasons import ConditionType, EventType, Reason
 from placement.core.window import (
     WindowSpan,
@@ -345,14 +352,26 @@ def _context(
         utilization = observed.utilization if problem is None else None
     costs = learned.costs(spec.costs)
     pods = parallel_pods(spec.costs, spec.batch.job_template)
-    ratio = _replicas_per_demand(observed, recorded, replicas, utilization)
+    ratio = (
+        positive(recorded.replicas_per_demand)
+        if recorded.holding
+        else replicas_per_demand(_usable_demand(observed), replicas, utilization)
+    )
     forecast = None
     if recorded.holding or problem is None:  # never plan on bad metrics
-        forecast = _work_forecast(observed, now, window, replicas, utilization, ratio)
+        forecast = work_forecast(
+            observed.history,
+            now=now,
+            window=window,
+            replicas=replicas,
+            utilization=utilization,
+            demand=_usable_demand(observed),
+            replicas_per_demand=ratio,
+        )
     planning = None
     if forecast is not None and replicas is not None:
         planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
-        planning = _planning(planner, recorded, held_hours)
+        planning = planner.plan(recorded.planned_hold if recorded.holding else None, held_hours)
     breakdown = None
     if planning is not None and planning.plan is not None:
         breakdown = planning.plan.breakdown
@@ -377,7 +396,23 @@ def _context(
             breakdown, planning = None, None
     backlog = None
     if recorded.holding:
-        backlog = _backlog(observed, recorded, now, window, forecast, ratio, costs, pods, planning)
+        queue = observed.queue_depth
+        backlog = project_backlog(
+            BacklogInputs(
+                demand=_usable_demand(observed),
+                queue=usable_demand(queue),  # same unit, same checks
+                replicas_per_demand=ratio,
+                configured=observed.backlog_metrics,
+                held_since=recorded.batch_since,
+                hold_start=planning.plan.start if planning and planning.plan else None,
+            ),
+            now=now,
+            window=window,
+            forecast=forecast,
+            batch_efficiency=costs.batch_efficiency,
+            retry_rate=costs.retry_rate,
+            pods=pods,
+        )
     return _Context(
         spec=spec,
         observed=observed,
@@ -403,96 +438,7 @@ def _context(
 
 
 def _usable_demand(observed: Observed) -> float | None:
-    demand = observed.demand
-    return demand if demand is not None and math.isfinite(demand) and demand >= 0 else None
-
-
-def _replicas_per_demand(
-    observed: Observed, state: State, replicas: int | None, utilization: float | None
-) -> float | None:
-    """Realtime replicas one unit of demand keeps busy: measured while realtime, the value
-    recorded at the move while holding (the held fleet's utilization says nothing)."""
-    if state.holding:
-        ratio = state.replicas_per_demand
-        return ratio if ratio is not None and math.isfinite(ratio) and ratio > 0 else None
-    demand = _usable_demand(observed)
-    if replicas is None or utilization is None or not demand or replicas <= 0:
-        return None
-    ratio = utilization * replicas / demand
-    return ratio if math.isfinite(ratio) and ratio > 0 else None
-
-
-def _work_forecast(
-    observed: Observed,
-    now: datetime,
-    window: WindowSpan,
-    replicas: int | None,
-    utilization: float | None,
-    ratio: float | None,
-) -> WorkForecast | None:
-    """The forecast of the hours a hold may cover (and of now on), in replica-hours: from
-    demand when it can be converted (while held it is what is observed instead of the
-    frozen baseline), else from utilization. None: no load known at all."""
-    if replicas is None:
-        return None
-    # From now (the forecast reads the history up to now) to a day past the window's end:
-    # the hours of a hold already past are priced as the same hours a day later.
-    until = window.end + timedelta(days=1)
-    history = observed.history
-    demand = _usable_demand(observed)
-    demand_history = history if history is not None and history.source == "demand" else None
-    if ratio is not None and (demand is not None or demand_history is not None):
-        made = forecast_load(
-            demand_history, now=now, until=until, zone=window.zone, fallback=demand, source="demand"
-        )
-        return WorkForecast(made, ratio)
-    usable = history if history is not None and history.source == "utilization" else None
-    if utilization is None and usable is None:
-        return None
-    made = forecast_load(usable, now=now, until=until, zone=window.zone, fallback=utilization)
-    return WorkForecast(made, as_float(replicas))
-
-
-def _planning(planner: Planner, state: State, longest_hours: float) -> Planning:
-    """While holding, the hold taken at the move until it ends (no flapping on a forecast
-    that moves); otherwise the best hold for the current or next window."""
-    recorded = state.planned_hold if state.holding else None
-    if recorded is not None and recorded[1] == planner.window.end and recorded[0] < recorded[1]:
-        return Planning(planner.hold(recorded[0]), longest_hours=longest_hours)
-    return planner.choose(longest_hours)
-
-
-def _backlog(
-    observed: Observed,
-    state: State,
-    now: datetime,
-    window: WindowSpan,
-    forecast: WorkForecast | None,
-    ratio: float | None,
-    costs: CostsSpec,
-    pods: int,
-    planning: Planning | None,
-) -> Backlog:
-    held_since = state.batch_since
-    plan = None if planning is None else planning.plan
-    if plan is not None and (held_since is None or held_since < plan.start):
-        held_since = plan.start
-    queue = _finite_or_none(observed.queue_depth)
-    return project_backlog(
-        BacklogInputs(
-            demand=_usable_demand(observed),
-            queue=queue if queue is not None and queue >= 0 else None,
-            replicas_per_demand=ratio,
-            configured=observed.backlog_metrics,
-            held_since=held_since,
-        ),
-        now=now,
-        window=window,
-        forecast=forecast,
-        batch_efficiency=costs.batch_efficiency,
-        retry_rate=costs.retry_rate,
-        pods=pods,
-    )
+    return usable_demand(observed.demand)
 
 
 def _metrics_problem(spec: WorkloadPlacementSpec, observed: Observed) -> str | None:
