@@ -40,6 +40,7 @@ from enum import StrEnum
 from placement.core.api import (
     MAX_MESSAGE_LENGTH,
     Action,
+    CostsSpec,
     FallbackAction,
     Mode,
     Phase,
@@ -352,22 +353,7 @@ def _context(
         utilization = observed.utilization if problem is None else None
     costs = learned.costs(spec.costs)
     pods = parallel_pods(spec.costs, spec.batch.job_template)
-    ratio = (
-        positive(recorded.replicas_per_demand)
-        if recorded.holding
-        else replicas_per_demand(_usable_demand(observed), replicas, utilization)
-    )
-    forecast = None
-    if recorded.holding or problem is None:  # never plan on bad metrics
-        forecast = work_forecast(
-            observed.history,
-            now=now,
-            window=window,
-            replicas=replicas,
-            utilization=utilization,
-            demand=_usable_demand(observed),
-            replicas_per_demand=ratio,
-        )
+    ratio, forecast = _forecast(observed, recorded, now, window, replicas, utilization, problem)
     planning = None
     if forecast is not None and replicas is not None:
         planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
@@ -396,22 +382,8 @@ def _context(
             breakdown, planning = None, None
     backlog = None
     if recorded.holding:
-        queue = observed.queue_depth
-        backlog = project_backlog(
-            BacklogInputs(
-                demand=_usable_demand(observed),
-                queue=usable_demand(queue),  # same unit, same checks
-                replicas_per_demand=ratio,
-                configured=observed.backlog_metrics,
-                held_since=recorded.batch_since,
-                hold_start=planning.plan.start if planning and planning.plan else None,
-            ),
-            now=now,
-            window=window,
-            forecast=forecast,
-            batch_efficiency=costs.batch_efficiency,
-            retry_rate=costs.retry_rate,
-            pods=pods,
+        backlog = _held_backlog(
+            observed, recorded, now, window, forecast, ratio, costs, pods, planning
         )
     return _Context(
         spec=spec,
@@ -439,6 +411,65 @@ def _context(
 
 def _usable_demand(observed: Observed) -> float | None:
     return usable_demand(observed.demand)
+
+
+def _forecast(
+    observed: Observed,
+    state: State,
+    now: datetime,
+    window: WindowSpan,
+    replicas: int | None,
+    utilization: float | None,
+    problem: str | None,
+) -> tuple[float | None, WorkForecast | None]:
+    """The demand conversion (measured now, or recorded at the move) and the forecast in
+    replica-hours; never from bad metrics."""
+    if state.holding:
+        ratio = positive(state.replicas_per_demand)
+    else:
+        ratio = replicas_per_demand(_usable_demand(observed), replicas, utilization)
+    if not state.holding and problem is not None:
+        return ratio, None
+    forecast = work_forecast(
+        observed.history,
+        now=now,
+        window=window,
+        replicas=replicas,
+        utilization=utilization,
+        demand=_usable_demand(observed),
+        replicas_per_demand=ratio,
+    )
+    return ratio, forecast
+
+
+def _held_backlog(
+    observed: Observed,
+    state: State,
+    now: datetime,
+    window: WindowSpan,
+    forecast: WorkForecast | None,
+    ratio: float | None,
+    costs: CostsSpec,
+    pods: int,
+    planning: Planning | None,
+) -> Backlog:
+    plan = None if planning is None else planning.plan
+    return project_backlog(
+        BacklogInputs(
+            demand=_usable_demand(observed),
+            queue=usable_demand(observed.queue_depth),  # same unit, same checks
+            replicas_per_demand=ratio,
+            configured=observed.backlog_metrics,
+            held_since=state.batch_since,
+            hold_start=None if plan is None else plan.start,
+        ),
+        now=now,
+        window=window,
+        forecast=forecast,
+        batch_efficiency=costs.batch_efficiency,
+        retry_rate=costs.retry_rate,
+        pods=pods,
+    )
 
 
 def _metrics_problem(spec: WorkloadPlacementSpec, observed: Observed) -> str | None:

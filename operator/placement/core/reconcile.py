@@ -35,7 +35,7 @@ from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementSt
 from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
 from placement.core.jobs import expired_jobs, job_manifest, ttl_note
 from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
-from placement.core.observation import DeploymentState, Observation
+from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, Observed, State, decide
 from placement.core.reasons import EventType, Reason
 from placement.core.status import Blocked, ready_condition, state_from_status, status_update
@@ -554,7 +554,6 @@ def _observed(
             )
     steps: list[Step] = []
     utilization, queue = observation.utilization, observation.queue_depth
-    demand = observation.demand
     ok = utilization is not None and utilization.ok
     if queue is not None and not queue.ok:
         # Optional and informative only: a queue gauge that vanishes at zero must not block
@@ -570,11 +569,15 @@ def _observed(
         metrics_age=utilization.age(now) if ok and utilization is not None else None,
         conflicting_autoscaler=", ".join(conflicts) or None,
         jobs=observation.jobs,
-        demand=demand.value if demand is not None and demand.ok else None,
+        demand=_trusted(observation.demand),
         backlog_metrics=spec.metrics.demand is not None or spec.metrics.queue_depth is not None,
         history=observation.history,
     )
     return observed, steps
+
+
+def _trusted(reading: Reading | None) -> float | None:
+    return reading.value if reading is not None and reading.ok else None
 
 
 def _actuation(
