@@ -55,7 +55,11 @@ EVENTS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.WINDOW_TOO_SHORT: (
         "Normal",
-        "The batch pod-hours do not fit the window on the pods that may run in parallel.",
+        "Even the shortest hold's forecast batch pod-hours do not fit the window on the pods that may run in parallel (with the 0.8 margin), or the hold taken no longer fits the whole window.",
+    ),
+    Reason.HOLD_PLANNED: (
+        "Normal",
+        "Batch pays, but the planned hold (`status.batch.plannedHold`) holds fewer hours than `acceptableDelay` allows, because a longer hold's forecast work would not fit the window or would save less: realtime until it starts (Enforce only; a recommendation is not flipped by the hour).",
     ),
     Reason.BATCH_RECOMMENDED: (
         "Normal",
@@ -77,6 +81,10 @@ EVENTS: dict[Reason, tuple[str, str]] = {
     Reason.BATCH_WINDOW_MISSED: (
         "Warning",
         "The window ended without a successful Job; with `fallback.action: Alert` this is the fallback (replicas left as they are).",
+    ),
+    Reason.BACKLOG_WILL_MISS_WINDOW: (
+        "Warning",
+        "Held, and the backlog projected from `metrics.demand` and `metrics.queueDepth` (work waiting plus work still arriving, as batch pod-hours) no longer fits the window: realtime restored before the window is missed (phase Fallback until the window ends); with `fallback.action: Alert` only this Warning. The message has the numbers.",
     ),
     Reason.FALLBACK_RESTORED: (
         "Warning",

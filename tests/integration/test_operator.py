@@ -44,8 +44,12 @@ def test_moves_to_batch_keeps_warm_replicas_and_runs_the_windows_job(
         "dataStaging": 5.0,
         "retries": 0.48,
         "operations": 10.0,
+        "missedWindowRisk": 0.0,
     }
     assert status["decision"]["savingsPerDay"] == 262.92
+    # The whole day's work fits the window: the planned hold is the day before its end.
+    hold = status["batch"]["plannedHold"]
+    assert hold["hours"] == 24.0 and hold["forecastBatchPodHours"] <= hold["windowCapacityPodHours"]
 
     [job] = placements.jobs("summarizer")
     window_label = job.metadata.labels["placement.runplacement.io/window"]
@@ -71,7 +75,11 @@ def test_moves_to_batch_keeps_warm_replicas_and_runs_the_windows_job(
     assert moved.type == "Normal"
     assert moved.message.startswith(
         "saves 262.92 USD/day = capacity avoided 288.00 - batch 9.60 - "
-        "staging 5.00 - retries 0.48 - operations 10.00; deployment/summarizer 4 -> 1; "
+        "staging 5.00 - retries 0.48 - operations 10.00 - missed windows 0.00; "
+        "deployment/summarizer 4 -> 1; planned hold "
+    )
+    assert moved.message.endswith(
+        "(4 pods x 4h x 0.8); backlog not watched (no metrics.demand or metrics.queueDepth); "
         f"job summarizer-{window_label} created"
     )
     assert placements.wait_for_event("summarizer", "BatchSucceeded").type == "Normal"

@@ -9,8 +9,8 @@ from placement.core.api import WorkloadPlacementSpec
 
 # The docs/design.md example: 4 replicas at 1.025/h, useful utilization 0.44896 ->
 # "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10 - retries 2.00
-#  - operations 8.00" (retries 43.10 * 0.0464 = 2.00). acceptableDelay 24h holds the
-# Deployment all day, which is what docs/design.md's formula assumes (24 held hours).
+#  - operations 8.00 - missed windows 0.00" (retries 43.10 * 0.0464 = 2.00). acceptableDelay
+# 24h holds the Deployment all day, which is what docs/design.md's formula assumes (24 held hours).
 EXAMPLE_UTILIZATION = 0.44896
 
 

@@ -93,7 +93,10 @@ def test_text_worksheet_shows_every_term(capsys: pytest.CaptureFixture[str]) -> 
         "data staging                   4.00",
         "retries                        0.29",
         "operations                    12.00",
+        "missed windows                 0.00",
         "= savings                       469.95",
+        "planned hold: 2026-11-24T04:00:00+00:00 -> 2026-11-25T04:00:00+00:00 (24h): forecast "
+        "21.60 replica-hours, 3.78 batch pod-hours at the high quantile <= 6.40 window capacity",
     ):
         assert line in out
 

@@ -42,7 +42,7 @@ def test_design_example() -> None:
     assert result.savings == pytest.approx(41.20, abs=0.005)
     assert result.format("USD") == (
         "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10"
-        " - retries 2.00 - operations 8.00"
+        " - retries 2.00 - operations 8.00 - missed windows 0.00"
     )
 
 
@@ -82,7 +82,7 @@ def test_held_eight_hours_a_day_counts_eight_hours() -> None:
     assert result.savings == pytest.approx(5.67, abs=0.005)
     assert result.format("USD") == (
         "saves 5.67 USD/day (held 8h a day) = capacity avoided 32.80 - batch 14.37"
-        " - staging 4.10 - retries 0.67 - operations 8.00"
+        " - staging 4.10 - retries 0.67 - operations 8.00 - missed windows 0.00"
     )
 
 
@@ -98,7 +98,7 @@ def test_a_short_hold_can_turn_savings_into_a_loss() -> None:
     )
     assert result.format("USD") == (
         "loses 8.77 USD/day (held 1h30m a day) = capacity avoided 6.15 - batch 2.69"
-        " - staging 4.10 - retries 0.12 - operations 8.00"
+        " - staging 4.10 - retries 0.12 - operations 8.00 - missed windows 0.00"
     )
 
 
@@ -131,6 +131,7 @@ def test_warm_replicas_reduce_capacity_avoided_but_not_the_work() -> None:
         "dataStaging": 10.0,
         "retries": 2.7,
         "operations": 5.0,
+        "missedWindowRisk": 0.0,
     }
 
 
@@ -147,7 +148,7 @@ def test_a_loss_says_loses() -> None:
     assert result.savings == pytest.approx(-77.40)
     assert result.format("EUR") == (
         "loses 77.40 EUR/day = capacity avoided 24.00 - batch 86.40 - staging 5.00"
-        " - retries 0.00 - operations 10.00"
+        " - retries 0.00 - operations 10.00 - missed windows 0.00"
     )
 
 

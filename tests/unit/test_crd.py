@@ -249,6 +249,7 @@ def test_status_is_structural_with_keyed_conditions(root: Node) -> None:
         "dataStaging",
         "retries",
         "operations",
+        "missedWindowRisk",
     }
     assert decision["evaluatedAt"]["format"] == "date-time"
 

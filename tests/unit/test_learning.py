@@ -83,7 +83,14 @@ def _finished_job(
 def test_decide_measures_finished_jobs_and_uses_them_once_enough_exist() -> None:
     # The example declares batchEfficiency 2.0; the Job did 10.8 replica-hours in 10.8
     # pod-hours: efficiency 1. With minRuns 1 the batch term doubles: 43.10 -> 86.20.
-    spec = make_spec(**{"learning.minRuns": 1, "costs.retryRate": 0.0})
+    # (16 pods, so that the whole day's 43.10 pod-hours still fit 0.8 of the window.)
+    spec = make_spec(
+        **{
+            "learning.minRuns": 1,
+            "costs.retryRate": 0.0,
+            "batch.jobTemplate.spec.parallelism": 16,
+        }
+    )
     observed = Observed(
         replicas=4,
         utilization=EXAMPLE_UTILIZATION,

@@ -39,12 +39,25 @@ MIDDAY = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # 17h before the next window
 
 SAVES = (
     "saves 41.20 USD/day = capacity avoided 98.40 - batch 43.10 - staging 4.10"
-    " - retries 2.00 - operations 8.00"
+    " - retries 2.00 - operations 8.00 - missed windows 0.00"
 )
+# The whole day's work, 22.55 batch pod-hours at the high quantile with retries, fits 0.8 of
+# the window's 8 pods x 4h: the planned hold is the whole day acceptableDelay allows.
+PLAN_24H = (
+    "planned hold 2026-11-21 05:00 - 2026-11-22 05:00 UTC (1d): forecast 43.10 replica-hours, "
+    "22.55 batch pod-hours at the high quantile, window capacity 25.60 pod-hours "
+    "(8 pods x 4h x 0.8)"
+)
+NOT_WATCHED = "backlog not watched (no metrics.demand or metrics.queueDepth)"
 EIGHT_HOURS = {"latency.acceptableDelay": "8h"}
+PLAN_8H = (
+    "planned hold 2026-11-21 21:00 - 2026-11-22 05:00 UTC (8h): forecast 14.37 replica-hours, "
+    "7.52 batch pod-hours at the high quantile, window capacity 25.60 pod-hours "
+    "(8 pods x 4h x 0.8)"
+)
 SAVES_HELD_8H = (
     "saves 5.67 USD/day (held 8h a day) = capacity avoided 32.80 - batch 14.37 - staging 4.10"
-    " - retries 0.67 - operations 8.00"
+    " - retries 0.67 - operations 8.00 - missed windows 0.00"
 )
 
 
@@ -98,7 +111,9 @@ def _job(outcome: JobOutcome, finished: datetime | None = None, name: str = JOB)
 
 def test_design_example_moves_to_batch_and_creates_the_window_job() -> None:
     decision = _decide()
-    assert decision.message == (f"{SAVES}; deployment/summarizer 4 -> 0; job {JOB} created")
+    assert decision.message == (
+        f"{SAVES}; deployment/summarizer 4 -> 0; {PLAN_24H}; {NOT_WATCHED}; job {JOB} created"
+    )
     assert decision.action is Action.MOVE_TO_BATCH
     assert decision.phase is Phase.BATCH
     assert decision.reason is Reason.MOVED_TO_BATCH
@@ -148,7 +163,8 @@ def test_held_part_of_the_day_saves_only_for_those_hours() -> None:
     # acceptableDelay 8h: held 21:00-05:00, so 8h of capacity and of work, not 24h.
     decision = _decide(make_spec(**EIGHT_HOURS), now=EVENING)
     assert decision.message == (
-        f"{SAVES_HELD_8H}; deployment/summarizer 4 -> 0; next window 2026-11-22 01:00-05:00 UTC"
+        f"{SAVES_HELD_8H}; deployment/summarizer 4 -> 0; {PLAN_8H}; {NOT_WATCHED}; "
+        "next window 2026-11-22 01:00-05:00 UTC"
     )
     assert decision.savings_per_day == 5.67
     assert decision.inputs.held_hours_per_day == 8.0
@@ -159,18 +175,37 @@ def test_held_part_of_the_day_saves_only_for_those_hours() -> None:
     assert savings.message == SAVES_HELD_8H
 
 
-def test_window_fit_uses_the_held_work_only() -> None:
-    # 1 pod: a full day's work (21.55 pod-hours) cannot fit 4h, but 3h of it (2.69) can.
-    # (No staging or operations, so that 3h a day still saves something.)
-    one_pod = {
-        "batch.jobTemplate.spec.parallelism": 1,
-        "costs.dataStagingPerRun": 0,
-        "costs.operationsPerDay": 0,
-    }
-    assert _decide(make_spec(**one_pod)).reason is Reason.WINDOW_TOO_SHORT
-    three_hours = _decide(make_spec(**one_pod, **{"latency.acceptableDelay": "3h"}), now=_at(2))
-    assert three_hours.reason is Reason.MOVED_TO_BATCH
-    assert three_hours.inputs.batch_pod_hours == pytest.approx(2.6938)
+def test_when_the_whole_day_does_not_fit_the_latest_hours_that_fit_are_held() -> None:
+    # 1 pod at efficiency 4: each hour brings 4 x 0.44896 / 4 x 1.0464 = 0.47 batch
+    # pod-hours; the window holds 0.8 x 4h = 3.2 of them, so 6 hours' work fits and 7 do not.
+    # A whole day's (11.27) never fitted: before planned holds it stayed realtime all day.
+    # (No staging or operations, so 6h a day still saves something.)
+    one_pod = make_spec(
+        **{
+            "batch.jobTemplate.spec.parallelism": 1,
+            "costs.batchEfficiency": 4,
+            "costs.dataStagingPerRun": 0,
+            "costs.operationsPerDay": 0,
+        }
+    )
+    moved = _decide(one_pod, now=_at(23, day=21))
+    assert moved.reason is Reason.MOVED_TO_BATCH
+    assert moved.plan is not None
+    assert (moved.plan.start, moved.plan.end) == (_at(23, day=21), WINDOW_END)
+    assert moved.inputs.held_hours_per_day == 6.0
+    assert (
+        "planned hold 2026-11-21 23:00 - 2026-11-22 05:00 UTC (6h): forecast 10.78 "
+        "replica-hours, 2.82 batch pod-hours at the high quantile, window capacity 3.20 "
+        "pod-hours (1 pods x 4h x 0.8)"
+    ) in moved.message
+    assert moved.message.startswith("saves 18.96 USD/day (held 6h a day)")
+    # An hour earlier the fleet stays realtime, and says until when and why.
+    before = _decide(one_pod, now=_at(22, day=21))
+    assert (before.action, before.reason) == (Action.STAY, Reason.HOLD_PLANNED)
+    assert before.message.startswith(
+        "realtime until the planned hold 2026-11-21 23:00 - 2026-11-22 05:00 UTC (6h)"
+    )
+    assert "a longer hold would not fit the window" in before.message
 
 
 # ------------------------------------------------------------------------------------------
@@ -267,15 +302,16 @@ GATE_CASES = [
         {"batch.jobTemplate.spec.parallelism": 1},
         {},
         (Action.STAY, Phase.REALTIME, Reason.WINDOW_TOO_SHORT, EventType.NORMAL),
-        "batch needs 21.55 pod-hours / 1 parallel pods = 21h33m > window "
-        "2026-11-22 01:00-05:00 UTC (4h)",
+        "batch needs 22.55 pod-hours at the forecast's high quantile / 1 parallel pods = "
+        "22h33m > 0.8 of window 2026-11-22 01:00-05:00 UTC (4h), and no shorter hold fits "
+        "either",
         id="window-too-short",
     ),
     pytest.param(
         {"productRisk": "High"},
         {},
         (Action.MOVE_TO_BATCH, Phase.REALTIME, Reason.BATCH_RECOMMENDED, EventType.NORMAL),
-        f"{SAVES}; would scale deployment/summarizer 4 -> 0 "
+        f"{SAVES}; {PLAN_24H}; would scale deployment/summarizer 4 -> 0 "
         "(productRisk High: the operator never acts on its own)",
         id="risk-high",
     ),

@@ -43,6 +43,7 @@ def test_state_survives_a_round_trip_through_status() -> None:
         "dataStaging": 4.1,
         "retries": 2.0,
         "operations": 8.0,
+        "missedWindowRisk": 0.0,
     }
     assert body["batch"]["currentJob"] == "summarizer-20261122-0100"
 

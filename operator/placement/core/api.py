@@ -919,6 +919,12 @@ class Breakdown(BaseModel):
     data_staging: float = Field(description="dataStagingPerRun * runs per day.")
     retries: float = Field(description="Batch processing * retryRate.")
     operations: float = Field(description="operationsPerDay.")
+    missed_window_risk: float = Field(
+        default=0,
+        description="missedWindowCost * missed-window rate (measured once learning.minRuns "
+        "windows are known, else costs.missedWindowRate): the expected cost of missed "
+        "windows per day.",
+    )
 
 
 class DecisionInputs(BaseModel):
@@ -938,9 +944,13 @@ class DecisionInputs(BaseModel):
         default=None, description="Useful utilization the formula used, 0..1."
     )
     queue_depth: float | None = Field(default=None, description="Work waiting, if measured.")
+    demand: float | None = Field(
+        default=None, description="Work arriving per second (metrics.demand), if measured."
+    )
     work_replica_hours: float | None = Field(
         default=None,
-        description="Work moved to batch per day: replicas * utilization * heldHoursPerDay.",
+        description="Work moved to batch per day: the forecast work of the planned hold "
+        "(with the lookback reading alone, replicas * utilization * heldHoursPerDay).",
     )
     batch_pod_hours: float | None = Field(
         default=None, description="workReplicaHours / batchEfficiency: one run's pod-hours."
@@ -957,9 +967,10 @@ class DecisionInputs(BaseModel):
     )
     held_hours_per_day: float | None = Field(
         default=None,
-        description="Hours a day the Deployment is held scaled down: min(acceptableDelay, "
-        "24h), because batch is used only while the wait until the window ends is at most "
-        "acceptableDelay. Capacity avoided and batch work count these hours only.",
+        description="Hours a day the Deployment is held scaled down: the planned hold "
+        "(status.batch.plannedHold), at most min(acceptableDelay, 24h), because batch is used "
+        "only while the wait until the window ends is at most acceptableDelay. Capacity "
+        "avoided and batch work count these hours only.",
     )
     metrics_age_seconds: float | None = Field(
         default=None, description="Age of the newest metric sample."
@@ -1073,6 +1084,56 @@ class HistoryEntry(BaseModel):
     message: Message = Field(description="Message of the decision.")
 
 
+class PlannedHold(BaseModel):
+    """The hold planned for the current or next window: the hours before the window's end
+    the Deployment is held scaled down, chosen for the largest forecast savings among the
+    holds whose forecast work fits the window."""
+
+    model_config = _camel("ignore")
+
+    from_: datetime = Field(alias="from", description="When the hold starts.")
+    until: datetime = Field(description="When it ends: the window's end.")
+    hours: float = Field(ge=0, description="Its length in hours.")
+    forecast_work_replica_hours: float = Field(
+        ge=0, description="Work forecast to arrive over the hold (typical), in replica-hours."
+    )
+    forecast_batch_pod_hours: float = Field(
+        ge=0,
+        description="Batch pod-hours that work needs at the forecast's high quantile, "
+        "retries included: what must fit.",
+    )
+    window_capacity_pod_hours: float = Field(
+        ge=0,
+        description="Parallel pods x window hours inside the hold x the margin (0.8).",
+    )
+    forecast: Message = Field(default="", description="How the forecast was made.")
+
+
+class BacklogStatus(BaseModel):
+    """While held: the work the window will have to do, projected from demand and queue
+    depth, against what the window can do from now on."""
+
+    model_config = _camel("ignore")
+
+    watched: bool = Field(
+        description="False: no metrics.demand or metrics.queueDepth (or no conversion into "
+        "replica-hours), so the operator cannot see the backlog; `note` says why."
+    )
+    note: Message = Field(default="", description="Why not watched, or how it was estimated.")
+    waiting_replica_hours: float | None = Field(
+        default=None, description="Work waiting now (queue depth x replicasPerDemand / 3600)."
+    )
+    arriving_replica_hours: float | None = Field(
+        default=None, description="Work still arriving until the window ends (forecast)."
+    )
+    projected_batch_pod_hours: float | None = Field(
+        default=None, description="(waiting + arriving) / batchEfficiency x (1 + retryRate)."
+    )
+    window_capacity_pod_hours: float | None = Field(
+        default=None, description="Parallel pods x hours of the window from now on."
+    )
+
+
 class BatchStatus(BaseModel):
     """State of the batch path; survives operator restarts."""
 
@@ -1101,6 +1162,21 @@ class BatchStatus(BaseModel):
     )
     fallback_until: datetime | None = Field(
         default=None, description="Batch is not retried before this time after a fallback."
+    )
+    planned_hold: PlannedHold | None = Field(
+        default=None,
+        description="The hold planned for the current or next window (while held: the one "
+        "taken at the move, kept until it ends).",
+    )
+    replicas_per_demand: float | None = Field(
+        default=None,
+        ge=0,
+        description="Realtime replicas one unit of metrics.demand keeps busy (utilization x "
+        "replicas / demand), measured before the move: converts demand and queue depth into "
+        "replica-hours while held.",
+    )
+    backlog: BacklogStatus | None = Field(
+        default=None, description="While held: the projected backlog against the window."
     )
 
 
@@ -1168,6 +1244,12 @@ class LearningStatus(BaseModel):
     )
     retry_rate: MeasuredValue | None = Field(
         default=None, description="Failed pod-hours over all pod-hours of the runs."
+    )
+    missed_window_rate: MeasuredValue | None = Field(
+        default=None,
+        description="Missed windows (batch.missedWindows) over the windows known: those a "
+        "kept run succeeded in plus the missed ones; runs counts those windows. In use only "
+        "with a costs.missedWindowCost.",
     )
     runs: list[RunStatus] = Field(
         default_factory=list,

@@ -1,6 +1,7 @@
 """The daily savings formula (docs/design.md). Pure arithmetic: no I/O, no clock.
 
-    savings = realtime capacity avoided - batch processing - (data staging + retries + operations)
+    savings = realtime capacity avoided - batch processing
+              - (data staging + retries + operations + missed-window risk)
 
 Every term is kept, because users are shown every term, never only the total.
 
@@ -11,6 +12,10 @@ realtime the rest of the day: held_hours = min(D, 24h). Capacity is avoided, and
 batch, only while held; work arriving outside that interval is served realtime as before.
 With D >= 24h this is docs/design.md's formula exactly (held_hours = 24). Staging (one run a day)
 and operations stay per day.
+
+Missed-window risk: the expected cost per day of a missed window, costs.missedWindowCost x the
+share of windows missed (measured from the placement's own windows once learning.minRuns are
+known, costs.missedWindowRate until then) x runs per day.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def number_text(value: float) -> str:
     return f"{value:g}"
 
 
-def _as_float(count: int) -> float:
+def as_float(count: int) -> float:
     """An integer count as a float; one beyond float range becomes infinite instead of raising
     OverflowError, so the finiteness check below names it."""
     try:
@@ -59,6 +64,7 @@ class CostBreakdown:
     work_replica_hours: float
     batch_pod_hours: float
     held_hours: float = HOURS_PER_DAY  # hours a day the Deployment is held scaled down
+    missed_window_risk: float = 0.0  # missedWindowCost x missed-window rate, per day
 
     @property
     def savings(self) -> float:
@@ -68,6 +74,7 @@ class CostBreakdown:
             - self.data_staging
             - self.retries
             - self.operations
+            - self.missed_window_risk
         )
 
     @property
@@ -93,6 +100,7 @@ class CostBreakdown:
             f" - staging {self.data_staging:.2f}"
             f" - retries {self.retries:.2f}"
             f" - operations {self.operations:.2f}"
+            f" - missed windows {self.missed_window_risk:.2f}"
         )
 
     def non_finite(self) -> str | None:
@@ -107,13 +115,14 @@ class CostBreakdown:
         return None
 
     def rounded(self) -> dict[str, float]:
-        """The five terms in API field names, to the cent (for status and explain)."""
+        """The six terms in API field names, to the cent (for status and explain)."""
         return {
             "capacityAvoided": round(self.capacity_avoided, 2),
             "batchProcessing": round(self.batch_processing, 2),
             "dataStaging": round(self.data_staging, 2),
             "retries": round(self.retries, 2),
             "operations": round(self.operations, 2),
+            "missedWindowRisk": round(self.missed_window_risk, 2),
         }
 
 
@@ -134,16 +143,20 @@ def daily_costs(
     utilization: float,
     held_hours: float,
     runs_per_day: int = RUNS_PER_DAY,
+    work_replica_hours: float | None = None,
 ) -> CostBreakdown:
     """Apply the formula. `utilization` is useful work over capacity, in [0, 1];
-    `held_hours` comes from held_hours_per_day()."""
+    `held_hours` comes from held_hours_per_day(). `work_replica_hours`, when given, is the
+    work of the held hours as forecast (planning.py), instead of replicas x utilization x
+    held hours."""
     # With fewer replicas than warmReplicas nothing can be avoided; never a negative saving
     # from this term (the batch terms still count).
-    avoidable_replicas = _as_float(max(replicas - warm_replicas, 0))
+    avoidable_replicas = as_float(max(replicas - warm_replicas, 0))
     capacity_avoided = avoidable_replicas * costs.realtime_replica_hourly * held_hours
     # All work arising while held is charged to batch even when warm replicas keep serving
     # some of it: conservative on purpose, it can only understate savings.
-    work_replica_hours = _as_float(replicas) * utilization * held_hours
+    if work_replica_hours is None:
+        work_replica_hours = as_float(replicas) * utilization * held_hours
     batch_pod_hours = work_replica_hours / costs.batch_efficiency
     batch_processing = batch_pod_hours * costs.batch_pod_hourly
     return CostBreakdown(
@@ -155,6 +168,8 @@ def daily_costs(
         work_replica_hours=work_replica_hours,
         batch_pod_hours=batch_pod_hours,
         held_hours=held_hours,
+        # One window a day: the expected cost of missing it, per day.
+        missed_window_risk=costs.missed_window_cost * costs.missed_window_rate * runs_per_day,
     )
 
 

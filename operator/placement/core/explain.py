@@ -1,7 +1,8 @@
 """`placement explain`: the operator's decision for given numbers, as JSON. Pure.
 
 It runs the same `decide()` as the operator, for a placement seen for the first time
-(nothing held, no Jobs), so a team can check a spec before applying it.
+(nothing held, no Jobs), so a team can check a spec before applying it. The planned hold comes
+from the same forecast: the placement's history when given, else the lookback reading.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 from placement.core.api import WorkloadPlacement, WorkloadPlacementSpec
 from placement.core.asyncmode import AsyncSeen, QueueState
+from placement.core.observation import LoadHistory
+from placement.core.planning import HoldPlan
 from placement.core.policy import Observed, State, decide
 from placement.core.window import current_or_next_window
 
@@ -27,6 +30,8 @@ def explain(
     async_queue: float | None = None,
     keda_installed: bool = True,
     idle_hours: float | None = None,
+    demand: float | None = None,
+    history: LoadHistory | None = None,
 ) -> dict[str, Any]:
     """JSON-ready decision. A mapping may be a whole manifest or only its spec.
 
@@ -50,6 +55,9 @@ def explain(
             requests=requests,
             async_seen=seen,
             idle_hours=idle_hours,
+            demand=demand,
+            backlog_metrics=spec.metrics.demand is not None or spec.metrics.queue_depth is not None,
+            history=history,
         ),
         State(name=name),
         now=now,
@@ -82,12 +90,14 @@ def explain(
             "label": window.label,
             "open": window.contains(now),
         },
+        "plannedHold": _plan(decision.plan),
         "inputs": {
             "replicas": inputs.replicas,
             "currentReplicas": inputs.current_replicas,
             "warmReplicas": inputs.warm_replicas,
             "utilization": inputs.utilization,
             "queueDepth": inputs.queue_depth,
+            "demand": inputs.demand,
             "workReplicaHours": inputs.work_replica_hours,
             "batchPodHours": inputs.batch_pod_hours,
             "parallelPods": inputs.parallel_pods,
@@ -97,6 +107,20 @@ def explain(
             "heldHoursPerDay": inputs.held_hours_per_day,
         },
         "evaluatedAt": now.isoformat(),
+    }
+
+
+def _plan(plan: HoldPlan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return {
+        "from": plan.start.isoformat(),
+        "until": plan.end.isoformat(),
+        "hours": round(plan.hours, 2),
+        "forecastWorkReplicaHours": round(plan.work_replica_hours, 2),
+        "forecastBatchPodHours": round(plan.batch_pod_hours, 2),
+        "windowCapacityPodHours": round(plan.capacity_pod_hours, 2),
+        "forecast": plan.basis,
     }
 
 

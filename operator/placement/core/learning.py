@@ -11,9 +11,12 @@ runs:
 `batchEfficiency` is defined against the operator's own work estimate (replicas * baseline
 utilization * hours held before the run), so the measured value absorbs any bias of that
 estimate too: it is the number that makes the next prediction of batch pod-hours right.
+    measured missedWindowRate = missed windows / (windows with a succeeded run + missed windows)
+
 Once `spec.learning.minRuns` runs back a value (succeeded runs with a work figure for the
 efficiency, every finished run for the retry rate) and `useMeasured` is on, the decision uses
-it instead of the declared one; status shows both side by side either way.
+it instead of the declared one; status shows both side by side either way. The missed-window
+rate counts windows, not runs: status.batch.missedWindows against the succeeded runs kept.
 """
 
 from __future__ import annotations
@@ -118,32 +121,37 @@ class Measured:
 class Learned:
     batch_efficiency: Measured
     retry_rate: Measured
+    # `runs` counts the windows known (succeeded or missed), not Jobs.
+    missed_window_rate: Measured | None = None
 
     @property
     def in_use(self) -> bool:
-        return self.batch_efficiency.in_use or self.retry_rate.in_use
+        missed = self.missed_window_rate is not None and self.missed_window_rate.in_use
+        return self.batch_efficiency.in_use or self.retry_rate.in_use or missed
 
     def costs(self, declared: CostsSpec) -> CostsSpec:
         """The costs the formula uses: declared, with the measured values that are in use."""
         if not self.in_use:
             return declared
-        return declared.model_copy(
-            update={
-                "batch_efficiency": self.batch_efficiency.value,
-                "retry_rate": self.retry_rate.value,
-            }
-        )
+        update = {
+            "batch_efficiency": self.batch_efficiency.value,
+            "retry_rate": self.retry_rate.value,
+        }
+        if self.missed_window_rate is not None:
+            update["missed_window_rate"] = self.missed_window_rate.value
+        return declared.model_copy(update=update)
 
     def describe(self) -> str:
         """'batchEfficiency 5.10 measured over 6 runs (declared 6)', for the messages."""
         parts = [
-            f"{name} {_figure(item.value, digits)} measured over {item.runs} runs "
+            f"{name} {_figure(item.value, digits)} measured over {item.runs} {unit} "
             f"(declared {item.declared:g})"
-            for name, item, digits in (
-                ("batchEfficiency", self.batch_efficiency, 2),
-                ("retryRate", self.retry_rate, 3),
+            for name, item, digits, unit in (
+                ("batchEfficiency", self.batch_efficiency, 2, "runs"),
+                ("retryRate", self.retry_rate, 3, "runs"),
+                ("missedWindowRate", self.missed_window_rate, 3, "windows"),
             )
-            if item.in_use
+            if item is not None and item.in_use
         ]
         return "; ".join(parts)
 
@@ -168,8 +176,11 @@ def record(runs: tuple[Run, ...], finished: Iterable[Run], keep: int) -> tuple[R
     return tuple(sorted((*kept, *new), key=lambda r: r.finished_at))[-keep:]
 
 
-def learn(costs: CostsSpec, learning: LearningSpec, runs: Iterable[Run]) -> Learned:
-    """Measured beside declared batchEfficiency and retryRate, and which the formula uses."""
+def learn(
+    costs: CostsSpec, learning: LearningSpec, runs: Iterable[Run], *, missed_windows: int = 0
+) -> Learned:
+    """Measured beside declared batchEfficiency, retryRate and missedWindowRate, and which
+    the formula uses. `missed_windows`: status.batch.missedWindows."""
     runs = tuple(_measurable(runs))[-learning.max_runs :]
     productive = [
         run
@@ -194,7 +205,23 @@ def learn(costs: CostsSpec, learning: LearningSpec, runs: Iterable[Run]) -> Lear
         retry_rate=_measured(
             costs.retry_rate, retry, len(runs) if retry is not None else 0, learning
         ),
+        missed_window_rate=_missed_window_rate(costs, learning, runs, missed_windows),
     )
+
+
+def _missed_window_rate(
+    costs: CostsSpec, learning: LearningSpec, runs: tuple[Run, ...], missed_windows: int
+) -> Measured:
+    """Missed windows over the windows known: those a run succeeded in, and those missed.
+    Runs are the latest maxRuns only, while missedWindows counts every window: over a long
+    life the rate leans high, never low (a missed window costs more than a saved hour)."""
+    succeeded = {run.job for run in runs if run.succeeded}
+    missed = max(missed_windows, 0)
+    windows = len(succeeded) + missed
+    rate = min(missed / windows, 1.0) if windows else None
+    measured = _measured(costs.missed_window_rate, rate, windows, learning)
+    # Without a cost per missed window the rate changes no figure: not said to be in use.
+    return measured if costs.missed_window_cost > 0 else replace(measured, in_use=False)
 
 
 def _measured(

@@ -8,8 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from placement.core.policy import JobObservation
+if TYPE_CHECKING:
+    # Only a type here: the decision (policy) reads LoadHistory through the forecast, so a
+    # runtime import of policy would be a cycle.
+    from placement.core.policy import JobObservation
 
 
 class Outcome(StrEnum):

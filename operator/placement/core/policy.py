@@ -48,6 +48,7 @@ from placement.core import asyncmode
 from placement.core.api import (
     MAX_MESSAGE_LENGTH,
     Action,
+    CostsSpec,
     FallbackAction,
     Mode,
     Phase,
@@ -55,6 +56,7 @@ from placement.core.api import (
     WorkloadPlacementSpec,
 )
 from placement.core.asyncmode import AsyncBreakdown, AsyncSeen, async_costs
+from placement.core.backlog import Backlog, BacklogInputs, project_backlog
 from placement.core.costs import (
     CostBreakdown,
     batch_duration,
@@ -65,7 +67,19 @@ from placement.core.costs import (
 )
 from placement.core.durations import format_duration
 from placement.core.learning import Learned, Run, learn, record
+from placement.core.observation import LoadHistory
 from placement.core.perrequest import CostPerRequest, cost_per_request
+from placement.core.planning import (
+    HOLD_MARGIN,
+    HoldPlan,
+    Planner,
+    Planning,
+    WorkForecast,
+    positive,
+    replicas_per_demand,
+    usable_demand,
+    work_forecast,
+)
 from placement.core.reasons import ConditionType, EventType, Reason
 from placement.core.scaledobject import scaled_object_name
 from placement.core.window import (
@@ -89,7 +103,12 @@ _BATCH_REASONS = frozenset(
 # Counters in status are int64 in the API server: one beyond would make every status write fail.
 _INT64_MAX = 2**63 - 1
 _FALLBACK_REASONS = frozenset(
-    {Reason.FALLBACK_RESTORED, Reason.BATCH_WINDOW_MISSED, Reason.BATCH_JOB_FAILED}
+    {
+        Reason.FALLBACK_RESTORED,
+        Reason.BATCH_WINDOW_MISSED,
+        Reason.BATCH_JOB_FAILED,
+        Reason.BACKLOG_WILL_MISS_WINDOW,
+    }
 )
 # Decisions about the async path: their savings are the async ones.
 _ASYNC_REASONS = frozenset(
@@ -161,6 +180,10 @@ class Observed:
     requests: float | None = None  # metrics.requests per second; None: not read
     async_seen: AsyncSeen = field(default_factory=AsyncSeen)  # queue and KEDA (async gates)
     idle_hours: float | None = None  # hours a day with no work, from the history
+    demand: float | None = None  # work arriving per second (metrics.demand), when read
+    # metrics.demand / metrics.queueDepth is set: the backlog can be watched while held.
+    backlog_metrics: bool = False
+    history: LoadHistory | None = None  # the placement's own load, for the forecast
 
     def job(self, name: str) -> JobObservation | None:
         return next((job for job in self.jobs if job.name == name), None)
@@ -186,6 +209,11 @@ class State:
     runs: tuple[Run, ...] = ()  # the latest finished Jobs, measured (learning)
     # Set while the placement's ScaledObject sets the replicas (the hold records the original).
     async_since: datetime | None = None
+    # While holding: the planned hold [from, until) taken at the move (kept until it ends).
+    planned_hold: tuple[datetime, datetime] | None = None
+    # Realtime replicas one unit of demand keeps busy, measured before the move: converts
+    # demand and queue depth into replica-hours while held.
+    replicas_per_demand: float | None = None
 
     @property
     def holding(self) -> bool:
@@ -206,6 +234,7 @@ class Inputs:
     warm_replicas: int | None = None
     utilization: float | None = None
     queue_depth: float | None = None
+    demand: float | None = None
     work_replica_hours: float | None = None
     batch_pod_hours: float | None = None
     parallel_pods: int | None = None
@@ -254,6 +283,9 @@ class Decision:
         """The decision is about the async path: its savings are the ones that count."""
         return self.phase is Phase.ASYNC or self.reason in _ASYNC_REASONS
 
+    plan: HoldPlan | None = None  # the planned hold of the current or next window
+    backlog: Backlog | None = None  # while holding: the projected work against the window
+
     @property
     def savings_per_day(self) -> float | None:
         if self.about_async and self.async_breakdown is not None:
@@ -287,6 +319,15 @@ class _Context:
     held_hours: float
     learned: Learned
     async_breakdown: AsyncBreakdown | None = None
+    # The hold chosen for the current or next window; None: no load known to plan with.
+    planning: Planning | None = None
+    forecast: WorkForecast | None = None
+    backlog: Backlog | None = None  # while holding
+    replicas_per_demand: float | None = None
+
+    @property
+    def plan(self) -> HoldPlan | None:
+        return None if self.planning is None else self.planning.plan
 
     @property
     def deployment(self) -> str:
@@ -319,6 +360,7 @@ def decide(
         _blocked(ctx)
         or _in_async(ctx)
         or _fallback(ctx)
+        or _backlog_will_miss(ctx)
         or _fallback_hold(ctx)
         or _metrics_unavailable(ctx)
         or _choose_async(ctx)
@@ -336,7 +378,9 @@ def _context(
     problem = _metrics_problem(spec, observed)
     recorded = _record_job_outcomes(spec, state, observed)
     held_hours = held_hours_per_day(spec.latency.acceptable_delay.timedelta)
-    learned = learn(spec.costs, spec.learning, recorded.runs)
+    learned = learn(
+        spec.costs, spec.learning, recorded.runs, missed_windows=recorded.missed_windows
+    )
     numbers_problem = None
     baseline = recorded.baseline_utilization
     if baseline is not None and not 0 <= baseline <= 1:  # NaN fails too
@@ -351,15 +395,25 @@ def _context(
     else:
         replicas = observed.replicas
         utilization = observed.utilization if problem is None else None
+    costs = learned.costs(spec.costs)
+    pods = parallel_pods(spec.costs, spec.batch.job_template)
+    ratio, forecast = _forecast(observed, recorded, now, window, replicas, utilization, problem)
+    planning = None
+    if forecast is not None and replicas is not None:
+        planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
+        planning = planner.plan(recorded.planned_hold if recorded.holding else None, held_hours)
     breakdown = None
-    if replicas is not None and utilization is not None:
+    if planning is not None and planning.plan is not None:
+        breakdown = planning.plan.breakdown
+    elif replicas is not None and utilization is not None:
         breakdown = daily_costs(
-            learned.costs(spec.costs),
+            costs,
             replicas=replicas,
             warm_replicas=spec.target.warm_replicas,
             utilization=utilization,
             held_hours=held_hours,
         )
+    if breakdown is not None:
         # The boundary guard. Every input is bounded (spec by the models, learned values
         # like declared ones, utilization in [0,1]), so this does not happen unless a count
         # is beyond any real one (a forged status). Savings that are no number are unknown,
@@ -369,8 +423,13 @@ def _context(
         bad = breakdown.non_finite()
         if bad is not None:
             numbers_problem = bad
-            breakdown = None
+            breakdown, planning = None, None
     async_breakdown = _async_breakdown(spec, observed, replicas, utilization)
+    backlog = None
+    if recorded.holding:
+        backlog = _held_backlog(
+            observed, recorded, now, window, forecast, ratio, costs, pods, planning
+        )
     return _Context(
         spec=spec,
         observed=observed,
@@ -385,10 +444,78 @@ def _context(
         replicas=replicas,
         utilization=utilization,
         breakdown=breakdown,
-        pods=parallel_pods(spec.costs, spec.batch.job_template),
-        held_hours=held_hours,
+        pods=pods,
+        held_hours=planning.plan.hours if planning and planning.plan else held_hours,
         learned=learned,
         async_breakdown=async_breakdown,
+        planning=planning,
+        forecast=forecast,
+        backlog=backlog,
+        replicas_per_demand=ratio,
+    )
+
+
+def _usable_demand(observed: Observed) -> float | None:
+    return usable_demand(observed.demand)
+
+
+def _forecast(
+    observed: Observed,
+    state: State,
+    now: datetime,
+    window: WindowSpan,
+    replicas: int | None,
+    utilization: float | None,
+    problem: str | None,
+) -> tuple[float | None, WorkForecast | None]:
+    """The demand conversion (measured now, or recorded at the move) and the forecast in
+    replica-hours; never from bad metrics."""
+    if state.holding:
+        ratio = positive(state.replicas_per_demand)
+    else:
+        ratio = replicas_per_demand(_usable_demand(observed), replicas, utilization)
+    if not state.holding and problem is not None:
+        return ratio, None
+    forecast = work_forecast(
+        observed.history,
+        now=now,
+        window=window,
+        replicas=replicas,
+        utilization=utilization,
+        demand=_usable_demand(observed),
+        replicas_per_demand=ratio,
+        held_since=state.batch_since if state.holding else None,
+    )
+    return ratio, forecast
+
+
+def _held_backlog(
+    observed: Observed,
+    state: State,
+    now: datetime,
+    window: WindowSpan,
+    forecast: WorkForecast | None,
+    ratio: float | None,
+    costs: CostsSpec,
+    pods: int,
+    planning: Planning | None,
+) -> Backlog:
+    plan = None if planning is None else planning.plan
+    return project_backlog(
+        BacklogInputs(
+            demand=_usable_demand(observed),
+            queue=usable_demand(observed.queue_depth),  # same unit, same checks
+            replicas_per_demand=ratio,
+            configured=observed.backlog_metrics,
+            held_since=state.batch_since,
+            hold_start=None if plan is None else plan.start,
+        ),
+        now=now,
+        window=window,
+        forecast=forecast,
+        batch_efficiency=costs.batch_efficiency,
+        retry_rate=costs.retry_rate,
+        pods=pods,
     )
 
 
@@ -573,6 +700,45 @@ def _run_fallback(ctx: _Context, span: WindowSpan, cause_reason: Reason, cause: 
     )
 
 
+def _backlog_will_miss(ctx: _Context) -> Decision | None:
+    """Held, and the work the window will have to do no longer fits it: realtime comes back
+    before the window is missed (or, with fallback Alert, a Warning says so)."""
+    backlog = ctx.backlog
+    if not ctx.state.holding or backlog is None or backlog.fits:
+        return None
+    if _succeeded_in(ctx, ctx.window) or ctx.now >= ctx.window.end:
+        return None
+    if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
+        state = replace(ctx.state, fallback_until=ctx.window.end)
+        return _restore(
+            replace(ctx, state=state),
+            Action.FALLBACK,
+            Phase.FALLBACK,
+            Reason.BACKLOG_WILL_MISS_WINDOW,
+            EventType.WARNING,
+            f"{backlog.describe()}; realtime restored before the window is missed; batch "
+            f"resumes with the next planned hold after {_utc(ctx.window.end)}",
+        )
+    job = _job_to_create(ctx)
+    if job is not None:
+        ctx = replace(ctx, state=replace(ctx.state, current_job=job))
+    return _decision(
+        ctx,
+        Action.CREATE_JOB if job is not None else Action.WAIT,
+        Phase.BATCH,
+        Reason.BACKLOG_WILL_MISS_WINDOW,
+        EventType.WARNING,
+        f"{backlog.describe()}; fallback Alert: {ctx.deployment} left at "
+        f"{ctx.observed.replicas} replicas" + (f"; job {job} created" if job else ""),
+        desired_replicas=ctx.warm,
+        job_name=job,
+    )
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
 def _fallback_hold(ctx: _Context) -> Decision | None:
     """After a fallback, wait for the next window instead of moving straight back."""
     until = ctx.state.fallback_until
@@ -591,7 +757,12 @@ def _fallback_hold(ctx: _Context) -> Decision | None:
         Phase.FALLBACK,
         reason,
         EventType.WARNING,
-        f"in fallback until {until:%Y-%m-%d %H:%M} UTC, when the next window starts",
+        f"in fallback until {until:%Y-%m-%d %H:%M} UTC, "
+        + (
+            "when the window whose backlog would not fit ends"
+            if reason is Reason.BACKLOG_WILL_MISS_WINDOW
+            else "when the next window starts"
+        ),
         desired_replicas=ctx.warm if ctx.state.holding else None,
     )
 
@@ -829,12 +1000,15 @@ def _leaning_batch(ctx: _Context) -> bool:
 def _window_fit_gate(ctx: _Context) -> tuple[Reason, str] | None:
     if ctx.breakdown is None:
         return None
+    planned = _plan_fit(ctx)
+    if planned is not None:
+        return planned
     needed = batch_duration(ctx.breakdown.batch_pod_hours, ctx.pods)
     batch_needs = (
         f"batch needs {ctx.breakdown.batch_pod_hours:.2f} pod-hours / {ctx.pods} parallel "
         f"pods = {format_duration(needed)}"
     )
-    if needed > ctx.window.length:
+    if ctx.planning is None and needed > ctx.window.length:
         return Reason.WINDOW_TOO_SHORT, (
             f"{batch_needs} > window {ctx.window.describe()} ({format_duration(ctx.window.length)})"
         )
@@ -853,6 +1027,54 @@ def _window_fit_gate(ctx: _Context) -> tuple[Reason, str] | None:
     )
 
 
+def _plan_fit(ctx: _Context) -> tuple[Reason, str] | None:
+    """No hold fits the window (even the shortest), or the hold taken no longer fits all of
+    the window's capacity (the move needed HOLD_MARGIN of it: hysteresis)."""
+    planning = ctx.planning
+    if planning is None:
+        return None
+    plan = planning.plan
+    if plan is None:
+        longest = planning.longest
+        if longest is None:
+            return None
+        needed = batch_duration(longest.batch_pod_hours, ctx.pods)
+        return Reason.WINDOW_TOO_SHORT, (
+            f"batch needs {longest.batch_pod_hours:.2f} pod-hours at the forecast's high "
+            f"quantile / {ctx.pods} parallel pods = {format_duration(needed)} > "
+            f"{HOLD_MARGIN:g} of window {ctx.window.describe()} "
+            f"({format_duration(ctx.window.length)}), and no shorter hold fits either"
+        )
+    # While held, a watched backlog says what the window will have to do (BacklogWillMissWindow);
+    # otherwise the hold's forecast, which moves only with what is learned.
+    watched = ctx.backlog is not None and ctx.backlog.watched
+    if (
+        ctx.state.holding
+        and not watched
+        and plan.batch_pod_hours > plan.capacity_pod_hours / HOLD_MARGIN
+    ):
+        return Reason.WINDOW_TOO_SHORT, (
+            f"the hold's work no longer fits the whole window: {plan.describe()}"
+        )
+    return None
+
+
+def _hold_gate(ctx: _Context) -> tuple[Reason, str] | None:
+    """Before the planned hold starts, realtime, when the plan holds fewer hours than
+    acceptableDelay allows (the longer holds would not fit the window, or save less).
+    A recommendation describes the placement, not this hour: not flipped by it."""
+    planning = ctx.planning
+    plan = None if planning is None else planning.plan
+    if plan is None or planning is None or not planning.shortened or plan.contains(ctx.now):
+        return None
+    if not ctx.state.holding and not _would_act(ctx):
+        return None
+    return Reason.HOLD_PLANNED, (
+        f"realtime until the {plan.describe()}; a longer hold "
+        + ("saves less" if planning.longer_fits else "would not fit the window")
+    )
+
+
 def _would_act(ctx: _Context) -> bool:
     return ctx.spec.mode is Mode.ENFORCE and ctx.spec.product_risk is not ProductRisk.HIGH
 
@@ -863,6 +1085,7 @@ GATES: tuple[Gate, ...] = (
     _delay_gate,
     _savings_gate,
     _window_fit_gate,
+    _hold_gate,
 )
 
 
@@ -904,13 +1127,14 @@ def _recommend_only(ctx: _Context) -> Decision | None:
     if ctx.state.holding:
         return _restore(ctx, Action.RESTORE, Phase.REALTIME, Reason.RESTORED, EventType.NORMAL, why)
     current = ctx.observed.replicas
+    plan = "" if ctx.plan is None else f"; {ctx.plan.describe()}"
     return _decision(
         ctx,
         Action.MOVE_TO_BATCH,
         Phase.REALTIME,
         Reason.BATCH_RECOMMENDED,
         EventType.NORMAL,
-        f"{ctx.savings_text}; would scale {ctx.deployment} {current} -> {ctx.warm} ({why})",
+        f"{ctx.savings_text}{plan}; would scale {ctx.deployment} {current} -> {ctx.warm} ({why})",
         desired_replicas=ctx.warm,
         actuate=False,
     )
@@ -931,6 +1155,7 @@ def _enforce(ctx: _Context) -> Decision:
 def _move_to_batch(ctx: _Context) -> Decision:
     current = ctx.observed.replicas
     assert current is not None  # _blocked handled a missing Deployment
+    plan = ctx.plan
     state = replace(
         ctx.state,
         original_replicas=current,
@@ -938,9 +1163,15 @@ def _move_to_batch(ctx: _Context) -> Decision:
         batch_since=ctx.now,
         last_missed_window=None,
         fallback_until=None,
+        planned_hold=None if plan is None else (plan.start, plan.end),
+        replicas_per_demand=ctx.replicas_per_demand,
     )
     ctx = replace(ctx, state=state)
     parts = [ctx.savings_text, f"{ctx.deployment} {current} -> {ctx.warm}"]
+    if plan is not None:
+        parts.append(plan.describe())
+    if not ctx.observed.backlog_metrics:
+        parts.append("backlog not watched (no metrics.demand or metrics.queueDepth)")
     job = _job_to_create(ctx)
     if job is not None:
         ctx = replace(ctx, state=replace(ctx.state, current_job=job))
@@ -1085,7 +1316,14 @@ def _restore(
     """Scale back to the recorded original replicas and forget the batch hold."""
     original = ctx.state.original_replicas
     assert original is not None
-    state = replace(ctx.state, original_replicas=None, baseline_utilization=None, batch_since=None)
+    state = replace(
+        ctx.state,
+        original_replicas=None,
+        baseline_utilization=None,
+        batch_since=None,
+        planned_hold=None,
+        replicas_per_demand=None,
+    )
     return _decision(
         replace(ctx, state=state),
         action,
@@ -1136,6 +1374,8 @@ def _decision(
         evaluated_at=ctx.now,
         job_work_replica_hours=None if job_name is None else _work_for_job(ctx),
         learned=ctx.learned,
+        plan=ctx.plan,
+        backlog=ctx.backlog if ctx.state.holding else None,
         async_breakdown=ctx.async_breakdown,
         cost_per_request=per_request,
     )
@@ -1169,12 +1409,17 @@ def _work_for_job(ctx: _Context) -> float | None:
     """The work the window's Job is given: everything that arrived while held, before the
     window ends: replicas * utilization * hours held, from the move (or the start of the
     daily held interval) to the end of the window."""
-    if ctx.replicas is None or ctx.utilization is None:
-        return None
     held_from = ctx.window.end - timedelta(hours=ctx.held_hours)
+    plan = ctx.plan
+    if plan is not None:
+        held_from = plan.start
     since = ctx.state.batch_since
     if since is not None and since > held_from:
         held_from = since
+    if plan is not None and ctx.forecast is not None:
+        return round(ctx.forecast.work(held_from, ctx.window.end), 4)
+    if ctx.replicas is None or ctx.utilization is None:
+        return None
     hours = max((ctx.window.end - held_from).total_seconds() / 3600, 0.0)
     return round(ctx.replicas * ctx.utilization * hours, 4)
 
@@ -1188,6 +1433,7 @@ def _inputs(ctx: _Context) -> Inputs:
         warm_replicas=ctx.warm,
         utilization=ctx.utilization,
         queue_depth=_finite_or_none(ctx.observed.queue_depth),
+        demand=_usable_demand(ctx.observed),
         work_replica_hours=None if breakdown is None else round(breakdown.work_replica_hours, 4),
         batch_pod_hours=None if breakdown is None else round(breakdown.batch_pod_hours, 4),
         parallel_pods=ctx.pods,
@@ -1228,6 +1474,9 @@ def _finish(ctx: _Context, decision: Decision) -> Decision:
         last_action=decision.action,
         last_reason=decision.reason,
     )
+    if state.holding and decision.plan is not None:
+        # Held into the next window's hold: that one is kept until it ends, as at a move.
+        state = replace(state, planned_hold=(decision.plan.start, decision.plan.end))
     decision = replace(decision, state=state, noteworthy=noteworthy)
     return replace(decision, conditions=_conditions(ctx, decision))
 

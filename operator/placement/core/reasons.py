@@ -18,6 +18,7 @@ class Reason(StrEnum):
     DELAY_NOT_TOLERATED = "DelayNotTolerated"
     SAVINGS_NEGATIVE = "SavingsNegative"
     WINDOW_TOO_SHORT = "WindowTooShort"  # batch pod-hours do not fit the window
+    HOLD_PLANNED = "HoldPlanned"  # batch pays, realtime until the planned hold starts
     BATCH_RECOMMENDED = "BatchRecommended"  # batch pays, but Recommend mode or High risk
     # Moving to batch and running it.
     MOVED_TO_BATCH = "MovedToBatch"
@@ -27,6 +28,8 @@ class Reason(StrEnum):
     BATCH_WINDOW_MISSED = "BatchWindowMissed"
     # Back to realtime.
     FALLBACK_RESTORED = "FallbackRestored"
+    # Warning: held, the projected backlog no longer fits the window; realtime restored early.
+    BACKLOG_WILL_MISS_WINDOW = "BacklogWillMissWindow"
     RESTORED = "Restored"
     # What only the operator can see; phase Blocked or no change.
     METRICS_UNAVAILABLE = "MetricsUnavailable"

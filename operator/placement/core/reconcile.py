@@ -624,6 +624,9 @@ def _observed(
         idle_hours=None
         if observation.history is None
         else idle_hours_per_day(value for _, value in observation.history.samples),
+        demand=_usable(observation.demand),
+        backlog_metrics=spec.metrics.demand is not None or spec.metrics.queue_depth is not None,
+        history=observation.history,
     )
     return observed, steps
 

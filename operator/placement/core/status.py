@@ -17,6 +17,7 @@ from placement.core.api import (
     HISTORY_LIMIT,
     AsyncSavings,
     AsyncStatus,
+    BacklogStatus,
     BatchStatus,
     Breakdown,
     Condition,
@@ -27,10 +28,13 @@ from placement.core.api import (
     LearningStatus,
     MeasuredValue,
     Phase,
+    PlannedHold,
     RunStatus,
     WorkloadPlacementStatus,
 )
+from placement.core.backlog import Backlog
 from placement.core.learning import Learned, Measured, Run, measurable
+from placement.core.planning import HoldPlan
 from placement.core.policy import ConditionReport, Decision, Inputs, State
 from placement.core.reasons import Reason
 from placement.core.scaledobject import scaled_object_name
@@ -58,6 +62,10 @@ def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> Stat
         fallback_until=batch.fallback_until,
         runs=tuple(Run(**run.model_dump()) for run in status.learning.runs),
         async_since=status.async_.since,
+        planned_hold=None
+        if batch.planned_hold is None
+        else (batch.planned_hold.from_, batch.planned_hold.until),
+        replicas_per_demand=batch.replicas_per_demand,
     )
 
 
@@ -111,6 +119,13 @@ def build_status(
             missed_windows=state.missed_windows,
             last_missed_window=state.last_missed_window,
             fallback_until=state.fallback_until,
+            planned_hold=planned_hold_status(decision.plan),
+            replicas_per_demand=_finite(state.replicas_per_demand)
+            if state.original_replicas is not None
+            else None,
+            backlog=backlog_status(decision.backlog)
+            if state.original_replicas is not None
+            else None,
         ),
         **{"async": _async_status(state)},
         learning=learning_status(decision.learned, state.runs),
@@ -127,11 +142,54 @@ def _async_status(state: State) -> AsyncStatus:
     return AsyncStatus(since=state.async_since, scaled_object=scaled_object_name(state.name))
 
 
+def planned_hold_status(plan: HoldPlan | None) -> PlannedHold | None:
+    """The plan, to the cent: a forecast that moves in the fourth decimal is no news."""
+    if plan is None:
+        return None
+    figures = (plan.work_replica_hours, plan.batch_pod_hours, plan.capacity_pod_hours)
+    if not all(math.isfinite(value) and value >= 0 for value in figures):
+        return None
+    return PlannedHold.model_validate(
+        {
+            "from": plan.start,
+            "until": plan.end,
+            "hours": round(plan.hours, 2),
+            "forecastWorkReplicaHours": round(plan.work_replica_hours, 2),
+            "forecastBatchPodHours": round(plan.batch_pod_hours, 2),
+            "windowCapacityPodHours": round(plan.capacity_pod_hours, 2),
+            "forecast": plan.basis[:2048],
+        }
+    )
+
+
+def backlog_status(backlog: Backlog | None) -> BacklogStatus | None:
+    if backlog is None:
+        return None
+    if not backlog.watched:
+        return BacklogStatus(watched=False, note=backlog.note)
+    return BacklogStatus(
+        watched=True,
+        note=backlog.note,
+        waiting_replica_hours=_cents(backlog.waiting_replica_hours),
+        arriving_replica_hours=_cents(backlog.arriving_replica_hours),
+        projected_batch_pod_hours=_cents(backlog.batch_pod_hours),
+        window_capacity_pod_hours=_cents(backlog.capacity_pod_hours),
+    )
+
+
+def _cents(value: float) -> float | None:
+    finite = _finite(value)
+    return None if finite is None else round(finite, 2)
+
+
 def learning_status(learned: Learned | None, runs: tuple[Run, ...]) -> LearningStatus:
     """Measured beside declared values, and the runs they rest on."""
     return LearningStatus(
         batch_efficiency=None if learned is None else _measured(learned.batch_efficiency, 4),
         retry_rate=None if learned is None else _measured(learned.retry_rate, 4),
+        missed_window_rate=None
+        if learned is None or learned.missed_window_rate is None
+        else _measured(learned.missed_window_rate, 4),
         # The same fields both ways; only runs learning can measure.
         runs=[RunStatus(**asdict(clean)) for run in runs if (clean := measurable(run))],
     )
@@ -189,6 +247,7 @@ def inputs_status(inputs: Inputs) -> DecisionInputs:
         warm_replicas=inputs.warm_replicas,
         utilization=_finite(inputs.utilization),
         queue_depth=_finite(inputs.queue_depth),
+        demand=_finite(inputs.demand),
         work_replica_hours=_finite(inputs.work_replica_hours),
         batch_pod_hours=_finite(inputs.batch_pod_hours),
         parallel_pods=inputs.parallel_pods,

@@ -290,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative,
         help="hours a day no work arrives (async runs warmReplicas then; default 0)",
     )
+    explain.add_argument(
+        "--demand",
+        type=non_negative,
+        help="work arriving per second, as metrics.demand reports it (the forecast's unit)",
+    )
     explain.add_argument("--now", type=_aware_datetime, help="ISO-8601 time (default: now)")
     explain.add_argument(
         "-o",
@@ -617,6 +622,7 @@ def _explain(args: argparse.Namespace) -> int:
             async_queue=args.async_queue,
             keda_installed=not args.no_keda,
             idle_hours=args.idle_hours,
+            demand=args.demand,
         )
     except ValidationError as error:
         raise _invalid(args.file, error, prefix="" if "spec" in manifest else "spec.") from None
@@ -666,6 +672,7 @@ def _worksheet(result: dict[str, Any]) -> str:
             ("dataStaging", "data staging"),
             ("retries", "retries"),
             ("operations", "operations"),
+            ("missedWindowRisk", "missed windows"),
         ):
             lines.append(f"- {label:<25}{breakdown[key]:>10.2f}")
         total = result["batchSavingsPerDay"]
@@ -678,6 +685,14 @@ def _worksheet(result: dict[str, Any]) -> str:
     lines.append(
         f"window: {window['start']} -> {window['end']} ({'open' if window['open'] else 'next'})"
     )
+    hold = result.get("plannedHold")
+    if hold:
+        lines.append(
+            f"planned hold: {hold['from']} -> {hold['until']} ({hold['hours']:g}h): forecast "
+            f"{hold['forecastWorkReplicaHours']:.2f} replica-hours, "
+            f"{hold['forecastBatchPodHours']:.2f} batch pod-hours at the high quantile <= "
+            f"{hold['windowCapacityPodHours']:.2f} window capacity; forecast: {hold['forecast']}"
+        )
     lines.append(
         f"action: {result['action']} (phase {result['phase']}, "
         f"{'would act' if result['actuate'] else 'changes nothing'})"

@@ -1,0 +1,165 @@
+"""The backlog while held: will the work waiting at the window fit it? Pure.
+
+While held the fleet is scaled down and its utilization says nothing about the load. What is
+still measured is the demand (`metrics.demand`, work arriving per second whatever the replica
+count) and the queue (`metrics.queueDepth`, work waiting, in the same unit). Converted with the
+replicas one unit of demand keeps busy (measured while realtime, recorded at the move):
+
+    waiting now (replica-hours) = queue depth x replicas per demand / 3600
+    arriving until window end   = the forecast's high quantile over [now, window end), scaled
+                                  up by how far the demand observed now is above the forecast
+                                  of this hour (a load that rose is not averaged away)
+    projected batch pod-hours   = (waiting + arriving) / batchEfficiency x (1 + retryRate)
+    window capacity             = parallel pods x hours of the window from now on
+
+More than the capacity and the window would be missed: realtime is restored before it is
+(BacklogWillMissWindow). No margin here: the plan moved with HOLD_MARGIN of the capacity, a
+restore needs all of it to be exceeded (hysteresis). Without a queue reading the work waiting
+is estimated from the hold's start at the same level; without demand or queue, or without the
+conversion, the backlog is not watched and the messages say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from placement.core.durations import format_duration
+from placement.core.planning import WorkForecast
+from placement.core.window import WindowSpan
+
+SECONDS_PER_HOUR = 3600
+NOT_CONFIGURED = (
+    "backlog not watched: no metrics.demand or metrics.queueDepth, so the savings and the window "
+    "fit rest on the load measured before the move"
+)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The projection, or why there is none (`watched` False)."""
+
+    watched: bool
+    note: str  # why it is not watched; how it was estimated otherwise
+    waiting_replica_hours: float = 0.0
+    arriving_replica_hours: float = 0.0
+    batch_pod_hours: float = 0.0
+    capacity_pod_hours: float = 0.0
+    pods: int = 1
+    window: WindowSpan | None = None
+    level: float = 1.0  # observed demand over the forecast of this hour (at least 1)
+
+    @property
+    def fits(self) -> bool:
+        return not self.watched or self.batch_pod_hours <= self.capacity_pod_hours
+
+    def describe(self) -> str:
+        if not self.watched:
+            return self.note
+        assert self.window is not None
+        level = f", demand {self.level:.2f}x the forecast" if self.level > 1 else ""
+        note = f"; {self.note}" if self.note else ""
+        relation = "<=" if self.fits else ">"
+        hours = self.capacity_pod_hours / max(self.pods, 1)
+        return (
+            f"backlog projected at {self.batch_pod_hours:.2f} batch pod-hours (waiting "
+            f"{self.waiting_replica_hours:.2f} + arriving {self.arriving_replica_hours:.2f} "
+            f"replica-hours{level}) {relation} window capacity {self.capacity_pod_hours:.2f} "
+            f"pod-hours ({self.pods} pods x {format_duration(timedelta(hours=hours))}) of window "
+            f"{self.window.describe()}{note}"
+        )
+
+
+@dataclass(frozen=True)
+class BacklogInputs:
+    """What the projection reads; demand and queue in the demand's unit."""
+
+    demand: float | None  # per second, now
+    queue: float | None  # waiting, now
+    replicas_per_demand: float | None  # recorded at the move
+    configured: bool  # metrics.demand or metrics.queueDepth is set
+    held_since: datetime | None  # the move
+    hold_start: datetime | None = None  # the planned hold's start (held for longer: the day's)
+
+    @property
+    def waiting_since(self) -> datetime | None:
+        """Since when work has been waiting for this window: the later of the two."""
+        moments = [m for m in (self.held_since, self.hold_start) if m is not None]
+        return max(moments, default=None)
+
+
+def project_backlog(
+    inputs: BacklogInputs,
+    *,
+    now: datetime,
+    window: WindowSpan,
+    forecast: WorkForecast | None,
+    batch_efficiency: float,
+    retry_rate: float,
+    pods: int,
+) -> Backlog:
+    """The work the window will have to do, against what it can do from now on."""
+    if not inputs.configured:
+        return Backlog(False, NOT_CONFIGURED)
+    ratio = inputs.replicas_per_demand
+    if ratio is None:
+        return Backlog(
+            False,
+            "backlog not watched: no demand was measured before the move to convert demand "
+            "and queue depth into replica-hours",
+        )
+    if inputs.demand is None and inputs.queue is None:
+        return Backlog(False, "backlog not watched: neither demand nor queue depth was read")
+    observed_rate = None if inputs.demand is None else inputs.demand * ratio  # replicas busy
+    level, arriving = _arrivals(forecast, observed_rate, now, window.end)
+    note = ""
+    if inputs.queue is not None:
+        waiting = inputs.queue * ratio / SECONDS_PER_HOUR
+    else:
+        waiting = _estimated_waiting(forecast, observed_rate, inputs.waiting_since, now, level)
+        note = "no queue depth: the work waiting is estimated from the hold's start"
+    needed = (waiting + arriving) / batch_efficiency * (1 + retry_rate)
+    hours_left = max((window.end - max(now, window.start)).total_seconds() / 3600, 0.0)
+    return Backlog(
+        watched=True,
+        note=note,
+        waiting_replica_hours=waiting,
+        arriving_replica_hours=arriving,
+        batch_pod_hours=needed,
+        capacity_pod_hours=pods * hours_left,
+        pods=pods,
+        window=window,
+        level=level,
+    )
+
+
+def _arrivals(
+    forecast: WorkForecast | None, observed_rate: float | None, now: datetime, end: datetime
+) -> tuple[float, float]:
+    """(level, replica-hours arriving over [now, end))."""
+    hours = max((end - now).total_seconds() / 3600, 0.0)
+    if forecast is None:
+        return 1.0, (observed_rate or 0.0) * hours
+    high = forecast.work(now, end, high=True)
+    expected = forecast.rate(now)
+    if observed_rate is None:
+        return 1.0, high
+    if expected <= 0:
+        # Nothing forecast for this hour, yet something arrives: at least that, constantly.
+        return 1.0, max(high, observed_rate * hours)
+    level = max(observed_rate / expected, 1.0)
+    return level, high * level
+
+
+def _estimated_waiting(
+    forecast: WorkForecast | None,
+    observed_rate: float | None,
+    since: datetime | None,
+    now: datetime,
+    level: float,
+) -> float:
+    if since is None or since >= now:
+        return 0.0
+    if forecast is None:
+        return (observed_rate or 0.0) * (now - since).total_seconds() / 3600
+    return forecast.work(since, now) * level

@@ -1,0 +1,272 @@
+"""Planned holds: which hours before the batch window the Deployment is held scaled down. Pure.
+
+The delay gate allows a hold over [windowEnd - acceptableDelay, windowEnd) at most (a day at
+most). Within it, the plan is the interval ending at the window's end whose forecast savings
+are largest, among those whose forecast work fits the window:
+
+    work (replica-hours)   = forecast load over the hold (typical) x replicas per unit of load
+    must fit               = work at the high quantile / batchEfficiency x (1 + retryRate)
+    window capacity        = parallel pods x window hours inside the hold x HOLD_MARGIN
+
+so a busy evening is served realtime and the quiet hours before the window are held, instead
+of all or nothing. Holds are whole hours back from the window's end (the last one exactly the
+acceptable delay), so a forecast that moves a little does not move the plan.
+
+The forecast's unit: "utilization" is a fraction of the fleet, so replicas per unit is the
+fleet's replicas (the original count while held); "demand" is work per second, converted with
+the replicas a unit of demand keeps busy, measured while realtime (utilization x replicas /
+demand) and recorded at the move.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from placement.core.api import CostsSpec
+from placement.core.costs import CostBreakdown, as_float, daily_costs
+from placement.core.durations import format_duration
+from placement.core.forecast import Forecast, forecast_load
+from placement.core.observation import LoadHistory
+from placement.core.window import WindowSpan
+
+# The forecast work (high quantile) must fit this share of the window's capacity: a
+# forecast is a forecast, and a run that needs the whole window misses it on any slow night.
+HOLD_MARGIN = 0.8
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class WorkForecast:
+    """The forecast in realtime replica-hours of work.
+
+    The forecast starts at the hour holding now (it reads the history up to now); a hold is
+    a daily figure and may have started earlier today. An hour already past is priced as the
+    same hour a day later (the forecast is made until a day after the window's end): the daily
+    shape, so the plan of a window does not change as its hours go by."""
+
+    forecast: Forecast
+    replicas_per_unit: float  # the fleet's replicas (utilization), or per unit of demand
+
+    @property
+    def source(self) -> str:
+        return self.forecast.source
+
+    @property
+    def basis(self) -> str:
+        return self.forecast.basis
+
+    @property
+    def _first(self) -> datetime | None:
+        return self.forecast.hours[0].start if self.forecast.hours else None
+
+    def work(self, start: datetime, end: datetime, *, high: bool = False) -> float:
+        """Replica-hours of work arriving over [start, end)."""
+        first = self._first
+        total = 0.0
+        if first is not None and start < first:
+            past_end = min(end, first)
+            total += self.forecast.work(start + DAY, past_end + DAY, high=high)
+            start = first
+        if end > start:
+            total += self.forecast.work(start, end, high=high)
+        return total * self.replicas_per_unit
+
+    def rate(self, moment: datetime, *, high: bool = False) -> float:
+        """Replicas' worth of work arriving per hour at `moment`."""
+        first = self._first
+        if first is not None and moment < first:
+            moment += DAY
+        return self.forecast.load(moment, high=high) * self.replicas_per_unit
+
+
+@dataclass(frozen=True)
+class HoldPlan:
+    """One day's hold, [start, end), end being the window's end."""
+
+    start: datetime  # aware, UTC
+    end: datetime
+    window: WindowSpan
+    work_replica_hours: float  # forecast (typical) work arriving over the hold
+    batch_pod_hours: float  # at the high quantile, retries included: what must fit
+    capacity_pod_hours: float  # pods x window hours inside the hold x HOLD_MARGIN
+    pods: int
+    breakdown: CostBreakdown  # the daily savings of this hold
+    basis: str  # how the forecast was made
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+    @property
+    def hours(self) -> float:
+        return self.length.total_seconds() / 3600
+
+    @property
+    def fits(self) -> bool:
+        return self.batch_pod_hours <= self.capacity_pod_hours
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+    def describe(self) -> str:
+        """'planned hold 2026-11-21 21:00 - 2026-11-22 05:00 UTC (8h): forecast 14.37
+        replica-hours, 7.52 batch pod-hours at the high quantile, window capacity 25.60
+        pod-hours (8 pods x 4h x 0.8)'."""
+        zone = self.window.zone
+        window_hours = format_duration(self.end - max(self.start, self.window.start))
+        return (
+            f"planned hold {self.start.astimezone(zone):%Y-%m-%d %H:%M} - "
+            f"{self.end.astimezone(zone):%Y-%m-%d %H:%M} {zone.key} "
+            f"({format_duration(self.length)}): forecast {self.work_replica_hours:.2f} "
+            f"replica-hours, {self.batch_pod_hours:.2f} batch pod-hours at the high quantile, "
+            f"window capacity {self.capacity_pod_hours:.2f} pod-hours ({self.pods} pods x "
+            f"{window_hours} x {HOLD_MARGIN:g})"
+        )
+
+
+@dataclass(frozen=True)
+class Planning:
+    """The chosen hold, or none when no hold fits the window."""
+
+    plan: HoldPlan | None
+    longest: HoldPlan | None = None  # when none fits: the longest acceptableDelay allows
+    longest_hours: float = 0.0  # the longest hold acceptableDelay allows
+    longer_fits: bool = False  # a longer hold fits too: the plan is shorter because it pays more
+
+    @property
+    def shortened(self) -> bool:
+        """The plan holds fewer hours than acceptableDelay allows."""
+        return self.plan is not None and self.plan.hours < self.longest_hours - 1e-9
+
+
+@dataclass(frozen=True)
+class Planner:
+    """Everything a hold is priced with."""
+
+    costs: CostsSpec  # as the formula uses them (learned values in use)
+    replicas: int
+    warm_replicas: int
+    pods: int
+    window: WindowSpan
+    forecast: WorkForecast
+
+    def hold(self, start: datetime) -> HoldPlan:
+        """The hold [start, window end), priced and checked against the window."""
+        end = self.window.end
+        hours = max((end - start).total_seconds() / 3600, 0.0)
+        work = self.forecast.work(start, end)
+        high = self.forecast.work(start, end, high=True)
+        needed = high / self.costs.batch_efficiency * (1 + self.costs.retry_rate)
+        in_window = max((end - max(start, self.window.start)).total_seconds() / 3600, 0.0)
+        breakdown = daily_costs(
+            self.costs,
+            replicas=self.replicas,
+            warm_replicas=self.warm_replicas,
+            utilization=0.0,
+            held_hours=hours,
+            work_replica_hours=work,
+        )
+        return HoldPlan(
+            start=start,
+            end=end,
+            window=self.window,
+            work_replica_hours=work,
+            batch_pod_hours=needed,
+            capacity_pod_hours=self.pods * in_window * HOLD_MARGIN,
+            pods=self.pods,
+            breakdown=breakdown,
+            basis=self.forecast.basis,
+        )
+
+    def plan(self, taken: tuple[datetime, datetime] | None, longest_hours: float) -> Planning:
+        """While holding, the hold `taken` at the move until it ends (no flapping on a
+        forecast that moves); otherwise the best hold for the window."""
+        if taken is not None and taken[1] == self.window.end and taken[0] < taken[1]:
+            return Planning(self.hold(taken[0]), longest_hours=longest_hours)
+        return self.choose(longest_hours)
+
+    def choose(self, longest_hours: float) -> Planning:
+        """The hold with the largest savings among those that fit; when none pays, the
+        longest that fits (the savings gate then says it loses)."""
+        holds = [self.hold(self.window.end - length) for length in _lengths(longest_hours)]
+        fitting = [hold for hold in holds if hold.fits]
+        if not fitting:
+            longest = holds[-1] if holds else None
+            return Planning(None, longest=longest, longest_hours=longest_hours)
+        paying = [hold for hold in fitting if hold.breakdown.savings > 0]
+        if paying:
+            # Ties (to the cent) go to the longer hold.
+            best = max(paying, key=lambda hold: (round(hold.breakdown.savings, 2), hold.hours))
+        else:
+            best = max(fitting, key=lambda hold: hold.hours)
+        longer_fits = any(hold.hours > best.hours for hold in fitting)
+        return Planning(best, longest_hours=longest_hours, longer_fits=longer_fits)
+
+
+def _lengths(longest_hours: float) -> list[timedelta]:
+    """Whole hours back from the window's end, the last one the longest allowed."""
+    if not math.isfinite(longest_hours) or longest_hours <= 0:
+        return []
+    whole = math.ceil(longest_hours - 1e-9)
+    return [min(HOUR * step, timedelta(hours=longest_hours)) for step in range(1, whole + 1)]
+
+
+def usable_demand(value: float | None) -> float | None:
+    """A demand (or queue) reading the arithmetic can use: finite and not negative."""
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+def positive(value: float | None) -> float | None:
+    """A conversion factor the arithmetic can use (a status edited by hand may hold any)."""
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+def replicas_per_demand(
+    demand: float | None, replicas: int | None, utilization: float | None
+) -> float | None:
+    """Realtime replicas one unit of demand keeps busy, measured while realtime
+    (utilization x replicas / demand); None when there is nothing to measure it on."""
+    if replicas is None or utilization is None or not demand or replicas <= 0:
+        return None
+    ratio = utilization * replicas / demand
+    return ratio if math.isfinite(ratio) and ratio > 0 else None
+
+
+def work_forecast(
+    history: LoadHistory | None,
+    *,
+    now: datetime,
+    window: WindowSpan,
+    replicas: int | None,
+    utilization: float | None,
+    demand: float | None,
+    replicas_per_demand: float | None,
+    held_since: datetime | None = None,
+) -> WorkForecast | None:
+    """The forecast in replica-hours, from now (the forecast reads the history up to now)
+    until a day past the window's end: from demand when it can be converted (while held it
+    is what is observed instead of the utilization frozen at the move), else from
+    utilization. None: no load known at all."""
+    if replicas is None:
+        return None
+    until = window.end + DAY
+    ratio = positive(replicas_per_demand)
+    demand_history = history if history is not None and history.source == "demand" else None
+    if ratio is not None and (demand is not None or demand_history is not None):
+        made = forecast_load(
+            demand_history, now=now, until=until, zone=window.zone, fallback=demand, source="demand"
+        )
+        return WorkForecast(made, ratio)
+    usable = history if history is not None and history.source == "utilization" else None
+    if utilization is None and usable is None:
+        return None
+    # A utilization history reads near zero while the fleet is held scaled down: those hours
+    # say nothing about the load and are left out.
+    held = ((held_since, now),) if held_since is not None and held_since < now else ()
+    made = forecast_load(
+        usable, now=now, until=until, zone=window.zone, fallback=utilization, held=held
+    )
+    return WorkForecast(made, as_float(replicas))
