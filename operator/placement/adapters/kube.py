@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import GROUP, PLURAL, VERSION
 from placement.core.cluster import HoldConflict as HoldConflict
-from placement.core.cluster import Refused
+from placement.core.cluster import Refused, Retry
 from placement.core.labels import (
     BASELINE_ANNOTATION,
     HELD_SINCE_ANNOTATION,
@@ -30,10 +31,17 @@ from placement.core.labels import (
     WORK_ANNOTATION,
 )
 from placement.core.observation import DeploymentState as DeploymentState
+from placement.core.observation import ScaledObjectState
 from placement.core.policy import JobObservation, JobOutcome
+from placement.core.scaledobject import scaled_object_name
 
 MAX_REPLICAS = 1_000_000  # more than any Deployment runs; beyond it, a typo
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# The owner of the fields the operator applies (server-side apply) on its ScaledObjects.
+FIELD_MANAGER = "placement-operator"
+KEDA_GROUP, KEDA_VERSION, SCALED_OBJECTS = "keda.sh", "v1alpha1", "scaledobjects"
+# Whether KEDA is installed changes rarely: its discovery answer is asked again after this.
+KEDA_DISCOVERY_SECONDS = 300.0
 
 
 # A merge patch that removes the hold: its annotations and its label.
@@ -63,6 +71,7 @@ class KubeAdapter:
         self.batch = client.BatchV1Api(api_client)
         self.autoscaling = client.AutoscalingV2Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self._keda_known: tuple[float, bool] | None = None  # (monotonic time asked, answer)
 
     # -- Deployments ------------------------------------------------------------------
 
@@ -194,7 +203,12 @@ class KubeAdapter:
 
     # -- Autoscalers that would fight over .spec.replicas -------------------------------
 
-    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
+    def conflicting_autoscalers(
+        self, namespace: str, deployment: str, *, placement: str | None = None
+    ) -> list[str]:
+        """HPAs and ScaledObjects on the Deployment, except `placement`'s own ScaledObject
+        (found by name and label) and the HPA KEDA made for it (owned by it)."""
+        own = scaled_object_name(placement) if placement is not None else None
         found: list[str] = []
         autoscalers = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
             namespace, _request_timeout=self.timeout
@@ -202,26 +216,114 @@ class KubeAdapter:
         for hpa in autoscalers:
             ref = hpa.spec.scale_target_ref if hpa.spec else None
             if ref and ref.kind == "Deployment" and ref.name == deployment:
+                if own is not None and _owned_by_scaled_object(hpa.metadata, own):
+                    continue
                 found.append(f"HorizontalPodAutoscaler/{hpa.metadata and hpa.metadata.name}")
-        try:
-            scaled = cast(
-                dict[str, Any],
-                self.custom.list_namespaced_custom_object(
-                    "keda.sh", "v1alpha1", namespace, "scaledobjects", _request_timeout=self.timeout
-                ),
-            )
-        except ApiException as error:
-            if error.status not in (403, 404):  # KEDA not installed, or not ours to read
-                raise
-            scaled = {"items": []}
-        for item in scaled.get("items", []):
+        for item in self._scaled_objects(namespace):
             scaled_ref: dict[str, Any] = item.get("spec", {}).get("scaleTargetRef", {})
             if (
                 scaled_ref.get("kind", "Deployment") == "Deployment"
                 and scaled_ref.get("name") == deployment
+                and not (placement is not None and _is_own(item, placement))
             ):
                 found.append(f"ScaledObject/{item['metadata']['name']}")
         return found
+
+    def _scaled_objects(self, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        """The namespace's ScaledObjects; none when KEDA is not installed or not ours to
+        read."""
+        try:
+            listed = cast(
+                dict[str, Any],
+                self.custom.list_namespaced_custom_object(
+                    KEDA_GROUP,
+                    KEDA_VERSION,
+                    namespace,
+                    SCALED_OBJECTS,
+                    label_selector=selector,
+                    _request_timeout=self.timeout,
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (403, 404):
+                raise
+            return []
+        return list(listed.get("items", []))
+
+    # -- the placement's own KEDA ScaledObject (async mode) -----------------------------
+
+    def keda_installed(self) -> bool:
+        """Whether keda.sh/v1alpha1 serves scaledobjects: the discovery API (readable by
+        every authenticated user, no RBAC rule needed), asked at most every few minutes."""
+        now = time.monotonic()
+        if self._keda_known is not None and now - self._keda_known[0] < KEDA_DISCOVERY_SECONDS:
+            return self._keda_known[1]
+        try:
+            served = self.custom.get_api_resources(
+                KEDA_GROUP, KEDA_VERSION, _request_timeout=self.timeout
+            )
+            installed = any(r.name == SCALED_OBJECTS for r in served.resources or [])
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            installed = False
+        self._keda_known = (now, installed)
+        return installed
+
+    def placement_scaled_object(self, namespace: str, placement: str) -> ScaledObjectState | None:
+        """The ScaledObject this operator applied for `placement` (its name and its label),
+        or None."""
+        for item in self._scaled_objects(namespace, f"{PLACEMENT_LABEL}={placement}"):
+            if _is_own(item, placement):
+                return scaled_object_state(item)
+        return None
+
+    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
+        """Create or update the ScaledObject by server-side apply: the operator owns the
+        fields it writes, KEDA keeps its own (finalizer, status, its label). A conflict is
+        retried; a refusal for good raises Refused."""
+        name = manifest["metadata"]["name"]
+        try:
+            self.custom.patch_namespaced_custom_object(
+                KEDA_GROUP,
+                KEDA_VERSION,
+                namespace,
+                SCALED_OBJECTS,
+                name,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,  # the operator's fields are the operator's, whoever edited them
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise Retry(f"scaledobject/{name} changed while being applied") from error
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+        self.telemetry.actuated("scaled_object_applied")
+
+    def delete_scaled_object(self, namespace: str, name: str) -> bool:
+        """Delete the ScaledObject (KEDA's finalizer stops its scaling and restores the
+        original replicas); False when it was already gone."""
+        try:
+            self.custom.delete_namespaced_custom_object(
+                KEDA_GROUP,
+                KEDA_VERSION,
+                namespace,
+                SCALED_OBJECTS,
+                name,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+        self.telemetry.actuated("scaled_object_deleted")
+        return True
 
     # -- Jobs ---------------------------------------------------------------------------
 
@@ -258,13 +360,6 @@ class KubeAdapter:
         ).items
         return [job_state(job) for job in jobs]
 
-    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
-        # Async serving (issue 13) fills this in; no plan emits the step yet.
-        raise NotImplementedError("ScaledObjects are not written yet")
-
-    def delete_scaled_object(self, namespace: str, name: str) -> bool:
-        raise NotImplementedError("ScaledObjects are not written yet")
-
     def delete_job(self, namespace: str, name: str) -> bool:
         """Delete a finished Job and its pods; False when it was already gone. Any failure
         raises Refused (housekeeping: retried at the next evaluation)."""
@@ -300,6 +395,52 @@ def deployment_state(deployment: client.V1Deployment) -> DeploymentState:
     )
 
 
+def scaled_object_state(item: dict[str, Any]) -> ScaledObjectState:
+    """A ScaledObject as the policy sees it; fields edited into nonsense read as absent."""
+    metadata = item.get("metadata") or {}
+    spec = item.get("spec") or {}
+    conditions = {
+        c.get("type"): c.get("status")
+        for c in (item.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict)
+    }
+    return ScaledObjectState(
+        name=str(metadata.get("name", "")),
+        deployment=str((spec.get("scaleTargetRef") or {}).get("name", "")),
+        min_replicas=_int_or_none(_text(spec.get("minReplicaCount"))),
+        max_replicas=_int_or_none(_text(spec.get("maxReplicaCount"))),
+        ready=_condition(conditions.get("Ready")),
+        active=_condition(conditions.get("Active")),
+        resource_version=metadata.get("resourceVersion"),
+    )
+
+
+def _is_own(item: dict[str, Any], placement: str) -> bool:
+    metadata = item.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    return (
+        metadata.get("name") == scaled_object_name(placement)
+        and labels.get(PLACEMENT_LABEL) == placement
+    )
+
+
+def _owned_by_scaled_object(metadata: client.V1ObjectMeta | None, name: str) -> bool:
+    return any(
+        ref.kind == "ScaledObject"
+        and ref.api_version.startswith(f"{KEDA_GROUP}/")
+        and ref.name == name
+        for ref in (metadata and metadata.owner_references) or []
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else str(value)
+
+
+def _condition(status: Any) -> bool | None:
+    return {"True": True, "False": False}.get(status) if isinstance(status, str) else None
+
+
 def api_message(error: ApiException) -> str:
     """What the API server said, from its Status body (bounded), else the HTTP reason."""
     try:
@@ -310,7 +451,11 @@ def api_message(error: ApiException) -> str:
 
 def job_state(job: client.V1Job) -> JobObservation:
     status = job.status or client.V1JobStatus()
-    outcome, finished_at = JobOutcome.RUNNING, None
+    # Suspended (Kueue holds a queued Job so until its ClusterQueue admits it): waiting, not
+    # running and not failed. A Job that finished while suspended is read by its condition.
+    suspended = bool(job.spec and job.spec.suspend)
+    outcome = JobOutcome.WAITING if suspended else JobOutcome.RUNNING
+    finished_at = None
     for condition in status.conditions or []:
         if condition.status != "True":
             continue

@@ -23,15 +23,20 @@ def observe(
     placement: str,
     telemetry: Telemetry | None = None,
 ) -> Observation:
-    """The target, the Deployments this placement holds, its Jobs and, when the target
-    exists, the autoscalers on it and its metrics."""
+    """The target, the Deployments this placement holds, its Jobs, its ScaledObject (when
+    KEDA is installed) and, when the target exists, the autoscalers on it and its
+    metrics."""
     telemetry = telemetry or Telemetry()
     target = spec.target.deployment
     deployment = cluster.read_deployment(namespace, target)
     claimed = claimed_by(cluster, namespace, placement, deployment)
     jobs = tuple(cluster.placement_jobs(namespace, placement))
+    keda = cluster.keda_installed()
+    scaled = cluster.placement_scaled_object(namespace, placement) if keda else None
     if deployment is None:
-        return Observation(deployment=None, claimed=claimed, jobs=jobs)
+        return Observation(
+            deployment=None, claimed=claimed, jobs=jobs, scaled_object=scaled, keda_installed=keda
+        )
     other = deployment.managed_by
     other_exists = (
         cluster.placement_exists(namespace, other) if other and other != placement else None
@@ -48,10 +53,12 @@ def observe(
         deployment=deployment,
         claimed=claimed,
         jobs=jobs,
-        autoscalers=tuple(cluster.conflicting_autoscalers(namespace, target)),
+        autoscalers=tuple(cluster.conflicting_autoscalers(namespace, target, placement=placement)),
         other_holder_exists=other_exists,
         utilization=utilization,
         queue_depth=queue,
+        scaled_object=scaled,
+        keda_installed=keda,
     )
 
 
