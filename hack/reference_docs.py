@@ -78,6 +78,10 @@ EVENTS: dict[Reason, tuple[str, str]] = {
         "Warning",
         "The window ended without a successful Job; with `fallback.action: Alert` this is the fallback (replicas left as they are).",
     ),
+    Reason.KUEUE_NOT_ADMITTED: (
+        "Warning",
+        "The window ended with its Job still suspended: Kueue did not admit it from `batch.queueName` (no quota, or the queue is stopped); the fallback runs as for a missed window.",
+    ),
     Reason.FALLBACK_RESTORED: (
         "Warning",
         "`fallback.action: RestoreRealtime`: the original replicas were restored after a failed Job or a missed window; phase Fallback until the next window.",
