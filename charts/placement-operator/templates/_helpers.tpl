@@ -86,7 +86,10 @@ and the namespaced Roles. Each verb is one the code uses; see docs/install.md "P
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list"]
+# Application: async mode hands the Deployment to the placement's own ScaledObject: list
+# (conflicts, and its own by label), create and patch (server-side apply), delete (leaving
+# async). Whether KEDA is installed comes from the discovery API, which needs no rule.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
-  verbs: ["list"]
+  verbs: ["list", "create", "patch", "delete"]
 {{- end }}
