@@ -2,7 +2,8 @@
 the ScaledObject `scaled_object_manifest` builds, applied and deleted by the KubeAdapter, scales
 the Deployment to zero on an empty queue and back when it fills, and KEDA gives the original
 replicas back when it is deleted; a Job the operator builds with `batch.queueName` waits
-suspended until Kueue admits it, and the adapter reads it as Waiting.
+suspended until Kueue admits it, and the adapter reads it as Waiting; with the operator running,
+a window that ends before Kueue admits its Job falls back with KueueNotAdmitted.
 
 Pods are kwok's: KEDA's 0 <-> 1 activation is its own scale loop and needs no metrics API;
 1 -> N is the HPA KEDA creates, which reads KEDA's external metrics through the
@@ -10,13 +11,16 @@ keda-metrics-apiserver (an APIService), not started here."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from datetime import timedelta
 
+import pytest
 from kubernetes import client
+from prometheus_client import Gauge
 
 from placement.adapters.kube import KubeAdapter
-from placement.core.api import WorkloadPlacementSpec
+from placement.core.api import GROUP, PLURAL, VERSION, WorkloadPlacementSpec
 from placement.core.jobs import job_manifest
 from placement.core.observation import ScaledObjectState
 from placement.core.policy import JobOutcome
@@ -24,7 +28,7 @@ from placement.core.scaledobject import scaled_object_manifest
 from placement.core.tenancy import scope_to_namespace
 from placement.localenv.engines import LocalKeda, LocalKueue
 from placement.localenv.prometheus import Exporter, LocalPrometheus
-from tests.integration.harness import Placements, placement
+from tests.integration.harness import Placements, measured_deployment, placement
 from tests.integration.wait import until
 
 QUEUE_METRIC = "inference_async_queue_depth"
@@ -140,5 +144,57 @@ def test_a_queued_job_waits_suspended_until_kueue_admits_it_and_reads_as_waiting
               lambda outcome: outcome is JobOutcome.RUNNING, timeout=60,
               what="Kueue admitted the Job once the quota grew")  # fmt: skip
         print(f"Kueue via KubeAdapter: admitted {time.monotonic() - started:.1f}s after quota")
+    finally:
+        kueue.cluster.kubectl("delete", "clusterqueue", cluster_queue, "--wait=false", check=False)
+
+
+def _minute_after(moment: dt.datetime, seconds: float) -> dt.datetime:
+    """The first whole minute at least `seconds` after `moment`."""
+    return (moment + dt.timedelta(seconds=seconds + 59)).replace(second=0, microsecond=0)
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_window_that_ends_before_kueue_admits_its_job_falls_back_saying_so(
+    kueue: LocalKueue, placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    namespace = placements.namespace
+    cluster_queue = f"{namespace}-cq"
+    kueue.cluster_queue(cluster_queue, cpu="0")  # never admitted
+    kueue.local_queue(namespace, "batch", cluster_queue)
+    try:
+        measured_deployment(placements, prometheus, utilization, "summarizer")
+        now = dt.datetime.now(dt.UTC)
+        manifest = placement(
+            "summarizer", namespace, deployment="summarizer",
+            window={"start": f"{now - dt.timedelta(hours=3):%H:%M}",
+                    "end": f"{now + dt.timedelta(hours=3):%H:%M}", "timeZone": "UTC"},
+        )  # fmt: skip
+        manifest["spec"]["batch"]["queueName"] = "batch"
+        pod = manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]["spec"]
+        pod["containers"][0]["resources"] = {"requests": {"cpu": "1", "memory": "1Gi"}}
+        placements.apply(manifest)
+        placements.wait_for_event("summarizer", "MovedToBatch", timeout=60)
+        [job] = until(lambda: placements.jobs("summarizer"), lambda jobs: len(jobs) == 1,
+                      what="the window's Job")  # fmt: skip
+        assert job.spec.suspend is True
+        assert placements.replicas("summarizer") == 0
+
+        # The window now ends at the next whole minute (the Job's name, from its start, stays).
+        end = _minute_after(dt.datetime.now(dt.UTC), 20)
+        placements.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, "summarizer",
+            {"spec": {"batch": {"window": {"end": f"{end:%H:%M}"}}}},
+        )  # fmt: skip
+        waited = max((end - dt.datetime.now(dt.UTC)).total_seconds(), 0) + 60
+        status = placements.wait_for_reason("summarizer", "KueueNotAdmitted", timeout=waited)
+        assert status["phase"] == "Fallback"
+        event = placements.wait_for_event("summarizer", "KueueNotAdmitted")
+        assert event.type == "Warning"
+        assert f"Kueue did not admit job {job.metadata.name} from LocalQueue batch" in (
+            event.message
+        )
+        assert placements.replicas("summarizer") == 4  # RestoreRealtime
+        [still] = placements.jobs("summarizer")
+        assert still.spec.suspend is True
     finally:
         kueue.cluster.kubectl("delete", "clusterqueue", cluster_queue, "--wait=false", check=False)
