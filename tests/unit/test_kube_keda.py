@@ -5,6 +5,7 @@ exercised in tests/integration/test_async_engines.py."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 from unittest.mock import MagicMock
@@ -14,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from placement.adapters.fakecluster import FakeCluster
-from placement.adapters.kube import KubeAdapter, job_state
+from placement.adapters.kube import KEDA_DISCOVERY_SECONDS, KubeAdapter, job_state
 from placement.adapters.observe import observe
 from placement.core.cluster import Refused, Retry
 from placement.core.labels import PLACEMENT_LABEL
@@ -134,6 +135,17 @@ def test_keda_discovery_is_asked_once_for_several_evaluations() -> None:
     custom(kube).get_api_resources.return_value = served
     assert all(kube.keda_installed() for _ in range(5))
     assert custom(kube).get_api_resources.call_count == 1
+
+    # Asked again after the cache expired, a failed look-up keeps the last answer.
+    expired = (time.monotonic() - 2 * KEDA_DISCOVERY_SECONDS, True)
+    kube._keda_known = expired
+    custom(kube).get_api_resources.side_effect = ApiException(status=503)
+    assert kube.keda_installed() is True
+    assert kube._keda_known == expired  # not refreshed: asked again next time
+    fresh = adapter([])
+    custom(fresh).get_api_resources.side_effect = ApiException(status=503)
+    with pytest.raises(ApiException):
+        fresh.keda_installed()  # nothing known yet: the evaluation is retried
 
     missing = adapter([])
     custom(missing).get_api_resources.side_effect = ApiException(status=404)

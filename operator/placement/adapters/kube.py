@@ -263,10 +263,15 @@ class KubeAdapter:
                 KEDA_GROUP, KEDA_VERSION, _request_timeout=self.timeout
             )
             installed = any(r.name == SCALED_OBJECTS for r in served.resources or [])
-        except ApiException as error:
-            if error.status != 404:
+        except (ApiException, urllib3.exceptions.HTTPError) as error:
+            if isinstance(error, ApiException) and error.status == 404:
+                installed = False
+            elif self._keda_known is not None:
+                # A failed look-up is no news: a placement in async must not leave it because
+                # discovery hiccuped. Asked again at the next evaluation.
+                return self._keda_known[1]
+            else:
                 raise
-            installed = False
         self._keda_known = (now, installed)
         return installed
 
