@@ -87,8 +87,9 @@ and the namespaced Roles. Each verb is one the code uses; see docs/install.md "P
   resources: ["horizontalpodautoscalers"]
   verbs: ["list"]
 # Application: async mode hands the Deployment to the placement's own ScaledObject: list
-# (conflicts, and its own by label), create and patch (server-side apply), delete (leaving
-# async). Whether KEDA is installed comes from the discovery API, which needs no rule.
+# (conflicts, and its own by label), patch (server-side apply) and create (an apply that
+# creates the object is authorized as create), delete (leaving async). Whether KEDA is
+# installed comes from the discovery API, which needs no rule.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["list", "create", "patch", "delete"]
