@@ -18,8 +18,12 @@ On deletion (the placement leaves async) KEDA's finalizer first stops its scale 
 with `advanced.restoreToOriginalReplicaCount: true`, then sets the replicas it found when it
 took over. That is the count the operator recorded and restores itself after the delete,
 so both writes agree, and a last tick of KEDA's loop between the delete and the finalizer
-cannot leave the Deployment at minReplicaCount. When Prometheus fails (`fallback`, after 3
-failed polls), KEDA runs the original replicas: bad data never scales anything down.
+cannot leave the Deployment at minReplicaCount.
+
+When Prometheus fails, KEDA's scale loop does not scale the fleet down on the error; with
+`fallback`, after 3 failed polls the HPA KEDA made runs the original replicas (through KEDA's
+metrics API server, so only while the fleet is above zero: a fleet already at zero stays
+there until the queue reads again, KEDA's documented limit).
 """
 
 from __future__ import annotations
