@@ -20,6 +20,7 @@ from kubernetes import client
 from prometheus_client import Gauge
 
 from placement.adapters.kube import KubeAdapter
+from placement.adapters.observe import others_autoscalers
 from placement.core.api import GROUP, PLURAL, VERSION, WorkloadPlacementSpec
 from placement.core.jobs import job_manifest
 from placement.core.observation import ScaledObjectState
@@ -70,11 +71,15 @@ def test_the_operators_scaled_object_scales_to_zero_and_back_and_is_gone_after_d
     # other placement on the Deployment both are.
     hpas = client.AutoscalingV2Api(api_client).list_namespaced_horizontal_pod_autoscaler(namespace)
     assert [h.metadata.name for h in hpas.items] == ["keda-hpa-placement-summarizer"]
-    assert kube.conflicting_autoscalers(namespace, "summarizer", placement="summarizer") == []
-    assert kube.conflicting_autoscalers(namespace, "summarizer", placement="other") == [
+    found = kube.conflicting_autoscalers(namespace, "summarizer")
+    assert found == [
         "HorizontalPodAutoscaler/keda-hpa-placement-summarizer",
         "ScaledObject/placement-summarizer",
     ]
+    assert others_autoscalers(found, own()) == ()
+    assert others_autoscalers(found, kube.placement_scaled_object(namespace, "other")) == tuple(
+        found
+    )
     # Applying the same manifest again is a no-op; a changed one is taken as is.
     kube.apply_scaled_object(namespace, manifest)
 
@@ -102,7 +107,7 @@ def test_the_operators_scaled_object_scales_to_zero_and_back_and_is_gone_after_d
     until(own, lambda s: s is None, what="ScaledObject gone (KEDA's finalizer done)")
     until(lambda: placements.replicas("summarizer"), lambda r: r == 3, timeout=30,
           what="KEDA restored the original replicas")  # fmt: skip
-    until(lambda: kube.conflicting_autoscalers(namespace, "summarizer", placement="other"),
+    until(lambda: kube.conflicting_autoscalers(namespace, "summarizer"),
           lambda found: found == [], what="KEDA's HPA deleted with it")  # fmt: skip
     assert kube.delete_scaled_object(namespace, "placement-summarizer") is False
 

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from placement.adapters.fakecluster import FakeCluster
 from placement.adapters.kube import KEDA_DISCOVERY_SECONDS, KubeAdapter, job_state
-from placement.adapters.observe import observe
+from placement.adapters.observe import observe, others_autoscalers
 from placement.core.cluster import Refused, Retry
 from placement.core.labels import PLACEMENT_LABEL
 from placement.core.observation import ScaledObjectState
@@ -76,27 +76,32 @@ def custom(kube: KubeAdapter) -> Any:
 OWN = {PLACEMENT_LABEL: "summarizer"}
 
 
+def others(kube: KubeAdapter, placement: str) -> tuple[str, ...]:
+    """The autoscalers an evaluation of `placement` counts as conflicts (as observe does)."""
+    return others_autoscalers(
+        kube.conflicting_autoscalers("ml", "summarizer"),
+        kube.placement_scaled_object("ml", placement),
+    )
+
+
 def test_the_placements_own_scaled_object_and_its_hpa_are_no_conflict() -> None:
     kube = adapter(
         [scaled("placement-summarizer", "summarizer", OWN), scaled("by-hand", "summarizer")],
         [keda_hpa("keda-hpa-placement-summarizer", "placement-summarizer"),
          keda_hpa("keda-hpa-by-hand", "by-hand")],
     )  # fmt: skip
-    assert kube.conflicting_autoscalers("ml", "summarizer", placement="summarizer") == [
+    assert others(kube, "summarizer") == (
         "HorizontalPodAutoscaler/keda-hpa-by-hand",
         "ScaledObject/by-hand",
-    ]
-    # Another placement's, or without saying whose: every one conflicts.
-    assert len(kube.conflicting_autoscalers("ml", "summarizer", placement="other")) == 4
-    assert len(kube.conflicting_autoscalers("ml", "summarizer")) == 4
+    )
+    # For another placement on the same Deployment every one conflicts.
+    assert len(others(kube, "other")) == 4
 
 
-def test_a_scaled_object_with_the_label_but_another_name_is_not_taken_for_ours() -> None:
-    kube = adapter([scaled("lookalike", "summarizer", OWN)])
+def test_a_scaled_object_named_like_ours_but_without_our_label_is_a_conflict() -> None:
+    kube = adapter([scaled("placement-summarizer", "summarizer"), scaled("x", "summarizer", OWN)])
     assert kube.placement_scaled_object("ml", "summarizer") is None
-    assert kube.conflicting_autoscalers("ml", "summarizer", placement="summarizer") == [
-        "ScaledObject/lookalike"
-    ]
+    assert others(kube, "summarizer") == ("ScaledObject/placement-summarizer", "ScaledObject/x")
 
 
 def test_the_own_scaled_object_is_read_with_its_conditions() -> None:
@@ -118,7 +123,7 @@ def test_without_keda_there_is_no_scaled_object_and_no_conflict_from_one() -> No
     kube = adapter([])
     custom(kube).list_namespaced_custom_object.side_effect = ApiException(status=404)
     assert kube.placement_scaled_object("ml", "summarizer") is None
-    assert kube.conflicting_autoscalers("ml", "summarizer", placement="summarizer") == []
+    assert others(kube, "summarizer") == ()
 
 
 def test_keda_discovery_is_asked_once_for_several_evaluations() -> None:
@@ -207,6 +212,13 @@ def test_one_observation_carries_the_own_scaled_object_and_whether_keda_is_there
     assert seen.scaled_object is not None
     assert (seen.scaled_object.name, seen.scaled_object.max_replicas) == ("placement-summarizer", 4)
     assert seen.autoscalers == ()
+    # KEDA's HPA for it is ours too; a hand-made ScaledObject is not.
+    cluster.autoscalers["summarizer"] = [
+        "HorizontalPodAutoscaler/keda-hpa-placement-summarizer",
+        "ScaledObject/by-hand",
+    ]
+    seen = observe(cluster, ScriptedMetrics(), make_spec(), namespace="ml", placement="summarizer")
+    assert seen.autoscalers == ("ScaledObject/by-hand",)
 
     cluster.keda = False
     seen = observe(cluster, ScriptedMetrics(), make_spec(), namespace="ml", placement="summarizer")

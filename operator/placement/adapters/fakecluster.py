@@ -12,6 +12,7 @@ from placement.core.cluster import HoldConflict, Refused
 from placement.core.labels import PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, ScaledObjectState
 from placement.core.policy import JobObservation, JobOutcome
+from placement.core.scaledobject import scaled_object_name
 
 
 @dataclass
@@ -66,10 +67,7 @@ class FakeCluster:
     def placement_exists(self, namespace: str, name: str) -> bool:
         return name in self.placements
 
-    def conflicting_autoscalers(
-        self, namespace: str, deployment: str, *, placement: str | None = None
-    ) -> list[str]:
-        # The placement's own ScaledObjects live in scaled_objects, never in autoscalers.
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
         return list(self.autoscalers.get(deployment, []))
 
     def keda_installed(self) -> bool:
@@ -77,7 +75,8 @@ class FakeCluster:
 
     def placement_scaled_object(self, namespace: str, placement: str) -> ScaledObjectState | None:
         for name, manifest in self.scaled_objects.items():
-            if manifest["metadata"].get("labels", {}).get(PLACEMENT_LABEL) == placement:
+            labels = manifest["metadata"].get("labels", {})
+            if name == scaled_object_name(placement) and labels.get(PLACEMENT_LABEL) == placement:
                 spec = manifest["spec"]
                 return ScaledObjectState(
                     name=name,

@@ -58,6 +58,9 @@ PERMANENT_REFUSALS = frozenset({400, 403, 404, 422})
 class KubeAdapter:
     """Typed operations on Deployments, Jobs and autoscalers through one ApiClient."""
 
+    # Whether KEDA is served, and when that was asked (monotonic); None: not asked yet.
+    _keda_known: tuple[float, bool] | None = None
+
     def __init__(
         self,
         api_client: client.ApiClient,
@@ -71,7 +74,6 @@ class KubeAdapter:
         self.batch = client.BatchV1Api(api_client)
         self.autoscaling = client.AutoscalingV2Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
-        self._keda_known: tuple[float, bool] | None = None  # (monotonic time asked, answer)
 
     # -- Deployments ------------------------------------------------------------------
 
@@ -203,12 +205,7 @@ class KubeAdapter:
 
     # -- Autoscalers that would fight over .spec.replicas -------------------------------
 
-    def conflicting_autoscalers(
-        self, namespace: str, deployment: str, *, placement: str | None = None
-    ) -> list[str]:
-        """HPAs and ScaledObjects on the Deployment, except `placement`'s own ScaledObject
-        (found by name and label) and the HPA KEDA made for it (owned by it)."""
-        own = scaled_object_name(placement) if placement is not None else None
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
         found: list[str] = []
         autoscalers = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
             namespace, _request_timeout=self.timeout
@@ -216,15 +213,23 @@ class KubeAdapter:
         for hpa in autoscalers:
             ref = hpa.spec.scale_target_ref if hpa.spec else None
             if ref and ref.kind == "Deployment" and ref.name == deployment:
-                if own is not None and _owned_by_scaled_object(hpa.metadata, own):
-                    continue
                 found.append(f"HorizontalPodAutoscaler/{hpa.metadata and hpa.metadata.name}")
-        for item in self._scaled_objects(namespace):
+        try:
+            scaled = cast(
+                dict[str, Any],
+                self.custom.list_namespaced_custom_object(
+                    "keda.sh", "v1alpha1", namespace, "scaledobjects", _request_timeout=self.timeout
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (403, 404):  # KEDA not installed, or not ours to read
+                raise
+            scaled = {"items": []}
+        for item in scaled.get("items", []):
             scaled_ref: dict[str, Any] = item.get("spec", {}).get("scaleTargetRef", {})
             if (
                 scaled_ref.get("kind", "Deployment") == "Deployment"
                 and scaled_ref.get("name") == deployment
-                and not (placement is not None and _is_own(item, placement))
             ):
                 found.append(f"ScaledObject/{item['metadata']['name']}")
         return found
@@ -426,15 +431,6 @@ def _is_own(item: dict[str, Any], placement: str) -> bool:
     return (
         metadata.get("name") == scaled_object_name(placement)
         and labels.get(PLACEMENT_LABEL) == placement
-    )
-
-
-def _owned_by_scaled_object(metadata: client.V1ObjectMeta | None, name: str) -> bool:
-    return any(
-        ref.kind == "ScaledObject"
-        and ref.api_version.startswith(f"{KEDA_GROUP}/")
-        and ref.name == name
-        for ref in (metadata and metadata.owner_references) or []
     )
 
 

@@ -3,12 +3,13 @@ once, into an immutable `Observation`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import WorkloadPlacementSpec
 from placement.core.cluster import Cluster
-from placement.core.observation import DeploymentState, Observation, Reading
+from placement.core.observation import DeploymentState, Observation, Reading, ScaledObjectState
 
 if TYPE_CHECKING:
     from placement.adapters.prometheus import Metrics
@@ -53,13 +54,25 @@ def observe(
         deployment=deployment,
         claimed=claimed,
         jobs=jobs,
-        autoscalers=tuple(cluster.conflicting_autoscalers(namespace, target, placement=placement)),
+        autoscalers=others_autoscalers(cluster.conflicting_autoscalers(namespace, target), scaled),
         other_holder_exists=other_exists,
         utilization=utilization,
         queue_depth=queue,
         scaled_object=scaled,
         keda_installed=keda,
     )
+
+
+def others_autoscalers(
+    autoscalers: Iterable[str], own: ScaledObjectState | None
+) -> tuple[str, ...]:
+    """The autoscalers on the target less the placement's own ScaledObject (read by its name
+    and its label) and the HPA KEDA made for it (KEDA's name for it): those two scale the
+    Deployment for the placement, not against it."""
+    if own is None:
+        return tuple(autoscalers)
+    ours = {f"ScaledObject/{own.name}", f"HorizontalPodAutoscaler/keda-hpa-{own.name}"}
+    return tuple(found for found in autoscalers if found not in ours)
 
 
 def claimed_by(

@@ -34,12 +34,7 @@ class Cluster(Protocol):
 
     def placement_exists(self, namespace: str, name: str) -> bool: ...
 
-    def conflicting_autoscalers(
-        self, namespace: str, deployment: str, *, placement: str | None = None
-    ) -> list[str]:
-        """HPAs and ScaledObjects on the Deployment, except `placement`'s own ScaledObject
-        and the HPA KEDA made for it."""
-        ...
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]: ...
 
     def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]: ...
 

@@ -577,9 +577,7 @@ class _World:
     def placement_exists(self, namespace: str, name: str) -> bool:
         return True
 
-    def conflicting_autoscalers(
-        self, namespace: str, deployment: str, *, placement: str | None = None
-    ) -> list[str]:
+    def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
         return []
 
     def keda_installed(self) -> bool:
