@@ -51,13 +51,7 @@ from placement.core.api import Action, Mode, ProductRisk, WorkloadPlacementSpec
 from placement.core.costs import parallel_pods
 from placement.core.executor import execute, release
 from placement.core.learning import Learned, Measured
-from placement.core.observation import (
-    DeploymentState,
-    Observation,
-    Outcome,
-    Reading,
-    ScaledObjectState,
-)
+from placement.core.observation import DeploymentState, Observation, Outcome, Reading
 from placement.core.policy import Decision, JobObservation, JobOutcome, State
 from placement.core.reconcile import Decided, Event, LogLine, Placement, Settings, reconcile
 from placement.core.reconcile import release as release_steps
@@ -583,7 +577,7 @@ class _World:
     def keda_installed(self) -> bool:
         return True
 
-    def placement_scaled_object(self, namespace: str, placement: str) -> ScaledObjectState | None:
+    def placement_scaled_object(self, namespace: str, placement: str) -> None:
         return None  # a replay builds its observations itself
 
     def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
