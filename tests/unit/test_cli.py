@@ -76,8 +76,9 @@ def test_every_example_is_covered() -> None:
 def test_the_async_example_is_explained_as_a_recommendation(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Its reason is the async decision's (AsyncRecommended, or AsyncNeedsKeda where KEDA is
-    not known to be installed); an operator without async says batch cannot wait that long."""
+    """Its reason is the async decision's (AsyncRecommended; AsyncNeedsKeda where KEDA is not
+    known to be installed; AsyncQueueUnavailable when explain is given no queue value); an
+    operator without async says batch cannot wait that long."""
     code = main(
         [
             "explain", str(EXAMPLES / "async-summarizer.yaml"), "--replicas", "4",
@@ -86,7 +87,12 @@ def test_the_async_example_is_explained_as_a_recommendation(
     )  # fmt: skip
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["reason"] in {"AsyncRecommended", "AsyncNeedsKeda", "DelayNotTolerated"}
+    assert result["reason"] in {
+        "AsyncRecommended",
+        "AsyncNeedsKeda",
+        "AsyncQueueUnavailable",
+        "DelayNotTolerated",
+    }
     assert result["actuate"] is False
 
 
