@@ -6,7 +6,7 @@ exercised in tests/integration/test_async_engines.py."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -74,6 +74,7 @@ def custom(kube: KubeAdapter) -> Any:
 
 
 OWN = {PLACEMENT_LABEL: "summarizer"}
+ASYNC_SPEC = make_spec(**{"async": {"queue": "sum(queue)"}, "latency.acceptableDelay": "10m"})
 
 
 def others(kube: KubeAdapter, placement: str) -> tuple[str, ...]:
@@ -207,7 +208,7 @@ def test_one_observation_carries_the_own_scaled_object_and_whether_keda_is_there
         prometheus_url="http://prometheus:9090",
     )  # fmt: skip
     cluster.apply_scaled_object("ml", manifest)
-    seen = observe(cluster, ScriptedMetrics(), make_spec(), namespace="ml", placement="summarizer")
+    seen = observe(cluster, ScriptedMetrics(), ASYNC_SPEC, namespace="ml", placement="summarizer")
     assert seen.keda_installed is True
     assert seen.scaled_object is not None
     assert (seen.scaled_object.name, seen.scaled_object.max_replicas) == ("placement-summarizer", 4)
@@ -217,9 +218,26 @@ def test_one_observation_carries_the_own_scaled_object_and_whether_keda_is_there
         "HorizontalPodAutoscaler/keda-hpa-placement-summarizer",
         "ScaledObject/by-hand",
     ]
-    seen = observe(cluster, ScriptedMetrics(), make_spec(), namespace="ml", placement="summarizer")
+    seen = observe(cluster, ScriptedMetrics(), ASYNC_SPEC, namespace="ml", placement="summarizer")
     assert seen.autoscalers == ("ScaledObject/by-hand",)
 
+    # Without spec.async and without a hold there is nothing to look for: no request.
+    asked: list[str] = []
+    cluster.placement_scaled_object = lambda namespace, placement: asked.append(placement)  # type: ignore[method-assign]
+    plain = make_spec()
+    observe(cluster, ScriptedMetrics(), plain, namespace="ml", placement="summarizer")
+    assert asked == []
+    observe(cluster, ScriptedMetrics(), ASYNC_SPEC, namespace="ml", placement="summarizer")
+    assert asked == ["summarizer"]
+    # spec.async removed while still holding: the ScaledObject is looked for, to be deleted.
+    cluster.scale_for_batch(
+        "ml", "summarizer", replicas=4, original=4, placement="summarizer",
+        since=datetime(2026, 11, 30, tzinfo=UTC), baseline_utilization=None,
+    )  # fmt: skip
+    observe(cluster, ScriptedMetrics(), plain, namespace="ml", placement="summarizer")
+    assert asked == ["summarizer", "summarizer"]
+    del cluster.placement_scaled_object
+
     cluster.keda = False
-    seen = observe(cluster, ScriptedMetrics(), make_spec(), namespace="ml", placement="summarizer")
+    seen = observe(cluster, ScriptedMetrics(), ASYNC_SPEC, namespace="ml", placement="summarizer")
     assert seen.keda_installed is False and seen.scaled_object is None

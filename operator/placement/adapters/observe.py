@@ -33,7 +33,12 @@ def observe(
     claimed = claimed_by(cluster, namespace, placement, deployment)
     jobs = tuple(cluster.placement_jobs(namespace, placement))
     keda = cluster.keda_installed()
-    scaled = cluster.placement_scaled_object(namespace, placement) if keda else None
+    # Only a placement with spec.async, or one still holding a Deployment (async takes the
+    # hold before it applies its ScaledObject and gives it back only after deleting it), can
+    # have one: the others cost no request.
+    scaled = None
+    if keda and (spec.async_ is not None or claimed):
+        scaled = cluster.placement_scaled_object(namespace, placement)
     if deployment is None:
         return Observation(
             deployment=None, claimed=claimed, jobs=jobs, scaled_object=scaled, keda_installed=keda
