@@ -82,6 +82,10 @@ EVENTS: dict[Reason, tuple[str, str]] = {
         "Warning",
         "The window ended without a successful Job; with `fallback.action: Alert` this is the fallback (replicas left as they are).",
     ),
+    Reason.KUEUE_NOT_ADMITTED: (
+        "Warning",
+        "The window ended with its Job still suspended: Kueue did not admit it from `batch.queueName` (no quota, or the queue is stopped); the fallback runs as for a missed window.",
+    ),
     Reason.BACKLOG_WILL_MISS_WINDOW: (
         "Warning",
         "Held, and the backlog projected from `metrics.demand` and `metrics.queueDepth` (work waiting plus work still arriving, as batch pod-hours) no longer fits the window: realtime restored before the window is missed (phase Fallback until the window ends); with `fallback.action: Alert` only this Warning. The message has the numbers.",

@@ -42,7 +42,7 @@ APPLICATION_RULES = {
     ("apps", "deployments"): {"get", "list", "patch"},
     ("batch", "jobs"): {"create", "list", "delete"},
     ("autoscaling", "horizontalpodautoscalers"): {"list"},
-    ("keda.sh", "scaledobjects"): {"list"},
+    ("keda.sh", "scaledobjects"): {"list", "create", "patch", "delete"},
 }
 CLUSTER_ONLY_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
@@ -587,6 +587,10 @@ def test_placements_are_admitted_only_with_their_authors_own_rights() -> None:
     assert ".check('create')" in variables["canCreateJobs"]
     assert "subresource('scale')" in variables["canScale"]
     assert ".name(variables.target).check('update')" in variables["canScale"]
+    # Async mode: only an author who may create ScaledObjects there may ask for one.
+    assert variables["canAutoscale"].startswith("!has(object.spec.async)")
+    assert "resource('scaledobjects')" in variables["canAutoscale"]
+    assert ".check('create')" in variables["canAutoscale"]
     expressions = "\n".join(v["expression"] for v in spec["validations"])
     for refused in (
         "privileged",

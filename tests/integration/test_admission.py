@@ -231,6 +231,44 @@ def test_a_placement_needs_its_authors_own_rights_at_apply(
     assert placements.replicas("billing") == 3
 
 
+def test_an_async_placement_needs_the_right_to_create_scaled_objects(
+    crd: str,
+    api_client: client.ApiClient,
+    namespace: str,
+    admission_policy: str,
+    users: Callable[..., User],
+) -> None:
+    placements = Placements(api_client, namespace)
+    placements.deployment("web", 3)
+    batch_author = users(namespace, "batcher", [PLACEMENT_RIGHTS, *JOB_AND_SCALE_RIGHTS])
+    async_author = users(
+        namespace,
+        "asyncer",
+        [
+            PLACEMENT_RIGHTS,
+            *JOB_AND_SCALE_RIGHTS,
+            {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"], "verbs": ["create"]},
+        ],
+    )
+    plain = placement("web", namespace, deployment="web", warm_replicas=0)
+    queued = {"queue": f'sum(inference_queue_depth{{namespace="{namespace}"}})'}
+    wanted = {**plain, "spec": {**plain["spec"], "async": queued}}
+
+    message = until(
+        lambda: _refusal_or_none(lambda: _create(batch_author, namespace, wanted, dry_run=True)),
+        lambda found: found is not None,
+        what="the admission policy in force",
+    )
+    assert message is not None and "grants nothing its author does not have" in message
+    assert (
+        f"system:serviceaccount:{namespace}:batcher may not create scaledobjects.keda.sh in "
+        f"namespace {namespace}, which the operator would do for this placement's spec.async"
+    ) in message
+    _create(batch_author, namespace, plain, dry_run=True)  # without async: admitted
+    _create(async_author, namespace, wanted)
+    assert placements.exists("web")
+
+
 def _refusal_or_none(action: Callable[[], object]) -> str | None:
     try:
         action()

@@ -24,5 +24,11 @@ def test_demo_shows_a_move_to_batch_and_a_stay_with_numbers(tmp_path: Path) -> N
     assert re.search(r"StayRealtime +latency.userVisible is true", out)
     assert "SavingsNegative" in out and "loses" in out
     assert "OwnerMissing" in out
+    # The async example, beside the others, in Recommend: async recommended with KEDA's CRD
+    # installed, AsyncNeedsKeda without it; an operator that does not know async yet says
+    # batch cannot wait that long.
+    async_events = out.split("Events of wp/async-summarizer", 1)[1].split("\n==", 1)[0]
+    assert re.search(r"(AsyncRecommended|AsyncNeedsKeda|DelayNotTolerated) +\S", async_events)
+    assert "MovedToAsync" not in out
     assert "MetricsUnavailable" not in out  # the demo waits for data before applying
     assert out.rstrip().endswith("== stopping everything")

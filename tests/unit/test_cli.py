@@ -69,7 +69,31 @@ def test_every_example_is_covered() -> None:
         "chat-endpoint.yaml",
         "reindex-embeddings.yaml",
         "translation-backfill.yaml",
+        "async-summarizer.yaml",
     }
+
+
+def test_the_async_example_is_explained_as_a_recommendation(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its reason is the async decision's (AsyncRecommended; AsyncNeedsKeda where KEDA is not
+    known to be installed; AsyncQueueUnavailable when explain is given no queue value); an
+    operator without async says batch cannot wait that long."""
+    code = main(
+        [
+            "explain", str(EXAMPLES / "async-summarizer.yaml"), "--replicas", "4",
+            "--utilization", "0.25", "--now", NOW, "--output", "json",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reason"] in {
+        "AsyncRecommended",
+        "AsyncNeedsKeda",
+        "AsyncQueueUnavailable",
+        "DelayNotTolerated",
+    }
+    assert result["actuate"] is False
 
 
 def test_text_worksheet_shows_every_term(capsys: pytest.CaptureFixture[str]) -> None:

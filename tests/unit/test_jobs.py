@@ -39,7 +39,7 @@ def test_the_job_keeps_the_template_and_is_labelled_for_its_placement_and_window
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "example/batch:1.0"
 
 
-def test_a_queue_name_adds_kueues_label() -> None:
+def test_a_queue_name_adds_kueues_label_and_the_job_waits_suspended_for_admission() -> None:
     job = job_manifest(
         _spec(queueName="gpu-batch"),
         placement="summarizer",
@@ -47,6 +47,7 @@ def test_a_queue_name_adds_kueues_label() -> None:
         window_label="20261124-0100",
     )
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-batch"
+    assert job["spec"]["suspend"] is True
 
 
 def test_without_a_queue_name_there_is_no_kueue_label() -> None:
@@ -57,4 +58,5 @@ def test_without_a_queue_name_there_is_no_kueue_label() -> None:
         window_label="20261124-0100",
     )
     assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+    assert "suspend" not in job["spec"]
     assert "annotations" not in job["metadata"]

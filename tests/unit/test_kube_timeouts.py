@@ -41,12 +41,19 @@ def test_every_call_of_the_adapter_has_a_request_timeout() -> None:
     kube.create_job("ml", {"metadata": {"name": "j"}})
     kube.placement_jobs("ml", "p")
     kube.delete_job("ml", "j")
+    custom.get_api_resources.return_value = client.V1APIResourceList(
+        group_version="keda.sh/v1alpha1", resources=[]
+    )
+    kube.keda_installed()
+    kube.placement_scaled_object("ml", "p")
+    kube.apply_scaled_object("ml", {"metadata": {"name": "placement-p"}})
+    kube.delete_scaled_object("ml", "placement-p")
 
     calls = [
         (name, kwargs)
         for mock in (apps, batch, autoscaling, custom)
         for name, _args, kwargs in mock.mock_calls
     ]
-    assert len(calls) >= 12, calls
+    assert len(calls) >= 16, calls
     missing = [name for name, kwargs in calls if kwargs.get("_request_timeout") != 7.5]
     assert missing == []

@@ -86,7 +86,11 @@ and the namespaced Roles. Each verb is one the code uses; see docs/install.md "P
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list"]
+# Application: async mode hands the Deployment to the placement's own ScaledObject: list
+# (conflicts, and its own by label), patch (server-side apply) and create (an apply that
+# creates the object is authorized as create), delete (leaving async). Whether KEDA is
+# installed comes from the discovery API, which needs no rule.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
-  verbs: ["list"]
+  verbs: ["list", "create", "patch", "delete"]
 {{- end }}

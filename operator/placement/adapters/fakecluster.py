@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from placement.core.cluster import HoldConflict, Refused
-from placement.core.observation import DeploymentState
+from placement.core.labels import PLACEMENT_LABEL
+from placement.core.observation import DeploymentState, ScaledObjectState
 from placement.core.policy import JobObservation, JobOutcome
+from placement.core.scaledobject import scaled_object_name
 
 
 @dataclass
@@ -23,6 +25,7 @@ class FakeCluster:
     placements: set[str] = field(default_factory=set)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     scaled_objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> manifest
+    keda: bool = True  # whether KEDA's ScaledObjects are served
     writes: list[str] = field(default_factory=list)  # every write, in order
     # Faults: the API server refuses Jobs with this detail (dry runs too, unless only_create).
     refuse_jobs: str | None = None
@@ -66,6 +69,22 @@ class FakeCluster:
 
     def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
         return list(self.autoscalers.get(deployment, []))
+
+    def keda_installed(self) -> bool:
+        return self.keda
+
+    def placement_scaled_object(self, namespace: str, placement: str) -> ScaledObjectState | None:
+        for name, manifest in self.scaled_objects.items():
+            labels = manifest["metadata"].get("labels", {})
+            if name == scaled_object_name(placement) and labels.get(PLACEMENT_LABEL) == placement:
+                spec = manifest["spec"]
+                return ScaledObjectState(
+                    name=name,
+                    deployment=spec["scaleTargetRef"]["name"],
+                    min_replicas=spec.get("minReplicaCount"),
+                    max_replicas=spec.get("maxReplicaCount"),
+                )
+        return None
 
     def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
         return [job for name, job in self.jobs.items() if self.job_owner.get(name) == placement]
@@ -147,6 +166,8 @@ class FakeCluster:
 
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
         name = manifest["metadata"]["name"]
+        if not self.keda:
+            raise Refused(f"404: the server could not find the requested resource ({name})")
         self.writes.append(f"apply scaledobject {name}")
         self.scaled_objects[name] = manifest
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import GROUP, PLURAL, VERSION
 from placement.core.cluster import HoldConflict as HoldConflict
-from placement.core.cluster import Refused
+from placement.core.cluster import Refused, Retry
 from placement.core.labels import (
     BASELINE_ANNOTATION,
     HELD_SINCE_ANNOTATION,
@@ -30,10 +31,17 @@ from placement.core.labels import (
     WORK_ANNOTATION,
 )
 from placement.core.observation import DeploymentState as DeploymentState
+from placement.core.observation import ScaledObjectState
 from placement.core.policy import JobObservation, JobOutcome
+from placement.core.scaledobject import scaled_object_name
 
 MAX_REPLICAS = 1_000_000  # more than any Deployment runs; beyond it, a typo
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# The owner of the fields the operator applies (server-side apply) on its ScaledObjects.
+FIELD_MANAGER = "placement-operator"
+KEDA_GROUP, KEDA_VERSION, SCALED_OBJECTS = "keda.sh", "v1alpha1", "scaledobjects"
+# Whether KEDA is installed changes rarely: its discovery answer is asked again after this.
+KEDA_DISCOVERY_SECONDS = 300.0
 
 
 # A merge patch that removes the hold: its annotations and its label.
@@ -49,6 +57,9 @@ PERMANENT_REFUSALS = frozenset({400, 403, 404, 422})
 
 class KubeAdapter:
     """Typed operations on Deployments, Jobs and autoscalers through one ApiClient."""
+
+    # Whether KEDA is served, and when that was asked (monotonic); None: not asked yet.
+    _keda_known: tuple[float, bool] | None = None
 
     def __init__(
         self,
@@ -223,6 +234,107 @@ class KubeAdapter:
                 found.append(f"ScaledObject/{item['metadata']['name']}")
         return found
 
+    def _scaled_objects(self, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        """The namespace's ScaledObjects; none when KEDA is not installed or not ours to
+        read."""
+        try:
+            listed = cast(
+                dict[str, Any],
+                self.custom.list_namespaced_custom_object(
+                    KEDA_GROUP,
+                    KEDA_VERSION,
+                    namespace,
+                    SCALED_OBJECTS,
+                    label_selector=selector,
+                    _request_timeout=self.timeout,
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (403, 404):
+                raise
+            return []
+        return list(listed.get("items", []))
+
+    # -- the placement's own KEDA ScaledObject (async mode) -----------------------------
+
+    def keda_installed(self) -> bool:
+        """Whether keda.sh/v1alpha1 serves scaledobjects: the discovery API (readable by
+        every authenticated user, no RBAC rule needed), asked at most every few minutes."""
+        now = time.monotonic()
+        if self._keda_known is not None and now - self._keda_known[0] < KEDA_DISCOVERY_SECONDS:
+            return self._keda_known[1]
+        try:
+            served = self.custom.get_api_resources(
+                KEDA_GROUP, KEDA_VERSION, _request_timeout=self.timeout
+            )
+            installed = any(r.name == SCALED_OBJECTS for r in served.resources or [])
+        except (ApiException, urllib3.exceptions.HTTPError) as error:
+            if isinstance(error, ApiException) and error.status == 404:
+                installed = False
+            elif self._keda_known is not None:
+                # A failed look-up is no news: a placement in async must not leave it because
+                # discovery hiccuped. Asked again at the next evaluation.
+                return self._keda_known[1]
+            else:
+                raise
+        self._keda_known = (now, installed)
+        return installed
+
+    def placement_scaled_object(self, namespace: str, placement: str) -> ScaledObjectState | None:
+        """The ScaledObject this operator applied for `placement` (its name and its label),
+        or None."""
+        for item in self._scaled_objects(namespace, f"{PLACEMENT_LABEL}={placement}"):
+            if _is_own(item, placement):
+                return scaled_object_state(item)
+        return None
+
+    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
+        """Create or update the ScaledObject by server-side apply: the operator owns the
+        fields it writes, KEDA keeps its own (finalizer, status, its label). A conflict is
+        retried; a refusal for good raises Refused."""
+        name = manifest["metadata"]["name"]
+        try:
+            self.custom.patch_namespaced_custom_object(
+                KEDA_GROUP,
+                KEDA_VERSION,
+                namespace,
+                SCALED_OBJECTS,
+                name,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,  # the operator's fields are the operator's, whoever edited them
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                raise Retry(f"scaledobject/{name} changed while being applied") from error
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+        self.telemetry.actuated("scaled_object_applied")
+
+    def delete_scaled_object(self, namespace: str, name: str) -> bool:
+        """Delete the ScaledObject (KEDA's finalizer stops its scaling and restores the
+        original replicas); False when it was already gone."""
+        try:
+            self.custom.delete_namespaced_custom_object(
+                KEDA_GROUP,
+                KEDA_VERSION,
+                namespace,
+                SCALED_OBJECTS,
+                name,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+        self.telemetry.actuated("scaled_object_deleted")
+        return True
+
     # -- Jobs ---------------------------------------------------------------------------
 
     def create_job(
@@ -257,13 +369,6 @@ class KubeAdapter:
             _request_timeout=self.timeout,
         ).items
         return [job_state(job) for job in jobs]
-
-    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
-        # Async serving (issue 13) fills this in; no plan emits the step yet.
-        raise NotImplementedError("ScaledObjects are not written yet")
-
-    def delete_scaled_object(self, namespace: str, name: str) -> bool:
-        raise NotImplementedError("ScaledObjects are not written yet")
 
     def delete_job(self, namespace: str, name: str) -> bool:
         """Delete a finished Job and its pods; False when it was already gone. Any failure
@@ -300,6 +405,43 @@ def deployment_state(deployment: client.V1Deployment) -> DeploymentState:
     )
 
 
+def scaled_object_state(item: dict[str, Any]) -> ScaledObjectState:
+    """A ScaledObject as the policy sees it; fields edited into nonsense read as absent."""
+    metadata = item.get("metadata") or {}
+    spec = item.get("spec") or {}
+    conditions = {
+        c.get("type"): c.get("status")
+        for c in (item.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict)
+    }
+    return ScaledObjectState(
+        name=str(metadata.get("name", "")),
+        deployment=str((spec.get("scaleTargetRef") or {}).get("name", "")),
+        min_replicas=_int_or_none(_text(spec.get("minReplicaCount"))),
+        max_replicas=_int_or_none(_text(spec.get("maxReplicaCount"))),
+        ready=_condition(conditions.get("Ready")),
+        active=_condition(conditions.get("Active")),
+        resource_version=metadata.get("resourceVersion"),
+    )
+
+
+def _is_own(item: dict[str, Any], placement: str) -> bool:
+    metadata = item.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    return (
+        metadata.get("name") == scaled_object_name(placement)
+        and labels.get(PLACEMENT_LABEL) == placement
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else str(value)
+
+
+def _condition(status: Any) -> bool | None:
+    return {"True": True, "False": False}.get(status) if isinstance(status, str) else None
+
+
 def api_message(error: ApiException) -> str:
     """What the API server said, from its Status body (bounded), else the HTTP reason."""
     try:
@@ -310,7 +452,11 @@ def api_message(error: ApiException) -> str:
 
 def job_state(job: client.V1Job) -> JobObservation:
     status = job.status or client.V1JobStatus()
-    outcome, finished_at = JobOutcome.RUNNING, None
+    # Suspended (Kueue holds a queued Job so until its ClusterQueue admits it): waiting, not
+    # running and not failed. A Job that finished while suspended is read by its condition.
+    suspended = bool(job.spec and job.spec.suspend)
+    outcome = JobOutcome.WAITING if suspended else JobOutcome.RUNNING
+    finished_at = None
     for condition in status.conditions or []:
         if condition.status != "True":
             continue

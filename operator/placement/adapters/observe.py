@@ -3,12 +3,13 @@ once, into an immutable `Observation`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import WorkloadPlacementSpec
 from placement.core.cluster import Cluster
-from placement.core.observation import DeploymentState, Observation, Reading
+from placement.core.observation import DeploymentState, Observation, Reading, ScaledObjectState
 
 if TYPE_CHECKING:
     from placement.adapters.prometheus import Metrics
@@ -23,15 +24,25 @@ def observe(
     placement: str,
     telemetry: Telemetry | None = None,
 ) -> Observation:
-    """The target, the Deployments this placement holds, its Jobs and, when the target
-    exists, the autoscalers on it and its metrics."""
+    """The target, the Deployments this placement holds, its Jobs, its ScaledObject (when
+    KEDA is installed) and, when the target exists, the autoscalers on it and its
+    metrics."""
     telemetry = telemetry or Telemetry()
     target = spec.target.deployment
     deployment = cluster.read_deployment(namespace, target)
     claimed = claimed_by(cluster, namespace, placement, deployment)
     jobs = tuple(cluster.placement_jobs(namespace, placement))
+    keda = cluster.keda_installed()
+    # Only a placement with spec.async, or one still holding a Deployment (async takes the
+    # hold before it applies its ScaledObject and gives it back only after deleting it), can
+    # have one: the others cost no request.
+    scaled = None
+    if keda and (spec.async_ is not None or claimed):
+        scaled = cluster.placement_scaled_object(namespace, placement)
     if deployment is None:
-        return Observation(deployment=None, claimed=claimed, jobs=jobs)
+        return Observation(
+            deployment=None, claimed=claimed, jobs=jobs, scaled_object=scaled, keda_installed=keda
+        )
     other = deployment.managed_by
     other_exists = (
         cluster.placement_exists(namespace, other) if other and other != placement else None
@@ -48,11 +59,25 @@ def observe(
         deployment=deployment,
         claimed=claimed,
         jobs=jobs,
-        autoscalers=tuple(cluster.conflicting_autoscalers(namespace, target)),
+        autoscalers=others_autoscalers(cluster.conflicting_autoscalers(namespace, target), scaled),
         other_holder_exists=other_exists,
         utilization=utilization,
         queue_depth=queue,
+        scaled_object=scaled,
+        keda_installed=keda,
     )
+
+
+def others_autoscalers(
+    autoscalers: Iterable[str], own: ScaledObjectState | None
+) -> tuple[str, ...]:
+    """The autoscalers on the target less the placement's own ScaledObject (read by its name
+    and its label) and the HPA KEDA made for it (KEDA's name for it): those two scale the
+    Deployment for the placement, not against it."""
+    if own is None:
+        return tuple(autoscalers)
+    ours = {f"ScaledObject/{own.name}", f"HorizontalPodAutoscaler/keda-hpa-{own.name}"}
+    return tuple(found for found in autoscalers if found not in ours)
 
 
 def claimed_by(

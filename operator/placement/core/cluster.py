@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from placement.core.observation import DeploymentState
+from placement.core.observation import DeploymentState, ScaledObjectState
 from placement.core.policy import JobObservation
 
 
@@ -60,6 +60,14 @@ class Cluster(Protocol):
     ) -> bool: ...
 
     def delete_job(self, namespace: str, name: str) -> bool: ...
+
+    def keda_installed(self) -> bool:
+        """Whether KEDA's ScaledObjects are served (asked rarely: the answer is cached)."""
+        ...
+
+    def placement_scaled_object(
+        self, namespace: str, placement: str
+    ) -> ScaledObjectState | None: ...
 
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None: ...
 

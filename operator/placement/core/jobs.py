@@ -68,6 +68,11 @@ def job_manifest(
     if annotations:
         job_metadata["annotations"] = annotations
     job_spec = dict(template["spec"])
+    if spec.batch.queue_name:
+        # Created suspended, as Kueue asks of queued Jobs: without its webhook (Kueue not
+        # installed, or the queue not managed) the Job still waits for admission instead of
+        # starting outside the queue's quota.
+        job_spec["suspend"] = True
     _, ttl = ttl_after_finished(spec)
     if ttl is not None:
         job_spec[TTL_FIELD] = ttl

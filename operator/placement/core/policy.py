@@ -107,6 +107,7 @@ _FALLBACK_REASONS = frozenset(
         Reason.FALLBACK_RESTORED,
         Reason.BATCH_WINDOW_MISSED,
         Reason.BATCH_JOB_FAILED,
+        Reason.KUEUE_NOT_ADMITTED,
         Reason.BACKLOG_WILL_MISS_WINDOW,
     }
 )
@@ -623,9 +624,28 @@ def _fallback(ctx: _Context) -> Decision | None:
         return _run_fallback(ctx, span, Reason.BATCH_JOB_FAILED, cause)
     missed = _missed_window(ctx)
     if missed is not None:
+        not_admitted = _not_admitted(ctx, missed)
+        if not_admitted is not None:
+            return _run_fallback(ctx, missed, Reason.KUEUE_NOT_ADMITTED, not_admitted)
         cause = f"window {missed.describe()} ended without a succeeded Job"
         return _run_fallback(ctx, missed, Reason.BATCH_WINDOW_MISSED, cause)
     return None
+
+
+def _not_admitted(ctx: _Context, span: WindowSpan) -> str | None:
+    """Why the window was missed when its Job is still suspended (Kueue never admitted it)."""
+    job = ctx.observed.job(job_name(ctx.state.name, span))
+    if job is None or job.outcome is not JobOutcome.WAITING:
+        return None
+    return (
+        f"Kueue did not admit job {job.name}{_local_queue(ctx)} before window "
+        f"{span.describe()} ended; it is still suspended"
+    )
+
+
+def _local_queue(ctx: _Context) -> str:
+    queue = ctx.spec.batch.queue_name
+    return f" from LocalQueue {queue}" if queue else ""
 
 
 def _failed_past_retry(ctx: _Context) -> tuple[WindowSpan, str] | None:
@@ -681,11 +701,13 @@ def _run_fallback(ctx: _Context, span: WindowSpan, cause_reason: Reason, cause: 
     hold_note = f"batch is retried from the window starting {retry_from:%Y-%m-%d %H:%M} UTC"
     ctx = replace(ctx, state=state)
     if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
+        # A Job Kueue never admitted keeps its own reason: the fix is in the queue.
+        kueue = cause_reason is Reason.KUEUE_NOT_ADMITTED
         return _restore(
             ctx,
             Action.FALLBACK,
             Phase.FALLBACK,
-            Reason.FALLBACK_RESTORED,
+            cause_reason if kueue else Reason.FALLBACK_RESTORED,
             EventType.WARNING,
             f"{cause}; {hold_note}",
         )
@@ -1250,6 +1272,12 @@ def _run_window(ctx: _Context) -> Decision:
                 desired_replicas=ctx.warm,
             )
         return _wait(ctx, message)
+    if observed is not None and observed.outcome is JobOutcome.WAITING:
+        return _wait(
+            ctx,
+            f"job {name} suspended, waiting to be admitted{_local_queue(ctx)}; window "
+            f"{ctx.window.describe()} still counts{queue}",
+        )
     return _wait(ctx, f"job {name} running in window {ctx.window.describe()}{queue}")
 
 

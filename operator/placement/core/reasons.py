@@ -26,6 +26,7 @@ class Reason(StrEnum):
     BATCH_SUCCEEDED = "BatchSucceeded"
     BATCH_JOB_FAILED = "BatchJobFailed"  # failed, retryWindow still open
     BATCH_WINDOW_MISSED = "BatchWindowMissed"
+    KUEUE_NOT_ADMITTED = "KueueNotAdmitted"  # the window's Job stayed suspended past its window
     # Back to realtime.
     FALLBACK_RESTORED = "FallbackRestored"
     # Warning: held, the projected backlog no longer fits the window; realtime restored early.

@@ -1,28 +1,62 @@
-"""The KEDA ScaledObject the operator owns for a placement in async. Pure.
+"""The KEDA ScaledObject an async placement hands its Deployment's replica count to. Pure.
 
-A minimal version so the async plan can be built and tested; the KEDA adapter's branch
-replaces it (same signature). Polling and cooldown follow acceptableDelay: KEDA must notice a
-queue well within it (pollingInterval a tenth of it, 5s to 60s), and an empty queue scales the
-fleet down after half of it (cooldownPeriod, 30s to 5m).
+KEDA, not the operator, scales the Deployment in async mode: one Prometheus trigger on the
+placement's queue query (already scoped to its namespace by core/tenancy), between
+`minReplicaCount` = warmReplicas (0 is scale to zero) and `maxReplicaCount` = the replicas the
+Deployment had before the move.
+
+How often KEDA looks and how long it keeps an idle replica follow from acceptableDelay (a
+result may wait that long, so neither needs to be tighter than a fraction of it):
+
+- pollingInterval = acceptableDelay / 10, within [5s, 60s]: a filled queue is seen within a
+  tenth of the delay, never busier than every 5 s, never later than a minute;
+- cooldownPeriod = acceptableDelay, within [30s, 1h]: after the last queued item the fleet
+  stays up as long as results may wait anyway, so a burst a little later finds it warm;
+  never less than 30 s (no flapping between polls), never more than an hour of idle pay.
+
+On deletion (the placement leaves async) KEDA's finalizer first stops its scale loop and,
+with `advanced.restoreToOriginalReplicaCount: true`, then sets the replicas it found when it
+took over. That is the count the operator recorded and restores itself after the delete,
+so both writes agree, and a last tick of KEDA's loop between the delete and the finalizer
+cannot leave the Deployment at minReplicaCount.
+
+When Prometheus fails, KEDA's scale loop does not scale the fleet down on the error; with
+`fallback`, after 3 failed polls the HPA KEDA made runs the original replicas (through KEDA's
+metrics API server, so only while the fleet is above zero: a fleet already at zero stays
+there until the queue reads again, KEDA's documented limit).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from placement.core.labels import PLACEMENT_LABEL
 
+API_VERSION = "keda.sh/v1alpha1"
+KIND = "ScaledObject"
 NAME_PREFIX = "placement-"
-NAME_MAX = 63  # KEDA copies the name into a label value
+# KEDA copies the name into the label scaledobject.keda.sh/name on the ScaledObject and on
+# its HPA: a label value, so 63 characters at most, not a subdomain's 253.
+NAME_MAX = 63
+MIN_POLLING = timedelta(seconds=5)
+MAX_POLLING = timedelta(seconds=60)
+MIN_COOLDOWN = timedelta(seconds=30)
+MAX_COOLDOWN = timedelta(hours=1)
+# Failed Prometheus polls after which KEDA runs the fallback replicas (the original count).
+FALLBACK_FAILURES = 3
+
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
 
 def scaled_object_name(placement: str) -> str:
-    """'placement-<placement>', a valid DNS label: a longer or dotted name is cut and given a
-    short hash of the full one (the same rule as the KEDA adapter's version of this module)."""
+    """'placement-<placement>', deterministic and a valid DNS label (at most 63 characters,
+    lowercase alphanumerics and '-'): a longer or dotted name is cut and given a short hash
+    of the full one, so two placements never share a ScaledObject."""
     name = NAME_PREFIX + placement
     cleaned = _NOT_DNS.sub("-", name.lower())
     if cleaned == name and len(name) <= NAME_MAX:
@@ -31,8 +65,14 @@ def scaled_object_name(placement: str) -> str:
     return f"{cleaned[: NAME_MAX - len(digest) - 1].rstrip('-')}-{digest}"
 
 
-def _seconds(value: timedelta, fraction: float, low: int, high: int) -> int:
-    return int(min(max(value.total_seconds() * fraction, low), high))
+def polling_interval(acceptable_delay: timedelta) -> timedelta:
+    """acceptableDelay / 10 within [5s, 60s] (whole seconds: KEDA counts seconds)."""
+    return _whole_seconds(_clamp(acceptable_delay / 10, MIN_POLLING, MAX_POLLING))
+
+
+def cooldown_period(acceptable_delay: timedelta) -> timedelta:
+    """acceptableDelay within [30s, 1h] (whole seconds)."""
+    return _whole_seconds(_clamp(acceptable_delay, MIN_COOLDOWN, MAX_COOLDOWN))
 
 
 def scaled_object_manifest(
@@ -47,9 +87,18 @@ def scaled_object_manifest(
     acceptable_delay: timedelta,
     prometheus_url: str,
 ) -> dict[str, Any]:
+    """The keda.sh/v1alpha1 ScaledObject for `placement`'s Deployment, as server-side
+    applied by the operator. `query` must already be scoped to `namespace`.
+
+    Counts outside what KEDA accepts are brought within it rather than refused (the plan
+    must never fail on them): min at least 0, max at least min and at least 1."""
+    if not math.isfinite(queue_per_replica) or queue_per_replica <= 0:
+        raise ValueError(f"async.queuePerReplica must be a number > 0, not {queue_per_replica}")
+    low = max(int(min_replicas), 0)
+    high = max(int(max_replicas), low, 1)
     return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {
             "name": scaled_object_name(placement),
             "namespace": namespace,
@@ -57,19 +106,38 @@ def scaled_object_manifest(
         },
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-            "minReplicaCount": min_replicas,
-            "maxReplicaCount": max(max_replicas, min_replicas),
-            "pollingInterval": _seconds(acceptable_delay, 0.1, 5, 60),
-            "cooldownPeriod": _seconds(acceptable_delay, 0.5, 30, 300),
+            "minReplicaCount": low,
+            "maxReplicaCount": high,
+            "pollingInterval": int(polling_interval(acceptable_delay).total_seconds()),
+            "cooldownPeriod": int(cooldown_period(acceptable_delay).total_seconds()),
+            "fallback": {"failureThreshold": FALLBACK_FAILURES, "replicas": high},
+            "advanced": {"restoreToOriginalReplicaCount": True},
             "triggers": [
                 {
                     "type": "prometheus",
+                    "metricType": "AverageValue",
                     "metadata": {
                         "serverAddress": prometheus_url,
                         "query": query,
-                        "threshold": f"{queue_per_replica:g}",
+                        "threshold": decimal_text(queue_per_replica),
+                        "activationThreshold": "0",
                     },
                 }
             ],
         },
     }
+
+
+def decimal_text(value: float) -> str:
+    """A number as KEDA's trigger metadata wants it: plain decimal, no exponent ("2.5",
+    "1000000")."""
+    text = format(Decimal(repr(float(value))).normalize(), "f")
+    return text.removesuffix(".0") if text.endswith(".0") else text
+
+
+def _clamp(value: timedelta, low: timedelta, high: timedelta) -> timedelta:
+    return min(max(value, low), high)
+
+
+def _whole_seconds(value: timedelta) -> timedelta:
+    return timedelta(seconds=math.ceil(value.total_seconds()))

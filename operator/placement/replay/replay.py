@@ -678,6 +678,12 @@ class _World:
     def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
         return []
 
+    def keda_installed(self) -> bool:
+        return True
+
+    def placement_scaled_object(self, namespace: str, placement: str) -> None:
+        return None  # a replay builds its observations itself
+
     def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
         return [job.observation() for job in self.simulation.jobs.values()]
 
