@@ -311,7 +311,7 @@ class MetricsReader:
         answer = self.histories.get(
             ("own", namespace, expression, span),
             lambda: self.range_answer(expression, span, ()),
-            _failed,
+            _transient,
         )
         return None if isinstance(answer, QueryFailed) else answer.history((), source)
 
@@ -527,7 +527,7 @@ class BatchedMetricsReader:
         answer = self.reader.histories.get(
             ("shared", grouping.namespace, grouping.query, span),
             lambda: self.reader.range_answer(grouping.query, span, grouping.keys),
-            _failed,
+            _transient,
         )
         if isinstance(answer, QueryFailed):
             if answer.from_prometheus or answer.outcome is Outcome.TOO_LARGE:
@@ -585,8 +585,10 @@ class BatchedMetricsReader:
             return self.reader.read(name, expression, lookback, upper=upper)
 
 
-def _failed(answer: _RangeAnswer | QueryFailed) -> bool:
-    return isinstance(answer, QueryFailed)
+def _transient(answer: _RangeAnswer | QueryFailed) -> bool:
+    """A failed history read worth retrying before the next refresh: not an answer over the
+    bounds, which a few minutes do not shrink (and whose refusal is kept for the refresh)."""
+    return isinstance(answer, QueryFailed) and answer.outcome is not Outcome.TOO_LARGE
 
 
 def _single_value(name: str, query: str, result: list[Series], upper: float | None) -> Reading:

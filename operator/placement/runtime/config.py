@@ -213,17 +213,7 @@ class OperatorConfig:
                 "(--prometheus-max-series, PLACEMENT_PROMETHEUS_MAX_SERIES) and 1024 bytes "
                 "(--prometheus-max-bytes, PLACEMENT_PROMETHEUS_MAX_BYTES)"
             )
-        if self.prometheus_max_history_bytes < 1024:
-            raise ValueError(
-                "the history answer bound (--prometheus-max-history-bytes, "
-                "PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES) must be at least 1024 bytes"
-            )
-        low, high = HISTORY_REFRESH_BOUNDS
-        if not low <= self.history_refresh_seconds <= high:
-            raise ValueError(
-                "the history refresh (--history-refresh or PLACEMENT_HISTORY_REFRESH) must be "
-                f"from 1m to 7d, got {self.history_refresh_seconds:g} s"
-            )
+        self._validate_history()
         if self.query_mode not in QUERY_MODES:
             raise ValueError(
                 f"query mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}"
@@ -261,6 +251,19 @@ class OperatorConfig:
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         self._validate_prometheus_connection()
         self.protected_targets()  # raises with the setting named
+
+    def _validate_history(self) -> None:
+        if self.prometheus_max_history_bytes < 1024:
+            raise ValueError(
+                "the history answer bound (--prometheus-max-history-bytes, "
+                "PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES) must be at least 1024 bytes"
+            )
+        low, high = HISTORY_REFRESH_BOUNDS
+        if not low <= self.history_refresh_seconds <= high:
+            raise ValueError(
+                "the history refresh (--history-refresh or PLACEMENT_HISTORY_REFRESH) must be "
+                f"from 1m to 7d, got {self.history_refresh_seconds:g} s"
+            )
 
     def _validate_prometheus_connection(self) -> None:
         # Messages name the variables, never their values: these are credentials.
