@@ -422,13 +422,17 @@ def _matrix(
     return 200, body.encode(), {}
 
 
+def _constant(value: float) -> Callable[[int], float]:
+    return lambda index: value
+
+
 def _fleet(endpoint: FakeEndpoint, apps: list[str]) -> Callable[[str], Answer]:
     def answer(query: str) -> Answer:
         grouped = "by (deployment)" in query
         return _matrix(
             endpoint,
             [
-                ({"deployment": app} if grouped else {}, lambda i, n=n: 0.1 * n)
+                ({"deployment": app} if grouped else {}, _constant(0.1 * n))
                 for n, app in enumerate(apps, start=1)
                 if grouped or f'deployment="{app}"' in query
             ],

@@ -300,7 +300,8 @@ def _spec_with(path: str, expression: str) -> WorkloadPlacementSpec:
 def _query(spec: WorkloadPlacementSpec, path: str) -> str | None:
     if path == "async.queue":
         return spec.async_.queue if spec.async_ else None
-    return getattr(spec.metrics, path.split(".")[1])
+    query: str | None = getattr(spec.metrics, path.split(".")[1])
+    return query
 
 
 @pytest.mark.parametrize(("path", "field"), NEW_FIELDS)
