@@ -22,6 +22,7 @@ from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Protocol
 
 import requests
@@ -207,22 +208,30 @@ class _RangeAnswer:
 
     start: float
     step: float
+    points: int  # instants on the grid
     fetched_at: datetime
     members: Mapping[tuple[str, ...], list[_Samples]] = field(default_factory=dict)
+
+    @cached_property
+    def instants(self) -> tuple[datetime, ...]:
+        """The grid's instants, made once and shared by every member's history."""
+        return tuple(
+            datetime.fromtimestamp(self.start + index * self.step, UTC)
+            for index in range(self.points)
+        )
 
     def history(self, key: tuple[str, ...], source: str) -> LoadHistory | None:
         series = self.members.get(key)
         if not series or len(series) != 1:
             return None  # absent, or several series where the forecast needs one
-        start, step = self.start, self.step
         samples = tuple(
-            (datetime.fromtimestamp(start + index * step, UTC), value)
-            for index, value in enumerate(series[0].values)
-            if not math.isnan(value)
+            pair
+            for pair in zip(self.instants, series[0].values, strict=True)
+            if not math.isnan(pair[1])
         )
         if not samples:
             return None
-        return LoadHistory(source, timedelta(seconds=step), samples, self.fetched_at)
+        return LoadHistory(source, timedelta(seconds=self.step), samples, self.fetched_at)
 
 
 def _on_grid(series: Series, start: float, step: float, points: int) -> _Samples:
@@ -333,7 +342,7 @@ class MetricsReader:
         members: dict[tuple[str, ...], list[_Samples]] = {}
         for key, series in split(result, keys).items():
             members[key] = [_on_grid(one, first, seconds, points) for one in series]
-        return _RangeAnswer(first, seconds, fetched_at, members)
+        return _RangeAnswer(first, seconds, points, fetched_at, members)
 
     def range_series(
         self, query: str, start: datetime, end: datetime, step: timedelta
