@@ -274,3 +274,34 @@ def test_the_derived_stall_bound_outlasts_an_evaluation_of_slow_queries(
     assert config.stall_bound >= slowest_evaluation
     monkeypatch.setenv("PLACEMENT_HEALTH_STALL_SECONDS", "45")  # said explicitly: kept
     assert OperatorConfig.from_environment().stall_bound == 45
+
+
+def test_the_history_refresh_is_an_hour_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    config = OperatorConfig.from_environment()
+    assert (config.history_refresh_seconds, config.prometheus_max_history_bytes) == (3600, 8 << 20)
+    monkeypatch.setenv("PLACEMENT_HISTORY_REFRESH", "30m")
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", "4194304")
+    config = OperatorConfig.from_environment()
+    assert (config.history_refresh_seconds, config.prometheus_max_history_bytes) == (1800, 1 << 22)
+    assert OperatorConfig.from_environment(
+        history_refresh_seconds=7200
+    ).history_refresh_seconds == (7200)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("PLACEMENT_HISTORY_REFRESH", "1x", "PLACEMENT_HISTORY_REFRESH: invalid duration"),
+        ("PLACEMENT_HISTORY_REFRESH", "30s", "from 1m to 7d"),
+        ("PLACEMENT_HISTORY_REFRESH", "8d", "--history-refresh"),
+        ("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", "100", "PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES"),
+    ],
+)
+def test_a_bad_history_setting_is_refused_by_name(
+    variable: str, value: str, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=named):
+        OperatorConfig.from_environment()
