@@ -4,25 +4,36 @@ placements and evaluations."""
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 
-import pytest
 from prometheus_client import Gauge
 
+from placement.localenv.operator_process import OperatorProcess
 from placement.localenv.prometheus import LocalPrometheus
 from tests.integration.harness import Placements, measured_deployment, placement
 from tests.integration.test_load_metrics import api_requests
 
-pytestmark = pytest.mark.usefixtures("operator")
+
+def _history_reads_ok(operator: OperatorProcess) -> float:
+    with urllib.request.urlopen(operator.metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    found = re.search(r'^placement_history_reads_total\{outcome="ok"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_placements_of_one_shape_cost_one_range_query_per_refresh(
-    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+    placements: Placements,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+    operator: OperatorProcess,
 ) -> None:
     names = ["alpha", "beta", "gamma"]
     for name in names:
         measured_deployment(placements, prometheus, utilization, name)
     before = api_requests(prometheus, "/api/v1/query_range")
+    reads_before = _history_reads_ok(operator)
     for name in names:
         placements.apply(placement(name, placements.namespace, deployment=name))
     for name in names:
@@ -37,3 +48,4 @@ def test_placements_of_one_shape_cost_one_range_query_per_refresh(
     # evaluations, within the hour's refresh, asked none.
     assert after_first - before == 1
     assert api_requests(prometheus, "/api/v1/query_range") == after_first
+    assert _history_reads_ok(operator) - reads_before == 1  # the operator's own count agrees

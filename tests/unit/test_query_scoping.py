@@ -401,8 +401,13 @@ NOW = datetime(2026, 11, 30, 17, 42, 11, tzinfo=UTC)
 SPAN = timedelta(days=14)
 
 
-def _history_reader(url: str, clock: Clock, **limits: int) -> MetricsReader:
-    reader = MetricsReader(url, limits=QueryLimits(**limits), wall_clock=lambda: NOW)
+def _history_reader(
+    url: str, clock: Clock, outcomes: list[str] | None = None, **limits: int
+) -> MetricsReader:
+    told = outcomes if outcomes is not None else []
+    reader = MetricsReader(
+        url, limits=QueryLimits(**limits), wall_clock=lambda: NOW, history_read=told.append
+    )
     reader.histories = RefreshedResults(refresh=3600, retry=300, keep=86400, clock=clock)
     return reader
 
@@ -537,7 +542,8 @@ def test_a_shared_range_answer_over_the_bound_becomes_each_placements_own_query(
     apps = [f"app-{i}" for i in range(30)]
     endpoint.answer = _fleet(endpoint, apps)
     clock = Clock()
-    reader = _history_reader(endpoint.url, clock, max_history_bytes=1 << 20)
+    outcomes: list[str] = []
+    reader = _history_reader(endpoint.url, clock, outcomes, max_history_bytes=1 << 20)
     batched = BatchedMetricsReader(reader, max_age=60)
     for app in apps[:3]:
         history = batched.history(
@@ -545,6 +551,7 @@ def test_a_shared_range_answer_over_the_bound_becomes_each_placements_own_query(
         )
         assert history is not None and len(history.samples) == 14 * 288 + 1
     assert len(endpoint.queries) == 1 + 3  # the refused shared one, then each its own
+    assert outcomes == ["too-large", "ok", "ok", "ok"]  # what the operator's telemetry counts
     assert all('deployment="app-' in query for query in endpoint.queries[1:])
     clock.now = 3599
     for app in apps[:3]:

@@ -266,14 +266,17 @@ class MetricsReader:
         limits: QueryLimits | None = None,
         history_refresh: float = 3600.0,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        history_read: Callable[[str], None] = lambda outcome: None,
     ) -> None:
         """`headers` go with every query (a bearer token as Authorization, X-Scope-OrgID...);
         `ca_file` is the bundle that verifies an https Prometheus instead of the system's;
-        `history_refresh`: seconds a load history is used before it is read again."""
+        `history_refresh`: seconds a load history is used before it is read again;
+        `history_read` is told the outcome of each history range query (for telemetry)."""
         self.url = url
         self.timeout = timeout
         self.limits = limits or QueryLimits()
         self.wall_clock = wall_clock
+        self.history_read = history_read
         self.histories: RefreshedResults[_RangeAnswer | QueryFailed] = RefreshedResults(
             refresh=history_refresh,
             retry=min(history_refresh, HISTORY_RETRY),
@@ -334,9 +337,11 @@ class MetricsReader:
         try:
             result = self.range_series(query, start, end, step)
         except QueryFailed as failure:
+            self.history_read(str(failure.outcome))
             return QueryFailed(
                 failure.outcome, failure.detail, from_prometheus=failure.from_prometheus
             )
+        self.history_read(str(Outcome.OK))
         first, seconds = start.timestamp(), step.total_seconds()
         points = round((end - start) / step) + 1
         members: dict[tuple[str, ...], list[_Samples]] = {}

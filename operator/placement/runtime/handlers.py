@@ -218,6 +218,7 @@ def register(  # noqa: C901
                 config.prometheus_max_history_bytes,
             ),
             history_refresh=config.history_refresh_seconds,
+            history_read=telemetry.history_read,
         )
         memo.metrics = (
             BatchedMetricsReader(reader, max_age=config.metrics_max_age_seconds)
