@@ -279,11 +279,11 @@ def test_the_derived_stall_bound_outlasts_an_evaluation_of_slow_queries(
 def test_the_history_refresh_is_an_hour_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
     config = OperatorConfig.from_environment()
-    assert (config.history_refresh_seconds, config.prometheus_max_history_bytes) == (3600, 8 << 20)
+    assert (config.history_refresh_seconds, config.prometheus_max_history_bytes) == (3600, 4 << 20)
     monkeypatch.setenv("PLACEMENT_HISTORY_REFRESH", "30m")
-    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", "4194304")
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", "2097152")
     config = OperatorConfig.from_environment()
-    assert (config.history_refresh_seconds, config.prometheus_max_history_bytes) == (1800, 1 << 22)
+    assert (config.history_refresh_seconds, config.prometheus_max_history_bytes) == (1800, 1 << 21)
     assert OperatorConfig.from_environment(
         history_refresh_seconds=7200
     ).history_refresh_seconds == (7200)

@@ -611,3 +611,23 @@ def test_unusable_samples_are_left_out_and_several_series_give_no_history(
         endpoint, [({"pod": "1"}, values), ({"pod": "2"}, values)]
     )
     assert reader.history("x", SPAN, source="utilization", reader="team-a/a") is None
+
+
+def test_histories_are_parsed_one_at_a_time_and_a_reader_that_cannot_wait_gets_what_is_cached(
+    endpoint: FakeEndpoint,
+) -> None:
+    endpoint.answer = _fleet(endpoint, ["a"])
+    clock = Clock()
+    reader = _history_reader(endpoint.url, clock)
+    reader.timeout = 0.2
+    query = _demand("team-a", "a")
+    with reader._history_slot:  # another namespace's history is being read
+        assert reader.history(query, SPAN, source="demand", reader="team-a/a") is None
+    assert endpoint.queries == []  # it did not pile up a second answer beside the first
+    assert reader.history(query, SPAN, source="demand", reader="team-a/a") is not None
+    clock.now = 3600  # due again, but the slot is busy: the hour-old history serves
+    with reader._history_slot:
+        assert reader.history(query, SPAN, source="demand", reader="team-a/a") is not None
+    assert len(endpoint.queries) == 1
+    reader.history(query, SPAN, source="demand", reader="team-a/a")
+    assert len(endpoint.queries) == 2

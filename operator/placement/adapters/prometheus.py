@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 from array import array
 from collections.abc import Callable, Mapping
@@ -92,7 +93,7 @@ class QueryLimits:
     max_bytes: int = 1 << 20  # of the (decompressed) JSON body
     # A history range query answers thousands of samples per series (about 100 kB for 14
     # days at 5 minutes): its body has a bound of its own.
-    max_history_bytes: int = 8 << 20
+    max_history_bytes: int = 4 << 20
 
 
 class QueryFailed(Exception):
@@ -250,6 +251,10 @@ def _on_grid(series: Series, start: float, step: float, points: int) -> _Samples
     return _Samples(values)
 
 
+class _HistoryBusy(Exception):
+    """Another history read holds the one slot past the timeout: try at the next evaluation."""
+
+
 class MetricsReader:
     """Evaluates each placement's queries on their own against one Prometheus (the way KEDA
     does: queries grow with the number of placements)."""
@@ -277,6 +282,9 @@ class MetricsReader:
         self.limits = limits or QueryLimits()
         self.wall_clock = wall_clock
         self.history_read = history_read
+        # One history answer parsed at a time: one at the byte bound takes about 7x its size
+        # while parsed, and every namespace's histories fall due at once after a start.
+        self._history_slot = threading.BoundedSemaphore(1)
         self.histories: RefreshedResults[_RangeAnswer | QueryFailed] = RefreshedResults(
             refresh=history_refresh,
             retry=min(history_refresh, HISTORY_RETRY),
@@ -320,14 +328,36 @@ class MetricsReader:
         """The placement's own range query, read once per refresh (keyed by namespace,
         query and range: a changed query is read at once)."""
         namespace = reader.partition("/")[0]
-        answer = self.histories.get(
-            ("own", namespace, expression, span),
-            lambda: self.range_answer(expression, span, ()),
-            _transient,
+        answer = self.cached_history(
+            ("own", namespace, expression, span), lambda: self.range_answer(expression, span, ())
         )
-        return None if isinstance(answer, QueryFailed) else answer.history((), source)
+        if answer is None or isinstance(answer, QueryFailed):
+            return None
+        return answer.history((), source)
+
+    def cached_history(
+        self, key: tuple[object, ...], fetch: Callable[[], _RangeAnswer | QueryFailed]
+    ) -> _RangeAnswer | QueryFailed | None:
+        """The history cache's answer for `key`, fetched when due; what it holds already (or
+        None) while another history read keeps the slot busy."""
+        try:
+            return self.histories.get(key, fetch, _transient)
+        except _HistoryBusy:
+            return self.histories.peek(key)
 
     def range_answer(
+        self, query: str, span: timedelta, keys: tuple[str, ...]
+    ) -> _RangeAnswer | QueryFailed:
+        """As `_range_answer`, in the one history slot; raises _HistoryBusy when it stays
+        taken for the timeout (the next evaluation tries again, nothing is cached)."""
+        if not self._history_slot.acquire(timeout=self.timeout):
+            raise _HistoryBusy
+        try:
+            return self._range_answer(query, span, keys)
+        finally:
+            self._history_slot.release()
+
+    def _range_answer(
         self, query: str, span: timedelta, keys: tuple[str, ...]
     ) -> _RangeAnswer | QueryFailed:
         """`query` over the past `span`, its series split by `keys`, or why not (never
@@ -538,11 +568,12 @@ class BatchedMetricsReader:
         grouping = group_query(expression)
         if grouping is None:
             return self.reader.history(expression, span, source=source, reader=reader)
-        answer = self.reader.histories.get(
+        answer = self.reader.cached_history(
             ("shared", grouping.namespace, grouping.query, span),
             lambda: self.reader.range_answer(grouping.query, span, grouping.keys),
-            _transient,
         )
+        if answer is None:
+            return None
         if isinstance(answer, QueryFailed):
             if answer.from_prometheus or answer.outcome is Outcome.TOO_LARGE:
                 return self.reader.history(expression, span, source=source, reader=reader)

@@ -150,6 +150,13 @@ class RefreshedResults(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def peek(self, key: Hashable) -> T | None:
+        """What `get` would serve for `key` without fetching (None: nothing yet), for a reader
+        that cannot fetch now. A fetch that raised left nothing: exceptions are not results."""
+        with self._guard:
+            entry = self._entries.get(key)
+            return None if entry is None else self._served(entry, self._clock())
+
     def _served(self, entry: _Refreshed[T], now: float) -> T:
         if entry.failed and entry.good is not None and now - entry.good_at < self.keep:
             return entry.good

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--prometheus-max-history-bytes",
         type=int,
-        help="most bytes one history range query's answer may hold (default 8388608)",
+        help="most bytes one history range query's answer may hold (default 4194304)",
     )
     run.add_argument(
         "--history-refresh",

@@ -80,7 +80,7 @@ class OperatorConfig:
     prometheus_max_series: int = 1000
     prometheus_max_bytes: int = 1 << 20
     # The history range query's answer has a bound of its own (thousands of samples a series).
-    prometheus_max_history_bytes: int = 8 << 20
+    prometheus_max_history_bytes: int = 4 << 20
     # Seconds a placement's load history (metrics.history) is used before it is read again;
     # a changed query is read at once.
     history_refresh_seconds: float = 3600.0
@@ -151,7 +151,7 @@ class OperatorConfig:
             "prometheus_max_series": int(_env_float("PLACEMENT_PROMETHEUS_MAX_SERIES", 1000)),
             "prometheus_max_bytes": int(_env_float("PLACEMENT_PROMETHEUS_MAX_BYTES", 1 << 20)),
             "prometheus_max_history_bytes": int(
-                _env_float("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", 8 << 20)
+                _env_float("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", 4 << 20)
             ),
             "history_refresh_seconds": _env_duration("PLACEMENT_HISTORY_REFRESH", 3600.0),
             "tick_seconds": _env_float("PLACEMENT_TICK_SECONDS", 15.0),
