@@ -175,6 +175,7 @@ class Counters:
     api_writes: float
     prometheus_queries: float
     operator_cpu_s: float
+    prometheus_range_queries: float = 0.0  # the load histories' range queries
 
 
 def read_counters(cluster: LocalCluster, prometheus: LocalPrometheus, pid: int) -> Counters:
@@ -190,12 +191,19 @@ def read_counters(cluster: LocalCluster, prometheus: LocalPrometheus, pid: int) 
             gets += value
     with urllib.request.urlopen(f"{prometheus.url}/metrics", timeout=30) as response:
         text = response.read().decode()
-    queries = sum(
-        value
-        for labels, value in samples(text, "prometheus_http_requests_total")
-        if labels.get("handler") == "/api/v1/query"
+    handlers: dict[str, float] = {}
+    for labels, value in samples(text, "prometheus_http_requests_total"):
+        handler = labels.get("handler", "")
+        handlers[handler] = handlers.get(handler, 0.0) + value
+    return Counters(
+        time.monotonic(),
+        gets,
+        requests,
+        writes,
+        handlers.get("/api/v1/query", 0.0),
+        cpu_seconds(pid),
+        handlers.get("/api/v1/query_range", 0.0),
     )
-    return Counters(time.monotonic(), gets, requests, writes, queries, cpu_seconds(pid))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -385,6 +393,7 @@ def _measure(
     try:
         pid = operator.pid
         assert pid is not None
+        before = read_counters(cluster, prometheus, pid)
         now = dt.datetime.now(dt.UTC)
         manifests = [placement(i, ns, d, now) for i, (ns, d) in enumerate(workloads(n))]
         created: dict[tuple[str, str], float] = {}
@@ -434,6 +443,14 @@ def _measure(
         "passes_measured": round(passes, 2),
         "prometheus_queries_per_cycle": per_pass(
             last.prometheus_queries - first.prometheus_queries
+        ),
+        # Load histories: read when each placement is first evaluated (one range query per
+        # query shape and namespace in batched mode), then once an hour: none in the window.
+        "history_range_queries_first_evaluations": round(
+            first.prometheus_range_queries - before.prometheus_range_queries
+        ),
+        "history_range_queries_per_cycle": per_pass(
+            last.prometheus_range_queries - first.prometheus_range_queries
         ),
         "api_requests_idle_cycle": per_pass(last.api_requests - first.api_requests),
         "api_writes_idle_cycle": per_pass(last.api_writes - first.api_writes),

@@ -17,6 +17,7 @@ import yaml
 from placement.adapters.telemetry import Telemetry
 from placement.core.reasons import Reason
 from placement.localenv import tools
+from placement.runtime.config import OperatorConfig
 from tests.chart.helm import (
     CHART,
     KUBE_VERSION,
@@ -129,6 +130,7 @@ def test_a_missing_prometheus_url_is_refused_with_the_value_named() -> None:
         ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
         ("metrics.port=0", "port"),
         ("replicas=2", "replicas"),
+        ("history.refresh=an hour", "refresh"),
     ],
 )
 def test_the_values_schema_refuses_bad_values_by_name(setting: str, field: str) -> None:
@@ -369,6 +371,16 @@ def test_log_level_and_job_history_reach_the_operator() -> None:
     assert env["PLACEMENT_LOG_LEVEL"] == "DEBUG"
     assert env["PLACEMENT_JOB_HISTORY_SUCCESSFUL"] == "5"
     assert env["PLACEMENT_JOB_HISTORY_FAILED"] == "1"
+
+
+def test_the_history_refresh_reaches_the_operator_as_it_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _env(_container())["PLACEMENT_HISTORY_REFRESH"] == "1h"
+    refresh = _env(_container("--set", "history.refresh=30m"))["PLACEMENT_HISTORY_REFRESH"]
+    monkeypatch.setenv("PLACEMENT_HISTORY_REFRESH", refresh)
+    config = OperatorConfig.from_environment(prometheus_url=PROMETHEUS_URL)
+    assert config.history_refresh_seconds == 1800
 
 
 def test_extra_env_args_and_volumes_are_added_after_the_charts_own(tmp_path: Path) -> None:

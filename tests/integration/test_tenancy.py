@@ -82,7 +82,17 @@ def test_a_query_without_a_namespace_reads_only_its_own_namespace(
 
 
 @pytest.mark.usefixtures("operator")
-@pytest.mark.parametrize("field", ["utilization", "queueDepth"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "metrics.utilization",
+        "metrics.queueDepth",
+        "metrics.demand",
+        "metrics.requests",
+        "async.queue",
+    ],
+)
+@pytest.mark.parametrize("matcher", ["=", "=~"])
 def test_a_query_naming_another_namespace_blocks_the_placement_and_reads_nothing(
     placements: Placements,
     other_namespace: str,
@@ -90,17 +100,21 @@ def test_a_query_naming_another_namespace_blocks_the_placement_and_reads_nothing
     utilization: Gauge,
     operator: object,
     field: str,
+    matcher: str,
 ) -> None:
     shared = _two_tenants(placements, other_namespace, prometheus, utilization)
     manifest = placement("peek", placements.namespace, deployment=shared, mode="Recommend")
-    selector = f'{UTILIZATION_METRIC}{{namespace="{other_namespace}",deployment="{shared}"}}'
-    manifest["spec"]["metrics"][field] = f"sum({selector})"
+    # `=~` with both namespaces in it would read the other tenant's series beside this one's.
+    value = other_namespace if matcher == "=" else f"{placements.namespace}|{other_namespace}"
+    selector = f'{UTILIZATION_METRIC}{{namespace{matcher}"{value}",deployment="{shared}"}}'
+    section, key = field.split(".")
+    manifest["spec"].setdefault(section, {})[key] = f"sum({selector})"
     placements.apply(manifest)
 
     event = placements.wait_for_event("peek", "InvalidSpec")
     assert event.type == "Warning"
-    assert f"spec.metrics.{field}" in event.message
-    assert f'namespace="{other_namespace}"' in event.message
+    assert f"spec.{field}" in event.message
+    assert f'namespace{matcher}"{value}"' in event.message
     # The Event is posted before the status patch lands.
     until(lambda: placements.status("peek").get("phase"), lambda p: p == "Blocked", what="Blocked")
     assert str(OTHER) not in _everything_the_tenant_sees(placements, "peek")

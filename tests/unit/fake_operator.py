@@ -14,6 +14,7 @@ from placement.adapters.observe import claimed_by, observe
 from placement.core.executor import Executed, execute, release
 from placement.core.observation import (
     DeploymentState,
+    LoadHistory,
     Observation,
     Outcome,
     Reading,
@@ -54,6 +55,20 @@ class ScriptedMetrics:
 
     def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
         return Reading("queueDepth", expression, Outcome.EMPTY, detail="no series")
+
+    def demand(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return Reading("demand", expression, Outcome.EMPTY, detail="no series")
+
+    def requests(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return Reading("requests", expression, Outcome.EMPTY, detail="no series")
+
+    def async_queue(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return Reading("async.queue", expression, Outcome.EMPTY, detail="no series")
+
+    def history(
+        self, expression: str, span: timedelta, *, source: str, reader: str = ""
+    ) -> LoadHistory | None:
+        return None
 
 
 @dataclass

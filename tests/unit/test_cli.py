@@ -272,6 +272,15 @@ def _all_actions(parser: argparse.ArgumentParser, path: str = "placement") -> li
     return found
 
 
+def test_the_history_refresh_flag_takes_a_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["run", "--history-refresh", "90m"])
+    assert args.history_refresh == 5400
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["run", "--history-refresh", "an hour"])
+    assert exit_.value.code == 2
+    assert "argument --history-refresh: invalid duration" in capsys.readouterr().err
+
+
 def test_every_flag_and_argument_has_help() -> None:
     actions = _all_actions(build_parser())
     missing = [f"{path}: {dest}" for path, dest in actions if "(no help)" in dest]

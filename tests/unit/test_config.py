@@ -257,7 +257,7 @@ def test_job_history_and_timeouts_from_the_environment(monkeypatch: pytest.Monke
     config = OperatorConfig.from_environment()
     assert (config.job_history_successful, config.job_history_failed) == (3, 1)
     assert config.api_timeout_seconds == 10
-    assert config.stall_bound == 60  # max(60 s, 4 ticks of 15 s, 4 queries of 5 s + 3 of 10 s)
+    assert config.stall_bound == 90  # max(60 s, 4 ticks of 15 s, 12 queries of 5 s + 3 of 10 s)
     monkeypatch.setenv("PLACEMENT_JOB_HISTORY_SUCCESSFUL", "5")
     monkeypatch.setenv("PLACEMENT_JOB_HISTORY_FAILED", "0")
     monkeypatch.setenv("PLACEMENT_API_TIMEOUT", "2.5")
@@ -274,13 +274,45 @@ def test_job_history_and_timeouts_from_the_environment(monkeypatch: pytest.Monke
 def test_the_derived_stall_bound_outlasts_an_evaluation_of_slow_queries(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A tenant's PromQL may take up to the Prometheus timeout: four such queries in one
-    evaluation (two metrics, shared and then their own) must not fail /healthz and restart the
-    operator for every tenant."""
+    """A tenant's PromQL may take up to the Prometheus timeout: twelve such queries in one
+    evaluation (five readings, each its current samples and its average, and the history,
+    shared and then its own) must not fail /healthz and restart the operator for every
+    tenant."""
     monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
     monkeypatch.setenv("PLACEMENT_PROMETHEUS_TIMEOUT", "30")
     config = OperatorConfig.from_environment()
-    slowest_evaluation = 4 * 30 + 3 * config.api_timeout_seconds
+    slowest_evaluation = 12 * 30 + 3 * config.api_timeout_seconds
     assert config.stall_bound >= slowest_evaluation
     monkeypatch.setenv("PLACEMENT_HEALTH_STALL_SECONDS", "45")  # said explicitly: kept
     assert OperatorConfig.from_environment().stall_bound == 45
+
+
+def test_the_history_refresh_is_an_hour_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    config = OperatorConfig.from_environment()
+    assert (config.history_refresh_seconds, config.prometheus_max_history_bytes) == (3600, 4 << 20)
+    monkeypatch.setenv("PLACEMENT_HISTORY_REFRESH", "30m")
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", "2097152")
+    config = OperatorConfig.from_environment()
+    assert (config.history_refresh_seconds, config.prometheus_max_history_bytes) == (1800, 1 << 21)
+    assert OperatorConfig.from_environment(
+        history_refresh_seconds=7200
+    ).history_refresh_seconds == (7200)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("PLACEMENT_HISTORY_REFRESH", "1x", "PLACEMENT_HISTORY_REFRESH: invalid duration"),
+        ("PLACEMENT_HISTORY_REFRESH", "30s", "from 1m to 7d"),
+        ("PLACEMENT_HISTORY_REFRESH", "8d", "--history-refresh"),
+        ("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", "100", "PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES"),
+    ],
+)
+def test_a_bad_history_setting_is_refused_by_name(
+    variable: str, value: str, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=named):
+        OperatorConfig.from_environment()

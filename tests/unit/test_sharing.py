@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from placement.adapters.sharing import SharedResults
+from placement.adapters.sharing import RefreshedResults, SharedResults
 
 
 class Clock:
@@ -80,3 +80,71 @@ def test_results_nobody_asks_for_any_more_are_dropped() -> None:
     shared.get("q{namespace=kept}", "a", lambda: 2)
     assert len(shared) == 1
     assert shared.get("q{namespace=kept}", "b", lambda: 3) == (2, False)
+
+
+# -- RefreshedResults: a history read once per refresh, whoever asks ----------------------
+
+
+def _refreshed(clock: Clock) -> RefreshedResults[str]:
+    return RefreshedResults(refresh=3600, retry=300, keep=86400, clock=clock)
+
+
+def _failed(value: str) -> bool:
+    return value.startswith("failed")
+
+
+def test_a_refreshed_value_serves_every_reader_until_the_refresh() -> None:
+    clock = Clock()
+    results = _refreshed(clock)
+    fetched = iter(["one", "two"])
+    assert results.get("q", lambda: next(fetched), _failed) == "one"
+    clock.now = 3599
+    assert [results.get("q", lambda: next(fetched), _failed) for _ in range(5)] == ["one"] * 5
+    clock.now = 3600
+    assert results.get("q", lambda: next(fetched), _failed) == "two"
+    assert results.fetches == 2
+
+
+def test_a_new_key_is_fetched_at_once() -> None:
+    results = _refreshed(Clock())
+    assert results.get(("ns", "q1", 14), lambda: "one", _failed) == "one"
+    assert results.get(("ns", "q2", 14), lambda: "two", _failed) == "two"
+    assert results.get(("ns", "q1", 7), lambda: "three", _failed) == "three"
+
+
+def test_a_failed_refresh_keeps_the_last_good_value_and_retries_sooner() -> None:
+    clock = Clock()
+    results = _refreshed(clock)
+    assert results.get("q", lambda: "good", _failed) == "good"
+    clock.now = 3600
+    assert results.get("q", lambda: "failed: timeout", _failed) == "good"
+    clock.now = 3600 + 299
+    assert results.get("q", lambda: "never asked", _failed) == "good"
+    clock.now = 3600 + 300  # retried after `retry`, not after a whole refresh
+    assert results.get("q", lambda: "better", _failed) == "better"
+    assert results.fetches == 3
+
+
+def test_a_failure_with_nothing_good_before_is_returned_and_kept_until_the_retry() -> None:
+    clock = Clock()
+    results = _refreshed(clock)
+    assert results.get("q", lambda: "failed: timeout", _failed) == "failed: timeout"
+    clock.now = 299
+    assert results.get("q", lambda: "never asked", _failed) == "failed: timeout"
+
+
+def test_a_good_value_older_than_keep_is_no_longer_served_for_a_failure() -> None:
+    clock = Clock()
+    results = _refreshed(clock)
+    results.get("q", lambda: "good", _failed)
+    clock.now = 86400
+    assert results.get("q", lambda: "failed: down", _failed) == "failed: down"
+
+
+def test_keys_nobody_reads_are_dropped() -> None:
+    clock = Clock()
+    results = _refreshed(clock)
+    results.get("deleted namespace", lambda: "old", _failed)
+    clock.now = 3 * 3600
+    results.get("q", lambda: "new", _failed)
+    assert len(results) == 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import promql_parser
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from placement.core.api import WorkloadPlacementSpec
 from placement.core.tenancy import ScopeError, refuse_unbounded, scope_to_namespace, scoped_spec
 from tests.unit.conftest import FUZZ_FACTOR
 from tests.unit.factories import make_spec
@@ -279,3 +282,80 @@ def test_a_selector_matching_only_empty_values_is_refused_as_prometheus_refuses_
     # `{job=~".*"}` alone is invalid PromQL; with the namespace added it would run.
     with pytest.raises(ScopeError, match=r"^spec\.metrics\.utilization: not valid PromQL"):
         refuse_unbounded('{job=~".*"}', field=FIELD)
+
+
+# -- every query of the spec: demand, requests and async.queue as utilization -------------
+
+NEW_FIELDS = [
+    ("metrics.demand", "spec.metrics.demand"),
+    ("metrics.requests", "spec.metrics.requests"),
+    ("async.queue", "spec.async.queue"),
+]
+
+
+def _spec_with(path: str, expression: str) -> WorkloadPlacementSpec:
+    return make_spec(**{path: expression})
+
+
+def _query(spec: WorkloadPlacementSpec, path: str) -> str | None:
+    if path == "async.queue":
+        return spec.async_.queue if spec.async_ else None
+    query: str | None = getattr(spec.metrics, path.split(".")[1])
+    return query
+
+
+@pytest.mark.parametrize(("path", "field"), NEW_FIELDS)
+def test_every_new_query_is_confined_to_the_placements_namespace(path: str, field: str) -> None:
+    spec = scoped_spec(_spec_with(path, "sum(rate(tokens_total[5m]))"), "team-a")
+    assert _query(spec, path) == 'sum(rate(tokens_total{namespace="team-a"}[5m]))'
+    # The others are scoped as before.
+    assert spec.metrics.utilization == (
+        'avg_over_time(summarizer:useful_utilization{namespace="team-a"}[1h])'
+    )
+
+
+@pytest.mark.parametrize(("path", "field"), NEW_FIELDS)
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'tokens_total{namespace="team-b"}',
+        'tokens_total{namespace=~"team-.*"}',
+        'tokens_total{namespace=~"team-a|team-b"}',
+        'tokens_total{namespace!="team-a"}',
+        'tokens_total{namespace="team-\\142"}',  # team-b, written with an escape
+        'tokens_total{namespace="team-\\u0062"}',
+        'tokens_total{namespace="team-a"} or tokens_total{namespace="team-b"}',
+    ],
+)
+def test_a_new_query_reading_another_namespace_is_refused_naming_its_field(
+    path: str, field: str, selector: str
+) -> None:
+    spec = _spec_with(path, f"sum({selector})")
+    with pytest.raises(ScopeError, match=rf"^{re.escape(field)}: "):
+        scoped_spec(spec, "team-a")
+
+
+@pytest.mark.parametrize(("path", "field"), NEW_FIELDS)
+@pytest.mark.parametrize("written", ["team-\\141", "team-\\x61", "team-\\u0061"])
+def test_an_escaped_own_namespace_in_a_new_query_is_sent_written_plainly(
+    path: str, field: str, written: str
+) -> None:
+    spec = scoped_spec(_spec_with(path, f'sum(tokens_total{{namespace="{written}"}})'), "team-a")
+    assert _query(spec, path) == 'sum(tokens_total{namespace="team-a"})'
+
+
+@pytest.mark.parametrize(("path", "field"), NEW_FIELDS)
+def test_a_new_query_reading_every_series_is_refused_even_unscoped(path: str, field: str) -> None:
+    spec = _spec_with(path, 'sum({__name__=~".+"})')
+    for namespace in ("team-a", None):
+        with pytest.raises(ScopeError, match=rf"^{re.escape(field)}: selector .* names no"):
+            scoped_spec(spec, namespace)
+
+
+def test_without_scoping_the_new_queries_are_left_as_written() -> None:
+    spec = make_spec(
+        **{"metrics.demand": "sum(a)", "metrics.requests": "sum(b)", "async.queue": "sum(c)"}
+    )
+    unscoped = scoped_spec(spec, None)
+    assert (unscoped.metrics.demand, unscoped.metrics.requests) == ("sum(a)", "sum(b)")
+    assert unscoped.async_ is not None and unscoped.async_.queue == "sum(c)"

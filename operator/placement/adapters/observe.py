@@ -3,7 +3,8 @@ once, into an immutable `Observation`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from placement.adapters.telemetry import Telemetry
@@ -55,6 +56,19 @@ def observe(
     if spec.metrics.queue_depth:
         queue = metrics.queue_depth(spec.metrics.queue_depth, lookback, reader=reader)
         _count_failure(queue, telemetry)
+    demand = _optional(metrics.demand, spec.metrics.demand, lookback, reader, telemetry)
+    requests = _optional(metrics.requests, spec.metrics.requests, lookback, reader, telemetry)
+    async_queue = _optional(
+        metrics.async_queue, spec.async_.queue if spec.async_ else None, lookback, reader, telemetry
+    )
+    # Demand does not shrink while the fleet is held, utilization does: demand when declared.
+    source = "demand" if spec.metrics.demand else "utilization"
+    history = metrics.history(
+        spec.metrics.demand or spec.metrics.utilization,
+        spec.metrics.history.timedelta,
+        source=source,
+        reader=reader,
+    )
     return Observation(
         deployment=deployment,
         claimed=claimed,
@@ -65,6 +79,10 @@ def observe(
         queue_depth=queue,
         scaled_object=scaled,
         keda_installed=keda,
+        demand=demand,
+        requests=requests,
+        async_queue=async_queue,
+        history=history,
     )
 
 
@@ -91,6 +109,21 @@ def claimed_by(
     if target is not None and target.managed_by == placement and target.name not in listed:
         claimed.append(target)
     return tuple(claimed)
+
+
+def _optional(
+    read: Callable[..., Reading],
+    expression: str | None,
+    lookback: timedelta,
+    reader: str,
+    telemetry: Telemetry,
+) -> Reading | None:
+    """The reading of a query the spec may leave out (None: not configured)."""
+    if not expression:
+        return None
+    reading = read(expression, lookback, reader=reader)
+    _count_failure(reading, telemetry)
+    return reading
 
 
 def _count_failure(reading: Reading, telemetry: Telemetry) -> None:

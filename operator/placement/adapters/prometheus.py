@@ -6,6 +6,10 @@ The URL is operator configuration, never a field of the WorkloadPlacement.
 
 Every answer is bounded before it is parsed (`QueryLimits`: bytes of the body, read as a
 stream, and series): one placement's PromQL cannot make the operator hold a whole TSDB.
+
+Besides the instant readings, each placement's load history (`metrics.history` of demand, else
+utilization) is one range query at a step that keeps it under 11,000 samples per series,
+refreshed once per `history_refresh` (an hour), not every cycle: `history`.
 """
 
 from __future__ import annotations
@@ -13,20 +17,25 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from array import array
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Protocol
 
 import requests
 import urllib3
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests import Response
 from urllib3.util.retry import Retry
 
 from placement.adapters.grouping import Series, group_query, split
-from placement.adapters.sharing import SharedResults
+from placement.adapters.sharing import RefreshedResults, SharedResults
+from placement.core.observation import LoadHistory
 from placement.core.observation import Outcome as Outcome
 from placement.core.observation import Reading as Reading
 
@@ -49,6 +58,28 @@ def averaged(expression: str, lookback: timedelta) -> str:
     return f"avg_over_time(({expression})[{promql_duration(lookback)}:])"
 
 
+HISTORY_STEP = timedelta(minutes=5)
+# Prometheus refuses a range query of more points per series than this.
+MAX_HISTORY_SAMPLES = 11_000
+HISTORY_RETRY = 300.0  # seconds before a failed history read is tried again
+HISTORY_KEEP = 86400.0  # seconds a history read stays in use while refreshes fail
+
+
+def history_step(span: timedelta) -> timedelta:
+    """5 minutes, or the whole minutes that keep `span` under MAX_HISTORY_SAMPLES samples."""
+    needed = math.ceil(span.total_seconds() / (MAX_HISTORY_SAMPLES - 1) / 60) * 60
+    return max(HISTORY_STEP, timedelta(seconds=needed))
+
+
+def history_range(span: timedelta, now: datetime) -> tuple[datetime, datetime, timedelta]:
+    """(start, end, step) of the history range query: aligned to whole steps, so every
+    placement of a group and every refresh asks for the same instants."""
+    step = history_step(span)
+    seconds = step.total_seconds()
+    end = datetime.fromtimestamp(math.floor(now.timestamp() / seconds) * seconds, UTC)
+    return end - span, end, step
+
+
 class RangeQueryError(RuntimeError):
     """A range query that cannot become a replay series."""
 
@@ -60,6 +91,9 @@ class QueryLimits:
 
     max_series: int = 1000
     max_bytes: int = 1 << 20  # of the (decompressed) JSON body
+    # A history range query answers thousands of samples per series (about 100 kB for 14
+    # days at 5 minutes): its body has a bound of its own.
+    max_history_bytes: int = 4 << 20
 
 
 class QueryFailed(Exception):
@@ -140,6 +174,86 @@ class Metrics(Protocol):
         """Work waiting: one number >= 0."""
         ...
 
+    def demand(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """Work arriving per second, whatever the replica count: one number >= 0."""
+        ...
+
+    def requests(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """Requests (or tokens) processed per second: one number >= 0."""
+        ...
+
+    def async_queue(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        """The async queue's depth (or oldest item's age): one number >= 0."""
+        ...
+
+    def history(
+        self, expression: str, span: timedelta, *, source: str, reader: str = ""
+    ) -> LoadHistory | None:
+        """`expression` over the past `span` (refreshed once per history refresh, not every
+        cycle); None when it cannot be read: the forecast falls back to the lookback."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """One series of a range query on its step grid, compactly: NaN where it has no usable
+    sample. A thousand placements' 14-day histories stay a few tens of megabytes."""
+
+    values: array[float]
+
+
+@dataclass(frozen=True)
+class _RangeAnswer:
+    """A range query's series by key (the shared query's key labels; `()` for one
+    placement's own query), on one grid of instants."""
+
+    start: float
+    step: float
+    points: int  # instants on the grid
+    fetched_at: datetime
+    members: Mapping[tuple[str, ...], list[_Samples]] = field(default_factory=dict)
+
+    @cached_property
+    def instants(self) -> tuple[datetime, ...]:
+        """The grid's instants, made once and shared by every member's history."""
+        return tuple(
+            datetime.fromtimestamp(self.start + index * self.step, UTC)
+            for index in range(self.points)
+        )
+
+    def history(self, key: tuple[str, ...], source: str) -> LoadHistory | None:
+        series = self.members.get(key)
+        if not series or len(series) != 1:
+            return None  # absent, or several series where the forecast needs one
+        samples = tuple(
+            pair
+            for pair in zip(self.instants, series[0].values, strict=True)
+            if not math.isnan(pair[1])
+        )
+        if not samples:
+            return None
+        return LoadHistory(source, timedelta(seconds=self.step), samples, self.fetched_at)
+
+
+def _on_grid(series: Series, start: float, step: float, points: int) -> _Samples:
+    """A range-query series as values on the grid; NaN, infinite and negative samples
+    dropped (unusable as load)."""
+    values = array("d", [math.nan]) * points
+    raw = series.get("values")
+    for sample in raw if isinstance(raw, list) else ():
+        try:
+            moment, value = float(sample[0]), float(sample[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        index = round((moment - start) / step)
+        if 0 <= index < points and math.isfinite(value) and value >= 0:
+            values[index] = value
+    return _Samples(values)
+
+
+class _HistoryBusy(Exception):
+    """Another history read holds the one slot past the timeout: try at the next evaluation."""
+
 
 class MetricsReader:
     """Evaluates each placement's queries on their own against one Prometheus (the way KEDA
@@ -155,12 +269,27 @@ class MetricsReader:
         basic_auth: tuple[str, str] | None = None,
         ca_file: str | None = None,
         limits: QueryLimits | None = None,
+        history_refresh: float = 3600.0,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        history_read: Callable[[str], None] = lambda outcome: None,
     ) -> None:
         """`headers` go with every query (a bearer token as Authorization, X-Scope-OrgID...);
-        `ca_file` is the bundle that verifies an https Prometheus instead of the system's."""
+        `ca_file` is the bundle that verifies an https Prometheus instead of the system's;
+        `history_refresh`: seconds a load history is used before it is read again;
+        `history_read` is told the outcome of each history range query (for telemetry)."""
         self.url = url
         self.timeout = timeout
         self.limits = limits or QueryLimits()
+        self.wall_clock = wall_clock
+        self.history_read = history_read
+        # One history answer parsed at a time: one at the byte bound takes about 7x its size
+        # while parsed, and every namespace's histories fall due at once after a start.
+        self._history_slot = threading.BoundedSemaphore(1)
+        self.histories: RefreshedResults[_RangeAnswer | QueryFailed] = RefreshedResults(
+            refresh=history_refresh,
+            retry=min(history_refresh, HISTORY_RETRY),
+            keep=max(HISTORY_KEEP, 2 * history_refresh),
+        )
         session = requests.Session()
         session.verify = (ca_file or True) if verify_tls else False
         # No client-side retries: the next evaluation cycle is the retry.
@@ -183,6 +312,86 @@ class MetricsReader:
     def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
         """Work waiting: one number >= 0."""
         return self.read("queueDepth", expression, lookback, upper=None)
+
+    def demand(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self.read("demand", expression, lookback, upper=None)
+
+    def requests(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self.read("requests", expression, lookback, upper=None)
+
+    def async_queue(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self.read("async.queue", expression, lookback, upper=None)
+
+    def history(
+        self, expression: str, span: timedelta, *, source: str, reader: str = ""
+    ) -> LoadHistory | None:
+        """The placement's own range query, read once per refresh (keyed by namespace,
+        query and range: a changed query is read at once)."""
+        namespace = reader.partition("/")[0]
+        answer = self.cached_history(
+            ("own", namespace, expression, span), lambda: self.range_answer(expression, span, ())
+        )
+        if answer is None or isinstance(answer, QueryFailed):
+            return None
+        return answer.history((), source)
+
+    def cached_history(
+        self, key: tuple[object, ...], fetch: Callable[[], _RangeAnswer | QueryFailed]
+    ) -> _RangeAnswer | QueryFailed | None:
+        """The history cache's answer for `key`, fetched when due; what it holds already (or
+        None) while another history read keeps the slot busy."""
+        try:
+            return self.histories.get(key, fetch, _transient)
+        except _HistoryBusy:
+            return self.histories.peek(key)
+
+    def range_answer(
+        self, query: str, span: timedelta, keys: tuple[str, ...]
+    ) -> _RangeAnswer | QueryFailed:
+        """As `_range_answer`, in the one history slot; raises _HistoryBusy when it stays
+        taken for the timeout (the next evaluation tries again, nothing is cached)."""
+        if not self._history_slot.acquire(timeout=self.timeout):
+            raise _HistoryBusy
+        try:
+            return self._range_answer(query, span, keys)
+        finally:
+            self._history_slot.release()
+
+    def _range_answer(
+        self, query: str, span: timedelta, keys: tuple[str, ...]
+    ) -> _RangeAnswer | QueryFailed:
+        """`query` over the past `span`, its series split by `keys`, or why not (never
+        raised: kept in the history cache without a traceback)."""
+        fetched_at = self.wall_clock()
+        start, end, step = history_range(span, fetched_at)
+        try:
+            result = self.range_series(query, start, end, step)
+        except QueryFailed as failure:
+            self.history_read(str(failure.outcome))
+            return QueryFailed(
+                failure.outcome, failure.detail, from_prometheus=failure.from_prometheus
+            )
+        self.history_read(str(Outcome.OK))
+        first, seconds = start.timestamp(), step.total_seconds()
+        points = round((end - start) / step) + 1
+        members: dict[tuple[str, ...], list[_Samples]] = {}
+        for key, series in split(result, keys).items():
+            members[key] = [_on_grid(one, first, seconds, points) for one in series]
+        return _RangeAnswer(first, seconds, points, fetched_at, members)
+
+    def range_series(
+        self, query: str, start: datetime, end: datetime, step: timedelta
+    ) -> list[Series]:
+        """The range-query (matrix) result of `query`, bounded as `instant` is, with the
+        history's own byte bound; raises QueryFailed."""
+        params = {
+            "query": query,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{step.total_seconds():g}",
+        }
+        bound = (self.limits.max_history_bytes, "PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES")
+        return self._bounded_get("query_range", params, bound)
 
     def read(
         self, name: str, expression: str, lookback: timedelta, *, upper: float | None
@@ -238,13 +447,20 @@ class MetricsReader:
         The request is the one `custom_query` sends, on the client's session with its headers,
         auth and TLS settings, but streamed: the body is read only up to the byte bound, and
         the series are counted before the JSON is parsed."""
+        bound = (self.limits.max_bytes, "PLACEMENT_PROMETHEUS_MAX_BYTES")
+        return self._bounded_get("query", {"query": query}, bound)
+
+    def _bounded_get(
+        self, endpoint: str, params: dict[str, str], bound: tuple[int, str]
+    ) -> list[Series]:
+        """`bound`: the most bytes of the body, and the setting that says so."""
         client = self._client
         started = time.monotonic()
         try:
             response = client._session.request(
                 method=client._method,
-                url=f"{client.url}/api/v1/query",
-                params={"query": query},
+                url=f"{client.url}/api/v1/{endpoint}",
+                params=params,
                 verify=client._session.verify,
                 headers=client.headers,
                 auth=client.auth,
@@ -253,7 +469,7 @@ class MetricsReader:
                 stream=True,
             )
             with response:
-                body = self._bounded_body(response, started)
+                body = self._bounded_body(response, started, bound)
         except requests.RequestException as error:
             if _is_timeout(error):
                 raise QueryFailed(Outcome.TIMEOUT, f"no answer in {self.timeout:g}s") from error
@@ -276,17 +492,17 @@ class MetricsReader:
             raise self._too_many_series()
         return result
 
-    def _bounded_body(self, response: requests.Response, started: float) -> bytes:
-        bound = self.limits.max_bytes
+    def _bounded_body(self, response: Response, started: float, bound: tuple[int, str]) -> bytes:
+        most = bound[0]
         declared = response.headers.get("Content-Length", "")
         plain = response.headers.get("Content-Encoding") is None  # else the compressed size
-        if plain and declared.isdigit() and int(declared) > bound:
-            raise self._too_many_bytes()
+        if plain and declared.isdigit() and int(declared) > most:
+            raise self._too_many_bytes(bound)
         body = bytearray()
         for chunk in response.iter_content(chunk_size=16 * 1024):
             body += chunk
-            if len(body) > bound:
-                raise self._too_many_bytes()
+            if len(body) > most:
+                raise self._too_many_bytes(bound)
             if time.monotonic() - started > self.timeout:
                 raise QueryFailed(Outcome.TIMEOUT, f"no full answer in {self.timeout:g}s")
         return bytes(body)
@@ -298,11 +514,13 @@ class MetricsReader:
             "(PLACEMENT_PROMETHEUS_MAX_SERIES); narrow the query, e.g. aggregate with sum()",
         )
 
-    def _too_many_bytes(self) -> QueryFailed:
+    @staticmethod
+    def _too_many_bytes(bound: tuple[int, str]) -> QueryFailed:
+        most, setting = bound
         return QueryFailed(
             Outcome.TOO_LARGE,
-            f"the answer is larger than {self.limits.max_bytes} bytes, the bound "
-            "(PLACEMENT_PROMETHEUS_MAX_BYTES); narrow the query, e.g. aggregate with sum()",
+            f"the answer is larger than {most} bytes, the bound ({setting}); narrow the "
+            "query, e.g. aggregate with sum()",
         )
 
 
@@ -330,6 +548,37 @@ class BatchedMetricsReader:
 
     def queue_depth(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
         return self._read("queueDepth", expression, lookback, None, reader)
+
+    def demand(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self._read("demand", expression, lookback, None, reader)
+
+    def requests(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self._read("requests", expression, lookback, None, reader)
+
+    def async_queue(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
+        return self._read("async.queue", expression, lookback, None, reader)
+
+    def history(
+        self, expression: str, span: timedelta, *, source: str, reader: str = ""
+    ) -> LoadHistory | None:
+        """One range query per shape, namespace and range, split by the key labels and
+        refreshed once per history refresh for every placement of the group. When Prometheus
+        refuses the shared query, or its answer exceeds the bounds (a namespace with many
+        series of one shape), each placement reads its own once per refresh instead."""
+        grouping = group_query(expression)
+        if grouping is None:
+            return self.reader.history(expression, span, source=source, reader=reader)
+        answer = self.reader.cached_history(
+            ("shared", grouping.namespace, grouping.query, span),
+            lambda: self.reader.range_answer(grouping.query, span, grouping.keys),
+        )
+        if answer is None:
+            return None
+        if isinstance(answer, QueryFailed):
+            if answer.from_prometheus or answer.outcome is Outcome.TOO_LARGE:
+                return self.reader.history(expression, span, source=source, reader=reader)
+            return None
+        return answer.history(grouping.values, source)
 
     def _read(
         self, name: str, expression: str, lookback: timedelta, upper: float | None, reader: str
@@ -379,6 +628,12 @@ class BatchedMetricsReader:
             )
         except _OwnQueryNeeded:
             return self.reader.read(name, expression, lookback, upper=upper)
+
+
+def _transient(answer: _RangeAnswer | QueryFailed) -> bool:
+    """A failed history read worth retrying before the next refresh: not an answer over the
+    bounds, which a few minutes do not shrink (and whose refusal is kept for the refresh)."""
+    return isinstance(answer, QueryFailed) and answer.outcome is not Outcome.TOO_LARGE
 
 
 def _single_value(name: str, query: str, result: list[Series], upper: float | None) -> Reading:

@@ -82,6 +82,13 @@ class Telemetry:
             ["outcome"],
             registry=self.registry,
         )
+        self.history_reads = Counter(
+            f"{PREFIX}_history_reads_total",
+            "Range queries for placements' load histories, by outcome (ok, error, timeout, "
+            "too-large): one per query shape, namespace and history refresh.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.actuations = Counter(
             f"{PREFIX}_actuations_total",
             "Writes that change a workload: scale_down, restore, job_created, job_deleted.",
@@ -143,6 +150,9 @@ class Telemetry:
 
     def query_failed(self, outcome: str) -> None:
         self.query_errors.labels(outcome=outcome).inc()
+
+    def history_read(self, outcome: str) -> None:
+        self.history_reads.labels(outcome=outcome).inc()
 
     def actuated(self, kind: str) -> None:
         self.actuations.labels(kind=kind).inc()

@@ -381,16 +381,32 @@ def _after_parenthesis(tokens: list[_Token], opening: int) -> int:
 
 
 def scoped_spec(spec: WorkloadPlacementSpec, namespace: str | None) -> WorkloadPlacementSpec:
-    """The spec with both queries confined to `namespace` (None: left as written, when the
-    operator is configured not to scope) and refused when a selector is unbounded; ScopeError
-    names the field."""
-    fields = {"utilization": spec.metrics.utilization, "queue_depth": spec.metrics.queue_depth}
-    names = {"utilization": "spec.metrics.utilization", "queue_depth": "spec.metrics.queueDepth"}
-    update: dict[str, str] = {}
-    for key, expression in fields.items():
-        if not expression:
-            continue
-        refuse_unbounded(expression, field=names[key])
-        if namespace is not None:
-            update[key] = scope_to_namespace(expression, namespace, field=names[key])
-    return spec.model_copy(update={"metrics": spec.metrics.model_copy(update=update)})
+    """The spec with every query (metrics.utilization, queueDepth, demand, requests and
+    async.queue) confined to `namespace` (None: left as written, when the operator is
+    configured not to scope) and refused when a selector is unbounded; ScopeError names the
+    field. The history range query reads metrics.demand (else utilization) as scoped here."""
+    metrics = spec.metrics
+    fields = {
+        "utilization": (metrics.utilization, "spec.metrics.utilization"),
+        "queue_depth": (metrics.queue_depth, "spec.metrics.queueDepth"),
+        "demand": (metrics.demand, "spec.metrics.demand"),
+        "requests": (metrics.requests, "spec.metrics.requests"),
+    }
+    scoped = {key: _scoped(text, name, namespace) for key, (text, name) in fields.items()}
+    update: dict[str, object] = {
+        "metrics": metrics.model_copy(update={k: v for k, v in scoped.items() if v is not None})
+    }
+    if spec.async_ is not None:
+        queue = _scoped(spec.async_.queue, "spec.async.queue", namespace)
+        update["async_"] = spec.async_.model_copy(update={"queue": queue})
+    return spec.model_copy(update=update)
+
+
+def _scoped(expression: str | None, field: str, namespace: str | None) -> str | None:
+    """The expression confined to `namespace` (None: as written), refused when unbounded."""
+    if not expression:
+        return expression
+    refuse_unbounded(expression, field=field)
+    if namespace is None:
+        return expression
+    return scope_to_namespace(expression, namespace, field=field)

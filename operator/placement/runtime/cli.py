@@ -57,6 +57,16 @@ def non_negative(text: str) -> float:
     return value
 
 
+def duration_seconds(text: str) -> float:
+    """A duration written like the spec's ("30m", "1h") in seconds."""
+    from placement.core.durations import parse_duration
+
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def fraction(text: str) -> float:
     value = _number(text)
     if not 0 <= value <= 1:
@@ -155,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="most bytes one query's answer may hold (default 1048576)",
     )
     run.add_argument(
+        "--prometheus-max-history-bytes",
+        type=int,
+        help="most bytes one history range query's answer may hold (default 4194304)",
+    )
+    run.add_argument(
+        "--history-refresh",
+        type=duration_seconds,
+        help="how long a placement's load history (metrics.history, one range query) is used "
+        "before it is read again, e.g. 30m, 1h (default: $PLACEMENT_HISTORY_REFRESH or 1h)",
+    )
+    run.add_argument(
         "--tick", type=positive, help="seconds between looks at each placement (default 15)"
     )
     run.add_argument(
@@ -208,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-stall",
         type=float,
         help="seconds evaluations may fail or hang before /healthz fails (default: "
-        "$PLACEMENT_HEALTH_STALL_SECONDS, else max(60, 4 ticks, 4 Prometheus + 3 API timeouts))",
+        "$PLACEMENT_HEALTH_STALL_SECONDS, else max(60, 4 ticks, 12 Prometheus + 3 API timeouts))",
     )
     run.add_argument(
         "--job-history-successful",
@@ -716,6 +737,8 @@ def _run(args: argparse.Namespace) -> int:
             prometheus_timeout_seconds=args.prometheus_timeout,
             prometheus_max_series=args.prometheus_max_series,
             prometheus_max_bytes=args.prometheus_max_bytes,
+            prometheus_max_history_bytes=args.prometheus_max_history_bytes,
+            history_refresh_seconds=args.history_refresh,
             tick_seconds=args.tick,
             query_mode=args.query_mode,
             metrics_max_age_seconds=args.metrics_max_age,

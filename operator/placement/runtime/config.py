@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from placement.core.durations import parse_duration
 from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets
 
 LOG_FORMATS = ("text", "json")
@@ -48,6 +49,25 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
+def _env_duration(name: str, default: float) -> float:
+    """Seconds of a duration written like the spec's ("1h", "30m", "90s")."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_duration(raw).total_seconds()
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+
+
+# The slowest evaluation waits for each of its queries up to the Prometheus timeout: five
+# instant readings (utilization, queueDepth, demand, requests, async.queue), each its
+# current samples and its lookback average, and the history's range query with its
+# placement's own when Prometheus refuses the shared one.
+SLOWEST_EVALUATION_QUERIES = 12
+HISTORY_REFRESH_BOUNDS = (60.0, 7 * 86400.0)
+
+
 def _env_list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
@@ -59,6 +79,11 @@ class OperatorConfig:
     # Bounds on one query's answer, checked before it is parsed (prometheus.QueryLimits).
     prometheus_max_series: int = 1000
     prometheus_max_bytes: int = 1 << 20
+    # The history range query's answer has a bound of its own (thousands of samples a series).
+    prometheus_max_history_bytes: int = 4 << 20
+    # Seconds a placement's load history (metrics.history) is used before it is read again;
+    # a changed query is read at once.
+    history_refresh_seconds: float = 3600.0
     # How often each placement is looked at; its spec.evaluationInterval decides when it is
     # evaluated. A shorter tick only makes window starts and Job outcomes noticed sooner.
     tick_seconds: float = 15.0
@@ -128,6 +153,10 @@ class OperatorConfig:
             "prometheus_timeout_seconds": _env_float("PLACEMENT_PROMETHEUS_TIMEOUT", 5.0),
             "prometheus_max_series": int(_env_float("PLACEMENT_PROMETHEUS_MAX_SERIES", 1000)),
             "prometheus_max_bytes": int(_env_float("PLACEMENT_PROMETHEUS_MAX_BYTES", 1 << 20)),
+            "prometheus_max_history_bytes": int(
+                _env_float("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", 4 << 20)
+            ),
+            "history_refresh_seconds": _env_duration("PLACEMENT_HISTORY_REFRESH", 3600.0),
             "tick_seconds": _env_float("PLACEMENT_TICK_SECONDS", 15.0),
             "namespaces": namespaces,
             "query_mode": os.environ.get("PLACEMENT_QUERY_MODE", "batched"),
@@ -188,6 +217,7 @@ class OperatorConfig:
                 "(--prometheus-max-series, PLACEMENT_PROMETHEUS_MAX_SERIES) and 1024 bytes "
                 "(--prometheus-max-bytes, PLACEMENT_PROMETHEUS_MAX_BYTES)"
             )
+        self._validate_history()
         if self.query_mode not in QUERY_MODES:
             raise ValueError(
                 f"query mode must be one of {', '.join(QUERY_MODES)}, got {self.query_mode!r}"
@@ -229,6 +259,19 @@ class OperatorConfig:
     def keda_prometheus(self) -> str:
         """The Prometheus address written into async placements' ScaledObjects."""
         return self.keda_prometheus_url or self.prometheus_url
+
+    def _validate_history(self) -> None:
+        if self.prometheus_max_history_bytes < 1024:
+            raise ValueError(
+                "the history answer bound (--prometheus-max-history-bytes, "
+                "PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES) must be at least 1024 bytes"
+            )
+        low, high = HISTORY_REFRESH_BOUNDS
+        if not low <= self.history_refresh_seconds <= high:
+            raise ValueError(
+                "the history refresh (--history-refresh or PLACEMENT_HISTORY_REFRESH) must be "
+                f"from 1m to 7d, got {self.history_refresh_seconds:g} s"
+            )
 
     def _validate_prometheus_connection(self) -> None:
         if self.keda_prometheus_url and not self.keda_prometheus_url.startswith(
@@ -286,13 +329,15 @@ class OperatorConfig:
         """Seconds without a completed evaluation (while some fail or run) before /healthz
         fails: long enough for a retry after a timed-out request, at least a minute, and
         longer than one evaluation may take when its queries are slow. A placement's PromQL
-        may legitimately take up to the Prometheus timeout; one evaluation runs at most four
-        queries (utilization and queueDepth, each shared and then its own when Prometheus
-        refuses the shared one). Were the bound shorter, one tenant's expensive query would
-        fail /healthz and restart the operator for every tenant."""
+        may legitimately take up to the Prometheus timeout; one evaluation waits for at most
+        SLOWEST_EVALUATION_QUERIES of them. Were the bound shorter, one tenant's expensive
+        query would fail /healthz and restart the operator for every tenant."""
         if self.health_stall_seconds:
             return self.health_stall_seconds
-        slowest_evaluation = 4 * self.prometheus_timeout_seconds + 3 * self.api_timeout_seconds
+        slowest_evaluation = (
+            SLOWEST_EVALUATION_QUERIES * self.prometheus_timeout_seconds
+            + 3 * self.api_timeout_seconds
+        )
         return max(60.0, 4 * self.tick_seconds, slowest_evaluation)
 
     def metrics_endpoint(self) -> tuple[str, int] | None:

@@ -212,7 +212,13 @@ def register(  # noqa: C901
             headers=config.prometheus_request_headers(),
             basic_auth=config.prometheus_basic_auth(),
             ca_file=config.prometheus_ca_file,
-            limits=QueryLimits(config.prometheus_max_series, config.prometheus_max_bytes),
+            limits=QueryLimits(
+                config.prometheus_max_series,
+                config.prometheus_max_bytes,
+                config.prometheus_max_history_bytes,
+            ),
+            history_refresh=config.history_refresh_seconds,
+            history_read=telemetry.history_read,
         )
         memo.metrics = (
             BatchedMetricsReader(reader, max_age=config.metrics_max_age_seconds)
