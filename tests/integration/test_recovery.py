@@ -176,7 +176,12 @@ def test_scaled_up_by_hand_while_held_is_left_alone_until_the_spec_changes(
         lambda messages: any("deployment/manual 6 -> 0" in m for m in messages),
         what="moved again, from 6 replicas",
     )
-    assert placements.status("manual")["originalReplicas"] == 6
+    # The Event is posted before the status patch of the same evaluation lands.
+    until(
+        lambda: placements.status("manual").get("originalReplicas"),
+        lambda original: original == 6,
+        what="originalReplicas 6 in status",
+    )
     assert _annotations(placements, "manual")[f"{HOLD}original-replicas"] == "6"
 
 

@@ -624,10 +624,13 @@ def test_histories_are_parsed_one_at_a_time_and_a_reader_that_cannot_wait_gets_w
     with reader._history_slot:  # another namespace's history is being read
         assert reader.history(query, SPAN, source="demand", reader="team-a/a") is None
     assert endpoint.queries == []  # it did not pile up a second answer beside the first
+    reader.timeout = 10  # the wait above is short on purpose; the reads need not be (load)
     assert reader.history(query, SPAN, source="demand", reader="team-a/a") is not None
     clock.now = 3600  # due again, but the slot is busy: the hour-old history serves
+    reader.timeout = 0.2
     with reader._history_slot:
         assert reader.history(query, SPAN, source="demand", reader="team-a/a") is not None
     assert len(endpoint.queries) == 1
+    reader.timeout = 10
     reader.history(query, SPAN, source="demand", reader="team-a/a")
     assert len(endpoint.queries) == 2

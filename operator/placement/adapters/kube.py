@@ -42,6 +42,8 @@ FIELD_MANAGER = "placement-operator"
 KEDA_GROUP, KEDA_VERSION, SCALED_OBJECTS = "keda.sh", "v1alpha1", "scaledobjects"
 # Whether KEDA is installed changes rarely: its discovery answer is asked again after this.
 KEDA_DISCOVERY_SECONDS = 300.0
+# KEDA found missing is asked again sooner: installing it should not wait minutes to count.
+KEDA_ABSENT_SECONDS = 20.0
 
 
 # A merge patch that removes the hold: its annotations and its label.
@@ -261,8 +263,10 @@ class KubeAdapter:
         """Whether keda.sh/v1alpha1 serves scaledobjects: the discovery API (readable by
         every authenticated user, no RBAC rule needed), asked at most every few minutes."""
         now = time.monotonic()
-        if self._keda_known is not None and now - self._keda_known[0] < KEDA_DISCOVERY_SECONDS:
-            return self._keda_known[1]
+        if self._keda_known is not None:
+            asked, known = self._keda_known
+            if now - asked < (KEDA_DISCOVERY_SECONDS if known else KEDA_ABSENT_SECONDS):
+                return known
         try:
             served = self.custom.get_api_resources(
                 KEDA_GROUP, KEDA_VERSION, _request_timeout=self.timeout
