@@ -152,17 +152,17 @@ def scenario_cases(names: Sequence[str], days: int, plots: Path | None) -> Itera
 def targets(line: dict[str, Any]) -> list[str]:
     """The targets this case misses (empty: it meets them all): captured share at least
     0.95 (0.85 where the series fails Jobs), no window missed because load changed, no more
-    mode changes than the oracle's."""
+    mode changes than the oracle's (whose Jobs never fail: a window missed by failed Jobs
+    allows the fallback's restore and the move back)."""
     missed = []
     floor = TARGET_SHARE_FAILING_JOBS if line["failing_nights"] else TARGET_SHARE
     if line["captured_share"] < floor:
         missed.append(f"captured share {line['captured_share']:.2f} < {floor}")
     if line["missed_windows_load"]:
-        missed.append(f"{line['missed_windows_load']} windows missed because of the load")
-    if line["mode_changes"] > line["oracle_mode_changes"]:
-        missed.append(
-            f"{line['mode_changes']} mode changes > the oracle's {line['oracle_mode_changes']}"
-        )
+        missed.append(f"windows missed because of the load: {line['missed_windows_load']}")
+    allowed = line["oracle_mode_changes"] + 2 * line["missed_windows_failed_jobs"]
+    if line["mode_changes"] > allowed:
+        missed.append(f"mode changes {line['mode_changes']} > {allowed} allowed")
     return missed
 
 
