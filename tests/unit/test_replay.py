@@ -73,15 +73,19 @@ def test_a_held_part_of_the_day_against_the_oracle_by_hand() -> None:
     )
     assert result.oracle_saving == pytest.approx(11.5)
     operator = result.operator
-    # realtime 32 h * 2; batch 15 replica-hours / 2, the 5 still queued at the end included
-    # (02:00-04:00 arrived after the day's Job had drained its queue, 21:00-22:00 has no Job
-    # yet); staging for 2 Jobs and the queued work; operations for 3 cycles
+    # realtime 32 h * 2; batch 9 replica-hours / 2: the Jobs' 7 (00:00-01:00, then
+    # 21:00-01:00) and the 2 still queued at the end (21:00-22:00, no Job yet). 02:00-04:00
+    # arrived after the day's Job had drained its queue: the fleet restored at 05:00 serves it
+    # with the capacity its load leaves (2 * 0.5 an hour), paid for anyway. Staging for 2
+    # Jobs and the queued work; operations for 3 cycles.
     assert (operator.realtime, operator.batch, operator.staging, operator.operations) == (
-        pytest.approx((64.0, 7.5, 6.0, 6.0))
+        pytest.approx((64.0, 4.5, 6.0, 6.0))
     )
-    assert result.operator_saving == pytest.approx(10.5)
-    assert result.captured_share == pytest.approx(10.5 / 11.5)
-    assert result.pending_work == pytest.approx(5.0)
+    # More than the oracle's, whose held work all goes to batch: the bound assumes no fleet
+    # catches up after a hold.
+    assert result.operator_saving == pytest.approx(13.5)
+    assert result.captured_share == pytest.approx(13.5 / 11.5)
+    assert result.pending_work == pytest.approx(2.0)
     # held 00-04, released at 05, held from 21:00 twice: 4 changes, and the same for the oracle
     # up to its last cycle
     assert result.mode_changes == 4
@@ -310,3 +314,29 @@ def test_missed_windows_of_failed_jobs_are_counted_apart() -> None:
     summary = result.summary()
     assert summary["missed_windows_load"] == 0
     assert summary["missed_windows_failed_jobs"] == 1
+
+
+def test_restored_realtime_serves_the_held_work_left_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The 23 November Job fails at 02:00 and is not retried in time: the fallback restores
+    # realtime at 03:00 with the day's work waiting. The 2 replicas at 0.5 leave 1
+    # replica-hour an hour to serve it: the queue the operator reads shrinks by 1 replica-hour
+    # (10 units/s * 3600 s) an hour.
+    spec = _spec(**{"metrics.queueDepth": "q"})
+    failed_at = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    result, seen = _observed(
+        monkeypatch,
+        spec,
+        _hourly(48, failed_at=failed_at),
+        ReplayOptions(capacity_per_replica=10.0),
+    )
+    assert result.fallbacks == 1
+    depths = [seen[at(hour, day=23)].queue_depth for hour in (5, 6, 7)]
+    values = [depth.value for depth in depths if depth is not None]
+    assert len(values) == 3 and values[0] > 0
+    assert values[0] - values[1] == pytest.approx(36000.0)
+    assert values[1] - values[2] == pytest.approx(36000.0)
+    # 25 replica-hours waited at 03:00 (the failed Job's 24 and the 02:00 hour); 21 hours
+    # of spare capacity, 03:00-23:00, leave 4 for the end.
+    assert result.pending_work == pytest.approx(4.0)

@@ -24,8 +24,10 @@ failed share `retryRate` of them. A `failed` job_outcome in the series fails the
 there: its pod-hours so far are wasted and its work waits again. A finished Job reports the
 work it did (as a Job that counts its tokens would, overwriting the operator's estimate in the
 annotation placement.runplacement.io/work-replica-hours), so learning measures the true
-efficiency. Work still queued when the
-series ends is charged as batch work (and one staging), so a hold at the end is not free.
+efficiency. Held work no Job took when realtime is restored (e.g. before a window it would
+miss) is served by the restored fleet with the capacity its load leaves, at no extra cost, as a
+real fleet drains the queue it finds. Work still queued when the series ends is charged as
+batch work (and one staging), so a hold at the end is not free.
 The first `metrics.lookback` of the series is history only: it fills the operator's average
 (as Prometheus' history before the replayed range would); nothing is decided or priced in it.
 
@@ -544,6 +546,12 @@ class _Simulation:
                 running[0].queue += arriving
             else:
                 self.backlog += arriving
+        elif self.backlog > _EPSILON:
+            # Restored with held work still waiting and no Job for it: the realtime fleet
+            # serves it with the capacity its own load leaves (already paid for), as a real
+            # fleet drains the queue it finds.
+            spare = sample.replicas * (1 - sample.utilization) * hours
+            self.backlog = max(self.backlog - spare, 0.0)
         for job in self._running():
             self._work(job, sample.at, hours)
         self.steps.append(
