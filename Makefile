@@ -99,8 +99,8 @@ clean: cluster-down ## remove the virtualenv and local state (the tool cache sta
 demo: control-plane-tools ## the operator deciding examples/ on a local cluster; DEMO_FLAGS=--keep keeps it up
 	$(PY) -m placement.localenv.demo $(DEMO_FLAGS)
 
-decision-quality: $(STAMP) ## replay the public traces against the examples: one JSON line per case
-	$(PY) bench/decision_quality.py
+decision-quality: $(STAMP) ## replay public traces and changing-load scenarios: JSON lines, table, targets
+	$(PY) bench/decision_quality.py --table --check
 
 BENCH_PLACEMENTS ?= 10,100,1000
 

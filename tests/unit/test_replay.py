@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from placement.core.api import WorkloadPlacementSpec
-from placement.replay.replay import ReplayOptions, oracle_placement, replay
+from placement.core.observation import Observation
+from placement.core.reconcile import reconcile
+from placement.replay.replay import ReplayOptions, ReplayResult, oracle_placement, replay
 from placement.replay.series import Sample, format_series
 from placement.runtime.cli import main
 from tests.unit.factories import example_manifest, make_spec
@@ -72,15 +74,19 @@ def test_a_held_part_of_the_day_against_the_oracle_by_hand() -> None:
     )
     assert result.oracle_saving == pytest.approx(11.5)
     operator = result.operator
-    # realtime 32 h * 2; batch 15 replica-hours / 2, the 5 still queued at the end included
-    # (02:00-04:00 arrived after the day's Job had drained its queue, 21:00-22:00 has no Job
-    # yet); staging for 2 Jobs and the queued work; operations for 3 cycles
+    # realtime 32 h * 2; batch 9 replica-hours / 2: the Jobs' 7 (00:00-01:00, then
+    # 21:00-01:00) and the 2 still queued at the end (21:00-22:00, no Job yet). 02:00-04:00
+    # arrived after the day's Job had drained its queue: the fleet restored at 05:00 serves it
+    # with the capacity its load leaves (2 * 0.5 an hour), paid for anyway. Staging for 2
+    # Jobs and the queued work; operations for 3 cycles.
     assert (operator.realtime, operator.batch, operator.staging, operator.operations) == (
-        pytest.approx((64.0, 7.5, 6.0, 6.0))
+        pytest.approx((64.0, 4.5, 6.0, 6.0))
     )
-    assert result.operator_saving == pytest.approx(10.5)
-    assert result.captured_share == pytest.approx(10.5 / 11.5)
-    assert result.pending_work == pytest.approx(5.0)
+    # More than the oracle's, whose held work all goes to batch: the bound assumes no fleet
+    # catches up after a hold.
+    assert result.operator_saving == pytest.approx(13.5)
+    assert result.captured_share == pytest.approx(13.5 / 11.5)
+    assert result.pending_work == pytest.approx(2.0)
     # held 00-04, released at 05, held from 21:00 twice: 4 changes, and the same for the oracle
     # up to its last cycle
     assert result.mode_changes == 4
@@ -330,3 +336,123 @@ def test_the_plot_draws_an_async_replay(tmp_path: Path) -> None:
     path = tmp_path / "async.png"
     plot(replay(_spec(**ASYNC), _quiet(24), name="summarizer"), path)
     assert path.stat().st_size > 10_000
+
+
+# -- what the operator reads -------------------------------------------------------------------
+
+
+def _observed(
+    monkeypatch: pytest.MonkeyPatch,
+    spec: WorkloadPlacementSpec,
+    samples: list[Sample],
+    options: ReplayOptions | None = None,
+) -> tuple[ReplayResult, dict[datetime, Observation]]:
+    """The replay, and the Observation reconcile() was given at each evaluation."""
+    seen: dict[datetime, Observation] = {}
+
+    def recording(
+        placement: Any, spec: WorkloadPlacementSpec, observation: Observation, now: datetime,
+        *args: Any, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        seen[now] = observation
+        return reconcile(placement, spec, observation, now, *args, **kwargs)
+
+    monkeypatch.setattr("placement.replay.replay.reconcile", recording)
+    return replay(spec, samples, name="s", options=options), seen
+
+
+def at(hour: int, day: int = 22) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=UTC)
+
+
+def test_the_policy_reads_demand_and_the_held_work_as_queue_depth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Capacity 10 units/s per replica: 2 replicas at 0.5 bring 10 units/s whatever the fleet.
+    spec = _spec(**{"metrics.demand": "sum(rate(tokens_total[5m]))", "metrics.queueDepth": "q"})
+    result, seen = _observed(
+        monkeypatch, spec, _hourly(48), ReplayOptions(capacity_per_replica=10.0)
+    )
+    assert result.decisions[0].reason == "MovedToBatch"  # at 00:00
+    assert {o.demand.value for o in seen.values() if o.demand} == {10.0}
+    assert all(
+        o.demand is not None and o.demand.query.startswith("sum(rate") for o in seen.values()
+    )
+    # 00:00-01:00 held: 1 replica-hour waits for the 01:00 Job: 10 units/s * 3600 s.
+    queue = seen[at(1)].queue_depth
+    assert queue is not None and queue.value == pytest.approx(36000.0)
+    # While held the warm replica serves none of it: utilization no longer shows the load.
+    assert seen[at(0)].utilization is not None and seen[at(0)].utilization.value == 0.5
+    assert seen[at(2)].utilization is not None and seen[at(2)].utilization.value == 0.0
+    held = [step for step in result.steps if step.held]
+    assert held and all(step.observed_utilization == 0.0 for step in held[1:])
+
+
+def test_the_history_is_demand_before_now_read_again_every_refresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = _spec(**{"metrics.demand": "d", "metrics.history": "1d"})
+    options = ReplayOptions(capacity_per_replica=10.0, history_refresh=timedelta(hours=3))
+    _, seen = _observed(monkeypatch, spec, _hourly(48), options)
+    first = seen[at(0)].history
+    assert first is not None
+    assert first.source == "demand"
+    assert first.step == timedelta(hours=1)
+    assert first.samples == ((HISTORY, 10.0),)  # the series before the replayed range
+    assert seen[at(2)].history is first  # not refreshed before 3 h have passed
+    refreshed = seen[at(3)].history
+    assert refreshed is not None and refreshed.fetched_at == at(3)
+    assert [moment for moment, _ in refreshed.samples] == [HISTORY, at(0), at(1), at(2)]
+    late = seen[at(12, day=23)].history
+    assert late is not None and late.fetched_at == at(12, day=23)
+    assert late.samples[0][0] == at(12)  # metrics.history (1d) before now
+    assert all(value == 10.0 for _, value in late.samples)
+
+
+def test_without_a_demand_query_the_history_is_the_utilization_as_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, seen = _observed(monkeypatch, _spec(), _hourly(48))
+    observation = seen[at(12)]
+    assert observation.demand is None
+    assert observation.queue_depth is None  # not configured: not read
+    assert observation.history is not None and observation.history.source == "utilization"
+    # Held since 00:00: the readings after it say 0, not the load.
+    assert [value for _, value in observation.history.samples] == [0.5, 0.5] + [0.0] * 11
+
+
+def test_missed_windows_of_failed_jobs_are_counted_apart() -> None:
+    failed_at = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    result = replay(_spec(), _hourly(48, failed_at=failed_at), name="s")
+    assert result.missed_windows == 1
+    assert result.missed_windows_failed_jobs == 1
+    assert result.missed_windows_load == 0
+    summary = result.summary()
+    assert summary["missed_windows_load"] == 0
+    assert summary["missed_windows_failed_jobs"] == 1
+
+
+def test_restored_realtime_serves_the_held_work_left_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The 23 November Job fails at 02:00 and is not retried in time: the fallback restores
+    # realtime at 03:00 with the day's work waiting. The 2 replicas at 0.5 leave 1
+    # replica-hour an hour to serve it: the queue the operator reads shrinks by 1 replica-hour
+    # (10 units/s * 3600 s) an hour.
+    spec = _spec(**{"metrics.queueDepth": "q"})
+    failed_at = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    result, seen = _observed(
+        monkeypatch,
+        spec,
+        _hourly(48, failed_at=failed_at),
+        ReplayOptions(capacity_per_replica=10.0),
+    )
+    assert result.fallbacks == 1
+    depths = [seen[at(hour, day=23)].queue_depth for hour in (5, 6, 7)]
+    values = [depth.value for depth in depths if depth is not None]
+    assert len(values) == 3 and values[0] > 0
+    assert values[0] - values[1] == pytest.approx(36000.0)
+    assert values[1] - values[2] == pytest.approx(36000.0)
+    # 25 replica-hours waited at 03:00 (the failed Job's 24 and the 02:00 hour); 21 hours
+    # of spare capacity, 03:00-23:00, leave 4 for the end.
+    assert result.pending_work == pytest.approx(4.0)

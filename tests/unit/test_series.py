@@ -126,7 +126,7 @@ def test_the_benchmark_prints_one_json_line_per_trace_and_example(tmp_path: Path
     done = subprocess.run(
         [
             sys.executable, str(REPO / "bench" / "decision_quality.py"),
-            "--days", "2", "--traces", str(traces),
+            "--days", "2", "--traces", str(traces), "--scenarios", "none",
         ],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip

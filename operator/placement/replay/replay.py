@@ -24,8 +24,10 @@ failed share `retryRate` of them. A `failed` job_outcome in the series fails the
 there: its pod-hours so far are wasted and its work waits again. A finished Job reports the
 work it did (as a Job that counts its tokens would, overwriting the operator's estimate in the
 annotation placement.runplacement.io/work-replica-hours), so learning measures the true
-efficiency. Work still queued when the
-series ends is charged as batch work (and one staging), so a hold at the end is not free.
+efficiency. Held work no Job took when realtime is restored (e.g. before a window it would
+miss) is served by the restored fleet with the capacity its load leaves, at no extra cost, as a
+real fleet drains the queue it finds. Work still queued when the series ends is charged as
+batch work (and one staging), so a hold at the end is not free.
 The first `metrics.lookback` of the series is history only: it fills the operator's average
 (as Prometheus' history before the replayed range would); nothing is decided or priced in it.
 
@@ -35,6 +37,19 @@ replicas * utilization, bounded by the ScaledObject's [minReplicaCount, maxRepli
 (warmReplicas and the original count); the work is served as it arrives, nothing queues for
 a Job. The queue query reads the series' queue_depth (none: an empty queue) and KEDA counts
 as installed. Every cycle in which async was used costs queuePerDay and operationsPerDay.
+What the operator reads (every reading averaged over `metrics.lookback`, as its queries are):
+- utilization: the series' utilization while realtime. While held the fleet is the warm
+  replicas, and they serve none of the held work (it waits for the Job; the accounting above
+  charges them nothing for it), so the reading is 0, as a real cluster's would be: the
+  utilization no longer says what the load is.
+- demand (`metrics.demand`, when the spec has it): the series' load in work units per second,
+  replicas * utilization * `ReplayOptions.capacity_per_replica`, whatever the fleet.
+- queue depth (`metrics.queueDepth`, when the spec has it): the work waiting, in the same
+  units: the held work not done yet (queued for a Job, or in a running one) plus, while
+  realtime, the series' own queue_depth.
+- history: a LoadHistory of demand (of the utilization as read, without `metrics.demand`)
+  over `metrics.history` before the evaluation, refreshed every
+  `ReplayOptions.history_refresh`, as the operator's range query is.
 
 The oracle. Daily cycles end with each batch window (a cycle is the time whose work the
 window's Job does). Per cycle it chooses realtime, batch or async. Batch: it may hold the
@@ -51,8 +66,10 @@ would do). Its Jobs do not fail.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
+import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -66,6 +83,7 @@ from placement.core.executor import execute, release
 from placement.core.learning import Learned, Measured
 from placement.core.observation import (
     DeploymentState,
+    LoadHistory,
     Observation,
     Outcome,
     Reading,
@@ -93,6 +111,11 @@ class ReplayOptions:
     retry_rate: float | None = None  # true failed share of pod-hours; None: the declared one
     enforce: bool = True  # replay as mode Enforce (False: keep the spec's mode)
     delete_at_end: bool = False  # the placement is deleted after the last sample
+    # Work units per second one replica serves at utilization 1: demand is the series'
+    # replicas * utilization * this, queue depth the waiting work in the same units.
+    capacity_per_replica: float = 1000.0
+    history_refresh: timedelta = timedelta(hours=1)  # how often the history is read again
+    read_history: bool = True  # False: the operator is given no history (as a new install)
 
 
 @dataclass
@@ -218,6 +241,14 @@ class ReplayResult:
             "oracle": round(self.oracle.costs.total / self.requests * per, 6),
         }
 
+    # Of missed_windows, those in which the series failed a Job (job_outcome `failed`).
+    missed_windows_failed_jobs: int = 0
+
+    @property
+    def missed_windows_load(self) -> int:
+        """Missed windows no injected Job failure explains: the decision's own misses."""
+        return self.missed_windows - self.missed_windows_failed_jobs
+
     @property
     def operator_saving(self) -> float:
         return self.always.total - self.operator.total
@@ -260,6 +291,8 @@ class ReplayResult:
             "captured_share": round(self.captured_share, 4),
             "costPerRequest": self.cost_per_request(),
             "missed_windows": self.missed_windows,
+            "missed_windows_load": self.missed_windows_load,
+            "missed_windows_failed_jobs": self.missed_windows_failed_jobs,
             "fallbacks": self.fallbacks,
             "mode_changes": self.mode_changes,
             "oracle_mode_changes": self.oracle_mode_changes,
@@ -317,12 +350,15 @@ def replay(
     retry = spec.costs.retry_rate if options.retry_rate is None else options.retry_rate
     if not 0 <= retry < 1 or efficiency <= 0:
         raise ValueError("true batch efficiency must be > 0 and retry rate in [0,1)")
-    sim = _Simulation(spec, samples, name, efficiency, retry, history=history)
+    if options.capacity_per_replica <= 0 or options.history_refresh <= timedelta(0):
+        raise ValueError("capacity per replica and history refresh must be positive")
+    sim = _Simulation(spec, samples, name, efficiency, retry, options=options, history=history)
     sim.run()
     if options.delete_at_end:
         sim.delete(samples[-1].at)
     oracle = oracle_placement(spec, samples, batch_efficiency=efficiency, retry_rate=retry)
     steps = tuple(_with_oracle(sim.steps, oracle, spec, samples))
+    missed = sim.missed_windows()
     return ReplayResult(
         name=name,
         currency=spec.costs.currency,
@@ -334,13 +370,16 @@ def replay(
         oracle=oracle,
         mode_changes=_changes(s.mode for s in steps),
         oracle_mode_changes=_changes(s.oracle_mode for s in steps),
-        missed_windows=sim.missed_windows(),
+        missed_windows=len(missed),
         fallbacks=sim.fallbacks,
         pending_work=sim.pending_work(),
         learned=sim.learned,
         true_batch_efficiency=efficiency,
         true_retry_rate=retry,
         trace=tuple(sim.trace),
+        missed_windows_failed_jobs=sum(
+            any(s.job_fails and window.contains(s.at) for s in samples) for window in missed
+        ),
         requests=_requests(samples),
         requests_unit=spec.metrics.requests_unit,
     )
@@ -367,9 +406,11 @@ class _Simulation:
         efficiency: float,
         retry: float,
         *,
+        options: ReplayOptions,
         history: Sequence[Sample] = (),
     ) -> None:
         self.spec = spec
+        self.options = options
         self.samples = samples
         self.hours = step_hours(samples)
         self.rate_per_pod = efficiency * (1 - retry)  # replica-hours of work per pod-hour
@@ -389,41 +430,75 @@ class _Simulation:
         self.cycles_held: set[str] = set()
         self.cycles_async: set[str] = set()
         self.windows_held: dict[str, WindowSpan] = {}
-        self._lookback: deque[tuple[datetime, float]] = deque()
-        self._lookback_sum = 0.0
+        lookback = spec.metrics.lookback.timedelta
+        self._utilization = _Averaged(lookback)
+        self._demand = _Averaged(lookback)
+        self._queue = _Averaged(lookback)
+        self._history_source = "demand" if spec.metrics.demand else "utilization"
+        self._history_times: list[datetime] = []
+        self._history_values: list[float] = []
+        self._history: LoadHistory | None = None
         for sample in history:
-            self._average(sample)
+            self._read(sample)
 
     def run(self) -> None:
         interval = self.spec.evaluation_interval.timedelta
         next_evaluation = self.samples[0].at
         for sample, hours in zip(self.samples, self.hours, strict=True):
-            observed_utilization = self._average(sample)
+            readings = self._read(sample)
             if sample.job_fails:
                 self._fail_running_jobs(sample.at)
             if sample.at >= next_evaluation:
-                self._evaluate(sample, observed_utilization)
+                self._evaluate(sample, readings)
                 next_evaluation = sample.at + interval
-            self._advance(sample, hours, observed_utilization)
+            self._advance(sample, hours, readings.utilization)
 
     # -- the operator ------------------------------------------------------------------
 
-    def _average(self, sample: Sample) -> float:
-        """The utilization as the operator reads it: averaged over metrics.lookback."""
-        lookback = self.spec.metrics.lookback.timedelta
-        self._lookback.append((sample.at, sample.utilization))
-        self._lookback_sum += sample.utilization
-        while self._lookback[0][0] <= sample.at - lookback:
-            self._lookback_sum -= self._lookback.popleft()[1]
-        return self._lookback_sum / len(self._lookback)
+    def _read(self, sample: Sample) -> _Readings:
+        """The metrics as the operator reads them at this sample, each averaged over
+        metrics.lookback (module docstring: what the operator reads)."""
+        capacity = self.options.capacity_per_replica
+        utilization = 0.0 if self.held else sample.utilization
+        demand = sample.replicas * sample.utilization * capacity
+        queue = self.pending_work() * capacity * 3600
+        if not self.held:
+            queue += sample.queue_depth or 0.0
+        self._history_times.append(sample.at)
+        self._history_values.append(demand if self._history_source == "demand" else utilization)
+        return _Readings(
+            utilization=min(self._utilization.add(sample.at, utilization), 1.0),
+            demand=self._demand.add(sample.at, demand),
+            queue_depth=self._queue.add(sample.at, queue),
+        )
 
-    def _evaluate(self, sample: Sample, utilization: float) -> None:
+    def _load_history(self, now: datetime) -> LoadHistory:
+        """The history range query as the operator runs it: metrics.history before now,
+        read again once `history_refresh` has passed."""
+        if self._history is not None and now - self._history.fetched_at < (
+            self.options.history_refresh
+        ):
+            return self._history
+        since = now - self.spec.metrics.history.timedelta
+        first = bisect.bisect_left(self._history_times, since)
+        last = bisect.bisect_left(self._history_times, now)
+        self._history = LoadHistory(
+            source=self._history_source,
+            step=timedelta(hours=statistics.median(self.hours)),
+            samples=tuple(
+                zip(self._history_times[first:last], self._history_values[first:last], strict=True)
+            ),
+            fetched_at=now,
+        )
+        return self._history
+
+    def _evaluate(self, sample: Sample, readings: _Readings) -> None:
         """One evaluation as the operator runs it: the same reconcile() and executor, on the
         simulated Deployment and Jobs."""
         plan = reconcile(
             self.placement,
             self.spec,
-            self._observation(sample, utilization),
+            self._observation(sample, readings),
             sample.at,
             _SETTINGS,
             state=self.state,
@@ -450,10 +525,17 @@ class _Simulation:
                 )
             )
 
-    def _observation(self, sample: Sample, utilization: float) -> Observation:
+    def _observation(self, sample: Sample, readings: _Readings) -> Observation:
         deployment = self.world.deployment(self._deployment_replicas(sample))
         queue = sample.queue_depth
         scaled = self.world.scaled_object
+        metrics = self.spec.metrics
+
+        def reading(name: str, query: str | None, value: float) -> Reading | None:
+            if not query:
+                return None  # not configured: the operator does not read it
+            return Reading(name, query, Outcome.OK, value, sampled_at=sample.at)
+
         return Observation(
             # The async path: the queue reads the series' queue depth (none: empty), KEDA is
             # there, and our ScaledObject as last applied.
@@ -473,10 +555,10 @@ class _Simulation:
             deployment=deployment,
             claimed=(deployment,) if deployment.managed_by else (),
             jobs=tuple(job.observation() for job in self.jobs.values()),
-            utilization=Reading("utilization", "", Outcome.OK, utilization, sampled_at=sample.at),
-            queue_depth=None
-            if queue is None
-            else Reading("queueDepth", "", Outcome.OK, queue, sampled_at=sample.at),
+            utilization=reading("utilization", metrics.utilization, readings.utilization),
+            queue_depth=reading("queueDepth", metrics.queue_depth, readings.queue_depth),
+            demand=reading("demand", metrics.demand, readings.demand),
+            history=self._load_history(sample.at) if self.options.read_history else None,
         )
 
     def delete(self, now: datetime) -> None:
@@ -560,6 +642,12 @@ class _Simulation:
                 running[0].queue += arriving
             else:
                 self.backlog += arriving
+        elif self.backlog > _EPSILON:
+            # Restored with held work still waiting and no Job for it: the realtime fleet
+            # serves it with the capacity its own load leaves (already paid for), as a real
+            # fleet drains the queue it finds.
+            spare = sample.replicas * (1 - sample.utilization) * hours
+            self.backlog = max(self.backlog - spare, 0.0)
         for job in self._running():
             self._work(job, sample.at, hours)
         self.steps.append(
@@ -615,11 +703,11 @@ class _Simulation:
             queue=len(self.cycles_async) * self.spec.costs.queue_per_day,
         )
 
-    def missed_windows(self) -> int:
+    def missed_windows(self) -> list[WindowSpan]:
         """Windows the operator held through that ended, within the series, with no Job of
         theirs succeeded before their end."""
         end = self.samples[-1].at
-        missed = 0
+        missed = []
         for label, window in self.windows_held.items():
             if window.end > end:
                 continue
@@ -630,8 +718,34 @@ class _Simulation:
                 and job.finished_at <= window.end
                 for job in self.jobs.values()
             )
-            missed += not succeeded
+            if not succeeded:
+                missed.append(window)
         return missed
+
+
+@dataclass(frozen=True)
+class _Readings:
+    """The metrics at one sample as the operator reads them (averaged over the lookback)."""
+
+    utilization: float
+    demand: float
+    queue_depth: float
+
+
+class _Averaged:
+    """One metric averaged over metrics.lookback, as the operator's avg_over_time query."""
+
+    def __init__(self, lookback: timedelta) -> None:
+        self.lookback = lookback
+        self.points: deque[tuple[datetime, float]] = deque()
+        self.total = 0.0
+
+    def add(self, at: datetime, value: float) -> float:
+        self.points.append((at, value))
+        self.total += value
+        while self.points[0][0] <= at - self.lookback:
+            self.total -= self.points.popleft()[1]
+        return max(self.total / len(self.points), 0.0)  # no float residue below zero
 
 
 @dataclass

@@ -29,7 +29,8 @@ def table(result: ReplayResult) -> str:
         f"  {'oracle':<18}{result.oracle.costs.total:>12.2f}{result.oracle_saving:>12.2f}",
         "",
         f"captured share of the oracle's saving: {result.captured_share:.1%}",
-        f"missed windows {result.missed_windows}, fallbacks {result.fallbacks}, "
+        f"missed windows {result.missed_windows}{_failed_jobs_text(result)}, "
+        f"fallbacks {result.fallbacks}, "
         f"mode changes {result.mode_changes} (oracle {result.oracle_mode_changes})",
     ]
     operator = result.operator
@@ -64,6 +65,11 @@ def table(result: ReplayResult) -> str:
         ):
             lines.append(f"{name}: {_measured_text(item)}; true in this replay {true:g}")
     return "\n".join(lines)
+
+
+def _failed_jobs_text(result: ReplayResult) -> str:
+    failed = result.missed_windows_failed_jobs
+    return f" ({failed} in which the series failed the Jobs)" if failed else ""
 
 
 def _measured_text(item: Measured) -> str:
