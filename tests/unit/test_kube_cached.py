@@ -71,7 +71,8 @@ def test_reads_come_from_the_caches_without_a_request(
     cached: tuple[KubeAdapter, MagicMock, ClusterCaches],
 ) -> None:
     kube, apps, _ = cached
-    assert kube.read_deployment("ml", "web").replicas == 4  # type: ignore[union-attr]
+    web = kube.read_deployment("ml", "web")
+    assert web is not None and web.replicas == 4
     assert kube.read_deployment("ml", "missing") is None
     assert kube.claimed_by("ml", "p") == []
     assert kube.placement_jobs("ml", "p") == []

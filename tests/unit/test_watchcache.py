@@ -55,6 +55,7 @@ class FakeSource:
         answer = self.lists.pop(0) if len(self.lists) > 1 else self.lists[0]
         if isinstance(answer, Exception):
             raise answer
+        assert isinstance(answer, Page)
         return answer
 
     async def watch(self, resource_version: str) -> AsyncIterator[dict[str, Any]]:

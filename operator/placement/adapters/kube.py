@@ -319,7 +319,7 @@ class KubeAdapter:
 
 def plain(model: Any) -> dict[str, Any]:
     """A client model as the API server's JSON (camelCase keys, times as text)."""
-    return cast(dict[str, Any], _serializer().sanitize_for_serialization(model))
+    return cast(dict[str, Any], _serializer().sanitize_for_serialization(model))  # type: ignore[no-untyped-call]
 
 
 _SERIALIZERS: list[client.ApiClient] = []

@@ -426,7 +426,11 @@ class ClusterCaches:
                 optional=True,
                 watch_timeout_seconds=self.watch_timeout_seconds,
             )
-            wake = lambda: [r.wake() for r in scaled]  # noqa: E731
+
+            def wake() -> None:
+                for reflector in scaled:
+                    reflector.wake()
+
             self.reflectors.append(
                 Reflector(crd, self.keda_crd, absent_retry_seconds=3600, on_change=wake)
             )
