@@ -12,11 +12,12 @@ It measures:
 - decided_*: seconds from each placement's create request until the placement has a decision
   (seen by a watch), p50 / p99 / max over the bulk apply;
 - a steady window (nothing changes: constant series, decisions settled) with every placement
-  due each second, so the operator is saturated: passes = the apiserver's GETs of deployments
-  (one per evaluation) / N; cycle_s = window / passes, the time one full re-evaluation of all
-  placements takes; Prometheus queries, API requests and writes per pass from the servers' own
-  counters (prometheus_http_requests_total, apiserver_request_total on the resources the
-  operator touches); operator CPU seconds per pass and peak RSS from /proc.
+  due each second, so the operator is saturated: passes = the operator's evaluations
+  (placement_reconcile_duration_seconds_count) / N; cycle_s = window / passes, the time one
+  full re-evaluation of all placements takes; Prometheus queries, API requests and writes per
+  pass from the servers' own counters (prometheus_http_requests_total, apiserver_request_total
+  on the resources the operator touches); CPU seconds per pass and peak RSS from /proc, for
+  the operator and beside it for kube-apiserver and etcd.
 
 Every line is also printed; the last line of the output is one JSON object for the last N.
 Everything started is stopped on exit, Ctrl-C included.
@@ -52,7 +53,7 @@ from kubernetes.client.exceptions import ApiException
 
 from placement.core.api import GROUP, PLURAL, VERSION
 from placement.localenv.cluster import LocalCluster
-from placement.localenv.operator_process import start_operator
+from placement.localenv.operator_process import OperatorProcess, start_operator
 from placement.localenv.process import ManagedProcess
 from placement.localenv.prometheus import Exporter, LocalPrometheus
 
@@ -167,41 +168,58 @@ def samples(text: str, metric: str) -> Iterator[tuple[dict[str, str], float]]:
                 yield dict(_LABEL.findall(match["labels"])), float(match["value"])
 
 
+SERVERS = ("kube-apiserver", "etcd")
+
+
 @dataclass(frozen=True)
 class Counters:
     at: float
-    deployment_gets: float
+    evaluations: float
     api_requests: float
     api_writes: float
     prometheus_queries: float
     operator_cpu_s: float
+    server_cpu_s: dict[str, float]
     prometheus_range_queries: float = 0.0  # the load histories' range queries
 
 
-def read_counters(cluster: LocalCluster, prometheus: LocalPrometheus, pid: int) -> Counters:
+def read_counters(
+    cluster: LocalCluster, prometheus: LocalPrometheus, operator: OperatorProcess
+) -> Counters:
     api = cluster.kubectl("get", "--raw", "/metrics", timeout=120).stdout
-    gets = requests = writes = 0.0
+    requests = writes = 0.0
     for labels, value in samples(api, "apiserver_request_total"):
         if labels.get("resource") not in OPERATOR_RESOURCES or labels.get("verb") == "WATCH":
             continue
         requests += value
         if labels.get("verb") in WRITES:
             writes += value
-        if labels.get("resource") == "deployments" and labels.get("verb") == "GET":
-            gets += value
     with urllib.request.urlopen(f"{prometheus.url}/metrics", timeout=30) as response:
         text = response.read().decode()
     handlers: dict[str, float] = {}
     for labels, value in samples(text, "prometheus_http_requests_total"):
         handler = labels.get("handler", "")
         handlers[handler] = handlers.get(handler, 0.0) + value
+    queries = handlers.get("/api/v1/query", 0.0)
+    with urllib.request.urlopen(operator.metrics_url, timeout=30) as response:
+        own = response.read().decode()
+    evaluations = sum(
+        float(line.split()[-1])
+        for line in own.splitlines()
+        if line.startswith("placement_reconcile_duration_seconds_count")
+    )
+    pid = operator.pid
+    assert pid is not None
+    pids = cluster.pids()
+    servers = {name: cpu_seconds(pids[name]) for name in SERVERS}
     return Counters(
         time.monotonic(),
-        gets,
+        evaluations,
         requests,
         writes,
-        handlers.get("/api/v1/query", 0.0),
+        queries,
         cpu_seconds(pid),
+        servers,
         handlers.get("/api/v1/query_range", 0.0),
     )
 
@@ -418,18 +436,24 @@ def _measure(
         _check_operator(operator)
         # Settle: decisions made during the apply may be refined once (e.g. queue series).
         time.sleep(max(10.0, min(60.0, n * 0.02)))
-        first = read_counters(cluster, prometheus, pid)
+        first = read_counters(cluster, prometheus, operator)
         load_start = load()
         time.sleep(options.window_s)
-        last = read_counters(cluster, prometheus, pid)
+        last = read_counters(cluster, prometheus, operator)
         _check_operator(operator)
         if options.profile is not None:  # after the window, so sampling does not slow it
             profile(pid, options.profile / f"profile-n{n}-{mode}", say)
         rss = peak_rss_mb(pid)
         rss_steady = peak_rss_mb(pid, "VmRSS")
+        pids = cluster.pids()
+        servers = {
+            name: {"peak_rss_mb": round(peak_rss_mb(pids[name]), 1),
+                   "rss_mb": round(peak_rss_mb(pids[name], "VmRSS"), 1)}
+            for name in SERVERS
+        }  # fmt: skip
     finally:
         operator.stop()
-    passes = (last.deployment_gets - first.deployment_gets) / n
+    passes = (last.evaluations - first.evaluations) / n
     elapsed = last.at - first.at
     per_pass = lambda delta: round(delta / passes, 2) if passes else None  # noqa: E731
     return {
@@ -457,6 +481,17 @@ def _measure(
         "rss_mb": round(rss, 1),
         "rss_steady_mb": round(rss_steady, 1),
         "cpu_s_per_cycle": per_pass(last.operator_cpu_s - first.operator_cpu_s),
+        # The servers' CPU per second of the window (per pass is not theirs: they serve the
+        # benchmark's own watch, the controllers and kwok too).
+        **{
+            name.replace("-", "_"): {
+                **servers[name],
+                "cpu_per_s": round(
+                    (last.server_cpu_s[name] - first.server_cpu_s[name]) / elapsed, 2
+                ),
+            }
+            for name in SERVERS
+        },
         "load_during_window": f"{load_start} -> {load()}",
     }
 
@@ -537,9 +572,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 4))
     for axis, key, unit, target in (
-        (axes[0], "decided_p99_s", "s", 30),
-        (axes[1], "cycle_s", "s", 10),
-        (axes[2], "rss_mb", "MB", 250),
+        (axes[0], "decided_p99_s", "s", 60),
+        (axes[1], "cycle_s", "s", 15),
+        (axes[2], "rss_mb", "MB", 400),
     ):
         for mode, style in (("batched", "o-"), ("per_placement", "s--")):
             points = [
@@ -560,14 +595,30 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
+def replot(results: Path, path: Path) -> None:
+    """The plot of the last row of each N in a JSON-lines file."""
+    latest = {}
+    for line in results.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            latest[row["placements"]] = row
+    plot([latest[n] for n in sorted(latest)], path)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     # SIGTERM unwinds like Ctrl-C, so every `with` stops what it started.
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--placements", required=True, help="N, or a list: 10,100,1000")
+    parser.add_argument("--placements", help="N, or a list: 10,100,1000")
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        help="no run: draw --plot from this file's JSON lines (runs of one N each, e.g. "
+        "bench/results/scale.jsonl), the last line of each N",
+    )
     parser.add_argument("--output", type=Path, help="append each N's JSON line to this file")
     parser.add_argument("--plot", type=Path, help="write a PNG of the figures against N")
     parser.add_argument("--window", type=float, default=30.0, help="steady window, seconds")
@@ -579,20 +630,36 @@ def main(argv: list[str] | None = None) -> int:
         help="after each steady window, sample the operator 20 s with py-spy; write the raw "
         "stacks and a summary of where its threads spend their time into this directory",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot")
+        replot(args.replot, args.plot)
+        return 0
+    if not args.placements:
+        parser.error("--placements is required (or --replot)")
     sizes = [int(part) for part in args.placements.split(",")]
     modes = [m for m in args.modes.split(",") if m]
     if any(m not in MODES for m in modes) or any(n < 1 for n in sizes):
         parser.error(f"--modes must be among {', '.join(MODES)}; --placements at least 1")
     signal.signal(signal.SIGTERM, _interrupt)
+    return run_sizes(sizes, modes, args)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_sizes(sizes: list[int], modes: list[str], args: argparse.Namespace) -> int:
     options = Options(window_s=args.window, profile=args.profile)
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="placement-bench-"))
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
     rows = []
     try:
         for n in sizes:

@@ -40,10 +40,11 @@ APPLICATION_RULES = {
     ("placement.runplacement.io", "workloadplacements/status"): {"patch"},
     ("placement.runplacement.io", "workloadplacements/finalizers"): {"update"},
     ("", "events"): {"create"},
-    ("apps", "deployments"): {"get", "list", "patch"},
-    ("batch", "jobs"): {"create", "list", "delete"},
-    ("autoscaling", "horizontalpodautoscalers"): {"list"},
-    ("keda.sh", "scaledobjects"): {"list", "create", "patch", "delete"},
+    # The watch caches (adapters/kubewatch.py) list and watch what an evaluation reads.
+    ("apps", "deployments"): {"get", "list", "watch", "patch"},
+    ("batch", "jobs"): {"create", "list", "watch", "delete"},
+    ("autoscaling", "horizontalpodautoscalers"): {"list", "watch"},
+    ("keda.sh", "scaledobjects"): {"list", "watch", "create", "patch", "delete"},
 }
 CLUSTER_ONLY_RULES = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},

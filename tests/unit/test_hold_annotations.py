@@ -6,7 +6,9 @@ import datetime as dt
 
 import pytest
 
-from placement.adapters.kube import _float_or_none, _int_or_none, _time_or_none
+from placement.adapters.kubewatch import float_or_none as _float_or_none
+from placement.adapters.kubewatch import int_or_none as _int_or_none
+from placement.adapters.kubewatch import time_or_none as _time_or_none
 
 
 @pytest.mark.parametrize("text", ["-3", "4.5", "four", "", "99999999999"])

@@ -34,7 +34,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from placement.adapters.kube import _float_or_none
+from placement.adapters.kubewatch import float_or_none as _float_or_none
 from placement.core.api import (
     MAX_EFFICIENCY,
     MIN_EFFICIENCY,

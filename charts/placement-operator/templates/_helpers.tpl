@@ -72,25 +72,26 @@ and the namespaced Roles. Each verb is one the code uses; see docs/install.md "P
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-# Application: read the target's replicas, find Deployments a placement holds (by
-# annotation), scale down and restore them with one merge patch each.
+# Application: a watch cache of Deployments (the targets' replicas, the holds by label);
+# a fresh read after a conflict; scale down and restore with one merge patch each.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "patch"]
-# Application: create each window's Job (and its server-side dry run), list a placement's
-# Jobs by label to read their outcomes, delete its finished ones beyond the history limits.
+  verbs: ["get", "list", "watch", "patch"]
+# Application: create each window's Job (and its server-side dry run), a watch cache of the
+# placements' Jobs (by label) for their outcomes, delete finished ones beyond the history limits.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "list", "delete"]
-# Application: an HPA or a KEDA ScaledObject on the same Deployment blocks the placement.
+  verbs: ["create", "list", "watch", "delete"]
+# Application: an HPA or a KEDA ScaledObject on the same Deployment blocks the placement
+# (watch caches of both).
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # Application: async mode hands the Deployment to the placement's own ScaledObject: list
-# (conflicts, and its own by label), patch (server-side apply) and create (an apply that
+# (conflicts, and its own by label), watch (the watch cache), patch (server-side apply) and create (an apply that
 # creates the object is authorized as create), delete (leaving async). Whether KEDA is
 # installed comes from the discovery API, which needs no rule.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 {{- end }}

@@ -2,21 +2,31 @@
 Deployments (read, scale, restore), Jobs (create, read, delete old ones), autoscalers (detect
 conflicts), and the placements' status subresource.
 
+With watch caches (kubewatch.ClusterCaches, as the operator runs) every read is served from
+memory and only writes are requests; each write's answer goes into the cache, so the next
+evaluation reads its own write. Without them (tools, some tests) each read is a request.
+
 Every request carries a timeout: a stalled API server must not hold a worker thread forever.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from placement.adapters.kubewatch import (
+    ClusterCaches,
+    deployment_of,
+    int_or_none,
+    job_observation,
+)
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import GROUP, PLURAL, VERSION
 from placement.core.cluster import HoldConflict as HoldConflict
@@ -28,14 +38,12 @@ from placement.core.labels import (
     MANAGED_BY_ANNOTATION,
     ORIGINAL_REPLICAS_ANNOTATION,
     PLACEMENT_LABEL,
-    WORK_ANNOTATION,
 )
 from placement.core.observation import DeploymentState as DeploymentState
 from placement.core.observation import ScaledObjectState
-from placement.core.policy import JobObservation, JobOutcome
+from placement.core.policy import JobObservation
 from placement.core.scaledobject import scaled_object_name
 
-MAX_REPLICAS = 1_000_000  # more than any Deployment runs; beyond it, a typo
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # The owner of the fields the operator applies (server-side apply) on its ScaledObjects.
 FIELD_MANAGER = "placement-operator"
@@ -69,17 +77,26 @@ class KubeAdapter:
         telemetry: Telemetry | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        caches: ClusterCaches | None = None,
     ) -> None:
         self.telemetry = telemetry or Telemetry()
         self.timeout = timeout
+        self.api_client = api_client
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.autoscaling = client.AutoscalingV2Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.caches = caches
+        # Deployments whose conditional write met a 409: the cache may be behind the API
+        # server, so the next read of each is a request (and refreshes the cache).
+        self._stale: set[tuple[str, str]] = set()
+        self._stale_lock = threading.Lock()
 
     # -- Deployments ------------------------------------------------------------------
 
     def read_deployment(self, namespace: str, name: str) -> DeploymentState | None:
+        if self.caches is not None and not self._was_stale(namespace, name):
+            return self.caches.deployment(namespace, name)
         try:
             deployment = self.apps.read_namespaced_deployment(
                 name, namespace, _request_timeout=self.timeout
@@ -88,18 +105,34 @@ class KubeAdapter:
             if error.status == 404:
                 return None
             raise
+        self._remember_deployment(deployment)
         return deployment_state(deployment)
 
     def claimed_by(self, namespace: str, placement: str) -> list[DeploymentState]:
         """Deployments whose hold annotations name this placement, whether or not their count
-        to restore is valid: one list selected by the hold label, written with them."""
-        deployments = self.apps.list_namespaced_deployment(
-            namespace,
-            label_selector=f"{PLACEMENT_LABEL}={placement}",
-            _request_timeout=self.timeout,
-        ).items
-        states = (deployment_state(item) for item in deployments)
+        to restore is valid: selected by the hold label, written with them."""
+        if self.caches is not None:
+            states = self.caches.held_by(namespace, placement)
+        else:
+            deployments = self.apps.list_namespaced_deployment(
+                namespace,
+                label_selector=f"{PLACEMENT_LABEL}={placement}",
+                _request_timeout=self.timeout,
+            ).items
+            states = [deployment_state(item) for item in deployments]
         return [state for state in states if state.managed_by == placement]
+
+    def _was_stale(self, namespace: str, name: str) -> bool:
+        with self._stale_lock:
+            if (namespace, name) in self._stale:
+                self._stale.discard((namespace, name))
+                return True
+        return False
+
+    def _remember_deployment(self, deployment: Any) -> None:
+        """A Deployment the API server answered with: into the cache (if newer)."""
+        if self.caches is not None and deployment is not None:
+            self.caches.deployments.put(plain(deployment))
 
     def placement_exists(self, namespace: str, name: str) -> bool:
         try:
@@ -152,6 +185,8 @@ class KubeAdapter:
             )
         except ApiException as error:
             if error.status == 409:
+                with self._stale_lock:
+                    self._stale.add((namespace, name))
                 raise HoldConflict(f"deployment/{name} changed since it was read") from error
             raise
         self.telemetry.actuated("scale_down")
@@ -177,7 +212,7 @@ class KubeAdapter:
         Refused; transient errors raise ApiException."""
         # Without a resourceVersion in the body a merge patch cannot hit a 409 conflict.
         try:
-            self.apps.patch_namespaced_deployment(
+            patched = self.apps.patch_namespaced_deployment(
                 name,
                 namespace,
                 body,
@@ -188,6 +223,7 @@ class KubeAdapter:
             if error.status in PERMANENT_REFUSALS:
                 raise Refused(f"{error.status}: {api_message(error)}") from error
             raise
+        self._remember_deployment(patched)
 
     # -- the placement's own status -----------------------------------------------------
 
@@ -208,6 +244,8 @@ class KubeAdapter:
     # -- Autoscalers that would fight over .spec.replicas -------------------------------
 
     def conflicting_autoscalers(self, namespace: str, deployment: str) -> list[str]:
+        if self.caches is not None:
+            return [f"{a.kind}/{a.name}" for a in self.caches.autoscalers_on(namespace, deployment)]
         found: list[str] = []
         autoscalers = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
             namespace, _request_timeout=self.timeout
@@ -349,7 +387,7 @@ class KubeAdapter:
         is the same Job, not a conflict). A refusal for good raises Refused; transient errors
         raise ApiException."""
         try:
-            self.batch.create_namespaced_job(
+            created = self.batch.create_namespaced_job(
                 namespace,
                 manifest,  # type: ignore[arg-type]
                 dry_run="All" if dry_run else None,
@@ -362,11 +400,15 @@ class KubeAdapter:
                 raise  # transient: kopf retries the handler
             raise Refused(f"{error.status}: {api_message(error)}") from error
         if not dry_run:
+            if self.caches is not None:
+                self.caches.jobs.put(plain(created))
             self.telemetry.actuated("job_created")
         return True
 
     def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
         """Every Job this placement created (found by label, so none is forgotten)."""
+        if self.caches is not None:
+            return self.caches.placement_jobs(namespace, placement)
         jobs = self.batch.list_namespaced_job(
             namespace,
             label_selector=f"{PLACEMENT_LABEL}={placement}",
@@ -390,23 +432,28 @@ class KubeAdapter:
             raise Refused(api_message(error)) from error
         except urllib3.exceptions.HTTPError as error:
             raise Refused(str(error)) from error
+        if self.caches is not None:
+            self.caches.jobs.discard(namespace, name)
         self.telemetry.actuated("job_deleted")
         return True
 
 
+def plain(model: Any) -> dict[str, Any]:
+    """A client model as the API server's JSON (camelCase keys, times as text)."""
+    return cast(dict[str, Any], _serializer().sanitize_for_serialization(model))  # type: ignore[no-untyped-call]
+
+
+_SERIALIZERS: list[client.ApiClient] = []
+
+
+def _serializer() -> client.ApiClient:
+    if not _SERIALIZERS:
+        _SERIALIZERS.append(client.ApiClient())
+    return _SERIALIZERS[0]
+
+
 def deployment_state(deployment: client.V1Deployment) -> DeploymentState:
-    metadata = deployment.metadata
-    annotations = (metadata and metadata.annotations) or {}
-    spec_replicas = deployment.spec.replicas if deployment.spec else None
-    return DeploymentState(
-        name=str(metadata.name) if metadata else "",
-        replicas=1 if spec_replicas is None else int(spec_replicas),  # API default is 1
-        original_replicas=_int_or_none(annotations.get(ORIGINAL_REPLICAS_ANNOTATION)),
-        managed_by=annotations.get(MANAGED_BY_ANNOTATION),
-        held_since=_time_or_none(annotations.get(HELD_SINCE_ANNOTATION)),
-        baseline_utilization=_float_or_none(annotations.get(BASELINE_ANNOTATION), upper=1.0),
-        resource_version=metadata.resource_version if metadata else None,
-    )
+    return deployment_of(plain(deployment)).state
 
 
 def scaled_object_state(item: dict[str, Any]) -> ScaledObjectState:
@@ -421,8 +468,8 @@ def scaled_object_state(item: dict[str, Any]) -> ScaledObjectState:
     return ScaledObjectState(
         name=str(metadata.get("name", "")),
         deployment=str((spec.get("scaleTargetRef") or {}).get("name", "")),
-        min_replicas=_int_or_none(_text(spec.get("minReplicaCount"))),
-        max_replicas=_int_or_none(_text(spec.get("maxReplicaCount"))),
+        min_replicas=int_or_none(_text(spec.get("minReplicaCount"))),
+        max_replicas=int_or_none(_text(spec.get("maxReplicaCount"))),
         ready=_condition(conditions.get("Ready")),
         active=_condition(conditions.get("Active")),
         resource_version=metadata.get("resourceVersion"),
@@ -455,78 +502,5 @@ def api_message(error: ApiException) -> str:
 
 
 def job_state(job: client.V1Job) -> JobObservation:
-    status = job.status or client.V1JobStatus()
-    # Suspended (Kueue holds a queued Job so until its ClusterQueue admits it): waiting, not
-    # running and not failed. A Job that finished while suspended is read by its condition.
-    suspended = bool(job.spec and job.spec.suspend)
-    outcome = JobOutcome.WAITING if suspended else JobOutcome.RUNNING
-    finished_at = None
-    for condition in status.conditions or []:
-        if condition.status != "True":
-            continue
-        if condition.type == "Complete":
-            outcome, finished_at = JobOutcome.SUCCEEDED, condition.last_transition_time
-        elif condition.type == "Failed":
-            outcome, finished_at = JobOutcome.FAILED, condition.last_transition_time
-    annotations = (job.metadata and job.metadata.annotations) or {}
-    failed, succeeded = int(status.failed or 0), int(status.succeeded or 0)
-    pod_hours = _pod_hours(job, finished_at)
-    if failed + succeeded:
-        failed_share = failed / (failed + succeeded)
-    else:  # e.g. a deadline ended it with pods still running
-        failed_share = 1.0 if outcome is JobOutcome.FAILED else 0.0
-    return JobObservation(
-        name=(job.metadata.name if job.metadata else None) or "",
-        outcome=outcome,
-        finished_at=finished_at,
-        pod_hours=pod_hours,
-        failed_pod_hours=0.0 if pod_hours is None else pod_hours * failed_share,
-        work_replica_hours=_float_or_none(annotations.get(WORK_ANNOTATION)),
-    )
-
-
-def _pod_hours(job: client.V1Job, finished_at: datetime | None) -> float | None:
-    """Wall-clock time from start to finish times the pods that may run at once: every slot
-    counted busy the whole time, so pod-hours are overstated and efficiency understated, never
-    the other way round. Read from the Job alone: no pod listing per evaluation."""
-    started = job.status.start_time if job.status else None
-    if finished_at is None or started is None:
-        return None
-    spec = job.spec
-    parallelism = int((spec and spec.parallelism) or 1)
-    completions = spec.completions if spec else None
-    pods = min(parallelism, int(completions)) if completions else parallelism
-    seconds = max((finished_at - started).total_seconds(), 0.0)
-    return seconds / 3600 * max(pods, 1)
-
-
-# Annotations can be edited by hand: a value the operator could not have written reads as
-# absent, so a typo never reaches the policy or fails every status write.
-
-
-def _time_or_none(text: str | None) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # the operator writes UTC
-    return moment
-
-
-def _float_or_none(text: str | None, upper: float = math.inf) -> float | None:
-    """A finite number in [0, upper]."""
-    try:
-        value = float(text) if text else None
-    except ValueError:
-        return None
-    return value if value is not None and 0.0 <= value <= upper and value < math.inf else None
-
-
-def _int_or_none(text: str | None) -> int | None:
-    """A replica count: 0 or more."""
-    try:
-        value = int(text) if text is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and 0 <= value <= MAX_REPLICAS else None
+    """A Job's outcome and pod-hours (kubewatch.job_observation, on the client's model)."""
+    return job_observation(plain(job))

@@ -140,6 +140,10 @@ class LocalCluster:
             )
         return result
 
+    def pids(self) -> dict[str, int]:
+        """The running components' process ids by name (etcd, kube-apiserver, ...)."""
+        return {p.name: p.pid for p in self._processes if p.pid is not None}
+
     # -- components ------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:

@@ -90,7 +90,10 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = field(default=())  # empty: every namespace
     posting_level: int = logging.WARNING  # log lines at this level and above become Events
     watch_timeout_seconds: int = 300
-    workers: int = 20
+    # Threads that run evaluations. They read the watch caches, not the API server, so they
+    # are CPU-bound: 20 starved kopf's event loop of the GIL at 1,000 placements (its own
+    # requests timed out; decided p50 356 s against 42 s with 4, bench/scale.py).
+    workers: int = 4
     # Connections to the API server for requests, beside the watches (kopf has no limit).
     api_connections: int = 20
     kubeconfig: str | None = None  # None: in-cluster ServiceAccount, else KUBECONFIG
@@ -166,7 +169,7 @@ class OperatorConfig:
             ),
             "log_format": os.environ.get("PLACEMENT_LOG_FORMAT", "text"),
             "metrics_address": os.environ.get("PLACEMENT_METRICS_ADDRESS", "0.0.0.0:8081"),
-            "workers": int(_env_float("PLACEMENT_WORKERS", 20)),
+            "workers": int(_env_float("PLACEMENT_WORKERS", 4)),
             "api_connections": int(_env_float("PLACEMENT_API_CONNECTIONS", 20)),
             "peering": os.environ.get("PLACEMENT_PEERING") or None,
             "peering_lifetime_seconds": int(_env_float("PLACEMENT_PEERING_LIFETIME", 30)),

@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from placement.adapters.kube import KubeAdapter, api_message
+from placement.adapters.kubewatch import ClusterCaches
 from placement.adapters.observe import claimed_by, observe
 from placement.adapters.prometheus import BatchedMetricsReader, Metrics, MetricsReader, QueryLimits
 from placement.adapters.telemetry import Telemetry
@@ -63,6 +64,8 @@ STATUS_WRITE_FAILED = "StatusWriteFailed"
 # Lines that must not also become Events through kopf's per-object logger (their Event, if
 # any, is posted once on purpose).
 log = logging.getLogger(__name__)
+# How long the start waits for the first list of every watched kind before serving anyway.
+CACHE_SYNC_SECONDS = 60.0
 
 
 def utc_now() -> dt.datetime:
@@ -178,7 +181,7 @@ def register(  # noqa: C901
         return bounded_session(info, connections=config.api_connections + watches)
 
     @kopf.on.startup(id="configure", registry=registry)
-    def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         # Chosen once: changing the finalizer or the prefix later strands existing objects.
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -204,8 +207,19 @@ def register(  # noqa: C901
             # Namespaced mode has no cluster-wide read of CRDs (least privilege): do not
             # ask for it, instead of logging a 403 warning at every start.
             settings.scanning.disabled = True
-        memo.api_client = k8s.ApiClient(kubernetes_configuration(config.kubeconfig))
-        memo.kube = KubeAdapter(memo.api_client, telemetry, timeout=config.api_timeout_seconds)
+        configuration = kubernetes_configuration(config.kubeconfig)
+        memo.api_client = k8s.ApiClient(configuration)
+        # Deployments, Jobs and autoscalers from watches: an evaluation reads them from memory.
+        memo.caches = ClusterCaches(
+            configuration, config.namespaces, watch_timeout_seconds=config.watch_timeout_seconds
+        )
+        memo.caches.start()
+        if not await memo.caches.wait_synced(CACHE_SYNC_SECONDS):
+            # Evaluations fail (and are retried) until they are: none decides on an empty cache.
+            log.warning("watch caches not listed yet: %s", "; ".join(memo.caches.not_synced()))
+        memo.kube = KubeAdapter(
+            memo.api_client, telemetry, timeout=config.api_timeout_seconds, caches=memo.caches
+        )
         reader = MetricsReader(
             config.prometheus_url,
             timeout=config.prometheus_timeout_seconds,
@@ -227,7 +241,10 @@ def register(  # noqa: C901
         )
 
     @kopf.on.cleanup(id="close-clients", registry=registry)
-    def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    async def close_clients(memo: kopf.Memo, **_: Any) -> None:
+        caches = getattr(memo, "caches", None)
+        if caches is not None:
+            await caches.stop()
         api_client = getattr(memo, "api_client", None)
         if api_client is not None:
             api_client.close()
