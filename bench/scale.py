@@ -411,7 +411,7 @@ def _measure(
     try:
         pid = operator.pid
         assert pid is not None
-        before = read_counters(cluster, prometheus, pid)
+        before = read_counters(cluster, prometheus, operator)
         now = dt.datetime.now(dt.UTC)
         manifests = [placement(i, ns, d, now) for i, (ns, d) in enumerate(workloads(n))]
         created: dict[tuple[str, str], float] = {}
