@@ -330,8 +330,7 @@ def test_the_table_names_the_async_hours_and_the_cost_per_request() -> None:
 
 
 def test_the_plot_draws_an_async_replay(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    from placement.replay.report import plot
+    from placement.replay.report import plot  # matplotlib: a dev dependency, never skipped
 
     path = tmp_path / "async.png"
     plot(replay(_spec(**ASYNC), _quiet(24), name="summarizer"), path)
