@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -162,8 +162,23 @@ class Placements:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
 
     def exists(self, name: str) -> bool:
+        return self._exists(lambda: self.get(name))
+
+    def scaled_object(self, name: str) -> dict[str, Any]:
+        return cast(
+            dict[str, Any],
+            self.custom.get_namespaced_custom_object(
+                "keda.sh", "v1alpha1", self.namespace, "scaledobjects", name
+            ),
+        )
+
+    def scaled_object_exists(self, name: str) -> bool:
+        return self._exists(lambda: self.scaled_object(name))
+
+    @staticmethod
+    def _exists(read: Callable[[], object]) -> bool:
         try:
-            self.get(name)
+            read()
         except client.exceptions.ApiException as error:
             if error.status == 404:
                 return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
 from placement.core.api import GROUP, PLURAL, VERSION
@@ -20,18 +19,6 @@ from tests.integration.wait import until
 
 QUEUE_METRIC = "inference_e2e_queue_depth"
 SCALED = "placement-summarizer"
-
-
-def _scaled_object_exists(placements: Placements) -> bool:
-    try:
-        placements.custom.get_namespaced_custom_object(
-            "keda.sh", "v1alpha1", placements.namespace, "scaledobjects", SCALED
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    return True
 
 
 @pytest.mark.usefixtures("operator")
@@ -55,9 +42,7 @@ def test_the_operator_moves_a_queued_workload_to_async_and_back(
     until(lambda: placements.replicas("summarizer"), lambda r: r == 0, timeout=90,
           what="KEDA scaled the idle Deployment to zero")  # fmt: skip
     to_zero = time.monotonic() - started
-    scaled = placements.custom.get_namespaced_custom_object(
-        "keda.sh", "v1alpha1", namespace, "scaledobjects", SCALED
-    )
+    scaled = placements.scaled_object(SCALED)
     trigger = scaled["spec"]["triggers"][0]["metadata"]
     assert f'namespace="{namespace}"' in trigger["query"], trigger  # scoped by the operator
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 4)
@@ -76,7 +61,7 @@ def test_the_operator_moves_a_queued_workload_to_async_and_back(
         GROUP, VERSION, namespace, PLURAL, "summarizer", {"spec": {"mode": "Recommend"}}
     )
     placements.wait_for_event("summarizer", "LeftAsync", timeout=60)
-    until(lambda: _scaled_object_exists(placements), lambda e: not e, timeout=60,
+    until(lambda: placements.scaled_object_exists(SCALED), lambda e: not e, timeout=60,
           what="the operator deleted its ScaledObject")  # fmt: skip
     until(lambda: placements.replicas("summarizer"), lambda r: r == 4, timeout=60,
           what="the original replicas restored")  # fmt: skip

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from placement.localenv.engines import LocalKeda
 from placement.localenv.prometheus import Exporter, LocalPrometheus
@@ -82,9 +81,7 @@ def test_keda_scales_a_deployment_to_zero_on_an_empty_queue_and_back_when_it_fil
     until(lambda: placements.replicas("summarizer"), lambda r: r >= 1, timeout=60,
           what="KEDA scaled the Deployment up from zero on a filled queue")  # fmt: skip
     from_zero = time.monotonic() - started
-    status = placements.custom.get_namespaced_custom_object(
-        "keda.sh", "v1alpha1", namespace, "scaledobjects", "summarizer"
-    )["status"]
+    status = placements.scaled_object("summarizer")["status"]
     active = {c["type"]: c["status"] for c in status["conditions"]}
     assert active["Ready"] == "True" and active["Active"] == "True", status
     print(
@@ -97,7 +94,7 @@ def test_keda_scales_a_deployment_to_zero_on_an_empty_queue_and_back_when_it_fil
     placements.custom.delete_namespaced_custom_object(
         "keda.sh", "v1alpha1", namespace, "scaledobjects", "summarizer"
     )
-    until(lambda: _scaled_object_exists(placements, "summarizer"), lambda e: not e,
+    until(lambda: placements.scaled_object_exists("summarizer"), lambda e: not e,
           what="ScaledObject gone (KEDA's finalizer done)")  # fmt: skip
     until(
         lambda: (
@@ -111,15 +108,3 @@ def test_keda_scales_a_deployment_to_zero_on_an_empty_queue_and_back_when_it_fil
     queue.labels(namespace, "summarizer").set(0)
     time.sleep(5)  # more than pollingInterval + cooldownPeriod: KEDA would have acted by now
     assert placements.replicas("summarizer") == replicas
-
-
-def _scaled_object_exists(placements: Placements, name: str) -> bool:
-    try:
-        placements.custom.get_namespaced_custom_object(
-            "keda.sh", "v1alpha1", placements.namespace, "scaledobjects", name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise
-    return True
