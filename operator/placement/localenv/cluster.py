@@ -18,11 +18,16 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 
 from placement.localenv import tools
 from placement.localenv.pki import ClusterPki, create_pki
-from placement.localenv.process import ComponentError, ManagedProcess, free_port, http_ok
+from placement.localenv.process import (
+    ComponentError,
+    ManagedProcess,
+    Service,
+    free_port,
+    http_ok,
+)
 
 SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
@@ -40,7 +45,7 @@ class StartTimings:
         return f"{parts}; total {sum(self.seconds.values()):.1f}s"
 
 
-class LocalCluster:
+class LocalCluster(Service):
     """Start, use and stop one local control plane rooted in `workdir`."""
 
     def __init__(
@@ -68,18 +73,6 @@ class LocalCluster:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.api_port}"
-
-    def __enter__(self) -> LocalCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start every component in dependency order; on any failure stop what started.

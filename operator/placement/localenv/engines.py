@@ -21,15 +21,20 @@ import shutil
 import textwrap
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import yaml
 
 from placement.localenv import tools
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.pki import KeyPair, create_serving_ca, issue_serving_pair
-from placement.localenv.process import ComponentError, ManagedProcess, free_port, http_ok
+from placement.localenv.process import (
+    ComponentError,
+    ManagedProcess,
+    Service,
+    free_port,
+    http_ok,
+)
 
 KEDA_NAMESPACE = "keda"
 KUEUE_NAMESPACE = "kueue-system"
@@ -81,7 +86,7 @@ def wait_for_crds(cluster: LocalCluster, names: list[str], timeout: float = 60) 
         time.sleep(0.2)
 
 
-class _Engine:
+class _Engine(Service):
     """One engine process plus what it installed into the cluster."""
 
     name = ""
@@ -101,15 +106,6 @@ class _Engine:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         started = time.monotonic()

@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 _PR_SET_PDEATHSIG = 1
 # Loaded here, in the parent: the child between fork and exec should only make the call.
@@ -56,6 +58,25 @@ def log_tail(path: Path, lines: int = 25) -> str:
     except FileNotFoundError:
         return "(no log written)"
     return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
+class Service:
+    """Something started and stopped around a `with` block: stopped however the block ends."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 class ManagedProcess:

@@ -22,16 +22,21 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from placement.localenv import tools
-from placement.localenv.process import ComponentError, ManagedProcess, free_port, http_ok
+from placement.localenv.process import (
+    ComponentError,
+    ManagedProcess,
+    Service,
+    free_port,
+    http_ok,
+)
 
 
-class Exporter:
+class Exporter(Service):
     """A /metrics endpoint on loopback whose values the caller sets."""
 
     def __init__(self) -> None:
@@ -57,15 +62,6 @@ class Exporter:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> Exporter:
-        self.start()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
         """The gauge of that name, created on first use."""
         if name not in self._gauges:
@@ -77,7 +73,7 @@ class PrometheusQueryError(RuntimeError):
     pass
 
 
-class LocalPrometheus:
+class LocalPrometheus(Service):
     """One Prometheus server process with its own config and data directory."""
 
     def __init__(
@@ -107,15 +103,6 @@ class LocalPrometheus:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
-
-    def __enter__(self) -> LocalPrometheus:
-        self.start()
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self.workdir.exists():
