@@ -49,5 +49,9 @@ class AdmittedSpecs:
         with self._lock:
             self._specs.pop(uid, None)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._specs.clear()
+
     def __len__(self) -> int:
         return len(self._specs)
