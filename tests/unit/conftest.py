@@ -25,3 +25,12 @@ settings.register_profile("fuzz", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 FUZZ_FACTOR = 5
+
+
+@pytest.fixture(autouse=True)
+def _forget_admitted_specs() -> None:
+    """Tests reuse a uid and generation with different specs, which a cluster never does:
+    the operator's memo of admitted specs starts empty in each."""
+    from placement.runtime.handlers import ADMITTED
+
+    ADMITTED.clear()

@@ -67,6 +67,7 @@ from placement.core.costs import (
 )
 from placement.core.durations import format_duration
 from placement.core.learning import Learned, Run, learn, record
+from placement.core.memo import remembered_plan
 from placement.core.observation import LoadHistory
 from placement.core.perrequest import CostPerRequest, cost_per_request
 from placement.core.planning import (
@@ -402,7 +403,8 @@ def _context(
     planning = None
     if forecast is not None and replicas is not None:
         planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
-        planning = planner.plan(recorded.planned_hold if recorded.holding else None, held_hours)
+        taken = recorded.planned_hold if recorded.holding else None
+        planning = remembered_plan(planner, taken, held_hours, now)
     breakdown = None
     if planning is not None and planning.plan is not None:
         breakdown = planning.plan.breakdown

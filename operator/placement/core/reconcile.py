@@ -312,14 +312,25 @@ class Plan:
 # -- before anything is read ---------------------------------------------------------------
 
 
-def admit(placement: Placement, settings: Settings, now: datetime) -> WorkloadPlacementSpec | Plan:
+def admit(
+    placement: Placement,
+    settings: Settings,
+    now: datetime,
+    *,
+    validated: WorkloadPlacementSpec | None = None,
+) -> WorkloadPlacementSpec | Plan:
     """The spec to evaluate, or the plan that blocks a placement before anything is read: an
-    invalid spec, a query for another namespace, a protected target."""
+    invalid spec, a query for another namespace, a protected target. `validated`: what an
+    earlier admit returned for this very spec (the operator remembers it per generation):
+    it is not validated and scoped again."""
     try:
-        spec = WorkloadPlacementSpec.model_validate(dict(placement.spec))
-        # Before anything is queried: a query for another namespace, or for every series, is
-        # never run.
-        spec = scoped_spec(spec, placement.namespace if settings.scope_metrics else None)
+        if validated is not None:
+            spec = validated
+        else:
+            spec = WorkloadPlacementSpec.model_validate(dict(placement.spec))
+            # Before anything is queried: a query for another namespace, or for every series,
+            # is never run.
+            spec = scoped_spec(spec, placement.namespace if settings.scope_metrics else None)
     except (ValidationError, ScopeError) as error:
         blocked = Blocked(Reason.INVALID_SPEC, f"invalid spec, nothing done: {_problems(error)}")
         decided = Decided("None", Reason.INVALID_SPEC, None, "", Phase.BLOCKED)

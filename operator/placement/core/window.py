@@ -103,8 +103,26 @@ def next_window_after(window: BatchWindow, moment: datetime) -> WindowSpan:
 
 
 def current_or_next_window(window: BatchWindow, now: datetime) -> WindowSpan:
-    """The window `now` is inside, else the next one: where work arriving now gets done."""
-    return current_window(window, now) or next_window_after(window, now)
+    """The window `now` is inside, else the next one: where work arriving now gets done.
+
+    Remembered per window configuration: the answer found at `t` is the answer at every
+    moment in [t, its end) (no other window starts in between: it would be the next one),
+    and an evaluation asks two or three times, every placement of a configuration alike."""
+    _require_aware(now)
+    key = (window.start_time, window.end_time, window.zone.key)
+    known = _CURRENT_OR_NEXT.get(key)
+    if known is not None and known[0] <= now < known[1].end:
+        return known[1]
+    span = current_window(window, now) or next_window_after(window, now)
+    if len(_CURRENT_OR_NEXT) >= _WINDOWS_REMEMBERED:
+        _CURRENT_OR_NEXT.clear()
+    _CURRENT_OR_NEXT[key] = (now, span)  # one assignment: safe across threads
+    return span
+
+
+# Window configurations (start, end, zone) remembered at most: each a few hundred bytes.
+_WINDOWS_REMEMBERED = 4096
+_CURRENT_OR_NEXT: dict[tuple[time, time, str], tuple[datetime, WindowSpan]] = {}
 
 
 def last_ended_window(window: BatchWindow, now: datetime) -> WindowSpan:
