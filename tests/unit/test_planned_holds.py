@@ -17,6 +17,7 @@ import pytest
 
 from placement.core.api import Action, Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
 from placement.core.forecast import Forecast, HourForecast
+from placement.core.observation import LoadHistory
 from placement.core.planning import HOLD_MARGIN, Planner, WorkForecast
 from placement.core.policy import Decision, JobObservation, JobOutcome, Observed, decide
 from placement.core.reasons import EventType, Reason
@@ -216,3 +217,38 @@ def test_hours_already_past_are_priced_as_the_same_hours_a_day_later() -> None:
     assert forecast.rate(_at(21, 5), high=True) == 36.0
     # [19:00, 21:00): 19:00 is past (-> 22 Nov 19:00, hour 23), 20:00 is hour 0.
     assert forecast.work(_at(21, 19), _at(21, 21)) == (23.0 + 0.0) * 2
+
+
+# -- before a day of history is learned -------------------------------------------------
+
+
+def _short_history(now: datetime) -> LoadHistory:
+    """The hour a new placement's history holds: the lookback, nothing of the day."""
+    samples = tuple((now - i * timedelta(minutes=5), EXAMPLE_UTILIZATION) for i in range(12, 0, -1))
+    return LoadHistory("utilization", timedelta(minutes=5), samples, now)
+
+
+@pytest.mark.parametrize(("operations", "moves"), [(0, True), (40, False)])
+def test_an_hour_of_history_moves_only_when_the_savings_cover_the_fixed_costs(
+    operations: float, moves: bool
+) -> None:
+    # Savings 49.20 (no operations) or 9.20 USD/day (40 of operations) at the last hour's
+    # load: the second would be lost by a day busier than that hour, and it does not move.
+    spec = make_spec(**{"mode": "Enforce", "costs.operationsPerDay": operations})
+    now = _at(21, 23)
+    decision, _ = _Placement(spec).evaluate(now, history=_short_history(now))
+    if moves:
+        assert decision.reason is Reason.MOVED_TO_BATCH
+    else:
+        assert decision.reason is Reason.SAVINGS_NEGATIVE
+        assert decision.message.startswith(
+            "needs more than 44.10 USD/day while the forecast is the lookback average "
+            "(no day of history learned yet)"
+        )
+        assert decision.desired_replicas is None
+
+
+def test_without_any_history_read_the_lookback_decides_as_before() -> None:
+    spec = make_spec(**{"mode": "Enforce", "costs.operationsPerDay": 40})
+    decision, _ = _Placement(spec).evaluate(_at(21, 23))
+    assert decision.reason is Reason.MOVED_TO_BATCH

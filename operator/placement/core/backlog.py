@@ -141,7 +141,7 @@ def _arrivals(
     if forecast is None:
         return 1.0, (observed_rate or 0.0) * hours
     high = forecast.work(now, end, high=True)
-    expected = forecast.rate(now)
+    expected = forecast.rate(now, high=True)  # above its high quantile: the load rose
     if observed_rate is None:
         return 1.0, high
     if expected <= 0:

@@ -38,6 +38,17 @@ How the history becomes a forecast (each step is a function below):
    added ahead (at most GROWTH_HORIZON_DAYS): load growing over weeks is not forecast a day
    behind, while a single step up stays the level's business.
 7. Forecast hour = (level + growth ahead) x weekday/weekend factor x shape (typical, high).
+8. Work over an interval at the high quantile (what a hold must fit): not the sum of each
+   hour's HIGH_QUANTILE, which assumes every hour bursts at once (on bursty load about 1.4
+   times what 20 hours bring on nine days out of ten). Each earlier day of the history gives
+   one analog of the interval: the forecast's typical hours plus that day's deviations at the
+   same wall-clock hours (contiguous, so bursts that cancel out over hours cancel out here
+   too), the deviations read against the median level of the days around it (SMOOTH_DAYS), so
+   a busy or a quiet day as a whole counts as one. The interval's high work is the
+   HIGH_QUANTILE of the analogs' totals (never below the typical sum). The analogs do not know
+   how far the current level (step 5) errs: on bursty load it moves about 10% from day to day,
+   which the fit margin (planning.HOLD_MARGIN) is there for. Fewer than MIN_ANALOGS analogs
+   (a young history): the sum of the hours' high quantiles, as before.
 
 The history is of demand (preferred: it does not shrink with the fleet) or of utilization,
 which reads low or not at all while the fleet is held scaled down; the caller passes what it
@@ -53,7 +64,7 @@ import weakref
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from operator import itemgetter
@@ -81,6 +92,9 @@ GROWTH_MIN_STEPS = 3  # fewer day-to-day steps (a young history) say nothing of 
 GROWTH_RISING = 0.8  # share of their day-to-day steps that must rise (5 of 6, 3 of 3)
 GROWTH_HORIZON_DAYS = 7.0  # growth is extrapolated this far at most
 ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about the level
+MIN_ANALOGS = 5  # fewer earlier days to take an interval's total from: per-hour quantiles summed
+SMOOTH_DAYS = 3  # the deviations are read against the median level of the days this far around
+ANALOG_GAPS = 0.5  # an analog missing more of the interval's hours than this share is left out
 
 _SECONDS_PER_HOUR = 3600
 _MOMENT = itemgetter(0)  # a sample's time
@@ -113,6 +127,8 @@ class Forecast:
     basis: str  # how it was made, for messages: "lookback average: history 5h < 1d"
     hours: tuple[HourForecast, ...]
     from_history: bool  # False: the lookback fallback
+    # Earlier days' deviations laid over these hours (step 8); None: per-hour quantiles summed.
+    analogs: _Analogs | None = None
 
     def load(self, moment: datetime, *, high: bool = False) -> float:
         """The load expected in the hour holding `moment` (the last hour's beyond the end)."""
@@ -126,13 +142,62 @@ class Forecast:
         return chosen.high if high else chosen.typical
 
     def work(self, start: datetime, end: datetime, *, high: bool = False) -> float:
-        """The load summed over [start, end), in unit-hours (e.g. utilization x hours)."""
-        total = 0.0
-        for hour in self.hours:
-            overlap = min(end, hour.start + HOUR) - max(start, hour.start)
-            if overlap > timedelta(0):
-                total += (hour.high if high else hour.typical) * (overlap / HOUR)
-        return total
+        """The load summed over [start, end), in unit-hours (e.g. utilization x hours); with
+        `high`, the HIGH_QUANTILE of that sum (module docstring, step 8)."""
+        return self.work_over(((start, end),), high=high)
+
+    def work_over(self, spans: Sequence[tuple[datetime, datetime]], *, high: bool = False) -> float:
+        """The load summed over several intervals (their total's quantile with `high`)."""
+        weights = self._weights(spans)
+        typical = sum(self.hours[index].typical * weight for index, weight in weights.items())
+        if not high:
+            return typical
+        if self.analogs is not None:
+            totals = self.analogs.totals(weights)
+            if len(totals) >= MIN_ANALOGS:
+                return max(_quantile(totals, HIGH_QUANTILE), typical)
+        return sum(self.hours[index].high * weight for index, weight in weights.items())
+
+    def _weights(self, spans: Iterable[tuple[datetime, datetime]]) -> dict[int, float]:
+        """The share of each forecast hour inside the intervals."""
+        weights: dict[int, float] = defaultdict(float)
+        for start, end in spans:
+            for index, hour in enumerate(self.hours):
+                overlap = min(end, hour.start + HOUR) - max(start, hour.start)
+                if overlap > timedelta(0):
+                    weights[index] += overlap / HOUR
+        return weights
+
+
+@dataclass(frozen=True)
+class _Analogs:
+    """Per earlier day (shift): each forecast hour's value as that day's deviations would
+    make it (None: no deviation known there, e.g. a gap), and the last forecast hour the
+    shift can serve (later ones would be read from the future)."""
+
+    values: tuple[tuple[float | None, ...], ...]  # [shift][hour]
+    typical: tuple[float, ...]  # [hour], filled in where a shift has no deviation
+    serves_until: tuple[int, ...]  # [shift]: hours with index < this can be served
+
+    def totals(self, weights: dict[int, float]) -> list[float]:
+        """One total per analog that covers the weighted hours well enough."""
+        if not weights:
+            return []
+        last = max(weights)
+        totals = []
+        for values, until in zip(self.values, self.serves_until, strict=True):
+            if last >= until:
+                continue
+            total, gaps = 0.0, 0.0
+            for index, weight in weights.items():
+                value = values[index]
+                if value is None:
+                    gaps += weight
+                    value = self.typical[index]
+                total += value * weight
+            if gaps <= ANALOG_GAPS * sum(weights.values()):
+                totals.append(total)
+        return totals
 
 
 def forecast_load(
@@ -162,7 +227,8 @@ def forecast_load(
             if all(math.isfinite(hour.high) for hour in hours):
                 left_out = f", {digest.held}h held left out" if digest.held else ""
                 basis = learned.basis(source) + left_out
-                return Forecast(source, basis, hours, from_history=True)
+                analogs = learned.analogs(starts, hours)
+                return Forecast(source, basis, hours, from_history=True, analogs=analogs)
             reason = "history values too large to add up"
     return _fallback(starts, digest, fallback, reason, source)
 
@@ -318,14 +384,45 @@ class _Learned:
     growth: float  # level per day the newest full days grew by (0: not growing steadily)
     history_level: float  # the median day level, to say how far the current level moved
     unseen: int  # wall-clock hours with no history, given the level itself
+    # Each history hour's deviation from its shape (ratio units), by local wall-clock hour
+    # (hours since the epoch on the zone's clock: a day earlier is 24 less, DST or not).
+    deviations: dict[int, float] = field(default_factory=dict)
 
     def expect(self, start: datetime) -> HourForecast:
+        typical, high, scale = self._parts(start)
+        return HourForecast(start, typical * scale, high * scale)
+
+    def _parts(self, start: datetime) -> tuple[float, float, float]:
+        """The typical and high shape ratios of the hour, and the scale they apply to."""
         local = start.astimezone(self.zone)
         day_type = _day_type(local, self.weekend_factor is not None)
         typical, high = self.shape.get((day_type, local.hour), (1.0, 1.0))
         ahead = min(max((start - self.as_of) / DAY, 0.0), GROWTH_HORIZON_DAYS)
         scale = (self.level + self.growth * ahead) * self._factor(day_type)
-        return HourForecast(start, typical * scale, high * scale)
+        return typical, high, scale
+
+    def analogs(self, starts: Sequence[datetime], hours: Sequence[HourForecast]) -> _Analogs | None:
+        """The earlier days laid over the forecast hours (module docstring, step 8)."""
+        if not self.deviations or not starts:
+            return None
+        clocks = [_local_hour(start, self.zone) for start in starts]
+        parts = [self._parts(start) for start in starts]
+        newest, oldest = max(self.deviations), min(self.deviations)
+        values, serves_until = [], []
+        shift = 1
+        while clocks[0] - 24 * shift >= oldest:
+            back = 24 * shift
+            row: list[float | None] = []
+            for clock, (typical, _, scale) in zip(clocks, parts, strict=True):
+                deviation = self.deviations.get(clock - back)
+                row.append(None if deviation is None else max(typical + deviation, 0.0) * scale)
+            values.append(tuple(row))
+            serves_until.append(bisect_right(clocks, newest + back))
+            shift += 1
+        if len(values) < MIN_ANALOGS:
+            return None
+        typicals = tuple(hour.typical for hour in hours)
+        return _Analogs(tuple(values), typicals, tuple(serves_until))
 
     def _factor(self, day_type: str) -> float:
         if day_type == _WEEKEND and self.weekend_factor is not None:
@@ -382,7 +479,42 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
         growth=_growth(list(equivalent.values())[-GROWTH_DAYS:]),
         history_level=_quantile(list(equivalent.values()), 0.5),
         unseen=24 - len({clock for _, clock in shape}),
+        deviations=_deviations(
+            sorted(hours, key=lambda hour: hour.start), equivalent, factors, shape, zone
+        ),
     )
+
+
+def _deviations(
+    hours: Iterable[_Hour],
+    equivalent: dict[date, float],
+    factors: dict[str, float],
+    shape: dict[tuple[str, int], tuple[float, float]],
+    zone: ZoneInfo,
+) -> dict[int, float]:
+    """Each hour's value over the median level of the days around it, less its shape's
+    typical ratio: what that hour brought beyond the typical one. The days around, not its
+    own day's level, so a whole day busier or quieter than usual shows as one."""
+    days = list(equivalent)
+    levels = list(equivalent.values())
+    smooth = {
+        day: _quantile(levels[max(index - SMOOTH_DAYS, 0) : index + SMOOTH_DAYS + 1], 0.5)
+        for index, day in enumerate(days)
+    }
+    deviations = {}
+    for hour in hours:
+        level = smooth.get(hour.day, 0.0) * factors[hour.day_type]
+        typical = shape.get((hour.day_type, hour.clock))
+        if level > 0 and typical is not None:
+            deviations[_local_hour(hour.start, zone)] = hour.value / level - typical[0]
+    return deviations
+
+
+def _local_hour(moment: datetime, zone: ZoneInfo) -> int:
+    """Hours since the epoch on the zone's wall clock."""
+    local = moment.astimezone(zone)
+    offset = local.utcoffset() or timedelta(0)
+    return int((moment.timestamp() + offset.total_seconds()) // _SECONDS_PER_HOUR)
 
 
 def _partial_levels(

@@ -1010,10 +1010,30 @@ def _savings_gate(ctx: _Context) -> tuple[Reason, str] | None:
         if breakdown.savings >= 0:
             return None
         return Reason.SAVINGS_NEGATIVE, "batch loses money"
-    if breakdown.savings > margin:
+    if breakdown.savings <= margin:
+        needed = f"needs more than {margin:.2f} {ctx.spec.costs.currency}/day (costs.savingsMargin)"
+        return Reason.SAVINGS_NEGATIVE, needed
+    unlearned = _unlearned_stake(ctx, breakdown)
+    if unlearned is not None and breakdown.savings <= unlearned:
+        return Reason.SAVINGS_NEGATIVE, (
+            f"needs more than {unlearned:.2f} {ctx.spec.costs.currency}/day while the forecast "
+            "is the lookback average (no day of history learned yet): the batch path's fixed "
+            "costs, staging and operations, which a busier day than the last lookback would "
+            "lose"
+        )
+    return None
+
+
+def _unlearned_stake(ctx: _Context, breakdown: CostBreakdown) -> float | None:
+    """Before a day of history is learned, the forecast is the last lookback's average: one
+    quiet hour would move a fleet whose day is busy (a public trace's first hour, at a sixth
+    of its daily load, moved a fleet that then lost money every day). A move on it must
+    then save more than the batch path's fixed costs per day. None: the forecast is learned,
+    or no history was read at all (the lookback is all there is to decide on)."""
+    forecast = ctx.forecast
+    if forecast is None or forecast.forecast.from_history or ctx.observed.history is None:
         return None
-    needed = f"needs more than {margin:.2f} {ctx.spec.costs.currency}/day (costs.savingsMargin)"
-    return Reason.SAVINGS_NEGATIVE, needed
+    return breakdown.data_staging + breakdown.operations
 
 
 def _leaning_batch(ctx: _Context) -> bool:
