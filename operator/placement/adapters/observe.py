@@ -1,15 +1,21 @@
 """One observation per evaluation: the adapters read everything `reconcile` decides from,
-once, into an immutable `Observation`."""
+once, into an immutable `Observation`.
+
+Written as a generator of the calls it needs (executor.Call), as the executor is: `observe`
+answers them synchronously (replay, fakes, tools); the operator drives `observing` in kopf's
+event loop, the cluster reads from its watch caches there and the Prometheus reads on a
+worker thread."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import WorkloadPlacementSpec
 from placement.core.cluster import Cluster
+from placement.core.executor import Call, Calls, ask, drive
 from placement.core.observation import DeploymentState, Observation, Reading, ScaledObjectState
 
 if TYPE_CHECKING:
@@ -28,42 +34,66 @@ def observe(
     """The target, the Deployments this placement holds, its Jobs, its ScaledObject (when
     KEDA is installed) and, when the target exists, the autoscalers on it and its
     metrics."""
+    return drive(
+        observing(spec, namespace=namespace, placement=placement, telemetry=telemetry),
+        cluster,
+        metrics,
+    )
+
+
+def read(method: str, *args: Any, **kwargs: Any) -> Call:
+    """A call to the metrics reader (`Metrics`)."""
+    return Call(method, args, kwargs, on="metrics")
+
+
+def observing(
+    spec: WorkloadPlacementSpec,
+    *,
+    namespace: str,
+    placement: str,
+    telemetry: Telemetry | None = None,
+) -> Calls[Observation]:
+    """`observe`, as the calls it makes."""
     telemetry = telemetry or Telemetry()
     target = spec.target.deployment
-    deployment = cluster.read_deployment(namespace, target)
-    claimed = claimed_by(cluster, namespace, placement, deployment)
-    jobs = tuple(cluster.placement_jobs(namespace, placement))
-    keda = cluster.keda_installed()
+    deployment: DeploymentState | None = yield ask("read_deployment", namespace, target)
+    claimed = yield from claiming(namespace, placement, deployment)
+    jobs = tuple((yield ask("placement_jobs", namespace, placement)))
+    keda: bool = yield ask("keda_installed")
     # Only a placement with spec.async, or one still holding a Deployment (async takes the
     # hold before it applies its ScaledObject and gives it back only after deleting it), can
     # have one: the others cost no request.
     scaled = None
     if keda and (spec.async_ is not None or claimed):
-        scaled = cluster.placement_scaled_object(namespace, placement)
+        scaled = yield ask("placement_scaled_object", namespace, placement)
     if deployment is None:
         return Observation(
             deployment=None, claimed=claimed, jobs=jobs, scaled_object=scaled, keda_installed=keda
         )
     other = deployment.managed_by
     other_exists = (
-        cluster.placement_exists(namespace, other) if other and other != placement else None
+        (yield ask("placement_exists", namespace, other)) if other and other != placement else None
     )
+    autoscalers = yield ask("conflicting_autoscalers", namespace, target)
     lookback = spec.metrics.lookback.timedelta
     reader = f"{namespace}/{placement}"
-    utilization = metrics.utilization(spec.metrics.utilization, lookback, reader=reader)
+    utilization: Reading = yield read(
+        "utilization", spec.metrics.utilization, lookback, reader=reader
+    )
     _count_failure(utilization, telemetry)
     queue: Reading | None = None
     if spec.metrics.queue_depth:
-        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback, reader=reader)
+        queue = yield read("queue_depth", spec.metrics.queue_depth, lookback, reader=reader)
         _count_failure(queue, telemetry)
-    demand = _optional(metrics.demand, spec.metrics.demand, lookback, reader, telemetry)
-    requests = _optional(metrics.requests, spec.metrics.requests, lookback, reader, telemetry)
-    async_queue = _optional(
-        metrics.async_queue, spec.async_.queue if spec.async_ else None, lookback, reader, telemetry
+    demand = yield from _optional("demand", spec.metrics.demand, lookback, reader, telemetry)
+    requests = yield from _optional("requests", spec.metrics.requests, lookback, reader, telemetry)
+    async_queue = yield from _optional(
+        "async_queue", spec.async_.queue if spec.async_ else None, lookback, reader, telemetry
     )
     # Demand does not shrink while the fleet is held, utilization does: demand when declared.
     source = "demand" if spec.metrics.demand else "utilization"
-    history = metrics.history(
+    history = yield read(
+        "history",
         spec.metrics.demand or spec.metrics.utilization,
         spec.metrics.history.timedelta,
         source=source,
@@ -73,7 +103,7 @@ def observe(
         deployment=deployment,
         claimed=claimed,
         jobs=jobs,
-        autoscalers=others_autoscalers(cluster.conflicting_autoscalers(namespace, target), scaled),
+        autoscalers=others_autoscalers(autoscalers, scaled),
         other_holder_exists=other_exists,
         utilization=utilization,
         queue_depth=queue,
@@ -104,7 +134,14 @@ def claimed_by(
     """The Deployments carrying this placement's hold: found by the hold label, and the
     target read already when it carries the hold annotations (a hold taken before the label
     was written with them)."""
-    claimed = cluster.claimed_by(namespace, placement)
+    return drive(claiming(namespace, placement, target), cluster)
+
+
+def claiming(
+    namespace: str, placement: str, target: DeploymentState | None
+) -> Calls[tuple[DeploymentState, ...]]:
+    """`claimed_by`, as the call it makes."""
+    claimed: list[DeploymentState] = list((yield ask("claimed_by", namespace, placement)))
     listed = {d.name for d in claimed}
     if target is not None and target.managed_by == placement and target.name not in listed:
         claimed.append(target)
@@ -112,16 +149,16 @@ def claimed_by(
 
 
 def _optional(
-    read: Callable[..., Reading],
+    method: str,
     expression: str | None,
     lookback: timedelta,
     reader: str,
     telemetry: Telemetry,
-) -> Reading | None:
+) -> Calls[Reading | None]:
     """The reading of a query the spec may leave out (None: not configured)."""
     if not expression:
         return None
-    reading = read(expression, lookback, reader=reader)
+    reading: Reading = yield read(method, expression, lookback, reader=reader)
     _count_failure(reading, telemetry)
     return reading
 
