@@ -4,11 +4,11 @@ once, into an immutable `Observation`.
 Written as a generator of the calls it needs (executor.Call), as the executor is: `observe`
 answers them synchronously (replay, fakes, tools); the operator drives `observing` in kopf's
 event loop, the cluster reads from its watch caches there and the Prometheus reads on a
-worker thread."""
+worker thread (all of one evaluation's in one trip there)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +41,6 @@ def observe(
     )
 
 
-def read(method: str, *args: Any, **kwargs: Any) -> Call:
-    """A call to the metrics reader (`Metrics`)."""
-    return Call(method, args, kwargs, on="metrics")
-
-
 def observing(
     spec: WorkloadPlacementSpec,
     *,
@@ -75,29 +70,9 @@ def observing(
         (yield ask("placement_exists", namespace, other)) if other and other != placement else None
     )
     autoscalers = yield ask("conflicting_autoscalers", namespace, target)
-    lookback = spec.metrics.lookback.timedelta
-    reader = f"{namespace}/{placement}"
-    utilization: Reading = yield read(
-        "utilization", spec.metrics.utilization, lookback, reader=reader
-    )
-    _count_failure(utilization, telemetry)
-    queue: Reading | None = None
-    if spec.metrics.queue_depth:
-        queue = yield read("queue_depth", spec.metrics.queue_depth, lookback, reader=reader)
-        _count_failure(queue, telemetry)
-    demand = yield from _optional("demand", spec.metrics.demand, lookback, reader, telemetry)
-    requests = yield from _optional("requests", spec.metrics.requests, lookback, reader, telemetry)
-    async_queue = yield from _optional(
-        "async_queue", spec.async_.queue if spec.async_ else None, lookback, reader, telemetry
-    )
-    # Demand does not shrink while the fleet is held, utilization does: demand when declared.
-    source = "demand" if spec.metrics.demand else "utilization"
-    history = yield read(
-        "history",
-        spec.metrics.demand or spec.metrics.utilization,
-        spec.metrics.history.timedelta,
-        source=source,
-        reader=reader,
+    # Every Prometheus read of the evaluation in one call: one trip to a reader thread.
+    read = yield Call(
+        "readings", (spec, f"{namespace}/{placement}", telemetry), on="metrics", function=readings
     )
     return Observation(
         deployment=deployment,
@@ -105,14 +80,9 @@ def observing(
         jobs=jobs,
         autoscalers=others_autoscalers(autoscalers, scaled),
         other_holder_exists=other_exists,
-        utilization=utilization,
-        queue_depth=queue,
         scaled_object=scaled,
         keda_installed=keda,
-        demand=demand,
-        requests=requests,
-        async_queue=async_queue,
-        history=history,
+        **read,
     )
 
 
@@ -148,17 +118,51 @@ def claiming(
     return tuple(claimed)
 
 
+def readings(
+    metrics: Metrics, spec: WorkloadPlacementSpec, reader: str, telemetry: Telemetry
+) -> dict[str, Any]:
+    """The placement's metrics, as the Observation's fields."""
+    lookback = spec.metrics.lookback.timedelta
+    utilization = metrics.utilization(spec.metrics.utilization, lookback, reader=reader)
+    _count_failure(utilization, telemetry)
+    queue: Reading | None = None
+    if spec.metrics.queue_depth:
+        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback, reader=reader)
+        _count_failure(queue, telemetry)
+    demand = _optional(metrics.demand, spec.metrics.demand, lookback, reader, telemetry)
+    requests = _optional(metrics.requests, spec.metrics.requests, lookback, reader, telemetry)
+    async_queue = _optional(
+        metrics.async_queue, spec.async_.queue if spec.async_ else None, lookback, reader, telemetry
+    )
+    # Demand does not shrink while the fleet is held, utilization does: demand when declared.
+    source = "demand" if spec.metrics.demand else "utilization"
+    history = metrics.history(
+        spec.metrics.demand or spec.metrics.utilization,
+        spec.metrics.history.timedelta,
+        source=source,
+        reader=reader,
+    )
+    return {
+        "utilization": utilization,
+        "queue_depth": queue,
+        "demand": demand,
+        "requests": requests,
+        "async_queue": async_queue,
+        "history": history,
+    }
+
+
 def _optional(
-    method: str,
+    read: Callable[..., Reading],
     expression: str | None,
     lookback: timedelta,
     reader: str,
     telemetry: Telemetry,
-) -> Calls[Reading | None]:
+) -> Reading | None:
     """The reading of a query the spec may leave out (None: not configured)."""
     if not expression:
         return None
-    reading: Reading = yield read(method, expression, lookback, reader=reader)
+    reading = read(expression, lookback, reader=reader)
     _count_failure(reading, telemetry)
     return reading
 

@@ -47,12 +47,14 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Call:
     """One call a generator needs answered: `method` of the cluster (or, `on="metrics"`, of
-    the metrics reader) with these arguments."""
+    the metrics reader) with these arguments; with `function`, that function of the cluster
+    (or metrics reader) and the arguments instead, e.g. several reads in one call."""
 
     method: str
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     on: str = "cluster"
+    function: Callable[..., Any] | None = None
 
 
 # A computation that yields the calls it needs and returns T.
@@ -81,6 +83,8 @@ def drive(calls: Calls[T], cluster: Any, metrics: Any = None) -> T:
 
 
 def _call(target: Any, call: Call) -> Any:
+    if call.function is not None:
+        return call.function(target, *call.args, **call.kwargs)
     return getattr(target, call.method)(*call.args, **call.kwargs)
 
 
