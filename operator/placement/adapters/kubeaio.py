@@ -65,7 +65,12 @@ class AsyncKube:
         self.connection = connection
         self.caches = caches
         self.telemetry = telemetry or Telemetry()
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        # Per connect and per read, as the synchronous client's timeout: the wait for one
+        # of the capped connections is not the API server's slowness (1,000 evaluations
+        # writing status at once queue there; a total bound failed them all).
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=timeout, sock_read=timeout
+        )
         # Deployments whose conditional write met a 409: the cache may be behind the API
         # server, so the next read of each is a request (and refreshes the cache).
         self._stale: set[tuple[str, str]] = set()
