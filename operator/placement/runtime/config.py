@@ -90,8 +90,9 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = field(default=())  # empty: every namespace
     posting_level: int = logging.WARNING  # log lines at this level and above become Events
     watch_timeout_seconds: int = 300
-    # Threads that read Prometheus (its client is synchronous); evaluations themselves run in
-    # kopf's event loop. Each evaluation's reads are one task for them.
+    # Evaluations at a time, in kopf's event loop (the others wait their turn, so kopf's own
+    # requests are not queued behind all of them), and as many threads reading Prometheus
+    # (its client is synchronous).
     workers: int = 4
     # Connections to the API server for requests, beside the watches: kopf's own session
     # (it has no limit) and the operator's writes (kubeaio) get this many each.

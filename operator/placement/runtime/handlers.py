@@ -228,7 +228,8 @@ def register(  # noqa: C901
             timeout=config.api_timeout_seconds,
         )
         # The Prometheus client is synchronous: its reads run on these threads, never on
-        # the loop.
+        # the loop; one per evaluation slot.
+        memo.evaluation_slots = asyncio.Semaphore(config.workers)
         memo.prometheus_threads = ThreadPoolExecutor(
             max_workers=config.workers, thread_name_prefix="prometheus"
         )
@@ -301,30 +302,33 @@ def register(  # noqa: C901
         unseen = generation != getattr(memo, "evaluated_generation", None)
         if not unseen and time.monotonic() < getattr(memo, "next_evaluation", 0.0):
             return
-        key = f"{body.metadata.namespace}/{body.metadata.name}"
-        liveness.started(key)
-        completed = False
-        try:
-            with telemetry.reconciling():
-                interval = await evaluate_async(
-                    body,
-                    patch,
-                    memo.kube,
-                    memo.metrics,
-                    clock(),
-                    logger,
-                    blocking=memo.blocking,
-                    telemetry=telemetry,
-                    scope_metrics=config.scope_metrics_to_namespace,
-                    job_history=job_history,
-                    job_pod_policy=config.job_pod_policy,
-                    protected=protected,
-                    keda_prometheus_url=config.keda_prometheus(),
-                )
-                await write_status_async(body, patch, memo.kube, memo, telemetry)
-            completed = True
-        finally:
-            liveness.finished(key, ok=completed)
+        # A few evaluations at a time: with all of them in the loop at once, kopf's own
+        # requests waited behind a whole round of them and timed out (bench/scale.py).
+        async with memo.evaluation_slots:
+            key = f"{body.metadata.namespace}/{body.metadata.name}"
+            liveness.started(key)
+            completed = False
+            try:
+                with telemetry.reconciling():
+                    interval = await evaluate_async(
+                        body,
+                        patch,
+                        memo.kube,
+                        memo.metrics,
+                        clock(),
+                        logger,
+                        blocking=memo.blocking,
+                        telemetry=telemetry,
+                        scope_metrics=config.scope_metrics_to_namespace,
+                        job_history=job_history,
+                        job_pod_policy=config.job_pod_policy,
+                        protected=protected,
+                        keda_prometheus_url=config.keda_prometheus(),
+                    )
+                    await write_status_async(body, patch, memo.kube, memo, telemetry)
+                completed = True
+            finally:
+                liveness.finished(key, ok=completed)
         memo.evaluated_generation = generation
         memo.next_evaluation = time.monotonic() + interval
 
