@@ -237,6 +237,14 @@ def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
+def thread_count(pid: int) -> int:
+    """The operator's threads at the end of the window (kopf's pool, clients', ours)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -445,6 +453,7 @@ def _measure(
             profile(pid, options.profile / f"profile-n{n}-{mode}", say)
         rss = peak_rss_mb(pid)
         rss_steady = peak_rss_mb(pid, "VmRSS")
+        threads = thread_count(pid)
         pids = cluster.pids()
         servers = {
             name: {"peak_rss_mb": round(peak_rss_mb(pids[name]), 1),
@@ -480,6 +489,7 @@ def _measure(
         "api_writes_idle_cycle": per_pass(last.api_writes - first.api_writes),
         "rss_mb": round(rss, 1),
         "rss_steady_mb": round(rss_steady, 1),
+        "operator_threads": threads,
         "cpu_s_per_cycle": per_pass(last.operator_cpu_s - first.operator_cpu_s),
         # The servers' CPU per second of the window (per pass is not theirs: they serve the
         # benchmark's own watch, the controllers and kwok too).

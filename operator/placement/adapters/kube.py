@@ -55,7 +55,7 @@ KEDA_ABSENT_SECONDS = 20.0
 
 
 # A merge patch that removes the hold: its annotations and its label.
-_WITHOUT_HOLD: dict[str, Any] = {
+WITHOUT_HOLD: dict[str, Any] = {
     "annotations": dict.fromkeys(HOLD_ANNOTATIONS),
     "labels": {PLACEMENT_LABEL: None},
 }
@@ -163,26 +163,16 @@ class KubeAdapter:
         With `resource_version` the write is conditional: the API server refuses it (409,
         raised as HoldConflict) when the Deployment changed since that read, e.g. because
         another placement took the hold first."""
-        annotations = {
-            ORIGINAL_REPLICAS_ANNOTATION: str(original),
-            MANAGED_BY_ANNOTATION: placement,
-            HELD_SINCE_ANNOTATION: since.isoformat(),
-            BASELINE_ANNOTATION: None
-            if baseline_utilization is None
-            else repr(baseline_utilization),
-        }
-        # The label finds held Deployments with one selected list; the annotations stay the
-        # record of the count.
-        metadata: dict[str, Any] = {
-            "annotations": annotations,
-            "labels": {PLACEMENT_LABEL: placement},
-        }
-        if resource_version is not None:
-            metadata["resourceVersion"] = resource_version  # a precondition in a merge patch
+        body = hold_patch(
+            replicas=replicas,
+            original=original,
+            placement=placement,
+            since=since,
+            baseline_utilization=baseline_utilization,
+            resource_version=resource_version,
+        )
         try:
-            self._patch_deployment(
-                namespace, name, {"metadata": metadata, "spec": {"replicas": replicas}}
-            )
+            self._patch_deployment(namespace, name, body)
         except ApiException as error:
             if error.status == 409:
                 with self._stale_lock:
@@ -197,7 +187,7 @@ class KubeAdapter:
             namespace,
             name,
             {
-                "metadata": _WITHOUT_HOLD,
+                "metadata": WITHOUT_HOLD,
                 "spec": {"replicas": replicas},
             },
         )
@@ -205,7 +195,7 @@ class KubeAdapter:
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop the operator's annotations without touching replicas."""
-        self._patch_deployment(namespace, name, {"metadata": _WITHOUT_HOLD})
+        self._patch_deployment(namespace, name, {"metadata": WITHOUT_HOLD})
 
     def _patch_deployment(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         """A refusal for good (a policy, a webhook, lost rights, the Deployment gone) raises
@@ -436,6 +426,33 @@ class KubeAdapter:
             self.caches.jobs.discard(namespace, name)
         self.telemetry.actuated("job_deleted")
         return True
+
+
+def hold_patch(
+    *,
+    replicas: int,
+    original: int,
+    placement: str,
+    since: datetime,
+    baseline_utilization: float | None,
+    resource_version: str | None,
+) -> dict[str, Any]:
+    """The merge patch that takes a hold: the replicas and the hold's record in one write."""
+    annotations = {
+        ORIGINAL_REPLICAS_ANNOTATION: str(original),
+        MANAGED_BY_ANNOTATION: placement,
+        HELD_SINCE_ANNOTATION: since.isoformat(),
+        BASELINE_ANNOTATION: None if baseline_utilization is None else repr(baseline_utilization),
+    }
+    # The label finds held Deployments with one selected list; the annotations stay the
+    # record of the count.
+    metadata: dict[str, Any] = {
+        "annotations": annotations,
+        "labels": {PLACEMENT_LABEL: placement},
+    }
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version  # a precondition in a merge patch
+    return {"metadata": metadata, "spec": {"replicas": replicas}}
 
 
 def plain(model: Any) -> dict[str, Any]:

@@ -232,8 +232,9 @@ class Connection:
     same host, CA, client certificate and token. The token is read at every request, so a
     rotated ServiceAccount token (the Configuration's refresh hook) is picked up."""
 
-    def __init__(self, configuration: client.Configuration) -> None:
+    def __init__(self, configuration: client.Configuration, *, connections: int = 0) -> None:
         self.configuration = configuration
+        self.connections = connections  # 0: no limit
         self.host = str(configuration.host).rstrip("/")
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
         if not configuration.verify_ssl:
@@ -256,9 +257,12 @@ class Connection:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # A connection per watch (a handful) and the lists at start: no cap needed.
+            # The watches': a connection per watch (a handful) and the lists at start, no
+            # cap needed. The requests' (kubeaio): capped, or a bulk apply opens hundreds.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl else False, limit=0)
+                connector=aiohttp.TCPConnector(
+                    ssl=self._ssl if self._ssl else False, limit=self.connections
+                )
             )
         return self._session
 

@@ -1,15 +1,21 @@
 """One observation per evaluation: the adapters read everything `reconcile` decides from,
-once, into an immutable `Observation`."""
+once, into an immutable `Observation`.
+
+Written as a generator of the calls it needs (executor.Call), as the executor is: `observe`
+answers them synchronously (replay, fakes, tools); the operator drives `observing` in kopf's
+event loop, the cluster reads from its watch caches there and the Prometheus reads on a
+worker thread (all of one evaluation's in one trip there)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import WorkloadPlacementSpec
 from placement.core.cluster import Cluster
+from placement.core.executor import Call, Calls, ask, drive
 from placement.core.observation import DeploymentState, Observation, Reading, ScaledObjectState
 
 if TYPE_CHECKING:
@@ -28,61 +34,55 @@ def observe(
     """The target, the Deployments this placement holds, its Jobs, its ScaledObject (when
     KEDA is installed) and, when the target exists, the autoscalers on it and its
     metrics."""
+    return drive(
+        observing(spec, namespace=namespace, placement=placement, telemetry=telemetry),
+        cluster,
+        metrics,
+    )
+
+
+def observing(
+    spec: WorkloadPlacementSpec,
+    *,
+    namespace: str,
+    placement: str,
+    telemetry: Telemetry | None = None,
+) -> Calls[Observation]:
+    """`observe`, as the calls it makes."""
     telemetry = telemetry or Telemetry()
     target = spec.target.deployment
-    deployment = cluster.read_deployment(namespace, target)
-    claimed = claimed_by(cluster, namespace, placement, deployment)
-    jobs = tuple(cluster.placement_jobs(namespace, placement))
-    keda = cluster.keda_installed()
+    deployment: DeploymentState | None = yield ask("read_deployment", namespace, target)
+    claimed = yield from claiming(namespace, placement, deployment)
+    jobs = tuple((yield ask("placement_jobs", namespace, placement)))
+    keda: bool = yield ask("keda_installed")
     # Only a placement with spec.async, or one still holding a Deployment (async takes the
     # hold before it applies its ScaledObject and gives it back only after deleting it), can
     # have one: the others cost no request.
     scaled = None
     if keda and (spec.async_ is not None or claimed):
-        scaled = cluster.placement_scaled_object(namespace, placement)
+        scaled = yield ask("placement_scaled_object", namespace, placement)
     if deployment is None:
         return Observation(
             deployment=None, claimed=claimed, jobs=jobs, scaled_object=scaled, keda_installed=keda
         )
     other = deployment.managed_by
     other_exists = (
-        cluster.placement_exists(namespace, other) if other and other != placement else None
+        (yield ask("placement_exists", namespace, other)) if other and other != placement else None
     )
-    lookback = spec.metrics.lookback.timedelta
-    reader = f"{namespace}/{placement}"
-    utilization = metrics.utilization(spec.metrics.utilization, lookback, reader=reader)
-    _count_failure(utilization, telemetry)
-    queue: Reading | None = None
-    if spec.metrics.queue_depth:
-        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback, reader=reader)
-        _count_failure(queue, telemetry)
-    demand = _optional(metrics.demand, spec.metrics.demand, lookback, reader, telemetry)
-    requests = _optional(metrics.requests, spec.metrics.requests, lookback, reader, telemetry)
-    async_queue = _optional(
-        metrics.async_queue, spec.async_.queue if spec.async_ else None, lookback, reader, telemetry
-    )
-    # Demand does not shrink while the fleet is held, utilization does: demand when declared.
-    source = "demand" if spec.metrics.demand else "utilization"
-    history = metrics.history(
-        spec.metrics.demand or spec.metrics.utilization,
-        spec.metrics.history.timedelta,
-        source=source,
-        reader=reader,
+    autoscalers = yield ask("conflicting_autoscalers", namespace, target)
+    # Every Prometheus read of the evaluation in one call: one trip to a reader thread.
+    read = yield Call(
+        "readings", (spec, f"{namespace}/{placement}", telemetry), on="metrics", function=readings
     )
     return Observation(
         deployment=deployment,
         claimed=claimed,
         jobs=jobs,
-        autoscalers=others_autoscalers(cluster.conflicting_autoscalers(namespace, target), scaled),
+        autoscalers=others_autoscalers(autoscalers, scaled),
         other_holder_exists=other_exists,
-        utilization=utilization,
-        queue_depth=queue,
         scaled_object=scaled,
         keda_installed=keda,
-        demand=demand,
-        requests=requests,
-        async_queue=async_queue,
-        history=history,
+        **read,
     )
 
 
@@ -104,11 +104,52 @@ def claimed_by(
     """The Deployments carrying this placement's hold: found by the hold label, and the
     target read already when it carries the hold annotations (a hold taken before the label
     was written with them)."""
-    claimed = cluster.claimed_by(namespace, placement)
+    return drive(claiming(namespace, placement, target), cluster)
+
+
+def claiming(
+    namespace: str, placement: str, target: DeploymentState | None
+) -> Calls[tuple[DeploymentState, ...]]:
+    """`claimed_by`, as the call it makes."""
+    claimed: list[DeploymentState] = list((yield ask("claimed_by", namespace, placement)))
     listed = {d.name for d in claimed}
     if target is not None and target.managed_by == placement and target.name not in listed:
         claimed.append(target)
     return tuple(claimed)
+
+
+def readings(
+    metrics: Metrics, spec: WorkloadPlacementSpec, reader: str, telemetry: Telemetry
+) -> dict[str, Any]:
+    """The placement's metrics, as the Observation's fields."""
+    lookback = spec.metrics.lookback.timedelta
+    utilization = metrics.utilization(spec.metrics.utilization, lookback, reader=reader)
+    _count_failure(utilization, telemetry)
+    queue: Reading | None = None
+    if spec.metrics.queue_depth:
+        queue = metrics.queue_depth(spec.metrics.queue_depth, lookback, reader=reader)
+        _count_failure(queue, telemetry)
+    demand = _optional(metrics.demand, spec.metrics.demand, lookback, reader, telemetry)
+    requests = _optional(metrics.requests, spec.metrics.requests, lookback, reader, telemetry)
+    async_queue = _optional(
+        metrics.async_queue, spec.async_.queue if spec.async_ else None, lookback, reader, telemetry
+    )
+    # Demand does not shrink while the fleet is held, utilization does: demand when declared.
+    source = "demand" if spec.metrics.demand else "utilization"
+    history = metrics.history(
+        spec.metrics.demand or spec.metrics.utilization,
+        spec.metrics.history.timedelta,
+        source=source,
+        reader=reader,
+    )
+    return {
+        "utilization": utilization,
+        "queue_depth": queue,
+        "demand": demand,
+        "requests": requests,
+        "async_queue": async_queue,
+        "history": history,
+    }
 
 
 def _optional(

@@ -2,14 +2,21 @@
 refused step means, is the Plan's (reconcile.py). Pure apart from the `Cluster` and
 `Effects` it is given: the operator passes the Kubernetes adapter and kopf's Events and
 logger, replay its simulation, the fast tests an in-memory fake.
+
+Written once as generators that yield each `Cluster` call (`Call`) and get its answer back
+(or its exception thrown in): `drive` answers them with a synchronous cluster (replay, the
+fakes, tools), `drive_async` with an asynchronous one in kopf's event loop (the operator),
+so both carry out the same plans the same way.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from placement.core.cluster import Cluster, HoldConflict, Refused, Retry
 from placement.core.observation import DeploymentState
@@ -34,6 +41,79 @@ from placement.core.reconcile import (
 )
 
 HOLD_ATTEMPTS = 5
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call a generator needs answered: `method` of the cluster (or, `on="metrics"`, of
+    the metrics reader) with these arguments; with `function`, that function of the cluster
+    (or metrics reader) and the arguments instead, e.g. several reads in one call."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    on: str = "cluster"
+    function: Callable[..., Any] | None = None
+
+
+# A computation that yields the calls it needs and returns T.
+Calls = Generator[Call, Any, T]
+
+
+def ask(method: str, *args: Any, **kwargs: Any) -> Call:
+    return Call(method, args, kwargs)
+
+
+def drive(calls: Calls[T], cluster: Any, metrics: Any = None) -> T:
+    """Answer every call synchronously; an exception a call raises is thrown into the
+    generator, where it is handled as if the call had been made in place."""
+    answer: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            call = calls.throw(error) if error is not None else calls.send(answer)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        answer, error = None, None
+        try:
+            answer = _call(metrics if call.on == "metrics" else cluster, call)
+        except Exception as raised:
+            error = raised
+
+
+def _call(target: Any, call: Call) -> Any:
+    if call.function is not None:
+        return call.function(target, *call.args, **call.kwargs)
+    return getattr(target, call.method)(*call.args, **call.kwargs)
+
+
+Blocking = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def drive_async(
+    calls: Calls[T], cluster: Any, metrics: Any = None, *, blocking: Blocking | None = None
+) -> T:
+    """As `drive`, in an event loop: a cluster method may be a coroutine (awaited); a
+    metrics call (a synchronous reader) goes through `blocking`, e.g. a worker thread, so
+    the loop never waits for Prometheus."""
+    answer: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            call = calls.throw(error) if error is not None else calls.send(answer)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        answer, error = None, None
+        try:
+            if call.on == "metrics" and blocking is not None:
+                answer = await blocking(functools.partial(_call, metrics, call))
+            else:
+                answer = _call(metrics if call.on == "metrics" else cluster, call)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+        except Exception as raised:
+            error = raised
 
 
 class Effects(Protocol):
@@ -70,6 +150,20 @@ def execute(
     """Run the steps in order (one whose required steps did not succeed is skipped), then
     report: metrics, Event, log line; delete the Jobs the report expires. The status patch
     is the caller's to write (`Executed.report.status`)."""
+    return drive(executing(plan, effects, namespace=namespace, placement=placement), cluster)
+
+
+async def execute_async(
+    plan: Plan, cluster: Any, effects: Effects, *, namespace: str, placement: str
+) -> Executed:
+    """`execute` with an asynchronous cluster (the `Cluster` methods as coroutines)."""
+    return await drive_async(
+        executing(plan, effects, namespace=namespace, placement=placement), cluster
+    )
+
+
+def executing(plan: Plan, effects: Effects, *, namespace: str, placement: str) -> Calls[Executed]:
+    """`execute`, as the calls it makes."""
     done: set[str] = set()
     trace: list[str] = []
     report = plan.report
@@ -78,47 +172,46 @@ def execute(
         if any(required not in done for required in step.requires):
             continue
         trace.append(describe(step))
-        ended = _run(step, plan, cluster, effects, namespace, placement, owned)
+        ended = yield from _run(step, plan, effects, namespace, placement, owned)
         if ended is not None:
             report = ended
             break
         if step.id:
             done.add(step.id)
-    trace += _report(report, cluster, effects, namespace)
+    trace += yield from _report(report, effects, namespace)
     return Executed(report, tuple(trace))
 
 
 def _run(
     step: Step,
     plan: Plan,
-    cluster: Cluster,
     effects: Effects,
     namespace: str,
     placement: str,
     owned: dict[str, dict[str, Any]],
-) -> Report | None:
+) -> Calls[Report | None]:
     """Carry out one step; a report when it ends the plan."""
     if isinstance(step, PostEvent):
         effects.post(step.event)
     elif isinstance(step, Log):
         effects.log(step.line)
     elif isinstance(step, ForgetHold):
-        cluster.forget(namespace, step.deployment)
+        yield ask("forget", namespace, step.deployment)
     elif isinstance(step, Restore):
-        cluster.restore(namespace, step.deployment, replicas=step.replicas)
+        yield ask("restore", namespace, step.deployment, replicas=step.replicas)
     elif isinstance(step, TakeHold):
-        holder = take_hold(cluster, namespace, placement, step)
+        holder = yield from taking_hold(namespace, placement, step)
         if holder is not None:
             return plan.lost_hold(holder)
     elif isinstance(step, ApplyScaledObject | DeleteScaledObject):
-        _scaled_object(step, cluster, effects, namespace)
+        yield _scaled_object(step, effects, namespace)
     else:
         # One owned manifest per Job: the one validated is the one created.
         if step.job not in owned:
             owned[step.job] = effects.own(step.manifest)
         manifest = owned[step.job]
         try:
-            cluster.create_job(namespace, manifest, dry_run=isinstance(step, ValidateJob))
+            yield ask("create_job", namespace, manifest, dry_run=isinstance(step, ValidateJob))
         except Refused as refusal:
             return plan.refused(step, refusal.detail)
     return None
@@ -128,11 +221,16 @@ def take_hold(cluster: Cluster, namespace: str, placement: str, step: TakeHold) 
     """Scale down and annotate the Deployment as read; None when done, else the placement
     that holds it now. A 409 for any other change (e.g. its status) is retried on a fresh
     read; a change to its replicas in between means the decision is stale: retried later."""
+    return drive(taking_hold(namespace, placement, step), cluster)
+
+
+def taking_hold(namespace: str, placement: str, step: TakeHold) -> Calls[str | None]:
     current = step.deployment
     name = current.name
     for _ in range(HOLD_ATTEMPTS):
         try:
-            cluster.scale_for_batch(
+            yield ask(
+                "scale_for_batch",
                 namespace,
                 name,
                 replicas=step.replicas,
@@ -144,7 +242,7 @@ def take_hold(cluster: Cluster, namespace: str, placement: str, step: TakeHold) 
             )
             return None
         except HoldConflict:
-            fresh = cluster.read_deployment(namespace, name)
+            fresh: DeploymentState | None = yield ask("read_deployment", namespace, name)
             if fresh is not None and fresh.managed_by and fresh.managed_by != placement:
                 return fresh.managed_by
             if fresh is None or fresh.replicas != current.replicas:
@@ -153,7 +251,7 @@ def take_hold(cluster: Cluster, namespace: str, placement: str, step: TakeHold) 
     raise Retry(f"deployment/{name} changed while being moved; deciding again")
 
 
-def _report(report: Report, cluster: Cluster, effects: Effects, namespace: str) -> list[str]:
+def _report(report: Report, effects: Effects, namespace: str) -> Calls[list[str]]:
     trace: list[str] = []
     if report.decided is not None:
         effects.decided(report.decided)
@@ -165,7 +263,7 @@ def _report(report: Report, cluster: Cluster, effects: Effects, namespace: str) 
     for job in report.prune:
         # Housekeeping: a failure is logged and retried at the next evaluation.
         try:
-            cluster.delete_job(namespace, job)
+            yield ask("delete_job", namespace, job)
         except Refused as refusal:
             effects.log(
                 LogLine(
@@ -183,12 +281,11 @@ def _report(report: Report, cluster: Cluster, effects: Effects, namespace: str) 
 
 
 def _scaled_object(
-    step: ApplyScaledObject | DeleteScaledObject, cluster: Cluster, effects: Effects, namespace: str
-) -> None:
+    step: ApplyScaledObject | DeleteScaledObject, effects: Effects, namespace: str
+) -> Call:
     if isinstance(step, ApplyScaledObject):
-        cluster.apply_scaled_object(namespace, effects.own(step.manifest))
-    else:
-        cluster.delete_scaled_object(namespace, step.name)
+        return ask("apply_scaled_object", namespace, effects.own(step.manifest))
+    return ask("delete_scaled_object", namespace, step.name)
 
 
 def describe(step: Step) -> str:
@@ -215,6 +312,13 @@ def release(
     steps: tuple[Step, ...], cluster: Cluster, effects: Effects, *, namespace: str
 ) -> tuple[str, ...]:
     """Carry out a deletion's steps (reconcile.release)."""
+    return drive(releasing(steps, effects, namespace=namespace), cluster)
+
+
+def releasing(
+    steps: tuple[Step, ...], effects: Effects, *, namespace: str
+) -> Calls[tuple[str, ...]]:
+    """`release`, as the calls it makes."""
     trace = []
     done: set[str] = set()
     for step in steps:
@@ -222,7 +326,7 @@ def release(
             continue
         trace.append(describe(step))
         try:
-            _run(step, Plan((), Report(), 0.0), cluster, effects, namespace, "", {})
+            yield from _run(step, Plan((), Report(), 0.0), effects, namespace, "", {})
         except Refused as refusal:
             if not isinstance(step, Restore | ForgetHold | DeleteScaledObject) or not (
                 step.if_refused
@@ -238,4 +342,18 @@ def release(
     return tuple(trace)
 
 
-__all__ = ["CreateJob", "Effects", "Executed", "execute", "release", "take_hold"]
+__all__ = [
+    "Call",
+    "Calls",
+    "CreateJob",
+    "Effects",
+    "Executed",
+    "drive",
+    "drive_async",
+    "execute",
+    "execute_async",
+    "executing",
+    "release",
+    "releasing",
+    "take_hold",
+]

@@ -728,7 +728,7 @@ def _run(args: argparse.Namespace) -> int:
     from placement.runtime.handlers import register
     from placement.runtime.memory import limit_malloc_arenas, trim_periodically
 
-    limit_malloc_arenas()  # before kopf starts its handler threads
+    limit_malloc_arenas()  # before any thread starts (the Prometheus readers, ours)
     trim_periodically()
 
     try:

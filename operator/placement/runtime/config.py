@@ -90,11 +90,12 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = field(default=())  # empty: every namespace
     posting_level: int = logging.WARNING  # log lines at this level and above become Events
     watch_timeout_seconds: int = 300
-    # Threads that run evaluations. They read the watch caches, not the API server, so they
-    # are CPU-bound: 20 starved kopf's event loop of the GIL at 1,000 placements (its own
-    # requests timed out; decided p50 356 s against 42 s with 4, bench/scale.py).
+    # Evaluations at a time, in kopf's event loop (the others wait their turn, so kopf's own
+    # requests are not queued behind all of them), and as many threads reading Prometheus
+    # (its client is synchronous).
     workers: int = 4
-    # Connections to the API server for requests, beside the watches (kopf has no limit).
+    # Connections to the API server for requests, beside the watches: kopf's own session
+    # (it has no limit) and the operator's writes (kubeaio) get this many each.
     api_connections: int = 20
     kubeconfig: str | None = None  # None: in-cluster ServiceAccount, else KUBECONFIG
     log_format: str = "text"  # or "json": one object per line, for log pipelines

@@ -2,7 +2,10 @@
 
 Each evaluation: observe once (observe.py: Deployment, held Deployments, Jobs, autoscalers,
 metrics) -> `reconcile()` (reconcile.py, pure: every decision, as a Plan of steps) ->
-execute the steps in order (executor.py) -> write status. Status and the Deployment's
+execute the steps in order (executor.py) -> write status. Every handler is a coroutine in
+kopf's event loop (no thread pool): the cluster reads come from the watch caches, the writes
+go through kubeaio's asynchronous client, and only the Prometheus reads (a synchronous
+client) run on a few worker threads of their own. Status and the Deployment's
 annotations are the whole state, so a restarted operator continues where the last one
 stopped; the count to restore is read from the Deployment's hold annotation only (status
 mirrors it).
@@ -10,12 +13,14 @@ mirrors it).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -25,15 +30,15 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from placement.adapters.kube import KubeAdapter, api_message
-from placement.adapters.kubewatch import ClusterCaches
-from placement.adapters.observe import claimed_by, observe
+from placement.adapters.kube import api_message
+from placement.adapters.kubeaio import AsyncKube
+from placement.adapters.kubewatch import ClusterCaches, Connection
+from placement.adapters.observe import claiming, observing
 from placement.adapters.prometheus import BatchedMetricsReader, Metrics, MetricsReader, QueryLimits
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import GROUP, PLURAL, VERSION
 from placement.core.cluster import Cluster, Retry
-from placement.core.executor import execute
-from placement.core.executor import release as run_release
+from placement.core.executor import Blocking, Calls, ask, drive, drive_async, executing, releasing
 from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets
 from placement.core.labels import FINALIZER
 from placement.core.observation import DeploymentState
@@ -198,7 +203,6 @@ def register(  # noqa: C901
         quiet_timer_successes()
         settings.watching.server_timeout = config.watch_timeout_seconds
         settings.watching.client_timeout = config.watch_timeout_seconds + 30
-        settings.execution.max_workers = config.workers
         settings.peering.lifetime = config.peering_lifetime_seconds
         settings.peering.stealth = True  # no log line per keep-alive
         # kopf's own requests (patches, Events, peering) time out like ours; watches keep
@@ -209,7 +213,6 @@ def register(  # noqa: C901
             # ask for it, instead of logging a 403 warning at every start.
             settings.scanning.disabled = True
         configuration = kubernetes_configuration(config.kubeconfig)
-        memo.api_client = k8s.ApiClient(configuration)
         # Deployments, Jobs and autoscalers from watches: an evaluation reads them from memory.
         memo.caches = ClusterCaches(
             configuration, config.namespaces, watch_timeout_seconds=config.watch_timeout_seconds
@@ -218,9 +221,25 @@ def register(  # noqa: C901
         if not await memo.caches.wait_synced(CACHE_SYNC_SECONDS):
             # Evaluations fail (and are retried) until they are: none decides on an empty cache.
             log.warning("watch caches not listed yet: %s", "; ".join(memo.caches.not_synced()))
-        memo.kube = KubeAdapter(
-            memo.api_client, telemetry, timeout=config.api_timeout_seconds, caches=memo.caches
+        # The requests' own session, capped: the watches keep theirs.
+        memo.kube = AsyncKube(
+            Connection(configuration, connections=config.api_connections),
+            memo.caches,
+            telemetry,
+            timeout=config.api_timeout_seconds,
         )
+        # The Prometheus client is synchronous: its reads run on these threads, never on
+        # the loop; one per evaluation slot.
+        memo.evaluation_slots = asyncio.Semaphore(config.workers)
+        memo.prometheus_threads = ThreadPoolExecutor(
+            max_workers=config.workers, thread_name_prefix="prometheus"
+        )
+        loop = asyncio.get_running_loop()
+
+        def blocking(read: Callable[[], Any]) -> asyncio.Future[Any]:
+            return loop.run_in_executor(memo.prometheus_threads, read)
+
+        memo.blocking = blocking
         reader = MetricsReader(
             config.prometheus_url,
             timeout=config.prometheus_timeout_seconds,
@@ -246,12 +265,15 @@ def register(  # noqa: C901
         caches = getattr(memo, "caches", None)
         if caches is not None:
             await caches.stop()
-        api_client = getattr(memo, "api_client", None)
-        if api_client is not None:
-            api_client.close()
+        kube = getattr(memo, "kube", None)
+        if kube is not None:
+            await kube.connection.close()
+        threads = getattr(memo, "prometheus_threads", None)
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
 
     @kopf.on.update(*RESOURCE, id="spec-changed", field="spec", registry=registry)
-    def spec_changed(memo: kopf.Memo, **_: Any) -> None:
+    async def spec_changed(memo: kopf.Memo, **_: Any) -> None:
         memo.next_evaluation = 0.0  # evaluate at the next tick, not after the interval
 
     @kopf.on.probe(id="evaluations", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
@@ -271,7 +293,7 @@ def register(  # noqa: C901
         backoff=config.tick_seconds,
         registry=registry,
     )
-    def reconcile(
+    async def reconcile(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: Logger, **_: Any
     ) -> None:
         generation = body.metadata.get("generation")
@@ -281,35 +303,39 @@ def register(  # noqa: C901
         unseen = generation != getattr(memo, "evaluated_generation", None)
         if not unseen and time.monotonic() < getattr(memo, "next_evaluation", 0.0):
             return
-        key = f"{body.metadata.namespace}/{body.metadata.name}"
-        liveness.started(key)
-        completed = False
-        try:
-            with telemetry.reconciling():
-                interval = evaluate(
-                    body,
-                    patch,
-                    memo.kube,
-                    memo.metrics,
-                    clock(),
-                    logger,
-                    telemetry=telemetry,
-                    scope_metrics=config.scope_metrics_to_namespace,
-                    job_history=job_history,
-                    job_pod_policy=config.job_pod_policy,
-                    protected=protected,
-                    keda_prometheus_url=config.keda_prometheus(),
-                )
-                write_status(body, patch, memo.kube, memo, telemetry)
-            completed = True
-        finally:
-            liveness.finished(key, ok=completed)
+        # A few evaluations at a time: with all of them in the loop at once, kopf's own
+        # requests waited behind a whole round of them and timed out (bench/scale.py).
+        async with memo.evaluation_slots:
+            key = f"{body.metadata.namespace}/{body.metadata.name}"
+            liveness.started(key)
+            completed = False
+            try:
+                with telemetry.reconciling():
+                    interval = await evaluate_async(
+                        body,
+                        patch,
+                        memo.kube,
+                        memo.metrics,
+                        clock(),
+                        logger,
+                        blocking=memo.blocking,
+                        telemetry=telemetry,
+                        scope_metrics=config.scope_metrics_to_namespace,
+                        job_history=job_history,
+                        job_pod_policy=config.job_pod_policy,
+                        protected=protected,
+                        keda_prometheus_url=config.keda_prometheus(),
+                    )
+                    await write_status_async(body, patch, memo.kube, memo, telemetry)
+                completed = True
+            finally:
+                liveness.finished(key, ok=completed)
         memo.evaluated_generation = generation
         memo.next_evaluation = time.monotonic() + interval
 
     @kopf.on.delete(*RESOURCE, id="restore-on-delete", registry=registry)
-    def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
-        restore_for_deletion(body, memo.kube, logger)
+    async def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
+        await drive_async(restoring(body, logger), memo.kube)
         ADMITTED.forget(str(body.metadata.uid))
         telemetry.forget(str(body.metadata.namespace), str(body.metadata.name))
 
@@ -337,6 +363,56 @@ def evaluate(
     """Evaluate one placement: observe once, reconcile (every decision), execute the plan,
     and leave its status in `patch` (for `write_status`); return seconds until it is due
     again. `job_history`: succeeded and failed Jobs kept."""
+    return drive(
+        evaluating(
+            body,
+            patch,
+            now,
+            logger,
+            telemetry=telemetry,
+            scope_metrics=scope_metrics,
+            job_pod_policy=job_pod_policy,
+            protected=protected,
+            job_history=job_history,
+            keda_prometheus_url=keda_prometheus_url,
+        ),
+        kube,
+        metrics,
+    )
+
+
+async def evaluate_async(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    kube: AsyncKube,
+    metrics: Metrics,
+    now: dt.datetime,
+    logger: Logger,
+    *,
+    blocking: Blocking,
+    **options: Any,
+) -> float:
+    """`evaluate` in the event loop: the cluster's calls awaited, the metrics reads through
+    `blocking` (worker threads)."""
+    return await drive_async(
+        evaluating(body, patch, now, logger, **options), kube, metrics, blocking=blocking
+    )
+
+
+def evaluating(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    now: dt.datetime,
+    logger: Logger,
+    *,
+    telemetry: Telemetry | None = None,
+    scope_metrics: bool = True,
+    job_pod_policy: JobPodPolicy | None = None,
+    protected: ProtectedTargets | None = None,
+    job_history: tuple[int, int] = (3, 1),
+    keda_prometheus_url: str = "",
+) -> Calls[float]:
+    """`evaluate`, as the calls it makes."""
     telemetry = telemetry or Telemetry()
     settings = Settings(
         scope_metrics=scope_metrics,
@@ -353,19 +429,14 @@ def evaluate(
         spec = plan
         if admitted is None:
             ADMITTED.remember(spec_key, spec)
-        observation = observe(
-            kube,
-            metrics,
-            spec,
-            namespace=placement.namespace,
-            placement=placement.name,
-            telemetry=telemetry,
+        observation = yield from observing(
+            spec, namespace=placement.namespace, placement=placement.name, telemetry=telemetry
         )
         plan = reconcile(placement, spec, observation, now, settings)
     effects = KopfEffects(body, logger, telemetry)
     try:
-        executed = execute(
-            plan, kube, effects, namespace=placement.namespace, placement=placement.name
+        executed = yield from executing(
+            plan, effects, namespace=placement.namespace, placement=placement.name
         )
     except Retry as retry:
         raise kopf.TemporaryError(str(retry), delay=1) from retry
@@ -459,7 +530,7 @@ def log_decision(logger: Logger, decision: Decision, deployment: DeploymentState
 def write_status(
     body: kopf.Body,
     patch: kopf.Patch,
-    kube: KubeAdapter,
+    kube: Cluster,
     memo: kopf.Memo,
     telemetry: Telemetry,
 ) -> None:
@@ -470,12 +541,25 @@ def write_status(
     is reported (Warning Event once per message, a log line, a metric) and the placement is
     evaluated again at its next turn. Transient errors (5xx, 429, timeouts) raise, and kopf
     retries at the next tick."""
+    drive(writing_status(body, patch, memo, telemetry), kube)
+
+
+async def write_status_async(
+    body: kopf.Body, patch: kopf.Patch, kube: AsyncKube, memo: kopf.Memo, telemetry: Telemetry
+) -> None:
+    await drive_async(writing_status(body, patch, memo, telemetry), kube)
+
+
+def writing_status(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, telemetry: Telemetry
+) -> Calls[None]:
+    """`write_status`, as the call it makes."""
     status = patch.pop("status", None)
     if not status:
         return
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     try:
-        kube.patch_placement_status(namespace, name, dict(status))
+        yield ask("patch_placement_status", namespace, name, dict(status))
     except ApiException as error:
         if error.status is None or error.status >= 500 or error.status in (409, 429):
             raise
@@ -502,9 +586,15 @@ def write_status(
 def restore_for_deletion(body: kopf.Body, kube: Cluster, logger: Logger) -> None:
     """Give back every Deployment this placement holds before the finalizer lets it go
     (reconcile.release decides how)."""
+    drive(restoring(body, logger), kube)
+
+
+def restoring(body: kopf.Body, logger: Logger) -> Calls[tuple[str, ...]]:
+    """`restore_for_deletion`, as the calls it makes."""
     placement = placement_of(body)
     target = (placement.spec.get("target") or {}).get("deployment")
-    deployment = kube.read_deployment(placement.namespace, target) if target else None
-    claimed = claimed_by(kube, placement.namespace, placement.name, deployment)
+    deployment = (yield ask("read_deployment", placement.namespace, target)) if target else None
+    claimed = yield from claiming(placement.namespace, placement.name, deployment)
     steps = release(placement, claimed)
-    run_release(steps, kube, KopfEffects(body, logger, None), namespace=placement.namespace)
+    effects = KopfEffects(body, logger, None)
+    return (yield from releasing(steps, effects, namespace=placement.namespace))
