@@ -402,7 +402,7 @@ def _context(
     planning = None
     if forecast is not None and replicas is not None:
         planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
-        planning = planner.plan(recorded.planned_hold if recorded.holding else None, held_hours)
+        planning = _planning(planner, recorded, now, held_hours)
     breakdown = None
     if planning is not None and planning.plan is not None:
         breakdown = planning.plan.breakdown
@@ -454,6 +454,26 @@ def _context(
         backlog=backlog,
         replicas_per_demand=ratio,
     )
+
+
+def _planning(planner: Planner, state: State, now: datetime, held_hours: float) -> Planning:
+    """While holding, the hold taken at the move. Realtime after a restore or a HoldPlanned
+    stay, the plan announced then is kept until it starts: right after a hold ends the
+    lookback's utilization still covers the held hours (near zero) and would plan a hold
+    the load does not allow; once it starts, the plan is chosen afresh."""
+    if state.holding:
+        return planner.plan(state.planned_hold, held_hours)
+    kept = state.planned_hold
+    if (
+        kept is not None
+        and state.last_reason in (Reason.HOLD_PLANNED, Reason.RESTORED)
+        and now < kept[0] < kept[1] == planner.window.end
+    ):
+        fresh = planner.choose(held_hours)
+        return Planning(
+            planner.hold(kept[0]), longest_hours=held_hours, longer_fits=fresh.longer_fits
+        )
+    return planner.choose(held_hours)
 
 
 def _usable_demand(observed: Observed) -> float | None:
@@ -729,6 +749,10 @@ def _backlog_will_miss(ctx: _Context) -> Decision | None:
     if not ctx.state.holding or backlog is None or backlog.fits:
         return None
     if _succeeded_in(ctx, ctx.window) or ctx.now >= ctx.window.end:
+        return None
+    if ctx.plan is not None and not ctx.plan.contains(ctx.now):
+        # The hold taken ended with its window and the next one has not started: the plan's
+        # end, restored by the hold gate (HoldPlanned), not a window about to be missed.
         return None
     if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
         state = replace(ctx.state, fallback_until=ctx.window.end)
@@ -1092,9 +1116,18 @@ def _hold_gate(ctx: _Context) -> tuple[Reason, str] | None:
     if not ctx.state.holding and not _would_act(ctx):
         return None
     return Reason.HOLD_PLANNED, (
-        f"realtime until the {plan.describe()}; a longer hold "
+        _hold_ended_text(ctx)
+        + f"realtime until the {plan.describe()}; a longer hold "
         + ("saves less" if planning.longer_fits else "would not fit the window")
     )
+
+
+def _hold_ended_text(ctx: _Context) -> str:
+    """Holding past the end of the hold taken: the plan's end, said as such."""
+    taken = ctx.state.planned_hold if ctx.state.holding else None
+    if taken is None or ctx.now < taken[1]:
+        return ""
+    return f"the planned hold ended at {_utc(taken[1])} with its window; "
 
 
 def _would_act(ctx: _Context) -> bool:
@@ -1505,6 +1538,10 @@ def _finish(ctx: _Context, decision: Decision) -> Decision:
     if state.holding and decision.plan is not None:
         # Held into the next window's hold: that one is kept until it ends, as at a move.
         state = replace(state, planned_hold=(decision.plan.start, decision.plan.end))
+    elif not state.holding:
+        # As status records it (status.batch.plannedHold) and the next evaluation reads it.
+        plan = decision.plan
+        state = replace(state, planned_hold=None if plan is None else (plan.start, plan.end))
     decision = replace(decision, state=state, noteworthy=noteworthy)
     return replace(decision, conditions=_conditions(ctx, decision))
 
