@@ -402,7 +402,9 @@ def _context(
     planning = None
     if forecast is not None and replicas is not None:
         planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
-        planning = _planning(planner, recorded, now, held_hours)
+        # Right after a hold ends with its window, the lookback still covers held hours.
+        settled = last_ended_window(spec.batch.window, now).end + spec.metrics.lookback.timedelta
+        planning = _planning(planner, recorded, now, held_hours, settled)
     breakdown = None
     if planning is not None and planning.plan is not None:
         breakdown = planning.plan.breakdown
@@ -456,17 +458,20 @@ def _context(
     )
 
 
-def _planning(planner: Planner, state: State, now: datetime, held_hours: float) -> Planning:
-    """While holding, the hold taken at the move. Realtime after a restore or a HoldPlanned
-    stay, the plan announced then is kept until it starts: right after a hold ends the
-    lookback's utilization still covers the held hours (near zero) and would plan a hold
-    the load does not allow; once it starts, the plan is chosen afresh."""
+def _planning(
+    planner: Planner, state: State, now: datetime, held_hours: float, settled: datetime
+) -> Planning:
+    """While holding, the hold taken at the move. Realtime right after a restore (until
+    `settled`: the last window's end plus metrics.lookback), the plan announced at the
+    restore is kept: the lookback's utilization still covers the held hours (near zero) and
+    would plan a hold the load does not allow. Otherwise the best plan for the window."""
     if state.holding:
         return planner.plan(state.planned_hold, held_hours)
     kept = state.planned_hold
     if (
         kept is not None
         and state.last_reason in (Reason.HOLD_PLANNED, Reason.RESTORED)
+        and now < settled
         and now < kept[0] < kept[1] == planner.window.end
     ):
         fresh = planner.choose(held_hours)
