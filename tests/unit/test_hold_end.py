@@ -135,3 +135,25 @@ def test_after_the_planned_end_a_lookback_still_covering_the_hold_moves_nothing(
     assert settled.reason is Reason.HOLD_PLANNED
     moved, _ = placement.evaluate(_at(22, 23), jobs=(job,))
     assert moved.reason is Reason.MOVED_TO_BATCH
+
+
+def test_a_hold_as_long_as_acceptable_delay_ends_with_its_window_too() -> None:
+    # acceptableDelay 12h: the next hold starts at 17:00; at 05:00 work would wait a day.
+    changes = {**DEMAND, "latency.acceptableDelay": "12h"}
+    spec = make_spec(**changes)
+    observed = Observed(
+        replicas=4, utilization=EXAMPLE_UTILIZATION, demand=100.0, backlog_metrics=True
+    )
+    moved = decide(spec, observed, State(name="summarizer"), now=_at(21, 22))
+    assert moved.reason is Reason.MOVED_TO_BATCH
+    job = JobObservation("summarizer-20261122-0100", JobOutcome.SUCCEEDED, _at(22, 2))
+    held = Observed(replicas=0, demand=100.0, queue_depth=0.0, backlog_metrics=True, jobs=(job,))
+    ended = decide(spec, held, moved.state, now=_at(22, 5))
+    assert (ended.action, ended.reason, ended.desired_replicas) == (
+        Action.RESTORE,
+        Reason.RESTORED,
+        4,
+    )
+    assert "DelayNotTolerated: the planned hold ended at 2026-11-22 05:00 UTC with its window" in (
+        ended.message
+    )

@@ -1023,7 +1023,7 @@ def _delay_gate(ctx: _Context) -> tuple[Reason, str] | None:
     if ctx.wait <= delay.timedelta:
         return None
     return Reason.DELAY_NOT_TOLERATED, (
-        f"work arriving now waits {format_duration(ctx.wait)} until window "
+        f"{_hold_ended_text(ctx)}work arriving now waits {format_duration(ctx.wait)} until window "
         f"{ctx.window.describe()} ends > acceptableDelay {delay}"
     )
 
