@@ -88,7 +88,7 @@ EVENTS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.BACKLOG_WILL_MISS_WINDOW: (
         "Warning",
-        "Held, and the backlog projected from `metrics.demand` and `metrics.queueDepth` (work waiting plus work still arriving, as batch pod-hours) no longer fits the window: realtime restored before the window is missed (phase Fallback until the window ends); with `fallback.action: Alert` only this Warning. The message has the numbers.",
+        "Held, and the backlog projected from `metrics.demand` and `metrics.queueDepth` (work waiting plus work still arriving, as batch pod-hours) no longer fits the window (arrivals counted from the planned hold's start; not projected between two holds, when the plan ends the hold instead): realtime restored before the window is missed (phase Fallback until the window ends); with `fallback.action: Alert` only this Warning. The message has the numbers.",
     ),
     Reason.FALLBACK_RESTORED: (
         "Warning",
@@ -96,7 +96,7 @@ EVENTS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.RESTORED: (
         "Normal",
-        "The original replicas were given back: a gate now says realtime, the placement was deleted or retargeted.",
+        "The original replicas were given back: a planned hold ended with its window and the next one starts later (the message says `the planned hold ended` and when the next starts; a next hold that starts right away is held on into without a restore), a gate now says realtime, the placement was deleted or retargeted.",
     ),
     Reason.METRICS_UNAVAILABLE: (
         "Warning",

@@ -111,7 +111,11 @@ def test_a_day_of_planned_holds() -> None:
         Reason.RESTORED,
         4,
     )
-    assert "HoldPlanned: realtime until the planned hold 2026-11-22 23:00" in restored.message
+    assert restored.event_type is EventType.NORMAL
+    assert (
+        "HoldPlanned: the planned hold ended at 2026-11-22 05:00 UTC with its window; "
+        "realtime until the planned hold 2026-11-22 23:00"
+    ) in restored.message
     assert "originalReplicas" not in placement.stored
     after, _ = placement.evaluate(_at(22, 5, 5), jobs=(job,))
     assert after.reason is Reason.HOLD_PLANNED

@@ -6,9 +6,11 @@ count) and the queue (`metrics.queueDepth`, work waiting, in the same unit). Con
 replicas one unit of demand keeps busy (measured while realtime, recorded at the move):
 
     waiting now (replica-hours) = queue depth x replicas per demand / 3600
-    arriving until window end   = the forecast's high quantile over [now, window end), scaled
-                                  up by how far the demand observed now is above the forecast
-                                  of this hour (a load that rose is not averaged away)
+    arriving until window end   = the forecast's high quantile over [now, window end) (from the
+                                  planned hold's start when that is later: what arrives before
+                                  it is served realtime), scaled up by how far the demand
+                                  observed now is above the forecast of this hour (a load that
+                                  rose is not averaged away)
     projected batch pod-hours   = (waiting + arriving) / batchEfficiency x (1 + retryRate)
     window capacity             = parallel pods x hours of the window from now on
 
@@ -111,7 +113,10 @@ def project_backlog(
     if inputs.demand is None and inputs.queue is None:
         return Backlog(False, "backlog not watched: neither demand nor queue depth was read")
     observed_rate = None if inputs.demand is None else inputs.demand * ratio  # replicas busy
-    level, arriving = _arrivals(forecast, observed_rate, now, window.end)
+    # The next window's hold may start later than now (its plan shorter than a day): what
+    # arrives before it is the realtime fleet's, not this window's.
+    arriving_from = max(now, inputs.hold_start) if inputs.hold_start is not None else now
+    level, arriving = _arrivals(forecast, observed_rate, now, arriving_from, window.end)
     note = ""
     if inputs.queue is not None:
         waiting = inputs.queue * ratio / SECONDS_PER_HOUR
@@ -134,13 +139,17 @@ def project_backlog(
 
 
 def _arrivals(
-    forecast: WorkForecast | None, observed_rate: float | None, now: datetime, end: datetime
+    forecast: WorkForecast | None,
+    observed_rate: float | None,
+    now: datetime,
+    start: datetime,
+    end: datetime,
 ) -> tuple[float, float]:
-    """(level, replica-hours arriving over [now, end))."""
-    hours = max((end - now).total_seconds() / 3600, 0.0)
+    """(level, replica-hours arriving over [start, end)); the level is read at `now`."""
+    hours = max((end - start).total_seconds() / 3600, 0.0)
     if forecast is None:
         return 1.0, (observed_rate or 0.0) * hours
-    high = forecast.work(now, end, high=True)
+    high = forecast.work(start, end, high=True)
     expected = forecast.rate(now, high=True)  # above its high quantile: the load rose
     if observed_rate is None:
         return 1.0, high

@@ -403,8 +403,9 @@ def _context(
     planning = None
     if forecast is not None and replicas is not None:
         planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
-        taken = recorded.planned_hold if recorded.holding else None
-        planning = remembered_plan(planner, taken, held_hours, now)
+        # Right after a hold ends with its window, the lookback still covers held hours.
+        settled = last_ended_window(spec.batch.window, now).end + spec.metrics.lookback.timedelta
+        planning = _planning(planner, recorded, now, held_hours, settled)
     breakdown = None
     if planning is not None and planning.plan is not None:
         breakdown = planning.plan.breakdown
@@ -456,6 +457,29 @@ def _context(
         backlog=backlog,
         replicas_per_demand=ratio,
     )
+
+
+def _planning(
+    planner: Planner, state: State, now: datetime, held_hours: float, settled: datetime
+) -> Planning:
+    """While holding, the hold taken at the move. Realtime right after a restore (until
+    `settled`: the last window's end plus metrics.lookback), the plan announced at the
+    restore is kept: the lookback's utilization still covers the held hours (near zero) and
+    would plan a hold the load does not allow. Otherwise the best plan for the window."""
+    if state.holding:
+        return remembered_plan(planner, state.planned_hold, held_hours, now)
+    fresh = remembered_plan(planner, None, held_hours, now)
+    kept = state.planned_hold
+    if (
+        kept is not None
+        and state.last_reason in (Reason.HOLD_PLANNED, Reason.RESTORED)
+        and now < settled
+        and now < kept[0] < kept[1] == planner.window.end
+    ):
+        return Planning(
+            planner.hold(kept[0]), longest_hours=held_hours, longer_fits=fresh.longer_fits
+        )
+    return fresh
 
 
 def _usable_demand(observed: Observed) -> float | None:
@@ -732,6 +756,10 @@ def _backlog_will_miss(ctx: _Context) -> Decision | None:
         return None
     if _succeeded_in(ctx, ctx.window) or ctx.now >= ctx.window.end:
         return None
+    if ctx.plan is not None and not ctx.plan.contains(ctx.now):
+        # The hold taken ended with its window and the next one has not started: the plan's
+        # end, restored by the hold gate (HoldPlanned), not a window about to be missed.
+        return None
     if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
         state = replace(ctx.state, fallback_until=ctx.window.end)
         return _restore(
@@ -996,7 +1024,7 @@ def _delay_gate(ctx: _Context) -> tuple[Reason, str] | None:
     if ctx.wait <= delay.timedelta:
         return None
     return Reason.DELAY_NOT_TOLERATED, (
-        f"work arriving now waits {format_duration(ctx.wait)} until window "
+        f"{_hold_ended_text(ctx)}work arriving now waits {format_duration(ctx.wait)} until window "
         f"{ctx.window.describe()} ends > acceptableDelay {delay}"
     )
 
@@ -1114,9 +1142,18 @@ def _hold_gate(ctx: _Context) -> tuple[Reason, str] | None:
     if not ctx.state.holding and not _would_act(ctx):
         return None
     return Reason.HOLD_PLANNED, (
-        f"realtime until the {plan.describe()}; a longer hold "
+        _hold_ended_text(ctx)
+        + f"realtime until the {plan.describe()}; a longer hold "
         + ("saves less" if planning.longer_fits else "would not fit the window")
     )
+
+
+def _hold_ended_text(ctx: _Context) -> str:
+    """Holding past the end of the hold taken: the plan's end, said as such."""
+    taken = ctx.state.planned_hold if ctx.state.holding else None
+    if taken is None or ctx.now < taken[1]:
+        return ""
+    return f"the planned hold ended at {_utc(taken[1])} with its window; "
 
 
 def _would_act(ctx: _Context) -> bool:
@@ -1527,6 +1564,10 @@ def _finish(ctx: _Context, decision: Decision) -> Decision:
     if state.holding and decision.plan is not None:
         # Held into the next window's hold: that one is kept until it ends, as at a move.
         state = replace(state, planned_hold=(decision.plan.start, decision.plan.end))
+    elif not state.holding:
+        # As status records it (status.batch.plannedHold) and the next evaluation reads it.
+        plan = decision.plan
+        state = replace(state, planned_hold=None if plan is None else (plan.start, plan.end))
     decision = replace(decision, state=state, noteworthy=noteworthy)
     return replace(decision, conditions=_conditions(ctx, decision))
 
