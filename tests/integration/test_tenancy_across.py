@@ -129,7 +129,7 @@ def test_a_tenant_over_the_series_bound_costs_the_others_no_reading(
         (noisy, "w0"),
         *((ns, "web") for ns in quiet[2:]),
     ]
-    for round_ in range(3):
+    for _ in range(3):
         before = _queries(prometheus)
         readings = _pass(batched, placements)
         for ns in quiet:
@@ -141,4 +141,4 @@ def test_a_tenant_over_the_series_bound_costs_the_others_no_reading(
         assert not any(ns in detail for ns in quiet)
     # The last pass: the quiet namespaces' one batch (current samples and average), and the
     # noisy namespace's own query, over the bound.
-    assert _queries(prometheus) - before == 3, round_
+    assert _queries(prometheus) - before == 3

@@ -259,7 +259,7 @@ def test_an_unscoped_query_of_another_namespace_is_not_read_across() -> None:
         one_pass(batched, [("a", "web"), ("b", "web")])
         reading = batched.utilization(expression("b", "web"), LOOKBACK, reader="a/p")
         assert reading.value == value_of("b")
-    assert batched.batches.batches(group_query(expression("b", "web")).shape) == [("a", "b")]  # type: ignore[union-attr]
+    assert batched.batches.batches(group_query(expression("b", "web")).shape) == [("a", "b")]
     assert any('namespace="b"' in query for query in prometheus.queries)
 
 
@@ -326,7 +326,7 @@ def test_a_noisy_tenant_over_the_bound_costs_the_others_no_reading() -> None:
         assert "noisy" not in first[(ns, "web")][2]
     outcome, _, detail = first[("noisy", "web")]
     assert outcome is Outcome.TOO_LARGE and "namespace noisy" in detail
-    shape = group_query(expression("noisy", "web")).shape  # type: ignore[union-attr]
+    shape = group_query(expression("noisy", "web")).shape
     assert batched.batches.batches(shape) == [("noisy",), tuple(quiet)]
     prometheus.queries.clear()
     second = one_pass(batched, placements)
