@@ -381,3 +381,24 @@ def test_a_failed_batch_is_tried_again_after_the_hold() -> None:
     now[0] = 601.0
     one_pass(batched, [("a", "web"), ("b", "web")])
     assert any("a|b" in query for query in prometheus.queries)
+
+
+def test_a_shape_without_aggregation_keeps_each_series_and_counts_them_all() -> None:
+    # Two pods' series of one workload: several series, as on its own; both count toward
+    # the batch's bound.
+    table = [*fleet(["a", "b"])]
+    table.append(({**util("a", "web", 0.3)[0], "pod": "web-2"}, 0.3))
+    prometheus = FakePrometheus(table)
+    alone = FakePrometheus(table)
+    batched = BatchedMetricsReader(prometheus, max_age=60)
+    for _ in range(2):
+        for ns in ("a", "b"):
+            query = f'vllm_util{{namespace="{ns}",deployment="web"}}'
+            reading = batched.utilization(query, LOOKBACK, reader=f"{ns}/web")
+            own = alone.utilization(query, LOOKBACK)
+            assert (reading.outcome, reading.value) == (own.outcome, own.value)
+    assert reading.outcome is Outcome.OK and reading.value == value_of("b")
+    assert 'vllm_util{namespace=~"a|b"}' in prometheus.queries[-1]
+    grouping = group_query('vllm_util{namespace="a",deployment="web"}')
+    assert grouping is not None
+    assert batched.batches._shapes[grouping.shape].namespaces["a"].series == 2

@@ -649,7 +649,9 @@ class BatchedMetricsReader:
                     timeout = failure.outcome is Outcome.TIMEOUT
                     self.batches.degraded(grouping.shape, batch, everywhere=timeout)
                     return QueryFailed(failure.outcome, "")  # its words are nobody's
-                per_namespace = Counter(key[0] for key in members)
+                per_namespace: Counter[str] = Counter()
+                for key, series in members.items():
+                    per_namespace[key[0]] += len(series)
                 self.batches.counted(grouping.shape, {n: per_namespace[n] for n in batch})
                 return members
 
