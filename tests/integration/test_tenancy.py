@@ -312,3 +312,29 @@ def test_credentials_in_the_prometheus_url_never_reach_logs_events_or_status(
     assert "s3cret" not in json.dumps(status)
     everything = cluster.kubectl("get", "events", "-n", placements.namespace, "-o", "json").stdout
     assert "fleet-reader" in url and "s3cret" not in everything
+
+
+@pytest.mark.usefixtures("operator")
+def test_two_tenants_read_through_one_query_across_namespaces_get_their_own_numbers(
+    api_client: client.ApiClient,
+    placements: Placements,
+    other_namespace: str,
+    prometheus: LocalPrometheus,
+    utilization: Gauge,
+) -> None:
+    # The other tenant's placement is evaluated first; this one, of the same shape, then
+    # joins its batch: its first reading comes from one query over both namespaces
+    # (`namespace=~"<other>|<own>"`), split by the namespace label.
+    shared = _two_tenants(placements, other_namespace, prometheus, utilization)
+    theirs = Placements(api_client, other_namespace)
+    theirs.deployment(shared, 4)
+    query = f'sum({UTILIZATION_METRIC}{{deployment="{shared}"}})'
+    for tenant in (theirs, placements):
+        manifest = placement("reader", tenant.namespace, deployment=shared, mode="Recommend")
+        manifest["spec"]["metrics"]["utilization"] = query
+        tenant.apply(manifest)
+        tenant.wait_for_reason("reader", "BatchRecommended")
+    mine, other = placements.status("reader"), theirs.status("reader")
+    assert mine["decision"]["inputs"]["utilization"] == pytest.approx(OWN)
+    assert other["decision"]["inputs"]["utilization"] == pytest.approx(OTHER)
+    assert str(OTHER) not in _everything_the_tenant_sees(placements, "reader")

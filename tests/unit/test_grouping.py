@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import promql_parser
 import pytest
@@ -200,3 +201,58 @@ def test_generated_escapes_group_by_their_decoded_values_or_not_at_all(
     for shared in _selectors(grouping.query):
         namespaces = [m for m in shared.matchers.matchers if m.name == "namespace"]
         assert [(str(m.op), m.value) for m in namespaces] == [("MatchOp.Equal", decoded_ns)]
+    # Across namespaces only when the namespace is a namespace name; then every selector
+    # reads exactly the listed namespaces and keeps its other matchers as decoded.
+    if grouping.segments:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", decoded_ns)
+        for shared in _selectors(grouping.across([decoded_ns, "other-1"])):
+            found = sorted((m.name, str(m.op), m.value) for m in shared.matchers.matchers)
+            assert found == [
+                ("job", "MatchOp.NotEqual", "x"),
+                ("namespace", "MatchOp.Re", f"{decoded_ns}|other-1"),
+            ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "across"),
+    [
+        (
+            'inference_useful_utilization{namespace="a",deployment="x"}',
+            'inference_useful_utilization{namespace=~"a|b"}',
+        ),
+        (
+            'sum(rate(tokens_total{namespace="a", deployment="x"}[5m])) / 21431',
+            'sum by (deployment, namespace) (rate(tokens_total{namespace=~"a|b"}[5m])) / 21431',
+        ),
+        (
+            'sum(rate(tok{namespace="a",pod=~"enricher-.*",app="e"}[5m])) / (21431 * '
+            'count(running{namespace="a",pod=~"enricher-.*",app="e"}))',
+            'sum by (app, namespace) (rate(tok{namespace=~"a|b",pod=~"enricher-.*"}[5m])) / '
+            '(21431 * count by (app, namespace) (running{namespace=~"a|b",pod=~"enricher-.*"}))',
+        ),
+        (
+            "clamp(avg_over_time(util{namespace='a',app='x',job!=\"x\"}[5m]), 0, 1)",
+            'clamp(avg_over_time(util{namespace=~"a|b",job!="x"}[5m]), 0, 1)',
+        ),
+        (
+            r'avg(util{namespace="\141",app="x",namespace!="b"})',  # unscoped: kept as written
+            'avg by (app, namespace) (util{namespace=~"a|b",namespace!="b"})',
+        ),
+    ],
+)
+def test_the_query_across_namespaces_lists_them_and_groups_by_namespace(
+    expression: str, across: str
+) -> None:
+    grouping = group_query(expression)
+    assert grouping is not None
+    assert grouping.across(["a", "b"]) == across
+    elsewhere = group_query(expression.replace('"a"', '"b"').replace("'a'", "'b'"))
+    assert elsewhere is not None and elsewhere.shape == grouping.shape
+
+
+def test_only_the_namespace_differs_between_the_shapes_of_two_namespaces() -> None:
+    first = group_query('sum(util{namespace="a",deployment="x"})')
+    second = group_query('sum(util{namespace="b",deployment="y"})')
+    third = group_query('sum(util{namespace="b",deployment="y",job="j"})')
+    assert first is not None and second is not None and third is not None
+    assert first.shape == second.shape != third.shape

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from placement.adapters.sharing import RefreshedResults, SharedResults
+from placement.adapters.sharing import NamespaceBatches, RefreshedResults, SharedResults
 
 
 class Clock:
@@ -148,3 +148,86 @@ def test_keys_nobody_reads_are_dropped() -> None:
     clock.now = 3 * 3600
     results.get("q", lambda: "new", _failed)
     assert len(results) == 1
+
+
+# -- which namespaces share one query of a shape --------------------------------------------
+
+
+def _batches(clock: Clock, **bounds: int) -> NamespaceBatches:
+    return NamespaceBatches(capacity=bounds.pop("capacity", 10), clock=clock, **bounds)
+
+
+def test_namespaces_are_packed_in_the_order_they_first_ask() -> None:
+    batches = _batches(Clock(), capacity=4)
+    for ns in "abcdefghij":
+        batches.batch("shape", ns, "web")
+    assert batches.batches("shape") == [tuple("abcd"), tuple("efgh"), tuple("ij")]
+    assert batches.batch("shape", "f", "web") == tuple("efgh")
+
+
+def test_a_new_namespace_leaves_the_batches_of_the_others_as_they_were() -> None:
+    batches = _batches(Clock(), capacity=2)
+    for ns in "abc":
+        batches.batch("shape", ns, "web")
+    before = batches.batches("shape")
+    batches.batch("shape", "d", "web")
+    assert batches.batches("shape") == [*before[:-1], ("c", "d")]
+
+
+def test_every_placement_and_every_series_counts_toward_the_bound() -> None:
+    batches = _batches(Clock(), capacity=4)
+    for member in ("web", "api", "db"):
+        batches.batch("shape", "a", member)
+    batches.batch("shape", "b", "web")
+    assert batches.batches("shape") == [("a", "b")]
+    batches.counted("shape", {"a": 3, "b": 2})  # b has a series no placement asks for
+    assert batches.batches("shape") == [("a",), ("b",)]
+
+
+def test_a_namespace_over_the_bound_on_its_own_asks_alone_until_it_is_back_under() -> None:
+    batches = _batches(Clock(), capacity=4)
+    for ns in "abc":
+        batches.batch("shape", ns, "web")
+    batches.counted("shape", {"b": 5})
+    assert batches.batch("shape", "b", "web") == ("b",)
+    assert batches.batch("shape", "a", "web") == ("a", "c")
+    batches.counted("shape", {"b": 1})
+    assert batches.batches("shape") == [("a", "b", "c")]
+
+
+def test_the_regex_length_and_the_namespace_count_bound_a_batch() -> None:
+    batches = _batches(Clock(), capacity=100, max_chars=12, max_namespaces=100)
+    for ns in ("aaaa", "bbbb", "cccc", "dddd"):
+        batches.batch("shape", ns, "web")
+    assert batches.batches("shape") == [("aaaa", "bbbb"), ("cccc", "dddd")]
+    batches = _batches(Clock(), capacity=100, max_namespaces=3)
+    for ns in "abcdefg":
+        batches.batch("shape", ns, "web")
+    assert [len(b) for b in batches.batches("shape")] == [3, 3, 1]
+
+
+def test_a_degraded_batch_asks_alone_for_the_hold_then_together_again() -> None:
+    clock = Clock()
+    batches = _batches(clock, hold=600)
+    for ns in "abc":
+        batches.batch("shape", ns, "web")
+        batches.batch("other", ns, "web")
+    batches.degraded("shape", ("a", "b", "c"), everywhere=False)
+    assert batches.batch("shape", "b", "web") == ("b",)
+    assert batches.batch("other", "b", "web") == ("a", "b", "c")
+    clock.now = 601
+    assert batches.batch("shape", "b", "web") == ("a", "b", "c")
+    batches.degraded("shape", ("a", "b", "c"), everywhere=True)
+    assert batches.batch("other", "b", "web") == ("b",)
+
+
+def test_namespaces_nobody_asks_for_leave_their_batch() -> None:
+    clock = Clock()
+    batches = _batches(clock, forget=100, hold=100)
+    for ns in "abc":
+        batches.batch("shape", ns, "web")
+    clock.now = 60
+    batches.batch("shape", "a", "web")
+    batches.batch("shape", "c", "web")
+    clock.now = 120
+    assert batches.batch("shape", "a", "web") == ("a", "c")

@@ -21,14 +21,28 @@ neither reach nor crowd out another's. The key values come from the PromQL parse
 Prometheus decodes them (`"tenant-\\141"` is `tenant-a`), the same values the scoping check
 read; the shared query's text is checked by parsing it again, so a misreading can only leave a
 query ungrouped, never widen it.
+
+Across namespaces (`Grouping.across`): the same query with the one namespace replaced by a
+list of namespaces, `namespace=~"a|b"`, and every aggregation grouped by the namespace too,
+
+    sum by (deployment, namespace) (rate(tokens_total{namespace=~"a|b"}[5m])) / 21431
+
+Every matcher is a test of one series, so the series of this query whose namespace label is
+`a` are exactly the series of the one-namespace query for `a`, and grouping by the namespace
+keeps each output series within one namespace: splitting by (namespace, keys) gives each
+namespace what its own shared query gives. Only namespaces that are Kubernetes namespace
+names (DNS labels: no regex metacharacter, no `|`) are listed; whether a tenant's readings
+may come from such a query, and what happens when it fails, is the reader's decision
+(prometheus.BatchedMetricsReader).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import promql_parser as promql
 
@@ -97,6 +111,33 @@ class Grouping:
     keys: tuple[str, ...]  # labels that tell the members apart, sorted
     values: tuple[str, ...]  # this member's value of each key, decoded as Prometheus reads it
     namespace: str  # the one namespace every selector of `query` is restricted to
+    # `query` cut where each selector's namespace restriction stands (`across` fills them in);
+    # empty when the cross-namespace form did not check out: the query is not shared across.
+    segments: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def shape(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What placements of every namespace asking the same question have in common."""
+        return self.segments, self.keys
+
+    def across(self, namespaces: Sequence[str]) -> str:
+        """The query over every namespace of `namespaces`, grouped by namespace too (split it
+        by `(NAMESPACE, *keys)`). Only for namespace names (`is_namespace_name`)."""
+        if not self.segments or not namespaces:
+            raise ValueError("this query is not shared across namespaces")
+        if not all(is_namespace_name(name) for name in namespaces):
+            raise ValueError(f"not namespace names: {sorted(namespaces)!r}")
+        restriction = f"{NAMESPACE}=~{json.dumps('|'.join(namespaces))}"
+        return restriction.join(self.segments)
+
+
+# A Kubernetes namespace name (RFC 1123 label): letters, digits and `-`, none of which means
+# anything in a regex outside a bracket, so "a|b" matches exactly the names a and b.
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def is_namespace_name(name: str) -> bool:
+    return _NAMESPACE_NAME.fullmatch(name) is not None
 
 
 Series = Mapping[str, object]  # one element of a Prometheus instant-vector result
@@ -112,6 +153,8 @@ class _TextSelector:
     aggregated: bool
 
 
+# Every placement asks the same expressions every cycle: parsed once (a Grouping is frozen).
+@functools.lru_cache(maxsize=8192)
 def group_query(expression: str) -> Grouping | None:
     """The shared query and this expression's key, or None when it cannot be grouped."""
     tokens = _tokenize(expression)
@@ -134,10 +177,15 @@ def group_query(expression: str) -> Grouping | None:
     if len({text.aggregated for text in found}) != 1:
         return None  # a per-series selector matched against an aggregate: not the same per key
     labels = tuple(sorted(key_values))
-    query = _render(tokens, labels, namespace)
+    restriction = f"{NAMESPACE}={json.dumps(namespace)}"
+    query = restriction.join(_render(tokens, labels, labels))
     if not _same_but_grouped(tree, query, labels, namespace):
         return None  # the rewrite is not exactly the original, grouped: ask it on its own
-    return Grouping(query, labels, tuple(key_values[k] for k in labels), namespace)
+    values = tuple(key_values[k] for k in labels)
+    segments = _render(tokens, labels, tuple(sorted((NAMESPACE, *labels))))
+    if not is_namespace_name(namespace) or not _same_across(tree, segments, labels, namespace):
+        segments = ()  # shared within its namespace only
+    return Grouping(query, labels, values, namespace, segments)
 
 
 def _keyed(
@@ -265,34 +313,52 @@ def _equalities(selector: promql.VectorSelector) -> dict[str, str] | None:
     return equal
 
 
-def _render(tokens: list[tuple[str, str]], keys: tuple[str, ...], namespace: str) -> str:
-    by = f" by ({', '.join(keys)}) "
-    # The namespace written plainly from its decoded value: whatever escapes the placement
-    # used, the shared query reads exactly the namespace the scoping check saw.
-    restriction = f"{NAMESPACE}={json.dumps(namespace)}"
-    parts: list[str] = []
+def _render(
+    tokens: list[tuple[str, str]], keys: tuple[str, ...], by_labels: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The grouped text, cut where each selector's namespace restriction goes: the caller
+    joins the pieces with the restriction it wants (the namespace written plainly from its
+    decoded value, whatever escapes the placement used, or a list of namespaces)."""
+    by = f" by ({', '.join(by_labels)}) "
+    cut = object()  # where a restriction goes
+    parts: list[str | object] = []
     for index, (kind, text) in enumerate(tokens):
         if kind == "name" and text in AGGREGATIONS and tokens[index + 1][0] == "open":
             parts.append(text + by)
         elif kind == "braces":
-            kept = [
-                restriction if (label, op) == (NAMESPACE, "=") else f"{label}{op}{value}"
-                for label, op, value in _matchers(text) or []
-                if not (op == "=" and label in keys)
-            ]
-            parts.append("{" + ",".join(kept) + "}")
+            parts.extend(_render_braces(text, keys, cut))
         elif kind in ("op", "open") and text in _ARITHMETIC:
             parts.append(f" {text} ")
         elif text == ",":
             parts.append(", ")
         else:
             parts.append(text)
-    rendered = ""
+    segments: list[str] = [""]
     for part in parts:
-        if rendered.endswith(" ") and part.startswith(" "):
+        if part is cut:
+            segments.append("")
+            continue
+        assert isinstance(part, str)
+        if segments[-1].endswith(" ") and part.startswith(" "):
             part = part[1:]
-        rendered += part
-    return rendered.strip()
+        segments[-1] += part
+    segments[0] = segments[0].lstrip()
+    segments[-1] = segments[-1].rstrip()
+    return tuple(segments)
+
+
+def _render_braces(braces: str, keys: tuple[str, ...], cut: object) -> list[str | object]:
+    """The selector's matchers less the keys, `cut` where the namespace equality stood."""
+    kept: list[str | object] = [
+        cut if (label, op) == (NAMESPACE, "=") else f"{label}{op}{value}"
+        for label, op, value in _matchers(braces) or []
+        if not (op == "=" and label in keys)
+    ]
+    parts: list[str | object] = ["{"]
+    for index, part in enumerate(kept):
+        parts.extend([",", part] if index else [part])
+    parts.append("}")
+    return parts
 
 
 def _same_but_grouped(
@@ -320,6 +386,36 @@ def _same_but_grouped(
         if (NAMESPACE, "=", namespace) not in expected:
             return False
     return all(modifier == ("by", keys) for modifier in _aggregations(grouped))
+
+
+def _same_across(
+    original: promql.Expr, segments: tuple[str, ...], keys: tuple[str, ...], namespace: str
+) -> bool:
+    """The cross-namespace text, with `namespace` as its list, parses to `original` with the
+    key matchers dropped, the namespace equality become `namespace=~` and every aggregation
+    grouped by the keys and the namespace: nothing else changed."""
+    restriction = f"{NAMESPACE}=~{json.dumps(namespace)}"
+    try:
+        across = promql.parse(restriction.join(segments))
+    except (ValueError, TypeError):
+        return False
+    if _kinds(original) != _kinds(across):
+        return False
+    before, after = _selectors(original), _selectors(across)
+    if len(before) != len(after):
+        return False
+    for old, new in zip(before, after, strict=True):
+        expected = sorted(
+            (NAMESPACE, "=~", namespace) if key == (NAMESPACE, "=", namespace) else key
+            for key in map(_key, old.matchers.matchers)
+            if not (key[1] == "=" and key[0] in keys)
+        )
+        if old.name != new.name or expected != sorted(_key(m) for m in new.matchers.matchers):
+            return False
+        if (NAMESPACE, "=~", namespace) not in expected:
+            return False
+    by = tuple(sorted((NAMESPACE, *keys)))
+    return all(modifier == ("by", by) for modifier in _aggregations(across))
 
 
 def _key(matcher: promql.Matcher) -> tuple[str, str, str]:

@@ -20,6 +20,7 @@ import re
 import threading
 import time
 from array import array
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,8 +34,15 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests import Response
 from urllib3.util.retry import Retry
 
-from placement.adapters.grouping import Series, group_query, split
-from placement.adapters.sharing import RefreshedResults, SharedResults
+from placement.adapters.grouping import (
+    NAMESPACE,
+    Grouping,
+    Series,
+    group_query,
+    is_namespace_name,
+    split,
+)
+from placement.adapters.sharing import NamespaceBatches, RefreshedResults, SharedResults
 from placement.core.observation import LoadHistory
 from placement.core.observation import Outcome as Outcome
 from placement.core.observation import Reading as Reading
@@ -528,19 +536,40 @@ class _OwnQueryNeeded(Exception):
     """Prometheus refused a shared query in words that may quote other placements' series."""
 
 
+class _BatchFailed(Exception):
+    """A query shared across namespaces has no answer: ask as without batching across."""
+
+
+Members = dict[tuple[str, ...], list[Series]]
+
+
 class BatchedMetricsReader:
     """Placements whose queries share a shape (`grouping.group_query`) share one query per
-    shape, namespace and cycle, split by their key labels; the rest are queried on their own.
+    shape and cycle across the namespaces of a batch (`sharing.NamespaceBatches`), split by
+    the namespace and the key labels; the rest are queried on their own.
 
     The result a placement gets is what its own query would return: the same series, judged by
     the same `judge`. A failure reaches it only in words about its own series: timeouts and
     bounds are shared as the operator words them; when Prometheus refuses a shared query, the
-    placement asks its own query and reports that answer instead."""
+    placement asks its own query and reports that answer instead.
 
-    def __init__(self, reader: MetricsReader, *, max_age: float) -> None:
+    Tenancy across namespaces: a placement reads the cross-namespace query only when its own
+    query is restricted to its own namespace (the reader names it) and that namespace is a
+    namespace name; it gets only the series whose namespace label is its namespace, which are
+    the series of its namespace's own shared query (grouping.py says why). When the
+    cross-namespace query fails for any reason (a bound, Prometheus's refusal, a timeout) it
+    says nothing to anyone: every placement of the batch asks its namespace's shared query,
+    as without batching across, and the batch is held off for a while (`NamespaceBatches`),
+    so one tenant's series can cost another at most that one failed query, never a reading."""
+
+    def __init__(
+        self, reader: MetricsReader, *, max_age: float, batches: NamespaceBatches | None = None
+    ) -> None:
         self.reader = reader
-        self.shared: SharedResults[dict[tuple[str, ...], list[Series]] | QueryFailed] = (
-            SharedResults(max_age=max_age)
+        self.shared: SharedResults[Members | QueryFailed] = SharedResults(max_age=max_age)
+        # Room for series that appear between two answers: a batch is packed to 3/4 of the bound.
+        self.batches = batches or NamespaceBatches(
+            capacity=max(1, reader.limits.max_series * 3 // 4)
         )
 
     def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
@@ -586,16 +615,86 @@ class BatchedMetricsReader:
         grouping = group_query(expression)
         if grouping is None:
             return self.reader.read(name, expression, lookback, upper=upper)
-
-        def fetch(query: str, own: str) -> Result:
-            def run() -> dict[tuple[str, ...], list[Series]] | QueryFailed:
+        if _may_read_across(grouping, reader):
+            batch = self.batches.batch(grouping.shape, grouping.namespace, grouping.values)
+            if len(batch) > 1:
                 try:
-                    return split(self.reader.instant(query), grouping.keys)
+                    return self._read_across(
+                        name, expression, lookback, upper, reader, grouping, batch
+                    )
+                except _BatchFailed:
+                    pass  # the namespace's own shared query, as without batching across
+        return self._read_in_namespace(name, expression, lookback, upper, reader, grouping)
+
+    def _read_across(
+        self,
+        name: str,
+        expression: str,
+        lookback: timedelta,
+        upper: float | None,
+        reader: str,
+        grouping: Grouping,
+        batch: tuple[str, ...],
+    ) -> Reading:
+        """The reading from the query shared by the namespaces of `batch`; raises _BatchFailed
+        when that query has no answer (nothing of it is shown to anyone)."""
+        keys = (NAMESPACE, *grouping.keys)
+        own = (grouping.namespace, *grouping.values)
+
+        def fetch(query: str) -> Result:
+            def run() -> Members | QueryFailed:
+                try:
+                    members = split(self.reader.instant(query), keys)
                 except QueryFailed as failure:
+                    timeout = failure.outcome is Outcome.TIMEOUT
+                    self.batches.degraded(grouping.shape, batch, everywhere=timeout)
+                    return QueryFailed(failure.outcome, "")  # its words are nobody's
+                per_namespace: Counter[str] = Counter()
+                for key, series in members.items():
+                    per_namespace[key[0]] += len(series)
+                self.batches.counted(grouping.shape, {n: per_namespace[n] for n in batch})
+                return members
+
+            members, fetched = self.shared.get(query, reader, run)
+            if not fetched and isinstance(members, dict) and own not in members:
+                # A shared result from before this placement's series existed.
+                members, _ = self.shared.get(query, reader, run, refresh=True)
+            if isinstance(members, QueryFailed):
+                raise _BatchFailed
+            return members.get(own, [])
+
+        query = grouping.across(batch)
+        return judge(
+            name,
+            expression,
+            lookback,
+            upper,
+            current=lambda: fetch(query),
+            over_lookback=lambda: fetch(averaged(query, lookback)),
+        )
+
+    def _read_in_namespace(
+        self,
+        name: str,
+        expression: str,
+        lookback: timedelta,
+        upper: float | None,
+        reader: str,
+        grouping: Grouping,
+    ) -> Reading:
+        def fetch(query: str, own: str) -> Result:
+            def run() -> Members | QueryFailed:
+                try:
+                    result = self.reader.instant(query)
+                except QueryFailed as failure:
+                    if failure.outcome is Outcome.TOO_LARGE:
+                        self._count(grouping, reader, self.batches.capacity + 1)
                     # Kept without its traceback, whose frames hold the refused body.
                     return QueryFailed(
                         failure.outcome, failure.detail, from_prometheus=failure.from_prometheus
                     )
+                self._count(grouping, reader, len(result))
+                return split(result, grouping.keys)
 
             members, fetched = self.shared.get(query, reader, run)
             if not fetched and isinstance(members, dict) and grouping.values not in members:
@@ -628,6 +727,23 @@ class BatchedMetricsReader:
             )
         except _OwnQueryNeeded:
             return self.reader.read(name, expression, lookback, upper=upper)
+
+    def _count(self, grouping: Grouping, reader: str, series: int) -> None:
+        """A namespace's own shared answer held `series` series: how its batch is packed."""
+        if _may_read_across(grouping, reader):
+            self.batches.counted(grouping.shape, {grouping.namespace: series})
+
+
+def _may_read_across(grouping: Grouping, reader: str) -> bool:
+    """Whether `reader` ("namespace/placement") may get its reading of `grouping` from a query
+    across namespaces: its query reads its own namespace, a namespace name, and checked out
+    in the cross-namespace form."""
+    namespace, slash, _ = reader.partition("/")
+    return (
+        bool(slash and grouping.segments)
+        and namespace == grouping.namespace
+        and is_namespace_name(namespace)
+    )
 
 
 def _transient(answer: _RangeAnswer | QueryFailed) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -175,3 +175,167 @@ class RefreshedResults(Generic[T]):
     def _lock(self, key: Hashable) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+
+@dataclass
+class _Namespace:
+    seen_at: float
+    members: set[Hashable] = field(default_factory=set)
+    series: int = 0  # series its share of the last answer held (a bound exceeded: more)
+
+
+@dataclass
+class _Shape:
+    namespaces: dict[str, _Namespace] = field(default_factory=dict)  # in first-seen order
+    plan: dict[str, tuple[str, ...]] = field(default_factory=dict)  # namespace -> its batch
+    planned: bool = False
+
+
+class NamespaceBatches:
+    """Which namespaces share one query of a shape: the namespaces whose placements asked it,
+    packed in the order they first asked into batches that stay within the bounds of one
+    answer, so a pass over every placement of a shape costs one query per batch.
+
+    A batch holds at most `max_namespaces` namespaces whose names together take at most
+    `max_chars` characters (the regex of the query), and whose series, as last counted (at
+    least one per placement asking), add up to at most `capacity`. A namespace over the
+    capacity on its own (a tenant with many series of the shape) is alone in its batch: its
+    placements ask as they would without batching across namespaces. A batch whose query
+    failed is `degraded` for `hold` seconds: its namespaces ask on their own meanwhile, and
+    the counts they report re-pack the batches. Namespaces nobody asked for in `forget`
+    seconds leave their batch. New namespaces join the last batch, so the batches of those
+    already asking stay the same (and so do the shared results' keys). Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        max_namespaces: int = 500,
+        max_chars: int = 4000,
+        hold: float = 600.0,
+        forget: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity = capacity
+        self.max_namespaces = max_namespaces
+        self.max_chars = max_chars
+        self.hold = hold
+        self.forget = forget
+        self._clock = clock
+        self._shapes: dict[Hashable, _Shape] = {}
+        self._degraded: dict[tuple[Hashable, tuple[str, ...]], float] = {}
+        self._held_until = 0.0  # every batch, after a timeout
+        self._guard = threading.Lock()
+        self._swept_at = clock()
+
+    def batch(self, shape: Hashable, namespace: str, member: Hashable) -> tuple[str, ...]:
+        """The namespaces whose query `member` of `namespace` reads now: `(namespace,)` alone
+        when it asks on its own."""
+        with self._guard:
+            now = self._clock()
+            if now - self._swept_at > min(self.forget, self.hold):
+                self._sweep(now)
+            found = self._shapes.setdefault(shape, _Shape())
+            entry = found.namespaces.get(namespace)
+            if entry is None:
+                entry = found.namespaces[namespace] = _Namespace(now)
+                found.planned = False
+            entry.seen_at = now
+            if member not in entry.members:
+                entry.members.add(member)
+                if len(entry.members) > entry.series:
+                    found.planned = False
+            if not found.planned:
+                self._pack(found)
+            batch = found.plan.get(namespace, (namespace,))
+            if now < self._held_until or self._degraded.get((shape, batch), 0.0) > now:
+                return (namespace,)
+            return batch
+
+    def counted(self, shape: Hashable, series: Mapping[str, int]) -> None:
+        """How many series each namespace's share of an answer of `shape` held; more than the
+        capacity for a namespace whose own query exceeded a bound."""
+        with self._guard:
+            found = self._shapes.get(shape)
+            if found is None:
+                return
+            batches: set[tuple[str, ...]] = set()
+            for namespace, count in series.items():
+                entry = found.namespaces.get(namespace)
+                if entry is None:
+                    continue
+                before, entry.series = entry.series, count
+                batch = found.plan.get(namespace, (namespace,))
+                if len(batch) == 1 and before > self.capacity >= count:
+                    found.planned = False  # back under the bound: it may join a batch
+                batches.add(batch)
+            for batch in batches:
+                known = [found.namespaces[n] for n in batch if n in found.namespaces]
+                if sum(self._weight(entry) for entry in known) > self.capacity:
+                    found.planned = False  # over the bound now: packed again
+                    return
+
+    def degraded(self, shape: Hashable, batch: tuple[str, ...], *, everywhere: bool) -> None:
+        """`batch`'s query of `shape` failed: its namespaces ask on their own for `hold`
+        seconds; `everywhere`: every batch does (Prometheus is slow: the widest queries
+        wait)."""
+        with self._guard:
+            until = self._clock() + self.hold
+            self._degraded[(shape, batch)] = until
+            if everywhere:
+                self._held_until = until
+
+    def batches(self, shape: Hashable) -> list[tuple[str, ...]]:
+        """The batches of `shape` as packed now (for tests and documentation)."""
+        with self._guard:
+            found = self._shapes.get(shape)
+            if found is None:
+                return []
+            if not found.planned:
+                self._pack(found)
+            return list(dict.fromkeys(found.plan.values()))
+
+    def _weight(self, entry: _Namespace) -> int:
+        return max(1, len(entry.members), entry.series)
+
+    def _pack(self, found: _Shape) -> None:
+        plan: dict[str, tuple[str, ...]] = {}
+        current: list[str] = []
+        weight = chars = 0
+        for name, entry in found.namespaces.items():
+            own = self._weight(entry)
+            if own > self.capacity:
+                plan[name] = (name,)
+                continue
+            fits = (
+                weight + own <= self.capacity
+                and chars + len(name) + 1 <= self.max_chars
+                and len(current) < self.max_namespaces
+            )
+            if current and not fits:
+                batch = tuple(current)
+                plan.update(dict.fromkeys(batch, batch))
+                current, weight, chars = [], 0, 0
+            current.append(name)
+            weight += own
+            chars += len(name) + 1
+        if current:
+            batch = tuple(current)
+            plan.update(dict.fromkeys(batch, batch))
+        found.plan, found.planned = plan, True
+
+    def _sweep(self, now: float) -> None:
+        """Forget namespaces nobody asked for lately, and holds that are over (under the
+        guard)."""
+        self._swept_at = now
+        for shape, found in list(self._shapes.items()):
+            gone = [n for n, e in found.namespaces.items() if now - e.seen_at > self.forget]
+            for name in gone:
+                del found.namespaces[name]
+            if not found.namespaces:
+                del self._shapes[shape]
+            elif gone:
+                found.planned = False
+        for key, until in list(self._degraded.items()):
+            if until <= now:
+                del self._degraded[key]

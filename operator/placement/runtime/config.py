@@ -63,8 +63,10 @@ def _env_duration(name: str, default: float) -> float:
 # The slowest evaluation waits for each of its queries up to the Prometheus timeout: five
 # instant readings (utilization, queueDepth, demand, requests, async.queue), each its
 # current samples and its lookback average, and the history's range query with its
-# placement's own when Prometheus refuses the shared one.
-SLOWEST_EVALUATION_QUERIES = 12
+# placement's own when Prometheus refuses the shared one; plus, once, the two of a query
+# across namespaces that timed out before its namespace's own (a timeout holds every such
+# query off for a while: prometheus.BatchedMetricsReader).
+SLOWEST_EVALUATION_QUERIES = 14
 HISTORY_REFRESH_BOUNDS = (60.0, 7 * 86400.0)
 
 
