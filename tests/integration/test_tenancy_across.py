@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,18 @@ from tests.integration.test_load_metrics import api_requests
 
 LOOKBACK = timedelta(minutes=1)
 METRIC = "across_probe"
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalPrometheus]:
+    """A Prometheus of this module's own: the session's is also read by the operator other
+    tests started, whose queries would count in this module's figures."""
+    with LocalPrometheus(
+        tmp_path_factory.mktemp("prometheus-across"), targets=[exporter.target]
+    ) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
