@@ -3,11 +3,14 @@ tells a changed spec from an unchanged one."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
+from placement.runtime.config import OperatorConfig
 from placement.runtime.diffbase import SpecDigestDiffBaseStorage
+from placement.runtime.handlers import RECORD_SPEC, register
 from tests.unit.factories import example_manifest
 
 ANNOTATION = "placement.runplacement.io/last-handled-configuration"
@@ -42,3 +45,26 @@ def test_a_changed_spec_changes_the_record_and_an_unchanged_one_does_not() -> No
     assert before == same
     assert before != changed
     assert set(changed) == {"spec"}  # the `spec-changed` handler watches field "spec"
+
+
+def test_a_new_placement_s_record_goes_out_with_kopf_s_finalizer_patch() -> None:
+    """One write fewer per new placement: the spec kopf handled is recorded on the first event
+    (whose patch adds the finalizer), so the event that write causes has nothing to record."""
+    registry = kopf.OperatorRegistry()
+    register(registry, OperatorConfig(prometheus_url="http://prometheus:9090"))
+    [handler] = [h for h in registry._watching.get_all_handlers() if h.id == RECORD_SPEC]
+    # Called with the only arguments they use (kopf passes every one of an event's).
+    when: Any = handler.when
+    record: Any = handler.fn
+    manifest = example_manifest()
+    body = kopf.Body(manifest)
+    assert when(body=body, type="ADDED")
+    patch = kopf.Patch()
+    asyncio.run(record(body=body, patch=patch, type="ADDED"))
+    annotation = patch["metadata"]["annotations"][ANNOTATION]
+    assert annotation == _stored(example_manifest())[1]  # what kopf itself would store
+    manifest["metadata"].setdefault("annotations", {})[ANNOTATION] = annotation
+    assert not when(body=kopf.Body(manifest), type="MODIFIED")  # recorded: no handler
+    manifest["metadata"]["annotations"].pop(ANNOTATION)
+    manifest["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    assert not when(body=kopf.Body(manifest), type="MODIFIED")  # never while deleting

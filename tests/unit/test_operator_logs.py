@@ -26,6 +26,7 @@ def test_timer_successes_are_debug_lines(caplog: pytest.LogCaptureFixture) -> No
     assert len(objects.filters) == 1
     with caplog.at_level(logging.INFO):
         objects.info("Timer 'reconcile' succeeded.")
+        objects.info("Handler 'record-spec' succeeded.")  # once per new placement
         objects.info("Handler 'spec-changed' succeeded.")  # not per tick: stays INFO
     assert [r.getMessage() for r in caplog.records] == ["Handler 'spec-changed' succeeded."]
     caplog.clear()

@@ -104,6 +104,8 @@ class Telemetry:
         )
         self._lock = threading.Lock()
         self._currencies: dict[tuple[str, str], str] = {}
+        # What each placement's gauges show: (phase, savings, currency).
+        self._shown: dict[tuple[str, str], tuple[str | None, float | None, str]] = {}
 
     @contextmanager
     def reconciling(self) -> Iterator[None]:
@@ -126,7 +128,13 @@ class Telemetry:
     ) -> None:
         self.decisions.labels(action=action, reason=reason).inc()
         key = (namespace, placement)
+        shown = (phase, savings, currency)
         with self._lock:
+            # A steady placement decides the same at every evaluation: its gauges already say
+            # so (six label look-ups saved per evaluation).
+            if self._shown.get(key) == shown:
+                return
+            self._shown[key] = shown
             if phase is not None:
                 for each in PHASES:
                     self.phase.labels(namespace, placement, each).set(1 if each == phase else 0)
@@ -140,6 +148,7 @@ class Telemetry:
 
     def forget(self, namespace: str, placement: str) -> None:
         with self._lock:
+            self._shown.pop((namespace, placement), None)
             for each in PHASES:
                 # KeyError: it never had a phase, or was forgotten before
                 with contextlib.suppress(KeyError):
