@@ -1,6 +1,6 @@
 """Where the CPU of one evaluation goes, and what a placement costs in memory: the operator's
-evaluation (handlers.evaluate, the code a kopf timer runs) against in-memory fakes, no
-control plane, no Prometheus, no kopf event loop.
+evaluation (handlers.evaluate, what each placement's kopf daemon runs) against in-memory
+fakes, no control plane, no Prometheus, no kopf event loop.
 
     .venv/bin/python bench/evaluate.py --placements 1000 [--passes 5] [--profile 25]
     .venv/bin/python bench/evaluate.py --placements 1000 --memory   # tracemalloc per placement
@@ -15,8 +15,9 @@ with --profile, cProfile's top functions of the steady passes; with --memory, tr
 bytes per placement that stay allocated after the passes (the bodies kopf would hold, our
 caches), by file.
 
-It measures our part of an evaluation only: kopf's part (the timer's hand-off to a worker
-thread and back, the watch stream's parsing, the per-object state) needs the real operator:
+It measures our part of an evaluation only: kopf's part (the daemon's wake-ups, the
+Prometheus reads' trip to a thread and back, the watch stream's parsing, the per-object
+state) needs the real operator:
 bench/scale.py --profile.
 """
 

@@ -230,7 +230,12 @@ def test_every_handler_runs_in_the_event_loop_so_kopf_starts_no_thread_pool() ->
     register(registry, OperatorConfig(prometheus_url="http://127.0.0.1:9090"))
     handlers = [
         handler
-        for kind in (registry._activities, registry._spawning, registry._changing)
+        for kind in (
+            registry._activities,
+            registry._spawning,
+            registry._changing,
+            registry._watching,
+        )
         for handler in kind.get_all_handlers()
     ]
     assert {handler.id for handler in handlers} >= {"reconcile", "restore-on-delete"}
