@@ -71,8 +71,6 @@ STATUS_WRITE_FAILED = "StatusWriteFailed"
 # Lines that must not also become Events through kopf's per-object logger (their Event, if
 # any, is posted once on purpose).
 log = logging.getLogger(__name__)
-# Events posted at a time (kopf's default: as many as are queued).
-EVENT_POSTERS = 4
 # The handler that records a new placement's spec in kopf's finalizer patch.
 RECORD_SPEC = "record-spec"
 # How long the start waits for the first list of every watched kind before serving anyway.
@@ -217,11 +215,6 @@ def register(  # noqa: C901
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = diffbase
         settings.posting.level = config.posting_level
-        # kopf posts each placement's Events on a task of its own, unbounded: the first
-        # decisions of a bulk apply, 1,000 Events at once, waited for kopf's capped
-        # connections past its request timeout and were retried, while kopf's own patches
-        # waited behind them. A few at a time; the rest wait in kopf's queue, not on a socket.
-        settings.posting.worker_limit = EVENT_POSTERS
         # `kubectl describe` shows "From: placement-operator, <pod>" (a pod's hostname is its
         # name), not kopf's defaults "kopf" and "dev".
         settings.posting.reporting_component = EVENT_SOURCE
