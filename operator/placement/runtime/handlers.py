@@ -71,8 +71,6 @@ STATUS_WRITE_FAILED = "StatusWriteFailed"
 # Lines that must not also become Events through kopf's per-object logger (their Event, if
 # any, is posted once on purpose).
 log = logging.getLogger(__name__)
-# How often a new placement's evaluation looks whether kopf's finalizer is on it yet.
-FINALIZER_POLL_SECONDS = 0.2
 # The handler that records a new placement's spec in kopf's finalizer patch.
 RECORD_SPEC = "record-spec"
 # How long the start waits for the first list of every watched kind before serving anyway.
@@ -355,12 +353,6 @@ def register(  # noqa: C901
         **_: Any,
     ) -> None:
         while not stopped:
-            if FINALIZER not in (body.metadata.get("finalizers") or ()):
-                # kopf's finalizer patch first (the live body shows it once its event came):
-                # nothing is held before a deletion would give it back, and the first status
-                # write does not race kopf's patch of the same new placement.
-                await stopped.wait(FINALIZER_POLL_SECONDS)
-                continue
             delay = config.tick_seconds
             generation = body.metadata.get("generation")
             # A spec the last evaluation did not see is evaluated now: the spec-changed
