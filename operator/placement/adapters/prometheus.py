@@ -30,7 +30,6 @@ from typing import Protocol
 import requests
 import urllib3
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests import Response
 from urllib3.util.retry import Retry
 
@@ -418,23 +417,22 @@ class MetricsReader:
         self, expression: str, start: datetime, end: datetime, step: timedelta
     ) -> list[tuple[datetime, float]]:
         """One series over [start, end] every `step` (a range query), for exporting history
-        to replay. Raises RangeQueryError unless the query returns exactly one series."""
+        to replay. Bounded as the operator's history reads are (PLACEMENT_PROMETHEUS_MAX_SERIES
+        and _MAX_HISTORY_BYTES): a long range or a query that matches every series of a busy
+        Prometheus is refused before it is parsed. Raises RangeQueryError unless the query
+        returns exactly one series."""
         try:
-            result: list[dict[str, object]] = self._client.custom_query_range(
-                query=expression,
-                start_time=start,
-                end_time=end,
-                step=promql_duration(step),
-            )
-        except (requests.RequestException, PrometheusApiClientException) as error:
-            raise RangeQueryError(f"`{expression}`: {_short(error)}") from error
+            result = self.range_series(expression, start, end, step)
+        except QueryFailed as error:
+            raise RangeQueryError(f"`{expression}`: {error.detail}") from error
         if len(result) != 1:
             raise RangeQueryError(
                 f"`{expression}` returned {len(result)} series over the range; it must "
                 "return exactly one (aggregate with sum() or avg())"
             )
         values = result[0].get("values")
-        assert isinstance(values, list)
+        if not isinstance(values, list):
+            raise RangeQueryError(f"`{expression}`: Prometheus answered with no values")
         points = []
         for moment, value in values:
             number = float(value)
