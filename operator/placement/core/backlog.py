@@ -9,8 +9,9 @@ replicas one unit of demand keeps busy (measured while realtime, recorded at the
     arriving until window end   = the forecast's high quantile over [now, window end) (from the
                                   planned hold's start when that is later: what arrives before
                                   it is served realtime), scaled up by how far the demand
-                                  observed now is above the forecast of this hour (a load that
-                                  rose is not averaged away)
+                                  observed (averaged over metrics.lookback) is above the
+                                  forecast of the hour ahead and of the same span a day later
+                                  (a load that rose is not averaged away)
     projected batch pod-hours   = (waiting + arriving) / batchEfficiency x (1 + retryRate)
     window capacity             = parallel pods x hours of the window from now on
 
@@ -50,7 +51,7 @@ class Backlog:
     capacity_pod_hours: float = 0.0
     pods: int = 1
     window: WindowSpan | None = None
-    level: float = 1.0  # observed demand over the forecast of this hour (at least 1)
+    level: float = 1.0  # observed demand over its forecast (module docstring; at least 1)
 
     @property
     def fits(self) -> bool:
