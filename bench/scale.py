@@ -339,15 +339,24 @@ def take_snapshot(pid: int, path: Path, n: int, say: Any, top: int = 25) -> None
             where = stat.traceback[0]
             lines.append(
                 f"  {stat.size / 2**20:8.1f} {stat.size / n:9.0f} {stat.count:9d}  "
-                f"{where.filename}:{where.lineno if key == 'lineno' else ''}"
+                f"{_short(where.filename)}:{where.lineno if key == 'lineno' else ''}"
             )
     lines.append("-- by traceback (the largest): MiB, bytes per placement, blocks")
     for stat in snap.statistics("traceback")[:top]:
         lines.append(f"  {stat.size / 2**20:8.1f} {stat.size / n:9.0f} {stat.count:9d}")
-        lines += [f"      {frame.filename}:{frame.lineno}" for frame in stat.traceback]
+        lines += [f"      {_short(frame.filename)}:{frame.lineno}" for frame in stat.traceback]
     text = "\n".join(lines) + "\n"
     path.with_suffix(".txt").write_text(text)
     say(text)
+
+
+def _short(filename: str) -> str:
+    """A module's path from its package down (no path of the machine it ran on)."""
+    for marker in ("site-packages/", "/operator/", "/lib/python"):
+        if marker in filename:
+            tail = filename.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "/lib/python" else tail
+    return filename
 
 
 class DecisionWatch:
