@@ -731,10 +731,15 @@ def _run(args: argparse.Namespace) -> int:
 
     from placement.runtime.config import OperatorConfig
     from placement.runtime.handlers import register
-    from placement.runtime.memory import limit_malloc_arenas, trim_periodically
+    from placement.runtime.memory import (
+        limit_malloc_arenas,
+        snapshot_on_signal,
+        trim_periodically,
+    )
 
     limit_malloc_arenas()  # before any thread starts (the Prometheus readers, ours)
     trim_periodically()
+    snapshot_on_signal()
 
     try:
         config = OperatorConfig.from_environment(
