@@ -56,6 +56,7 @@ from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import OperatorProcess, start_operator
 from placement.localenv.process import ManagedProcess
 from placement.localenv.prometheus import Exporter, LocalPrometheus
+from placement.runtime.memory import SNAPSHOT_ENV
 
 CRD_FILE = Path(__file__).parents[1] / "crds" / "workloadplacements.placement.runplacement.io.yaml"
 UTILIZATION = "inference_useful_utilization"
@@ -275,6 +276,7 @@ def machine() -> str:
 class Options:
     window_s: float  # the steady window
     profile: Path | None  # where py-spy's output goes, if anywhere
+    tracemalloc: Path | None = None  # where the operator's tracemalloc snapshots go, if anywhere
 
 
 def profile(pid: int, stem: Path, say: Any, seconds: int = 20) -> None:
@@ -313,6 +315,48 @@ def _where(frame: str) -> str:
     # "function (path/to/module.py:123)" -> "module.py"
     inside = frame.rpartition("(")[2]
     return Path(inside.split(":")[0]).name if inside else ""
+
+
+def take_snapshot(pid: int, path: Path, n: int, say: Any, top: int = 25) -> None:
+    """The operator's live Python allocations (tracemalloc, on SIGUSR1), summed by file and
+    by traceback, with bytes per placement; written beside the snapshot as a .txt."""
+    import tracemalloc
+
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 600
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    if not path.exists():
+        say("  no tracemalloc snapshot (is the operator tracing?)")
+        return
+    snap = tracemalloc.Snapshot.load(str(path))
+    total = sum(stat.size for stat in snap.statistics("filename"))
+    lines = [f"tracemalloc, {n} placements: {total / 2**20:.1f} MiB traced"]
+    for key in ("filename", "lineno"):
+        lines.append(f"-- by {key}: MiB, bytes per placement, blocks")
+        for stat in snap.statistics(key)[:top]:
+            where = stat.traceback[0]
+            lines.append(
+                f"  {stat.size / 2**20:8.1f} {stat.size / n:9.0f} {stat.count:9d}  "
+                f"{_short(where.filename)}:{where.lineno if key == 'lineno' else ''}"
+            )
+    lines.append("-- by traceback (the largest): MiB, bytes per placement, blocks")
+    for stat in snap.statistics("traceback")[:top]:
+        lines.append(f"  {stat.size / 2**20:8.1f} {stat.size / n:9.0f} {stat.count:9d}")
+        lines += [f"      {_short(frame.filename)}:{frame.lineno}" for frame in stat.traceback]
+    text = "\n".join(lines) + "\n"
+    path.with_suffix(".txt").write_text(text)
+    say(text)
+
+
+def _short(filename: str) -> str:
+    """A module's path from its package down (no path of the machine it ran on)."""
+    for marker in ("site-packages/", "/operator/", "/lib/python"):
+        if marker in filename:
+            tail = filename.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "/lib/python" else tail
+    return filename
 
 
 class DecisionWatch:
@@ -409,13 +453,19 @@ def _measure(
     say(f"  {n} deployments, {n * REPLICAS} pods running in {time.monotonic() - started:.0f}s")
 
     log = workdir / f"operator-{mode}.log"
+    snapshot = None
+    if options.tracemalloc is not None:  # the operator inherits the environment
+        snapshot = options.tracemalloc / f"tracemalloc-n{n}-{mode}.snapshot"
+        os.environ[SNAPSHOT_ENV] = str(snapshot)
     operator = start_operator(
         cluster.kubeconfig,
         prometheus.url,
         log,
         tick_seconds=1,
         extra_args=["--query-mode", mode],
+        timeout=60.0 if snapshot is None else 300.0,
     )
+    os.environ.pop(SNAPSHOT_ENV, None)
     try:
         pid = operator.pid
         assert pid is not None
@@ -454,6 +504,8 @@ def _measure(
         rss = peak_rss_mb(pid)
         rss_steady = peak_rss_mb(pid, "VmRSS")
         threads = thread_count(pid)
+        if snapshot is not None:  # after the RSS: tracing itself costs memory too
+            take_snapshot(pid, snapshot, n, say)
         pids = cluster.pids()
         servers = {
             name: {"peak_rss_mb": round(peak_rss_mb(pids[name]), 1),
@@ -640,6 +692,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="after each steady window, sample the operator 20 s with py-spy; write the raw "
         "stacks and a summary of where its threads spend their time into this directory",
     )
+    parser.add_argument(
+        "--tracemalloc",
+        type=Path,
+        help="run the operator under tracemalloc (slower) and, after each steady window, write "
+        "a snapshot of its live allocations and a summary by file and traceback here",
+    )
     return parser
 
 
@@ -666,9 +724,10 @@ def say(text: str) -> None:
 
 
 def run_sizes(sizes: list[int], modes: list[str], args: argparse.Namespace) -> int:
-    options = Options(window_s=args.window, profile=args.profile)
-    if options.profile is not None:
-        options.profile.mkdir(parents=True, exist_ok=True)
+    options = Options(window_s=args.window, profile=args.profile, tracemalloc=args.tracemalloc)
+    for directory in (options.profile, options.tracemalloc):
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="placement-bench-"))
     rows = []
     try:

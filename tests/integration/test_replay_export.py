@@ -32,6 +32,10 @@ def _history(tmp_path: Path, start: float) -> list[Path]:
     ]
 
 
+def _clock(moment: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(moment))
+
+
 def test_history_exported_from_prometheus_replays(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -46,6 +50,11 @@ def test_history_exported_from_prometheus_replays(
         "lookback": "30m",
     }
     spec["evaluationInterval"] = "5m"
+    # The window after the exported hours, wherever the clock stands: the replay then decides
+    # the same at any time of day (a fixed 01:00-05:00 fell inside the series at night, and
+    # its Job's staging and operations outweighed six hours' saving).
+    spec["batch"]["window"] = {"start": _clock(end + 3600), "end": _clock(end + 5 * 3600)}
+    spec["batch"]["window"]["timeZone"] = "UTC"
     placement = tmp_path / "placement.yaml"
     placement.write_text(yaml.safe_dump(manifest))
     series = tmp_path / "series.csv"
@@ -86,3 +95,37 @@ def test_history_exported_from_prometheus_replays(
     assert summary["missed_windows"] == 0
     assert 0 < summary["captured_share"] <= 1.0 + 1e-9
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 10_000
+
+
+def test_export_larger_than_the_history_bound_is_refused_unparsed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The operator's own bound on a history answer applies to the export too: a long range (or
+    # a query matching a busy Prometheus's every series) is refused before it is parsed.
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", "4096")
+    start = (time.time() // 60) * 60 - (HOURS * 60 + 10) * 60
+    end = start + HOURS * 3600
+    manifest = example_manifest()
+    manifest["spec"]["metrics"] = {
+        "utilization": 'max(summarizer_useful_utilization{namespace="ml"})'
+    }
+    placement = tmp_path / "placement.yaml"
+    placement.write_text(yaml.safe_dump(manifest))
+    series = tmp_path / "series.csv"
+    with LocalPrometheus(tmp_path / "prom", backfill=_history(tmp_path, start)) as prometheus:
+        code = main(
+            [
+                "series", "from-prometheus",
+                "--placement", str(placement),
+                "--prometheus-url", prometheus.url,
+                "--start", str(start), "--end", str(end),
+                "--step", "1m",
+                "--replicas", "4",
+                "--output", str(series),
+            ]
+        )  # fmt: skip
+    error = capsys.readouterr().err
+    assert code != 0
+    assert "larger than 4096 bytes" in error
+    assert "PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES" in error
+    assert not series.exists()

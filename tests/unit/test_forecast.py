@@ -282,6 +282,19 @@ def test_weekends_without_any_load_are_forecast_without_load() -> None:
     assert made.load(local(saturday + 2 * DAY, 10)) == pytest.approx(0.6)
 
 
+@pytest.mark.parametrize("hour", [3, 4, 5, 6, 11])
+def test_the_weekly_shape_holds_on_a_saturday_morning_whose_oldest_saturday_is_cut(
+    hour: int,
+) -> None:
+    """Fourteen days back from a Saturday morning the oldest Saturday has fewer than 20
+    hours: its weekend still counts by its Sunday, so Saturday is forecast as a weekend (it
+    was forecast at the weekdays' level from 05:00 until the level fell, and held late)."""
+    saturday = local(datetime(2026, 11, 21, tzinfo=BERLIN), hour).replace(minute=0)
+    made = forecast(weekdays_and_weekends, now=saturday, days=14)
+    assert "weekly shape (weekends x0.13 of weekdays)" in made.basis
+    assert made.load(saturday + 6 * HOUR) == pytest.approx(0.07, rel=0.02)
+
+
 def test_one_week_of_history_shows_no_weekly_shape_yet() -> None:
     made = forecast(weekdays_and_weekends, days=8)
     assert "no weekly shape" in made.basis

@@ -24,13 +24,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Protocol
 
 import requests
 import urllib3
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests import Response
 from urllib3.util.retry import Retry
 
@@ -204,9 +202,13 @@ class Metrics(Protocol):
 
 @dataclass(frozen=True)
 class _Samples:
-    """One series of a range query on its step grid, compactly: NaN where it has no usable
-    sample. A thousand placements' 14-day histories stay a few tens of megabytes."""
+    """One series of a range query on its step grid, compactly: the grid's points from its
+    first usable sample (`first`, an index into the grid) to its last, NaN where it has none
+    in between. A thousand placements' 14-day histories stay a few tens of megabytes, and a
+    series of a few hours (a new workload, a new Prometheus) a few hundred bytes, not the whole
+    grid's 16 KB."""
 
+    first: int
     values: array[float]
 
 
@@ -221,22 +223,27 @@ class _RangeAnswer:
     fetched_at: datetime
     members: Mapping[tuple[str, ...], list[_Samples]] = field(default_factory=dict)
 
-    @cached_property
-    def instants(self) -> tuple[datetime, ...]:
-        """The grid's instants, made once and shared by every member's history."""
-        return tuple(
-            datetime.fromtimestamp(self.start + index * self.step, UTC)
-            for index in range(self.points)
-        )
+    # The grid's instants that some member's history holds, made once and shared by every
+    # member's history (not the whole grid's: 2,000 datetimes of which a young series uses few).
+    _instants: dict[int, datetime] = field(default_factory=dict, compare=False, repr=False)
+
+    def instant(self, index: int) -> datetime:
+        found = self._instants.get(index)
+        if found is None:
+            found = self._instants.setdefault(
+                index, datetime.fromtimestamp(self.start + index * self.step, UTC)
+            )
+        return found
 
     def history(self, key: tuple[str, ...], source: str) -> LoadHistory | None:
         series = self.members.get(key)
         if not series or len(series) != 1:
             return None  # absent, or several series where the forecast needs one
+        first, values = series[0].first, series[0].values
         samples = tuple(
-            pair
-            for pair in zip(self.instants, series[0].values, strict=True)
-            if not math.isnan(pair[1])
+            (self.instant(first + offset), value)
+            for offset, value in enumerate(values)
+            if not math.isnan(value)
         )
         if not samples:
             return None
@@ -256,7 +263,10 @@ def _on_grid(series: Series, start: float, step: float, points: int) -> _Samples
         index = round((moment - start) / step)
         if 0 <= index < points and math.isfinite(value) and value >= 0:
             values[index] = value
-    return _Samples(values)
+    used = [index for index, value in enumerate(values) if not math.isnan(value)]
+    if not used:
+        return _Samples(0, array("d"))
+    return _Samples(used[0], values[used[0] : used[-1] + 1])
 
 
 class _HistoryBusy(Exception):
@@ -418,23 +428,22 @@ class MetricsReader:
         self, expression: str, start: datetime, end: datetime, step: timedelta
     ) -> list[tuple[datetime, float]]:
         """One series over [start, end] every `step` (a range query), for exporting history
-        to replay. Raises RangeQueryError unless the query returns exactly one series."""
+        to replay. Bounded as the operator's history reads are (PLACEMENT_PROMETHEUS_MAX_SERIES
+        and _MAX_HISTORY_BYTES): a long range or a query that matches every series of a busy
+        Prometheus is refused before it is parsed. Raises RangeQueryError unless the query
+        returns exactly one series."""
         try:
-            result: list[dict[str, object]] = self._client.custom_query_range(
-                query=expression,
-                start_time=start,
-                end_time=end,
-                step=promql_duration(step),
-            )
-        except (requests.RequestException, PrometheusApiClientException) as error:
-            raise RangeQueryError(f"`{expression}`: {_short(error)}") from error
+            result = self.range_series(expression, start, end, step)
+        except QueryFailed as error:
+            raise RangeQueryError(f"`{expression}`: {error.detail}") from error
         if len(result) != 1:
             raise RangeQueryError(
                 f"`{expression}` returned {len(result)} series over the range; it must "
                 "return exactly one (aggregate with sum() or avg())"
             )
         values = result[0].get("values")
-        assert isinstance(values, list)
+        if not isinstance(values, list):
+            raise RangeQueryError(f"`{expression}`: Prometheus answered with no values")
         points = []
         for moment, value in values:
             number = float(value)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
+# namespace -> name -> (resourceVersion, projection)
+Projections = dict[str, dict[str, tuple[str, T]]]
 
 PAGE_SIZE = 500  # objects per list page: a 10,000-object list never sits in memory at once
 BACKOFF_START, BACKOFF_MAX = 1.0, 30.0
@@ -103,7 +105,7 @@ class Store(Generic[T]):
         self.kind = kind
         self.project = project
         self._lock = threading.Lock()
-        self._objects: dict[str, dict[str, tuple[str, T]]] = {}
+        self._objects: Projections[T] = {}
         self._synced: set[str | None] = set()  # the scopes listed at least once
         self.absent = False  # not served or not readable: empty, and that is the truth
         self.last_error: str | None = None
@@ -113,12 +115,23 @@ class Store(Generic[T]):
 
     def replace(self, items: Iterable[Mapping[str, Any]], *, scope: str | None = None) -> None:
         """The whole content of `scope` (a namespace; None: every namespace), from a list."""
-        fresh: dict[str, dict[str, tuple[str, T]]] = {}
+        self.install(self.projected(items), scope=scope)
+
+    def projected(
+        self, items: Iterable[Mapping[str, Any]], into: Projections[T] | None = None
+    ) -> Projections[T]:
+        """What the store would keep of `items` (added to `into`), for `install`: a list
+        projected page by page, so the whole list's objects never sit in memory at once."""
+        fresh: Projections[T] = {} if into is None else into
         for obj in items:
             value = self.project(obj)
             if value is not None:
                 namespace, name = _key(obj)
                 fresh.setdefault(namespace, {})[name] = (resource_version(obj), value)
+        return fresh
+
+    def install(self, fresh: Projections[T], *, scope: str | None = None) -> None:
+        """The whole content of `scope`, as `projected` made it from a list."""
         with self._lock:
             if scope is None:
                 self._objects = fresh
@@ -258,17 +271,20 @@ class Reflector:
             await self._watch_until_gone()
 
     async def _list(self) -> None:
-        items: list[dict[str, Any]] = []
+        # Each page projected as it comes (the objects, managedFields and pod templates
+        # included, are dropped), the store replaced once the last page is in.
+        fresh: Projections[Any] = {}
         token: str | None = None
         version = ""
         while True:
             page = await self.source.list(limit=self.page_size, continue_token=token)
-            items.extend(page.items)
+            self.store.projected(page.items, into=fresh)
             version = version or page.resource_version  # the snapshot's: the first page's
             token = page.continue_token
+            del page
             if not token:
                 break
-        self.store.replace(items, scope=self.scope)
+        self.store.install(fresh, scope=self.scope)
         self.resource_version = version
         self.lists += 1
         self._changed()

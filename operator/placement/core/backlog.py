@@ -9,8 +9,9 @@ replicas one unit of demand keeps busy (measured while realtime, recorded at the
     arriving until window end   = the forecast's high quantile over [now, window end) (from the
                                   planned hold's start when that is later: what arrives before
                                   it is served realtime), scaled up by how far the demand
-                                  observed now is above the forecast of this hour (a load that
-                                  rose is not averaged away)
+                                  observed (averaged over metrics.lookback) is above the
+                                  forecast of the hour ahead and of the same span a day later
+                                  (a load that rose is not averaged away)
     projected batch pod-hours   = (waiting + arriving) / batchEfficiency x (1 + retryRate)
     window capacity             = parallel pods x hours of the window from now on
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from placement.core.durations import format_duration
 from placement.core.planning import WorkForecast
@@ -49,7 +51,7 @@ class Backlog:
     capacity_pod_hours: float = 0.0
     pods: int = 1
     window: WindowSpan | None = None
-    level: float = 1.0  # observed demand over the forecast of this hour (at least 1)
+    level: float = 1.0  # observed demand over its forecast (module docstring; at least 1)
 
     @property
     def fits(self) -> bool:
@@ -82,6 +84,9 @@ class BacklogInputs:
     configured: bool  # metrics.demand or metrics.queueDepth is set
     held_since: datetime | None  # the move
     hold_start: datetime | None = None  # the planned hold's start (held for longer: the day's)
+    # The span the demand reading averages over (metrics.lookback): its level is read against
+    # the forecast of that span, not of the hour ahead (a daily shape would read as a change).
+    lookback: timedelta = timedelta(0)
 
     @property
     def waiting_since(self) -> datetime | None:
@@ -116,7 +121,9 @@ def project_backlog(
     # The next window's hold may start later than now (its plan shorter than a day): what
     # arrives before it is the realtime fleet's, not this window's.
     arriving_from = max(now, inputs.hold_start) if inputs.hold_start is not None else now
-    level, arriving = _arrivals(forecast, observed_rate, now, arriving_from, window.end)
+    level, arriving = _arrivals(
+        forecast, observed_rate, now, arriving_from, window.end, inputs.lookback, window.zone
+    )
     note = ""
     if inputs.queue is not None:
         waiting = inputs.queue * ratio / SECONDS_PER_HOUR
@@ -144,13 +151,25 @@ def _arrivals(
     now: datetime,
     start: datetime,
     end: datetime,
+    lookback: timedelta,
+    zone: ZoneInfo,
 ) -> tuple[float, float]:
-    """(level, replica-hours arriving over [start, end)); the level is read at `now`."""
+    """(level, replica-hours arriving over [start, end)); the level is the observed rate
+    (averaged over the lookback) over the forecast's high quantile of that same span."""
     hours = max((end - start).total_seconds() / 3600, 0.0)
     if forecast is None:
         return 1.0, (observed_rate or 0.0) * hours
     high = forecast.work(start, end, high=True)
-    expected = forecast.rate(now, high=True)  # above its high quantile: the load rose
+    # Above the forecast's high quantile, the load rose. The reading averages the lookback
+    # just past, which the forecast (from the hour holding now) does not cover: it is read
+    # against the hour ahead and against the same wall-clock span a local day later, and the
+    # load rose only when above both (else an evening reading against a night hour, or a
+    # Friday's against a Saturday's, reads as a rise).
+    expected = forecast.rate(now, high=True)
+    if lookback > timedelta(0):
+        since, until = (_a_day_later(moment, zone) for moment in (now - lookback, now))
+        a_day_later = forecast.work(since, until, high=True) / (lookback / timedelta(hours=1))
+        expected = max(expected, a_day_later)
     if observed_rate is None:
         return 1.0, high
     if expected <= 0:
@@ -158,6 +177,12 @@ def _arrivals(
         return 1.0, max(high, observed_rate * hours)
     level = max(observed_rate / expected, 1.0)
     return level, high * level
+
+
+def _a_day_later(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The same wall-clock time on the next local day (an aware datetime in `zone` adds by
+    the wall clock)."""
+    return (moment.astimezone(zone) + timedelta(days=1)).astimezone(moment.tzinfo)
 
 
 def _estimated_waiting(

@@ -563,9 +563,13 @@ def _day_levels(hours: Iterable[_Hour]) -> dict[date, float]:
 def _weekend_factor(levels: dict[date, float]) -> float | None:
     """The weekend/weekday level ratio if the history shows a weekly shape, else None."""
     pairs = []  # (weekend level, level of the weekdays around it)
-    for day in levels:
-        if day.weekday() != 5:
-            continue
+    # Each weekend by its Saturday, also when only its Sunday is a full day (the history's
+    # start cut the Saturday): otherwise a weekend falls out for the hours the oldest
+    # Saturday is partial, and the weekly shape with it, every Saturday morning.
+    saturdays = sorted(
+        {day - timedelta(days=day.weekday() - 5) for day in levels if day.weekday() >= 5}
+    )
+    for day in saturdays:
         weekend = _mean(levels, (day, day + timedelta(days=1)))
         weekdays = _mean(levels, (day - timedelta(days=1), day + timedelta(days=2)))
         if weekend is not None and weekdays is not None and weekdays > 0:

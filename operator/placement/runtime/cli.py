@@ -570,17 +570,17 @@ def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
 
 
 def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
-    from placement.adapters.prometheus import MetricsReader, RangeQueryError
+    from placement.adapters.prometheus import MetricsReader, QueryLimits, RangeQueryError
     from placement.replay.series import join_series
-    from placement.runtime.config import OperatorConfig, prometheus_connection_from_environment
+    from placement.runtime.config import OperatorConfig
 
     placement = _load_placement(args.placement)
     spec = placement.spec
-    # The operator's connection settings (PLACEMENT_PROMETHEUS_BEARER_TOKEN...) apply here too.
-    connection = OperatorConfig(
+    # The operator's connection settings (PLACEMENT_PROMETHEUS_BEARER_TOKEN...) and answer
+    # bounds (PLACEMENT_PROMETHEUS_MAX_SERIES, _MAX_HISTORY_BYTES) apply here too.
+    connection = OperatorConfig.from_environment(
         prometheus_url=args.prometheus_url,
         prometheus_timeout_seconds=args.timeout,
-        **prometheus_connection_from_environment(),  # type: ignore[arg-type]
     )
     connection.validate()
     reader = MetricsReader(
@@ -589,6 +589,11 @@ def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any
         headers=connection.prometheus_request_headers(),
         basic_auth=connection.prometheus_basic_auth(),
         ca_file=connection.prometheus_ca_file,
+        limits=QueryLimits(
+            connection.prometheus_max_series,
+            connection.prometheus_max_bytes,
+            connection.prometheus_max_history_bytes,
+        ),
     )
     utilization = reader.range_values(spec.metrics.utilization, args.start, args.end, step)
     replicas: Any = args.replicas
@@ -726,10 +731,15 @@ def _run(args: argparse.Namespace) -> int:
 
     from placement.runtime.config import OperatorConfig
     from placement.runtime.handlers import register
-    from placement.runtime.memory import limit_malloc_arenas, trim_periodically
+    from placement.runtime.memory import (
+        limit_malloc_arenas,
+        snapshot_on_signal,
+        trim_periodically,
+    )
 
     limit_malloc_arenas()  # before any thread starts (the Prometheus readers, ours)
     trim_periodically()
+    snapshot_on_signal()
 
     try:
         config = OperatorConfig.from_environment(

@@ -50,3 +50,30 @@ def trim_periodically(interval_seconds: float = 5.0) -> bool:
 
     threading.Thread(target=trim, name="malloc-trim", daemon=True).start()
     return True
+
+
+SNAPSHOT_ENV = "PLACEMENT_TRACEMALLOC_SNAPSHOT"
+FRAMES_ENV = "PLACEMENT_TRACEMALLOC_FRAMES"
+
+
+def snapshot_on_signal() -> bool:
+    """A debugging aid: with PLACEMENT_TRACEMALLOC_SNAPSHOT=<file> in the environment, trace
+    allocations from now on (after the imports: the growth is what is looked for;
+    PLACEMENT_TRACEMALLOC_FRAMES frames each, 8 by default), and on SIGUSR1 write a
+    tracemalloc snapshot of the live process to the file (bench/scale.py --tracemalloc reads
+    it). False (nothing traced) unless the variable is set."""
+    import os
+    import signal
+    import tracemalloc
+
+    target = os.environ.get(SNAPSHOT_ENV)
+    if not target:
+        return False
+    tracemalloc.start(int(os.environ.get(FRAMES_ENV) or 8))
+
+    def dump(_signum: int, _frame: object) -> None:
+        tracemalloc.take_snapshot().dump(target + ".partial")
+        os.replace(target + ".partial", target)  # readers never see half a snapshot
+
+    signal.signal(signal.SIGUSR1, dump)
+    return True
