@@ -205,6 +205,16 @@ def test_the_daily_shape_follows_the_wall_clock() -> None:
     assert made.work(local(NOW, 13), local(NOW, 21)) == pytest.approx(3.5 * 0.6 + 4.5 * 0.1)
 
 
+def test_the_hours_just_past_are_forecast_for_reading_the_lookback_against() -> None:
+    # 17:00 in Berlin: the lookback (16:00-17:00) read office hours, the hour ahead is quiet.
+    evening = datetime(2026, 11, 30, 16, tzinfo=UTC)
+    made = forecast(office_hours, now=evening)
+    assert made.load(evening) == pytest.approx(0.1)
+    assert made.mean_load(evening - HOUR, evening) == pytest.approx(0.6)
+    assert made.mean_load(evening - 2 * HOUR, evening) == pytest.approx(0.6)
+    assert made.mean_load(evening - 30 * HOUR, evening) is None  # older than the past kept
+
+
 @pytest.mark.parametrize(
     ("now", "busy_utc", "quiet_utc"),
     [

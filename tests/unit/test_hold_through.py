@@ -135,3 +135,56 @@ def test_an_evening_reading_is_not_taken_for_a_rise_at_night() -> None:
 
 def test_a_reading_above_the_day_and_the_night_is_a_rise() -> None:
     assert _backlog_at_eight_pm(3 * 0.36 * 6 * 1000, timedelta(hours=1)) == pytest.approx(3.0)
+
+
+MIDNIGHT = datetime(2026, 11, 27, 23, tzinfo=UTC)  # Friday -> Saturday in Berlin
+
+
+def _friday_to_saturday(past: bool) -> WorkForecast:
+    """Weekdays 0.55 of 6 replicas, the weekend 0.07, from Saturday 00:00 Berlin time; with
+    `past`, the six Friday hours just before are kept (the forecast made from history)."""
+    ahead = tuple(
+        HourForecast(start=MIDNIGHT + timedelta(hours=i), typical=0.07, high=0.07)
+        for i in range(30)
+    )
+    before = tuple(
+        HourForecast(start=MIDNIGHT - timedelta(hours=i), typical=0.55, high=0.55)
+        for i in range(6, 0, -1)
+    )
+    forecast = Forecast("utilization", "test", ahead, True, past=before if past else ())
+    return WorkForecast(forecast, 6.0)
+
+
+def _level_at_midnight(forecast: WorkForecast, demand: float) -> float:
+    window = window_on(
+        BatchWindow.model_validate({"start": "01:00", "end": "05:00", "timeZone": "Europe/Berlin"}),
+        MIDNIGHT.date() + timedelta(days=1),
+    )
+    assert window is not None
+    backlog = project_backlog(
+        BacklogInputs(
+            demand=demand,
+            queue=0.0,
+            replicas_per_demand=1 / 1000,
+            configured=True,
+            held_since=MIDNIGHT - timedelta(hours=12),
+            lookback=timedelta(hours=1),
+        ),
+        now=MIDNIGHT,
+        window=window,
+        forecast=forecast,
+        batch_efficiency=6.0,
+        retry_rate=0.05,
+        pods=2,
+    )
+    return backlog.level
+
+
+def test_a_fridays_last_hour_is_read_against_fridays_forecast_not_saturdays() -> None:
+    # The weekly scenario's Friday holds were restored at midnight: the lookback's Friday
+    # demand read against Saturday's forecast, "demand 7.86x the forecast".
+    friday = 0.55 * 6 * 1000
+    assert _level_at_midnight(_friday_to_saturday(past=False), friday) == pytest.approx(0.55 / 0.07)
+    assert _level_at_midnight(_friday_to_saturday(past=True), friday) == pytest.approx(1.0)
+    # A Friday that really ran hot still reads as a rise.
+    assert _level_at_midnight(_friday_to_saturday(past=True), 2 * friday) == pytest.approx(2.0)

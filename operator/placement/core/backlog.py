@@ -10,7 +10,8 @@ replicas one unit of demand keeps busy (measured while realtime, recorded at the
                                   planned hold's start when that is later: what arrives before
                                   it is served realtime), scaled up by how far the demand
                                   observed (averaged over metrics.lookback) is above the
-                                  forecast of the hour ahead and of the same span a day later
+                                  forecast of those same hours (the forecast keeps the hours
+                                  just past; else the hour ahead and the span a day later)
                                   (a load that rose is not averaged away)
     projected batch pod-hours   = (waiting + arriving) / batchEfficiency x (1 + retryRate)
     window capacity             = parallel pods x hours of the window from now on
@@ -161,15 +162,18 @@ def _arrivals(
         return 1.0, (observed_rate or 0.0) * hours
     high = forecast.work(start, end, high=True)
     # Above the forecast's high quantile, the load rose. The reading averages the lookback
-    # just past, which the forecast (from the hour holding now) does not cover: it is read
-    # against the hour ahead and against the same wall-clock span a local day later, and the
-    # load rose only when above both (else an evening reading against a night hour, or a
-    # Friday's against a Saturday's, reads as a rise).
-    expected = forecast.rate(now, high=True)
-    if lookback > timedelta(0):
-        since, until = (_a_day_later(moment, zone) for moment in (now - lookback, now))
-        a_day_later = forecast.work(since, until, high=True) / (lookback / timedelta(hours=1))
-        expected = max(expected, a_day_later)
+    # just past: it is read against what the forecast expected of those same hours.
+    expected = forecast.mean_rate(now - lookback, now, high=True) if lookback else None
+    if expected is None:
+        # A forecast without those hours (the lookback average, or a lookback longer than its
+        # past hours): against the hour ahead and the same wall-clock span a local day later,
+        # a rise only above both (else an evening reading against a night hour, or a Friday's
+        # against a Saturday's, reads as a rise).
+        expected = forecast.rate(now, high=True)
+        if lookback > timedelta(0):
+            since, until = (_a_day_later(moment, zone) for moment in (now - lookback, now))
+            hours = lookback / timedelta(hours=1)
+            expected = max(expected, forecast.work(since, until, high=True) / hours)
     if observed_rate is None:
         return 1.0, high
     if expected <= 0:

@@ -73,6 +73,7 @@ from zoneinfo import ZoneInfo
 from placement.core.observation import LoadHistory
 
 HOUR = timedelta(hours=1)
+PAST_HOURS = 6  # hours forecast before the hour holding now: a lookback of up to 6h is covered
 DAY = timedelta(days=1)
 HIGH_QUANTILE = 0.9  # what "the work fits" is checked against: bursts are not averaged away
 
@@ -129,6 +130,9 @@ class Forecast:
     from_history: bool  # False: the lookback fallback
     # Earlier days' deviations laid over these hours (step 8); None: per-hour quantiles summed.
     analogs: _Analogs | None = None
+    # The PAST_HOURS before the first, oldest first: what the lookback just read is compared
+    # with what was expected of those same hours (`mean_load`), not with the hour ahead.
+    past: tuple[HourForecast, ...] = ()
 
     def load(self, moment: datetime, *, high: bool = False) -> float:
         """The load expected in the hour holding `moment` (the last hour's beyond the end)."""
@@ -140,6 +144,20 @@ class Forecast:
         if chosen is None:
             return 0.0
         return chosen.high if high else chosen.typical
+
+    def mean_load(self, start: datetime, end: datetime, *, high: bool = False) -> float | None:
+        """The load expected on average over [start, end), which may reach back into `past`;
+        None unless the forecast's hours cover the whole span."""
+        span = end - start
+        total, covered = 0.0, timedelta(0)
+        for hour in (*self.past, *self.hours):
+            overlap = min(end, hour.start + HOUR) - max(start, hour.start)
+            if overlap > timedelta(0):
+                total += (hour.high if high else hour.typical) * (overlap / HOUR)
+                covered += overlap
+        if span <= timedelta(0) or covered < span:
+            return None
+        return total / (span / HOUR)
 
     def work(self, start: datetime, end: datetime, *, high: bool = False) -> float:
         """The load summed over [start, end), in unit-hours (e.g. utilization x hours); with
@@ -228,7 +246,9 @@ def forecast_load(
                 left_out = f", {digest.held}h held left out" if digest.held else ""
                 basis = learned.basis(source) + left_out
                 analogs = learned.analogs(starts, hours)
-                return Forecast(source, basis, hours, from_history=True, analogs=analogs)
+                first = starts[0] if starts else now
+                past = tuple(learned.expect(first - HOUR * k) for k in range(PAST_HOURS, 0, -1))
+                return Forecast(source, basis, hours, from_history=True, analogs=analogs, past=past)
             reason = "history values too large to add up"
     return _fallback(starts, digest, fallback, reason, source)
 

@@ -108,10 +108,11 @@ def _plan_key(
         # The forecast's hours, most of the inputs, as one array of numbers: a third of
         # the time of pickling them as objects.
         forecast = planner.forecast.forecast
-        numbers = array("d", [x for h in forecast.hours for x in (h.typical, h.high)])
+        hours = (*forecast.past, *forecast.hours)
+        numbers = array("d", [x for h in hours for x in (h.typical, h.high)])
         window = planner.window
         rest = (
-            tuple(h.start for h in forecast.hours),
+            tuple(h.start for h in hours),
             tuple(planner.costs.__dict__.values()),
             planner.replicas,
             planner.warm_replicas,
@@ -139,7 +140,7 @@ def _names(cls: type) -> tuple[str, ...]:
 _KNOWN_SHAPE = (
     _names(Planner) == ("costs", "replicas", "warm_replicas", "pods", "window", "forecast")
     and _names(WorkForecast) == ("forecast", "replicas_per_unit")
-    and _names(Forecast) == ("source", "basis", "hours", "from_history", "analogs")
+    and _names(Forecast) == ("source", "basis", "hours", "from_history", "analogs", "past")
     and _names(HourForecast) == ("start", "typical", "high")
     and _names(WindowSpan) == ("start", "end", "label", "zone")
 )

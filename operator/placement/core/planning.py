@@ -80,6 +80,12 @@ class WorkForecast:
             spans.append((start, end))
         return self.forecast.work_over(spans, high=high) * self.replicas_per_unit
 
+    def mean_rate(self, start: datetime, end: datetime, *, high: bool = False) -> float | None:
+        """Replicas' worth of work expected per hour on average over [start, end), hours just
+        past included; None where the forecast does not cover the span."""
+        load = self.forecast.mean_load(start, end, high=high)
+        return None if load is None else load * self.replicas_per_unit
+
     def rate(self, moment: datetime, *, high: bool = False) -> float:
         """Replicas' worth of work arriving per hour at `moment`."""
         first = self._first
