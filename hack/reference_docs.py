@@ -55,7 +55,7 @@ EVENTS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.WINDOW_TOO_SHORT: (
         "Normal",
-        "Even the shortest hold's forecast batch pod-hours do not fit the window on the pods that may run in parallel (with the 0.8 margin), or the hold taken no longer fits the whole window.",
+        "Even the shortest hold's forecast batch pod-hours do not fit the window on the pods that may run in parallel (with the 0.8 margin, 0.9 on steady load), or the hold taken no longer fits the whole window.",
     ),
     Reason.HOLD_PLANNED: (
         "Normal",

@@ -9,16 +9,19 @@ holds the 6 hours 23:00-05:00 (2.82 pod-hours), never the whole day (11.27).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from placement.core.api import Action, Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
-from placement.core.forecast import Forecast, HourForecast
+from placement.core.forecast import Forecast, HourForecast, forecast_load
 from placement.core.observation import LoadHistory
-from placement.core.planning import HOLD_MARGIN, Planner, WorkForecast
+from placement.core.planning import HOLD_MARGIN, STEADY_MARGIN, Planner, WorkForecast
 from placement.core.policy import Decision, JobObservation, JobOutcome, Observed, decide
 from placement.core.reasons import EventType, Reason
 from placement.core.status import build_status, state_from_status, status_patch
@@ -256,3 +259,51 @@ def test_without_any_history_read_the_lookback_decides_as_before() -> None:
     spec = make_spec(**{"mode": "Enforce", "costs.operationsPerDay": 40})
     decision, _ = _Placement(spec).evaluate(_at(21, 23))
     assert decision.reason is Reason.MOVED_TO_BATCH
+
+
+# -- the share of the window a hold may fill, by how much the earlier days varied -------------
+
+
+def _learned(load: Callable[[datetime], float]) -> WorkForecast:
+    """A demand forecast learned from 14 days of `load` (one replica per unit of demand)."""
+    now = _at(21, 12)
+    samples, moment = [], now - timedelta(days=14)
+    while moment < now:
+        samples.append((moment, load(moment)))
+        moment += timedelta(minutes=5)
+    history = LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
+    made = forecast_load(
+        history,
+        now=now,
+        until=_at(22, 5) + timedelta(days=1),
+        zone=ZoneInfo("UTC"),
+        fallback=None,
+        source="demand",
+    )
+    return WorkForecast(made, 1.0)
+
+
+def test_a_steady_load_may_fill_more_of_the_window_than_a_bursty_one() -> None:
+    # Steady load: the earlier days brought the same work over the hold's hours within 2%,
+    # so the hold may fill STEADY_MARGIN of the window, and is longer than HOLD_MARGIN allows.
+    rng = random.Random(3)
+    steady = _learned(lambda _: 1.05 * (1 + rng.gauss(0, 0.05)))
+    planning = _planner(make_spec(), steady, pods=1).choose(24)
+    plan = planning.plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert plan.capacity_pod_hours == pytest.approx(4 * STEADY_MARGIN)
+    assert f"(1 pods x 4h x {STEADY_MARGIN:g})" in plan.describe()
+    # The same forecast without the earlier days' totals (a young history) measures nothing.
+    young = WorkForecast(replace(steady.forecast, analogs=None), 1.0)
+    shorter = _planner(make_spec(), young, pods=1).choose(24).plan
+    assert shorter is not None and shorter.margin == HOLD_MARGIN
+    assert shorter.hours < plan.hours
+    assert shorter.batch_pod_hours <= 4 * HOLD_MARGIN < plan.batch_pod_hours <= 4 * STEADY_MARGIN
+
+
+def test_a_bursty_load_keeps_the_wider_margin() -> None:
+    rng = random.Random(4)
+    bursty = _learned(lambda _: rng.uniform(0.7, 1.0) if rng.random() < 0.12 else 0.08)
+    plan = _planner(make_spec(), bursty, pods=1).choose(24).plan
+    assert plan is not None and plan.margin == HOLD_MARGIN
+    assert plan.capacity_pod_hours == pytest.approx(4 * HOLD_MARGIN)

@@ -1104,7 +1104,8 @@ class PlannedHold(BaseModel):
     )
     window_capacity_pod_hours: float = Field(
         ge=0,
-        description="Parallel pods x window hours inside the hold x the margin (0.8).",
+        description="Parallel pods x window hours inside the hold x the margin (0.8; 0.9 on "
+        "steady load, where the earlier days brought nearly the same work over the hold's hours).",
     )
     forecast: Message = Field(default="", description="How the forecast was made.")
 

@@ -71,7 +71,6 @@ from placement.core.memo import remembered_plan
 from placement.core.observation import LoadHistory
 from placement.core.perrequest import CostPerRequest, cost_per_request
 from placement.core.planning import (
-    HOLD_MARGIN,
     HoldPlan,
     Planner,
     Planning,
@@ -1173,7 +1172,7 @@ def _window_fit_gate(ctx: _Context) -> tuple[Reason, str] | None:
 
 def _plan_fit(ctx: _Context) -> tuple[Reason, str] | None:
     """No hold fits the window (even the shortest), or the hold taken no longer fits all of
-    the window's capacity (the move needed HOLD_MARGIN of it: hysteresis)."""
+    the window's capacity (the move needed the plan's margin of it: hysteresis)."""
     planning = ctx.planning
     if planning is None:
         return None
@@ -1186,7 +1185,7 @@ def _plan_fit(ctx: _Context) -> tuple[Reason, str] | None:
         return Reason.WINDOW_TOO_SHORT, (
             f"batch needs {longest.batch_pod_hours:.2f} pod-hours at the forecast's high "
             f"quantile / {ctx.pods} parallel pods = {format_duration(needed)} > "
-            f"{HOLD_MARGIN:g} of window {ctx.window.describe()} "
+            f"{longest.margin:g} of window {ctx.window.describe()} "
             f"({format_duration(ctx.window.length)}), and no shorter hold fits either"
         )
     # While held, a watched backlog says what the window will have to do (BacklogWillMissWindow);
@@ -1195,7 +1194,7 @@ def _plan_fit(ctx: _Context) -> tuple[Reason, str] | None:
     if (
         ctx.state.holding
         and not watched
-        and plan.batch_pod_hours > plan.capacity_pod_hours / HOLD_MARGIN
+        and plan.batch_pod_hours > plan.capacity_pod_hours / plan.margin
     ):
         return Reason.WINDOW_TOO_SHORT, (
             f"the hold's work no longer fits the whole window: {plan.describe()}"
