@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -36,11 +37,37 @@ def _clock(moment: float) -> str:
     return time.strftime("%H:%M", time.gmtime(moment))
 
 
+def _exported_start() -> float:
+    """HOURS of whole minutes, ending ten minutes ago, inside Prometheus' retention."""
+    return (time.time() // 60) * 60 - (HOURS * 60 + 10) * 60
+
+
+def _export(
+    tmp_path: Path, manifest: dict[str, Any], start: float, *options: str
+) -> tuple[int, Path]:
+    """`placement series from-prometheus` of `manifest` over the HOURS from `start`, against a
+    Prometheus holding _history; its exit code and the series file it was to write."""
+    placement = tmp_path / "placement.yaml"
+    placement.write_text(yaml.safe_dump(manifest))
+    series = tmp_path / "series.csv"
+    with LocalPrometheus(tmp_path / "prom", backfill=_history(tmp_path, start)) as prometheus:
+        code = main(
+            [
+                "series", "from-prometheus",
+                "--placement", str(placement),
+                "--prometheus-url", prometheus.url,
+                "--start", str(start), "--end", str(start + HOURS * 3600),
+                *options,
+                "--output", str(series),
+            ]
+        )  # fmt: skip
+    return code, series
+
+
 def test_history_exported_from_prometheus_replays(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Whole minutes, ending ten minutes ago, inside Prometheus' retention.
-    start = (time.time() // 60) * 60 - (HOURS * 60 + 10) * 60
+    start = _exported_start()
     end = start + HOURS * 3600
     manifest = example_manifest()
     spec = manifest["spec"]
@@ -56,19 +83,7 @@ def test_history_exported_from_prometheus_replays(
     spec["batch"]["window"] = {"start": _clock(end + 3600), "end": _clock(end + 5 * 3600)}
     spec["batch"]["window"]["timeZone"] = "UTC"
     placement = tmp_path / "placement.yaml"
-    placement.write_text(yaml.safe_dump(manifest))
-    series = tmp_path / "series.csv"
-    with LocalPrometheus(tmp_path / "prom", backfill=_history(tmp_path, start)) as prometheus:
-        code = main(
-            [
-                "series", "from-prometheus",
-                "--placement", str(placement),
-                "--prometheus-url", prometheus.url,
-                "--start", str(start), "--end", str(end),
-                "--step", "5m",
-                "--output", str(series),
-            ]
-        )  # fmt: skip
+    code, series = _export(tmp_path, manifest, start, "--step", "5m")
     assert code == 0, capsys.readouterr().err
     samples = parse_series(series.read_text())
     assert len(samples) == HOURS * 12 + 1
@@ -103,27 +118,12 @@ def test_export_larger_than_the_history_bound_is_refused_unparsed(
     # The operator's own bound on a history answer applies to the export too: a long range (or
     # a query matching a busy Prometheus's every series) is refused before it is parsed.
     monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", "4096")
-    start = (time.time() // 60) * 60 - (HOURS * 60 + 10) * 60
-    end = start + HOURS * 3600
+    start = _exported_start()
     manifest = example_manifest()
     manifest["spec"]["metrics"] = {
         "utilization": 'max(summarizer_useful_utilization{namespace="ml"})'
     }
-    placement = tmp_path / "placement.yaml"
-    placement.write_text(yaml.safe_dump(manifest))
-    series = tmp_path / "series.csv"
-    with LocalPrometheus(tmp_path / "prom", backfill=_history(tmp_path, start)) as prometheus:
-        code = main(
-            [
-                "series", "from-prometheus",
-                "--placement", str(placement),
-                "--prometheus-url", prometheus.url,
-                "--start", str(start), "--end", str(end),
-                "--step", "1m",
-                "--replicas", "4",
-                "--output", str(series),
-            ]
-        )  # fmt: skip
+    code, series = _export(tmp_path, manifest, start, "--step", "1m", "--replicas", "4")
     error = capsys.readouterr().err
     assert code != 0
     assert "larger than 4096 bytes" in error

@@ -100,11 +100,15 @@ def _daily_forecast() -> WorkForecast:
     return WorkForecast(Forecast("utilization", "test", tuple(hours), True), 6.0)
 
 
-def _backlog_at_eight_pm(demand: float, lookback: timedelta) -> float:
+def _level(
+    forecast: WorkForecast, now: datetime, demand: float, lookback: timedelta = timedelta(hours=1)
+) -> float:
+    """The backlog's demand level at `now`, held for 12 hours before the Berlin window of the
+    next day (01:00-05:00), 2 pods."""
     berlin = BatchWindow.model_validate(
         {"start": "01:00", "end": "05:00", "timeZone": "Europe/Berlin"}
     )
-    window = window_on(berlin, EVE.date() + timedelta(days=1))
+    window = window_on(berlin, now.date() + timedelta(days=1))
     assert window is not None
     backlog = project_backlog(
         BacklogInputs(
@@ -112,17 +116,21 @@ def _backlog_at_eight_pm(demand: float, lookback: timedelta) -> float:
             queue=0.0,
             replicas_per_demand=1 / 1000,
             configured=True,
-            held_since=EVE - timedelta(hours=12),
+            held_since=now - timedelta(hours=12),
             lookback=lookback,
         ),
-        now=EVE,
+        now=now,
         window=window,
-        forecast=_daily_forecast(),
+        forecast=forecast,
         batch_efficiency=6.0,
         retry_rate=0.05,
         pods=2,
     )
     return backlog.level
+
+
+def _backlog_at_eight_pm(demand: float, lookback: timedelta) -> float:
+    return _level(_daily_forecast(), EVE, demand, lookback)
 
 
 def test_an_evening_reading_is_not_taken_for_a_rise_at_night() -> None:
@@ -156,28 +164,7 @@ def _friday_to_saturday(past: bool) -> WorkForecast:
 
 
 def _level_at_midnight(forecast: WorkForecast, demand: float) -> float:
-    window = window_on(
-        BatchWindow.model_validate({"start": "01:00", "end": "05:00", "timeZone": "Europe/Berlin"}),
-        MIDNIGHT.date() + timedelta(days=1),
-    )
-    assert window is not None
-    backlog = project_backlog(
-        BacklogInputs(
-            demand=demand,
-            queue=0.0,
-            replicas_per_demand=1 / 1000,
-            configured=True,
-            held_since=MIDNIGHT - timedelta(hours=12),
-            lookback=timedelta(hours=1),
-        ),
-        now=MIDNIGHT,
-        window=window,
-        forecast=forecast,
-        batch_efficiency=6.0,
-        retry_rate=0.05,
-        pods=2,
-    )
-    return backlog.level
+    return _level(forecast, MIDNIGHT, demand)
 
 
 def test_a_fridays_last_hour_is_read_against_fridays_forecast_not_saturdays() -> None:
