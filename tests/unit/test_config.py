@@ -126,6 +126,26 @@ def test_answer_bounds_have_defaults_and_come_from_the_environment(
         OperatorConfig.from_environment(prometheus_max_series=0)
 
 
+def test_the_bounds_of_a_query_across_namespaces_are_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_URL", URL)
+    config = OperatorConfig.from_environment()
+    assert (config.prometheus_max_batch_series, config.prometheus_max_batch_bytes) == (
+        20_000,
+        8 << 20,
+    )
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_BATCH_SERIES", "5000")
+    monkeypatch.setenv("PLACEMENT_PROMETHEUS_MAX_BATCH_BYTES", "2097152")
+    config = OperatorConfig.from_environment()
+    assert (config.prometheus_max_batch_series, config.prometheus_max_batch_bytes) == (
+        5000,
+        2 << 20,
+    )
+    with pytest.raises(ValueError, match="PLACEMENT_PROMETHEUS_MAX_BATCH_SERIES"):
+        OperatorConfig.from_environment(prometheus_max_batch_series=0)
+
+
 def test_log_level_from_the_environment_and_the_flag_wins(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -40,7 +40,7 @@ class FakePrometheus(MetricsReader):
         self.series = series
         self.queries: list[str] = []
 
-    def instant(self, query: str) -> list[Series]:
+    def instant(self, query: str, *, across: bool = False) -> list[Series]:
         self.queries.append(query)
         return evaluate(query, self.series)
 

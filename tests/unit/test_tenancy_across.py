@@ -82,14 +82,20 @@ class FakePrometheus(MetricsReader):
     """Answers as Prometheus would, within the series bound; `refuse` and `slow` decide
     which queries get an error or a timeout instead."""
 
-    def __init__(self, table: list[Row], *, max_series: int = 1000) -> None:
-        super().__init__("http://prometheus.invalid", limits=QueryLimits(max_series=max_series))
+    def __init__(
+        self, table: list[Row], *, max_series: int = 1000, max_batch_series: int | None = None
+    ) -> None:
+        limits = QueryLimits(
+            max_series=max_series,
+            max_batch_series=max_series if max_batch_series is None else max_batch_series,
+        )
+        super().__init__("http://prometheus.invalid", limits=limits)
         self.table = table
         self.queries: list[str] = []
         self.refuse = lambda query: False
         self.slow = lambda query: False
 
-    def instant(self, query: str) -> list[Series]:
+    def instant(self, query: str, *, across: bool = False) -> list[Series]:
         self.queries.append(query)
         if self.slow(query):
             raise QueryFailed(Outcome.TIMEOUT, "no answer in 5s")
@@ -98,7 +104,11 @@ class FakePrometheus(MetricsReader):
             quoted = ", ".join(str(labels) for labels, _ in self.table)
             raise QueryFailed(Outcome.ERROR, f"HTTP 422 {quoted}", from_prometheus=True)
         result = evaluate(query, self.table)
-        if len(result) > self.limits.max_series:
+        if across and len(result) > self.limits.max_batch_series:
+            raise self._too_many_series(
+                (self.limits.max_batch_series, "PLACEMENT_PROMETHEUS_MAX_BATCH_SERIES")
+            )
+        if not across and len(result) > self.limits.max_series:
             raise self._too_many_series()
         return result
 
@@ -157,6 +167,35 @@ def test_queries_per_pass_stay_two_per_shape_from_1_to_200_namespaces() -> None:
     assert [queries_of_a_steady_pass(prometheus, n) for n in (1, 50, 200)] == [2, 2, 2]
 
 
+def test_queries_per_pass_stay_two_per_shape_from_1_000_to_10_000_placements() -> None:
+    # The defaults: a query across namespaces may answer 20,000 series (the batch is packed
+    # to 15,000), so 50 placements of a shape in each of 20 to 200 namespaces share one pair.
+    prometheus = FakePrometheus([], max_batch_series=QueryLimits().max_batch_series)
+    deployments = tuple(f"model-{i:02d}" for i in range(50))
+    counts = [queries_of_a_steady_pass(prometheus, n, deployments) for n in (20, 200)]
+    assert counts == [2, 2]
+
+
+def test_a_namespace_over_its_own_bound_reads_its_own_query_even_when_a_batch_could_hold_it() -> (
+    None
+):
+    # 30 series of the shape in "big": under the batch bound (1,000), over its own (20). Its
+    # placements get what its own query gives (over the bound), the others their readings,
+    # and from the next pass on "big" asks alone.
+    quiet = [f"quiet-{i}" for i in range(3)]
+    table = [*fleet(quiet), *(util("big", f"w{i}", 0.5) for i in range(30))]
+    prometheus = FakePrometheus(table, max_series=20, max_batch_series=1000)
+    batched = BatchedMetricsReader(prometheus, max_age=60)
+    placements = [(ns, "web") for ns in quiet] + [("big", "w0")]
+    one_pass(batched, placements)  # every namespace asks once: the batches are packed
+    readings = one_pass(batched, placements)
+    assert all(readings[(ns, "web")][:2] == (Outcome.OK, value_of(ns)) for ns in quiet)
+    outcome, _, detail = readings[("big", "w0")]
+    assert outcome is Outcome.TOO_LARGE and "PLACEMENT_PROMETHEUS_MAX_SERIES" in detail
+    shape = group_query(expression("big", "w0")).shape
+    assert ("big",) in batched.batches.batches(shape)
+
+
 def test_past_the_series_bound_the_queries_grow_by_one_per_batch_of_namespaces() -> None:
     # 40 series per answer at most: a batch is packed to 30 (two placements per namespace),
     # so 15 namespaces per query: 200 namespaces are 14 batches of the current samples and of
@@ -211,8 +250,8 @@ def test_a_series_of_a_namespace_outside_the_batch_reaches_nobody() -> None:
     prometheus = FakePrometheus(fleet(["a", "b"]))
     original = prometheus.instant
 
-    def with_a_stranger(query: str) -> list[Series]:
-        answer = original(query)
+    def with_a_stranger(query: str, *, across: bool = False) -> list[Series]:
+        answer = original(query, across=across)
         stranger = {"namespace": "c", "deployment": "web"}
         return [*answer, {"metric": stranger, "value": [0, "0.99"]}]
 

@@ -100,6 +100,12 @@ class QueryLimits:
     # A history range query answers thousands of samples per series (about 100 kB for 14
     # days at 5 minutes): its body has a bound of its own.
     max_history_bytes: int = 4 << 20
+    # A query shared across namespaces answers one series per placement of its shape in its
+    # batch: its bounds decide how many placements one query pair serves (a batch is packed
+    # to 3/4 of them), so the queries per cycle stay the same up to about 15,000 placements
+    # of a shape at the defaults. About 100 bytes a series: 8 MiB is room for longer labels.
+    max_batch_series: int = 20_000
+    max_batch_bytes: int = 8 << 20
 
 
 class QueryFailed(Exception):
@@ -458,19 +464,31 @@ class MetricsReader:
         except QueryFailed as failure:
             return failure.reading(name, query)
 
-    def instant(self, query: str) -> list[Series]:
+    def instant(self, query: str, *, across: bool = False) -> list[Series]:
         """The instant-vector result of `query` within `self.limits`; raises QueryFailed.
+        `across`: a query shared across namespaces, within the batch bounds.
 
         The request is the one `custom_query` sends, on the client's session with its headers,
         auth and TLS settings, but streamed: the body is read only up to the byte bound, and
         the series are counted before the JSON is parsed."""
-        bound = (self.limits.max_bytes, "PLACEMENT_PROMETHEUS_MAX_BYTES")
-        return self._bounded_get("query", {"query": query}, bound)
+        if across:
+            bound = (self.limits.max_batch_bytes, "PLACEMENT_PROMETHEUS_MAX_BATCH_BYTES")
+            series = (self.limits.max_batch_series, "PLACEMENT_PROMETHEUS_MAX_BATCH_SERIES")
+        else:
+            bound = (self.limits.max_bytes, "PLACEMENT_PROMETHEUS_MAX_BYTES")
+            series = (self.limits.max_series, "PLACEMENT_PROMETHEUS_MAX_SERIES")
+        return self._bounded_get("query", {"query": query}, bound, series)
 
     def _bounded_get(
-        self, endpoint: str, params: dict[str, str], bound: tuple[int, str]
+        self,
+        endpoint: str,
+        params: dict[str, str],
+        bound: tuple[int, str],
+        series: tuple[int, str] | None = None,
     ) -> list[Series]:
-        """`bound`: the most bytes of the body, and the setting that says so."""
+        """`bound`: the most bytes of the body, and the setting that says so; `series`: the
+        most series (default: PLACEMENT_PROMETHEUS_MAX_SERIES)."""
+        series = series or (self.limits.max_series, "PLACEMENT_PROMETHEUS_MAX_SERIES")
         client = self._client
         started = time.monotonic()
         try:
@@ -497,16 +515,16 @@ class MetricsReader:
             )
         # In Prometheus's JSON `"metric":` opens each series and cannot occur inside a string
         # (a quote there is escaped): counted before anything is parsed.
-        if body.count(b'"metric":') > self.limits.max_series:
-            raise self._too_many_series()
+        if body.count(b'"metric":') > series[0]:
+            raise self._too_many_series(series)
         try:
             result = json.loads(body)["data"]["result"]
         except (ValueError, KeyError, TypeError) as error:
             raise QueryFailed(Outcome.ERROR, "Prometheus answered with unreadable JSON") from error
         if not isinstance(result, list):
             raise QueryFailed(Outcome.ERROR, "Prometheus answered with no result list")
-        if len(result) > self.limits.max_series:
-            raise self._too_many_series()
+        if len(result) > series[0]:
+            raise self._too_many_series(series)
         return result
 
     def _bounded_body(self, response: Response, started: float, bound: tuple[int, str]) -> bytes:
@@ -524,11 +542,12 @@ class MetricsReader:
                 raise QueryFailed(Outcome.TIMEOUT, f"no full answer in {self.timeout:g}s")
         return bytes(body)
 
-    def _too_many_series(self) -> QueryFailed:
+    def _too_many_series(self, series: tuple[int, str] | None = None) -> QueryFailed:
+        most, setting = series or (self.limits.max_series, "PLACEMENT_PROMETHEUS_MAX_SERIES")
         return QueryFailed(
             Outcome.TOO_LARGE,
-            f"the answer has more than {self.limits.max_series} series, the bound "
-            "(PLACEMENT_PROMETHEUS_MAX_SERIES); narrow the query, e.g. aggregate with sum()",
+            f"the answer has more than {most} series, the bound "
+            f"({setting}); narrow the query, e.g. aggregate with sum()",
         )
 
     @staticmethod
@@ -550,6 +569,17 @@ class _BatchFailed(Exception):
 
 
 Members = dict[tuple[str, ...], list[Series]]
+
+
+@dataclass(frozen=True)
+class _Across:
+    """The answer of a query shared across namespaces, split by namespace and key labels."""
+
+    members: Members
+    # Namespaces whose share is over their own query's series bound
+    # (PLACEMENT_PROMETHEUS_MAX_SERIES, below the batch's): they read their own query, over
+    # the bound as without batching across, and ask alone from then on.
+    over: frozenset[str]
 
 
 class BatchedMetricsReader:
@@ -575,10 +605,10 @@ class BatchedMetricsReader:
         self, reader: MetricsReader, *, max_age: float, batches: NamespaceBatches | None = None
     ) -> None:
         self.reader = reader
-        self.shared: SharedResults[Members | QueryFailed] = SharedResults(max_age=max_age)
+        self.shared: SharedResults[Members | _Across | QueryFailed] = SharedResults(max_age=max_age)
         # Room for series that appear between two answers: a batch is packed to 3/4 of the bound.
         self.batches = batches or NamespaceBatches(
-            capacity=max(1, reader.limits.max_series * 3 // 4)
+            capacity=max(1, reader.limits.max_batch_series * 3 // 4)
         )
 
     def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
@@ -651,9 +681,9 @@ class BatchedMetricsReader:
         own = (grouping.namespace, *grouping.values)
 
         def fetch(query: str) -> Result:
-            def run() -> Members | QueryFailed:
+            def run() -> _Across | QueryFailed:
                 try:
-                    members = split(self.reader.instant(query), keys)
+                    members = split(self.reader.instant(query, across=True), keys)
                 except QueryFailed as failure:
                     timeout = failure.outcome is Outcome.TIMEOUT
                     self.batches.degraded(grouping.shape, batch, everywhere=timeout)
@@ -661,16 +691,26 @@ class BatchedMetricsReader:
                 per_namespace: Counter[str] = Counter()
                 for key, series in members.items():
                     per_namespace[key[0]] += len(series)
-                self.batches.counted(grouping.shape, {n: per_namespace[n] for n in batch})
-                return members
+                bound = self.reader.limits.max_series
+                over = frozenset(n for n in batch if per_namespace[n] > bound)
+                alone = self.batches.capacity + 1
+                self.batches.counted(
+                    grouping.shape, {n: alone if n in over else per_namespace[n] for n in batch}
+                )
+                return _Across(members, over)
 
-            members, fetched = self.shared.get(query, reader, run)
-            if not fetched and isinstance(members, dict) and own not in members:
+            answer, fetched = self.shared.get(query, reader, run)
+            if (
+                not fetched
+                and isinstance(answer, _Across)
+                and own not in answer.members
+                and grouping.namespace not in answer.over
+            ):
                 # A shared result from before this placement's series existed.
-                members, _ = self.shared.get(query, reader, run, refresh=True)
-            if isinstance(members, QueryFailed):
+                answer, _ = self.shared.get(query, reader, run, refresh=True)
+            if not isinstance(answer, _Across) or grouping.namespace in answer.over:
                 raise _BatchFailed
-            return members.get(own, [])
+            return answer.members.get(own, [])
 
         query = grouping.across(batch)
         return judge(
@@ -721,6 +761,7 @@ class BatchedMetricsReader:
                     if members.outcome is Outcome.TOO_LARGE
                     else members.detail,
                 )
+            assert isinstance(members, dict)  # a namespace's own query is never one across
             return members.get(grouping.values, [])
 
         try:

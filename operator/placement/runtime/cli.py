@@ -165,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="most bytes one query's answer may hold (default 1048576)",
     )
     run.add_argument(
+        "--prometheus-max-batch-series",
+        type=int,
+        help="most series the answer of a query shared across namespaces may hold: one per "
+        "placement of its shape in its batch (default 20000)",
+    )
+    run.add_argument(
+        "--prometheus-max-batch-bytes",
+        type=int,
+        help="most bytes the answer of a query shared across namespaces may hold (default 8388608)",
+    )
+    run.add_argument(
         "--prometheus-max-history-bytes",
         type=int,
         help="most bytes one history range query's answer may hold (default 4194304)",
@@ -748,6 +759,8 @@ def _run(args: argparse.Namespace) -> int:
             prometheus_max_series=args.prometheus_max_series,
             prometheus_max_bytes=args.prometheus_max_bytes,
             prometheus_max_history_bytes=args.prometheus_max_history_bytes,
+            prometheus_max_batch_series=args.prometheus_max_batch_series,
+            prometheus_max_batch_bytes=args.prometheus_max_batch_bytes,
             history_refresh_seconds=args.history_refresh,
             tick_seconds=args.tick,
             query_mode=args.query_mode,

@@ -83,6 +83,10 @@ class OperatorConfig:
     prometheus_max_bytes: int = 1 << 20
     # The history range query's answer has a bound of its own (thousands of samples a series).
     prometheus_max_history_bytes: int = 4 << 20
+    # A query shared across namespaces (batched mode) answers a series per placement of its
+    # shape in its batch: bounds of their own, so that one query pair serves many placements.
+    prometheus_max_batch_series: int = 20_000
+    prometheus_max_batch_bytes: int = 8 << 20
     # Seconds a placement's load history (metrics.history) is used before it is read again;
     # a changed query is read at once.
     history_refresh_seconds: float = 3600.0
@@ -162,6 +166,12 @@ class OperatorConfig:
             "prometheus_max_history_bytes": int(
                 _env_float("PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES", 4 << 20)
             ),
+            "prometheus_max_batch_series": int(
+                _env_float("PLACEMENT_PROMETHEUS_MAX_BATCH_SERIES", 20_000)
+            ),
+            "prometheus_max_batch_bytes": int(
+                _env_float("PLACEMENT_PROMETHEUS_MAX_BATCH_BYTES", 8 << 20)
+            ),
             "history_refresh_seconds": _env_duration("PLACEMENT_HISTORY_REFRESH", 3600.0),
             "tick_seconds": _env_float("PLACEMENT_TICK_SECONDS", 15.0),
             "namespaces": namespaces,
@@ -217,12 +227,7 @@ class OperatorConfig:
             )
         if self.tick_seconds <= 0 or self.prometheus_timeout_seconds <= 0:
             raise ValueError("tick and Prometheus timeout must be positive")
-        if self.prometheus_max_series < 1 or self.prometheus_max_bytes < 1024:
-            raise ValueError(
-                "the Prometheus answer bounds must be at least 1 series "
-                "(--prometheus-max-series, PLACEMENT_PROMETHEUS_MAX_SERIES) and 1024 bytes "
-                "(--prometheus-max-bytes, PLACEMENT_PROMETHEUS_MAX_BYTES)"
-            )
+        self._validate_answer_bounds()
         self._validate_history()
         if self.query_mode not in QUERY_MODES:
             raise ValueError(
@@ -265,6 +270,20 @@ class OperatorConfig:
     def keda_prometheus(self) -> str:
         """The Prometheus address written into async placements' ScaledObjects."""
         return self.keda_prometheus_url or self.prometheus_url
+
+    def _validate_answer_bounds(self) -> None:
+        if self.prometheus_max_series < 1 or self.prometheus_max_bytes < 1024:
+            raise ValueError(
+                "the Prometheus answer bounds must be at least 1 series "
+                "(--prometheus-max-series, PLACEMENT_PROMETHEUS_MAX_SERIES) and 1024 bytes "
+                "(--prometheus-max-bytes, PLACEMENT_PROMETHEUS_MAX_BYTES)"
+            )
+        if self.prometheus_max_batch_series < 1 or self.prometheus_max_batch_bytes < 1024:
+            raise ValueError(
+                "the bounds on a query shared across namespaces must be at least 1 series "
+                "(--prometheus-max-batch-series, PLACEMENT_PROMETHEUS_MAX_BATCH_SERIES) and "
+                "1024 bytes (--prometheus-max-batch-bytes, PLACEMENT_PROMETHEUS_MAX_BATCH_BYTES)"
+            )
 
     def _validate_history(self) -> None:
         if self.prometheus_max_history_bytes < 1024:

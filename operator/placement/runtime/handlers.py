@@ -269,6 +269,8 @@ def register(  # noqa: C901
                 config.prometheus_max_series,
                 config.prometheus_max_bytes,
                 config.prometheus_max_history_bytes,
+                config.prometheus_max_batch_series,
+                config.prometheus_max_batch_bytes,
             ),
             history_refresh=config.history_refresh_seconds,
             history_read=telemetry.history_read,
