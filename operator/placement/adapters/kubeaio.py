@@ -247,6 +247,17 @@ class AsyncKube:
 
     # -- KEDA ---------------------------------------------------------------------------
 
+    async def placements_served(self) -> bool:
+        """Whether the API server serves WorkloadPlacements (discovery, which every
+        authenticated client may read: no right to read CRDs needed)."""
+        try:
+            served = await self.request("GET", f"/apis/{GROUP}/{VERSION}")
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(r.get("name") == PLURAL for r in (served or {}).get("resources") or [])
+
     async def keda_installed(self) -> bool:
         """kube.KubeAdapter.keda_installed: discovery, asked at most every few minutes."""
         now = time.monotonic()

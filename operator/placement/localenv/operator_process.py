@@ -30,8 +30,10 @@ def start_operator(
     extra_args: Sequence[str] = (),
     standalone: bool = True,
     timeout: float = 60.0,
+    wait_live: bool = True,
 ) -> OperatorProcess:
-    """Start the operator and return once its liveness endpoint answers."""
+    """Start the operator and return once its liveness endpoint answers (at once when not
+    `wait_live`)."""
     port, metrics_port = free_port(), free_port()
     process = OperatorProcess(
         "placement-operator",
@@ -57,6 +59,8 @@ def start_operator(
     process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     process.liveness_url = f"http://127.0.0.1:{port}/healthz"
     process.start()
+    if not wait_live:
+        return process
     try:
         process.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout, "live")
     except BaseException:

@@ -71,6 +71,36 @@ STATUS_WRITE_FAILED = "StatusWriteFailed"
 # Lines that must not also become Events through kopf's per-object logger (their Event, if
 # any, is posted once on purpose).
 log = logging.getLogger(__name__)
+
+# How often a namespaced operator started before its CRD looks again.
+CRD_WAIT_SECONDS = 10.0
+
+
+async def wait_until_placements_served(kube: AsyncKube) -> None:
+    """Return once the API server serves WorkloadPlacements. In namespaced mode kopf cannot
+    watch CRDs (no cluster-wide right) and looks for its resource only once, after the
+    startup handlers: started before the CRD, it would never serve a placement. So it waits
+    here, saying why, until the CRD is applied."""
+    said = 0.0
+    while True:
+        try:
+            if await kube.placements_served():
+                return
+            problem = "not served by the API server"
+        except ApiException as error:
+            problem = f"not known: discovery failed ({api_message(error)})"
+        except (TimeoutError, aiohttp.ClientError) as error:
+            problem = f"not known: discovery failed ({error!r})"
+        if time.monotonic() - said >= 60.0:  # once a minute, not every look
+            said = time.monotonic()
+            log.error(
+                "%s.%s/%s is %s: apply the CRD (kubectl apply --server-side -f crds/, or "
+                "the chart with crds.install=true); waiting for it, looking every %g s",
+                PLURAL, GROUP, VERSION, problem, CRD_WAIT_SECONDS,
+            )  # fmt: skip
+        await asyncio.sleep(CRD_WAIT_SECONDS)
+
+
 # The handler that records a new placement's spec in kopf's finalizer patch.
 RECORD_SPEC = "record-spec"
 # How long the start waits for the first list of every watched kind before serving anyway.
@@ -247,6 +277,8 @@ def register(  # noqa: C901
             telemetry,
             timeout=config.api_timeout_seconds,
         )
+        if config.namespaces:
+            await wait_until_placements_served(memo.kube)
         # The Prometheus client is synchronous: its reads run on these threads, never on
         # the loop; one per evaluation slot.
         memo.evaluation_slots = Slots(config.workers)
