@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
 
-from placement.adapters.telemetry import Telemetry  # noqa: E402
+from placement.adapters.telemetry import PerPlacementGauge, Telemetry  # noqa: E402
 from placement.core.reasons import Reason  # noqa: E402
 from placement.runtime import cli, crd  # noqa: E402
 
@@ -227,6 +227,10 @@ def metrics() -> str:
 
     rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for wrapper in vars(Telemetry()).values():
+        if isinstance(wrapper, PerPlacementGauge):
+            labels = ", ".join(f"`{label}`" for label in wrapper.labelnames)
+            rows.append(f"| `{wrapper.name}` | gauge | {labels} | {_cell(wrapper.documentation)} |")
+            continue
         if not isinstance(wrapper, MetricWrapperBase):
             continue
         name = wrapper._name + ("_total" if wrapper._type == "counter" else "")

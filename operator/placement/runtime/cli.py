@@ -740,6 +740,7 @@ def _worksheet(result: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
+    from placement.core.api import GROUP, PLURAL
     from placement.runtime.config import OperatorConfig
     from placement.runtime.handlers import register
     from placement.runtime.memory import (
@@ -747,10 +748,12 @@ def _run(args: argparse.Namespace) -> int:
         snapshot_on_signal,
         trim_periodically,
     )
+    from placement.runtime.watchbodies import slim_watched_bodies
 
     limit_malloc_arenas()  # before any thread starts (the Prometheus readers, ours)
     trim_periodically()
     snapshot_on_signal()
+    slim_watched_bodies(GROUP, PLURAL)  # before kopf's watchers start
 
     try:
         config = OperatorConfig.from_environment(

@@ -1,0 +1,106 @@
+"""kopf's watch of placements yields their bodies without managedFields (what kopf keeps per
+placement), everything else whole; other resources' events pass through untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from kopf._cogs.clients import watching
+from kopf._cogs.structs import references
+
+from placement.core.api import GROUP, PLURAL, VERSION
+from placement.runtime.watchbodies import slim_watched_bodies
+
+MANAGED = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+
+
+def _body(kind: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {
+            "name": "summarizer",
+            "namespace": "team",
+            "uid": "u-1",
+            "generation": 3,
+            "resourceVersion": "42",
+            "finalizers": ["placement.runplacement.io/finalizer"],
+            "annotations": {"placement.runplacement.io/last-handled-configuration": "{}"},
+            "managedFields": copy.deepcopy(MANAGED),
+        },
+        "spec": {"target": {"deployment": "summarizer"}},
+        "status": {"phase": "Realtime"},
+    }
+
+
+def _resource(group: str, plural: str) -> references.Resource:
+    return references.Resource(group=group, version="v1", plural=plural, namespaced=True)
+
+
+def _events_through_kopfs_watch(resource: references.Resource, events: list[Any]) -> list[Any]:
+    """What kopf's watcher reads (queueing.py calls watching.infinite_watch)."""
+
+    async def read() -> list[Any]:
+        stream = watching.infinite_watch(settings=None, resource=resource, namespace=None)
+        return [event async for event in stream]
+
+    return asyncio.run(read())
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The raw events the API server's watch gives (kopf's own function replaced by a fake
+    stream, then wrapped as the operator wraps it)."""
+    given: list[Any] = []
+
+    async def fake_infinite_watch(**_: Any) -> AsyncIterator[Any]:
+        for event in given:
+            yield event
+
+    monkeypatch.setattr(watching, "infinite_watch", fake_infinite_watch)
+    assert slim_watched_bodies(GROUP, PLURAL)
+    assert slim_watched_bodies(GROUP, PLURAL)  # twice: still one wrapper
+    return given
+
+
+def test_placements_lose_only_managed_fields(events: list[Any]) -> None:
+    expected = _body("WorkloadPlacement")
+    del expected["metadata"]["managedFields"]
+    events += [
+        {"type": None, "object": _body("WorkloadPlacement")},  # from the initial list
+        {"type": "MODIFIED", "object": _body("WorkloadPlacement")},
+        watching.Bookmark.LISTED,
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "43"}}},
+    ]
+    seen = _events_through_kopfs_watch(_resource(GROUP, PLURAL), events)
+    assert [event["object"] for event in seen[:2]] == [expected, expected]
+    assert [event["type"] for event in seen[:2]] == [None, "MODIFIED"]
+    assert seen[2:] == events[2:]
+
+
+def test_other_resources_keep_their_bodies_whole(events: list[Any]) -> None:
+    events.append({"type": "ADDED", "object": _body("Lease")})
+    [seen] = _events_through_kopfs_watch(_resource("coordination.k8s.io", "leases"), events)
+    assert seen["object"]["metadata"]["managedFields"] == MANAGED
+
+
+def test_without_kopfs_function_nothing_is_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(watching, "infinite_watch")
+    assert not slim_watched_bodies(GROUP, PLURAL)
+
+
+def test_every_placement_shares_its_keys(events: list[Any]) -> None:
+    first, second = (json.loads(json.dumps(_body("WorkloadPlacement"))) for _ in "ab")
+    assert all(a is not b for a, b in zip(first["metadata"], second["metadata"], strict=True))
+    events += [{"type": "ADDED", "object": first}, {"type": "ADDED", "object": second}]
+    one, two = (
+        event["object"] for event in _events_through_kopfs_watch(_resource(GROUP, PLURAL), events)
+    )
+    assert all(a is b for a, b in zip(one["metadata"], two["metadata"], strict=True))
+    assert all(a is b for a, b in zip(one["status"], two["status"], strict=True))
+    assert one == two
