@@ -182,6 +182,12 @@ class Counters:
     operator_cpu_s: float
     server_cpu_s: dict[str, float]
     prometheus_range_queries: float = 0.0  # the load histories' range queries
+    # apiserver_request_total by "VERB resource code" (no WATCH), on the operator's resources:
+    # which requests an idle cycle made (the counter has no client label: the controllers' and
+    # kwok's requests on these resources count too)
+    api_by_kind: dict[str, float] | None = None
+    # the operator's cyclic garbage collections by generation (prometheus_client's collector)
+    gc_collections: dict[str, float] | None = None
 
 
 def read_counters(
@@ -189,10 +195,16 @@ def read_counters(
 ) -> Counters:
     api = cluster.kubectl("get", "--raw", "/metrics", timeout=120).stdout
     requests = writes = 0.0
+    by_kind: dict[str, float] = {}
     for labels, value in samples(api, "apiserver_request_total"):
         if labels.get("resource") not in OPERATOR_RESOURCES or labels.get("verb") == "WATCH":
             continue
         requests += value
+        kind = f"{labels.get('verb')} {labels.get('resource')}"
+        if labels.get("subresource"):
+            kind += "/" + labels["subresource"]
+        key = f"{kind} {labels.get('code')}"
+        by_kind[key] = by_kind.get(key, 0.0) + value
         if labels.get("verb") in WRITES:
             writes += value
     with urllib.request.urlopen(f"{prometheus.url}/metrics", timeout=30) as response:
@@ -209,6 +221,11 @@ def read_counters(
         for line in own.splitlines()
         if line.startswith("placement_reconcile_duration_seconds_count")
     )
+    collections = {
+        labels["generation"]: value
+        for labels, value in samples(own, "python_gc_collections_total")
+        if "generation" in labels
+    }
     pid = operator.pid
     assert pid is not None
     pids = cluster.pids()
@@ -222,7 +239,19 @@ def read_counters(
         cpu_seconds(pid),
         servers,
         handlers.get("/api/v1/query_range", 0.0),
+        by_kind,
+        collections,
     )
+
+
+def increase(last: dict[str, float] | None, first: dict[str, float] | None) -> dict[str, float]:
+    """What each counter of a labelled family grew by between two reads, where it grew."""
+    last, first = last or {}, first or {}
+    return {
+        key: round(value - first.get(key, 0.0), 2)
+        for key, value in sorted(last.items())
+        if value > first.get(key, 0.0)
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -539,6 +568,12 @@ def _measure(
         ),
         "api_requests_idle_cycle": per_pass(last.api_requests - first.api_requests),
         "api_writes_idle_cycle": per_pass(last.api_writes - first.api_writes),
+        # The window's requests by "VERB resource code" (all of them, not per pass).
+        "api_requests_idle_window": increase(last.api_by_kind, first.api_by_kind),
+        "gc_collections_per_cycle": {
+            generation: per_pass(count)
+            for generation, count in increase(last.gc_collections, first.gc_collections).items()
+        },
         "rss_mb": round(rss, 1),
         "rss_steady_mb": round(rss_steady, 1),
         "operator_threads": threads,
