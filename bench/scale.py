@@ -254,6 +254,28 @@ def increase(last: dict[str, float] | None, first: dict[str, float] | None) -> d
     }
 
 
+def audited_reads(log: Path | None, since: dt.datetime, until: dt.datetime) -> dict[str, int]:
+    """The gets and lists on the operator's resources the API server's audit log recorded
+    between two moments, by "client verb resource code" (the client: the user agent's
+    program, e.g. kopf, python, kube-controller-manager)."""
+    found: Counter[str] = Counter()
+    if log is None or not log.exists():
+        return {}
+    for line in log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+            at = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        except (ValueError, KeyError):
+            continue
+        resource = (event.get("objectRef") or {}).get("resource")
+        if not since <= at < until or resource not in OPERATOR_RESOURCES:
+            continue
+        agent = (event.get("userAgent") or "?").split("/")[0].split(" ")[0]
+        code = (event.get("responseStatus") or {}).get("code")
+        found[f"{agent} {event.get('verb')} {resource} {code}"] += 1
+    return dict(sorted(found.items()))
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -448,7 +470,9 @@ def run_mode(
     say: Any,
 ) -> dict[str, Any]:
     nodes = max(2, math.ceil(n * REPLICAS / PODS_PER_NODE) + 1)
-    with LocalCluster(workdir / "cluster", nodes=nodes, client_qps=200) as cluster:
+    with LocalCluster(
+        workdir / "cluster", nodes=nodes, client_qps=200, audit_reads=True
+    ) as cluster:
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
         try:
             return _measure(n, mode, cluster, api, prometheus, workdir, options, say)
@@ -524,8 +548,10 @@ def _measure(
         # Settle: decisions made during the apply may be refined once (e.g. queue series).
         time.sleep(max(10.0, min(60.0, n * 0.02)))
         first = read_counters(cluster, prometheus, operator)
+        window_from = dt.datetime.now(dt.UTC)
         load_start = load()
         time.sleep(options.window_s)
+        window_to = dt.datetime.now(dt.UTC)
         last = read_counters(cluster, prometheus, operator)
         _check_operator(operator)
         if options.profile is not None:  # after the window, so sampling does not slow it
@@ -541,6 +567,8 @@ def _measure(
                    "rss_mb": round(peak_rss_mb(pids[name], "VmRSS"), 1)}
             for name in SERVERS
         }  # fmt: skip
+        time.sleep(2)  # the audit log is written in batches a second apart
+        reads = audited_reads(cluster.audit_log, window_from, window_to)
     finally:
         operator.stop()
     passes = (last.evaluations - first.evaluations) / n
@@ -570,6 +598,8 @@ def _measure(
         "api_writes_idle_cycle": per_pass(last.api_writes - first.api_writes),
         # The window's requests by "VERB resource code" (all of them, not per pass).
         "api_requests_idle_window": increase(last.api_by_kind, first.api_by_kind),
+        # The same window's gets and lists by client, from the API server's audit log.
+        "api_reads_idle_window_by_client": reads,
         "gc_collections_per_cycle": {
             generation: per_pass(count)
             for generation, count in increase(last.gc_collections, first.gc_collections).items()
@@ -590,6 +620,7 @@ def _measure(
             for name in SERVERS
         },
         "load_during_window": f"{load_start} -> {load()}",
+        "window_utc": [f"{window_from:%H:%M:%S}", f"{window_to:%H:%M:%S}"],
     }
 
 
