@@ -732,7 +732,6 @@ def _run(args: argparse.Namespace) -> int:
     from placement.runtime.config import OperatorConfig
     from placement.runtime.handlers import register
     from placement.runtime.memory import (
-        freeze_survivors,
         limit_malloc_arenas,
         snapshot_on_signal,
         trim_periodically,
@@ -741,9 +740,6 @@ def _run(args: argparse.Namespace) -> int:
     limit_malloc_arenas()  # before any thread starts (the Prometheus readers, ours)
     trim_periodically()
     snapshot_on_signal()
-    # The collector's full collections walk only what is new (bench/scale.py at 3,000
-    # placements: see docs/scaling.md).
-    freeze_survivors()
 
     try:
         config = OperatorConfig.from_environment(

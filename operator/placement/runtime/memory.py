@@ -6,9 +6,6 @@ fragmented: when kopf ran the evaluations on 20 threads, 1,000 placements peaked
 197 MB with two arenas (bench/scale.py, MALLOC_ARENA_MAX=2). Evaluations run in the event
 loop now, but the Prometheus reads (JSON answers, the largest transient allocations) still run
 on a few threads: the cap and the trim stay (they cost nothing; see docs/development.md).
-
-And keep the cyclic garbage collector's full collections to the objects that are new since the
-last one (freeze_survivors): they walked every live container, kopf's bodies included.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import ctypes
 import ctypes.util
 import threading
 import time
-from collections.abc import Callable
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
@@ -81,35 +77,3 @@ def snapshot_on_signal() -> bool:
 
     signal.signal(signal.SIGUSR1, dump)
     return True
-
-
-def freeze_survivors(
-    thaw_seconds: float = 3600.0, clock: Callable[[], float] = time.monotonic
-) -> Callable[[str, dict[str, int]], None]:
-    """Keep the cyclic garbage collector's full collections to what is new: right after
-    each one, move its survivors to the collector's permanent generation (gc.freeze), which
-    no later collection walks. Once every `thaw_seconds` they are moved back instead
-    (gc.unfreeze), so the next full collection finds the reference cycles that died frozen
-    (a deleted placement's daemon task and frames) once an hour, not never: at most an
-    hour's dead cycles are kept meanwhile, and the thawed collection walks everything once.
-    At 3,000 placements a full collection cost 0.33 s of CPU (blocking the event loop) and
-    0.08 s with this (docs/scaling.md). Returns the collector's callback (gc.callbacks), for
-    tests to take out."""
-    import gc
-
-    gc.freeze()  # the imports and the configuration: alive for the process's life
-    thawed = [clock()]
-
-    def after(phase: str, info: dict[str, int]) -> None:
-        # A full collection has just ended: its survivors are all the collector tracks
-        # (the younger generations were merged into it), and the collector is not running.
-        if phase != "stop" or info["generation"] != 2:
-            return
-        if clock() - thawed[0] >= thaw_seconds:
-            gc.unfreeze()
-            thawed[0] = clock()
-        else:
-            gc.freeze()
-
-    gc.callbacks.append(after)
-    return after
