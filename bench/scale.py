@@ -182,6 +182,12 @@ class Counters:
     operator_cpu_s: float
     server_cpu_s: dict[str, float]
     prometheus_range_queries: float = 0.0  # the load histories' range queries
+    # apiserver_request_total by "VERB resource code" (no WATCH), on the operator's resources:
+    # which requests an idle cycle made (the counter has no client label: the controllers' and
+    # kwok's requests on these resources count too)
+    api_by_kind: dict[str, float] | None = None
+    # the operator's cyclic garbage collections by generation (prometheus_client's collector)
+    gc_collections: dict[str, float] | None = None
 
 
 def read_counters(
@@ -189,10 +195,16 @@ def read_counters(
 ) -> Counters:
     api = cluster.kubectl("get", "--raw", "/metrics", timeout=120).stdout
     requests = writes = 0.0
+    by_kind: dict[str, float] = {}
     for labels, value in samples(api, "apiserver_request_total"):
         if labels.get("resource") not in OPERATOR_RESOURCES or labels.get("verb") == "WATCH":
             continue
         requests += value
+        kind = f"{labels.get('verb')} {labels.get('resource')}"
+        if labels.get("subresource"):
+            kind += "/" + labels["subresource"]
+        key = f"{kind} {labels.get('code')}"
+        by_kind[key] = by_kind.get(key, 0.0) + value
         if labels.get("verb") in WRITES:
             writes += value
     with urllib.request.urlopen(f"{prometheus.url}/metrics", timeout=30) as response:
@@ -209,6 +221,11 @@ def read_counters(
         for line in own.splitlines()
         if line.startswith("placement_reconcile_duration_seconds_count")
     )
+    collections = {
+        labels["generation"]: value
+        for labels, value in samples(own, "python_gc_collections_total")
+        if "generation" in labels
+    }
     pid = operator.pid
     assert pid is not None
     pids = cluster.pids()
@@ -222,7 +239,41 @@ def read_counters(
         cpu_seconds(pid),
         servers,
         handlers.get("/api/v1/query_range", 0.0),
+        by_kind,
+        collections,
     )
+
+
+def increase(last: dict[str, float] | None, first: dict[str, float] | None) -> dict[str, float]:
+    """What each counter of a labelled family grew by between two reads, where it grew."""
+    last, first = last or {}, first or {}
+    return {
+        key: round(value - first.get(key, 0.0), 2)
+        for key, value in sorted(last.items())
+        if value > first.get(key, 0.0)
+    }
+
+
+def audited_reads(log: Path | None, since: dt.datetime, until: dt.datetime) -> dict[str, int]:
+    """The gets and lists on the operator's resources the API server's audit log recorded
+    between two moments, by "client verb resource code" (the client: the user agent's
+    program, e.g. kopf, python, kube-controller-manager)."""
+    found: Counter[str] = Counter()
+    if log is None or not log.exists():
+        return {}
+    for line in log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+            at = dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        except (ValueError, KeyError):
+            continue
+        resource = (event.get("objectRef") or {}).get("resource")
+        if not since <= at < until or resource not in OPERATOR_RESOURCES:
+            continue
+        agent = (event.get("userAgent") or "?").split("/")[0].split(" ")[0]
+        code = (event.get("responseStatus") or {}).get("code")
+        found[f"{agent} {event.get('verb')} {resource} {code}"] += 1
+    return dict(sorted(found.items()))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -419,7 +470,9 @@ def run_mode(
     say: Any,
 ) -> dict[str, Any]:
     nodes = max(2, math.ceil(n * REPLICAS / PODS_PER_NODE) + 1)
-    with LocalCluster(workdir / "cluster", nodes=nodes, client_qps=200) as cluster:
+    with LocalCluster(
+        workdir / "cluster", nodes=nodes, client_qps=200, audit_reads=True
+    ) as cluster:
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
         try:
             return _measure(n, mode, cluster, api, prometheus, workdir, options, say)
@@ -495,8 +548,10 @@ def _measure(
         # Settle: decisions made during the apply may be refined once (e.g. queue series).
         time.sleep(max(10.0, min(60.0, n * 0.02)))
         first = read_counters(cluster, prometheus, operator)
+        window_from = dt.datetime.now(dt.UTC)
         load_start = load()
         time.sleep(options.window_s)
+        window_to = dt.datetime.now(dt.UTC)
         last = read_counters(cluster, prometheus, operator)
         _check_operator(operator)
         if options.profile is not None:  # after the window, so sampling does not slow it
@@ -512,6 +567,8 @@ def _measure(
                    "rss_mb": round(peak_rss_mb(pids[name], "VmRSS"), 1)}
             for name in SERVERS
         }  # fmt: skip
+        time.sleep(2)  # the audit log is written in batches a second apart
+        reads = audited_reads(cluster.audit_log, window_from, window_to)
     finally:
         operator.stop()
     passes = (last.evaluations - first.evaluations) / n
@@ -539,6 +596,14 @@ def _measure(
         ),
         "api_requests_idle_cycle": per_pass(last.api_requests - first.api_requests),
         "api_writes_idle_cycle": per_pass(last.api_writes - first.api_writes),
+        # The window's requests by "VERB resource code" (all of them, not per pass).
+        "api_requests_idle_window": increase(last.api_by_kind, first.api_by_kind),
+        # The same window's gets and lists by client, from the API server's audit log.
+        "api_reads_idle_window_by_client": reads,
+        "gc_collections_per_cycle": {
+            generation: per_pass(count)
+            for generation, count in increase(last.gc_collections, first.gc_collections).items()
+        },
         "rss_mb": round(rss, 1),
         "rss_steady_mb": round(rss_steady, 1),
         "operator_threads": threads,
@@ -555,6 +620,7 @@ def _measure(
             for name in SERVERS
         },
         "load_during_window": f"{load_start} -> {load()}",
+        "window_utc": [f"{window_from:%H:%M:%S}", f"{window_to:%H:%M:%S}"],
     }
 
 

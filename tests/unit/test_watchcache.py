@@ -238,3 +238,24 @@ def test_a_namespace_scoped_list_replaces_only_its_namespace() -> None:
 def test_resource_versions_compare_as_numbers_when_they_are() -> None:
     assert newer("10", "9") and not newer("9", "10") and newer("10", "10")
     assert newer("opaque-b", "opaque-a") and newer("1", "x")
+
+
+@pytest.mark.parametrize(("namespaces", "minutes"), [((), 60), (("ml",), 1)])
+def test_absent_scaled_objects_are_listed_again_hourly_when_their_crd_is_watched(
+    namespaces: tuple[str, ...], minutes: int
+) -> None:
+    # Cluster-wide, the CRD's watch wakes them when KEDA comes: no list every minute meanwhile
+    # in an idle cluster without KEDA. Namespaced (no right to watch CRDs): every minute.
+    from kubernetes import client
+
+    from placement.adapters.kubewatch import ClusterCaches
+
+    async def retries() -> dict[str, float]:
+        caches = ClusterCaches(client.Configuration(host="https://127.0.0.1:1"), namespaces)
+        caches.start()
+        await caches.stop()
+        return {r.store.kind: r.absent_retry_seconds for r in caches.reflectors}
+
+    found = asyncio.run(retries())
+    assert found["scaledobjects"] == minutes * 60
+    assert ("customresourcedefinitions" in found) == (not namespaces)

@@ -13,8 +13,8 @@ What is watched, and why so:
 - Jobs: label-selected by the placement label the operator puts on every Job it creates.
 - HorizontalPodAutoscalers and ScaledObjects: every one in scope (few; no label to select).
   ScaledObjects only while KEDA's CRD is served: a watch on that CRD (cluster-wide mode) lists
-  them again when it appears; without the right to watch CRDs (namespaced mode), the absent
-  kind is listed again every minute.
+  them again when it appears (and an absent kind is listed again only hourly, should the watch
+  miss it); without the right to watch CRDs (namespaced mode), every minute.
 """
 
 from __future__ import annotations
@@ -369,6 +369,9 @@ async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
 # -- the caches the operator keeps -------------------------------------------------------
 
 
+ABSENT_WATCHED_RETRY_SECONDS = 3600.0  # an absent kind whose CRD is watched: listed hourly
+
+
 class ClusterCaches:
     """Deployments, the placements' Jobs, HPAs and ScaledObjects, cluster-wide or per namespace
     given; `start()` in kopf's event loop, `stop()` at its cleanup."""
@@ -400,24 +403,36 @@ class ClusterCaches:
         return [(f"{base}/namespaces/{ns}/{plural}", ns) for ns in self.namespaces]
 
     def _reflect(
-        self, store: Store[Any], group_version: str, plural: str, **options: Any
+        self,
+        store: Store[Any],
+        group_version: str,
+        plural: str,
+        *,
+        absent_retry_seconds: float | None = None,
+        **options: Any,
     ) -> list[Reflector]:
+        retry = self.absent_retry_seconds if absent_retry_seconds is None else absent_retry_seconds
         made = []
         for path, scope in self._paths(group_version, plural):
             source = ApiSource(
                 self.connection, path, watch_timeout_seconds=self.watch_timeout_seconds, **options
             )
-            made.append(
-                Reflector(
-                    source, store, scope=scope, absent_retry_seconds=self.absent_retry_seconds
-                )
-            )
+            made.append(Reflector(source, store, scope=scope, absent_retry_seconds=retry))
         return made
 
     def start(self) -> None:
         """Start every list + watch as tasks of the running loop."""
+        # Cluster-wide, the CRD's watch below wakes an absent kind the moment KEDA comes: no
+        # list a minute while it is away (404s the API server does not count as requests,
+        # but still requests), only an hourly one should that watch miss it.
         scaled = self._reflect(
-            self.scaled_objects, "keda.sh/v1alpha1", "scaledobjects", optional=True
+            self.scaled_objects,
+            "keda.sh/v1alpha1",
+            "scaledobjects",
+            optional=True,
+            absent_retry_seconds=(
+                self.absent_retry_seconds if self.namespaces else ABSENT_WATCHED_RETRY_SECONDS
+            ),
         )
         self.reflectors = [
             *self._reflect(self.deployments, "apps/v1", "deployments"),
@@ -440,7 +455,12 @@ class ClusterCaches:
                     reflector.wake()
 
             self.reflectors.append(
-                Reflector(crd, self.keda_crd, absent_retry_seconds=3600, on_change=wake)
+                Reflector(
+                    crd,
+                    self.keda_crd,
+                    absent_retry_seconds=ABSENT_WATCHED_RETRY_SECONDS,
+                    on_change=wake,
+                )
             )
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(r.run(), name=r.source.name) for r in self.reflectors]

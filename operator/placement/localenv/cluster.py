@@ -45,6 +45,17 @@ class StartTimings:
         return f"{parts}; total {sum(self.seconds.values()):.1f}s"
 
 
+AUDIT_READS_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["get", "list"]
+  - level: None
+"""
+
+
 class LocalCluster(Service):
     """Start, use and stop one local control plane rooted in `workdir`."""
 
@@ -55,8 +66,12 @@ class LocalCluster(Service):
         nodes: int = 1,
         start_timeout: float = 90.0,
         client_qps: int | None = None,
+        audit_reads: bool = False,
     ) -> None:
         self.workdir = workdir.resolve()
+        # An audit log of the gets and lists (not the watches), with who made each: which
+        # client made an idle cycle's requests (bench/scale.py).
+        self.audit_log = self.workdir / "audit.log" if audit_reads else None
         self.node_count = nodes
         # The controller-manager's and scheduler's API rate (their default, 20/s, takes
         # minutes to create a benchmark's thousands of pods).
@@ -198,6 +213,7 @@ class LocalCluster(Service):
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v=1",
+                *self._audit_flags(),
             ],
         )
         context = self._client_tls()
@@ -218,6 +234,19 @@ class LocalCluster(Service):
 
     def _start_scheduler(self) -> None:
         self._start_client_component("kube-scheduler", [])
+
+    def _audit_flags(self) -> list[str]:
+        if self.audit_log is None:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(AUDIT_READS_POLICY)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=1s",
+        ]
 
     def _start_client_component(self, name: str, extra_flags: list[str]) -> None:
         """controller-manager and scheduler: API clients with a health port of their own."""
