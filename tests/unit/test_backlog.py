@@ -119,10 +119,27 @@ def test_a_queue_that_grew_restores_realtime() -> None:
 
 
 def test_inside_the_window_only_the_time_left_counts() -> None:
-    # 03:00, 2h left on 8 pods = 16 pod-hours; 30.5M requests waiting = 152 replica-hours.
+    # 03:00: the queue depth averaged over the 1h lookback is the queue of 02:30, 2h30m before
+    # the window ends, on 8 pods = 20 pod-hours; 30.5M requests waiting = 152 replica-hours.
     decision = _while_held(_held(), _at(22, 3), demand=100.0, queue_depth=30_500_000.0)
     assert decision.reason is Reason.BACKLOG_WILL_MISS_WINDOW
-    assert "window capacity 16.00 pod-hours (8 pods x 2h)" in decision.message
+    assert "window capacity 20.00 pod-hours (8 pods x 2h30m)" in decision.message
+
+
+def test_a_job_half_an_hour_in_is_not_restored_for_work_it_has_done() -> None:
+    """01:30, the window's Job running on 8 pods since 01:00 (15.3 replica-hours an hour):
+    the queue is about 44 replica-hours now, 50 on average over the 1h lookback. That average
+    is the queue of 01:00, so the window's whole 32 pod-hours are set against it: 49.88 +
+    7.18 arriving until 05:00 = 29.86 pod-hours fit. Read as the queue of 01:30 against the
+    3h30m left (28 pod-hours), the hold was restored, though the Job was on time."""
+    decision = _while_held(_held(), _at(22, 1, 30), demand=100.0, queue_depth=10_000_000.0)
+    assert decision.phase is Phase.BATCH
+    assert decision.reason is not Reason.BACKLOG_WILL_MISS_WINDOW
+    backlog = build_status(decision, None).batch.backlog
+    assert backlog is not None
+    assert (backlog.waiting_replica_hours, backlog.arriving_replica_hours) == (49.88, 7.18)
+    assert backlog.projected_batch_pod_hours == 29.86
+    assert backlog.window_capacity_pod_hours == 32.0
 
 
 def test_with_fallback_alert_only_a_warning() -> None:

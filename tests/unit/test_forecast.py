@@ -305,7 +305,39 @@ def test_the_weekly_shape_holds_on_a_saturday_morning_whose_oldest_saturday_is_c
     assert made.load(saturday + 6 * HOUR) == pytest.approx(0.07, rel=0.02)
 
 
+def test_one_idle_weekend_between_busy_weekdays_shows_the_weekly_shape() -> None:
+    """A Wednesday with a week of history: one weekend, at an eighth of the Friday and the
+    Monday around it. The next Saturday is forecast quiet (held in full), not at the
+    weekdays' level until a second weekend has been seen."""
+    wednesday = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    made = forecast(weekdays_and_weekends, days=7, now=wednesday, ahead=4 * DAY)
+    assert "weekly shape (weekends x0.13 of weekdays)" in made.basis
+    saturday = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    assert made.load(saturday) == pytest.approx(0.07, rel=0.05)
+    assert made.load(wednesday + DAY) == pytest.approx(0.55, rel=0.05)
+
+
+def test_one_weekend_only_somewhat_quieter_is_no_weekly_shape_yet() -> None:
+    def half_on_weekends(moment: datetime) -> float:
+        return 0.3 if moment.astimezone(BERLIN).weekday() >= 5 else 0.55
+
+    wednesday = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    made = forecast(half_on_weekends, days=7, now=wednesday)
+    assert "no weekly shape" in made.basis
+
+
+@pytest.mark.parametrize("weekday", ["saturday", "monday"])
+def test_a_load_that_rose_around_one_weekend_is_no_weekly_shape(weekday: str) -> None:
+    """Tenfold from Saturday or from Monday on: the weekend is like one of the days around
+    it, so one weekend does not make a weekly shape of it."""
+    rise = datetime(2026, 11, 21 if weekday == "saturday" else 23, tzinfo=BERLIN)
+    wednesday = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    made = forecast(rises_at(rise, before=0.06, after=0.6), days=7, now=wednesday)
+    assert "no weekly shape" in made.basis
+
+
 def test_one_week_of_history_shows_no_weekly_shape_yet() -> None:
+    # The weekend's Monday is not a full day yet: one weekend against its Friday alone.
     made = forecast(weekdays_and_weekends, days=8)
     assert "no weekly shape" in made.basis
 

@@ -1104,7 +1104,7 @@ class PlannedHold(BaseModel):
     )
     window_capacity_pod_hours: float = Field(
         ge=0,
-        description="Parallel pods x window hours inside the hold x the margin (0.8; 0.9 on "
+        description="Parallel pods x window hours inside the hold x the margin (0.8; 0.95 on "
         "steady load, where the earlier days brought nearly the same work over the hold's hours).",
     )
     forecast: Message = Field(default="", description="How the forecast was made.")
@@ -1131,7 +1131,10 @@ class BacklogStatus(BaseModel):
         default=None, description="(waiting + arriving) / batchEfficiency x (1 + retryRate)."
     )
     window_capacity_pod_hours: float | None = Field(
-        default=None, description="Parallel pods x hours of the window from now on."
+        default=None,
+        description="Parallel pods x hours of the window from now on; inside the window from "
+        "half a lookback ago (the queue depth, averaged over metrics.lookback, is the queue "
+        "of then).",
     )
 
 

@@ -5,8 +5,12 @@ still measured is the demand (`metrics.demand`, work arriving per second whateve
 count) and the queue (`metrics.queueDepth`, work waiting, in the same unit). Converted with the
 replicas one unit of demand keeps busy (measured while realtime, recorded at the move):
 
-    waiting now (replica-hours) = queue depth x replicas per demand / 3600
-    arriving until window end   = the forecast's high quantile over [now, window end) (from the
+    waiting (replica-hours)     = queue depth x replicas per demand / 3600; the depth is
+                                  averaged over metrics.lookback, so inside the window, where
+                                  the Job drains it, it is the queue of half a lookback ago
+                                  (not before the window's start): the projection starts then
+                                  ("then"; before the window, now)
+    arriving until window end   = the forecast's high quantile over [then, window end) (from the
                                   planned hold's start when that is later: what arrives before
                                   it is served realtime), scaled up by how far the demand
                                   observed (averaged over metrics.lookback) is above the
@@ -14,7 +18,7 @@ replicas one unit of demand keeps busy (measured while realtime, recorded at the
                                   just past; else the hour ahead and the span a day later)
                                   (a load that rose is not averaged away)
     projected batch pod-hours   = (waiting + arriving) / batchEfficiency x (1 + retryRate)
-    window capacity             = parallel pods x hours of the window from now on
+    window capacity             = parallel pods x hours of the window from then on
 
 More than the capacity and the window would be missed: realtime is restored before it is
 (BacklogWillMissWindow). No margin here: the plan moved with HOLD_MARGIN of the capacity, a
@@ -119,9 +123,18 @@ def project_backlog(
     if inputs.demand is None and inputs.queue is None:
         return Backlog(False, "backlog not watched: neither demand nor queue depth was read")
     observed_rate = None if inputs.demand is None else inputs.demand * ratio  # replicas busy
-    # The next window's hold may start later than now (its plan shorter than a day): what
+    # Inside the window, the queue depth averaged over the lookback is the queue of about
+    # half a lookback ago (as the Job drains it), so the projection starts there (not before
+    # the window's start). Read as the queue of now, it counted work the Job had done since
+    # (in its first hour, about half a lookback of its pods' work: holds filling 0.95 of the
+    # window were restored 15-55 minutes into it). Before the window the projection starts
+    # now, as it did: starting it earlier there restored bursty holds (fallbacks 11 -> 16).
+    since = now
+    if inputs.queue is not None and now > window.start:
+        since = max(now - inputs.lookback / 2, window.start)
+    # The next window's hold may start later than that (its plan shorter than a day): what
     # arrives before it is the realtime fleet's, not this window's.
-    arriving_from = max(now, inputs.hold_start) if inputs.hold_start is not None else now
+    arriving_from = max(since, inputs.hold_start) if inputs.hold_start is not None else since
     level, arriving = _arrivals(
         forecast, observed_rate, now, arriving_from, window.end, inputs.lookback, window.zone
     )
@@ -132,7 +145,7 @@ def project_backlog(
         waiting = _estimated_waiting(forecast, observed_rate, inputs.waiting_since, now, level)
         note = "no queue depth: the work waiting is estimated from the hold's start"
     needed = (waiting + arriving) / batch_efficiency * (1 + retry_rate)
-    hours_left = max((window.end - max(now, window.start)).total_seconds() / 3600, 0.0)
+    hours_left = max((window.end - max(since, window.start)).total_seconds() / 3600, 0.0)
     return Backlog(
         watched=True,
         note=note,

@@ -21,8 +21,10 @@ How the history becomes a forecast (each step is a function below):
    (Friday, Monday): nearby days, so a level shift or growth over weeks is not mistaken for a
    weekly shape. The history shows a weekly shape when at least two weekends can be compared
    (about two weeks of history) and at least WEEKLY_AGREEMENT of them differ from their
-   weekdays by more than WEEKLY_RATIO, all in the same direction. Weekends are then learned
-   apart and scaled by the median weekend/weekday ratio.
+   weekdays by more than WEEKLY_RATIO, all in the same direction; or, from the first weekend
+   on, when each one compared differs by more than CLEAR_WEEKLY_RATIO (a fleet idle on
+   weekends is not left unheld for a second weekend). Weekends are then learned apart and
+   scaled by the median weekend/weekday ratio.
 4. Shape. Every hour of a full day is divided by the level at its time (its day's,
    interpolated towards the neighbouring day's, so growth within a day is not learned as a
    daily shape); per wall-clock hour (and day type with a weekly shape) the median and
@@ -85,6 +87,7 @@ PARTIAL_DAY_HOURS = 6  # a partial day with fewer hours of expected load is not 
 WEEKLY_RATIO = 1.5  # a weekend differs from its weekdays when one level exceeds 1.5x the other
 WEEKLY_AGREEMENT = 0.75  # share of comparable weekends that must differ, the same way
 MIN_WEEKENDS = 2
+CLEAR_WEEKLY_RATIO = 3.0  # one weekend this far from its weekdays shows a weekly shape alone
 RECENT_SHORT = 6  # newest hours whose median level shows a rise
 RECENT_LONG = 24  # newest hours whose median level a fall must also show
 RECENT_SPAN = timedelta(days=4)  # how far back the newest comparable hours are looked for
@@ -583,6 +586,7 @@ def _day_levels(hours: Iterable[_Hour]) -> dict[date, float]:
 def _weekend_factor(levels: dict[date, float]) -> float | None:
     """The weekend/weekday level ratio if the history shows a weekly shape, else None."""
     pairs = []  # (weekend level, level of the weekdays around it)
+    clear = []  # per weekend: Friday and Monday each differ from it clearly, the same way
     # Each weekend by its Saturday, also when only its Sunday is a full day (the history's
     # start cut the Saturday): otherwise a weekend falls out for the hours the oldest
     # Saturday is partial, and the weekly shape with it, every Saturday morning.
@@ -594,13 +598,30 @@ def _weekend_factor(levels: dict[date, float]) -> float | None:
         weekdays = _mean(levels, (day - timedelta(days=1), day + timedelta(days=2)))
         if weekend is not None and weekdays is not None and weekdays > 0:
             pairs.append((weekend, weekdays))
-    if len(pairs) < MIN_WEEKENDS:
+            sides = (levels.get(day - timedelta(days=1)), levels.get(day + timedelta(days=2)))
+            clear.append(_clearly_apart(weekend, sides))
+    if not pairs or (len(pairs) < MIN_WEEKENDS and not all(clear)):
         return None
     lower = sum(1 for weekend, weekdays in pairs if weekdays > WEEKLY_RATIO * weekend)
     higher = sum(1 for weekend, weekdays in pairs if weekend > WEEKLY_RATIO * weekdays)
     if max(lower, higher) < WEEKLY_AGREEMENT * len(pairs):
         return None
     return _quantile([weekend / weekdays for weekend, weekdays in pairs], 0.5)
+
+
+def _clearly_apart(weekend: float, sides: tuple[float | None, float | None]) -> bool:
+    """Friday and Monday both full days, each more than CLEAR_WEEKLY_RATIO from the weekend
+    between them, the same way. Fewer weekends than MIN_WEEKENDS that all are so show a
+    weekly shape from the first weekend (a fleet idle on weekends), not from the second. A
+    level that shifted shows on one side only (the weekend is like Friday or like Monday),
+    and should the next weekend bring weekday load after all, the backlog watch restores the
+    hold before its window is missed."""
+    friday, monday = sides
+    if friday is None or monday is None:
+        return False
+    lower = min(friday, monday) > CLEAR_WEEKLY_RATIO * weekend
+    higher = weekend > CLEAR_WEEKLY_RATIO * max(friday, monday)
+    return lower or higher
 
 
 def _mean(levels: dict[date, float], days: Iterable[date]) -> float | None:
