@@ -51,6 +51,14 @@ CONFIRM_SPAN = timedelta(hours=3)
 # else (a young or stale history) the lookback's level counts alone, as before.
 CONFIRM_COVERAGE = 0.5
 _MOMENT = itemgetter(0)  # a history sample's time
+# The projection follows a fall of the demand: below FALL_RATIO of the forecast's typical load
+# over the lookback and over FALL_SPAN, the arrivals are the forecast's times the higher of the
+# two. The forecast's own level follows a fall only after most of a day (forecast.RECENT_LONG),
+# and meanwhile a hold that ended with its window was restored and taken again hours later
+# (falls: 0.6 -> 0.1 at midnight, held again at noon) where holding on fits. When the load
+# comes back, the lookback reads it within the hour and the fall no longer counts.
+FALL_SPAN = timedelta(hours=4)
+FALL_RATIO = 0.5
 NOT_CONFIGURED = (
     "backlog not watched: no metrics.demand or metrics.queueDepth, so the savings and the window "
     "fit rest on the load measured before the move"
@@ -82,6 +90,11 @@ class Backlog:
             return self.note
         assert self.window is not None
         level = f", demand {self.level:.2f}x the forecast" if self.level > 1 else ""
+        if self.level < 1:
+            level = (
+                f", demand {self.level:.2f}x the forecast's typical load over the lookback "
+                f"and {format_duration(FALL_SPAN)}: fallen"
+            )
         if self.unconfirmed is not None:
             level = (
                 f", demand {self.unconfirmed:.2f}x the forecast over the lookback, "
@@ -160,6 +173,12 @@ def project_backlog(
         window.zone,
         earlier,
     )
+    if forecast is not None and observed_rate is not None and level <= 1:
+        fallen = _earlier_rate(inputs.history, ratio, now, inputs.lookback, FALL_SPAN)
+        fall = _fall(forecast, observed_rate, now, inputs.lookback, fallen)
+        if fall is not None:
+            high = forecast.work(arriving_from, window.end, high=True)
+            level, arriving, unconfirmed = fall, high * fall, None
     note = ""
     if inputs.queue is not None:
         waiting = inputs.queue * ratio / SECONDS_PER_HOUR
@@ -248,6 +267,25 @@ def _arrivals(
         unconfirmed, level = level, max(confirmed, 1.0)
         return level, high * level, unconfirmed
     return level, high * level, None
+
+
+def _fall(
+    forecast: WorkForecast,
+    observed_rate: float,
+    now: datetime,
+    lookback: timedelta,
+    earlier: tuple[float, datetime, datetime] | None,
+) -> float | None:
+    """The demand over the forecast's typical load, the higher of the lookback's and
+    FALL_SPAN's, when both are below FALL_RATIO; else None."""
+    expected = forecast.mean_rate(now - lookback, now) if lookback else None
+    if earlier is None or expected is None or expected <= 0:
+        return None
+    spanned = _confirmed(forecast, observed_rate, expected, now, lookback, earlier, high=False)
+    if spanned is None:
+        return None
+    fall = max(observed_rate / expected, spanned)
+    return fall if fall < FALL_RATIO else None
 
 
 def _confirmed(
