@@ -16,7 +16,10 @@ replicas one unit of demand keeps busy (measured while realtime, recorded at the
                                   observed (averaged over metrics.lookback) is above the
                                   forecast of those same hours (the forecast keeps the hours
                                   just past; else the hour ahead and the span a day later)
-                                  (a load that rose is not averaged away)
+                                  (a load that rose is not averaged away), a rise
+                                  confirmed over CONFIRM_SPAN: the demand history's
+                                  hours before the lookback count with it, so one
+                                  hour of bursts is not taken for every hour left
     projected batch pod-hours   = (waiting + arriving) / batchEfficiency x (1 + retryRate)
     window capacity             = parallel pods x hours of the window from then on
 
@@ -29,15 +32,37 @@ conversion, the backlog is not watched and the messages say so.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from placement.core.durations import format_duration
+from placement.core.observation import LoadHistory
 from placement.core.planning import WorkForecast
 from placement.core.window import WindowSpan
 
 SECONDS_PER_HOUR = 3600
+# A rise of the demand is applied to every hour left only as far as the demand over this span
+# (the history's hours before the lookback, and the lookback) is above the forecast too. On
+# bursty load (bursts of 10-40 minutes) one hour's lookback read 1.3-1.9x the hour's high
+# forecast and restored holds that fit: 10 of bursty's 11 fallbacks, 5 left with the span
+# (bench/decision_quality.py; rises, weekdays and DST unchanged). A real rise fills the span
+# within hours: 5x a quiet level reads 2.3x over it after one hour.
+CONFIRM_SPAN = timedelta(hours=3)
+# The history must cover this share of the span before the lookback to confirm anything;
+# else (a young or stale history) the lookback's level counts alone, as before.
+CONFIRM_COVERAGE = 0.5
+_MOMENT = itemgetter(0)  # a history sample's time
+# The projection follows a fall of the demand: below FALL_RATIO of the forecast's typical load
+# over the lookback and over FALL_SPAN, the arrivals are the forecast's times the higher of the
+# two. The forecast's own level follows a fall only after most of a day (forecast.RECENT_LONG),
+# and meanwhile a hold that ended with its window was restored and taken again hours later
+# (falls: 0.6 -> 0.1 at midnight, held again at noon) where holding on fits. When the load
+# comes back, the lookback reads it within the hour and the fall no longer counts.
+FALL_SPAN = timedelta(hours=4)
+FALL_RATIO = 0.5
 NOT_CONFIGURED = (
     "backlog not watched: no metrics.demand or metrics.queueDepth, so the savings and the window "
     "fit rest on the load measured before the move"
@@ -57,6 +82,8 @@ class Backlog:
     pods: int = 1
     window: WindowSpan | None = None
     level: float = 1.0  # observed demand over its forecast (module docstring; at least 1)
+    # The lookback's own level when the longer span did not confirm it (else None).
+    unconfirmed: float | None = None
 
     @property
     def fits(self) -> bool:
@@ -67,6 +94,16 @@ class Backlog:
             return self.note
         assert self.window is not None
         level = f", demand {self.level:.2f}x the forecast" if self.level > 1 else ""
+        if self.level < 1:
+            level = (
+                f", demand {self.level:.2f}x the forecast's typical load over the lookback "
+                f"and {format_duration(FALL_SPAN)}: fallen"
+            )
+        if self.unconfirmed is not None:
+            level = (
+                f", demand {self.unconfirmed:.2f}x the forecast over the lookback, "
+                f"{self.level:.2f}x over {format_duration(CONFIRM_SPAN)}"
+            )
         note = f"; {self.note}" if self.note else ""
         relation = "<=" if self.fits else ">"
         hours = self.capacity_pod_hours / max(self.pods, 1)
@@ -92,6 +129,9 @@ class BacklogInputs:
     # The span the demand reading averages over (metrics.lookback): its level is read against
     # the forecast of that span, not of the hour ahead (a daily shape would read as a change).
     lookback: timedelta = timedelta(0)
+    # The demand's history (metrics.demand over metrics.history): its hours before the
+    # lookback confirm a rise over CONFIRM_SPAN. None, or of utilization: not confirmed.
+    history: LoadHistory | None = None
 
     @property
     def waiting_since(self) -> datetime | None:
@@ -135,9 +175,23 @@ def project_backlog(
     # The next window's hold may start later than that (its plan shorter than a day): what
     # arrives before it is the realtime fleet's, not this window's.
     arriving_from = max(since, inputs.hold_start) if inputs.hold_start is not None else since
-    level, arriving = _arrivals(
-        forecast, observed_rate, now, arriving_from, window.end, inputs.lookback, window.zone
+    earlier = _earlier_rate(inputs.history, ratio, now, inputs.lookback)
+    level, arriving, unconfirmed = _arrivals(
+        forecast,
+        observed_rate,
+        now,
+        arriving_from,
+        window.end,
+        inputs.lookback,
+        window.zone,
+        earlier,
     )
+    if forecast is not None and observed_rate is not None and level <= 1:
+        fallen = _earlier_rate(inputs.history, ratio, now, inputs.lookback, FALL_SPAN)
+        fall = _fall(forecast, observed_rate, now, inputs.lookback, fallen)
+        if fall is not None:
+            high = forecast.work(arriving_from, window.end, high=True)
+            level, arriving, unconfirmed = fall, high * fall, None
     note = ""
     if inputs.queue is not None:
         waiting = inputs.queue * ratio / SECONDS_PER_HOUR
@@ -156,7 +210,32 @@ def project_backlog(
         pods=pods,
         window=window,
         level=level,
+        unconfirmed=unconfirmed,
     )
+
+
+def _earlier_rate(
+    history: LoadHistory | None,
+    ratio: float,
+    now: datetime,
+    lookback: timedelta,
+    span: timedelta = CONFIRM_SPAN,
+) -> tuple[float, datetime, datetime] | None:
+    """(replicas busy on average, from, until): the demand history over the `span` before
+    now, the lookback left out, or None when it covers too little of it (or the lookback is
+    the span already)."""
+    since, until = now - span, now - lookback
+    if history is None or history.source != "demand" or until <= since:
+        return None
+    samples = history.samples
+    first = bisect_left(samples, since, key=_MOMENT)
+    last = bisect_left(samples, until, key=_MOMENT)
+    values = [value for _, value in samples[first:last]]
+    if len(values) * history.step < (until - since) * CONFIRM_COVERAGE:
+        return None
+    # The hours the history has (it is read hourly: its newest may be older than the lookback).
+    until = min(until, samples[last - 1][0] + history.step)
+    return sum(values) / len(values) * ratio, since, until
 
 
 def _arrivals(
@@ -167,12 +246,15 @@ def _arrivals(
     end: datetime,
     lookback: timedelta,
     zone: ZoneInfo,
-) -> tuple[float, float]:
-    """(level, replica-hours arriving over [start, end)); the level is the observed rate
-    (averaged over the lookback) over the forecast's high quantile of that same span."""
+    earlier: tuple[float, datetime, datetime] | None = None,
+) -> tuple[float, float, float | None]:
+    """(level, replica-hours arriving over [start, end), the lookback's level when the span
+    before it did not confirm it); the level is the observed rate (averaged over the
+    lookback) over the forecast's high quantile of that same span, no higher than over
+    CONFIRM_SPAN (`earlier` and the lookback) where the history covers it."""
     hours = max((end - start).total_seconds() / 3600, 0.0)
     if forecast is None:
-        return 1.0, (observed_rate or 0.0) * hours
+        return 1.0, (observed_rate or 0.0) * hours, None
     high = forecast.work(start, end, high=True)
     # Above the forecast's high quantile, the load rose. The reading averages the lookback
     # just past: it is read against what the forecast expected of those same hours.
@@ -188,12 +270,61 @@ def _arrivals(
             hours = lookback / timedelta(hours=1)
             expected = max(expected, forecast.work(since, until, high=True) / hours)
     if observed_rate is None:
-        return 1.0, high
+        return 1.0, high, None
     if expected <= 0:
         # Nothing forecast for this hour, yet something arrives: at least that, constantly.
-        return 1.0, max(high, observed_rate * hours)
+        return 1.0, max(high, observed_rate * hours), None
     level = max(observed_rate / expected, 1.0)
-    return level, high * level
+    confirmed = _confirmed(forecast, observed_rate, expected, now, lookback, earlier)
+    if confirmed is not None and level > 1 and confirmed < level - 1e-9:
+        unconfirmed, level = level, max(confirmed, 1.0)
+        return level, high * level, unconfirmed
+    return level, high * level, None
+
+
+def _fall(
+    forecast: WorkForecast,
+    observed_rate: float,
+    now: datetime,
+    lookback: timedelta,
+    earlier: tuple[float, datetime, datetime] | None,
+) -> float | None:
+    """The demand over the forecast's typical load, the higher of the lookback's and
+    FALL_SPAN's, when both are below FALL_RATIO; else None."""
+    expected = forecast.mean_rate(now - lookback, now) if lookback else None
+    if earlier is None or expected is None or expected <= 0:
+        return None
+    spanned = _confirmed(forecast, observed_rate, expected, now, lookback, earlier, high=False)
+    if spanned is None:
+        return None
+    fall = max(observed_rate / expected, spanned)
+    return fall if fall < FALL_RATIO else None
+
+
+def _confirmed(
+    forecast: WorkForecast,
+    observed_rate: float,
+    expected: float,
+    now: datetime,
+    lookback: timedelta,
+    earlier: tuple[float, datetime, datetime] | None,
+    *,
+    high: bool = True,
+) -> float | None:
+    """The level over the span of `earlier` and the lookback, each weighed by its hours,
+    over the forecast (its high quantile with `high`) of those same hours; None where the
+    forecast does not cover the span."""
+    if earlier is None:
+        return None
+    rate, since, until = earlier
+    before = forecast.mean_rate(since, until, high=high)
+    if before is None:
+        return None
+    past_hours = (until - since) / timedelta(hours=1)
+    last_hours = lookback / timedelta(hours=1)
+    seen = rate * past_hours + observed_rate * last_hours
+    forecast_seen = before * past_hours + expected * last_hours
+    return seen / forecast_seen if forecast_seen > 0 else None
 
 
 def _a_day_later(moment: datetime, zone: ZoneInfo) -> datetime:

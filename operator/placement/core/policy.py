@@ -531,6 +531,7 @@ def _hold_through(
             held_since=state.batch_since,
             hold_start=now,  # what arrives from now on waits for the window too
             lookback=lookback,
+            history=observed.history,
         ),
         now=now,
         window=planner.window,
@@ -607,6 +608,7 @@ def _held_backlog(
             held_since=state.batch_since,
             hold_start=None if plan is None else plan.start,
             lookback=lookback,
+            history=observed.history,
         ),
         now=now,
         window=window,
