@@ -144,7 +144,8 @@ def test_a_hold_goes_on_past_its_window_when_the_load_fell_hours_ago() -> None:
     # does not fit the window, so the hold ending at 05:00 is restored until the next plan
     # (test_hold_through). The load fell at midnight to a sixth; the forecast's level follows
     # a fall only after most of a day, the lookback and the four hours before it show it now.
-    spec = make_spec(**DEMAND_METRICS)
+    # Retries at 0.1: a steady day's work then does not fit even 0.95 of the window.
+    spec = make_spec(**DEMAND_METRICS, **{"costs.retryRate": 0.1})
     moved_at = datetime(2026, 11, 21, 12, tzinfo=UTC)
     busy = Observed(
         replicas=4,
