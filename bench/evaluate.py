@@ -29,6 +29,7 @@ import datetime as dt
 import gc
 import io
 import logging
+import math
 import pstats
 import statistics
 import sys
@@ -46,6 +47,7 @@ from kopf._core.engines import posting
 sys.path.insert(0, str(Path(__file__).parent))  # bench/scale.py's placements
 
 from placement.adapters.fakecluster import FakeCluster
+from placement.adapters.prometheus import _on_grid, _RangeAnswer
 from placement.adapters.telemetry import Telemetry
 from placement.core.observation import DeploymentState, LoadHistory, Outcome, Reading
 from placement.runtime import handlers
@@ -71,12 +73,14 @@ class IndexedCluster(FakeCluster):
 @dataclass
 class FakePrometheus:
     """Every query answers `value`, sampled at the clock's now; histories (when asked for)
-    are one shared constant series per expression, as the reader caches them."""
+    are a range answer of each placement's own, kept as the reader keeps one until its
+    refresh: every evaluation gets its history from it as the operator's would (the
+    adapter's own `_RangeAnswer.history`), a daily shape on a 5-minute grid."""
 
     clock: Callable[[], dt.datetime]
     value: float = UTILIZATION
     history_days: float = 0.0
-    histories: dict[str, LoadHistory] = field(default_factory=dict)
+    histories: dict[str, _RangeAnswer] = field(default_factory=dict)
 
     def _reading(self, name: str, expression: str) -> Reading:
         # A value of its own per query (per placement), as each Deployment's own series: no
@@ -105,11 +109,14 @@ class FakePrometheus:
         if self.history_days <= 0:
             return None  # as on a fresh Prometheus: the forecast falls back to the lookback
         if expression not in self.histories:
-            step = dt.timedelta(minutes=5)
-            count = int(dt.timedelta(days=self.history_days) / step)
-            samples = tuple((START - step * (count - i), self.value) for i in range(count))
-            self.histories[expression] = LoadHistory(source, step, samples, START)
-        return self.histories[expression]
+            step = 300.0
+            count = int(self.history_days * 86400 / step)
+            start = START.timestamp() - step * count
+            day = [self.value * (0.5 + math.sin(math.pi * i / 288) ** 2) for i in range(288)]
+            series = {"values": [[start + i * step, str(day[i % 288])] for i in range(count)]}
+            grid = _on_grid(series, start, step, count)
+            self.histories[expression] = _RangeAnswer(start, step, count, START, {(): [grid]})
+        return self.histories[expression].history((), source)
 
 
 class _Loop:

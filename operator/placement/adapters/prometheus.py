@@ -41,7 +41,7 @@ from placement.adapters.grouping import (
     split,
 )
 from placement.adapters.sharing import NamespaceBatches, RefreshedResults, SharedResults
-from placement.core.observation import LoadHistory
+from placement.core.observation import GridSamples, LoadHistory
 from placement.core.observation import Outcome as Outcome
 from placement.core.observation import Reading as Reading
 
@@ -207,58 +207,32 @@ class Metrics(Protocol):
 
 
 @dataclass(frozen=True)
-class _Samples:
-    """One series of a range query on its step grid, compactly: the grid's points from its
-    first usable sample (`first`, an index into the grid) to its last, NaN where it has none
-    in between. A thousand placements' 14-day histories stay a few tens of megabytes, and a
-    series of a few hours (a new workload, a new Prometheus) a few hundred bytes, not the whole
-    grid's 16 KB."""
-
-    first: int
-    values: array[float]
-
-
-@dataclass(frozen=True)
 class _RangeAnswer:
     """A range query's series by key (the shared query's key labels; `()` for one
-    placement's own query), on one grid of instants."""
+    placement's own query), each on the grid from its first usable sample to its last: a
+    thousand placements' 14-day histories stay about 32 MB, and a series of a few hours (a
+    new workload, a new Prometheus) a few hundred bytes, not the whole grid's 32 KB."""
 
     start: float
     step: float
     points: int  # instants on the grid
     fetched_at: datetime
-    members: Mapping[tuple[str, ...], list[_Samples]] = field(default_factory=dict)
-
-    # The grid's instants that some member's history holds, made once and shared by every
-    # member's history (not the whole grid's: 2,000 datetimes of which a young series uses few).
-    _instants: dict[int, datetime] = field(default_factory=dict, compare=False, repr=False)
-
-    def instant(self, index: int) -> datetime:
-        found = self._instants.get(index)
-        if found is None:
-            found = self._instants.setdefault(
-                index, datetime.fromtimestamp(self.start + index * self.step, UTC)
-            )
-        return found
+    members: Mapping[tuple[str, ...], list[GridSamples]] = field(default_factory=dict)
 
     def history(self, key: tuple[str, ...], source: str) -> LoadHistory | None:
+        """The member's history; its samples are the answer's own (no copy), so the
+        forecast's digest of them is learned once per refresh, not per evaluation."""
         series = self.members.get(key)
         if not series or len(series) != 1:
             return None  # absent, or several series where the forecast needs one
-        first, values = series[0].first, series[0].values
-        samples = tuple(
-            (self.instant(first + offset), value)
-            for offset, value in enumerate(values)
-            if not math.isnan(value)
-        )
-        if not samples:
+        if not series[0]:
             return None
-        return LoadHistory(source, timedelta(seconds=self.step), samples, self.fetched_at)
+        return LoadHistory(source, timedelta(seconds=self.step), series[0], self.fetched_at)
 
 
-def _on_grid(series: Series, start: float, step: float, points: int) -> _Samples:
-    """A range-query series as values on the grid; NaN, infinite and negative samples
-    dropped (unusable as load)."""
+def _on_grid(series: Series, start: float, step: float, points: int) -> GridSamples:
+    """A range-query series on the grid; NaN, infinite and negative samples dropped
+    (unusable as load)."""
     values = array("d", [math.nan]) * points
     raw = series.get("values")
     for sample in raw if isinstance(raw, list) else ():
@@ -271,8 +245,12 @@ def _on_grid(series: Series, start: float, step: float, points: int) -> _Samples
             values[index] = value
     used = [index for index, value in enumerate(values) if not math.isnan(value)]
     if not used:
-        return _Samples(0, array("d"))
-    return _Samples(used[0], values[used[0] : used[-1] + 1])
+        return GridSamples(start, step, array("d"))
+    first, last = used[0], used[-1]
+    kept = array("d", (values[index] for index in used))
+    # Offsets only where the series has gaps: most have none (4 bytes a sample spared).
+    offsets = None if len(used) == last - first + 1 else array("I", (i - first for i in used))
+    return GridSamples(start + first * step, step, kept, offsets)
 
 
 class _HistoryBusy(Exception):
@@ -398,7 +376,7 @@ class MetricsReader:
         self.history_read(str(Outcome.OK))
         first, seconds = start.timestamp(), step.total_seconds()
         points = round((end - start) / step) + 1
-        members: dict[tuple[str, ...], list[_Samples]] = {}
+        members: dict[tuple[str, ...], list[GridSamples]] = {}
         for key, series in split(result, keys).items():
             members[key] = [_on_grid(one, first, seconds, points) for one in series]
         return _RangeAnswer(first, seconds, points, fetched_at, members)

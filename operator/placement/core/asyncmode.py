@@ -28,6 +28,7 @@ recommendations the one made last is kept unless the other saves savingsMargin m
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -136,6 +137,8 @@ def async_costs(
 def idle_hours_per_day(values: Iterable[float]) -> float | None:
     """Hours a day with no work, from the placement's load history (demand or utilization
     samples at an even step): the share of samples at zero, times 24. None: no samples."""
+    if isinstance(values, array):  # GridSamples' values: finite and never negative
+        return HOURS_PER_DAY * values.count(0.0) / len(values) if values else None
     samples = [value for value in values if math.isfinite(value)]
     if not samples:
         return None

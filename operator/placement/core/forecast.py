@@ -72,7 +72,7 @@ from itertools import pairwise
 from operator import itemgetter
 from zoneinfo import ZoneInfo
 
-from placement.core.observation import LoadHistory
+from placement.core.observation import GridSamples, LoadHistory
 
 HOUR = timedelta(hours=1)
 PAST_HOURS = 6  # hours forecast before the hour holding now: a lookback of up to 6h is covered
@@ -102,11 +102,13 @@ ANALOG_GAPS = 0.5  # an analog missing more of the interval's hours than this sh
 
 _SECONDS_PER_HOUR = 3600
 _MOMENT = itemgetter(0)  # a sample's time
-_DIGESTS_SIZE = 4096  # histories remembered at most (entries go when their history does)
-# Each live history's digest, by (id of the history, samples read, zone, held): see _digest.
+# Histories remembered at most: above the placements one operator evaluates, or every
+# evaluation would learn its history again (entries go when their history's samples do).
+_DIGESTS_SIZE = 65_536
+# Each live history's digest, by (id of its samples, samples read, zone, held): see _digest.
 _DIGESTS: dict[
     tuple[int, int, int, str, tuple[tuple[datetime, datetime], ...]],
-    tuple[weakref.ref[LoadHistory], _Digest],
+    tuple[weakref.ref[object], _Digest],
 ] = {}
 _WEEKEND = "weekend"
 _WEEKDAY = "weekday"
@@ -299,22 +301,24 @@ def _digest(
     history: LoadHistory, now: datetime, zone: ZoneInfo, held: tuple[tuple[datetime, datetime], ...]
 ) -> _Digest:
     """The history's digest, from its samples up to `now` (later ones are a replay's
-    future) and MAX_HISTORY before the newest of them. Remembered while the history object
-    lives, so the evaluations until the next refresh, and the planner's calls within one,
-    do not learn it again."""
+    future) and MAX_HISTORY before the newest of them. Remembered while the samples live
+    (the operator's GridSamples: until the next refresh; else the history object), so the
+    evaluations until the next refresh, and the planner's calls within one, do not learn
+    it again: learning 14 days at 5 minutes takes about 5 ms."""
     samples = history.samples
+    anchor: object = samples if isinstance(samples, GridSamples) else history
     last = bisect_right(samples, now, key=_MOMENT)
     first = bisect_right(samples, samples[last - 1][0] - MAX_HISTORY, key=_MOMENT) if last else 0
-    key = (id(history), first, last, zone.key, held)
+    key = (id(anchor), first, last, zone.key, held)
     known = _DIGESTS.get(key)
-    if known is not None and known[0]() is history:
+    if known is not None and known[0]() is anchor:
         return known[1]
     hourly = _hourly(samples[first:last])
     left_out = _leave_out(hourly, held)
     digest = replace(_digest_of(hourly, zone), held=left_out)
     if len(_DIGESTS) >= _DIGESTS_SIZE:
         del _DIGESTS[next(iter(_DIGESTS))]  # the oldest entry
-    _DIGESTS[key] = (weakref.ref(history, lambda _: _DIGESTS.pop(key, None)), digest)
+    _DIGESTS[key] = (weakref.ref(anchor, lambda _: _DIGESTS.pop(key, None)), digest)
     return digest
 
 

@@ -634,7 +634,7 @@ def _observed(
         async_seen=_async_seen(observation),
         idle_hours=None
         if observation.history is None
-        else idle_hours_per_day(value for _, value in observation.history.samples),
+        else idle_hours_per_day(observation.history.values()),
         demand=_usable(observation.demand),
         backlog_metrics=spec.metrics.demand is not None or spec.metrics.queue_depth is not None,
         history=observation.history,
