@@ -47,7 +47,7 @@ from kopf._core.engines import posting
 sys.path.insert(0, str(Path(__file__).parent))  # bench/scale.py's placements
 
 from placement.adapters.fakecluster import FakeCluster
-from placement.adapters.prometheus import _on_grid, _RangeAnswer
+from placement.adapters.prometheus import _Kept, _on_grid, _RangeAnswer
 from placement.adapters.telemetry import Telemetry
 from placement.core.observation import DeploymentState, LoadHistory, Outcome, Reading
 from placement.runtime import handlers
@@ -114,8 +114,8 @@ class FakePrometheus:
             start = START.timestamp() - step * count
             day = [self.value * (0.5 + math.sin(math.pi * i / 288) ** 2) for i in range(288)]
             series = {"values": [[start + i * step, str(day[i % 288])] for i in range(count)]}
-            grid = _on_grid(series, start, step, count)
-            self.histories[expression] = _RangeAnswer(start, step, count, START, {(): [grid]})
+            kept = _Kept.of(_on_grid(series, start, step, count), START.timestamp() - 5 * 3600)
+            self.histories[expression] = _RangeAnswer(start, step, count, START, {(): [kept]})
         return self.histories[expression].history((), source)
 
 

@@ -473,8 +473,10 @@ def test_placements_of_one_shape_share_one_range_query_per_namespace_and_refresh
     )
     for n, history in enumerate(histories, start=1):
         assert history is not None and history.source == "demand"
-        assert history.step == timedelta(minutes=5) and history.fetched_at == NOW
-        assert len(history.samples) == 14 * 288 + 1
+        # Kept as hour means, 14 days and the hour of the grid's end; the newest hours as read.
+        assert history.step == timedelta(hours=1) and history.fetched_at == NOW
+        assert len(history.samples) == 14 * 24 + 1
+        assert history.as_read().step == timedelta(minutes=5)
         assert all(value == pytest.approx(0.1 * n) for _, value in history.samples)
         moments = [moment for moment, _ in history.samples]
         assert moments == sorted(moments) and moments[-1] <= NOW
@@ -549,7 +551,7 @@ def test_a_shared_range_answer_over_the_bound_becomes_each_placements_own_query(
         history = batched.history(
             _demand("team-a", app), SPAN, source="demand", reader=f"team-a/{app}"
         )
-        assert history is not None and len(history.samples) == 14 * 288 + 1
+        assert history is not None and len(history.samples) == 14 * 24 + 1
     assert len(endpoint.queries) == 1 + 3  # the refused shared one, then each its own
     assert outcomes == ["too-large", "ok", "ok", "ok"]  # what the operator's telemetry counts
     assert all('deployment="app-' in query for query in endpoint.queries[1:])
@@ -605,7 +607,9 @@ def test_unusable_samples_are_left_out_and_several_series_give_no_history(
     history = reader.history("sum(x)", SPAN, source="utilization", reader="team-a/a")
     assert history is not None and history.source == "utilization"
     assert {value for _, value in history.samples} == {0.25}
-    assert len(history.samples) == (14 * 288 + 1) // 4
+    assert {value for _, value in history.as_read().samples} == {0.25}
+    assert len(history.samples) == 14 * 24 + 1  # every hour kept a usable sample
+    assert history.zero_share == 0.0
 
     endpoint.answer = lambda query: _matrix(
         endpoint, [({"pod": "1"}, values), ({"pod": "2"}, values)]

@@ -41,6 +41,7 @@ from placement.adapters.grouping import (
     split,
 )
 from placement.adapters.sharing import NamespaceBatches, RefreshedResults, SharedResults
+from placement.core.backlog import CONFIRM_SPAN
 from placement.core.observation import GridSamples, LoadHistory
 from placement.core.observation import Outcome as Outcome
 from placement.core.observation import Reading as Reading
@@ -206,18 +207,31 @@ class Metrics(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """What is kept of one series of a history read until the next refresh."""
+
+    hourly: GridSamples  # hour means: what the forecast learns from
+    recent: GridSamples  # the newest hours at the step read (backlog confirms rises there)
+    zero_share: float | None  # of the samples as read: the idle hours
+
+    @classmethod
+    def of(cls, samples: GridSamples, recent_from: float) -> _Kept:
+        return cls(samples.hourly(), samples.since(recent_from), samples.zero_share())
+
+
 @dataclass(frozen=True)
 class _RangeAnswer:
     """A range query's series by key (the shared query's key labels; `()` for one
-    placement's own query), each on the grid from its first usable sample to its last: a
-    thousand placements' 14-day histories stay about 32 MB, and a series of a few hours (a
-    new workload, a new Prometheus) a few hundred bytes, not the whole grid's 32 KB."""
+    placement's own query), each kept as hour means plus its newest hours as read: 14 days
+    are about 3 KB a placement (at 5 minutes they were 32), and a series of a few hours (a
+    new workload, a new Prometheus) a few hundred bytes."""
 
     start: float
     step: float
     points: int  # instants on the grid
     fetched_at: datetime
-    members: Mapping[tuple[str, ...], list[GridSamples]] = field(default_factory=dict)
+    members: Mapping[tuple[str, ...], list[_Kept]] = field(default_factory=dict)
 
     def history(self, key: tuple[str, ...], source: str) -> LoadHistory | None:
         """The member's history; its samples are the answer's own (no copy), so the
@@ -225,15 +239,24 @@ class _RangeAnswer:
         series = self.members.get(key)
         if not series or len(series) != 1:
             return None  # absent, or several series where the forecast needs one
-        if not series[0]:
+        kept = series[0]
+        if not kept.hourly:
             return None
-        return LoadHistory(source, timedelta(seconds=self.step), series[0], self.fetched_at)
+        recent = LoadHistory(source, timedelta(seconds=self.step), kept.recent, self.fetched_at)
+        return LoadHistory(
+            source,
+            timedelta(hours=1),
+            kept.hourly,
+            self.fetched_at,
+            recent=recent,
+            zero_share=kept.zero_share,
+        )
 
 
 def _on_grid(series: Series, start: float, step: float, points: int) -> GridSamples:
     """A range-query series on the grid; NaN, infinite and negative samples dropped
     (unusable as load)."""
-    values = array("d", [math.nan]) * points
+    found: dict[int, float] = {}
     raw = series.get("values")
     for sample in raw if isinstance(raw, list) else ():
         try:
@@ -242,14 +265,14 @@ def _on_grid(series: Series, start: float, step: float, points: int) -> GridSamp
             continue
         index = round((moment - start) / step)
         if 0 <= index < points and math.isfinite(value) and value >= 0:
-            values[index] = value
-    used = [index for index, value in enumerate(values) if not math.isnan(value)]
-    if not used:
+            found[index] = value
+    if not found:
         return GridSamples(start, step, array("d"))
-    first, last = used[0], used[-1]
-    kept = array("d", (values[index] for index in used))
+    used = sorted(found)  # in time order already, as Prometheus answers: a linear pass
+    first = used[0]
+    kept = array("d", map(found.__getitem__, used))
     # Offsets only where the series has gaps: most have none (4 bytes a sample spared).
-    offsets = None if len(used) == last - first + 1 else array("I", (i - first for i in used))
+    offsets = None if len(used) == used[-1] - first + 1 else array("I", (i - first for i in used))
     return GridSamples(start + first * step, step, kept, offsets)
 
 
@@ -287,6 +310,9 @@ class MetricsReader:
         # One history answer parsed at a time: one at the byte bound takes about 7x its size
         # while parsed, and every namespace's histories fall due at once after a start.
         self._history_slot = threading.BoundedSemaphore(1)
+        # The newest hours kept at the step read: the backlog's confirmation span, back from
+        # an evaluation up to one refresh (and an hour) after the read.
+        self.recent = CONFIRM_SPAN + timedelta(seconds=history_refresh, hours=1)
         self.histories: RefreshedResults[_RangeAnswer | QueryFailed] = RefreshedResults(
             refresh=history_refresh,
             retry=min(history_refresh, HISTORY_RETRY),
@@ -376,9 +402,12 @@ class MetricsReader:
         self.history_read(str(Outcome.OK))
         first, seconds = start.timestamp(), step.total_seconds()
         points = round((end - start) / step) + 1
-        members: dict[tuple[str, ...], list[GridSamples]] = {}
+        recent_from = (end - self.recent).timestamp()
+        members: dict[tuple[str, ...], list[_Kept]] = {}
         for key, series in split(result, keys).items():
-            members[key] = [_on_grid(one, first, seconds, points) for one in series]
+            members[key] = [
+                _Kept.of(_on_grid(one, first, seconds, points), recent_from) for one in series
+            ]
         return _RangeAnswer(first, seconds, points, fetched_at, members)
 
     def range_series(

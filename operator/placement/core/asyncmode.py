@@ -36,6 +36,7 @@ from enum import StrEnum
 from placement.core.api import AsyncSpec, CostsSpec, LatencySpec
 from placement.core.costs import HOURS_PER_DAY, number_text
 from placement.core.durations import format_duration
+from placement.core.observation import LoadHistory
 from placement.core.reasons import Reason
 
 _CENT = 0.005  # savings closer than this are a tie
@@ -132,6 +133,14 @@ def async_costs(
         idle_hours=idle,
         expected_replicas=expected,
     )
+
+
+def idle_hours_of(history: LoadHistory) -> float | None:
+    """Hours a day with no work in the placement's load history: from the share of its
+    samples at zero as read (the operator keeps hour means, whose zeros are fewer)."""
+    if history.zero_share is not None:
+        return HOURS_PER_DAY * history.zero_share
+    return idle_hours_per_day(history.values())
 
 
 def idle_hours_per_day(values: Iterable[float]) -> float | None:

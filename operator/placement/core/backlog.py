@@ -227,6 +227,7 @@ def _earlier_rate(
     since, until = now - span, now - lookback
     if history is None or history.source != "demand" or until <= since:
         return None
+    history = history.as_read()  # the newest hours at the step read, not hour means
     samples = history.samples
     first = bisect_left(samples, since, key=_MOMENT)
     last = bisect_left(samples, until, key=_MOMENT)

@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
-from placement.core.asyncmode import AsyncSeen, QueueState, idle_hours_per_day
+from placement.core.asyncmode import AsyncSeen, QueueState, idle_hours_of
 from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
 from placement.core.jobs import expired_jobs, job_manifest, ttl_note
 from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
@@ -632,9 +632,7 @@ def _observed(
         jobs=observation.jobs,
         requests=_usable(observation.requests),
         async_seen=_async_seen(observation),
-        idle_hours=None
-        if observation.history is None
-        else idle_hours_per_day(observation.history.values()),
+        idle_hours=None if observation.history is None else idle_hours_of(observation.history),
         demand=_usable(observation.demand),
         backlog_metrics=spec.metrics.demand is not None or spec.metrics.queue_depth is not None,
         history=observation.history,
