@@ -34,7 +34,10 @@ How the history becomes a forecast (each step is a function below):
    level is the larger of the median ratio over the last RECENT_SHORT hours and over the last
    RECENT_LONG hours (weekday hours with a weekly shape). A rise shows within a few hours
    (the safe direction: an underestimate holds work that does not fit); a fall needs most of
-   a day at the new level, so one quiet hour does not move a busy day's forecast.
+   a day at the new level, so one quiet hour does not move a busy day's forecast. Each
+   median within NOISE_BAND standard errors of the history's median day level (the error
+   from the history's own hour-to-hour spread) counts as that level: on bursty load a few
+   hours' median strays far from a level that does not move.
 6. Growth. When the level rose on at least GROWTH_RISING of the day-to-day steps of the
    newest GROWTH_DAYS days (at least GROWTH_MIN_STEPS steps), the median step per day is
    added ahead (at most GROWTH_HORIZON_DAYS): load growing over weeks is not forecast a day
@@ -92,6 +95,12 @@ CLEAR_WEEKLY_RATIO = 3.0  # one weekend this far from its weekdays shows a weekl
 RECENT_SHORT = 6  # newest hours whose median level shows a rise
 RECENT_LONG = 24  # newest hours whose median level a fall must also show
 RECENT_SPAN = timedelta(days=4)  # how far back the newest comparable hours are looked for
+# A recent level within this many standard errors (of a median of that many hours, from the
+# history's own hour-to-hour spread) of the history's median day level is noise: on bursty
+# load the newest 6 and 24 hours read 0.62-1.54x a level that never moved (bench/
+# decision_quality.py), planning holds far too short or too long for the window. At 2, six
+# busy hours in a row still passed for a rise now and then (1.6x).
+NOISE_BAND = 3.0
 GROWTH_DAYS = 7  # newest days whose levels say whether load grows steadily
 GROWTH_MIN_STEPS = 3  # fewer day-to-day steps (a young history) say nothing of growth
 GROWTH_RISING = 0.8  # share of their day-to-day steps that must rise (5 of 6, 3 of 3)
@@ -738,9 +747,36 @@ def _current_level(
         if hour.day_type != _WEEKEND:
             long.append(hour.value / expect)
     if short or long:
-        return max(_quantile(found, 0.5) for found in (short, long) if found)
+        base = _quantile(list(equivalent.values()), 0.5)
+        spread = _spread(hours, expected, equivalent)
+        return max(_beyond_noise(found, base, spread) for found in (short, long) if found)
     # Nothing recent to compare (a flat, idle shape): the newest full days' levels.
     return _quantile(list(equivalent.values())[-3:], 0.5)
+
+
+def _beyond_noise(ratios: Sequence[float], base: float, spread: float) -> float:
+    """The median of the hours' levels, or the history's `base` where it lies within
+    NOISE_BAND standard errors of it: a median of n hours errs by about 1.25 spread/sqrt(n)."""
+    level = _quantile(ratios, 0.5)
+    band = NOISE_BAND * 1.25 * spread / math.sqrt(len(ratios))
+    return base if base > 0 and abs(level / base - 1) <= band else level
+
+
+def _spread(
+    hours: Iterable[_Hour], expected: dict[tuple[str, int], float], equivalent: dict[date, float]
+) -> float:
+    """How far an hour of a full day strays from its shape at its day's level: the robust
+    standard deviation (interquartile range / 1.35) of value over expectation, a share."""
+    levels_at = _LevelsAt(equivalent)
+    peak = max(expected.values(), default=0.0)
+    ratios = []
+    for hour in hours:
+        expect = expected.get((hour.day_type, hour.clock), 0.0) * levels_at(hour)
+        if expect > 0 and expected[(hour.day_type, hour.clock)] > ELIGIBLE * peak:
+            ratios.append(hour.value / expect)
+    if len(ratios) < 4:
+        return 0.0
+    return (_quantile(ratios, 0.75) - _quantile(ratios, 0.25)) / 1.35
 
 
 def _growth(levels: Sequence[float]) -> float:
