@@ -532,8 +532,11 @@ def _measure(
             created[key] = time.monotonic()
             custom.create_namespaced_custom_object(GROUP, VERSION, key[0], PLURAL, manifest)
 
+        bulk_profile = bulk_profiler(pid, n, mode, options, say)
         with DecisionWatch(api) as decisions:
             applied = time.monotonic()
+            applied_utc = dt.datetime.now(dt.UTC)
+            bulk_profile.start()
             parallel([lambda m=m: create(m) for m in manifests])
             say(f"  {n} placements applied in {time.monotonic() - applied:.1f}s ({mode})")
             deadline = time.monotonic() + 120 + n * 0.3
@@ -542,6 +545,10 @@ def _measure(
             latencies = [
                 decisions.decided[k] - created[k] for k in created if k in decisions.decided
             ]
+        # What the bulk apply cost until the last decision: requests, writes, CPU.
+        decided_at = read_counters(cluster, prometheus, operator)
+        decided_utc = dt.datetime.now(dt.UTC)
+        bulk_profile.join()
         if len(latencies) < n:
             say(f"  only {len(latencies)} of {n} decided before the deadline")
         _check_operator(operator)
@@ -569,6 +576,7 @@ def _measure(
         }  # fmt: skip
         time.sleep(2)  # the audit log is written in batches a second apart
         reads = audited_reads(cluster.audit_log, window_from, window_to)
+        bulk_reads = audited_reads(cluster.audit_log, applied_utc, decided_utc)
     finally:
         operator.stop()
     passes = (last.evaluations - first.evaluations) / n
@@ -581,6 +589,23 @@ def _measure(
         "decided_p50_s": round(statistics.median(latencies), 2) if latencies else None,
         "decided_p99_s": round(percentile(latencies, 0.99), 2) if latencies else None,
         "decided_max_s": round(max(latencies), 2) if latencies else None,
+        # From the first create request to the last decision seen: the requests on the
+        # operator's resources (the benchmark's creates included: N "POST workloadplacements")
+        # and the CPU seconds of the operator and of the servers.
+        "bulk_s": round(decided_at.at - before.at, 1),
+        "bulk_api_requests_per_placement": round(
+            (decided_at.api_requests - before.api_requests) / n, 2
+        ),
+        "bulk_api_writes_per_placement": round((decided_at.api_writes - before.api_writes) / n, 2),
+        "bulk_api_requests": increase(decided_at.api_by_kind, before.api_by_kind),
+        "bulk_api_reads_by_client": bulk_reads,
+        "bulk_cpu_s": {
+            "operator": round(decided_at.operator_cpu_s - before.operator_cpu_s, 1),
+            **{
+                name: round(decided_at.server_cpu_s[name] - before.server_cpu_s[name], 1)
+                for name in SERVERS
+            },
+        },
         "cycle_s": round(elapsed / passes, 2) if passes else None,
         "passes_measured": round(passes, 2),
         "prometheus_queries_per_cycle": per_pass(
@@ -622,6 +647,19 @@ def _measure(
         "load_during_window": f"{load_start} -> {load()}",
         "window_utc": [f"{window_from:%H:%M:%S}", f"{window_to:%H:%M:%S}"],
     }
+
+
+def bulk_profiler(pid: int, n: int, mode: str, options: Options, say: Any) -> threading.Thread:
+    """py-spy on the operator from the bulk apply's start (where its seconds go), with
+    --profile; else a thread that does nothing."""
+    if options.profile is None:
+        return threading.Thread(target=lambda: None)
+    return threading.Thread(
+        target=profile,
+        args=(pid, options.profile / f"profile-bulk-n{n}-{mode}", say),
+        kwargs={"seconds": max(10, min(60, n // 50))},
+        daemon=True,
+    )
 
 
 def _wait_for_pods(apps: client.AppsV1Api, n: int, say: Any) -> None:

@@ -4,6 +4,7 @@ tells a changed spec from an unchanged one."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import kopf
@@ -59,10 +60,16 @@ def test_a_new_placement_s_record_goes_out_with_kopf_s_finalizer_patch() -> None
     manifest = example_manifest()
     body = kopf.Body(manifest)
     assert when(body=body, type="ADDED")
-    patch = kopf.Patch()
+    patch = kopf.Patch(body=body)
     asyncio.run(record(body=body, patch=patch, type="ADDED"))
-    annotation = patch["metadata"]["annotations"][ANNOTATION]
+    # No merge-patch fields: kopf sends the record with the finalizer, in its one JSON patch.
+    assert dict(patch) == {}
+    patched = copy.deepcopy(manifest)
+    for fn in patch.fns:
+        fn(patched)
+    annotation = patched["metadata"]["annotations"][ANNOTATION]
     assert annotation == _stored(example_manifest())[1]  # what kopf itself would store
+    assert any(op["op"] == "add" for op in patch.as_json_patch())
     manifest["metadata"].setdefault("annotations", {})[ANNOTATION] = annotation
     assert not when(body=kopf.Body(manifest), type="MODIFIED")  # recorded: no handler
     manifest["metadata"]["annotations"].pop(ANNOTATION)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import functools
 import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import kopf
@@ -165,8 +166,49 @@ def bounded_session(info: kopf.ConnectionInfo, *, connections: int) -> kopf.Aioh
         server=info.server,
         default_namespace=info.default_namespace,
         expiration=info.expiration,
-        aiohttp_session=session,
+        # kopf only calls the session's request, headers, closed and close.
+        aiohttp_session=cast(aiohttp.ClientSession, QueueingSession(session)),
     )
+
+
+class QueueingSession:
+    """An aiohttp session whose requests wait for a free connection as long as it takes.
+
+    kopf bounds each of its requests by a total timeout (`settings.networking.request_timeout`),
+    and the total counts the wait for one of the capped connections. At a bulk apply of 2,000
+    placements kopf's finalizer patches and Events waited there longer than the 10 s, timed
+    out and were sent again, up to 8 times (bench/scale.py): 3,000 PATCHes more than
+    placements, 2,100 of them refused with 422 (the first had gone through, the retry's test of
+    the finalizers failed), 900 cancelled by the client (504), on an API server already the
+    bottleneck. As for the operator's own requests (kubeaio), the bound is on connecting and
+    on each read, which only the API server's slowness exceeds."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    def request(
+        self, method: str, url: str, *, timeout: aiohttp.ClientTimeout | None = None, **kw: Any
+    ) -> Any:
+        if timeout is not None and timeout.total is not None:
+            bound = timeout.total
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=None,
+                sock_connect=timeout.sock_connect or bound,
+                sock_read=timeout.sock_read or bound,
+            )
+        if timeout is None:
+            return self.session.request(method, url, **kw)
+        return self.session.request(method, url, timeout=timeout, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+
+def annotate(body: dict[str, Any], *, annotations: Mapping[str, str]) -> None:
+    """A kopf patch function: set these annotations on the body (kopf diffs it into JSON-patch
+    operations)."""
+    body.setdefault("metadata", {}).setdefault("annotations", {}).update(annotations)
 
 
 class _TimerSuccessesAtDebug(logging.Filter):
@@ -218,11 +260,19 @@ def register(  # noqa: C901
 
     # kopf writes a new placement twice before its first evaluation: its finalizer, then (on
     # the event that write causes) the spec it handled, each a request of its own. Recorded
-    # here, the spec goes out in the finalizer's patch, and the next event finds nothing
-    # changed: one write fewer per new placement (at a bulk apply, a third of kopf's).
+    # here, on the first event, the spec goes out with the finalizer, and the next event finds
+    # nothing changed. In the same request: kopf sends a patch's fields as a merge patch and
+    # its functions (the finalizer's) as a JSON patch conditional on the resourceVersion it
+    # had, so a record in the fields made two PATCHes, and the first evaluation's status
+    # write, landing between them, failed the second (422) and made kopf send both again on
+    # the next event: 3 PATCHes per placement, one refused (tests/integration/test_bulk_apply).
+    # As a function, the record joins the finalizer's one conditional JSON patch.
     @kopf.on.event(*RESOURCE, id=RECORD_SPEC, when=unrecorded, registry=registry)
     async def record_spec(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        diffbase.store(body=body, patch=patch, essence=diffbase.build(body=body))
+        record = kopf.Patch()
+        diffbase.store(body=body, patch=record, essence=diffbase.build(body=body))
+        annotations = dict(record["metadata"]["annotations"])  # the record, kopf's marker
+        patch.fns.append(functools.partial(annotate, annotations=annotations))
 
     @kopf.on.login(id="login", registry=registry)
     async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
