@@ -301,6 +301,40 @@ def test_a_steady_load_may_fill_more_of_the_window_than_a_bursty_one() -> None:
     assert shorter.batch_pod_hours <= 4 * HOLD_MARGIN < plan.batch_pod_hours <= 4 * STEADY_MARGIN
 
 
+@pytest.mark.parametrize("days_ago", [1.5, 2])
+def test_a_load_that_rose_days_ago_is_held_as_steady_at_its_new_level(days_ago: float) -> None:
+    # The days before the rise are read against the level on their side of it, not against
+    # a median of the days around that spans both levels: their deviations stay small, and the
+    # hold is as long as a steady load's (without: no hold at 1.5 days, 4h at 2 days).
+    rng = random.Random(3)
+    rise = _at(21, 12) - timedelta(days=days_ago)
+    rose = _learned(lambda moment: (1.05 if moment >= rise else 0.2) * (1 + rng.gauss(0, 0.05)))
+    plan = _planner(make_spec(), rose, pods=1).choose(24).plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert (plan.start, plan.end) == (_at(21, 23), _at(22, 5))
+    assert plan.describe().startswith(PLAN_TEXT)
+
+
+def test_growth_over_weeks_is_not_read_as_busy_days() -> None:
+    # The earlier days are read against the days around them moved along the growth the
+    # forecast projects: the newest days do not look busy against older, lower ones, the
+    # hold's high quantile stays within 2% of its work, and the hold starts an hour earlier
+    # (without: 4% above, from 09:00).
+    rng = random.Random(3)
+    start = _at(7, 12)
+
+    def grows(moment: datetime) -> float:
+        return (0.05 + 0.02 * (moment - start) / timedelta(days=1)) * (1 + rng.uniform(-0.05, 0.05))
+
+    spec = make_spec()
+    plan = _planner(spec, _learned(grows), pods=1).choose(24).plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert (plan.start, plan.end) == (_at(21, 8), _at(22, 5))
+    costs = spec.costs
+    typical = plan.work_replica_hours / costs.batch_efficiency * (1 + costs.retry_rate)
+    assert plan.batch_pod_hours <= 1.02 * typical
+
+
 def test_a_bursty_load_keeps_the_wider_margin() -> None:
     rng = random.Random(4)
     bursty = _learned(lambda _: rng.uniform(0.7, 1.0) if rng.random() < 0.12 else 0.08)

@@ -52,8 +52,10 @@ HOLD_MARGIN = 0.8
 # as the queue of half a lookback ago (backlog.py): 0.95 had restored holds 15-55 minutes
 # into the window, the averaged queue still counting the work the Job had done (13
 # fallbacks in rises, 13 in weekdays); now none in rises, weekdays, grows. Growth over
-# weeks reads as a spread of about 3% (the newest days lie above the median level around
-# them), which kept grows at HOLD_MARGIN; bursty load's spread is 1.1-1.2.
+# weeks read as a spread of about 3% (the newest days above the median level around them),
+# and the days before a level shift as busy or quiet, until the days around were moved
+# along the growth and those across a shift left out (forecast.py, step 8): 1-2% now, and
+# grows and rises hold at STEADY_MARGIN; bursty load's spread is 1.1-1.2.
 STEADY_MARGIN = 0.95
 STEADY_SPREAD = 1.05
 HOUR = timedelta(hours=1)
