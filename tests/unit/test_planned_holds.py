@@ -264,10 +264,10 @@ def test_without_any_history_read_the_lookback_decides_as_before() -> None:
 # -- the share of the window a hold may fill, by how much the earlier days varied -------------
 
 
-def _learned(load: Callable[[datetime], float]) -> WorkForecast:
+def _learned(load: Callable[[datetime], float], days: float = 14) -> WorkForecast:
     """A demand forecast learned from 14 days of `load` (one replica per unit of demand)."""
     now = _at(21, 12)
-    samples, moment = [], now - timedelta(days=14)
+    samples, moment = [], now - timedelta(days=days)
     while moment < now:
         samples.append((moment, load(moment)))
         moment += timedelta(minutes=5)
@@ -333,6 +333,33 @@ def test_growth_over_weeks_is_not_read_as_busy_days() -> None:
     costs = spec.costs
     typical = plan.work_replica_hours / costs.batch_efficiency * (1 + costs.retry_rate)
     assert plan.batch_pod_hours <= 1.02 * typical
+
+
+def test_three_earlier_days_of_steady_load_measure_it_steady() -> None:
+    # Three earlier days that brought the same work hour by hour are enough to hold at the
+    # steady margin; one or two days are not (a young history stays at HOLD_MARGIN).
+    def steady(days: float) -> WorkForecast:
+        rng = random.Random(3)
+        return _learned(lambda _: 1.05 * (1 + rng.gauss(0, 0.05)), days=days)
+
+    plan = _planner(make_spec(), steady(3), pods=1).choose(24).plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert (plan.start, plan.end) == (_at(21, 23), _at(22, 5))
+    younger = _planner(make_spec(), steady(2), pods=1).choose(24).plan
+    assert younger is not None and younger.margin == HOLD_MARGIN
+    assert (younger.start, younger.end) == (_at(22, 0), _at(22, 5))
+
+
+def test_three_earlier_days_of_bursty_load_keep_the_wider_margin_and_the_summed_high() -> None:
+    rng = random.Random(4)
+    bursty = _learned(lambda _: rng.uniform(0.7, 1.0) if rng.random() < 0.12 else 0.08, days=3)
+    planner = _planner(make_spec(), bursty, pods=1)
+    plan = planner.choose(24).plan
+    assert plan is not None and plan.margin == HOLD_MARGIN
+    # Never below each hour's high quantile summed, what a young history was held to before.
+    summed = WorkForecast(replace(bursty.forecast, analogs=None), 1.0)
+    before = replace(planner, forecast=summed).hold(plan.start)
+    assert plan.batch_pod_hours >= before.batch_pod_hours
 
 
 def test_a_bursty_load_keeps_the_wider_margin() -> None:

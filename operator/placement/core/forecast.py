@@ -52,7 +52,9 @@ How the history becomes a forecast (each step is a function below):
    HIGH_QUANTILE of the analogs' totals (never below the typical sum). The analogs do not know
    how far the current level (step 5) errs: on bursty load it moves about 10% from day to day,
    which the fit margin (planning.HOLD_MARGIN) is there for. Fewer than MIN_ANALOGS analogs
-   (a young history): the sum of the hours' high quantiles, as before.
+   (a young history): the sum of the hours' high quantiles, as before, or the highest analog
+   if above it; from MIN_YOUNG_ANALOGS on the analogs are kept (planning reads them as a
+   measured spread).
 
 The history is of demand (preferred: it does not shrink with the fleet) or of utilization,
 which reads low or not at all while the fleet is held scaled down; the caller passes what it
@@ -99,6 +101,7 @@ GROWTH_RISING = 0.8  # share of their day-to-day steps that must rise (5 of 6, 3
 GROWTH_HORIZON_DAYS = 7.0  # growth is extrapolated this far at most
 ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about the level
 MIN_ANALOGS = 5  # fewer earlier days to take an interval's total from: per-hour quantiles summed
+MIN_YOUNG_ANALOGS = 3  # fewer earlier days say nothing of how steady the load is (planning)
 SMOOTH_DAYS = 3  # the deviations are read against the median level of the days this far around
 LEVEL_SHIFT = 1.5  # days whose levels lie further apart are on two sides of a level shift
 ANALOG_GAPS = 0.5  # an analog missing more of the interval's hours than this share is left out
@@ -176,11 +179,14 @@ class Forecast:
         typical = sum(self.hours[index].typical * weight for index, weight in weights.items())
         if not high:
             return typical
+        per_hour = sum(self.hours[index].high * weight for index, weight in weights.items())
         if self.analogs is not None:
             totals = self.analogs.totals(weights)
             if len(totals) >= MIN_ANALOGS:
                 return max(_quantile(totals, HIGH_QUANTILE), typical)
-        return sum(self.hours[index].high * weight for index, weight in weights.items())
+            # Too few days for a quantile: the highest of them, if above the hours' summed.
+            return max(per_hour, *totals)
+        return per_hour
 
     def _weights(self, spans: Iterable[tuple[datetime, datetime]]) -> dict[int, float]:
         """The share of each forecast hour inside the intervals."""
@@ -445,7 +451,7 @@ class _Learned:
             values.append(tuple(row))
             serves_until.append(bisect_right(clocks, newest + back))
             shift += 1
-        if len(values) < MIN_ANALOGS:
+        if len(values) < MIN_YOUNG_ANALOGS:
             return None
         typicals = tuple(hour.typical for hour in hours)
         return _Analogs(tuple(values), typicals, tuple(serves_until))
