@@ -264,10 +264,10 @@ def test_without_any_history_read_the_lookback_decides_as_before() -> None:
 # -- the share of the window a hold may fill, by how much the earlier days varied -------------
 
 
-def _learned(load: Callable[[datetime], float]) -> WorkForecast:
+def _learned(load: Callable[[datetime], float], days: float = 14) -> WorkForecast:
     """A demand forecast learned from 14 days of `load` (one replica per unit of demand)."""
     now = _at(21, 12)
-    samples, moment = [], now - timedelta(days=14)
+    samples, moment = [], now - timedelta(days=days)
     while moment < now:
         samples.append((moment, load(moment)))
         moment += timedelta(minutes=5)
@@ -299,6 +299,67 @@ def test_a_steady_load_may_fill_more_of_the_window_than_a_bursty_one() -> None:
     assert shorter is not None and shorter.margin == HOLD_MARGIN
     assert shorter.hours < plan.hours
     assert shorter.batch_pod_hours <= 4 * HOLD_MARGIN < plan.batch_pod_hours <= 4 * STEADY_MARGIN
+
+
+@pytest.mark.parametrize("days_ago", [1.5, 2])
+def test_a_load_that_rose_days_ago_is_held_as_steady_at_its_new_level(days_ago: float) -> None:
+    # The days before the rise are read against the level on their side of it, not against
+    # a median of the days around that spans both levels: their deviations stay small, and the
+    # hold is as long as a steady load's (without: no hold at 1.5 days, 4h at 2 days).
+    rng = random.Random(3)
+    rise = _at(21, 12) - timedelta(days=days_ago)
+    rose = _learned(lambda moment: (1.05 if moment >= rise else 0.2) * (1 + rng.gauss(0, 0.05)))
+    plan = _planner(make_spec(), rose, pods=1).choose(24).plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert (plan.start, plan.end) == (_at(21, 23), _at(22, 5))
+    assert plan.describe().startswith(PLAN_TEXT)
+
+
+def test_growth_over_weeks_is_not_read_as_busy_days() -> None:
+    # The earlier days are read against the days around them moved along the growth the
+    # forecast projects: the newest days do not look busy against older, lower ones, the
+    # hold's high quantile stays within 2% of its work, and the hold starts an hour earlier
+    # (without: 4% above, from 09:00).
+    rng = random.Random(3)
+    start = _at(7, 12)
+
+    def grows(moment: datetime) -> float:
+        return (0.05 + 0.02 * (moment - start) / timedelta(days=1)) * (1 + rng.uniform(-0.05, 0.05))
+
+    spec = make_spec()
+    plan = _planner(spec, _learned(grows), pods=1).choose(24).plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert (plan.start, plan.end) == (_at(21, 8), _at(22, 5))
+    costs = spec.costs
+    typical = plan.work_replica_hours / costs.batch_efficiency * (1 + costs.retry_rate)
+    assert plan.batch_pod_hours <= 1.02 * typical
+
+
+def test_three_earlier_days_of_steady_load_measure_it_steady() -> None:
+    # Three earlier days that brought the same work hour by hour are enough to hold at the
+    # steady margin; one or two days are not (a young history stays at HOLD_MARGIN).
+    def steady(days: float) -> WorkForecast:
+        rng = random.Random(3)
+        return _learned(lambda _: 1.05 * (1 + rng.gauss(0, 0.05)), days=days)
+
+    plan = _planner(make_spec(), steady(3), pods=1).choose(24).plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert (plan.start, plan.end) == (_at(21, 23), _at(22, 5))
+    younger = _planner(make_spec(), steady(2), pods=1).choose(24).plan
+    assert younger is not None and younger.margin == HOLD_MARGIN
+    assert (younger.start, younger.end) == (_at(22, 0), _at(22, 5))
+
+
+def test_three_earlier_days_of_bursty_load_keep_the_wider_margin_and_the_summed_high() -> None:
+    rng = random.Random(4)
+    bursty = _learned(lambda _: rng.uniform(0.7, 1.0) if rng.random() < 0.12 else 0.08, days=3)
+    planner = _planner(make_spec(), bursty, pods=1)
+    plan = planner.choose(24).plan
+    assert plan is not None and plan.margin == HOLD_MARGIN
+    # Never below each hour's high quantile summed, what a young history was held to before.
+    summed = WorkForecast(replace(bursty.forecast, analogs=None), 1.0)
+    before = replace(planner, forecast=summed).hold(plan.start)
+    assert plan.batch_pod_hours >= before.batch_pod_hours
 
 
 def test_a_bursty_load_keeps_the_wider_margin() -> None:

@@ -49,11 +49,15 @@ How the history becomes a forecast (each step is a function below):
    one analog of the interval: the forecast's typical hours plus that day's deviations at the
    same wall-clock hours (contiguous, so bursts that cancel out over hours cancel out here
    too), the deviations read against the median level of the days around it (SMOOTH_DAYS), so
-   a busy or a quiet day as a whole counts as one. The interval's high work is the
+   a busy or a quiet day as a whole counts as one (those days moved along the growth, step 6,
+   and without any more than LEVEL_SHIFT from its level: neither growth over weeks nor a
+   level shift makes a day look busy or quiet). The interval's high work is the
    HIGH_QUANTILE of the analogs' totals (never below the typical sum). The analogs do not know
    how far the current level (step 5) errs: on bursty load it moves about 10% from day to day,
    which the fit margin (planning.HOLD_MARGIN) is there for. Fewer than MIN_ANALOGS analogs
-   (a young history): the sum of the hours' high quantiles, as before.
+   (a young history): the sum of the hours' high quantiles, as before, or the highest analog
+   if above it; from MIN_YOUNG_ANALOGS on the analogs are kept (planning reads them as a
+   measured spread).
 
 The history is of demand (preferred: it does not shrink with the fleet) or of utilization,
 which reads low or not at all while the fleet is held scaled down; the caller passes what it
@@ -107,7 +111,9 @@ GROWTH_RISING = 0.8  # share of their day-to-day steps that must rise (5 of 6, 3
 GROWTH_HORIZON_DAYS = 7.0  # growth is extrapolated this far at most
 ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about the level
 MIN_ANALOGS = 5  # fewer earlier days to take an interval's total from: per-hour quantiles summed
+MIN_YOUNG_ANALOGS = 3  # fewer earlier days say nothing of how steady the load is (planning)
 SMOOTH_DAYS = 3  # the deviations are read against the median level of the days this far around
+LEVEL_SHIFT = 1.5  # days whose levels lie further apart are on two sides of a level shift
 ANALOG_GAPS = 0.5  # an analog missing more of the interval's hours than this share is left out
 
 _SECONDS_PER_HOUR = 3600
@@ -185,11 +191,14 @@ class Forecast:
         typical = sum(self.hours[index].typical * weight for index, weight in weights.items())
         if not high:
             return typical
+        per_hour = sum(self.hours[index].high * weight for index, weight in weights.items())
         if self.analogs is not None:
             totals = self.analogs.totals(weights)
             if len(totals) >= MIN_ANALOGS:
                 return max(_quantile(totals, HIGH_QUANTILE), typical)
-        return sum(self.hours[index].high * weight for index, weight in weights.items())
+            # Too few days for a quantile: the highest of them, if above the hours' summed.
+            return max(per_hour, *totals)
+        return per_hour
 
     def _weights(self, spans: Iterable[tuple[datetime, datetime]]) -> dict[int, float]:
         """The share of each forecast hour inside the intervals."""
@@ -459,7 +468,7 @@ class _Learned:
             values.append(tuple(row))
             serves_until.append(bisect_right(clocks, newest + back))
             shift += 1
-        if len(values) < MIN_ANALOGS:
+        if len(values) < MIN_YOUNG_ANALOGS:
             return None
         typicals = tuple(hour.typical for hour in hours)
         return _Analogs(tuple(values), typicals, tuple(serves_until))
@@ -509,6 +518,7 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
         equivalent = dict(sorted({**equivalent, **partial}.items()))
         shape = _shape(hours, equivalent, factors)
         expected = {key: typical * factors[key[0]] for key, (typical, _) in shape.items()}
+    growth = _growth(list(equivalent.values())[-GROWTH_DAYS:])
     return _Learned(
         zone=zone,
         days=round(len(hours) / 24),
@@ -516,12 +526,16 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
         shape=shape,
         level=_current_level(hours, expected, equivalent),
         as_of=hours[-1].start,
-        growth=_growth(list(equivalent.values())[-GROWTH_DAYS:]),
+        growth=growth,
         history_level=_quantile(list(equivalent.values()), 0.5),
         unseen=24 - len({clock for _, clock in shape}),
         deviations=_HourValues(
             _deviations(
-                sorted(hours, key=lambda hour: hour.start), equivalent, factors, shape, zone
+                sorted(hours, key=lambda hour: hour.start),
+                _smooth_levels(equivalent, growth),
+                factors,
+                shape,
+                zone,
             )
         ),
     )
@@ -564,22 +578,40 @@ class _HourValues:
         return self.first + len(self.values) - 1
 
 
+def _smooth_levels(equivalent: dict[date, float], growth: float) -> dict[date, float]:
+    """Each day's median level of the days around it (SMOOTH_DAYS either side), each moved
+    along the growth to the day, leaving out those more than LEVEL_SHIFT from its own level:
+    the other side of a level shift (a day before a rise is not busy against days after it)."""
+    days = list(equivalent)
+    levels = list(equivalent.values())
+    smooth = {}
+    for index, day in enumerate(days):
+        own = levels[index]
+        around = [
+            moved
+            for other, level in zip(
+                days[max(index - SMOOTH_DAYS, 0) : index + SMOOTH_DAYS + 1],
+                levels[max(index - SMOOTH_DAYS, 0) : index + SMOOTH_DAYS + 1],
+                strict=True,
+            )
+            if own <= LEVEL_SHIFT * (moved := level + growth * (day - other).days)
+            and moved <= LEVEL_SHIFT * own
+        ]
+        smooth[day] = _quantile(around, 0.5)
+    return smooth
+
+
 def _deviations(
     hours: Iterable[_Hour],
-    equivalent: dict[date, float],
+    smooth: dict[date, float],
     factors: dict[str, float],
     shape: dict[tuple[str, int], tuple[float, float]],
     zone: ZoneInfo,
 ) -> dict[int, float]:
-    """Each hour's value over the median level of the days around it, less its shape's
-    typical ratio: what that hour brought beyond the typical one. The days around, not its
-    own day's level, so a whole day busier or quieter than usual shows as one."""
-    days = list(equivalent)
-    levels = list(equivalent.values())
-    smooth = {
-        day: _quantile(levels[max(index - SMOOTH_DAYS, 0) : index + SMOOTH_DAYS + 1], 0.5)
-        for index, day in enumerate(days)
-    }
+    """Each hour's value over the median level of the days around it (`_smooth_levels`),
+    less its shape's typical ratio: what that hour brought beyond the typical one. The days
+    around, not its own day's level, so a whole day busier or quieter than usual shows as
+    one; growth over weeks and a level shift do not (the level and the growth forecast them)."""
     deviations = {}
     for hour in hours:
         level = smooth.get(hour.day, 0.0) * factors[hour.day_type]

@@ -46,14 +46,18 @@ HOLD_MARGIN = 0.8
 # nights, DST: 81 such holds): the real work over the hold came to at most 1.008x its high
 # quantile (two Friday holds left out, moved to after their start: realtime served their
 # first hours), where bursty load's (spread 1.1-1.2) came to 1.17x at p90 and 1.41x at most.
-# The level errs the least where the days vary the least; a young history (no earlier
-# days' totals) keeps HOLD_MARGIN: bursty load's first hold needed 1.55x its forecast.
+# The level errs the least where the days vary the least; a young history (fewer than
+# forecast.MIN_YOUNG_ANALOGS earlier days) keeps HOLD_MARGIN: bursty load's first hold
+# needed 1.55x its forecast. With 3-4 earlier days the high is the hours' quantiles summed
+# or the highest day, whichever is higher, and steady within STEADY_SPREAD as later on.
 # 0.95 and a spread of 5% since the backlog watch reads the queue depth inside the window
 # as the queue of half a lookback ago (backlog.py): 0.95 had restored holds 15-55 minutes
 # into the window, the averaged queue still counting the work the Job had done (13
 # fallbacks in rises, 13 in weekdays); now none in rises, weekdays, grows. Growth over
-# weeks reads as a spread of about 3% (the newest days lie above the median level around
-# them), which kept grows at HOLD_MARGIN; bursty load's spread is 1.1-1.2.
+# weeks read as a spread of about 3% (the newest days above the median level around them),
+# and the days before a level shift as busy or quiet, until the days around were moved
+# along the growth and those across a shift left out (forecast.py, step 8): 1-2% now, and
+# grows and rises hold at STEADY_MARGIN; bursty load's spread is 1.1-1.2.
 STEADY_MARGIN = 0.95
 STEADY_SPREAD = 1.05
 HOUR = timedelta(hours=1)
