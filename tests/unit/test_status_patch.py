@@ -102,3 +102,52 @@ def test_a_new_measurement_is_written_with_the_current_wait() -> None:
     assert patch["decision"]["inputs"]["utilization"] == 0.2
     assert patch["decision"]["inputs"]["waitHours"] == pytest.approx(16.9167, abs=1e-3)
     assert "waits 16h55m" in patch["decision"]["message"]
+
+
+def test_only_clock_figures_and_durations_in_messages_go_unwritten() -> None:
+    ready = {"type": "Ready", "status": "True", "reason": "Evaluated", "message": "waits 7h5m"}
+    before = _status(
+        phase="Batch",
+        decision={
+            "action": "Wait",
+            "reason": "DelayNotTolerated",
+            "message": "waits 7h5m for the window",
+            "evaluatedAt": "2026-11-24T10:00:00Z",
+            "inputs": {"waitHours": 7.08, "metricsAgeSeconds": 3.0, "utilization": 0.3},
+        },
+        conditions=[{**ready, "lastTransitionTime": "2026-11-24T09:00:00Z"}],
+    )
+    stored = _stored(before)
+
+    def changed(path: tuple[str | int, ...], value: Any) -> WorkloadPlacementStatus:
+        copy = _stored(before)
+        place: Any = copy
+        for key in path[:-1]:
+            place = place[key]
+        if value is None:
+            del place[path[-1]]
+        else:
+            place[path[-1]] = value
+        return _status(**copy)
+
+    unwritten = [
+        (("decision", "message"), "waits 6h55m for the window"),
+        (("decision", "evaluatedAt"), "2026-11-24T10:05:00Z"),
+        (("decision", "inputs", "waitHours"), 6.9),
+        (("decision", "inputs", "metricsAgeSeconds"), None),
+        (("conditions", 0, "message"), "waits 45m"),
+    ]
+    written = [
+        (("decision", "message"), "waits 6h55m for the next window"),
+        (("decision", "inputs", "utilization"), 0.31),
+        (("decision", "inputs", "replicas"), 4),
+        (("decision", "action"), "Stay"),
+        (("conditions", 0, "message"), "waits 45m, then stays"),
+        (("conditions", 0, "status"), "False"),
+        (("conditions", 0, "message"), None),
+        (("phase",), "Realtime"),
+    ]
+    for path, value in unwritten:
+        assert status_patch(stored, changed(path, value)) is None, path
+    for path, value in written:
+        assert status_patch(stored, changed(path, value)) is not None, (path, value)

@@ -196,3 +196,23 @@ def test_window_invariants(start: str, end: str, zone: str, now: datetime) -> No
     current = current_window(window, now)
     if current is not None:
         assert current == span
+
+
+@pytest.mark.parametrize(
+    "window",
+    [NIGHT, _window("01:00", "05:00"), _window("02:30", "03:30", "Europe/Berlin")],
+    ids=["across-midnight", "night", "dst-gap"],
+)
+def test_the_last_ended_window_is_the_same_when_asked_again_as_the_clock_moves(
+    window: BatchWindow,
+) -> None:
+    # Remembered per configuration: at every moment (each 17 minutes over the spring-forward
+    # week, forwards, then back in time) the answer of the arithmetic itself.
+    def recomputed(now: datetime) -> str:
+        today = now.date()
+        spans = [window_on(window, today + timedelta(days=d)) for d in range(-3, 2)]
+        return max((s for s in spans if s and s.end <= now), key=lambda s: s.end).label
+
+    moments = [_utc(2026, 3, 26) + timedelta(minutes=17 * i) for i in range(600)]
+    for now in [*moments, *reversed(moments)]:
+        assert last_ended_window(window, now).label == recomputed(now), now

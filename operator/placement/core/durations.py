@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -38,6 +39,13 @@ def parse_duration(text: str) -> timedelta:
         )
     seconds = sum(int(amount) * _UNIT_SECONDS[unit] for amount, unit in _PART.findall(text))
     return timedelta(seconds=seconds)
+
+
+# A spec's durations are read several times an evaluation, and specs share a few values
+# ("5m", "8h"): parsed once each (a timedelta is immutable, so one serves every reader).
+@lru_cache(maxsize=1024)
+def _timedelta_of(text: str) -> timedelta:
+    return parse_duration(text)
 
 
 def duration_seconds_cel(expression: str = "self") -> str:
@@ -120,7 +128,7 @@ class Duration(str):
 
     @property
     def timedelta(self) -> timedelta:
-        return parse_duration(self)
+        return _timedelta_of(str(self))
 
     @classmethod
     def __get_pydantic_core_schema__(

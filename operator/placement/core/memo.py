@@ -18,7 +18,8 @@ import threading
 from array import array
 from collections.abc import Callable, Hashable
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Generic, TypeVar
 
 from placement.core.forecast import Forecast, HourForecast
@@ -101,7 +102,8 @@ def _plan_key(
 ) -> bytes:
     """A digest of everything the plan is computed from: every field of the planner (the
     costs, the window, every forecast hour), `taken` and `longest_hours`. Equal bytes are
-    equal inputs (pickle writes floats and datetimes exactly)."""
+    equal inputs (pickle writes floats and datetimes exactly, UTC ones are whole
+    microseconds)."""
     digest = hashlib.blake2b(digest_size=20)
     rest: tuple[object, ...]
     if _KNOWN_SHAPE:
@@ -111,13 +113,14 @@ def _plan_key(
         hours = (*forecast.past, *forecast.hours)
         numbers = array("d", [x for h in hours for x in (h.typical, h.high)])
         window = planner.window
+        starts = [h.start for h in hours]
         rest = (
-            tuple(h.start for h in hours),
+            _starts_key(starts),
             tuple(planner.costs.__dict__.values()),
             planner.replicas,
             planner.warm_replicas,
             planner.pods,
-            (window.start, window.end, window.label, window.zone.key),
+            (_instant(window.start), _instant(window.end), window.label, window.zone.key),
             planner.forecast.replicas_per_unit,
             forecast.source,
             forecast.basis,
@@ -127,8 +130,33 @@ def _plan_key(
         digest.update(numbers.tobytes())
     else:
         rest = (planner,)  # a planner of another shape: every field, pickled whole
-    digest.update(pickle.dumps((rest, taken, longest_hours), protocol=5))
+    moments = None if taken is None else (_instant(taken[0]), _instant(taken[1]))
+    digest.update(pickle.dumps((rest, moments, longest_hours), protocol=5))
     return digest.digest()
+
+
+def _starts_key(starts: list[datetime]) -> object:
+    """The forecast hours' starts as the key holds them: consecutive UTC hours (every
+    forecast's) as the first one and the count; any others one by one."""
+    first = starts[0] if starts else None
+    if first is not None and all(
+        a.tzinfo is UTC and b.tzinfo is UTC and b - a == _HOUR for a, b in pairwise(starts)
+    ):
+        return ("hourly", _instant(first), len(starts))
+    return tuple(_instant(start) for start in starts)
+
+
+def _instant(moment: datetime) -> object:
+    """A UTC datetime as its microseconds since the epoch (exact: pickling the datetime
+    itself, its time zone by reference, took ten times as long); any other as it is."""
+    if moment.tzinfo is UTC:
+        return (moment - _EPOCH) // _MICROSECOND
+    return moment
+
+
+_HOUR = timedelta(hours=1)
+_MICROSECOND = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _names(cls: type) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -66,6 +66,7 @@ from placement.core.costs import (
     parallel_pods,
 )
 from placement.core.durations import format_duration
+from placement.core.frozen import replace
 from placement.core.learning import Learned, Run, learn, record
 from placement.core.memo import remembered_plan
 from placement.core.observation import LoadHistory

@@ -297,7 +297,7 @@ def status_patch(current: dict[str, Any], status: WorkloadPlacementStatus) -> di
     update would leave e.g. originalReplicas behind after a restore.
     """
     new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-    if _without_volatile(new) == _without_volatile(current):
+    if _same_but_volatile(new, current):
         return None
     patch: dict[str, Any] = {key: None for key in current if key not in new}
     patch.update({key: _with_deletions(current.get(key), value) for key, value in new.items()})
@@ -318,6 +318,72 @@ def _with_deletions(old: Any, new: Any) -> Any:
 _CLOCK_INPUTS = frozenset({"waitHours", "metricsAgeSeconds"})
 # Durations as format_duration writes them into messages ("waits 7h5m", "starts in 45m").
 _DURATION = re.compile(r"\b\d+[dhms](?:\d+[dhms])*\b")
+
+
+def _same_but_volatile(new: dict[str, Any], current: dict[str, Any]) -> bool:
+    """`_without_volatile(new) == _without_volatile(current)`, without the copies: nearly
+    every steady evaluation asks it, and most messages are equal as they stand (the
+    durations in them are masked only when they differ)."""
+    if new.keys() - {"kopf"} != current.keys() - {"kopf"}:
+        return False
+    for key, value in new.items():
+        if key == "kopf":
+            continue
+        old = current[key]
+        if value is old or value == old:
+            continue
+        if key == "decision" and isinstance(value, dict) and isinstance(old, dict):
+            if not _same_decision(value, old):
+                return False
+        elif key == "conditions" and isinstance(value, list) and isinstance(old, list):
+            if len(value) != len(old) or not all(map(_same_condition, value, old)):
+                return False
+        else:
+            return False
+    return True
+
+
+def _same_decision(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    if new.keys() - {"evaluatedAt"} != old.keys() - {"evaluatedAt"}:
+        return False
+    for key, value in new.items():
+        if key == "evaluatedAt":
+            continue
+        before = old[key]
+        if value == before:
+            continue
+        if key == "inputs" and isinstance(value, dict) and isinstance(before, dict):
+            if not _same_except(value, before, _CLOCK_INPUTS):
+                return False
+        elif key != "message" or not _same_message(value, before):
+            return False
+    return True
+
+
+def _same_condition(new: Any, old: Any) -> bool:
+    if new == old:
+        return True
+    if not (isinstance(new, dict) and isinstance(old, dict)) or new.keys() != old.keys():
+        return False
+    return _same_except(new, old, _MESSAGE) and _same_message(
+        new.get("message"), old.get("message")
+    )
+
+
+def _same_except(new: dict[str, Any], old: dict[str, Any], volatile: frozenset[str]) -> bool:
+    if new.keys() - volatile != old.keys() - volatile:
+        return False
+    return all(value == old[key] for key, value in new.items() if key not in volatile)
+
+
+def _same_message(new: Any, old: Any) -> bool:
+    # Only a message on both sides is masked (as _without_volatile does).
+    if not (isinstance(new, str) and isinstance(old, str)):
+        return bool(new == old)
+    return new == old or _DURATION.sub("<duration>", new) == _DURATION.sub("<duration>", old)
+
+
+_MESSAGE = frozenset({"message"})
 
 
 def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:

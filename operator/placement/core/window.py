@@ -126,10 +126,27 @@ _CURRENT_OR_NEXT: dict[tuple[time, time, str], tuple[datetime, WindowSpan]] = {}
 
 
 def last_ended_window(window: BatchWindow, now: datetime) -> WindowSpan:
-    """The most recent window that has ended at or before `now`."""
+    """The most recent window that has ended at or before `now`.
+
+    Remembered per window configuration, as current_or_next_window: the answer found at `t`
+    is the answer at every moment from its end until the next window's end (no window ends
+    in between: it would be the last one), and every placement asks at every evaluation."""
     _require_aware(now)
-    ended = [s for s in _spans(window, now, 3, 1) if s.end <= now]
-    return max(ended, key=lambda span: span.end)
+    key = (window.start_time, window.end_time, window.zone.key)
+    known = _LAST_ENDED.get(key)
+    if known is not None and known[0].end <= now < known[1]:
+        return known[0]
+    spans = list(_spans(window, now, 3, 1))
+    ended = max((s for s in spans if s.end <= now), key=lambda span: span.end)
+    next_end = min((s.end for s in spans if s.end > now), default=None)
+    if next_end is not None:
+        if len(_LAST_ENDED) >= _WINDOWS_REMEMBERED:
+            _LAST_ENDED.clear()
+        _LAST_ENDED[key] = (ended, next_end)  # one assignment: safe across threads
+    return ended
+
+
+_LAST_ENDED: dict[tuple[time, time, str], tuple[WindowSpan, datetime]] = {}
 
 
 def wait_until_window_end(window: BatchWindow, now: datetime) -> timedelta:

@@ -576,7 +576,8 @@ ADMITTED = AdmittedSpecs(SPECS_REMEMBERED)
 
 
 def _spec_key(body: kopf.Body, scope_metrics: bool) -> SpecKey | None:
-    uid, generation = body.metadata.uid, body.metadata.get("generation")
+    metadata: Mapping[str, Any] = body.get("metadata") or {}  # the raw dict, as placement_of
+    uid, generation = metadata.get("uid"), metadata.get("generation")
     if not uid or generation is None:
         return None  # nothing says the spec is the one remembered
     return (uid, generation, scope_metrics)
@@ -621,9 +622,10 @@ class KopfEffects:
     def decided(self, decided: Decided) -> None:
         if self.telemetry is None:
             return
+        metadata: Mapping[str, Any] = self.body.get("metadata") or {}  # not kopf's views
         self.telemetry.decided(
-            str(self.body.metadata.namespace),
-            str(self.body.metadata.name),
+            str(metadata.get("namespace")),
+            str(metadata.get("name")),
             action=decided.action,
             reason=str(decided.reason),
             savings=decided.savings,
