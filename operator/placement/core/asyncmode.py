@@ -28,7 +28,6 @@ recommendations the one made last is kept unless the other saves savingsMargin m
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -107,7 +106,7 @@ def async_costs(
     utilization: float,
     idle_hours: float = 0.0,
 ) -> AsyncBreakdown:
-    """The formula (module docstring); `idle_hours` from idle_hours_per_day()."""
+    """The formula (module docstring); `idle_hours` from idle_hours_of()."""
     idle = min(max(idle_hours, 0.0), HOURS_PER_DAY)
     busy_hours = HOURS_PER_DAY - idle
     work = max(replicas, 0) * utilization
@@ -140,14 +139,12 @@ def idle_hours_of(history: LoadHistory) -> float | None:
     samples at zero as read (the operator keeps hour means, whose zeros are fewer)."""
     if history.zero_share is not None:
         return HOURS_PER_DAY * history.zero_share
-    return idle_hours_per_day(history.values())
+    return idle_hours_per_day(value for _, value in history.samples)
 
 
 def idle_hours_per_day(values: Iterable[float]) -> float | None:
     """Hours a day with no work, from the placement's load history (demand or utilization
     samples at an even step): the share of samples at zero, times 24. None: no samples."""
-    if isinstance(values, array):  # GridSamples' values: finite and never negative
-        return HOURS_PER_DAY * values.count(0.0) / len(values) if values else None
     samples = [value for value in values if math.isfinite(value)]
     if not samples:
         return None

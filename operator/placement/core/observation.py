@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -179,12 +179,6 @@ class LoadHistory:
     def as_read(self) -> LoadHistory:
         """The newest samples at the step they were read at (all of them, without `recent`)."""
         return self.recent if self.recent is not None else self
-
-    def values(self) -> Iterable[float]:
-        """The samples' values, oldest first (without making a pair of each)."""
-        if isinstance(self.samples, GridSamples):
-            return self.samples.values
-        return (value for _, value in self.samples)
 
 
 @dataclass(frozen=True)
