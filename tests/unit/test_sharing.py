@@ -212,13 +212,47 @@ def test_a_degraded_batch_asks_alone_for_the_hold_then_together_again() -> None:
     for ns in "abc":
         batches.batch("shape", ns, "web")
         batches.batch("other", ns, "web")
-    batches.degraded("shape", ("a", "b", "c"), everywhere=False)
+    batches.degraded("shape", ("a", "b", "c"))
     assert batches.batch("shape", "b", "web") == ("b",)
     assert batches.batch("other", "b", "web") == ("a", "b", "c")
     clock.now = 601
     assert batches.batch("shape", "b", "web") == ("a", "b", "c")
-    batches.degraded("shape", ("a", "b", "c"), everywhere=True)
-    assert batches.batch("other", "b", "web") == ("b",)
+
+
+def test_a_slow_answer_halves_its_shapes_batches_until_they_answer_in_time() -> None:
+    """A Prometheus too slow for one query of all the series is asked queries half the size,
+    then a quarter, never one per namespace; the other shapes keep their batches."""
+    clock = Clock()
+    batches = _batches(clock, capacity=100, hold=600)
+    namespaces = [f"ns{i:02d}" for i in range(20)]
+    for ns in namespaces:
+        for member in range(5):
+            batches.batch("shape", ns, member)
+            batches.batch("other", ns, member)
+    assert len(batches.batches("shape")) == 1
+    batches.slow("shape", tuple(namespaces))
+    assert [len(b) for b in batches.batches("shape")] == [10, 10]
+    batches.slow("shape", tuple(namespaces[:10]))
+    assert [len(b) for b in batches.batches("shape")] == [5, 5, 5, 5]
+    assert batches.batch("shape", "ns07", 0) == tuple(namespaces[5:10])
+    assert len(batches.batches("other")) == 1
+    clock.now = 601  # a hold without a slow answer: doubled back, one step at a time
+    batches.batch("shape", "ns00", 0)
+    assert [len(b) for b in batches.batches("shape")] == [10, 10]
+    clock.now = 1202
+    batches.batch("shape", "ns00", 0)
+    assert len(batches.batches("shape")) == 1
+
+
+def test_a_shape_halved_to_one_namespace_asks_as_each_namespace_would() -> None:
+    batches = _batches(Clock(), capacity=100)
+    for ns in "abcd":
+        for member in range(3):
+            batches.batch("shape", ns, member)
+    for _ in range(5):
+        batches.slow("shape", batches.batches("shape")[0])
+    assert batches.batches("shape") == [("a",), ("b",), ("c",), ("d",)]
+    assert batches.batch("shape", "c", 0) == ("c",)
 
 
 def test_namespaces_nobody_asks_for_leave_their_batch() -> None:

@@ -605,7 +605,8 @@ class BatchedMetricsReader:
     the series of its namespace's own shared query (grouping.py says why). When the
     cross-namespace query fails for any reason (a bound, Prometheus's refusal, a timeout) it
     says nothing to anyone: every placement of the batch asks its namespace's shared query,
-    as without batching across, and the batch is held off for a while (`NamespaceBatches`),
+    as without batching across, and the batch is held off for a while, or halved when it was
+    slow (`NamespaceBatches`),
     so one tenant's series can cost another at most that one failed query, never a reading."""
 
     def __init__(
@@ -689,12 +690,17 @@ class BatchedMetricsReader:
 
         def fetch(query: str) -> Result:
             def run() -> _Across | QueryFailed:
+                started = time.monotonic()
                 try:
                     members = split(self.reader.instant(query, across=True), keys)
                 except QueryFailed as failure:
-                    timeout = failure.outcome is Outcome.TIMEOUT
-                    self.batches.degraded(grouping.shape, batch, everywhere=timeout)
+                    if failure.outcome is Outcome.TIMEOUT:
+                        self.batches.slow(grouping.shape, batch)
+                    else:
+                        self.batches.degraded(grouping.shape, batch)
                     return QueryFailed(failure.outcome, "")  # its words are nobody's
+                if time.monotonic() - started > self.reader.timeout / 2:
+                    self.batches.slow(grouping.shape, batch)  # before it times out
                 per_namespace: Counter[str] = Counter()
                 for key, series in members.items():
                     per_namespace[key[0]] += len(series)

@@ -189,6 +189,8 @@ class _Shape:
     namespaces: dict[str, _Namespace] = field(default_factory=dict)  # in first-seen order
     plan: dict[str, tuple[str, ...]] = field(default_factory=dict)  # namespace -> its batch
     planned: bool = False
+    capacity: int = 0  # series per batch now: below the bound after a slow answer
+    shrunk_at: float = 0.0
 
 
 class NamespaceBatches:
@@ -224,7 +226,6 @@ class NamespaceBatches:
         self._clock = clock
         self._shapes: dict[Hashable, _Shape] = {}
         self._degraded: dict[tuple[Hashable, tuple[str, ...]], float] = {}
-        self._held_until = 0.0  # every batch, after a timeout
         self._guard = threading.Lock()
         self._swept_at = clock()
 
@@ -235,7 +236,12 @@ class NamespaceBatches:
             now = self._clock()
             if now - self._swept_at > min(self.forget, self.hold):
                 self._sweep(now)
-            found = self._shapes.setdefault(shape, _Shape())
+            found = self._shapes.get(shape)
+            if found is None:
+                found = self._shapes[shape] = _Shape(capacity=self.capacity)
+            if found.capacity < self.capacity and now - found.shrunk_at > self.hold:
+                found.capacity = min(self.capacity, found.capacity * 2)
+                found.shrunk_at, found.planned = now, False
             entry = found.namespaces.get(namespace)
             if entry is None:
                 entry = found.namespaces[namespace] = _Namespace(now)
@@ -248,7 +254,7 @@ class NamespaceBatches:
             if not found.planned:
                 self._pack(found)
             batch = found.plan.get(namespace, (namespace,))
-            if now < self._held_until or self._degraded.get((shape, batch), 0.0) > now:
+            if self._degraded.get((shape, batch), 0.0) > now:
                 return (namespace,)
             return batch
 
@@ -270,20 +276,27 @@ class NamespaceBatches:
                     found.planned = False  # back under the bound: it may join a batch
                 batches.add(batch)
             for batch in batches:
-                known = [found.namespaces[n] for n in batch if n in found.namespaces]
-                if sum(self._weight(entry) for entry in known) > self.capacity:
+                if self._batch_weight(found, batch) > found.capacity:
                     found.planned = False  # over the bound now: packed again
                     return
 
-    def degraded(self, shape: Hashable, batch: tuple[str, ...], *, everywhere: bool) -> None:
-        """`batch`'s query of `shape` failed: its namespaces ask on their own for `hold`
-        seconds; `everywhere`: every batch does (Prometheus is slow: the widest queries
-        wait)."""
+    def degraded(self, shape: Hashable, batch: tuple[str, ...]) -> None:
+        """`batch`'s query of `shape` failed (not for time): its namespaces ask on their own
+        for `hold` seconds."""
         with self._guard:
-            until = self._clock() + self.hold
-            self._degraded[(shape, batch)] = until
-            if everywhere:
-                self._held_until = until
+            self._degraded[(shape, batch)] = self._clock() + self.hold
+
+    def slow(self, shape: Hashable, batch: tuple[str, ...]) -> None:
+        """`batch`'s query of `shape` timed out, or took more than half the timeout: the
+        shape's batches are packed to half that batch's series from now on."""
+        with self._guard:
+            found = self._shapes.get(shape)
+            if found is None:
+                return
+            halved = max(1, self._batch_weight(found, batch) // 2)
+            if halved < found.capacity:
+                found.capacity, found.planned = halved, False
+            found.shrunk_at = self._clock()
 
     def batches(self, shape: Hashable) -> list[tuple[str, ...]]:
         """The batches of `shape` as packed now (for tests and documentation)."""
@@ -298,17 +311,20 @@ class NamespaceBatches:
     def _weight(self, entry: _Namespace) -> int:
         return max(1, len(entry.members), entry.series)
 
+    def _batch_weight(self, found: _Shape, batch: tuple[str, ...]) -> int:
+        return sum(self._weight(found.namespaces[n]) for n in batch if n in found.namespaces)
+
     def _pack(self, found: _Shape) -> None:
         plan: dict[str, tuple[str, ...]] = {}
         current: list[str] = []
         weight = chars = 0
         for name, entry in found.namespaces.items():
             own = self._weight(entry)
-            if own > self.capacity:
+            if own > found.capacity:
                 plan[name] = (name,)
                 continue
             fits = (
-                weight + own <= self.capacity
+                weight + own <= found.capacity
                 and chars + len(name) + 1 <= self.max_chars
                 and len(current) < self.max_namespaces
             )
