@@ -1,13 +1,14 @@
 """What each of a new placement's writes costs the API server: CPU per 1,000 requests of each
 kind, and the size of a stored placement.
 
-    .venv/bin/python bench/writecost.py [--count 1000] [--output FILE]
+    .venv/bin/python bench/writecost.py [--count 1000] [--output FILE] [--variants ...]
 
 On a fresh local control plane with a real Prometheus: the operator decides four placements
 (the four kinds of bench/scale.py), then is stopped, and their bodies and Events are the
 templates. Then, with nothing else writing, `--count` new placements are written the way a
 bulk apply writes them, one phase at a time (8 clients at once): the create, kopf's PATCH
-(finalizer and spec record), the status PATCH, the Event. Each phase's kube-apiserver and
+(finalizer and spec record; here a merge patch, where kopf sends a JSON patch that tests the
+resourceVersion), the status PATCH, the Event. Each phase's kube-apiserver and
 etcd CPU seconds are read from /proc around it. Variants, each in its own namespace of the
 same cluster, back to back under the same load:
 
