@@ -430,6 +430,10 @@ class DecisionWatch:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        # Each watch resumes where the last one ended: a watch from no resourceVersion is
+        # sent every placement again (at 10,000, about 90 MB of the API server's work each
+        # minute of the bulk apply, counted as the operator's).
+        since: dict[str, str] = {}
         while not self._stop.is_set():
             try:
                 for event in self._watch.stream(
@@ -438,6 +442,7 @@ class DecisionWatch:
                     VERSION,
                     PLURAL,
                     timeout_seconds=60,
+                    **since,
                 ):
                     item = event["object"]
                     if (item.get("status") or {}).get("decision"):
@@ -445,7 +450,10 @@ class DecisionWatch:
                         self.decided.setdefault(key, time.monotonic())
                     if self._stop.is_set():
                         return
-            except Exception:  # a dropped watch: start another
+                if self._watch.resource_version:
+                    since = {"resource_version": self._watch.resource_version}
+            except Exception:  # a dropped or expired watch: start another, from the start
+                since = {}
                 time.sleep(0.5)
 
 
