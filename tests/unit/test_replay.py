@@ -19,7 +19,14 @@ import pytest
 from placement.core.api import WorkloadPlacementSpec
 from placement.core.observation import Observation
 from placement.core.reconcile import reconcile
-from placement.replay.replay import ReplayOptions, ReplayResult, oracle_placement, replay
+from placement.replay.replay import (
+    ANY_HOLD,
+    HoldShape,
+    ReplayOptions,
+    ReplayResult,
+    oracle_placement,
+    replay,
+)
 from placement.replay.series import Sample, format_series
 from placement.runtime.cli import main
 from tests.unit.factories import example_manifest, make_spec
@@ -133,6 +140,32 @@ def test_the_oracle_holds_only_what_fits_the_window() -> None:
         < datetime(2026, 11, 23, 5, tzinfo=UTC)
     ]
     assert sum(cycle_two) == 8
+
+
+def test_the_oracle_of_the_operators_hold_shape_holds_less_than_the_oracle() -> None:
+    # One pod at efficiency 2: 8 replica-hours fit the 4h window. Quiet mornings (05:00-17:00,
+    # 0.5 replica-hours an hour, else 1.0): the oracle holds 05:00-19:00 (14 hours, the
+    # morning's 6 and 2 more) for the next window; a hold ending with the window, as the
+    # operator's planned holds do, only its last 8 hours; within half the window, 4.
+    spec = _spec(**{"batch.jobTemplate.spec.parallelism": 1})
+    samples = [
+        replace(s, utilization=0.25 if 5 <= s.at.hour < 17 else 0.5) for s in _hourly(48)[1:]
+    ]
+    day = datetime(2026, 11, 22, 5, tzinfo=UTC)
+
+    def held_in_cycle_two(shape: HoldShape) -> list[int]:
+        oracle = oracle_placement(spec, samples, shape=shape)
+        return [
+            s.at.hour
+            for s, held in zip(samples, oracle.held, strict=True)
+            if held and day <= s.at < day + timedelta(days=1)
+        ]
+
+    assert held_in_cycle_two(ANY_HOLD) == list(range(5, 19))
+    assert held_in_cycle_two(HoldShape(ends_with_window=True)) == [*range(21, 24), *range(5)]
+    assert held_in_cycle_two(HoldShape(ends_with_window=True, margin=0.5)) == [1, 2, 3, 4]
+    bound = oracle_placement(spec, samples, shape=HoldShape(ends_with_window=True))
+    assert bound.costs.total > oracle_placement(spec, samples).costs.total
 
 
 def test_a_failed_job_past_retry_window_falls_back_and_misses_the_window() -> None:

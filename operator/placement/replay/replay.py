@@ -871,14 +871,30 @@ class _Quiet:
 # -- the oracle ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class HoldShape:
+    """What the oracle's holds may be: by default anything the module docstring allows. The
+    operator's own constraints, one at a time, measure what each of them costs against the
+    bound (bench/oracle_bounds.py)."""
+
+    ends_with_window: bool = False  # the hold ends at its window's end, as a planned hold does
+    whole_hours: bool = False  # it starts whole hours before the window's end, as planning's
+    margin: float = 1.0  # its work fits this share of the window (planning's HOLD_MARGIN...)
+
+
+ANY_HOLD = HoldShape()
+
+
 def oracle_placement(
     spec: WorkloadPlacementSpec,
     samples: Sequence[Sample],
     *,
     batch_efficiency: float | None = None,
     retry_rate: float | None = None,
+    shape: HoldShape = ANY_HOLD,
 ) -> OracleResult:
-    """The cheapest mode per daily cycle, knowing the whole series (module docstring)."""
+    """The cheapest mode per daily cycle, knowing the whole series (module docstring); with a
+    `shape`, the cheapest whose holds have that shape."""
     costs = spec.costs
     efficiency = batch_efficiency or costs.batch_efficiency
     retry = costs.retry_rate if retry_rate is None else retry_rate
@@ -911,6 +927,7 @@ def oracle_placement(
         always=always,
         fleet=fleet,
         rate=rate,
+        shape=shape,
     )
     serving = [
         warm if mode is Phase.BATCH else (fleet[i] if fleet is not None else 0)
@@ -947,6 +964,7 @@ def _choose_per_cycle(
     always: list[float],
     fleet: list[int] | None,
     rate: float,
+    shape: HoldShape,
 ) -> tuple[int, int]:
     """Per cycle, the batch interval that saves most or the whole cycle in async, whichever
     saves more (marked in `held` and `modes`); returns the cycles held and in async."""
@@ -963,6 +981,7 @@ def _choose_per_cycle(
             window,
             earliest=window.end - delay,
             rate=rate,
+            shape=shape,
         )
         batch_saving = -math.inf if best is None else best[2] - fixed
         mode = _cheaper(batch_saving, _async_saving(spec, fleet, always, hours, indices))
@@ -1054,26 +1073,38 @@ def _best_interval(
     *,
     earliest: datetime,
     rate: float,
+    shape: HoldShape = ANY_HOLD,
 ) -> tuple[int, int, float] | None:
     """The contiguous run of samples, all at or after `earliest`, whose work fits the window
     from its start (or from the hold's start, inside the window), with the largest total
-    gain: (first, last, gain), or None when no sample may be held."""
-    allowed = [i for i, at in enumerate(times) if at >= earliest]
+    gain: (first, last, gain), or None when no sample may be held. With a `shape`, only runs
+    of that shape (the cycle's last sample stands for the window's end)."""
+    allowed = [
+        i
+        for i, at in enumerate(times)
+        if at >= earliest and (not shape.whole_hours or _whole_hours(window.end - at))
+    ]
     if not allowed:
         return None
     best: tuple[int, int, float] | None = None
     for first in allowed:
         start = max(times[first], window.start)
-        room = max((window.end - start).total_seconds() / 3600, 0.0) * rate
+        room = max((window.end - start).total_seconds() / 3600, 0.0) * rate * shape.margin
         total_gain = total_work = 0.0
         for last in range(first, len(times)):
             total_gain += gain[last]
             total_work += work[last]
             if total_work > room + _EPSILON:
                 break
+            if shape.ends_with_window and last < len(times) - 1:
+                continue
             if best is None or total_gain > best[2]:
                 best = (first, last, total_gain)
     return best
+
+
+def _whole_hours(delta: timedelta) -> bool:
+    return delta.total_seconds() % 3600 == 0
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -1151,8 +1182,10 @@ def _iso(moment: datetime) -> str:
 
 
 __all__ = [
+    "ANY_HOLD",
     "Costs",
     "DecisionRecord",
+    "HoldShape",
     "OracleResult",
     "ReplayOptions",
     "ReplayResult",
