@@ -84,7 +84,7 @@ EVENTS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.KUEUE_NOT_ADMITTED: (
         "Warning",
-        "The window ended with its Job still suspended: Kueue did not admit it from `batch.queueName` (no quota, or the queue is stopped); the fallback runs as for a missed window.",
+        "The window ended with its Job still suspended: Kueue did not admit it from `batch.queueName` (no quota, or the queue is stopped); the fallback runs as for a missed window, and with `RestoreRealtime` the suspended Job is deleted so Kueue cannot start it late on work realtime serves.",
     ),
     Reason.BACKLOG_WILL_MISS_WINDOW: (
         "Warning",

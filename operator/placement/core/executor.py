@@ -148,8 +148,8 @@ def execute(
     placement: str,
 ) -> Executed:
     """Run the steps in order (one whose required steps did not succeed is skipped), then
-    report: metrics, Event, log line; delete the Jobs the report expires. The status patch
-    is the caller's to write (`Executed.report.status`)."""
+    report: metrics, Event, log line; delete the Jobs the report expires or withdraws. The
+    status patch is the caller's to write (`Executed.report.status`)."""
     return drive(executing(plan, effects, namespace=namespace, placement=placement), cluster)
 
 
@@ -260,6 +260,26 @@ def _report(report: Report, effects: Effects, namespace: str) -> Calls[list[str]
         trace.append(f"Event {report.event.reason}")
     if report.decision is not None and report.decision.noteworthy:
         effects.log_decision(report.decision, report.deployment)
+    for job in report.withdraw:
+        try:
+            yield ask("delete_job", namespace, job)
+        except Refused as refusal:
+            effects.log(
+                LogLine(
+                    logging.WARNING,
+                    f"{namespace}/{job} still suspended, not deleted: {refusal.detail}",
+                    on_placement=False,
+                )
+            )
+            break
+        trace.append(f"DeleteJob {job}")
+        effects.log(
+            LogLine(
+                logging.INFO,
+                f"deleted job {job}, never admitted by Kueue: its window ended and realtime "
+                "serves its work, so it must not start late",
+            )
+        )
     for job in report.prune:
         # Housekeeping: a failure is logged and retried at the next evaluation.
         try:

@@ -111,6 +111,13 @@ def expired_jobs(
     ]
 
 
+def unadmitted_jobs(jobs: Iterable[JobObservation], *, current: str) -> list[str]:
+    """Jobs still suspended (Kueue never admitted them) but `current`, the current or next
+    window's: their window ended without them. Withdrawn once realtime serves their work,
+    so Kueue cannot start them hours late on work already done."""
+    return [job.name for job in jobs if job.outcome is JobOutcome.WAITING and job.name != current]
+
+
 def _is_recorded(job: JobObservation, status: WorkloadPlacementStatus | None) -> bool:
     if status is None or job.finished_at is None:
         return False

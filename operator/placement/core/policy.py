@@ -737,9 +737,14 @@ def _not_admitted(ctx: _Context, span: WindowSpan) -> str | None:
     job = ctx.observed.job(job_name(ctx.state.name, span))
     if job is None or job.outcome is not JobOutcome.WAITING:
         return None
+    late = (
+        "it is deleted, so it cannot start late on work realtime serves now"
+        if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME
+        else "it stays queued: Kueue may still run it"
+    )
     return (
         f"Kueue did not admit job {job.name}{_local_queue(ctx)} before window "
-        f"{span.describe()} ended; it is still suspended"
+        f"{span.describe()} ended; {late}"
     )
 
 

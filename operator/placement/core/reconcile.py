@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
 from placement.core.asyncmode import AsyncSeen, QueueState, idle_hours_of
 from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
-from placement.core.jobs import expired_jobs, job_manifest, ttl_note
+from placement.core.jobs import expired_jobs, job_manifest, ttl_note, unadmitted_jobs
 from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
 from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, Observed, State, decide
@@ -235,6 +235,7 @@ class Report:
     status: dict[str, Any] | None = None  # the merge patch of the status subresource
     prune: tuple[str, ...] = ()
     deployment: DeploymentState | None = None  # as observed (for the log line)
+    withdraw: tuple[str, ...] = ()  # suspended Jobs of an ended window, realtime serving
 
 
 @dataclass(frozen=True)
@@ -883,6 +884,11 @@ def _decision_report(basis: _Basis, decision: Decision) -> Report:
         keep_failed=keep_failed,
         protected={window_job, *(() if current_job is None else (current_job,))},
     )
+    withdraw = (
+        ()
+        if decision.state.holding
+        else tuple(unadmitted_jobs(basis.observation.jobs, current=window_job))
+    )
     return Report(
         decided,
         event,
@@ -890,6 +896,7 @@ def _decision_report(basis: _Basis, decision: Decision) -> Report:
         status,
         tuple(prune),
         basis.observation.deployment,
+        withdraw,
     )
 
 
