@@ -178,3 +178,20 @@ def test_a_hold_goes_on_past_its_window_when_the_load_fell_hours_ago() -> None:
     steady = replace(held, demand=100.0, history=_fallen_history(FELL - timedelta(minutes=5)))
     restored = decide(spec, steady, succeeded.state, now=end)
     assert restored.action is Action.RESTORE and not restored.state.holding
+
+
+def _with_spread(forecast: WorkForecast, spread: float) -> WorkForecast:
+    return WorkForecast(replace(forecast.forecast, spread=spread), REPLICAS)
+
+
+def test_quiet_hours_between_bursts_are_no_fall() -> None:
+    # Hours of a bursty history stray 60% from their shape: four quiet hours at a sixth of
+    # the typical load lie within the noise band (3 x 1.25 x 0.6 / sqrt(4) = 1.1): no fall,
+    # the projection keeps the forecast. On steady load (5%) the same hours are a fall.
+    bursty = _backlog(0.1, _history(0.1), _with_spread(_forecast(0.6, 0.66), 0.6))
+    assert bursty.level == pytest.approx(1.0)
+    assert bursty.arriving_replica_hours == pytest.approx(0.66 * REPLICAS * 8)
+    assert "fallen" not in bursty.describe()
+    steady = _backlog(0.1, _history(0.1), _with_spread(_forecast(0.6, 0.66), 0.05))
+    assert steady.level == pytest.approx(0.1 / 0.6)
+    assert "fallen" in steady.describe()

@@ -591,3 +591,12 @@ def test_a_young_history_sums_each_hours_high_quantile() -> None:
     start, end = NOW + HOUR, NOW + 20 * HOUR
     per_hour = sum(hour.high for hour in made.hours if start <= hour.start < end)
     assert made.work(start, end, high=True) == pytest.approx(per_hour)
+
+
+def test_the_forecast_says_how_far_an_hour_strays_on_its_load() -> None:
+    # What a few hours' reading may stray without the load having moved (the backlog watch
+    # reads a fall against it): wide on bursty load, narrow on steady load, unknown (0)
+    # without history.
+    assert forecast(bursts(5)).spread > 0.3
+    assert 0 < forecast(noisy(0.4)).spread < 0.05
+    assert forecast(noisy(0.4), days=0.5).spread == 0.0

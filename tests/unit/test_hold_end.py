@@ -157,3 +157,29 @@ def test_a_hold_as_long_as_acceptable_delay_ends_with_its_window_too() -> None:
     assert "DelayNotTolerated: the planned hold ended at 2026-11-22 05:00 UTC with its window" in (
         ended.message
     )
+
+
+def test_after_a_hold_ends_the_plan_is_priced_with_the_demand_ratio_of_before_the_move() -> None:
+    # While the 1h lookback still averages the held fleet's utilization (near zero), a unit of
+    # demand would look nearly free: the plan announced at the restore would read a tenth of
+    # its work five minutes later. The ratio recorded at the move prices it until 06:00.
+    spec = make_spec(**ONE_POD, **{"metrics.demand": "sum(rate(requests_total[5m]))"})
+    placement = _Placement(spec)
+    planned, _ = placement.evaluate(_at(21, 20), demand=100.0)
+    assert planned.plan is not None
+    placement.evaluate(planned.plan.start, demand=100.0)  # the move
+    job = JobObservation("summarizer-20261122-0100", JobOutcome.SUCCEEDED, _at(22, 3))
+    held = {"replicas": 0, "utilization": None, "demand": 100.0, "queue_depth": 0.0}
+    placement.evaluate(_at(22, 3, 5), jobs=(job,), **held)
+    restored, _ = placement.evaluate(_at(22, 5), jobs=(job,), **held)
+    assert restored.reason is Reason.RESTORED and restored.plan is not None
+    early, _ = placement.evaluate(_at(22, 5, 5), utilization=0.02, demand=100.0, jobs=(job,))
+    assert early.reason is Reason.HOLD_PLANNED and early.plan is not None
+    assert early.plan.work_replica_hours == pytest.approx(restored.plan.work_replica_hours)
+    assert f"forecast {restored.plan.work_replica_hours:.2f} replica-hours" in early.message
+    # From 06:00 the lookback is realtime again: the ratio is measured from it (0.2 of the
+    # fleet for the same demand: less than half the work per hour held).
+    settled, _ = placement.evaluate(_at(22, 6), utilization=0.2, demand=100.0, jobs=(job,))
+    assert settled.plan is not None
+    per_hour = restored.plan.work_replica_hours / restored.plan.hours
+    assert settled.plan.work_replica_hours / settled.plan.hours < 0.5 * per_hour

@@ -1176,8 +1176,9 @@ class BatchStatus(BaseModel):
         default=None,
         ge=0,
         description="Realtime replicas one unit of metrics.demand keeps busy (utilization x "
-        "replicas / demand), measured before the move: converts demand and queue depth into "
-        "replica-hours while held.",
+        "replicas / demand), measured before the last move: converts demand and queue depth "
+        "into replica-hours while held, and until metrics.lookback after the hold ended (the "
+        "lookback still averages the held fleet's utilization).",
     )
     backlog: BacklogStatus | None = Field(
         default=None, description="While held: the projected backlog against the window."

@@ -39,6 +39,7 @@ from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from placement.core.durations import format_duration
+from placement.core.forecast import noise_band
 from placement.core.observation import LoadHistory
 from placement.core.planning import WorkForecast
 from placement.core.window import WindowSpan
@@ -61,6 +62,9 @@ _MOMENT = itemgetter(0)  # a history sample's time
 # and meanwhile a hold that ended with its window was restored and taken again hours later
 # (falls: 0.6 -> 0.1 at midnight, held again at noon) where holding on fits. When the load
 # comes back, the lookback reads it within the hour and the fall no longer counts.
+# A fall must also lie beyond the forecast's noise band over FALL_SPAN (forecast.noise_band,
+# from the history's hour-to-hour spread): on bursty load a few quiet hours between bursts
+# read below FALL_RATIO and shortened a hold that fitted (bursty, 11-04).
 FALL_SPAN = timedelta(hours=4)
 FALL_RATIO = 0.5
 NOT_CONFIGURED = (
@@ -299,7 +303,8 @@ def _fall(
     if spanned is None:
         return None
     fall = max(observed_rate / expected, spanned)
-    return fall if fall < FALL_RATIO else None
+    band = noise_band(forecast.forecast.spread, FALL_SPAN / timedelta(hours=1))
+    return fall if fall < FALL_RATIO and 1 - fall > band else None
 
 
 def _confirmed(

@@ -154,6 +154,9 @@ class Forecast:
     # The PAST_HOURS before the first, oldest first: what the lookback just read is compared
     # with what was expected of those same hours (`mean_load`), not with the hour ahead.
     past: tuple[HourForecast, ...] = ()
+    # How far an hour strays from its shape at its day's level (robust standard deviation, a
+    # share; 0: unknown): what a few hours' level may read without the load having moved.
+    spread: float = 0.0
 
     def load(self, moment: datetime, *, high: bool = False) -> float:
         """The load expected in the hour holding `moment` (the last hour's beyond the end)."""
@@ -272,7 +275,15 @@ def forecast_load(
                 analogs = learned.analogs(starts, hours)
                 first = starts[0] if starts else now
                 past = tuple(learned.expect(first - HOUR * k) for k in range(PAST_HOURS, 0, -1))
-                return Forecast(source, basis, hours, from_history=True, analogs=analogs, past=past)
+                return Forecast(
+                    source,
+                    basis,
+                    hours,
+                    from_history=True,
+                    analogs=analogs,
+                    past=past,
+                    spread=learned.spread,
+                )
             reason = "history values too large to add up"
     return _fallback(starts, digest, fallback, reason, source)
 
@@ -433,6 +444,7 @@ class _Learned:
     growth: float  # level per day the newest full days grew by (0: not growing steadily)
     history_level: float  # the median day level, to say how far the current level moved
     unseen: int  # wall-clock hours with no history, given the level itself
+    spread: float = 0.0  # the hours' robust spread around their shape (_spread)
     # Each history hour's deviation from its shape (ratio units), by local wall-clock hour
     # (hours since the epoch on the zone's clock: a day earlier is 24 less, DST or not).
     deviations: _HourValues = field(default_factory=lambda: _HourValues({}))
@@ -519,16 +531,18 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
         shape = _shape(hours, equivalent, factors)
         expected = {key: typical * factors[key[0]] for key, (typical, _) in shape.items()}
     growth = _growth(list(equivalent.values())[-GROWTH_DAYS:])
+    spread = _spread(hours, expected, equivalent)
     return _Learned(
         zone=zone,
         days=round(len(hours) / 24),
         weekend_factor=weekend_factor,
         shape=shape,
-        level=_current_level(hours, expected, equivalent),
+        level=_current_level(hours, expected, equivalent, spread),
         as_of=hours[-1].start,
         growth=growth,
         history_level=_quantile(list(equivalent.values()), 0.5),
         unseen=24 - len({clock for _, clock in shape}),
+        spread=spread,
         deviations=_HourValues(
             _deviations(
                 sorted(hours, key=lambda hour: hour.start),
@@ -758,7 +772,10 @@ class _LevelsAt:
 
 
 def _current_level(
-    hours: Sequence[_Hour], expected: dict[tuple[str, int], float], equivalent: dict[date, float]
+    hours: Sequence[_Hour],
+    expected: dict[tuple[str, int], float],
+    equivalent: dict[date, float],
+    spread: float,
 ) -> float:
     """The weekday-equivalent day level now: the newest hours over what the shape expects of
     them. A rise counts from the newest RECENT_SHORT hours; a fall needs the newest
@@ -780,7 +797,6 @@ def _current_level(
             long.append(hour.value / expect)
     if short or long:
         base = _quantile(list(equivalent.values()), 0.5)
-        spread = _spread(hours, expected, equivalent)
         return max(_beyond_noise(found, base, spread) for found in (short, long) if found)
     # Nothing recent to compare (a flat, idle shape): the newest full days' levels.
     return _quantile(list(equivalent.values())[-3:], 0.5)
@@ -788,10 +804,15 @@ def _current_level(
 
 def _beyond_noise(ratios: Sequence[float], base: float, spread: float) -> float:
     """The median of the hours' levels, or the history's `base` where it lies within
-    NOISE_BAND standard errors of it: a median of n hours errs by about 1.25 spread/sqrt(n)."""
+    NOISE_BAND standard errors of it."""
     level = _quantile(ratios, 0.5)
-    band = NOISE_BAND * 1.25 * spread / math.sqrt(len(ratios))
-    return base if base > 0 and abs(level / base - 1) <= band else level
+    return base if base > 0 and abs(level / base - 1) <= noise_band(spread, len(ratios)) else level
+
+
+def noise_band(spread: float, hours: float) -> float:
+    """How far (a share) a level read over `hours` hours may stray from one that did not
+    move: NOISE_BAND standard errors; a median of n hours errs by about 1.25 spread/sqrt(n)."""
+    return NOISE_BAND * 1.25 * spread / math.sqrt(max(hours, 1.0))
 
 
 def _spread(

@@ -126,6 +126,7 @@ def _plan_key(
             forecast.basis,
             forecast.from_history,
             forecast.analogs,  # earlier days' deviations, every field (pickled whole)
+            forecast.spread,
         )
         digest.update(numbers.tobytes())
     else:
@@ -168,7 +169,8 @@ def _names(cls: type) -> tuple[str, ...]:
 _KNOWN_SHAPE = (
     _names(Planner) == ("costs", "replicas", "warm_replicas", "pods", "window", "forecast")
     and _names(WorkForecast) == ("forecast", "replicas_per_unit")
-    and _names(Forecast) == ("source", "basis", "hours", "from_history", "analogs", "past")
+    and _names(Forecast)
+    == ("source", "basis", "hours", "from_history", "analogs", "past", "spread")
     and _names(HourForecast) == ("start", "typical", "high")
     and _names(WindowSpan) == ("start", "end", "label", "zone")
 )

@@ -408,12 +408,13 @@ def _context(
         utilization = observed.utilization if problem is None else None
     costs = learned.costs(spec.costs)
     pods = parallel_pods(spec.costs, spec.batch.job_template)
-    ratio, forecast = _forecast(observed, recorded, now, window, replicas, utilization, problem)
+    # Right after a hold ends with its window, the lookback still covers held hours.
+    settled = last_ended_window(spec.batch.window, now).end + spec.metrics.lookback.timedelta
+    ratio = _demand_ratio(observed, recorded, now, settled, replicas, utilization)
+    forecast = _forecast(observed, recorded, now, window, replicas, utilization, problem, ratio)
     planning = None
     if forecast is not None and replicas is not None:
         planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
-        # Right after a hold ends with its window, the lookback still covers held hours.
-        settled = last_ended_window(spec.batch.window, now).end + spec.metrics.lookback.timedelta
         planning = _planning(planner, recorded, now, held_hours, settled)
     breakdown = None
     if planning is not None and planning.plan is not None:
@@ -557,6 +558,31 @@ def _usable_demand(observed: Observed) -> float | None:
     return usable_demand(observed.demand)
 
 
+def _demand_ratio(
+    observed: Observed,
+    state: State,
+    now: datetime,
+    settled: datetime,
+    replicas: int | None,
+    utilization: float | None,
+) -> float | None:
+    """Realtime replicas per unit of demand: measured now while realtime; recorded at the
+    move while held, and after a hold that ended with its window until `settled` (the window's
+    end plus metrics.lookback): until then the lookback's utilization still averages the held
+    fleet's and would make a unit of demand look nearly free (the HoldPlanned message after a
+    restore forecast 3.67 replica-hours where the one at the restore said 43.03)."""
+    recorded = positive(state.replicas_per_demand)
+    if state.holding:
+        return recorded
+    if (
+        recorded is not None
+        and now < settled
+        and state.last_reason in (Reason.HOLD_PLANNED, Reason.RESTORED)
+    ):
+        return recorded
+    return replicas_per_demand(_usable_demand(observed), replicas, utilization)
+
+
 def _forecast(
     observed: Observed,
     state: State,
@@ -565,16 +591,13 @@ def _forecast(
     replicas: int | None,
     utilization: float | None,
     problem: str | None,
-) -> tuple[float | None, WorkForecast | None]:
-    """The demand conversion (measured now, or recorded at the move) and the forecast in
-    replica-hours; never from bad metrics."""
-    if state.holding:
-        ratio = positive(state.replicas_per_demand)
-    else:
-        ratio = replicas_per_demand(_usable_demand(observed), replicas, utilization)
+    ratio: float | None,
+) -> WorkForecast | None:
+    """The forecast in replica-hours, with the demand conversion `ratio`; never from bad
+    metrics."""
     if not state.holding and problem is not None:
-        return ratio, None
-    forecast = work_forecast(
+        return None
+    return work_forecast(
         observed.history,
         now=now,
         window=window,
@@ -584,7 +607,6 @@ def _forecast(
         replicas_per_demand=ratio,
         held_since=state.batch_since if state.holding else None,
     )
-    return ratio, forecast
 
 
 def _held_backlog(
@@ -1496,7 +1518,8 @@ def _restore(
         baseline_utilization=None,
         batch_since=None,
         planned_hold=None,
-        replicas_per_demand=None,
+        # replicas_per_demand is kept: the lookback after the restore still covers held hours
+        # (_demand_ratio); the next move records it again.
     )
     return _decision(
         replace(ctx, state=state),

@@ -120,9 +120,7 @@ def build_status(
             last_missed_window=state.last_missed_window,
             fallback_until=state.fallback_until,
             planned_hold=planned_hold_status(decision.plan),
-            replicas_per_demand=_finite(state.replicas_per_demand)
-            if state.original_replicas is not None
-            else None,
+            replicas_per_demand=_finite(state.replicas_per_demand),
             backlog=backlog_status(decision.backlog)
             if state.original_replicas is not None
             else None,
