@@ -40,7 +40,13 @@ from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, Observed, State, decide
 from placement.core.reasons import EventType, Reason
 from placement.core.scaledobject import scaled_object_manifest, scaled_object_name
-from placement.core.status import Blocked, ready_condition, state_from_status, status_update
+from placement.core.status import (
+    Blocked,
+    PerPlacement,
+    ready_condition,
+    state_from_status,
+    status_update,
+)
 from placement.core.tenancy import ScopeError, scoped_spec
 from placement.core.window import current_or_next_window
 from placement.core.window import job_name as window_job_name
@@ -72,6 +78,16 @@ class Placement:
     generation: int | None
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    # What identifies the stored status (the API server moves the resourceVersion with every
+    # change): a steady decision over the same status is not built again (status.QUIET).
+    uid: str | None = None
+    resource_version: str | None = None
+
+    @property
+    def stored(self) -> tuple[str, str] | None:
+        if self.uid is None or self.resource_version is None:
+            return None
+        return (self.uid, self.resource_version)
 
     @property
     def overridden(self) -> bool:
@@ -372,9 +388,9 @@ def reconcile(
     keeps it in memory)."""
     settings = settings or Settings()
     interval = spec.evaluation_interval.timedelta.total_seconds()
-    previous, steps = _read_status(placement)
+    previous, steps, stored_state = _read_status(placement)
     if state is None:
-        state = state_from_status(placement.name, previous)
+        state = stored_state
     deployment = observation.deployment
     if placement.overridden:
         if placement.spec_unchanged:
@@ -413,15 +429,35 @@ def reconcile(
     return _actuation(basis, steps, deployment, interval)
 
 
-def _read_status(placement: Placement) -> tuple[WorkloadPlacementStatus | None, list[Step]]:
+_Read = tuple[WorkloadPlacementStatus | None, tuple[Step, ...], State]
+# The stored status as read, per placement and resourceVersion: validating it was a twentieth
+# of a steady evaluation's CPU, and it changes only with a write (which moves the version).
+# Read only, never changed in place.
+STATUSES_READ: PerPlacement[_Read] = PerPlacement(50_000)
+
+
+def _read_status(placement: Placement) -> tuple[WorkloadPlacementStatus | None, list[Step], State]:
+    """The stored status, its warning when unreadable, and the State it records."""
+    stored = placement.stored
+    read = None if stored is None else STATUSES_READ.get(*stored)
+    if read is None:
+        read = _reading_status(placement)
+        if stored is not None:
+            STATUSES_READ.put(*stored, read)
+    previous, steps, state = read
+    return previous, list(steps), state
+
+
+def _reading_status(placement: Placement) -> _Read:
     raw = {k: v for k, v in placement.status.items() if k != "kopf"}
     if not raw:
-        return None, []
+        return None, (), state_from_status(placement.name, None)
     try:
-        return WorkloadPlacementStatus.model_validate(raw), []
+        previous = WorkloadPlacementStatus.model_validate(raw)
     except ValidationError as error:
         line = LogLine(logging.WARNING, f"status could not be read, starting from scratch: {error}")
-        return None, [Log(line)]
+        return None, (Log(line),), state_from_status(placement.name, None)
+    return previous, (), state_from_status(placement.name, previous)
 
 
 def _start_over(
@@ -869,6 +905,7 @@ def _decision_report(basis: _Basis, decision: Decision) -> Report:
             previous=basis.previous,
             generation=placement.generation,
             now=now,
+            stored=placement.stored,
         )
         if basis.settings.write_status
         else None

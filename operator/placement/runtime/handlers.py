@@ -46,6 +46,7 @@ from placement.core.observation import DeploymentState
 from placement.core.policy import Decision
 from placement.core.reasons import EventType
 from placement.core.reconcile import (
+    STATUSES_READ,
     Decided,
     Event,
     LogLine,
@@ -56,6 +57,7 @@ from placement.core.reconcile import (
     reconcile,
     release,
 )
+from placement.core.status import QUIET
 from placement.runtime.config import OperatorConfig
 from placement.runtime.diffbase import SpecDigestDiffBaseStorage
 from placement.runtime.liveness import Liveness
@@ -461,6 +463,8 @@ def register(  # noqa: C901
     async def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
         await drive_async(restoring(body, logger), memo.kube)
         ADMITTED.forget(str(body.metadata.uid))
+        QUIET.forget(str(body.metadata.uid))
+        STATUSES_READ.forget(str(body.metadata.uid))
         telemetry.forget(str(body.metadata.namespace), str(body.metadata.name))
 
     return telemetry
@@ -596,6 +600,8 @@ def placement_of(body: kopf.Body) -> Placement:
         generation=metadata.get("generation"),
         spec=dict(body.get("spec") or {}),
         status=dict(body.get("status") or {}),
+        uid=metadata.get("uid"),
+        resource_version=metadata.get("resourceVersion"),
     )
 
 
