@@ -438,6 +438,23 @@ def register(  # noqa: C901
         stopped: kopf.DaemonStopped,
         **_: Any,
     ) -> None:
+        # One waiter for the stop for the daemon's life: kopf's `stopped.wait(delay)` makes two
+        # tasks and cancels one at every tick (a twentieth of the operator's CPU at 1,000
+        # placements evaluated every second; 20 times per evaluation at the default tick and
+        # interval).
+        until_stopped = asyncio.ensure_future(stopped.wait())
+        try:
+            await _watch(body, memo, logger, stopped, until_stopped)
+        finally:
+            until_stopped.cancel()
+
+    async def _watch(
+        body: kopf.Body,
+        memo: kopf.Memo,
+        logger: Logger,
+        stopped: kopf.DaemonStopped,
+        until_stopped: asyncio.Future[Any],
+    ) -> None:
         while not stopped:
             delay = config.tick_seconds
             generation = body.metadata.get("generation")
@@ -457,7 +474,7 @@ def register(  # noqa: C901
                 else:
                     memo.evaluated_generation = generation
                     memo.next_evaluation = time.monotonic() + interval
-            await stopped.wait(delay)
+            await asyncio.wait((until_stopped,), timeout=delay)
 
     @kopf.on.delete(*RESOURCE, id="restore-on-delete", registry=registry)
     async def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
