@@ -40,13 +40,7 @@ from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, Observed, State, decide
 from placement.core.reasons import EventType, Reason
 from placement.core.scaledobject import scaled_object_manifest, scaled_object_name
-from placement.core.status import (
-    Blocked,
-    PerPlacement,
-    ready_condition,
-    state_from_status,
-    status_update,
-)
+from placement.core.status import Blocked, ready_condition, state_from_status, status_update
 from placement.core.tenancy import ScopeError, scoped_spec
 from placement.core.window import current_or_next_window
 from placement.core.window import job_name as window_job_name
@@ -388,9 +382,9 @@ def reconcile(
     keeps it in memory)."""
     settings = settings or Settings()
     interval = spec.evaluation_interval.timedelta.total_seconds()
-    previous, steps, stored_state = _read_status(placement)
+    previous, steps = _read_status(placement)
     if state is None:
-        state = stored_state
+        state = state_from_status(placement.name, previous)
     deployment = observation.deployment
     if placement.overridden:
         if placement.spec_unchanged:
@@ -429,35 +423,15 @@ def reconcile(
     return _actuation(basis, steps, deployment, interval)
 
 
-_Read = tuple[WorkloadPlacementStatus | None, tuple[Step, ...], State]
-# The stored status as read, per placement and resourceVersion: validating it was a twentieth
-# of a steady evaluation's CPU, and it changes only with a write (which moves the version).
-# Read only, never changed in place.
-STATUSES_READ: PerPlacement[_Read] = PerPlacement(50_000)
-
-
-def _read_status(placement: Placement) -> tuple[WorkloadPlacementStatus | None, list[Step], State]:
-    """The stored status, its warning when unreadable, and the State it records."""
-    stored = placement.stored
-    read = None if stored is None else STATUSES_READ.get(*stored)
-    if read is None:
-        read = _reading_status(placement)
-        if stored is not None:
-            STATUSES_READ.put(*stored, read)
-    previous, steps, state = read
-    return previous, list(steps), state
-
-
-def _reading_status(placement: Placement) -> _Read:
+def _read_status(placement: Placement) -> tuple[WorkloadPlacementStatus | None, list[Step]]:
     raw = {k: v for k, v in placement.status.items() if k != "kopf"}
     if not raw:
-        return None, (), state_from_status(placement.name, None)
+        return None, []
     try:
-        previous = WorkloadPlacementStatus.model_validate(raw)
+        return WorkloadPlacementStatus.model_validate(raw), []
     except ValidationError as error:
         line = LogLine(logging.WARNING, f"status could not be read, starting from scratch: {error}")
-        return None, (Log(line),), state_from_status(placement.name, None)
-    return previous, (), state_from_status(placement.name, previous)
+        return None, [Log(line)]
 
 
 def _start_over(

@@ -46,7 +46,6 @@ from placement.core.observation import DeploymentState
 from placement.core.policy import Decision
 from placement.core.reasons import EventType
 from placement.core.reconcile import (
-    STATUSES_READ,
     Decided,
     Event,
     LogLine,
@@ -481,7 +480,6 @@ def register(  # noqa: C901
         await drive_async(restoring(body, logger), memo.kube)
         ADMITTED.forget(str(body.metadata.uid))
         QUIET.forget(str(body.metadata.uid))
-        STATUSES_READ.forget(str(body.metadata.uid))
         telemetry.forget(str(body.metadata.namespace), str(body.metadata.name))
 
     return telemetry
