@@ -501,7 +501,11 @@ def clock_free_digest(decision: Decision) -> bytes | None:
             for c in decision.conditions
         ),
     )
-    return hashlib.blake2b(pickle.dumps(masked, protocol=5), digest_size=20).digest()
+    try:
+        data = pickle.dumps(masked, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None  # a value pickle cannot write: compared in full, as without the memo
+    return hashlib.blake2b(data, digest_size=20).digest()
 
 
 V = TypeVar("V")
