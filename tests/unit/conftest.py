@@ -30,7 +30,10 @@ FUZZ_FACTOR = 5
 @pytest.fixture(autouse=True)
 def _forget_admitted_specs() -> None:
     """Tests reuse a uid and generation with different specs, which a cluster never does:
-    the operator's memo of admitted specs starts empty in each."""
+    the operator's memo of admitted specs (and of decisions that needed no status write)
+    starts empty in each."""
+    from placement.core.status import QUIET
     from placement.runtime.handlers import ADMITTED
 
     ADMITTED.clear()
+    QUIET.clear()

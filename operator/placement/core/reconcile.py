@@ -72,6 +72,16 @@ class Placement:
     generation: int | None
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    # What identifies the stored status (the API server moves the resourceVersion with every
+    # change): a steady decision over the same status is not built again (status.QUIET).
+    uid: str | None = None
+    resource_version: str | None = None
+
+    @property
+    def stored(self) -> tuple[str, str] | None:
+        if self.uid is None or self.resource_version is None:
+            return None
+        return (self.uid, self.resource_version)
 
     @property
     def overridden(self) -> bool:
@@ -870,6 +880,7 @@ def _decision_report(basis: _Basis, decision: Decision) -> Report:
             previous=basis.previous,
             generation=placement.generation,
             now=now,
+            stored=placement.stored,
         )
         if basis.settings.write_status
         else None
