@@ -70,6 +70,20 @@ def test_placements_applied_at_once_are_each_decided_with_one_kopf_write(
 ) -> None:
     ns = placements.namespace
     names = [f"bulk-{i:02d}" for i in range(PLACEMENTS)]
+
+    def being_deleted() -> list[str]:
+        # PATCHes are counted cluster-wide: placements of earlier tests' namespaces still
+        # being deleted (their finalizers removed, the garbage collector's own PATCHes) would
+        # count as this test's. Measured once they are gone.
+        items = placements.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        return [
+            f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+            for item in items
+            if item["metadata"].get("deletionTimestamp")
+        ]
+
+    until(being_deleted, lambda left: not left, timeout=90, what="earlier placements deleted")
+    time.sleep(1)
     before = patches(cluster)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: placements.apply(placement(n, ns, deployment=n)), names))
