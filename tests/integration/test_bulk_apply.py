@@ -104,6 +104,11 @@ def test_placements_applied_at_once_are_each_decided_with_one_kopf_write(
     time.sleep(2)  # a retry would have been sent by now (kopf's first backoff is 1 s)
     made = {code: count - before.get(code, 0.0) for code, count in patches(cluster).items()}
     made = {code: count for code, count in made.items() if count}
-    assert made == {"200": PLACEMENTS}, f"kopf's PATCHes of the placements by code: {made}"
+    # Exactly one successful PATCH per placement. The counter is the API server's, for every
+    # client and namespace: in the full suite one 422 PATCH of a placement by another client
+    # has been seen in the window (this operator's log showed no failed or repeated request),
+    # so a refused PATCH fails the test only through the log check below.
+    assert made.get("200") == PLACEMENTS, f"PATCHes of placements by code: {made}"
     log = Path(one_connection.log_path).read_text()
     assert "Request attempt" not in log, "a kopf request failed and was sent again"
+    assert "422" not in log and "Unprocessable" not in log, "a kopf PATCH was refused"
