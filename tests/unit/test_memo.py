@@ -21,6 +21,7 @@ from placement.core.forecast import Forecast, HourForecast
 from placement.core.memo import BoundedMemo, remembered_plan
 from placement.core.planning import Planner, WorkForecast
 from placement.runtime import handlers
+from placement.runtime.memo import SharedParts
 from tests.unit.factories import example_manifest, make_spec
 from tests.unit.fake_operator import ScriptedMetrics
 
@@ -130,3 +131,55 @@ def test_a_new_generation_of_the_spec_is_validated_again(
     assert "spec.costs.realtimeReplicaHourly" in blocked["conditions"][0]["message"]
     handlers.ADMITTED.forget("uid-memo")  # as the deletion handler does
     assert handlers.ADMITTED.get(("uid-memo", 1, True)) is None
+
+
+def _placement(name: str, uid: str) -> dict[str, Any]:
+    manifest = example_manifest()
+    manifest["metadata"].update(name=name, uid=uid, generation=1)
+    manifest["spec"]["target"]["deployment"] = name
+    return manifest
+
+
+def test_equal_parts_of_placements_specs_are_one_object_and_an_edit_is_seen_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Placements from one template remember their equal parts once; an edit of one
+    placement's spec is its own at its next evaluation, the other's spec stays as written."""
+    monkeypatch.setattr(kopf, "event", lambda *args, **kwargs: None)
+    cluster = FakeCluster()
+    for name in ("summarizer", "translator"):
+        cluster.add(name, 4)
+    first, second = _placement("summarizer", "uid-a"), _placement("translator", "uid-b")
+    _evaluate(first, cluster, NOW)
+    _evaluate(second, cluster, NOW)
+    a, b = handlers.ADMITTED.get(("uid-a", 1, True)), handlers.ADMITTED.get(("uid-b", 1, True))
+    assert a is not None and b is not None
+    assert a.costs is b.costs and a.batch is b.batch and a.latency is b.latency
+    assert (a.target.deployment, b.target.deployment) == ("summarizer", "translator")
+
+    first["spec"]["costs"]["realtimeReplicaHourly"] = 9.5
+    first["metadata"]["generation"] = 2
+    status = _evaluate(first, cluster, NOW + dt.timedelta(minutes=5))
+    assert status["phase"] != "Blocked"
+    edited = handlers.ADMITTED.get(("uid-a", 2, True))
+    assert edited is not None and edited.costs.realtime_replica_hourly == 9.5
+    kept = handlers.ADMITTED.get(("uid-b", 1, True))
+    assert kept is b and b.costs.realtime_replica_hourly != 9.5
+    assert edited.batch is b.batch  # what the edit left alike is still shared
+
+
+def test_shared_parts_are_equal_values_of_equal_types_and_the_table_is_bounded() -> None:
+    parts = SharedParts(size=16)
+    spec = make_spec()
+    for i in range(200):  # specs unlike each other in a few parts: the table starts again
+        copy = spec.model_copy(deep=True, update={"owner": f"team-{i}"})
+        shared = parts.share(copy)
+        assert shared == copy and shared.owner == f"team-{i}"
+        assert len(parts) <= 16
+    assert parts.share([1, 1.0, True, "1"]) == [1, 1.0, True, "1"]
+    ones = parts.share([1, 1.0, True])
+    assert [type(x) for x in ones] == [int, float, bool]
+    assert str(parts.share(-0.0)) == "-0.0" and str(parts.share(0.0)) == "0.0"
+    text = "".join(["shared ", "text"])  # a string object of its own
+    assert parts.share(text) is parts.share("shared text")
+    assert parts.share({"a": [text]})["a"][0] is text
