@@ -14,6 +14,7 @@ from prometheus_client import Gauge
 from placement.core.api import GROUP, PLURAL, VERSION
 from placement.localenv.process import ManagedProcess
 from placement.localenv.prometheus import LocalPrometheus
+from placement.runtime.watchbodies import LAST_APPLIED
 from tests.integration.harness import (
     Placements,
     measured_deployment,
@@ -309,3 +310,20 @@ def test_a_spec_change_is_evaluated_at_once_even_with_a_long_interval(
     status = placements.wait_for_reason("changed", "BatchRecommended", timeout=30)
     assert status["observedGeneration"] == 2
     assert placements.replicas("changed") == 4  # Recommend: nothing scaled
+
+
+def test_kubectls_last_applied_record_survives_the_operators_patches(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    """The operator keeps placements' bodies without kubectl's last-applied copy (memory);
+    its own patches must still add to the server's annotations, not replace them."""
+    measured_deployment(placements, prometheus, utilization, "applied")
+    manifest = placement("applied", placements.namespace, deployment="applied", owner="")
+    record = '{"kind":"WorkloadPlacement","spec":{}}'
+    manifest["metadata"]["annotations"] = {LAST_APPLIED: record}  # what kubectl apply sends
+    placements.apply(manifest)
+
+    placements.wait_for_reason("applied", "OwnerMissing", timeout=60)
+    annotations = placements.get("applied")["metadata"]["annotations"]
+    assert annotations[LAST_APPLIED] == record
+    assert f"{GROUP}/last-handled-configuration" in annotations  # kopf's record beside it

@@ -14,7 +14,7 @@ from kopf._cogs.clients import watching
 from kopf._cogs.structs import references
 
 from placement.core.api import GROUP, PLURAL, VERSION
-from placement.runtime.watchbodies import slim_watched_bodies
+from placement.runtime.watchbodies import LAST_APPLIED, slim_watched_bodies
 
 MANAGED = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
 
@@ -81,6 +81,26 @@ def test_placements_lose_only_managed_fields(events: list[Any]) -> None:
     assert [event["object"] for event in seen[:2]] == [expected, expected]
     assert [event["type"] for event in seen[:2]] == [None, "MODIFIED"]
     assert seen[2:] == events[2:]
+
+
+def test_kubectls_last_applied_copy_is_dropped_and_the_annotations_kept(
+    events: list[Any],
+) -> None:
+    applied = _body("WorkloadPlacement")
+    annotations = applied["metadata"]["annotations"]
+    annotations[LAST_APPLIED] = json.dumps({"spec": applied["spec"]})
+    alone = _body("WorkloadPlacement")
+    alone["metadata"]["annotations"] = {LAST_APPLIED: "{}"}
+    events += [{"type": "ADDED", "object": applied}, {"type": "ADDED", "object": alone}]
+    one, two = (
+        event["object"] for event in _events_through_kopfs_watch(_resource(GROUP, PLURAL), events)
+    )
+    assert one["metadata"]["annotations"] == {
+        "placement.runplacement.io/last-handled-configuration": "{}"
+    }
+    # An empty map, not none: kopf's next patch adds its keys to the server's annotations
+    # instead of replacing the whole map (and kubectl's record with it).
+    assert two["metadata"]["annotations"] == {}
 
 
 def test_other_resources_keep_their_bodies_whole(events: list[Any]) -> None:

@@ -1,4 +1,5 @@
-"""Keep less of each placement's body: drop `metadata.managedFields` as kopf's watch yields it.
+"""Keep less of each placement's body: drop `metadata.managedFields` (and `kubectl apply`'s
+last-applied annotation) as kopf's watch yields it.
 
 kopf keeps the last body its watch returned for every object with a daemon (the daemon's live
 `body`), whole: the largest thing the operator held per placement. At 2,000 placements a
@@ -28,6 +29,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DROPPED = "managedFields"
+# `kubectl apply`'s copy of the whole object as last applied (the spec again, as JSON text),
+# read by kubectl only. Dropped from the annotations kopf keeps, the annotations themselves
+# kept (even empty): kopf's patches diff the body it holds, and a body without annotations
+# would have it replace the server's whole annotations map, losing kubectl's record.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 # Short string values seen in bodies, shared across bodies (not interned: interned strings
@@ -39,7 +45,8 @@ _common: dict[str, str] = {}
 
 
 def slim(raw_body: Any) -> Any:
-    """The body kopf keeps: without managedFields, its keys and equal values shared.
+    """The body kopf keeps: without managedFields and kubectl's last-applied copy, its keys
+    and equal values shared.
 
     JSON decoding makes new strings of every key and every string value of every object: a
     placement's 160 keys were 6 KB of its 21 KB. The keys are the schema's and the labels'
@@ -53,6 +60,9 @@ def slim(raw_body: Any) -> Any:
     metadata = raw_body.get("metadata")
     if isinstance(metadata, dict):
         metadata.pop(DROPPED, None)
+        annotations = metadata.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
     return _shared(raw_body, {})
 
 
