@@ -61,8 +61,10 @@ def test_weekday_holds_end_at_the_window_with_the_planned_reason() -> None:
             record.message
         )
     # Each restore is followed by one move, at the next plan's start: two mode changes a day.
+    # From the second day the history's hours show steady load (planning.YOUNG_STEP_SPREAD):
+    # 13 hours fit 0.95 of the window where 11 fitted 0.8 of it.
     moves = [record.at for record in result.decisions if record.action == "MoveToBatch"]
-    assert moves == [_at(2, 1), _at(2, 17), _at(3, 17), _at(4, 17)]
+    assert moves == [_at(2, 1), _at(2, 17), _at(3, 15), _at(4, 15)]
     # The first move is the timeline's first sample: three restores and three moves after it.
     assert result.mode_changes == 6
 

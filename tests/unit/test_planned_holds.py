@@ -21,7 +21,13 @@ import pytest
 from placement.core.api import Action, Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
 from placement.core.forecast import Forecast, HourForecast, forecast_load
 from placement.core.observation import LoadHistory
-from placement.core.planning import HOLD_MARGIN, STEADY_MARGIN, Planner, WorkForecast
+from placement.core.planning import (
+    HOLD_MARGIN,
+    STEADY_MARGIN,
+    YOUNG_STEP_SPREAD,
+    Planner,
+    WorkForecast,
+)
 from placement.core.policy import Decision, JobObservation, JobOutcome, Observed, decide
 from placement.core.reasons import EventType, Reason
 from placement.core.status import build_status, state_from_status, status_patch
@@ -36,6 +42,8 @@ ONE_POD = {
     "costs.operationsPerDay": 0,
 }
 PLAN_TEXT = "planned hold 2026-11-21 23:00 - 2026-11-22 05:00 UTC (6h)"
+# At STEADY_MARGIN the plan may start on the half hour: 6.5 hours fit 0.95 of the window.
+STEADY_PLAN_TEXT = "planned hold 2026-11-21 22:30 - 2026-11-22 05:00 UTC (6h30m)"
 
 
 def _at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -293,8 +301,9 @@ def test_a_steady_load_may_fill_more_of_the_window_than_a_bursty_one() -> None:
     assert plan is not None and plan.margin == STEADY_MARGIN
     assert plan.capacity_pod_hours == pytest.approx(4 * STEADY_MARGIN)
     assert f"(1 pods x 4h x {STEADY_MARGIN:g})" in plan.describe()
-    # The same forecast without the earlier days' totals (a young history) measures nothing.
-    young = WorkForecast(replace(steady.forecast, analogs=None), 1.0)
+    # The same forecast without the earlier days' totals, or how its hours move (a young
+    # history too short for either), measures nothing.
+    young = WorkForecast(replace(steady.forecast, analogs=None, step_spread=None), 1.0)
     shorter = _planner(make_spec(), young, pods=1).choose(24).plan
     assert shorter is not None and shorter.margin == HOLD_MARGIN
     assert shorter.hours < plan.hours
@@ -311,8 +320,8 @@ def test_a_load_that_rose_days_ago_is_held_as_steady_at_its_new_level(days_ago: 
     rose = _learned(lambda moment: (1.05 if moment >= rise else 0.2) * (1 + rng.gauss(0, 0.05)))
     plan = _planner(make_spec(), rose, pods=1).choose(24).plan
     assert plan is not None and plan.margin == STEADY_MARGIN
-    assert (plan.start, plan.end) == (_at(21, 23), _at(22, 5))
-    assert plan.describe().startswith(PLAN_TEXT)
+    assert (plan.start, plan.end) == (_at(21, 22, 30), _at(22, 5))
+    assert plan.describe().startswith(STEADY_PLAN_TEXT)
 
 
 def test_growth_over_weeks_is_not_read_as_busy_days() -> None:
@@ -337,17 +346,51 @@ def test_growth_over_weeks_is_not_read_as_busy_days() -> None:
 
 def test_three_earlier_days_of_steady_load_measure_it_steady() -> None:
     # Three earlier days that brought the same work hour by hour are enough to hold at the
-    # steady margin; one or two days are not (a young history stays at HOLD_MARGIN).
+    # steady margin.
     def steady(days: float) -> WorkForecast:
         rng = random.Random(3)
         return _learned(lambda _: 1.05 * (1 + rng.gauss(0, 0.05)), days=days)
 
     plan = _planner(make_spec(), steady(3), pods=1).choose(24).plan
     assert plan is not None and plan.margin == STEADY_MARGIN
-    assert (plan.start, plan.end) == (_at(21, 23), _at(22, 5))
-    younger = _planner(make_spec(), steady(2), pods=1).choose(24).plan
-    assert younger is not None and younger.margin == HOLD_MARGIN
-    assert (younger.start, younger.end) == (_at(22, 0), _at(22, 5))
+    assert (plan.start, plan.end) == (_at(21, 22, 30), _at(22, 5))
+
+
+@pytest.mark.parametrize("days", [1.5, 2])
+def test_a_day_or_two_of_steady_hours_hold_at_the_steady_margin(days: float) -> None:
+    # Too few earlier days for the hold's total, but every hour within a few percent of the
+    # one before: steady load, held as long as three days would hold it (at HOLD_MARGIN:
+    # from 00:00).
+    rng = random.Random(3)
+    young = _learned(lambda _: 1.05 * (1 + rng.gauss(0, 0.05)), days=days)
+    assert young.forecast.analogs is None
+    step = young.forecast.step_spread
+    assert step is not None and step < YOUNG_STEP_SPREAD / 3
+    plan = _planner(make_spec(), young, pods=1).choose(24).plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert (plan.start, plan.end) == (_at(21, 22, 30), _at(22, 5))
+
+
+def test_a_day_or_two_of_bursty_hours_keep_the_wider_margin() -> None:
+    # Bursts of minutes move an hour's mean by tens of percent from the hour before.
+    rng = random.Random(4)
+    young = _learned(lambda _: rng.uniform(0.7, 1.0) if rng.random() < 0.12 else 0.08, days=2)
+    step = young.forecast.step_spread
+    assert young.forecast.analogs is None and step is not None and step > 2 * YOUNG_STEP_SPREAD
+    plan = _planner(make_spec(), young, pods=1).choose(24).plan
+    assert plan is not None and plan.margin == HOLD_MARGIN
+
+
+def test_a_hold_may_start_on_the_half_hour() -> None:
+    # Steady load: the plan is the longest hold, in half hours, that fits STEADY_MARGIN of
+    # the window; half an hour more does not.
+    rng = random.Random(3)
+    steady = _learned(lambda _: 1.0 * (1 + rng.gauss(0, 0.05)))
+    plan = _planner(make_spec(), steady, pods=1).choose(24).plan
+    assert plan is not None and plan.margin == STEADY_MARGIN
+    assert (plan.end - plan.start) % timedelta(minutes=30) == timedelta(0)
+    longer = _planner(make_spec(), steady, pods=1).hold(plan.start - timedelta(minutes=30))
+    assert plan.fits and not longer.fits
 
 
 def test_three_earlier_days_of_bursty_load_keep_the_wider_margin_and_the_summed_high() -> None:

@@ -112,6 +112,7 @@ GROWTH_HORIZON_DAYS = 7.0  # growth is extrapolated this far at most
 ELIGIBLE = 0.1  # hours the shape expects below 10% of its peak say little about the level
 MIN_ANALOGS = 5  # fewer earlier days to take an interval's total from: per-hour quantiles summed
 MIN_YOUNG_ANALOGS = 3  # fewer earlier days say nothing of how steady the load is (planning)
+MIN_STEPS = 12  # fewer consecutive hours say nothing of how the load moves hour to hour
 SMOOTH_DAYS = 3  # the deviations are read against the median level of the days this far around
 LEVEL_SHIFT = 1.5  # days whose levels lie further apart are on two sides of a level shift
 ANALOG_GAPS = 0.5  # an analog missing more of the interval's hours than this share is left out
@@ -157,6 +158,10 @@ class Forecast:
     # How far an hour strays from its shape at its day's level (robust standard deviation, a
     # share; 0: unknown): what a few hours' level may read without the load having moved.
     spread: float = 0.0
+    # How far one hour strays from the hour before it (robust, a share; None: unknown):
+    # measured on a young history too, where `spread` (against a shape learned from those
+    # same few days) reads near 0 whatever the load (_step_spread).
+    step_spread: float | None = None
 
     def load(self, moment: datetime, *, high: bool = False) -> float:
         """The load expected in the hour holding `moment` (the last hour's beyond the end)."""
@@ -283,6 +288,7 @@ def forecast_load(
                     analogs=analogs,
                     past=past,
                     spread=learned.spread,
+                    step_spread=learned.step_spread,
                 )
             reason = "history values too large to add up"
     return _fallback(starts, digest, fallback, reason, source)
@@ -445,6 +451,7 @@ class _Learned:
     history_level: float  # the median day level, to say how far the current level moved
     unseen: int  # wall-clock hours with no history, given the level itself
     spread: float = 0.0  # the hours' robust spread around their shape (_spread)
+    step_spread: float | None = None  # hour to hour (_step_spread)
     # Each history hour's deviation from its shape (ratio units), by local wall-clock hour
     # (hours since the epoch on the zone's clock: a day earlier is 24 less, DST or not).
     deviations: _HourValues = field(default_factory=lambda: _HourValues({}))
@@ -543,6 +550,7 @@ def _learn(hourly: dict[int, float], zone: ZoneInfo) -> _Learned | None:
         history_level=_quantile(list(equivalent.values()), 0.5),
         unseen=24 - len({clock for _, clock in shape}),
         spread=spread,
+        step_spread=_step_spread(hours),
         deviations=_HourValues(
             _deviations(
                 sorted(hours, key=lambda hour: hour.start),
@@ -830,6 +838,25 @@ def _spread(
     if len(ratios) < 4:
         return 0.0
     return (_quantile(ratios, 0.75) - _quantile(ratios, 0.25)) / 1.35
+
+
+def _step_spread(hours: Iterable[_Hour]) -> float | None:
+    """How far an hour strays from the hour before it: the robust standard deviation
+    (interquartile range / 1.35) of the log ratio of consecutive hours, over sqrt(2) (two
+    hours' noise in each ratio), as a share. The few steps of a daily or weekly shape lie
+    outside the quartiles; bursts of minutes move most hours' means. None: fewer than
+    MIN_STEPS consecutive hours, or hours without load (their ratios say nothing)."""
+    ordered = sorted(hours, key=lambda hour: hour.start)
+    logs = []
+    for before, after in pairwise(ordered):
+        if after.start - before.start != HOUR:
+            continue
+        if before.value <= 0 or after.value <= 0:
+            return None
+        logs.append(math.log(after.value / before.value))
+    if len(logs) < MIN_STEPS:
+        return None
+    return (_quantile(logs, 0.75) - _quantile(logs, 0.25)) / 1.35 / math.sqrt(2)
 
 
 def _growth(levels: Sequence[float]) -> float:

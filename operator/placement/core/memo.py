@@ -127,6 +127,7 @@ def _plan_key(
             forecast.from_history,
             forecast.analogs,  # earlier days' deviations, every field (pickled whole)
             forecast.spread,
+            forecast.step_spread,
         )
         digest.update(numbers.tobytes())
     else:
@@ -170,7 +171,7 @@ _KNOWN_SHAPE = (
     _names(Planner) == ("costs", "replicas", "warm_replicas", "pods", "window", "forecast")
     and _names(WorkForecast) == ("forecast", "replicas_per_unit")
     and _names(Forecast)
-    == ("source", "basis", "hours", "from_history", "analogs", "past", "spread")
+    == ("source", "basis", "hours", "from_history", "analogs", "past", "spread", "step_spread")
     and _names(HourForecast) == ("start", "typical", "high")
     and _names(WindowSpan) == ("start", "end", "label", "zone")
 )
