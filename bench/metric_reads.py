@@ -95,7 +95,9 @@ async def run(args: argparse.Namespace) -> None:
         return await loop.run_in_executor(threads, read)
 
     ways = {"thread": on_thread, "memory": memory_first}
-    readers = {way: BatchedMetricsReader(TablePrometheus(per_namespace), max_age=60) for way in ways}
+    readers = {
+        way: BatchedMetricsReader(TablePrometheus(per_namespace), max_age=60) for way in ways
+    }
     spent: dict[str, list[float]] = {way: [] for way in ways}
     for way, read in ways.items():  # the first pass fetches: not measured
         await one_pass(placements, readers[way], read)
