@@ -124,15 +124,13 @@ def readings(
     """The placement's metrics, as the Observation's fields."""
     lookback = spec.metrics.lookback.timedelta
     utilization = metrics.utilization(spec.metrics.utilization, lookback, reader=reader)
-    _count_failure(utilization, telemetry)
     queue: Reading | None = None
     if spec.metrics.queue_depth:
         queue = metrics.queue_depth(spec.metrics.queue_depth, lookback, reader=reader)
-        _count_failure(queue, telemetry)
-    demand = _optional(metrics.demand, spec.metrics.demand, lookback, reader, telemetry)
-    requests = _optional(metrics.requests, spec.metrics.requests, lookback, reader, telemetry)
+    demand = _optional(metrics.demand, spec.metrics.demand, lookback, reader)
+    requests = _optional(metrics.requests, spec.metrics.requests, lookback, reader)
     async_queue = _optional(
-        metrics.async_queue, spec.async_.queue if spec.async_ else None, lookback, reader, telemetry
+        metrics.async_queue, spec.async_.queue if spec.async_ else None, lookback, reader
     )
     # Demand does not shrink while the fleet is held, utilization does: demand when declared.
     source = "demand" if spec.metrics.demand else "utilization"
@@ -142,6 +140,10 @@ def readings(
         source=source,
         reader=reader,
     )
+    # Counted once every read is done: a read tried from memory first may be read again.
+    for reading in (utilization, queue, demand, requests, async_queue):
+        if reading is not None:
+            _count_failure(reading, telemetry)
     return {
         "utilization": utilization,
         "queue_depth": queue,
@@ -157,14 +159,11 @@ def _optional(
     expression: str | None,
     lookback: timedelta,
     reader: str,
-    telemetry: Telemetry,
 ) -> Reading | None:
     """The reading of a query the spec may leave out (None: not configured)."""
     if not expression:
         return None
-    reading = read(expression, lookback, reader=reader)
-    _count_failure(reading, telemetry)
-    return reading
+    return read(expression, lookback, reader=reader)
 
 
 def _count_failure(reading: Reading, telemetry: Telemetry) -> None:

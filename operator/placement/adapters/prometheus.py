@@ -32,6 +32,7 @@ from prometheus_api_client import PrometheusConnect
 from requests import Response
 from urllib3.util.retry import Retry
 
+from placement.adapters import memoryonly
 from placement.adapters.grouping import (
     NAMESPACE,
     Grouping,
@@ -495,6 +496,7 @@ class MetricsReader:
     ) -> list[Series]:
         """`bound`: the most bytes of the body, and the setting that says so; `series`: the
         most series (default: PLACEMENT_PROMETHEUS_MAX_SERIES)."""
+        memoryonly.forbid_fetch()  # every cache refuses first; this is the last guard
         series = series or (self.limits.max_series, "PLACEMENT_PROMETHEUS_MAX_SERIES")
         client = self._client
         started = time.monotonic()

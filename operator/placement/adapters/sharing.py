@@ -12,13 +12,29 @@ namespace's shared queries) do not stay in memory.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from placement.adapters import memoryonly
+
 T = TypeVar("T")
+
+
+@contextmanager
+def _held(lock: threading.Lock) -> Iterator[None]:
+    """`lock`, taken; in a memory-only attempt (on the event loop) never waited for: a worker
+    thread may hold it through a fetch."""
+    if not lock.acquire(blocking=not memoryonly.active()):
+        raise memoryonly.NeedsFetch
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass
@@ -50,7 +66,7 @@ class SharedResults(Generic[T]):
 
         `refresh` forces a fetch, e.g. when a shared value holds nothing for the reader yet
         (its series may have appeared since)."""
-        with self._lock(key):
+        with _held(self._lock(key)):
             entry = self._entries.get(key)
             if (
                 entry is not None
@@ -59,7 +75,9 @@ class SharedResults(Generic[T]):
                 and self._clock() - entry.fetched_at <= self.max_age
             ):
                 entry.readers.add(reader)
+                memoryonly.on_give_up(functools.partial(entry.readers.discard, reader))
                 return entry.value, False
+            memoryonly.forbid_fetch()
             value = fetch()
             now = self._clock()
             with self._guard:
@@ -125,7 +143,7 @@ class RefreshedResults(Generic[T]):
         self.fetches = 0
 
     def get(self, key: Hashable, fetch: Callable[[], T], failed: Callable[[T], bool]) -> T:
-        with self._lock(key):
+        with _held(self._lock(key)):
             now = self._clock()
             entry = self._entries.get(key)
             if entry is not None:
@@ -133,6 +151,7 @@ class RefreshedResults(Generic[T]):
                 due = self.retry if entry.failed else self.refresh
                 if now - entry.fetched_at < due:
                     return self._served(entry, now)
+            memoryonly.forbid_fetch()
             value = fetch()
             now = self._clock()
             fresh = _Refreshed(value, now, failed(value), now)

@@ -88,6 +88,14 @@ class Telemetry:
             ["outcome"],
             registry=self.registry,
         )
+        self.metric_reads = Counter(
+            f"{PREFIX}_metric_reads_total",
+            "Evaluations' Prometheus reads, by where they were answered: memory (shared "
+            "answers, on the event loop) or thread (a worker thread that may query "
+            "Prometheus).",
+            ["answered"],
+            registry=self.registry,
+        )
         self.history_reads = Counter(
             f"{PREFIX}_history_reads_total",
             "Range queries for placements' load histories, by outcome (ok, error, timeout, "
@@ -141,6 +149,9 @@ class Telemetry:
 
     def query_failed(self, outcome: str) -> None:
         self.query_errors.labels(outcome=outcome).inc()
+
+    def read_from_memory(self, answered: bool) -> None:
+        self.metric_reads.labels(answered="memory" if answered else "thread").inc()
 
     def history_read(self, outcome: str) -> None:
         self.history_reads.labels(outcome=outcome).inc()

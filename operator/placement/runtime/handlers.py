@@ -31,6 +31,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from placement.adapters import memoryonly
 from placement.adapters.kube import api_message
 from placement.adapters.kubeaio import AsyncKube
 from placement.adapters.kubewatch import ClusterCaches, Connection
@@ -330,16 +331,22 @@ def register(  # noqa: C901
         )
         if config.namespaces:
             await wait_until_placements_served(memo.kube)
-        # The Prometheus client is synchronous: its reads run on these threads, never on
-        # the loop; one per evaluation slot.
+        # The Prometheus client is synchronous: its requests run on these threads, never on
+        # the loop; one per evaluation slot. Reads that memory answers (most of a steady
+        # cycle's: shared answers) stay on the loop, which the trip to a thread cost more.
         memo.evaluation_slots = Slots(config.workers)
         memo.prometheus_threads = ThreadPoolExecutor(
             max_workers=config.workers, thread_name_prefix="prometheus"
         )
         loop = asyncio.get_running_loop()
 
-        def blocking(read: Callable[[], Any]) -> asyncio.Future[Any]:
-            return loop.run_in_executor(memo.prometheus_threads, read)
+        async def blocking(read: Callable[[], Any]) -> Any:
+            answer = memoryonly.attempt(read)
+            if answer is not memoryonly.GIVEN_UP:
+                telemetry.read_from_memory(True)
+                return answer
+            telemetry.read_from_memory(False)
+            return await loop.run_in_executor(memo.prometheus_threads, read)
 
         memo.blocking = blocking
         reader = MetricsReader(
