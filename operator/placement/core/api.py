@@ -1105,7 +1105,8 @@ class PlannedHold(BaseModel):
     window_capacity_pod_hours: float = Field(
         ge=0,
         description="Parallel pods x window hours inside the hold x the margin (0.8; 0.95 on "
-        "steady load, where the earlier days brought nearly the same work over the hold's hours).",
+        "steady load: the earlier days brought nearly the same work over the hold's hours, or, "
+        "with fewer than three earlier days, the hours differ from one another by 10% or less).",
     )
     forecast: Message = Field(default="", description="How the forecast was made.")
 
