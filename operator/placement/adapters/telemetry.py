@@ -109,6 +109,16 @@ class Telemetry:
             registry=self.registry,
         )
 
+        self.daemon_wakeups = Counter(
+            f"{PREFIX}_daemon_wakeups_total",
+            "Times a placement's daemon woke between evaluations, by what it found: "
+            "due (it evaluated) or not-due (it slept again).",
+            ["found"],
+            registry=self.registry,
+        )
+        self.woke_due = self.daemon_wakeups.labels(found="due")
+        self.woke_not_due = self.daemon_wakeups.labels(found="not-due")
+
     @contextmanager
     def reconciling(self) -> Iterator[None]:
         started = perf_counter()

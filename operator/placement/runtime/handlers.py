@@ -454,6 +454,7 @@ def register(  # noqa: C901
         stopped: kopf.DaemonStopped,
         until_stopped: asyncio.Future[Any],
     ) -> None:
+        woke = False
         while not stopped:
             delay = config.tick_seconds
             generation = body.metadata.get("generation")
@@ -461,7 +462,11 @@ def register(  # noqa: C901
             # handler alone can lose the race with an evaluation still running (its end would
             # push the next one a whole evaluationInterval away).
             unseen = generation != getattr(memo, "evaluated_generation", None)
-            if unseen or time.monotonic() >= getattr(memo, "next_evaluation", 0.0):
+            due = unseen or time.monotonic() >= getattr(memo, "next_evaluation", 0.0)
+            if woke:
+                (telemetry.woke_due if due else telemetry.woke_not_due).inc()
+            woke = True
+            if due:
                 try:
                     interval = await reconcile_once(body, memo, logger, first=unseen)
                 except kopf.TemporaryError as error:
