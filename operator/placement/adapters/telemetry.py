@@ -116,8 +116,11 @@ class Telemetry:
             ["found"],
             registry=self.registry,
         )
-        self.woke_due = self.daemon_wakeups.labels(found="due")
-        self.woke_not_due = self.daemon_wakeups.labels(found="not-due")
+        # By whether the placement was due: the children resolved once, not at every wakeup.
+        self.woke = {
+            True: self.daemon_wakeups.labels(found="due"),
+            False: self.daemon_wakeups.labels(found="not-due"),
+        }
 
     @contextmanager
     def reconciling(self) -> Iterator[None]:

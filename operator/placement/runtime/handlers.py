@@ -493,7 +493,7 @@ def register(  # noqa: C901
             # Within a millisecond: the loop's timer may fire a hair before the due time.
             due = unseen or now >= getattr(memo, "next_evaluation", 0.0) - DUE_SLACK
             if woke:
-                (telemetry.woke_due if due else telemetry.woke_not_due).inc()
+                telemetry.woke[due].inc()
             woke = True
             delay = getattr(memo, "next_evaluation", 0.0) - now
             if due:
