@@ -188,6 +188,8 @@ class Counters:
     api_by_kind: dict[str, float] | None = None
     # the operator's cyclic garbage collections by generation (prometheus_client's collector)
     gc_collections: dict[str, float] | None = None
+    # the placements' daemons' wakeups between evaluations, by what they found (due, not-due)
+    wakeups: dict[str, float] | None = None
 
 
 def read_counters(
@@ -226,6 +228,11 @@ def read_counters(
         for labels, value in samples(own, "python_gc_collections_total")
         if "generation" in labels
     }
+    wakeups = {
+        labels["found"]: value
+        for labels, value in samples(own, "placement_daemon_wakeups_total")
+        if "found" in labels
+    }
     pid = operator.pid
     assert pid is not None
     pids = cluster.pids()
@@ -241,6 +248,7 @@ def read_counters(
         handlers.get("/api/v1/query_range", 0.0),
         by_kind,
         collections,
+        wakeups,
     )
 
 
@@ -636,6 +644,9 @@ def _measure(
         "gc_collections_per_cycle": {
             generation: per_pass(count)
             for generation, count in increase(last.gc_collections, first.gc_collections).items()
+        },
+        "daemon_wakeups_per_cycle": {
+            found: per_pass(count) for found, count in increase(last.wakeups, first.wakeups).items()
         },
         "rss_mb": round(rss, 1),
         "rss_steady_mb": round(rss_steady, 1),

@@ -1,18 +1,22 @@
-"""The placement's daemon between evaluations: it waits for its tick without kopf's
-per-tick tasks, and still ends at once when kopf stops it (deletion, shutdown, peering)."""
+"""The placement's daemon between evaluations: it sleeps until its placement is due (no look
+every tick), wakes at once for a spec change, tries a failed evaluation again a tick later,
+and still ends at once when kopf stops it (deletion, shutdown, peering)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import kopf
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
+from placement.adapters.telemetry import Telemetry
 from placement.runtime.config import OperatorConfig
-from placement.runtime.handlers import register
+from placement.runtime.handlers import RECORD_SPEC, register
 
 
 def _body() -> kopf.Body:
@@ -76,3 +80,162 @@ def test_a_daemon_leaves_no_task_behind() -> None:
         return len(asyncio.all_tasks()) - before
 
     assert asyncio.run(scenario()) == 0
+
+
+class Evaluations:
+    """The evaluation slots, counting the evaluations that start; each then fails (no cluster
+    here), as a request that timed out would."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, first: bool = False) -> AsyncIterator[None]:
+        self.started += 1
+        raise RuntimeError("no cluster in this test")
+        yield
+
+
+class Running:
+    """A placement's daemon as kopf runs it, with its handlers and what it counted."""
+
+    def __init__(self, tick: float, *, due_in: float) -> None:
+        self.registry = kopf.OperatorRegistry()
+        self.telemetry = register(
+            self.registry,
+            OperatorConfig(prometheus_url="http://127.0.0.1:9090", tick_seconds=tick),
+            telemetry=Telemetry(),
+        )
+        self.setter: FlagSetter[Any] = FlagSetter()
+        self.evaluations = Evaluations()
+        self.memo = kopf.Memo()
+        self.memo.evaluation_slots = self.evaluations
+        self.memo.evaluated_generation = 1  # evaluated already
+        self.memo.next_evaluation = time.monotonic() + due_in
+        self.raw: dict[str, Any] = {"metadata": {"name": "p", "namespace": "ml", "generation": 1}}
+        self.body = kopf.Body(cast(kopf.RawBody, self.raw))
+        self.task: asyncio.Task[None] | None = None
+
+    def handler(self, kind: Any, id: str) -> Any:
+        (handler,) = [h for h in kind.get_all_handlers() if h.id == id]
+        return handler
+
+    def start(self) -> None:
+        daemon = self.handler(self.registry._spawning, "reconcile").fn
+        self.task = asyncio.create_task(
+            daemon(
+                body=self.body,
+                memo=self.memo,
+                logger=logging.getLogger("test"),
+                stopped=AsyncFlagWaiter(self.setter),
+            )
+        )
+
+    def wakeups(self, found: str) -> float:
+        value = self.telemetry.registry.get_sample_value(
+            "placement_daemon_wakeups_total", {"found": found}
+        )
+        return value or 0.0
+
+    async def stop(self) -> None:
+        self.setter.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, timeout=5)
+
+
+async def _until(condition: Any, timeout: float = 5.0) -> float:
+    """Seconds until `condition()` holds (a few ms of polling by the test, not the daemon)."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "not within the timeout"
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
+
+
+def test_a_daemon_with_nothing_due_does_not_wake_at_every_tick() -> None:
+    async def scenario() -> tuple[float, float, int]:
+        running = Running(tick=0.01, due_in=3600)
+        running.start()
+        await asyncio.sleep(0.5)  # 50 ticks: it used to look at each
+        await running.stop()
+        return running.wakeups("not-due"), running.wakeups("due"), running.evaluations.started
+
+    assert asyncio.run(scenario()) == (0.0, 0.0, 0)
+
+
+def test_a_daemon_wakes_when_its_placement_is_due_not_at_the_next_tick() -> None:
+    async def scenario() -> tuple[float, float]:
+        running = Running(tick=60, due_in=0.2)
+        running.start()
+        waited = await _until(lambda: running.evaluations.started == 1)
+        await running.stop()
+        return waited, running.wakeups("not-due")
+
+    waited, not_due = asyncio.run(scenario())
+    assert waited < 5  # at its due time, not a 60 s tick later
+    assert not_due == 0
+
+
+def test_a_spec_change_wakes_the_daemon_at_once() -> None:
+    async def scenario() -> tuple[float, int]:
+        running = Running(tick=60, due_in=3600)
+        running.start()
+        await asyncio.sleep(0.05)
+        assert running.evaluations.started == 0
+        running.raw["metadata"]["generation"] = 2
+        await running.handler(running.registry._changing, "spec-changed/spec").fn(memo=running.memo)
+        waited = await _until(lambda: running.evaluations.started >= 1)
+        await running.stop()
+        return waited, running.evaluations.started
+
+    waited, evaluations = asyncio.run(scenario())
+    assert waited < 5  # not after the hour, nor after the 60 s tick
+    assert evaluations == 1  # it failed here: the next try is a tick (60 s) later
+
+
+def test_an_event_with_a_generation_not_evaluated_wakes_the_daemon() -> None:
+    """A spec change kopf's spec-changed handler does not report (e.g. one that came before
+    kopf recorded the spec) still wakes the daemon: every event of the placement is looked at."""
+
+    async def scenario() -> tuple[float, float]:
+        running = Running(tick=60, due_in=3600)
+        running.start()
+        await asyncio.sleep(0.05)
+        looks = running.handler(running.registry._watching, RECORD_SPEC).when
+        looks(body=running.body, type="MODIFIED", memo=running.memo)  # the same generation
+        await asyncio.sleep(0.05)
+        assert running.evaluations.started == 0
+        running.raw["metadata"]["generation"] = 2
+        looks(body=running.body, type="MODIFIED", memo=running.memo)
+        waited = await _until(lambda: running.evaluations.started == 1)
+        await running.stop()
+        return waited, running.wakeups("not-due")
+
+    waited, not_due = asyncio.run(scenario())
+    assert waited < 5
+    assert not_due == 0  # the event of the same generation did not wake it
+
+
+def test_a_failed_evaluation_is_tried_again_a_tick_later() -> None:
+    async def scenario() -> int:
+        running = Running(tick=0.1, due_in=0)
+        running.start()
+        await _until(lambda: running.evaluations.started >= 3)
+        await running.stop()
+        return running.evaluations.started
+
+    assert asyncio.run(scenario()) >= 3
+
+
+def test_a_daemon_woken_and_stopped_ends_at_once() -> None:
+    async def scenario() -> float:
+        running = Running(tick=60, due_in=3600)
+        running.start()
+        await asyncio.sleep(0.05)
+        await running.handler(running.registry._changing, "spec-changed/spec").fn(memo=running.memo)
+        await _until(lambda: running.evaluations.started == 1)
+        started = time.monotonic()
+        await running.stop()  # asleep for its retry, a 60 s tick away
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 1.0

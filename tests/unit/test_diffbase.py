@@ -59,7 +59,7 @@ def test_a_new_placement_s_record_goes_out_with_kopf_s_finalizer_patch() -> None
     record: Any = handler.fn
     manifest = example_manifest()
     body = kopf.Body(manifest)
-    assert when(body=body, type="ADDED")
+    assert when(body=body, type="ADDED", memo=kopf.Memo())
     patch = kopf.Patch(body=body)
     asyncio.run(record(body=body, patch=patch, type="ADDED"))
     # No merge-patch fields: kopf sends the record with the finalizer, in its one JSON patch.
@@ -71,7 +71,11 @@ def test_a_new_placement_s_record_goes_out_with_kopf_s_finalizer_patch() -> None
     assert annotation == _stored(example_manifest())[1]  # what kopf itself would store
     assert any(op["op"] == "add" for op in patch.as_json_patch())
     manifest["metadata"].setdefault("annotations", {})[ANNOTATION] = annotation
-    assert not when(body=kopf.Body(manifest), type="MODIFIED")  # recorded: no handler
+    assert not when(
+        body=kopf.Body(manifest), type="MODIFIED", memo=kopf.Memo()
+    )  # recorded: no handler
     manifest["metadata"]["annotations"].pop(ANNOTATION)
     manifest["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
-    assert not when(body=kopf.Body(manifest), type="MODIFIED")  # never while deleting
+    assert not when(
+        body=kopf.Body(manifest), type="MODIFIED", memo=kopf.Memo()
+    )  # never while deleting

@@ -117,6 +117,19 @@ class Telemetry:
             registry=self.registry,
         )
 
+        self.daemon_wakeups = Counter(
+            f"{PREFIX}_daemon_wakeups_total",
+            "Times a placement's daemon woke between evaluations, by what it found: "
+            "due (it evaluated) or not-due (it slept again).",
+            ["found"],
+            registry=self.registry,
+        )
+        # By whether the placement was due: the children resolved once, not at every wakeup.
+        self.woke = {
+            True: self.daemon_wakeups.labels(found="due"),
+            False: self.daemon_wakeups.labels(found="not-due"),
+        }
+
     @contextmanager
     def reconciling(self) -> Iterator[None]:
         started = perf_counter()

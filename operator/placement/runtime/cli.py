@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         "before it is read again, e.g. 30m, 1h (default: $PLACEMENT_HISTORY_REFRESH or 1h)",
     )
     run.add_argument(
-        "--tick", type=positive, help="seconds between looks at each placement (default 15)"
+        "--tick",
+        type=positive,
+        help="seconds before a failed evaluation is tried again (default 15)",
     )
     run.add_argument(
         "--query-mode",

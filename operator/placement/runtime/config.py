@@ -90,8 +90,10 @@ class OperatorConfig:
     # Seconds a placement's load history (metrics.history) is used before it is read again;
     # a changed query is read at once.
     history_refresh_seconds: float = 3600.0
-    # How often each placement is looked at; its spec.evaluationInterval decides when it is
-    # evaluated. A shorter tick only makes window starts and Job outcomes noticed sooner.
+    # Seconds before a failed evaluation is tried again. A placement is evaluated when its
+    # spec.evaluationInterval is due or its spec changes, and its daemon sleeps until then
+    # (it used to look every tick: 670 wakeups a second at 10,000 placements with none due).
+    # Window starts and Job outcomes are seen at the placement's next evaluation.
     tick_seconds: float = 15.0
     namespaces: tuple[str, ...] = field(default=())  # empty: every namespace
     posting_level: int = logging.WARNING  # log lines at this level and above become Events
