@@ -15,6 +15,7 @@ import kopf
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
 from placement.adapters.telemetry import Telemetry
+from placement.core.labels import FINALIZER
 from placement.runtime.config import OperatorConfig
 from placement.runtime.handlers import RECORD_SPEC, register
 
@@ -239,3 +240,39 @@ def test_a_daemon_woken_and_stopped_ends_at_once() -> None:
         return time.monotonic() - started
 
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_an_enforce_placement_is_not_evaluated_before_its_finalizer_is_on() -> None:
+    """kopf starts the daemon in the event cycle that sends the finalizer; a scale-down before
+    it lands would be left in place by a deletion then. The event bringing it wakes the daemon."""
+
+    async def scenario() -> tuple[int, float]:
+        running = Running(tick=60, due_in=0)
+        running.memo.evaluated_generation = None  # a new placement
+        running.raw["spec"] = {"mode": "Enforce"}
+        running.start()
+        await asyncio.sleep(0.1)
+        before = running.evaluations.started
+        running.raw["metadata"]["finalizers"] = [FINALIZER]  # kopf's patch, seen by its watch
+        looks = running.handler(running.registry._watching, RECORD_SPEC).when
+        looks(body=running.body, type="MODIFIED", memo=running.memo)
+        waited = await _until(lambda: running.evaluations.started == 1)
+        await running.stop()
+        return before, waited
+
+    before, waited = asyncio.run(scenario())
+    assert before == 0
+    assert waited < 5  # at the event, not a 60 s tick later
+
+
+def test_a_recommend_placement_does_not_wait_for_its_finalizer() -> None:
+    async def scenario() -> float:
+        running = Running(tick=60, due_in=0)
+        running.memo.evaluated_generation = None
+        running.raw["spec"] = {"mode": "Recommend"}  # changes nothing: nothing to give back
+        running.start()
+        waited = await _until(lambda: running.evaluations.started == 1)
+        await running.stop()
+        return waited
+
+    assert asyncio.run(scenario()) < 5

@@ -38,7 +38,7 @@ from placement.adapters.kubewatch import ClusterCaches, Connection
 from placement.adapters.observe import claiming, observing
 from placement.adapters.prometheus import BatchedMetricsReader, Metrics, MetricsReader, QueryLimits
 from placement.adapters.telemetry import Telemetry
-from placement.core.api import GROUP, PLURAL, VERSION
+from placement.core.api import GROUP, PLURAL, VERSION, Mode
 from placement.core.cluster import Cluster, Retry
 from placement.core.executor import Blocking, Calls, ask, drive, drive_async, executing, releasing
 from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets
@@ -120,6 +120,18 @@ def wake(memo: kopf.Memo) -> None:
     waiting: asyncio.Future[None] | None = getattr(memo, "wake", None)
     if waiting is not None and not waiting.done():
         waiting.set_result(None)
+
+
+def awaits_finalizer(body: kopf.Body) -> bool:
+    """Whether the placement may change its Deployment (Enforce) but has no finalizer yet
+    (nothing would give the Deployment back if it were deleted now)."""
+    metadata: Mapping[str, Any] = body.get("metadata") or {}
+    spec: Mapping[str, Any] = body.get("spec") or {}
+    return (
+        spec.get("mode") == Mode.ENFORCE
+        and FINALIZER not in (metadata.get("finalizers") or ())
+        and not metadata.get("deletionTimestamp")
+    )
 
 
 def utc_now() -> dt.datetime:
@@ -503,6 +515,12 @@ def register(  # noqa: C901
                 telemetry.woke[due].inc()
             woke = True
             delay = getattr(memo, "next_evaluation", 0.0) - now
+            if due and awaits_finalizer(body):
+                # kopf starts the daemon in the event cycle that sends the finalizer: evaluated
+                # before it lands, an Enforce placement could scale its Deployment down, and a
+                # deletion then would leave it down. The event bringing the finalizer wakes it
+                # (`unrecorded`: a generation not evaluated yet); else a tick later.
+                due, delay = False, config.tick_seconds
             if due:
                 delay = config.tick_seconds  # after a failure: again a tick later
                 try:
