@@ -195,7 +195,15 @@ def test_alert_fallback_warns_and_leaves_the_deployment_alone(
         )
     )
 
-    status = placements.wait_for_reason("paged", "BatchJobFailed", timeout=90)
+    # BatchJobFailed in phase Batch comes first (the Job failed, its retry window still open):
+    # the fallback is the decision after it.
+    status = until(
+        lambda: placements.status("paged"),
+        lambda s: (s.get("decision") or {}).get("reason") == "BatchJobFailed"
+        and s.get("phase") == "Fallback",
+        timeout=90,
+        what="paged: BatchJobFailed in phase Fallback",
+    )
     assert status["phase"] == "Fallback"
     event = until(
         lambda: placements.events("paged"),
