@@ -199,8 +199,10 @@ def test_alert_fallback_warns_and_leaves_the_deployment_alone(
     # the fallback is the decision after it.
     status = until(
         lambda: placements.status("paged"),
-        lambda s: (s.get("decision") or {}).get("reason") == "BatchJobFailed"
-        and s.get("phase") == "Fallback",
+        lambda s: (
+            (s.get("decision") or {}).get("reason") == "BatchJobFailed"
+            and s.get("phase") == "Fallback"
+        ),
         timeout=90,
         what="paged: BatchJobFailed in phase Fallback",
     )
