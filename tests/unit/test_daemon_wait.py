@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import kopf
+import pytest
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 
 from placement.adapters.telemetry import Telemetry
 from placement.core.labels import FINALIZER
+from placement.runtime import handlers
 from placement.runtime.config import OperatorConfig
 from placement.runtime.handlers import RECORD_SPEC, register
 
@@ -276,3 +278,24 @@ def test_a_recommend_placement_does_not_wait_for_its_finalizer() -> None:
         return waited
 
     assert asyncio.run(scenario()) < 5
+
+
+def test_a_placement_left_without_its_finalizer_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(handlers, "FINALIZER_PATIENCE", 0.05)
+
+    async def scenario() -> int:
+        running = Running(tick=0.02, due_in=0)
+        running.memo.evaluated_generation = None
+        running.raw["spec"] = {"mode": "Enforce"}
+        running.start()
+        await asyncio.sleep(0.3)  # many ticks past its patience
+        await running.stop()
+        return running.evaluations.started
+
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(scenario()) == 0
+    warnings = [r.getMessage() for r in caplog.records if "not evaluated for" in r.getMessage()]
+    assert len(warnings) == 1
+    assert FINALIZER in warnings[0] and "may patch placements" in warnings[0]

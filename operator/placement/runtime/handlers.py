@@ -134,6 +134,26 @@ def awaits_finalizer(body: kopf.Body) -> bool:
     )
 
 
+# How long an Enforce placement may wait for kopf's finalizer before a warning says why it is
+# not evaluated (kopf adds it within a round trip; longer means kopf cannot, e.g. no RBAC).
+FINALIZER_PATIENCE = 60.0
+
+
+def _say_finalizer_missing(memo: kopf.Memo, logger: Logger, now: float) -> None:
+    """Once, after FINALIZER_PATIENCE: a warning (kopf posts it as an Event) that the placement
+    waits for its finalizer, so a placement kopf cannot finalize is not silently idle."""
+    since = getattr(memo, "awaiting_finalizer_since", None)
+    if since is None:
+        memo.awaiting_finalizer_since = now
+    elif now - since >= FINALIZER_PATIENCE and not getattr(memo, "finalizer_warned", False):
+        memo.finalizer_warned = True
+        logger.warning(
+            f"not evaluated for {now - since:.0f}s: the finalizer {FINALIZER} is not on the "
+            "placement yet, and an Enforce placement is evaluated only once it is (a deletion "
+            "must give its Deployment back); check that the operator may patch placements"
+        )
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -521,6 +541,7 @@ def register(  # noqa: C901
                 # deletion then would leave it down. The event bringing the finalizer wakes it
                 # (`unrecorded`: a generation not evaluated yet); else a tick later.
                 due, delay = False, config.tick_seconds
+                _say_finalizer_missing(memo, logger, now)
             if due:
                 delay = config.tick_seconds  # after a failure: again a tick later
                 try:
