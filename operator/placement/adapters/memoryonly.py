@@ -46,7 +46,7 @@ def on_give_up(undo: Callable[[], None]) -> None:
         _ATTEMPT.undo.append(undo)
 
 
-_GIVEN_UP: Any = object()
+GIVEN_UP: Any = object()  # what `attempt` returns when memory could not answer
 
 
 def attempt(read: Callable[[], T]) -> T | Any:
@@ -61,9 +61,6 @@ def attempt(read: Callable[[], T]) -> T | Any:
     except Exception:
         for undo in reversed(_ATTEMPT.undo):
             undo()
-        return _GIVEN_UP
+        return GIVEN_UP
     finally:
         _ATTEMPT.undo = None
-
-
-GIVEN_UP = _GIVEN_UP
