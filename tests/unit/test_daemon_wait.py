@@ -299,3 +299,46 @@ def test_a_placement_left_without_its_finalizer_says_so_once(
     warnings = [r.getMessage() for r in caplog.records if "not evaluated for" in r.getMessage()]
     assert len(warnings) == 1
     assert FINALIZER in warnings[0] and "may patch placements" in warnings[0]
+
+
+class Interrupted:
+    """An evaluation still running when the operator shuts down: it fails on the closed
+    Prometheus threads once the test lets it go on."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, first: bool = False) -> AsyncIterator[None]:
+        self.started.set()
+        await self.go_on.wait()
+        raise RuntimeError("cannot schedule new futures after shutdown")
+        yield
+
+
+@pytest.mark.parametrize("ended_by", ["stop", "cleanup"])
+def test_an_evaluation_cut_short_by_the_shutdown_logs_no_error(
+    ended_by: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At 10,000 placements a SIGTERM used to log one traceback per evaluation in flight."""
+
+    async def scenario() -> None:
+        running = Running(tick=60, due_in=0)
+        interrupted = Interrupted()
+        running.memo.evaluation_slots = interrupted
+        running.start()
+        await asyncio.wait_for(interrupted.started.wait(), timeout=5)
+        if ended_by == "stop":
+            running.setter.set()
+        else:  # kopf's cleanup closes the clients while the evaluation still runs
+            cleanup = running.handler(running.registry._activities, "close-clients").fn
+            await cleanup(memo=kopf.Memo())
+        interrupted.go_on.set()
+        assert running.task is not None
+        await asyncio.wait_for(running.task, timeout=5)
+
+    with caplog.at_level(logging.DEBUG, logger="test"):
+        asyncio.run(scenario())
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("ended by the stop" in r.getMessage() for r in caplog.records)

@@ -290,6 +290,9 @@ def register(  # noqa: C901
     """Attach every handler to `registry`, with intervals from `config`; returns the metrics
     the handlers record (serve them with `Telemetry.serve`)."""
     telemetry = telemetry or Telemetry()
+    # Set once the cleanup starts closing the clients: an evaluation still running then fails
+    # on a closed client, which is the shutdown, not an error to report with its traceback.
+    closing = asyncio.Event()
     protected = config.protected_targets()
     liveness = Liveness(config.stall_bound)
     job_history = (config.job_history_successful, config.job_history_failed)
@@ -426,6 +429,7 @@ def register(  # noqa: C901
 
     @kopf.on.cleanup(id="close-clients", registry=registry)
     async def close_clients(memo: kopf.Memo, **_: Any) -> None:
+        closing.set()
         caches = getattr(memo, "caches", None)
         if caches is not None:
             await caches.stop()
@@ -550,7 +554,12 @@ def register(  # noqa: C901
                     # As kopf reported a timer's: on the placement's logger, an Event too.
                     logger.error(f"Evaluation failed temporarily: {error}")
                     delay = min(delay, error.delay or delay)
-                except Exception:  # e.g. a request that timed out: again a tick later
+                except Exception as error:  # e.g. a request that timed out: a tick later
+                    if stopped or closing.is_set():
+                        # Shutting down (or deleted): the clients close under the evaluations
+                        # still running; one traceback each was thousands at 10,000.
+                        logger.debug(f"Evaluation ended by the stop: {error!r}")
+                        break
                     logger.exception("Evaluation failed with an exception. Will retry.")
                 else:
                     memo.evaluated_generation = generation
