@@ -151,3 +151,40 @@ def test_only_clock_figures_and_durations_in_messages_go_unwritten() -> None:
         assert status_patch(stored, changed(path, value)) is None, path
     for path, value in written:
         assert status_patch(stored, changed(path, value)) is not None, (path, value)
+
+
+def test_a_history_that_grows_by_the_hour_alone_is_not_rewritten() -> None:
+    """The planned hold's forecast basis names the history's extent, which the clock alone
+    grows: after each hour, 10,000 placements used to write hundreds of statuses a cycle."""
+    hold = {
+        "from": "2026-12-01T05:00:00Z",
+        "until": "2026-12-02T05:00:00Z",
+        "hours": 24.0,
+        "forecastWorkReplicaHours": 14.5,
+        "forecastBatchPodHours": 2.54,
+        "windowCapacityPodHours": 12.8,
+        "forecast": "lookback average: history 2h < 1d",
+    }
+    before = _status(phase="Realtime", batch={"missedWindows": 0, "plannedHold": hold})
+    stored = _stored(before)
+
+    def with_hold(**changes: Any) -> WorkloadPlacementStatus:
+        return _status(
+            phase="Realtime", batch={"missedWindows": 0, "plannedHold": {**hold, **changes}}
+        )
+
+    assert status_patch(stored, with_hold(forecast="lookback average: history 3h < 1d")) is None
+    assert (
+        status_patch(stored, with_hold(forecast="lookback average: history 2h of 3h < 1d")) is None
+    )
+    # A new forecast, a new plan or a new way of forecasting is news.
+    assert status_patch(stored, with_hold(forecastWorkReplicaHours=15.1)) is not None
+    assert status_patch(stored, with_hold(until="2026-12-02T04:00:00Z")) is not None
+    assert status_patch(stored, with_hold(forecast="hour-of-day quantiles of 14d")) is not None
+    assert (
+        status_patch(
+            stored, _status(phase="Realtime", batch={"missedWindows": 1, "plannedHold": hold})
+        )
+        is not None
+    )
+    assert status_patch(stored, _status(phase="Realtime", batch={"missedWindows": 0})) is not None

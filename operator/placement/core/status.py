@@ -12,7 +12,7 @@ import math
 import pickle
 import re
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -334,18 +334,49 @@ def _same_but_volatile(new: dict[str, Any], current: dict[str, Any]) -> bool:
         old = current[key]
         if value is old or value == old:
             continue
-        if key == "decision" and isinstance(value, dict) and isinstance(old, dict):
-            if not _same_decision(value, old):
-                return False
-        elif key == "conditions" and isinstance(value, list) and isinstance(old, list):
-            if len(value) != len(old) or not all(map(_same_condition, value, old)):
-                return False
-        else:
+        same = _COMPARED_APART.get(key)
+        if same is None or not same(value, old):
             return False
     return True
 
 
-def _same_decision(new: dict[str, Any], old: dict[str, Any]) -> bool:
+def _same_conditions(new: Any, old: Any) -> bool:
+    if not (isinstance(new, list) and isinstance(old, list)) or len(new) != len(old):
+        return False
+    return all(map(_same_condition, new, old))
+
+
+def _same_batch(new: Any, old: Any) -> bool:
+    # The planned hold's forecast basis names the history's extent ("lookback average:
+    # history 5h < 1d"), which grows with the clock alone: at 10,000 placements, hundreds of
+    # writes per cycle after each hour. A new forecast changes its figures, which are written.
+    if not (isinstance(new, dict) and isinstance(old, dict)):
+        return False
+    if not _same_except(new, old, _PLANNED_HOLD):
+        return False
+    hold, before = new.get("plannedHold"), old.get("plannedHold")
+    if not (isinstance(hold, dict) and isinstance(before, dict)):
+        return bool(hold == before)
+    return _same_except(hold, before, _FORECAST) and _same_basis(
+        hold.get("forecast"), before.get("forecast")
+    )
+
+
+def _same_basis(new: Any, old: Any) -> bool:
+    if not (isinstance(new, str) and isinstance(old, str)):
+        return bool(new == old)
+    return new == old or _clock_free_basis(new) == _clock_free_basis(old)
+
+
+def _clock_free_basis(basis: str) -> str:
+    # "history 2h < 1d", "history 2h of 3h < 1d" (hours with samples of the span): both move
+    # with the clock alone.
+    return _DURATION.sub("<duration>", basis).replace(" of <duration>", "")
+
+
+def _same_decision(new: Any, old: Any) -> bool:
+    if not (isinstance(new, dict) and isinstance(old, dict)):
+        return False
     if new.keys() - {"evaluatedAt"} != old.keys() - {"evaluatedAt"}:
         return False
     for key, value in new.items():
@@ -386,6 +417,14 @@ def _same_message(new: Any, old: Any) -> bool:
 
 
 _MESSAGE = frozenset({"message"})
+# Status keys whose clock-driven parts are looked past (the rest must be equal).
+_COMPARED_APART: dict[str, Callable[[Any, Any], bool]] = {
+    "decision": _same_decision,
+    "conditions": _same_conditions,
+    "batch": _same_batch,
+}
+_PLANNED_HOLD = frozenset({"plannedHold"})
+_FORECAST = frozenset({"forecast"})
 
 
 def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:
@@ -400,6 +439,11 @@ def _without_volatile(status: dict[str, Any]) -> dict[str, Any]:
         if isinstance(decision.get("message"), str):
             decision["message"] = _DURATION.sub("<duration>", decision["message"])
         copy["decision"] = decision
+    batch = copy.get("batch")
+    hold = batch.get("plannedHold") if isinstance(batch, dict) else None
+    if isinstance(batch, dict) and isinstance(hold, dict) and isinstance(hold.get("forecast"), str):
+        hold = {**hold, "forecast": _clock_free_basis(hold["forecast"])}
+        copy["batch"] = {**batch, "plannedHold": hold}
     conditions = copy.get("conditions")
     if isinstance(conditions, list):
         copy["conditions"] = [
