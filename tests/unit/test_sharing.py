@@ -244,6 +244,57 @@ def test_a_slow_answer_halves_its_shapes_batches_until_they_answer_in_time() -> 
     assert len(batches.batches("shape")) == 1
 
 
+def _halved_twice(clock: Clock) -> tuple[NamespaceBatches, list[str]]:
+    batches = _batches(clock, capacity=100, hold=600)
+    namespaces = [f"ns{i:02d}" for i in range(20)]
+    for ns in namespaces:
+        for member in range(5):
+            batches.batch("shape", ns, member)
+    batches.slow("shape", tuple(namespaces))
+    batches.slow("shape", tuple(namespaces[:10]))
+    assert [len(b) for b in batches.batches("shape")] == [5, 5, 5, 5]
+    return batches, namespaces
+
+
+def test_batches_answering_quickly_double_back_within_minutes_not_a_hold() -> None:
+    """Slow only while the machine was busy (a bulk apply): once every batch answers in an
+    eighth of the timeout, the shape doubles back a step a minute, not a step per 10 minutes
+    (at 10,000 placements, 20 queries a pass for 40 minutes after the bulk, not 4)."""
+    clock = Clock()
+    batches, _ = _halved_twice(clock)
+    for _ in range(4):
+        batches.answered("shape", 0.05)
+    clock.now = 30  # too soon: a step needs answers of the packing before it
+    batches.batch("shape", "ns00", 0)
+    assert len(batches.batches("shape")) == 4
+    clock.now = 61
+    batches.batch("shape", "ns00", 0)
+    assert [len(b) for b in batches.batches("shape")] == [10, 10]
+    batches.answered("shape", 0.1)  # one of the two new batches only: not yet
+    clock.now = 130
+    batches.batch("shape", "ns00", 0)
+    assert len(batches.batches("shape")) == 2
+    batches.answered("shape", 0.1)
+    batches.batch("shape", "ns00", 0)
+    assert len(batches.batches("shape")) == 1
+
+
+def test_batches_answering_in_fair_time_keep_their_size_until_the_hold() -> None:
+    """Between an eighth and half of the timeout a shape neither halves nor grows (doubling
+    would take it near the half that halves it again): it doubles back after the hold."""
+    clock = Clock()
+    batches, _ = _halved_twice(clock)
+    for _ in range(4):
+        batches.answered("shape", 0.05)
+    batches.answered("shape", 0.3)
+    clock.now = 300
+    batches.batch("shape", "ns00", 0)
+    assert len(batches.batches("shape")) == 4
+    clock.now = 601
+    batches.batch("shape", "ns00", 0)
+    assert len(batches.batches("shape")) == 2
+
+
 def test_a_shape_halved_to_one_namespace_asks_as_each_namespace_would() -> None:
     batches = _batches(Clock(), capacity=100)
     for ns in "abcd":
