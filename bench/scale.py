@@ -190,6 +190,8 @@ class Counters:
     gc_collections: dict[str, float] | None = None
     # the placements' daemons' wakeups between evaluations, by what they found (due, not-due)
     wakeups: dict[str, float] | None = None
+    # the batched reads' shapes halved (a slow answer) and doubled back, by direction
+    batch_resizes: dict[str, float] | None = None
 
 
 def read_counters(
@@ -233,6 +235,11 @@ def read_counters(
         for labels, value in samples(own, "placement_daemon_wakeups_total")
         if "found" in labels
     }
+    resizes = {
+        labels["direction"]: value
+        for labels, value in samples(own, "placement_prometheus_batch_resizes_total")
+        if "direction" in labels
+    }
     pid = operator.pid
     assert pid is not None
     pids = cluster.pids()
@@ -249,6 +256,7 @@ def read_counters(
         by_kind,
         collections,
         wakeups,
+        resizes,
     )
 
 
@@ -629,6 +637,10 @@ def _measure(
         ),
         # Load histories: read when each placement is first evaluated (one range query per
         # query shape and namespace in batched mode), then once an hour: none in the window.
+        # Why the queries per cycle are what they are: batches halved for slow answers (in
+        # the bulk apply, and in the window) and doubled back.
+        "batch_resizes_bulk": increase(decided_at.batch_resizes, before.batch_resizes),
+        "batch_resizes_window": increase(last.batch_resizes, first.batch_resizes),
         "history_range_queries_first_evaluations": round(
             first.prometheus_range_queries - before.prometheus_range_queries
         ),

@@ -244,8 +244,12 @@ def test_a_slow_answer_halves_its_shapes_batches_until_they_answer_in_time() -> 
     assert len(batches.batches("shape")) == 1
 
 
-def _halved_twice(clock: Clock) -> tuple[NamespaceBatches, list[str]]:
-    batches = _batches(clock, capacity=100, hold=600)
+def _halved_twice(
+    clock: Clock, resized: list[str] | None = None
+) -> tuple[NamespaceBatches, list[str]]:
+    batches = NamespaceBatches(
+        capacity=100, hold=600, clock=clock, resized=(resized if resized is not None else []).append
+    )
     namespaces = [f"ns{i:02d}" for i in range(20)]
     for ns in namespaces:
         for member in range(5):
@@ -261,7 +265,8 @@ def test_batches_answering_quickly_double_back_within_minutes_not_a_hold() -> No
     eighth of the timeout, the shape doubles back a step a minute, not a step per 10 minutes
     (at 10,000 placements, 20 queries a pass for 40 minutes after the bulk, not 4)."""
     clock = Clock()
-    batches, _ = _halved_twice(clock)
+    resized: list[str] = []
+    batches, _ = _halved_twice(clock, resized)
     for _ in range(4):
         batches.answered("shape", 0.05)
     clock.now = 30  # too soon: a step needs answers of the packing before it
@@ -277,6 +282,8 @@ def test_batches_answering_quickly_double_back_within_minutes_not_a_hold() -> No
     batches.answered("shape", 0.1)
     batches.batch("shape", "ns00", 0)
     assert len(batches.batches("shape")) == 1
+    # What the operator's metrics count (placement_prometheus_batch_resizes_total).
+    assert resized == ["halved", "halved", "doubled", "doubled"]
 
 
 def test_batches_answering_in_fair_time_keep_their_size_until_the_hold() -> None:

@@ -612,13 +612,18 @@ class BatchedMetricsReader:
     so one tenant's series can cost another at most that one failed query, never a reading."""
 
     def __init__(
-        self, reader: MetricsReader, *, max_age: float, batches: NamespaceBatches | None = None
+        self,
+        reader: MetricsReader,
+        *,
+        max_age: float,
+        batches: NamespaceBatches | None = None,
+        resized: Callable[[str], None] = lambda direction: None,
     ) -> None:
         self.reader = reader
         self.shared: SharedResults[Members | _Across | QueryFailed] = SharedResults(max_age=max_age)
         # Room for series that appear between two answers: a batch is packed to 3/4 of the bound.
         self.batches = batches or NamespaceBatches(
-            capacity=max(1, reader.limits.max_batch_series * 3 // 4)
+            capacity=max(1, reader.limits.max_batch_series * 3 // 4), resized=resized
         )
 
     def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:

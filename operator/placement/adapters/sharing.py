@@ -245,8 +245,10 @@ class NamespaceBatches:
         forget: float = 3600.0,
         regrow_after: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        resized: Callable[[str], None] = lambda direction: None,
     ) -> None:
         self.capacity = capacity
+        self.resized = resized  # "halved" or "doubled", for the operator's metrics
         self.regrow_after = regrow_after
         self.max_namespaces = max_namespaces
         self.max_chars = max_chars
@@ -272,6 +274,7 @@ class NamespaceBatches:
                 found.capacity = min(self.capacity, found.capacity * 2)
                 found.shrunk_at, found.planned = now, False
                 found.answers, found.slowest = 0, 0.0
+                self.resized("doubled")
             entry = found.namespaces.get(namespace)
             if entry is None:
                 entry = found.namespaces[namespace] = _Namespace(now)
@@ -347,6 +350,7 @@ class NamespaceBatches:
             halved = max(1, self._batch_weight(found, batch) // 2)
             if halved < found.capacity:
                 found.capacity, found.planned = halved, False
+                self.resized("halved")
             found.shrunk_at = self._clock()
             found.answers, found.slowest = 0, 0.0
 

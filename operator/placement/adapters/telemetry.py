@@ -124,6 +124,13 @@ class Telemetry:
             ["found"],
             registry=self.registry,
         )
+        self.batch_resizes = Counter(
+            f"{PREFIX}_prometheus_batch_resizes_total",
+            "Times a query shape's batches across namespaces were halved (an answer took "
+            "more than half the timeout) or doubled back (batched mode).",
+            ["direction"],
+            registry=self.registry,
+        )
         # By whether the placement was due: the children resolved once, not at every wakeup.
         self.woke = {
             True: self.daemon_wakeups.labels(found="due"),
@@ -165,6 +172,9 @@ class Telemetry:
 
     def read_from_memory(self, answered: bool) -> None:
         self.metric_reads.labels(answered="memory" if answered else "thread").inc()
+
+    def batches_resized(self, direction: str) -> None:
+        self.batch_resizes.labels(direction=direction).inc()
 
     def history_read(self, outcome: str) -> None:
         self.history_reads.labels(outcome=outcome).inc()

@@ -422,7 +422,11 @@ def register(  # noqa: C901
             history_read=telemetry.history_read,
         )
         memo.metrics = (
-            BatchedMetricsReader(reader, max_age=config.metrics_max_age_seconds)
+            BatchedMetricsReader(
+                reader,
+                max_age=config.metrics_max_age_seconds,
+                resized=telemetry.batches_resized,
+            )
             if config.query_mode == "batched"
             else reader
         )
