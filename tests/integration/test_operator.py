@@ -179,6 +179,28 @@ def test_a_job_that_fails_past_its_retry_window_restores_realtime(
     assert run["succeeded"] is False and run["failedPodHours"] == run["podHours"]
 
 
+def test_a_failed_job_is_acted_on_at_once_even_with_a_long_interval(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
+) -> None:
+    """With evaluationInterval 10m, the Job's failure (seen by the Job watch) is reported at
+    once and the fallback follows its 15 s retryWindow, not the next interval."""
+    measured_deployment(placements, prometheus, utilization, "nightfail")
+    manifest = placement(
+        "nightfail",
+        placements.namespace,
+        deployment="nightfail",
+        retry_window="15s",
+        pod_labels={"sim.placement.runplacement.io/outcome": "fail"},
+    )
+    manifest["spec"]["evaluationInterval"] = "10m"
+    placements.apply(manifest)
+
+    status = placements.wait_for_reason("nightfail", "FallbackRestored", timeout=120)
+    assert placements.replicas("nightfail") == 4
+    reasons = {entry["reason"] for entry in status["history"]}
+    assert {"BatchJobFailed", "FallbackRestored"} <= reasons  # the failure, then its fallback
+
+
 def test_alert_fallback_warns_and_leaves_the_deployment_alone(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge
 ) -> None:

@@ -19,7 +19,7 @@ from placement.adapters.telemetry import Telemetry
 from placement.core.labels import FINALIZER
 from placement.runtime import handlers
 from placement.runtime.config import OperatorConfig
-from placement.runtime.handlers import RECORD_SPEC, register
+from placement.runtime.handlers import RECORD_SPEC, Daemons, register
 
 
 def _body() -> kopf.Body:
@@ -104,10 +104,12 @@ class Running:
 
     def __init__(self, tick: float, *, due_in: float) -> None:
         self.registry = kopf.OperatorRegistry()
+        self.daemons = Daemons()
         self.telemetry = register(
             self.registry,
             OperatorConfig(prometheus_url="http://127.0.0.1:9090", tick_seconds=tick),
             telemetry=Telemetry(),
+            daemons=self.daemons,
         )
         self.setter: FlagSetter[Any] = FlagSetter()
         self.evaluations = Evaluations()
@@ -342,3 +344,27 @@ def test_an_evaluation_cut_short_by_the_shutdown_logs_no_error(
         asyncio.run(scenario())
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert any("ended by the stop" in r.getMessage() for r in caplog.records)
+
+
+def test_a_job_of_the_placement_that_ends_wakes_its_daemon_to_evaluate() -> None:
+    """A failed night is acted on at once (the fallback), not up to an evaluationInterval
+    later; another placement's Job wakes nobody else."""
+
+    async def scenario() -> tuple[float, int, int]:
+        running = Running(tick=60, due_in=3600)
+        running.start()
+        await _until(lambda: len(running.daemons) == 1)
+        running.daemons.job_ended("ml", "someone-else")
+        await asyncio.sleep(0.05)
+        assert running.evaluations.started == 0
+        running.daemons.job_ended("ml", "p")
+        waited = await _until(lambda: running.evaluations.started == 1)
+        await asyncio.sleep(0.05)
+        started = running.evaluations.started  # once: the flag is cleared as it evaluates
+        await running.stop()
+        return waited, started, len(running.daemons)
+
+    waited, started, left = asyncio.run(scenario())
+    assert waited < 5  # not after the hour, nor after the 60 s tick
+    assert started == 1
+    assert left == 0  # a stopped daemon is no longer woken

@@ -4,6 +4,7 @@ before anything is scaled. Nothing is inferred after the steps ran."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from placement.adapters.fakecluster import FakeCluster
@@ -49,3 +50,25 @@ def test_a_refused_validation_stops_the_hold_and_the_job() -> None:
     event = executed.report.event
     assert event is not None and event.reason == "BatchJobRejected"
     assert "(422: spec.template" in event.message
+
+
+def test_a_failed_job_brings_the_next_evaluation_to_its_retry_windows_end() -> None:
+    """The Job watch wakes the evaluation when the Job fails; the fallback then follows
+    retryWindow, not the next evaluationInterval (a 2m grace would otherwise be up to 5m)."""
+    from datetime import timedelta
+
+    from placement.core.policy import JobObservation, JobOutcome
+
+    placement, observation = _move()
+
+    def interval(retry_window: str, failed_ago: timedelta) -> float:
+        failed = JobObservation(
+            "summarizer-20261124-0100", JobOutcome.FAILED, finished_at=NOW - failed_ago
+        )
+        spec = make_spec(**{"batch.retryWindow": retry_window, "evaluationInterval": "5m"})
+        seen = replace(observation, jobs=(failed,))
+        return reconcile(placement, spec, seen, NOW).interval
+
+    assert interval("2m", timedelta(seconds=10)) == 111  # just past the grace period
+    assert interval("30m", timedelta(seconds=10)) == 300  # the interval comes first
+    assert interval("2m", timedelta(minutes=3)) == 300  # past already: as usual

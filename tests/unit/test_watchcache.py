@@ -259,3 +259,43 @@ def test_absent_scaled_objects_are_listed_again_hourly_when_their_crd_is_watched
     found = asyncio.run(retries())
     assert found["scaledobjects"] == minutes * 60
     assert ("customresourcedefinitions" in found) == (not namespaces)
+
+
+def _job(version: int, condition: str | None) -> dict[str, Any]:
+    from placement.core.labels import PLACEMENT_LABEL
+
+    status: dict[str, Any] = {"active": 1}
+    if condition is not None:
+        status = {"conditions": [{"type": condition, "status": "True"}]}
+    return {
+        "metadata": {
+            "name": "nightly-20261201-0100",
+            "namespace": "ml",
+            "resourceVersion": str(version),
+            "labels": {PLACEMENT_LABEL: "nightly"},
+        },
+        "spec": {"parallelism": 2},
+        "status": status,
+    }
+
+
+@pytest.mark.parametrize("condition", ["Complete", "Failed"])
+def test_a_placements_job_that_ends_is_told_once(condition: str) -> None:
+    """What wakes the placement's daemon (handlers.Daemons): a failed night is acted on at
+    once, not up to an evaluationInterval later."""
+    from kubernetes import client
+
+    from placement.adapters.kubewatch import ClusterCaches
+
+    caches = ClusterCaches(client.Configuration(host="https://127.0.0.1:1"))
+    ended: list[tuple[str, str]] = []
+    caches.job_ended = lambda namespace, placement: ended.append((namespace, placement))
+    job = _job
+    caches.jobs.put(job(5, None))  # the operator's create, read back: running
+    caches.jobs.apply("MODIFIED", job(6, None))
+    assert ended == []
+    caches.jobs.apply("MODIFIED", job(7, condition))
+    assert ended == [("ml", "nightly")]
+    caches.jobs.apply("MODIFIED", job(8, condition))  # still ended: told once
+    caches.jobs.apply("MODIFIED", job(7, condition))  # a late event
+    assert ended == [("ml", "nightly")]

@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -100,6 +100,14 @@ def deployment_of(obj: Mapping[str, Any]) -> CachedDeployment:
             resource_version=metadata.get("resourceVersion"),
         ),
         (metadata.get("labels") or {}).get(PLACEMENT_LABEL),
+    )
+
+
+def job_finished(before: CachedJob | None, after: CachedJob) -> bool:
+    """Whether `after` is a Job that has just ended (succeeded or failed)."""
+    ended = (JobOutcome.SUCCEEDED, JobOutcome.FAILED)
+    return after.observation.outcome in ended and (
+        before is None or before.observation.outcome != after.observation.outcome
     )
 
 
@@ -395,6 +403,14 @@ class ClusterCaches:
         self.keda_crd: Store[str] = Store("customresourcedefinitions", crd_of)
         self.reflectors: list[Reflector] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # Told of each placement's Job that ends (namespace, placement), in the watch's loop.
+        self.job_ended: Callable[[str, str], None] | None = None
+
+        def stored(namespace: str, before: CachedJob | None, after: CachedJob) -> None:
+            if self.job_ended is not None and job_finished(before, after):
+                self.job_ended(namespace, after.placement)
+
+        self.jobs.stored = stored
 
     def _paths(self, group_version: str, plural: str) -> list[tuple[str, str | None]]:
         base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"

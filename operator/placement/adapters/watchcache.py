@@ -110,6 +110,9 @@ class Store(Generic[T]):
         self.absent = False  # not served or not readable: empty, and that is the truth
         self.last_error: str | None = None
         self.events = 0  # applied watch events, for the tests and the metrics
+        # Told of each object stored newer (outside the lock): its namespace, the value it
+        # replaced (None: new here) and its new value.
+        self.stored: Callable[[str, T | None, T], None] | None = None
 
     # -- written by reflectors ---------------------------------------------------------
 
@@ -176,6 +179,8 @@ class Store(Generic[T]):
                 objects.pop(name, None)
             else:
                 objects[name] = (version, value)
+        if value is not None and self.stored is not None:
+            self.stored(namespace, None if current is None else current[1], value)
 
     def discard(self, namespace: str, name: str) -> None:
         """The operator deleted it: gone now, before its watch event arrives."""

@@ -37,7 +37,7 @@ from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violati
 from placement.core.jobs import expired_jobs, job_manifest, ttl_note, unadmitted_jobs
 from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
 from placement.core.observation import DeploymentState, Observation, Reading
-from placement.core.policy import Decision, Observed, State, decide
+from placement.core.policy import Decision, JobOutcome, Observed, State, decide
 from placement.core.reasons import EventType, Reason
 from placement.core.scaledobject import scaled_object_manifest, scaled_object_name
 from placement.core.status import Blocked, ready_condition, state_from_status, status_update
@@ -409,6 +409,7 @@ def reconcile(
         return Plan(tuple(steps), _blocked_report(placement, settled, now, decided), interval)
     observed, noted = _observed(placement, spec, observation, now)
     steps += noted
+    interval = _sooner_for_retry(spec, observed, now, interval)
     decision = decide(spec, observed, settled, now=now)
     basis = _Basis(
         placement, spec, settled, decision, previous, observation, now, settings, settled.holding
@@ -584,6 +585,21 @@ def _settle_own(
             )
         )
     return replace(state, original_replicas=deployment.original_replicas), steps
+
+
+def _sooner_for_retry(
+    spec: WorkloadPlacementSpec, observed: Observed, now: datetime, interval: float
+) -> float:
+    """Seconds until the next evaluation: sooner than the interval when a failed Job's
+    retryWindow ends before it, so the fallback follows the grace period, not the next
+    interval (the Job's failure itself wakes the evaluation from the Job watch)."""
+    grace = spec.batch.retry_window.timedelta
+    for job in observed.jobs:
+        if job.outcome is JobOutcome.FAILED and job.finished_at is not None:
+            left = (job.finished_at - now + grace).total_seconds()
+            if 0 <= left < interval:
+                interval = left + 1  # just past it: the fallback's test is `now >= end`
+    return interval
 
 
 def _within_async_bounds(spec: WorkloadPlacementSpec, deployment: DeploymentState) -> bool:

@@ -122,6 +122,31 @@ def wake(memo: kopf.Memo) -> None:
         waiting.set_result(None)
 
 
+class Daemons:
+    """Each running daemon's memo by (namespace, placement): a Job of the placement that
+    ends wakes it, so a failed night is acted on at once, not up to an evaluationInterval
+    later. Used in the event loop only."""
+
+    def __init__(self) -> None:
+        self._memos: dict[tuple[str, str], kopf.Memo] = {}
+
+    def started(self, key: tuple[str, str], memo: kopf.Memo) -> None:
+        self._memos[key] = memo
+
+    def ended(self, key: tuple[str, str], memo: kopf.Memo) -> None:
+        if self._memos.get(key) is memo:  # not a successor's, started as this one stopped
+            del self._memos[key]
+
+    def job_ended(self, namespace: str, placement: str) -> None:
+        memo = self._memos.get((namespace, placement))
+        if memo is not None:
+            memo.job_ended = True  # due at once, even if an evaluation is running now
+            wake(memo)
+
+    def __len__(self) -> int:
+        return len(self._memos)
+
+
 def awaits_finalizer(body: kopf.Body) -> bool:
     """Whether the placement may change its Deployment (Enforce) but has no finalizer yet
     (nothing would give the Deployment back if it were deleted now)."""
@@ -286,13 +311,16 @@ def register(  # noqa: C901
     config: OperatorConfig,
     clock: Clock = utc_now,
     telemetry: Telemetry | None = None,
+    daemons: Daemons | None = None,
 ) -> Telemetry:
     """Attach every handler to `registry`, with intervals from `config`; returns the metrics
-    the handlers record (serve them with `Telemetry.serve`)."""
+    the handlers record (serve them with `Telemetry.serve`). `daemons`: the running daemons,
+    for whoever wakes them (the Job watch; a test)."""
     telemetry = telemetry or Telemetry()
     # Set once the cleanup starts closing the clients: an evaluation still running then fails
     # on a closed client, which is the shutdown, not an error to report with its traceback.
     closing = asyncio.Event()
+    daemons = daemons if daemons is not None else Daemons()
     protected = config.protected_targets()
     liveness = Liveness(config.stall_bound)
     job_history = (config.job_history_successful, config.job_history_failed)
@@ -374,6 +402,7 @@ def register(  # noqa: C901
         memo.caches = ClusterCaches(
             configuration, config.namespaces, watch_timeout_seconds=config.watch_timeout_seconds
         )
+        memo.caches.job_ended = daemons.job_ended
         memo.caches.start()
         if not await memo.caches.wait_synced(CACHE_SYNC_SECONDS):
             # Evaluations fail (and are retried) until they are: none decides on an empty cache.
@@ -509,10 +538,13 @@ def register(  # noqa: C901
         # tasks and cancels one at every wait (a twentieth of the operator's CPU at 1,000
         # placements evaluated every second).
         until_stopped = asyncio.ensure_future(stopped.wait())
+        key = (str(body.metadata.namespace), str(body.metadata.name))
+        daemons.started(key, memo)
         try:
             await _watch(body, memo, logger, stopped, until_stopped)
         finally:
             until_stopped.cancel()
+            daemons.ended(key, memo)
 
     async def _watch(
         body: kopf.Body,
@@ -538,7 +570,11 @@ def register(  # noqa: C901
             unseen = generation != getattr(memo, "evaluated_generation", None)
             now = time.monotonic()
             # Within a millisecond: the loop's timer may fire a hair before the due time.
-            due = unseen or now >= getattr(memo, "next_evaluation", 0.0) - DUE_SLACK
+            due = (
+                unseen
+                or getattr(memo, "job_ended", False)
+                or now >= getattr(memo, "next_evaluation", 0.0) - DUE_SLACK
+            )
             if woke:
                 telemetry.woke[due].inc()
             woke = True
@@ -552,6 +588,7 @@ def register(  # noqa: C901
                 _say_finalizer_missing(memo, logger, now)
             if due:
                 delay = config.tick_seconds  # after a failure: again a tick later
+                memo.job_ended = False  # a Job that ends from now on wakes it again
                 try:
                     interval = await reconcile_once(body, memo, logger, first=unseen)
                 except kopf.TemporaryError as error:
