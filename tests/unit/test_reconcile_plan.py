@@ -72,3 +72,22 @@ def test_a_failed_job_brings_the_next_evaluation_to_its_retry_windows_end() -> N
     assert interval("2m", timedelta(seconds=10)) == 111  # just past the grace period
     assert interval("30m", timedelta(seconds=10)) == 300  # the interval comes first
     assert interval("2m", timedelta(minutes=3)) == 300  # past already: as usual
+
+
+def test_the_next_evaluation_comes_at_the_moment_the_decision_turns_on() -> None:
+    """A move at 21:00 (acceptableDelay 8h before a 05:00 window end) or a Job at the
+    window's 01:00 start happens then, not up to an evaluationInterval (5m) later."""
+    placement, observation = _move()
+
+    def interval(now: datetime, **changes: str) -> float:
+        spec = make_spec(evaluationInterval="5m", **changes)
+        reading = Reading("utilization", "x", Outcome.OK, 0.44896, sampled_at=now)
+        seen = replace(observation, utilization=reading)
+        return reconcile(placement, spec, seen, now).interval
+
+    evening = datetime(2026, 11, 23, 20, 58, tzinfo=UTC)
+    assert interval(evening, **{"latency.acceptableDelay": "8h"}) == 121  # 21:00:01
+    night = datetime(2026, 11, 24, 0, 57, tzinfo=UTC)
+    assert interval(night) == 181  # the window's start, 01:00:01
+    noon = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    assert interval(noon, **{"latency.acceptableDelay": "8h"}) == 300  # nothing before

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -409,8 +409,8 @@ def reconcile(
         return Plan(tuple(steps), _blocked_report(placement, settled, now, decided), interval)
     observed, noted = _observed(placement, spec, observation, now)
     steps += noted
-    interval = _sooner_for_retry(spec, observed, now, interval)
     decision = decide(spec, observed, settled, now=now)
+    interval = _next_look(spec, observed, decision, now, interval)
     basis = _Basis(
         placement, spec, settled, decision, previous, observation, now, settings, settled.holding
     )
@@ -587,18 +587,39 @@ def _settle_own(
     return replace(state, original_replicas=deployment.original_replicas), steps
 
 
-def _sooner_for_retry(
-    spec: WorkloadPlacementSpec, observed: Observed, now: datetime, interval: float
+def _next_look(
+    spec: WorkloadPlacementSpec,
+    observed: Observed,
+    decision: Decision,
+    now: datetime,
+    interval: float,
 ) -> float:
-    """Seconds until the next evaluation: sooner than the interval when a failed Job's
-    retryWindow ends before it, so the fallback follows the grace period, not the next
-    interval (the Job's failure itself wakes the evaluation from the Job watch)."""
+    """Seconds until the next evaluation: the interval, or sooner when a moment the decision
+    turns on comes first (the planned hold's start and end, the window's start and end, the
+    moment the delay becomes tolerated, a failed Job's retryWindow's end), so a hold starts
+    and ends on time, not up to an evaluationInterval late. A Job that ends wakes the
+    evaluation from the Job watch."""
+    window = current_or_next_window(spec.batch.window, now)
+    # Each moment as (a time, an offset): their sum may be beyond year 9999, their distance
+    # from now is not.
+    zero = timedelta(0)
+    moments = [
+        (window.start, zero),
+        (window.end, zero),
+        (window.end, -spec.latency.acceptable_delay.timedelta),
+    ]
+    if decision.plan is not None:
+        moments += [(decision.plan.start, zero), (decision.plan.end, zero)]
     grace = spec.batch.retry_window.timedelta
-    for job in observed.jobs:
-        if job.outcome is JobOutcome.FAILED and job.finished_at is not None:
-            left = (job.finished_at - now + grace).total_seconds()
-            if 0 <= left < interval:
-                interval = left + 1  # just past it: the fallback's test is `now >= end`
+    moments += [
+        (job.finished_at, grace)
+        for job in observed.jobs
+        if job.outcome is JobOutcome.FAILED and job.finished_at is not None
+    ]
+    for moment, offset in moments:
+        left = ((moment - now) + offset).total_seconds()
+        if 0 <= left < interval:
+            interval = left + 1  # just past it: the decisions test `now >= moment`
     return interval
 
 
