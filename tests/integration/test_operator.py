@@ -229,12 +229,14 @@ def test_alert_fallback_warns_and_leaves_the_deployment_alone(
         what="paged: BatchJobFailed in phase Fallback",
     )
     assert status["phase"] == "Fallback"
+    # Not the BatchJobFailed Event ("... then fallback Alert"), which the Job watch makes
+    # come first: the fallback's own.
     event = until(
         lambda: placements.events("paged"),
-        lambda found: any("fallback Alert" in e.message for e in found),
+        lambda found: any("fallback Alert:" in e.message for e in found),
         what="an Alert fallback event",
     )
-    alert = next(e for e in event if "fallback Alert" in e.message)
+    alert = next(e for e in event if "fallback Alert:" in e.message)
     assert alert.type == "Warning"
     assert "deployment/paged left at 1 replicas" in alert.message
     assert placements.replicas("paged") == 1  # a person decides; the operator only warns
