@@ -931,6 +931,9 @@ def _backlog_will_miss(ctx: _Context) -> Decision | None:
         # The hold taken ended with its window and the next one has not started: the plan's
         # end, restored by the hold gate (HoldPlanned), not a window about to be missed.
         return None
+    ended = _end_early_hold_now(ctx, backlog)
+    if ended is not None:
+        return ended
     if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
         state = replace(ctx.state, fallback_until=ctx.window.end)
         return _restore(
@@ -955,6 +958,33 @@ def _backlog_will_miss(ctx: _Context) -> Decision | None:
         f"{ctx.observed.replicas} replicas" + (f"; job {job} created" if job else ""),
         desired_replicas=ctx.warm,
         job_name=job,
+    )
+
+
+def _end_early_hold_now(ctx: _Context, backlog: Backlog) -> Decision | None:
+    """A hold that ends before its window, whose backlog will no longer fit the window by the
+    hold's end, while the work waiting now still fits HOLD_THROUGH_MARGIN of it: the hold ends
+    now instead of at its planned end, that work waiting for the window's Job as after a
+    planned restore. Nothing is missed and nothing falls back (bursty, 11-25: the projection
+    passed the window by 0.01 pod-hours three hours before the hold's end)."""
+    plan, taken = ctx.plan, ctx.state.planned_hold
+    if plan is None or not plan.ends_early or taken != (plan.start, plan.end):
+        return None
+    costs = ctx.learned.costs(ctx.spec.costs)
+    waiting = backlog.waiting_replica_hours / costs.batch_efficiency * (1 + costs.retry_rate)
+    if waiting > backlog.capacity_pod_hours * HOLD_THROUGH_MARGIN:
+        return None
+    state = replace(ctx.state, waiting_hold=(plan.start, ctx.now))
+    return _restore(
+        replace(ctx, state=state),
+        Action.RESTORE,
+        Phase.REALTIME,
+        Reason.RESTORED,
+        EventType.NORMAL,
+        f"the hold ends before its plan's end ({_utc(plan.end)}): {backlog.describe()}; the "
+        f"work held since {_utc(plan.start)} ({waiting:.2f} batch pod-hours, within "
+        f"{HOLD_THROUGH_MARGIN:g} of the window) waits for the job of window "
+        f"{ctx.window.describe()}",
     )
 
 
