@@ -257,3 +257,25 @@ def test_replay_keeps_the_held_work_for_the_job_after_a_planned_restore() -> Non
         assert job.created >= window.start and job.outcome is JobOutcome.SUCCEEDED
         assert not any(step.held for step in result.steps if window.start <= step.at < window.end)
         assert job.work_done == pytest.approx(held)
+
+
+def test_a_hold_whose_backlog_outgrows_the_window_ends_early_instead_of_falling_back() -> None:
+    # More work waiting by 16:00 than forecast (20 replica-hours, 10.46 batch pod-hours):
+    # with the four hours still to come the window would not do it all, but what waits now
+    # fits 0.9 of it. The hold ends now, that work left to the window's Job: no fallback.
+    placement = _Placement(make_spec(**SPEC))
+    moved = placement.evaluate(_at(21, 5), held=False)
+    assert moved.plan is not None and moved.plan.ends_early and moved.plan.end > _at(21, 17)
+    placement.held_work = 20.0
+    ended = placement.evaluate(_at(21, 16), held=True)
+    assert (ended.action, ended.reason, ended.event_type) == (
+        Action.RESTORE,
+        Reason.RESTORED,
+        EventType.NORMAL,
+    )
+    assert ended.desired_replicas == 4 and ended.state.fallback_until is None
+    assert ended.state.waiting_hold == (_at(21, 5), _at(21, 16))
+    assert "the hold ends before its plan's end" in ended.message
+    assert "waits for the job of window 2026-11-22 01:00-05:00 UTC" in ended.message
+    created = placement.evaluate(_at(22, 1), held=False)
+    assert (created.action, created.job_name) == (Action.CREATE_JOB, JOB)
