@@ -1084,6 +1084,21 @@ class HistoryEntry(BaseModel):
     message: Message = Field(description="Message of the decision.")
 
 
+class WaitingHold(BaseModel):
+    """A hold that ended before its window (a planned restore): the work held over
+    [from, until) waits for the Job of the window [windowStart, windowEnd), created in the
+    window while the Deployment is realtime."""
+
+    model_config = _camel("ignore")
+
+    from_: datetime = Field(alias="from", description="When the hold started.")
+    until: datetime = Field(description="When it ended: realtime restored.")
+    window_start: datetime = Field(description="Start of the window whose Job does the work.")
+    window_end: datetime = Field(
+        description="End of that window: without a succeeded Job by then the work is missed."
+    )
+
+
 class PlannedHold(BaseModel):
     """The hold planned for the current or next window: the hours before the window's end
     the Deployment is held scaled down, chosen for the largest forecast savings among the
@@ -1092,7 +1107,11 @@ class PlannedHold(BaseModel):
     model_config = _camel("ignore")
 
     from_: datetime = Field(alias="from", description="When the hold starts.")
-    until: datetime = Field(description="When it ends: the window's end.")
+    until: datetime = Field(
+        description="When it ends: the window's end, or (a hold that ends before its window, "
+        "where the day's work does not fit the window) an earlier moment: realtime is restored "
+        "then and the work held waits for the window's Job (status.batch.waitingHold)."
+    )
     hours: float = Field(ge=0, description="Its length in hours.")
     forecast_work_replica_hours: float = Field(
         ge=0, description="Work forecast to arrive over the hold (typical), in replica-hours."
@@ -1172,6 +1191,11 @@ class BatchStatus(BaseModel):
         default=None,
         description="The hold planned for the current or next window (while held: the one "
         "taken at the move, kept until it ends).",
+    )
+    waiting_hold: WaitingHold | None = Field(
+        default=None,
+        description="Realtime after a hold that ended before its window: the work held then "
+        "waits for that window's Job.",
     )
     replicas_per_demand: float | None = Field(
         default=None,

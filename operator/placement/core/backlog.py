@@ -10,7 +10,8 @@ replicas one unit of demand keeps busy (measured while realtime, recorded at the
                                   the Job drains it, it is the queue of half a lookback ago
                                   (not before the window's start): the projection starts then
                                   ("then"; before the window, now)
-    arriving until window end   = the forecast's high quantile over [then, window end) (from the
+    arriving until window end   = the forecast's high quantile over [then, window end) (until
+                                  the planned hold's end when it ends before the window; from the
                                   planned hold's start when that is later: what arrives before
                                   it is served realtime), scaled up by how far the demand
                                   observed (averaged over metrics.lookback) is above the
@@ -130,6 +131,8 @@ class BacklogInputs:
     configured: bool  # metrics.demand or metrics.queueDepth is set
     held_since: datetime | None  # the move
     hold_start: datetime | None = None  # the planned hold's start (held for longer: the day's)
+    # The planned hold's end: before the window's, what arrives after it is realtime's.
+    hold_end: datetime | None = None
     # The span the demand reading averages over (metrics.lookback): its level is read against
     # the forecast of that span, not of the hour ahead (a daily shape would read as a change).
     lookback: timedelta = timedelta(0)
@@ -179,13 +182,17 @@ def project_backlog(
     # The next window's hold may start later than that (its plan shorter than a day): what
     # arrives before it is the realtime fleet's, not this window's.
     arriving_from = max(since, inputs.hold_start) if inputs.hold_start is not None else since
+    # A hold that ends before its window: what arrives after its end is served realtime, so
+    # the work waiting for the window is the arrivals until then (planning.EARLY_END).
+    until = window.end if inputs.hold_end is None else min(inputs.hold_end, window.end)
+    arriving_from = min(arriving_from, until)
     earlier = _earlier_rate(inputs.history, ratio, now, inputs.lookback)
     level, arriving, unconfirmed = _arrivals(
         forecast,
         observed_rate,
         now,
         arriving_from,
-        window.end,
+        until,
         inputs.lookback,
         window.zone,
         earlier,
@@ -194,11 +201,19 @@ def project_backlog(
         fallen = _earlier_rate(inputs.history, ratio, now, inputs.lookback, FALL_SPAN)
         fall = _fall(forecast, observed_rate, now, inputs.lookback, fallen)
         if fall is not None:
-            high = forecast.work(arriving_from, window.end, high=True)
+            high = forecast.work(arriving_from, until, high=True)
             level, arriving, unconfirmed = fall, high * fall, None
     note = ""
     if inputs.queue is not None:
         waiting = inputs.queue * ratio / SECONDS_PER_HOUR
+        moved = inputs.held_since
+        if moved is not None and now - moved < inputs.lookback:
+            # The reading still averages the time before the move: the last window's Job
+            # draining its queue (a hold that starts at that window's end, planning.EARLY_END,
+            # read 2.69 replica-hours it had done and restored a hold that fit: falls, 11-09).
+            # What waits is at most what arrived since the move.
+            since_move = _estimated_waiting(forecast, observed_rate, moved, now, level)
+            waiting = min(waiting, since_move)
     else:
         waiting = _estimated_waiting(forecast, observed_rate, inputs.waiting_since, now, level)
         note = "no queue depth: the work waiting is estimated from the hold's start"

@@ -196,6 +196,8 @@ class Forecast:
     def work_over(self, spans: Sequence[tuple[datetime, datetime]], *, high: bool = False) -> float:
         """The load summed over several intervals (their total's quantile with `high`)."""
         weights = self._weights(spans)
+        if not weights:
+            return 0.0  # empty intervals (a hold that has ended): no work
         typical = sum(self.hours[index].typical * weight for index, weight in weights.items())
         if not high:
             return typical

@@ -120,6 +120,8 @@ def _plan_key(
             planner.replicas,
             planner.warm_replicas,
             planner.pods,
+            planner.early_end,
+            planner.queued,
             (_instant(window.start), _instant(window.end), window.label, window.zone.key),
             planner.forecast.replicas_per_unit,
             forecast.source,
@@ -168,7 +170,8 @@ def _names(cls: type) -> tuple[str, ...]:
 # The fields the fast key reads: a field added to any of these classes makes the key the
 # generic one (the whole planner pickled) rather than one that misses the new field.
 _KNOWN_SHAPE = (
-    _names(Planner) == ("costs", "replicas", "warm_replicas", "pods", "window", "forecast")
+    _names(Planner)
+    == ("costs", "replicas", "warm_replicas", "pods", "window", "forecast", "early_end", "queued")
     and _names(WorkForecast) == ("forecast", "replicas_per_unit")
     and _names(Forecast)
     == ("source", "basis", "hours", "from_history", "analogs", "past", "spread", "step_spread")

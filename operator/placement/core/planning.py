@@ -12,9 +12,22 @@ are largest, among those whose forecast work fits the window:
                              (STEADY_MARGIN where the earlier days barely vary: steady load)
 
 so a busy evening is served realtime and the quiet hours before the window are held, instead
-of all or nothing. Holds are whole hours back from the window's end (the last one exactly the
-acceptable delay), so a forecast that moves a little does not move the plan; half hours where
-the hold may fill STEADY_MARGIN (steady load: its forecast barely moves).
+of all or nothing.
+
+A hold may also end before its window (EARLY_END): [start, end) with end at or before the
+window's start, whole hours back from the window's end. The Deployment is restored at `end`
+(a planned restore) and the work held meanwhile waits for the window's Job, which runs while
+the Deployment is realtime; the window's whole length is its capacity. Where the day's work
+does not fit the window, the oracle (replay) holds the quiet hours right after the last
+window rather than the evening before the next one: falls held 04:00-16:40 where the operator
+held 18:00-04:00 (bench/oracle_bounds.py: worth 251 in grows, 787 in bursty, 21-71 elsewhere
+over four weeks, and 1-2 mode changes at a change of level). Candidates that end early are
+priced only for starts whose hold until the window's end does not fit: where it fits, ending
+earlier only holds fewer hours.
+
+Holds are whole hours back from the window's end (the last one exactly the acceptable delay),
+so a forecast that moves a little does not move the plan; half hours where the hold may fill
+STEADY_MARGIN (steady load: its forecast barely moves).
 
 The forecast's unit: "utilization" is a fraction of the fleet, so replicas per unit is the
 fleet's replicas (the original count while held); "demand" is work per second, converted with
@@ -69,6 +82,13 @@ STEADY_SPREAD = 1.05
 # 5-minute samples); bursts of minutes move an hour's mean by tens of percent (bursty load:
 # 0.6-0.8), and bursty keeps HOLD_MARGIN, its first hold having needed 1.55x its forecast.
 YOUNG_STEP_SPREAD = 0.1
+# Holds may end before their window (module docstring).
+EARLY_END = True
+# A hold that ends before its window is kept only when it saves this much more than the best
+# that ends with it: on a flat load both hold as many hours, and the forecast's noise flipped
+# between them from one day to the next (weekdays: 48 mode changes for 40, and a Friday hold
+# that ended before Saturday's window where the hold ending with it went on into the weekend).
+EARLY_GAIN = 0.02
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -94,13 +114,14 @@ class WorkForecast:
         return self.forecast.basis
 
     @property
-    def _first(self) -> datetime | None:
+    def first(self) -> datetime | None:
+        """The start of the hour holding now (the forecast's first hour)."""
         return self.forecast.hours[0].start if self.forecast.hours else None
 
     def work(self, start: datetime, end: datetime, *, high: bool = False) -> float:
         """Replica-hours of work arriving over [start, end); with `high`, the forecast's high
         quantile of that total."""
-        first = self._first
+        first = self.first
         spans = []
         if first is not None and start < first:
             past_end = min(end, first)
@@ -118,7 +139,7 @@ class WorkForecast:
 
     def rate(self, moment: datetime, *, high: bool = False) -> float:
         """Replicas' worth of work arriving per hour at `moment`."""
-        first = self._first
+        first = self.first
         if first is not None and moment < first:
             moment += DAY
         return self.forecast.load(moment, high=high) * self.replicas_per_unit
@@ -126,7 +147,8 @@ class WorkForecast:
 
 @dataclass(frozen=True)
 class HoldPlan:
-    """One day's hold, [start, end), end being the window's end."""
+    """One day's hold, [start, end): end is the window's end, or (ends_early) a moment at or
+    before the window's start, the work held then waiting for the window's Job."""
 
     start: datetime  # aware, UTC
     end: datetime
@@ -154,20 +176,40 @@ class HoldPlan:
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment < self.end
 
+    @property
+    def ends_early(self) -> bool:
+        """The hold ends before its window: a planned restore, the Job runs while realtime."""
+        return self.end < self.window.end
+
     def describe(self) -> str:
         """'planned hold 2026-11-21 21:00 - 2026-11-22 05:00 UTC (8h): forecast 14.37
         replica-hours, 7.52 batch pod-hours at the high quantile, window capacity 25.60
         pod-hours (8 pods x 4h x 0.8)'."""
         zone = self.window.zone
-        window_hours = format_duration(self.end - max(self.start, self.window.start))
+        window_hours = format_duration(window_inside(self.start, self.end, self.window))
+        early = ""
+        if self.ends_early:
+            early = (
+                f"; ends before its window: realtime from "
+                f"{self.end.astimezone(zone):%Y-%m-%d %H:%M}, the held work waits for the job "
+                f"of window {self.window.describe()}"
+            )
         return (
             f"planned hold {self.start.astimezone(zone):%Y-%m-%d %H:%M} - "
             f"{self.end.astimezone(zone):%Y-%m-%d %H:%M} {zone.key} "
             f"({format_duration(self.length)}): forecast {self.work_replica_hours:.2f} "
             f"replica-hours, {self.batch_pod_hours:.2f} batch pod-hours at the high quantile, "
             f"window capacity {self.capacity_pod_hours:.2f} pod-hours ({self.pods} pods x "
-            f"{window_hours} x {self.margin:g})"
+            f"{window_hours} x {self.margin:g})" + early
         )
+
+
+def window_inside(start: datetime, end: datetime, window: WindowSpan) -> timedelta:
+    """The window time the Job of a hold [start, end) has: from the hold's start (inside the
+    window) to the window's end; the whole window for a hold that ends before it."""
+    if end < window.end:
+        return window.length
+    return max(window.end - max(start, window.start), timedelta(0))
 
 
 @dataclass(frozen=True)
@@ -195,15 +237,25 @@ class Planner:
     pods: int
     window: WindowSpan
     forecast: WorkForecast
+    early_end: bool = EARLY_END  # holds may end before their window (module docstring)
+    # Replica-hours already waiting for this window's Job: held on past the last window's
+    # end, what arrived after its Job succeeded (that Job had emptied its queue and ended);
+    # counted in holds that go on now (start at or before the hour holding now).
+    queued: float = 0.0
 
-    def hold(self, start: datetime) -> HoldPlan:
-        """The hold [start, window end), priced and checked against the window."""
-        end = self.window.end
+    def hold(self, start: datetime, end: datetime | None = None) -> HoldPlan:
+        """The hold [start, end) (by default until the window's end), priced and checked
+        against the window."""
+        end = self.window.end if end is None else end
         hours = max((end - start).total_seconds() / 3600, 0.0)
         work = self.forecast.work(start, end)
         high = self.forecast.work(start, end, high=True)
-        needed = high / self.costs.batch_efficiency * (1 + self.costs.retry_rate)
-        in_window = max((end - max(start, self.window.start)).total_seconds() / 3600, 0.0)
+        # The work already waiting is this hold's only if it goes on now: one that starts
+        # later finds it served by the restored fleet.
+        first = self.forecast.first
+        queued = self.queued if first is None or start <= first else 0.0
+        needed = (high + queued) / self.costs.batch_efficiency * (1 + self.costs.retry_rate)
+        in_window = window_inside(start, end, self.window).total_seconds() / 3600
         margin = _margin(self.forecast, work, high)
         breakdown = daily_costs(
             self.costs,
@@ -229,9 +281,30 @@ class Planner:
     def plan(self, taken: tuple[datetime, datetime] | None, longest_hours: float) -> Planning:
         """While holding, the hold `taken` at the move until it ends (no flapping on a
         forecast that moves); otherwise the best hold for the window."""
-        if taken is not None and taken[1] == self.window.end and taken[0] < taken[1]:
-            return Planning(self.hold(taken[0]), longest_hours=longest_hours)
+        if taken is not None and self.of_window(taken):
+            return Planning(self.hold(*taken), longest_hours=longest_hours)
         return self.choose(longest_hours)
+
+    def of_window(self, taken: tuple[datetime, datetime]) -> bool:
+        """`taken` is a hold of this window: ending with it, or (ending early) at or before
+        its start and after the last window's end."""
+        start, end = taken
+        if start >= end:
+            return False
+        if end == self.window.end:
+            return True
+        earliest = self.window.end - DAY
+        return self.early_end and earliest <= start and end <= self.window.start
+
+    def early_ends(self, start: datetime) -> list[datetime]:
+        """Where a hold from `start` may end before the window: whole hours back from the
+        window's end, at or before its start, an hour or more after `start`."""
+        ends = []
+        end = self.window.end - HOUR * math.ceil(self.window.length / HOUR)
+        while end - start >= HOUR:
+            ends.append(end)
+            end -= HOUR
+        return ends[::-1]
 
     def choose(self, longest_hours: float) -> Planning:
         """The hold with the largest savings among those that fit; when none pays, the
@@ -250,6 +323,13 @@ class Planner:
             or hold.margin == STEADY_MARGIN
         ]
         fitting = [hold for hold in holds if hold.fits]
+        if self.early_end:
+            bar = max((hold.breakdown.savings for hold in fitting), default=0.0)
+            fitting += [
+                hold
+                for hold in self._early(holds)
+                if hold.breakdown.savings > max(bar, 0.0) * (1 + EARLY_GAIN)
+            ]
         if not fitting:
             longest = holds[-1] if holds else None
             return Planning(None, longest=longest, longest_hours=longest_hours)
@@ -261,6 +341,30 @@ class Planner:
             best = max(fitting, key=lambda hold: hold.hours)
         longer_fits = any(hold.hours > best.hours for hold in fitting)
         return Planning(best, longest_hours=longest_hours, longer_fits=longer_fits)
+
+    def _early(self, holds: list[HoldPlan]) -> list[HoldPlan]:
+        """Per start whose hold until the window's end does not fit, the longest hold from it
+        that ends early and fits (its work grows with its end: the first that does not fit
+        ends the search). Only starts from the hour holding now: an hour already past is
+        priced as the same hour a day later (WorkForecast), which a weekly shape makes another
+        load (a Friday hold priced with Saturday's hours), and a hold that ends early is not
+        the daily figure a hold ending with its window is."""
+        found = []
+        first = self.forecast.first
+        for until_end in holds:
+            if until_end.fits or until_end.start >= self.window.start:
+                continue
+            if first is not None and until_end.start < first:
+                continue
+            best = None
+            for end in self.early_ends(until_end.start):
+                hold = self.hold(until_end.start, end)
+                if not hold.fits:
+                    break
+                best = hold
+            if best is not None:
+                found.append(best)
+        return found
 
 
 def _margin(forecast: WorkForecast, work: float, high: float) -> float:

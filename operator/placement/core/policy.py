@@ -223,6 +223,9 @@ class State:
     # Realtime replicas one unit of demand keeps busy, measured before the move: converts
     # demand and queue depth into replica-hours while held.
     replicas_per_demand: float | None = None
+    # After a planned restore (a hold that ended before its window): that hold [from, until),
+    # whose work waits for its window's Job, run while realtime. Cleared when the window ends.
+    waiting_hold: tuple[datetime, datetime] | None = None
 
     @property
     def holding(self) -> bool:
@@ -294,6 +297,8 @@ class Decision:
 
     plan: HoldPlan | None = None  # the planned hold of the current or next window
     backlog: Backlog | None = None  # while holding: the projected work against the window
+    # With state.waiting_hold: the window whose Job does that hold's work.
+    waiting_window: WindowSpan | None = None
 
     @property
     def savings_per_day(self) -> float | None:
@@ -345,6 +350,14 @@ class _Context:
         return f"deployment/{self.spec.target.deployment}"
 
     @property
+    def plan_text(self) -> str:
+        """What a hold held on past its end goes on into."""
+        plan = self.plan
+        if plan is not None and plan.start < self.now:  # an early end held on (_hold_through)
+            return f"window's end ({plan.describe()})"
+        return "next window's hold"
+
+    @property
     def warm(self) -> int:
         return self.spec.target.warm_replicas
 
@@ -370,8 +383,10 @@ def decide(
     decision = (
         _blocked(ctx)
         or _in_async(ctx)
+        or _held_work_waiting(ctx)
         or _fallback(ctx)
         or _backlog_will_miss(ctx)
+        or _planned_restore(ctx)
         or _fallback_hold(ctx)
         or _metrics_unavailable(ctx)
         or _choose_async(ctx)
@@ -387,7 +402,7 @@ def _context(
 ) -> _Context:
     window = current_or_next_window(spec.batch.window, now)
     problem = _metrics_problem(spec, observed)
-    recorded = _record_job_outcomes(spec, state, observed)
+    recorded = _waiting_done(spec, _record_job_outcomes(spec, state, observed), now)
     held_hours = held_hours_per_day(spec.latency.acceptable_delay.timedelta)
     learned = learn(
         spec.costs, spec.learning, recorded.runs, missed_windows=recorded.missed_windows
@@ -408,13 +423,15 @@ def _context(
         utilization = observed.utilization if problem is None else None
     costs = learned.costs(spec.costs)
     pods = parallel_pods(spec.costs, spec.batch.job_template)
-    # Right after a hold ends with its window, the lookback still covers held hours.
-    settled = last_ended_window(spec.batch.window, now).end + spec.metrics.lookback.timedelta
+    settled = _settled(spec, recorded, now)
     ratio = _demand_ratio(observed, recorded, now, settled, replicas, utilization)
     forecast = _forecast(observed, recorded, now, window, replicas, utilization, problem, ratio)
     planning = None
     if forecast is not None and replicas is not None:
-        planner = Planner(costs, replicas, spec.target.warm_replicas, pods, window, forecast)
+        queued = _left_over(spec, recorded, now, forecast)
+        planner = Planner(
+            costs, replicas, spec.target.warm_replicas, pods, window, forecast, queued=queued
+        )
         planning = _planning(planner, recorded, now, held_hours, settled)
     breakdown = None
     if planning is not None and planning.plan is not None:
@@ -476,6 +493,44 @@ def _context(
     )
 
 
+def _left_over(
+    spec: WorkloadPlacementSpec, state: State, now: datetime, forecast: WorkForecast
+) -> float:
+    """Held on past the last window's end: the work that arrived after its Job succeeded
+    (the Job ended with its queue empty) waits for this window's Job, beside the hold's own
+    (forecast replica-hours). With a hold that ends before its window, the next hold starts
+    right at the last window's end: without it, the plan filled 0.95 of the window and the
+    Job missed it (falls, 11-04)."""
+    if not state.holding:
+        return 0.0
+    last = last_ended_window(spec.batch.window, now)
+    since, done = state.batch_since, state.last_succeeded
+    if since is None or since >= last.end or done is None or not last.start <= done < last.end:
+        return 0.0
+    return forecast.work(max(since, done), last.end)
+
+
+def _waiting_done(spec: WorkloadPlacementSpec, state: State, now: datetime) -> State:
+    """The held work waiting for a window is done once that window has ended with a
+    succeeded Job (until then the window stays the Job's: no new hold is planned in it)."""
+    waiting = state.waiting_hold
+    if waiting is None or state.holding:
+        return state
+    span = current_or_next_window(spec.batch.window, waiting[1])
+    done = state.last_succeeded is not None and state.last_succeeded >= span.start
+    return replace(state, waiting_hold=None) if done and now >= span.end else state
+
+
+def _settled(spec: WorkloadPlacementSpec, state: State, now: datetime) -> datetime:
+    """Until when the lookback still covers held hours: the last window's end (or the end of
+    a hold that ended before its window) plus metrics.lookback."""
+    lookback = spec.metrics.lookback.timedelta
+    settled = last_ended_window(spec.batch.window, now).end + lookback
+    if state.waiting_hold is not None:
+        settled = max(settled, state.waiting_hold[1] + lookback)
+    return settled
+
+
 def _planning(
     planner: Planner, state: State, now: datetime, held_hours: float, settled: datetime
 ) -> Planning:
@@ -485,16 +540,21 @@ def _planning(
     would plan a hold the load does not allow. Otherwise the best plan for the window."""
     if state.holding:
         return remembered_plan(planner, state.planned_hold, held_hours, now)
+    waiting = state.waiting_hold
+    if waiting is not None and planner.of_window(waiting):
+        # The hold taken for this window ended before it: its plan, not a new one.
+        return Planning(planner.hold(*waiting), longest_hours=held_hours)
     fresh = remembered_plan(planner, None, held_hours, now)
     kept = state.planned_hold
     if (
         kept is not None
         and state.last_reason in (Reason.HOLD_PLANNED, Reason.RESTORED)
         and now < settled
-        and now < kept[0] < kept[1] == planner.window.end
+        and now < kept[0]
+        and planner.of_window(kept)
     ):
         return Planning(
-            planner.hold(kept[0]), longest_hours=held_hours, longer_fits=fresh.longer_fits
+            planner.hold(*kept), longest_hours=held_hours, longer_fits=fresh.longer_fits
         )
     return fresh
 
@@ -514,15 +574,20 @@ def _hold_through(
     """Held past the end of the hold taken, the next planned hold not started yet: hold on
     until it (one hold from now to the next window's end, no restore and move back a few
     hours later) when the backlog of holding through, projected as the backlog watch
-    projects it, fits HOLD_THROUGH_MARGIN of that window. Returns the planning and state to
-    go on with, and that backlog when the hold goes on."""
+    projects it, fits HOLD_THROUGH_MARGIN of that window. So too at the end of a hold taken
+    that ends before its window (planning.EARLY_END): held on until the window's end where
+    that backlog fits (the load fell below the plan's), instead of the planned restore.
+    Returns the planning and state to go on with, and that backlog when the hold goes on."""
     plan = planning.plan
     taken = state.planned_hold
-    if plan is None or taken is None or state.in_async or not taken[1] <= now < plan.start:
+    if plan is None or taken is None or state.in_async:
+        return planning, state, None
+    early = plan.ends_early and (plan.start, plan.end) == taken and now >= plan.end
+    if not early and not taken[1] <= now < plan.start:
         return planning, state, None
     if state.fallback_until is not None and now < state.fallback_until:
         return planning, state, None
-    if planner.window.end - now > timedelta(hours=planning.longest_hours):
+    if not early and planner.window.end - now > timedelta(hours=planning.longest_hours):
         return planning, state, None  # work arriving now would wait past acceptableDelay
     through = project_backlog(
         BacklogInputs(
@@ -532,6 +597,7 @@ def _hold_through(
             configured=observed.backlog_metrics,
             held_since=state.batch_since,
             hold_start=now,  # what arrives from now on waits for the window too
+            hold_end=None if early else plan.end,
             lookback=lookback,
             history=observed.history,
         ),
@@ -546,7 +612,7 @@ def _hold_through(
         HOLD_THROUGH_MARGIN
     ):
         return planning, state, None
-    hold = planner.hold(now)
+    hold = planner.hold(plan.start) if early else planner.hold(now, plan.end)
     return (
         replace(planning, plan=hold, longer_fits=False),
         replace(state, planned_hold=(hold.start, hold.end)),
@@ -577,7 +643,10 @@ def _demand_ratio(
     if (
         recorded is not None
         and now < settled
-        and state.last_reason in (Reason.HOLD_PLANNED, Reason.RESTORED)
+        and (
+            state.last_reason in (Reason.HOLD_PLANNED, Reason.RESTORED)
+            or state.waiting_hold is not None
+        )
     ):
         return recorded
     return replicas_per_demand(_usable_demand(observed), replicas, utilization)
@@ -630,6 +699,7 @@ def _held_backlog(
             configured=observed.backlog_metrics,
             held_since=state.batch_since,
             hold_start=None if plan is None else plan.start,
+            hold_end=None if plan is None else plan.end,
             lookback=lookback,
             history=observed.history,
         ),
@@ -861,6 +931,9 @@ def _backlog_will_miss(ctx: _Context) -> Decision | None:
         # The hold taken ended with its window and the next one has not started: the plan's
         # end, restored by the hold gate (HoldPlanned), not a window about to be missed.
         return None
+    ended = _end_early_hold_now(ctx, backlog)
+    if ended is not None:
+        return ended
     if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
         state = replace(ctx.state, fallback_until=ctx.window.end)
         return _restore(
@@ -886,6 +959,138 @@ def _backlog_will_miss(ctx: _Context) -> Decision | None:
         desired_replicas=ctx.warm,
         job_name=job,
     )
+
+
+def _end_early_hold_now(ctx: _Context, backlog: Backlog) -> Decision | None:
+    """A hold that ends before its window, whose backlog will no longer fit the window by the
+    hold's end, while the work waiting now still fits HOLD_THROUGH_MARGIN of it: the hold ends
+    now instead of at its planned end, that work waiting for the window's Job as after a
+    planned restore. Nothing is missed and nothing falls back (bursty, 11-25: the projection
+    passed the window by 0.01 pod-hours three hours before the hold's end)."""
+    plan, taken = ctx.plan, ctx.state.planned_hold
+    if plan is None or not plan.ends_early or taken != (plan.start, plan.end):
+        return None
+    costs = ctx.learned.costs(ctx.spec.costs)
+    waiting = backlog.waiting_replica_hours / costs.batch_efficiency * (1 + costs.retry_rate)
+    if waiting > backlog.capacity_pod_hours * HOLD_THROUGH_MARGIN:
+        return None
+    state = replace(ctx.state, waiting_hold=(plan.start, ctx.now))
+    return _restore(
+        replace(ctx, state=state),
+        Action.RESTORE,
+        Phase.REALTIME,
+        Reason.RESTORED,
+        EventType.NORMAL,
+        f"the hold ends before its plan's end ({_utc(plan.end)}): {backlog.describe()}; the "
+        f"work held since {_utc(plan.start)} ({waiting:.2f} batch pod-hours, within "
+        f"{HOLD_THROUGH_MARGIN:g} of the window) waits for the job of window "
+        f"{ctx.window.describe()}",
+    )
+
+
+def _planned_restore(ctx: _Context) -> Decision | None:
+    """Held, the hold taken ends before its window and has ended: realtime comes back, the
+    work held meanwhile waiting for the window's Job (created in the window while realtime)."""
+    taken = ctx.state.planned_hold
+    plan = ctx.plan
+    if not ctx.state.holding or ctx.state.in_async or taken is None or plan is None:
+        return None
+    if not plan.ends_early or (plan.start, plan.end) != taken or ctx.now < plan.end:
+        return None
+    state = replace(ctx.state, waiting_hold=taken)
+    return _restore(
+        replace(ctx, state=state),
+        Action.RESTORE,
+        Phase.REALTIME,
+        Reason.RESTORED,
+        EventType.NORMAL,
+        f"planned restore: the {plan.describe()}",
+    )
+
+
+def _held_work_waiting(ctx: _Context) -> Decision | None:
+    """Realtime after a planned restore: the held work waits for its window's Job, created
+    in the window while the Deployment is realtime. A Job that fails has nothing to restore:
+    a Warning with the numbers; a window that ends without a succeeded Job missed that work."""
+    waiting = ctx.state.waiting_hold
+    if ctx.state.holding or waiting is None:
+        return None
+    span = current_or_next_window(ctx.spec.batch.window, waiting[1])
+    held = f"the work held {_utc(waiting[0])} - {_utc(waiting[1])}"
+    if ctx.plan is not None and (ctx.plan.start, ctx.plan.end) == waiting:
+        held += f" ({ctx.plan.work_replica_hours:.2f} replica-hours forecast)"
+    name = job_name(ctx.state.name, span)
+    if _succeeded_in(ctx, span):
+        return _realtime(
+            ctx,
+            Reason.BATCH_SUCCEEDED,
+            EventType.NORMAL,
+            f"job {name} succeeded for window {span.describe()}: {held} is done; "
+            f"{ctx.deployment} realtime",
+        )
+    if ctx.now >= span.end:
+        state = replace(
+            ctx.state,
+            waiting_hold=None,
+            missed_windows=min(ctx.state.missed_windows + 1, _INT64_MAX),
+            last_missed_window=span.label,
+            fallback_until=next_window_after(ctx.spec.batch.window, span.start).start,
+        )
+        return _realtime(
+            replace(ctx, state=state),
+            Reason.BATCH_WINDOW_MISSED,
+            EventType.WARNING,
+            f"window {span.describe()} ended without a succeeded job: {held} is missed "
+            f"({ctx.deployment} was realtime, nothing to restore); batch is retried from the "
+            f"window starting {_utc(state.fallback_until)}" + _news_of_success(ctx),  # type: ignore[arg-type]
+        )
+    if ctx.now < span.start:
+        return _realtime(
+            ctx,
+            Reason.RESTORED,
+            EventType.NORMAL,
+            f"{held} waits for the job of window {span.describe()} (starts in "
+            f"{format_duration(span.start - ctx.now)}); {ctx.deployment} realtime",
+        )
+    observed = ctx.observed.job(name)
+    if observed is None:
+        retry = " (retry after a failure)" if _failed_in(ctx, span) else ""
+        ctx = replace(ctx, state=replace(ctx.state, current_job=name))
+        return _realtime(
+            ctx,
+            Reason.BATCH_JOB_CREATED,
+            EventType.NORMAL,
+            f"job {name} created{retry} for window {span.describe()} while {ctx.deployment} "
+            f"is realtime: it does {held}{_queue_text(ctx)}",
+            job=name,
+        )
+    if observed.outcome is JobOutcome.FAILED:
+        return _realtime(
+            ctx,
+            Reason.BATCH_JOB_FAILED,
+            EventType.WARNING,
+            f"job {name} failed; {held} is missed unless it is retried (delete the job to have "
+            f"it recreated) before window {span.describe()} ends; {ctx.deployment} is realtime, "
+            "nothing to restore",
+        )
+    doing = "running"
+    if observed.outcome is JobOutcome.WAITING:
+        doing = "suspended, waiting to be admitted"
+    return _realtime(
+        ctx,
+        Reason.BATCH_JOB_CREATED,
+        EventType.NORMAL,
+        f"job {name} {doing} "
+        f"in window {span.describe()} for {held}; {ctx.deployment} realtime{_queue_text(ctx)}",
+    )
+
+
+def _realtime(
+    ctx: _Context, reason: Reason, event_type: EventType, message: str, *, job: str | None = None
+) -> Decision:
+    """A decision while realtime with held work waiting (a repeated reason is no news)."""
+    action = Action.CREATE_JOB if job is not None else Action.WAIT
+    return _decision(ctx, action, Phase.REALTIME, reason, event_type, message, job_name=job)
 
 
 def _utc(moment: datetime) -> str:
@@ -1330,7 +1535,7 @@ def _enforce(ctx: _Context) -> Decision:
     through = ""
     if ctx.held_through is not None:
         through = (
-            f"; held on past the planned hold's end into the next window's hold (no restore "
+            f"; held on past the planned hold's end into the {ctx.plan_text} (no restore "
             f"and move back in between): {ctx.held_through.describe()}, within "
             f"{HOLD_THROUGH_MARGIN:g} of it"
         )
@@ -1614,7 +1819,7 @@ def _work_for_job(ctx: _Context) -> float | None:
     if since is not None and since > held_from:
         held_from = since
     if plan is not None and ctx.forecast is not None:
-        return round(ctx.forecast.work(held_from, ctx.window.end), 4)
+        return round(ctx.forecast.work(held_from, min(plan.end, ctx.window.end)), 4)
     if ctx.replicas is None or ctx.utilization is None:
         return None
     hours = max((ctx.window.end - held_from).total_seconds() / 3600, 0.0)
@@ -1678,7 +1883,11 @@ def _finish(ctx: _Context, decision: Decision) -> Decision:
         # As status records it (status.batch.plannedHold) and the next evaluation reads it.
         plan = decision.plan
         state = replace(state, planned_hold=None if plan is None else (plan.start, plan.end))
-    decision = replace(decision, state=state, noteworthy=noteworthy)
+    waiting = state.waiting_hold
+    window = None
+    if waiting is not None:
+        window = current_or_next_window(ctx.spec.batch.window, waiting[1])
+    decision = replace(decision, state=state, noteworthy=noteworthy, waiting_window=window)
     return replace(decision, conditions=_conditions(ctx, decision))
 
 

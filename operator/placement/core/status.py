@@ -34,6 +34,7 @@ from placement.core.api import (
     Phase,
     PlannedHold,
     RunStatus,
+    WaitingHold,
     WorkloadPlacementStatus,
 )
 from placement.core.backlog import Backlog
@@ -70,6 +71,9 @@ def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> Stat
         if batch.planned_hold is None
         else (batch.planned_hold.from_, batch.planned_hold.until),
         replicas_per_demand=batch.replicas_per_demand,
+        waiting_hold=None
+        if batch.waiting_hold is None
+        else (batch.waiting_hold.from_, batch.waiting_hold.until),
     )
 
 
@@ -124,6 +128,7 @@ def build_status(
             last_missed_window=state.last_missed_window,
             fallback_until=state.fallback_until,
             planned_hold=planned_hold_status(decision.plan),
+            waiting_hold=waiting_hold_status(decision),
             replicas_per_demand=_finite(state.replicas_per_demand),
             backlog=backlog_status(decision.backlog)
             if state.original_replicas is not None
@@ -142,6 +147,21 @@ def _async_status(state: State) -> AsyncStatus:
     if not state.in_async:
         return AsyncStatus()
     return AsyncStatus(since=state.async_since, scaled_object=scaled_object_name(state.name))
+
+
+def waiting_hold_status(decision: Decision) -> WaitingHold | None:
+    """The hold whose work waits for its window, and that window."""
+    waiting, window = decision.state.waiting_hold, decision.waiting_window
+    if waiting is None or window is None:
+        return None
+    return WaitingHold.model_validate(
+        {
+            "from": waiting[0],
+            "until": waiting[1],
+            "windowStart": window.start,
+            "windowEnd": window.end,
+        }
+    )
 
 
 def planned_hold_status(plan: HoldPlan | None) -> PlannedHold | None:

@@ -26,8 +26,10 @@ work it did (as a Job that counts its tokens would, overwriting the operator's e
 annotation placement.runplacement.io/work-replica-hours), so learning measures the true
 efficiency. Held work no Job took when realtime is restored (e.g. before a window it would
 miss) is served by the restored fleet with the capacity its load leaves, at no extra cost, as a
-real fleet drains the queue it finds. Work still queued when the series ends is charged as
-batch work (and one staging), so a hold at the end is not free.
+real fleet drains the queue it finds; not after a planned restore (a hold that ended before
+its window, status.batch.waitingHold): that work waits for the window's Job, created while
+realtime, and a window that ends without it succeeding is missed. Work still queued when the
+series ends is charged as batch work (and one staging), so a hold at the end is not free.
 The first `metrics.lookback` of the series is history only: it fills the operator's average
 (as Prometheus' history before the replayed range would); nothing is decided or priced in it.
 
@@ -642,6 +644,14 @@ class _Simulation:
                 running[0].queue += arriving
             else:
                 self.backlog += arriving
+        elif self.state.waiting_hold is not None:
+            # A planned restore (a hold that ended before its window): the held work waits
+            # for the window's Job, which the operator creates while realtime. The realtime
+            # fleet does not drain it for free, and the window counts as held for (a window
+            # that ends without that Job succeeding missed the work).
+            waiting = current_or_next_window(self.spec.batch.window, self.state.waiting_hold[1])
+            if waiting.contains(sample.at):
+                self.windows_held[waiting.label] = waiting
         elif self.backlog > _EPSILON:
             # Restored with held work still waiting and no Job for it: the realtime fleet
             # serves it with the capacity its own load leaves (already paid for), as a real

@@ -1,0 +1,281 @@
+"""Holds that end before their window: where the day's work does not fit the window, the quiet
+hours right after the last window are held, realtime is restored at the hold's end (a planned
+restore), and the window's Job does the held work while the Deployment is realtime. A Job that
+fails then has nothing to restore: a Warning with the numbers, and the window's end says the
+work was missed.
+
+The example placement (tests/unit/factories.py: 4 replicas, window 01:00-05:00 UTC), 4
+parallel pods, a load of 0.9 of the fleet except 05:00-13:00 (0.1): the window's own hours
+bring 7.5 batch pod-hours of the 12.8 the window allows (0.8 of 4 pods x 4h), so a hold that
+ends with the window holds 6 busy hours, which lose money (batch at 2.0 a pod-hour with
+batchEfficiency 2 costs more than the replicas it saves); the quiet morning and a few busy
+hours after it fit, and pay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from placement.core.api import Action, Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
+from placement.core.forecast import Forecast, HourForecast
+from placement.core.observation import LoadHistory
+from placement.core.planning import Planner, WorkForecast
+from placement.core.policy import Decision, JobObservation, JobOutcome, Observed, decide
+from placement.core.reasons import EventType, Reason
+from placement.core.status import build_status, state_from_status
+from placement.core.window import current_or_next_window
+from placement.replay.replay import ReplayOptions, replay
+from placement.replay.series import Sample
+from tests.unit.factories import make_spec
+
+NAME = "summarizer"
+JOB = "summarizer-20261122-0100"
+SPEC = {
+    "batch.jobTemplate.spec.parallelism": 4,
+    "metrics.demand": "sum(rate(requests_total[5m]))",
+    "metrics.queueDepth": "sum(queue_items)",
+}
+PER_REPLICA = 1000.0  # demand one busy replica serves
+
+
+def _at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+
+
+def _load(moment: datetime) -> float:
+    return 0.1 if 5 <= moment.hour < 13 else 0.9
+
+
+def _shaped() -> WorkForecast:
+    starts = [_at(21, 5) + timedelta(hours=i) for i in range(48)]
+    hours = [HourForecast(start, _load(start), _load(start)) for start in starts]
+    return WorkForecast(Forecast("utilization", "test shape", tuple(hours), True), 4.0)
+
+
+def _planner(spec: WorkloadPlacementSpec, *, early_end: bool) -> Planner:
+    window = current_or_next_window(spec.batch.window, _at(21, 12))
+    return Planner(spec.costs, 4, 0, 4, window, _shaped(), early_end=early_end)
+
+
+def test_the_quiet_hours_after_the_last_window_are_held_when_the_evening_does_not_pay() -> None:
+    spec = make_spec(**SPEC)
+    plan = _planner(spec, early_end=True).choose(24).plan
+    assert plan is not None and plan.ends_early
+    # The morning (0.4 replica-hours an hour) and five busy hours (3.6 each) fit 12.8.
+    assert (plan.start, plan.end) == (_at(21, 5), _at(21, 18))
+    assert plan.batch_pod_hours <= plan.capacity_pod_hours == pytest.approx(4 * 4 * 0.8)
+    assert plan.breakdown.savings > 0
+    assert "ends before its window: realtime from 2026-11-21 18:00" in plan.describe()
+    assert "the held work waits for the job of window 2026-11-22 01:00-05:00 UTC" in (
+        plan.describe()
+    )
+    # Holds that end with the window only hold busy hours, which lose money.
+    with_window = _planner(spec, early_end=False).choose(24).plan
+    assert with_window is not None and not with_window.ends_early
+    assert with_window.breakdown.savings < 0 < plan.breakdown.savings
+
+
+def test_a_hold_that_fits_until_its_window_never_ends_early() -> None:
+    # A flat quiet load: the whole day fits the window, held until its end as before.
+    spec = make_spec(**SPEC)
+    hours = tuple(HourForecast(_at(21, 5) + timedelta(hours=i), 0.1, 0.1) for i in range(48))
+    forecast = WorkForecast(Forecast("utilization", "flat", hours, True), 4.0)
+    window = current_or_next_window(spec.batch.window, _at(21, 12))
+    plan = Planner(spec.costs, 4, 0, 4, window, forecast).choose(24).plan
+    assert plan is not None and not plan.ends_early and plan.hours == 24
+
+
+# -- a day through decide(), the state kept only in status ------------------------------------
+
+
+def _history(now: datetime) -> LoadHistory:
+    """Fourteen days of the shaped load as demand, 5-minute samples."""
+    samples, moment = [], now - timedelta(days=14)
+    while moment < now:
+        samples.append((moment, _load(moment) * 4 * PER_REPLICA))
+        moment += timedelta(minutes=5)
+    return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
+
+
+@dataclass
+class _Placement:
+    spec: WorkloadPlacementSpec
+    stored: dict[str, Any] = field(default_factory=dict)
+    held_work: float = 0.0  # replica-hours queued for the Job (what queueDepth reads)
+
+    def evaluate(
+        self, now: datetime, *, held: bool, jobs: tuple[JobObservation, ...] = ()
+    ) -> Decision:
+        previous = WorkloadPlacementStatus.model_validate(self.stored) if self.stored else None
+        state = state_from_status(NAME, previous)
+        load = _load(now)
+        observed = Observed(
+            replicas=0 if held else 4,
+            utilization=None if held else load,
+            demand=load * 4 * PER_REPLICA,
+            queue_depth=self.held_work * 3600 * PER_REPLICA,
+            backlog_metrics=True,
+            history=_history(now),
+            jobs=jobs,
+        )
+        decision = decide(self.spec, observed, state, now=now)
+        status = build_status(decision, previous, generation=1)
+        self.stored = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return decision
+
+
+def _held_until_the_planned_restore() -> tuple[_Placement, Decision]:
+    placement = _Placement(make_spec(**SPEC))
+    moved = placement.evaluate(_at(21, 5), held=False)
+    assert (moved.action, moved.reason) == (Action.MOVE_TO_BATCH, Reason.MOVED_TO_BATCH)
+    assert moved.plan is not None and moved.plan.ends_early and moved.plan.start == _at(21, 5)
+    assert "ends before its window" in moved.message
+    end = moved.plan.end if moved.plan is not None else None
+    assert end is not None and end < _at(22, 1)
+    placement.held_work = 8 * 0.4
+    during = placement.evaluate(_at(21, 12), held=True)
+    assert during.action is Action.WAIT and during.state.holding
+    # The backlog counts what arrives until the hold's end, not until the window's.
+    assert during.backlog is not None and during.backlog.watched and during.backlog.fits
+    assert during.backlog.arriving_replica_hours == pytest.approx(
+        (end - _at(21, 13)).total_seconds() / 3600 * 3.6 + 0.4, rel=0.05
+    )
+    placement.held_work += (end - _at(21, 13)).total_seconds() / 3600 * 3.6
+    restored = placement.evaluate(end, held=True)
+    return placement, restored
+
+
+def test_the_planned_restore_leaves_the_held_work_to_the_windows_job() -> None:
+    placement, restored = _held_until_the_planned_restore()
+    assert (restored.action, restored.reason, restored.event_type) == (
+        Action.RESTORE,
+        Reason.RESTORED,
+        EventType.NORMAL,
+    )
+    assert restored.desired_replicas == 4 and not restored.state.holding
+    assert restored.message.startswith("deployment/summarizer 0 -> 4; planned restore: the planned")
+    assert "the held work waits for the job of window 2026-11-22 01:00-05:00 UTC" in (
+        restored.message
+    )
+    waiting = placement.stored["batch"]["waitingHold"]
+    assert waiting["from"].startswith("2026-11-21T05:00") and waiting["windowStart"].startswith(
+        "2026-11-22T01:00"
+    )
+    # Realtime until the window: no new hold for it, nothing to say again.
+    evening = placement.evaluate(_at(21, 22), held=False)
+    assert (evening.action, evening.phase, evening.noteworthy) == (
+        Action.WAIT,
+        Phase.REALTIME,
+        False,
+    )
+    assert evening.desired_replicas is None and evening.job_name is None
+    assert "waits for the job of window 2026-11-22 01:00-05:00 UTC" in evening.message
+    # In the window the Job is created while the Deployment stays realtime.
+    created = placement.evaluate(_at(22, 1), held=False)
+    assert (created.action, created.phase, created.reason) == (
+        Action.CREATE_JOB,
+        Phase.REALTIME,
+        Reason.BATCH_JOB_CREATED,
+    )
+    assert created.job_name == JOB and created.desired_replicas is None
+    assert created.job_work_replica_hours == pytest.approx(placement.held_work, rel=0.05)
+    running = JobObservation(JOB, JobOutcome.RUNNING)
+    assert placement.evaluate(_at(22, 2), held=False, jobs=(running,)).noteworthy is False
+    done = JobObservation(JOB, JobOutcome.SUCCEEDED, _at(22, 3), pod_hours=8.0)
+    succeeded = placement.evaluate(_at(22, 3), held=False, jobs=(done,))
+    assert (succeeded.reason, succeeded.event_type) == (Reason.BATCH_SUCCEEDED, EventType.NORMAL)
+    assert succeeded.state.missed_windows == 0
+    # The window over, the next hold is planned as usual.
+    after = placement.evaluate(_at(22, 5), held=False, jobs=(done,))
+    assert after.state.waiting_hold is None and "waitingHold" not in placement.stored["batch"]
+
+
+def test_a_job_that_fails_while_realtime_is_reported_and_the_work_missed() -> None:
+    placement, _ = _held_until_the_planned_restore()
+    placement.evaluate(_at(22, 1), held=False)
+    failed = JobObservation(JOB, JobOutcome.FAILED, _at(22, 2))
+    warning = placement.evaluate(_at(22, 2), held=False, jobs=(failed,))
+    assert (warning.reason, warning.event_type, warning.noteworthy) == (
+        Reason.BATCH_JOB_FAILED,
+        EventType.WARNING,
+        True,
+    )
+    assert warning.desired_replicas is None  # nothing to restore
+    assert f"job {JOB} failed; the work held 2026-11-21 05:00 UTC" in warning.message
+    assert "replica-hours forecast) is missed unless it is retried" in warning.message
+    assert placement.evaluate(_at(22, 3), held=False, jobs=(failed,)).noteworthy is False
+    missed = placement.evaluate(_at(22, 5), held=False, jobs=(failed,))
+    assert (missed.reason, missed.event_type) == (Reason.BATCH_WINDOW_MISSED, EventType.WARNING)
+    assert missed.state.missed_windows == 1 and missed.state.waiting_hold is None
+    assert "is missed (deployment/summarizer was realtime, nothing to restore)" in missed.message
+
+
+# -- replay: the held work is the Job's, not the restored fleet's ----------------------------
+
+
+def _ramped(moment: datetime) -> float:
+    """Quiet 05:00-13:00 (0.1), busy 17:00-01:00 (0.9), ramps of four hours between."""
+    hour = moment.hour + moment.minute / 60
+    if 5 <= hour < 13:
+        return 0.1
+    if 13 <= hour < 17:
+        return 0.1 + 0.2 * (hour - 13)
+    if hour >= 17 or hour < 1:
+        return 0.9
+    return 0.9 - 0.2 * (hour - 1)
+
+
+def test_replay_keeps_the_held_work_for_the_job_after_a_planned_restore() -> None:
+    start = datetime(2026, 11, 14, tzinfo=UTC)
+    samples = [
+        Sample(moment, 4, _ramped(moment))
+        for moment in (start + timedelta(minutes=5 * i) for i in range(288 * 6))
+    ]
+    spec = make_spec(**SPEC, **{"metrics.lookback": "1h", "evaluationInterval": "5m"})
+    result = replay(spec, samples, name="s", options=ReplayOptions(capacity_per_replica=1000.0))
+    restores = [d for d in result.decisions if "planned restore" in d.message]
+    assert len(restores) >= 3 and result.missed_windows == 0
+    for restore in restores:
+        # The hold from 05:00 until the restore; its window's Job, created while realtime,
+        # did all of that work: the restored fleet drained none of it for free.
+        held_from = restore.at.replace(hour=5, minute=0)
+        held = sum(
+            step.replicas * step.utilization * step.hours
+            for step in result.steps
+            if step.held and held_from <= step.at < restore.at
+        )
+        window = current_or_next_window(spec.batch.window, restore.at)
+        job = next((job for job in result.jobs if job.window.label == window.label), None)
+        if job is None:  # the series ended before the window: still waiting, not drained
+            assert window.start > samples[-1].at
+            assert result.pending_work == pytest.approx(held)
+            continue
+        assert job.created >= window.start and job.outcome is JobOutcome.SUCCEEDED
+        assert not any(step.held for step in result.steps if window.start <= step.at < window.end)
+        assert job.work_done == pytest.approx(held)
+
+
+def test_a_hold_whose_backlog_outgrows_the_window_ends_early_instead_of_falling_back() -> None:
+    # More work waiting by 16:00 than forecast (20 replica-hours, 10.46 batch pod-hours):
+    # with the four hours still to come the window would not do it all, but what waits now
+    # fits 0.9 of it. The hold ends now, that work left to the window's Job: no fallback.
+    placement = _Placement(make_spec(**SPEC))
+    moved = placement.evaluate(_at(21, 5), held=False)
+    assert moved.plan is not None and moved.plan.ends_early and moved.plan.end > _at(21, 17)
+    placement.held_work = 20.0
+    ended = placement.evaluate(_at(21, 16), held=True)
+    assert (ended.action, ended.reason, ended.event_type) == (
+        Action.RESTORE,
+        Reason.RESTORED,
+        EventType.NORMAL,
+    )
+    assert ended.desired_replicas == 4 and ended.state.fallback_until is None
+    assert ended.state.waiting_hold == (_at(21, 5), _at(21, 16))
+    assert "the hold ends before its plan's end" in ended.message
+    assert "waits for the job of window 2026-11-22 01:00-05:00 UTC" in ended.message
+    created = placement.evaluate(_at(22, 1), held=False)
+    assert (created.action, created.job_name) == (Action.CREATE_JOB, JOB)
