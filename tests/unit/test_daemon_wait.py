@@ -20,6 +20,7 @@ from placement.core.labels import FINALIZER
 from placement.runtime import handlers
 from placement.runtime.config import OperatorConfig
 from placement.runtime.handlers import RECORD_SPEC, Daemons, register
+from placement.runtime.slots import Slots
 
 
 def _body() -> kopf.Body:
@@ -269,17 +270,114 @@ def test_an_enforce_placement_is_not_evaluated_before_its_finalizer_is_on() -> N
     assert waited < 5  # at the event, not a 60 s tick later
 
 
-def test_a_recommend_placement_does_not_wait_for_its_finalizer() -> None:
-    async def scenario() -> float:
-        running = Running(tick=60, due_in=0)
-        running.memo.evaluated_generation = None
-        running.raw["spec"] = {"mode": "Recommend"}  # changes nothing: nothing to give back
-        running.start()
-        waited = await _until(lambda: running.evaluations.started == 1)
-        await running.stop()
-        return waited
+def test_a_new_recommend_placement_waits_for_its_finalizer_but_not_for_ever(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its first status write would land between kopf's read and kopf's conditional patch of
+    the finalizer (refused, sent again): it waits for the event bringing the finalizer. It
+    changes nothing, so past FINALIZER_PATIENCE it is evaluated without it."""
 
-    assert asyncio.run(scenario()) < 5
+    async def scenario(with_finalizer: bool) -> tuple[int, float]:
+        running = Running(tick=0.02 if not with_finalizer else 60, due_in=0)
+        running.memo.evaluated_generation = None
+        running.raw["spec"] = {"mode": "Recommend"}
+        running.start()
+        await asyncio.sleep(0.1)
+        before = running.evaluations.started
+        if with_finalizer:
+            running.raw["metadata"]["finalizers"] = [FINALIZER]
+            looks = running.handler(running.registry._watching, RECORD_SPEC).when
+            looks(body=running.body, type="MODIFIED", memo=running.memo)
+        waited = await _until(lambda: running.evaluations.started >= 1)
+        await running.stop()
+        return before, waited
+
+    monkeypatch.setattr(handlers, "FINALIZER_PATIENCE", 0.3)
+    before, waited = asyncio.run(scenario(with_finalizer=True))
+    assert before == 0
+    assert waited < 5  # at the event, not a 60 s tick later
+    with caplog.at_level(logging.WARNING):
+        before, waited = asyncio.run(scenario(with_finalizer=False))
+    assert before == 0
+    assert waited < 5  # past its patience, evaluated anyway
+    assert not [r for r in caplog.records if "not evaluated for" in r.getMessage()]
+
+
+class Writes:
+    """The status writes, as kubeaio answers them: the resourceVersion each made."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.made = 0
+
+    async def patch_placement_status(self, namespace: str, name: str, status: Any) -> str:
+        self.made += 1
+        return self.version
+
+
+def _evaluating(running: Running, monkeypatch: pytest.MonkeyPatch) -> Writes:
+    """Evaluations that succeed, each deciding a status due again in 20 ms, written through
+    the real status write to `Writes` (resourceVersion 12)."""
+
+    async def evaluate(body: Any, patch: kopf.Patch, *_: Any, **__: Any) -> float:
+        running.evaluations.started += 1
+        patch.status["phase"] = "Realtime"
+        return 0.02
+
+    monkeypatch.setattr(handlers, "evaluate_async", evaluate)
+    writes = Writes("12")
+    running.memo.evaluation_slots = Slots(1)
+    running.memo.kube = writes
+    running.memo.metrics = running.memo.blocking = None
+    running.raw["metadata"]["resourceVersion"] = "10"
+    return writes
+
+
+def test_a_placement_is_not_evaluated_again_before_its_body_shows_its_last_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Evaluated on a body without its own last status write, a placement would decide and
+    write the same again. It sleeps until the event that brings the write (no look before)."""
+
+    async def scenario() -> tuple[int, int, float, float]:
+        running = Running(tick=60, due_in=0)
+        writes = _evaluating(running, monkeypatch)
+        running.start()
+        await _until(lambda: writes.made == 1)
+        await asyncio.sleep(0.3)  # due again 20 ms after the write: 15 times over
+        evaluated, made = running.evaluations.started, writes.made
+        woke = running.wakeups("due") + running.wakeups("not-due")
+        looks = running.handler(running.registry._watching, RECORD_SPEC).when
+        running.raw["metadata"]["resourceVersion"] = "11"  # someone else's, before ours
+        looks(body=running.body, type="MODIFIED", memo=running.memo)
+        await asyncio.sleep(0.05)
+        assert running.evaluations.started == 1
+        running.raw["metadata"]["resourceVersion"] = "12"  # the event of its own write
+        looks(body=running.body, type="MODIFIED", memo=running.memo)
+        waited = await _until(lambda: running.evaluations.started == 2)
+        await running.stop()
+        return evaluated, made, woke, waited
+
+    evaluated, made, woke, waited = asyncio.run(scenario())
+    assert (evaluated, made) == (1, 1)
+    assert woke <= 1  # once, at its due time, then asleep until the event
+    assert waited < 5
+
+
+def test_a_write_that_never_shows_holds_the_placement_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handlers, "WRITE_PATIENCE", 0.2)
+
+    async def scenario() -> int:
+        running = Running(tick=60, due_in=0)
+        _evaluating(running, monkeypatch)
+        running.start()
+        await _until(lambda: running.evaluations.started >= 3, timeout=5)
+        await running.stop()
+        return running.evaluations.started
+
+    assert asyncio.run(scenario()) >= 3  # one per WRITE_PATIENCE, the body never caught up
 
 
 def test_a_placement_left_without_its_finalizer_says_so_once(

@@ -150,6 +150,20 @@ def test_jobs_created_once_and_refusals_say_what_the_api_server_said() -> None:
     run({("POST", jobs): create}, scenario)
 
 
+def test_a_status_write_answers_the_resource_version_it_made() -> None:
+    """The daemon waits for a body that shows its own write before it evaluates again."""
+    status = "/apis/placement.runplacement.io/v1alpha1/namespaces/ml/workloadplacements/p/status"
+
+    async def patched(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"metadata": {"name": "p", "resourceVersion": "4711"}})
+
+    async def scenario(kube: AsyncKube, received: list[tuple[str, str, Any]]) -> None:
+        assert await kube.patch_placement_status("ml", "p", {"phase": "Batch"}) == "4711"
+        assert received == [("PATCH", status, {"status": {"phase": "Batch"}})]
+
+    run({("PATCH", status): patched}, scenario)
+
+
 def test_a_status_no_json_can_carry_is_refused_before_any_request() -> None:
     async def scenario(kube: AsyncKube, received: list[tuple[str, str, Any]]) -> None:
         with pytest.raises(ValueError):

@@ -190,13 +190,16 @@ class AsyncKube:
 
     async def patch_placement_status(
         self, namespace: str, name: str, status: dict[str, Any]
-    ) -> None:
-        await self.request(
+    ) -> str | None:
+        """The resourceVersion the write made (the daemon waits for a body that shows it)."""
+        written = await self.request(
             "PATCH",
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
             body={"status": status},
             content_type=MERGE_PATCH,
         )
+        version = ((written or {}).get("metadata") or {}).get("resourceVersion")
+        return str(version) if version is not None else None
 
     # -- autoscalers and Jobs, from the caches -------------------------------------------
 
