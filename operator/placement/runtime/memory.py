@@ -77,3 +77,111 @@ def snapshot_on_signal() -> bool:
 
     signal.signal(signal.SIGUSR1, dump)
     return True
+
+
+PROBE_ENV = "PLACEMENT_MEMORY_PROBE"
+PROBE_SECONDS_ENV = "PLACEMENT_MEMORY_PROBE_SECONDS"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def memory_figures(types: bool = False) -> dict[str, object]:
+    """Where the process's memory is, by layer: the kernel's (resident, anonymous), glibc's
+    (mallinfo2: its heaps in use and free, its mmaps), pymalloc's (arenas, bytes in blocks
+    used and free) and Python's (allocated blocks; with `types`, the live objects the
+    collector tracks, by type). A debugging aid (probe_periodically)."""
+    import gc
+    import os
+    import sys
+    import tempfile
+
+    figures: dict[str, object] = {"t": round(time.time(), 1)}
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads"):
+                    figures[key] = int(value.split()[0])
+    except OSError:
+        pass
+    name = ctypes.util.find_library("c")
+    if name is not None:
+        try:
+            mallinfo2 = ctypes.CDLL(name).mallinfo2
+            mallinfo2.restype = _MallInfo2
+            info = mallinfo2()
+            figures["malloc"] = {key: getattr(info, key) >> 10 for key, _ in _MallInfo2._fields_}
+        except (OSError, AttributeError):
+            pass
+    figures["allocated_blocks"] = sys.getallocatedblocks()
+    # pymalloc prints its figures to the C stderr: caught in a file for the time of the call.
+    with tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(caught.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        caught.seek(0)
+        text = caught.read().decode(errors="replace")
+    for line in text.splitlines():
+        key, _, value = line.rpartition("=")
+        key = key.strip().lstrip("#").strip()
+        if key in (
+            "arenas allocated current",
+            "arenas highwater mark",
+            "bytes in allocated blocks",
+            "bytes in available blocks",
+            "bytes lost to pool headers",
+            "bytes lost to quantization",
+            "Total",
+        ) and ("pymalloc " + key) not in figures:  # the first Total: the arenas'
+            figures["pymalloc " + key] = int(value.strip().replace(",", ""))
+    figures["gc_count"] = gc.get_count()
+    if types:
+        counts: dict[str, int] = {}
+        for obj in gc.get_objects():
+            kind = type(obj).__qualname__
+            counts[kind] = counts.get(kind, 0) + 1
+        figures["objects"] = sum(counts.values())
+        figures["types"] = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:40])
+    return figures
+
+
+def probe_periodically() -> bool:
+    """A debugging aid: with PLACEMENT_MEMORY_PROBE=<file> in the environment, append one JSON
+    line of memory_figures to the file every PLACEMENT_MEMORY_PROBE_SECONDS (30), and one
+    with the live objects by type on SIGUSR2. False (nothing probed) unless the variable is
+    set."""
+    import json
+    import os
+    import signal
+
+    target = os.environ.get(PROBE_ENV)
+    if not target:
+        return False
+    every = float(os.environ.get(PROBE_SECONDS_ENV) or 30)
+
+    def write(types: bool) -> None:
+        line = json.dumps(memory_figures(types))
+        with open(target, "a") as out:
+            out.write(line + "\n")
+
+    def loop() -> None:
+        while True:
+            write(False)
+            time.sleep(every)
+
+    threading.Thread(target=loop, name="memory-probe", daemon=True).start()
+    signal.signal(signal.SIGUSR2, lambda _signum, _frame: write(True))
+    return True
