@@ -155,7 +155,50 @@ def memory_figures(types: bool = False) -> dict[str, object]:
             counts[kind] = counts.get(kind, 0) + 1
         figures["objects"] = sum(counts.values())
         figures["types"] = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:40])
+        figures["holders"] = _holders()
+        figures["garbage"] = _cyclic_garbage()
     return figures
+
+
+def _holders(top: int = 60) -> dict[str, int]:
+    """The live containers by type and the type of what holds them ("list<-Foo"): which
+    objects keep the many small lists, dicts and tuples."""
+    import gc
+
+    counts: dict[str, int] = {}
+    kinds = (list, dict, tuple, set)
+    for holder in gc.get_objects():
+        outer = type(holder).__qualname__
+        if type(holder) is dict:  # which dicts: by their first keys
+            outer += "{" + ",".join(str(k)[:24] for k in list(holder)[:4]) + "}"
+        for child in gc.get_referents(holder):
+            if isinstance(child, kinds):
+                key = type(child).__qualname__ + "<-" + outer
+                counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:top])
+
+
+def _cyclic_garbage(top: int = 40) -> dict[str, int]:
+    """What a full collection frees now, by type (and frames, coroutines and functions by
+    their code's name): the garbage in reference cycles, which waits for a full collection."""
+    import gc
+
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        counts: dict[str, int] = {}
+        for obj in gc.garbage:
+            kind = type(obj).__qualname__
+            code = getattr(obj, "f_code", None) or getattr(obj, "cr_code", None)
+            code = code or getattr(obj, "gi_code", None) or getattr(obj, "__code__", None)
+            if code is not None:
+                kind += " " + code.co_qualname
+            counts[kind] = counts.get(kind, 0) + 1
+        counts["(all)"] = len(gc.garbage)
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:top])
 
 
 def probe_periodically() -> bool:
