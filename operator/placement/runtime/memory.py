@@ -150,9 +150,21 @@ def memory_figures(types: bool = False) -> dict[str, object]:
     figures["gc_count"] = gc.get_count()
     if types:
         counts: dict[str, int] = {}
+        named: dict[str, int] = {}
         for obj in gc.get_objects():
             kind = type(obj).__qualname__
             counts[kind] = counts.get(kind, 0) + 1
+            if kind in ("function", "coroutine", "async_generator", "generator"):
+                code = getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None)
+                code = code or getattr(obj, "gi_code", None) or getattr(obj, "__code__", None)
+                where = kind + " " + str(getattr(code, "co_qualname", "?"))
+                named[where] = named.get(where, 0) + 1
+            elif kind in ("ReferenceType", "Task", "partial", "method"):
+                target = getattr(obj, "__callback__", None) or getattr(obj, "func", None)
+                target = target or getattr(obj, "__func__", None) or getattr(obj, "get_coro", None)
+                where = kind + " " + str(getattr(target, "__qualname__", type(target).__name__))
+                named[where] = named.get(where, 0) + 1
+        figures["named"] = dict(sorted(named.items(), key=lambda kv: -kv[1])[:60])
         figures["objects"] = sum(counts.values())
         figures["types"] = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:40])
         figures["holders"] = _holders()
