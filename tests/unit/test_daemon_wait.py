@@ -299,3 +299,40 @@ def test_a_placement_left_without_its_finalizer_says_so_once(
     warnings = [r.getMessage() for r in caplog.records if "not evaluated for" in r.getMessage()]
     assert len(warnings) == 1
     assert FINALIZER in warnings[0] and "may patch placements" in warnings[0]
+
+
+def test_the_stop_waiter_is_one_task_done_when_kopf_stops_the_daemon() -> None:
+    # kopf's own `stopped.wait()` is two tasks and five coroutines kept for the daemon's life
+    # (2.5 KB a placement); the waiter for the stopper's event is one task.
+    async def scenario() -> tuple[int, bool, bool]:
+        setter: FlagSetter[Any] = FlagSetter()
+        before = len(asyncio.all_tasks())
+        waiter = handlers.stop_waiter(AsyncFlagWaiter(setter))
+        await asyncio.sleep(0.01)
+        tasks = len(asyncio.all_tasks()) - before
+        waiting = not waiter.done()
+        setter.set()
+        await asyncio.wait_for(waiter, timeout=5)
+        return tasks, waiting, waiter.done()
+
+    assert asyncio.run(scenario()) == (1, True, True)
+
+
+def test_without_kopfs_stopper_event_the_stop_waiter_is_kopfs_own() -> None:
+    class Stopped:  # a kopf release without `_setter.async_event`
+        def __init__(self) -> None:
+            self.event = asyncio.Event()
+
+        async def wait(self) -> None:
+            await self.event.wait()
+
+    async def scenario() -> bool:
+        stopped = Stopped()
+        waiter = handlers.stop_waiter(cast(kopf.DaemonStopped, stopped))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        stopped.event.set()
+        await asyncio.wait_for(waiter, timeout=5)
+        return waiter.done()
+
+    assert asyncio.run(scenario())

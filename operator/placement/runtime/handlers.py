@@ -500,7 +500,7 @@ def register(  # noqa: C901
         # One waiter for the stop for the daemon's life: kopf's `stopped.wait(delay)` makes two
         # tasks and cancels one at every wait (a twentieth of the operator's CPU at 1,000
         # placements evaluated every second).
-        until_stopped = asyncio.ensure_future(stopped.wait())
+        until_stopped = stop_waiter(stopped)
         try:
             await _watch(body, memo, logger, stopped, until_stopped)
         finally:
@@ -570,6 +570,18 @@ def register(  # noqa: C901
         telemetry.forget(str(body.metadata.namespace), str(body.metadata.name))
 
     return telemetry
+
+
+def stop_waiter(stopped: kopf.DaemonStopped) -> asyncio.Future[Any]:
+    """A future done when kopf stops the daemon. kopf's `stopped.wait()` waits for its
+    stopper's asyncio event through two tasks and five coroutines, kept for the daemon's life:
+    2.5 KB a placement, against 1 KB for one task waiting for the event itself (25 -> 10 MB
+    at 10,000 placements). The event is kopf's private `_setter.async_event` (kopf 1.45);
+    should a release rename it, kopf's own waiter is used."""
+    event = getattr(getattr(stopped, "_setter", None), "async_event", None)
+    if isinstance(event, asyncio.Event):
+        return asyncio.ensure_future(event.wait())
+    return asyncio.ensure_future(stopped.wait())
 
 
 # -- one evaluation -----------------------------------------------------------------------
