@@ -336,3 +336,13 @@ def test_without_kopfs_stopper_event_the_stop_waiter_is_kopfs_own() -> None:
         return waiter.done()
 
     assert asyncio.run(scenario())
+
+
+def test_kopf_lists_placements_in_pages() -> None:
+    # A list of every placement at once (kopf's default) is decoded whole with managedFields
+    # when kopf's watch cannot resume: about 20-47 KB a placement until the last is queued.
+    settings = kopf.OperatorSettings()
+    config = OperatorConfig(prometheus_url="http://127.0.0.1:9090", watch_timeout_seconds=120)
+    handlers.configure_watching(settings, config)
+    assert settings.watching.chunk_size == handlers.LIST_CHUNK == 500
+    assert (settings.watching.server_timeout, settings.watching.client_timeout) == (120, 150)

@@ -83,27 +83,41 @@ PROBE_ENV = "PLACEMENT_MEMORY_PROBE"
 PROBE_SECONDS_ENV = "PLACEMENT_MEMORY_PROBE_SECONDS"
 
 
+MALLINFO2 = (
+    "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+    "fsmblks", "uordblks", "fordblks", "keepcost",
+)  # fmt: skip
+
+
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-            "fsmblks", "uordblks", "fordblks", "keepcost",
-        )
-    ]  # fmt: skip
+    _fields_ = [(name, ctypes.c_size_t) for name in MALLINFO2]
 
 
 def memory_figures(types: bool = False) -> dict[str, object]:
     """Where the process's memory is, by layer: the kernel's (resident, anonymous), glibc's
     (mallinfo2: its heaps in use and free, its mmaps), pymalloc's (arenas, bytes in blocks
     used and free) and Python's (allocated blocks; with `types`, the live objects the
-    collector tracks, by type). A debugging aid (probe_periodically)."""
+    collector tracks, by type, what holds them and the garbage in cycles). A debugging aid
+    (probe_periodically)."""
     import gc
-    import os
     import sys
-    import tempfile
 
-    figures: dict[str, object] = {"t": round(time.time(), 1)}
+    figures: dict[str, object] = {"t": round(time.time(), 1), **_kernel_figures()}
+    malloc = _malloc_figures()
+    if malloc:
+        figures["malloc"] = malloc
+    figures["allocated_blocks"] = sys.getallocatedblocks()
+    figures.update(_pymalloc_figures())
+    figures["gc_count"] = gc.get_count()
+    if types:
+        figures.update(_objects())
+        figures["holders"] = _holders()
+        figures["garbage"] = _cyclic_garbage()
+    return figures
+
+
+def _kernel_figures() -> dict[str, int]:
+    figures: dict[str, int] = {}
     try:
         with open("/proc/self/status") as status:
             for line in status:
@@ -112,17 +126,41 @@ def memory_figures(types: bool = False) -> dict[str, object]:
                     figures[key] = int(value.split()[0])
     except OSError:
         pass
+    return figures
+
+
+def _malloc_figures() -> dict[str, int]:
+    """glibc's mallinfo2, in KiB; empty where there is no glibc (or an older one)."""
     name = ctypes.util.find_library("c")
-    if name is not None:
-        try:
-            mallinfo2 = ctypes.CDLL(name).mallinfo2
-            mallinfo2.restype = _MallInfo2
-            info = mallinfo2()
-            figures["malloc"] = {key: getattr(info, key) >> 10 for key, _ in _MallInfo2._fields_}
-        except (OSError, AttributeError):
-            pass
-    figures["allocated_blocks"] = sys.getallocatedblocks()
-    # pymalloc prints its figures to the C stderr: caught in a file for the time of the call.
+    if name is None:
+        return {}
+    try:
+        mallinfo2 = ctypes.CDLL(name).mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {key: getattr(info, key) >> 10 for key in MALLINFO2}
+
+
+PYMALLOC_FIGURES = (
+    "arenas allocated current",
+    "arenas highwater mark",
+    "bytes in allocated blocks",
+    "bytes in available blocks",
+    "bytes lost to pool headers",
+    "bytes lost to quantization",
+    "Total",
+)
+
+
+def _pymalloc_figures() -> dict[str, int]:
+    """pymalloc's own figures (sys._debugmallocstats), which it prints to the C stderr:
+    caught in a file for the time of the call."""
+    import os
+    import sys
+    import tempfile
+
     with tempfile.TemporaryFile() as caught:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -134,42 +172,42 @@ def memory_figures(types: bool = False) -> dict[str, object]:
             os.close(saved)
         caught.seek(0)
         text = caught.read().decode(errors="replace")
+    figures: dict[str, int] = {}
     for line in text.splitlines():
         key, _, value = line.rpartition("=")
-        key = key.strip().lstrip("#").strip()
-        if key in (
-            "arenas allocated current",
-            "arenas highwater mark",
-            "bytes in allocated blocks",
-            "bytes in available blocks",
-            "bytes lost to pool headers",
-            "bytes lost to quantization",
-            "Total",
-        ) and ("pymalloc " + key) not in figures:  # the first Total: the arenas'
-            figures["pymalloc " + key] = int(value.strip().replace(",", ""))
-    figures["gc_count"] = gc.get_count()
-    if types:
-        counts: dict[str, int] = {}
-        named: dict[str, int] = {}
-        for obj in gc.get_objects():
-            kind = type(obj).__qualname__
-            counts[kind] = counts.get(kind, 0) + 1
-            if kind in ("function", "coroutine", "async_generator", "generator"):
-                code = getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None)
-                code = code or getattr(obj, "gi_code", None) or getattr(obj, "__code__", None)
-                where = kind + " " + str(getattr(code, "co_qualname", "?"))
-                named[where] = named.get(where, 0) + 1
-            elif kind in ("ReferenceType", "Task", "partial", "method"):
-                target = getattr(obj, "__callback__", None) or getattr(obj, "func", None)
-                target = target or getattr(obj, "__func__", None) or getattr(obj, "get_coro", None)
-                where = kind + " " + str(getattr(target, "__qualname__", type(target).__name__))
-                named[where] = named.get(where, 0) + 1
-        figures["named"] = dict(sorted(named.items(), key=lambda kv: -kv[1])[:60])
-        figures["objects"] = sum(counts.values())
-        figures["types"] = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:40])
-        figures["holders"] = _holders()
-        figures["garbage"] = _cyclic_garbage()
+        key = "pymalloc " + key.strip().lstrip("#").strip()
+        # The first "Total" is the arenas'.
+        if key.removeprefix("pymalloc ") in PYMALLOC_FIGURES and key not in figures:
+            figures[key] = int(value.strip().replace(",", ""))
     return figures
+
+
+def _objects(top: int = 40) -> dict[str, object]:
+    """The live objects by type, and the functions, coroutines, generators, tasks and weak
+    references by their code's name."""
+    import gc
+
+    counts: dict[str, int] = {}
+    named: dict[str, int] = {}
+    for obj in gc.get_objects():
+        kind = type(obj).__qualname__
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind in ("function", "coroutine", "async_generator", "generator"):
+            code = getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None)
+            code = code or getattr(obj, "gi_code", None) or getattr(obj, "__code__", None)
+            where = kind + " " + str(getattr(code, "co_qualname", "?"))
+        elif kind in ("ReferenceType", "Task", "partial", "method"):
+            target = getattr(obj, "__callback__", None) or getattr(obj, "func", None)
+            target = target or getattr(obj, "__func__", None) or getattr(obj, "get_coro", None)
+            where = kind + " " + str(getattr(target, "__qualname__", type(target).__name__))
+        else:
+            continue
+        named[where] = named.get(where, 0) + 1
+    return {
+        "objects": sum(counts.values()),
+        "types": dict(sorted(counts.items(), key=lambda kv: -kv[1])[:top]),
+        "named": dict(sorted(named.items(), key=lambda kv: -kv[1])[: top + 20]),
+    }
 
 
 def _holders(top: int = 60) -> dict[str, int]:
