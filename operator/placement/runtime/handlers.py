@@ -573,7 +573,7 @@ def register(  # noqa: C901
 
 # Placements per page of kopf's list of placements (its default: every placement in one
 # answer). kopf lists again when its watch cannot resume (410 Gone: in 2 of 8 bench/scale.py
-# runs at 500-1,000 placements, during the bulk apply), and the answer is decoded whole and
+# runs at 500-2,000 placements, during the bulk apply), and the answer is decoded whole and
 # kept until its last placement is queued: every body with its managedFields, about 20-47 KB
 # each as Python objects (tracemalloc at 1,000: 20 MB), 200-470 MB at 10,000.
 LIST_CHUNK = 500
