@@ -466,3 +466,50 @@ def test_a_job_of_the_placement_that_ends_wakes_its_daemon_to_evaluate() -> None
     assert waited < 5  # not after the hour, nor after the 60 s tick
     assert started == 1
     assert left == 0  # a stopped daemon is no longer woken
+
+
+def test_the_stop_waiter_is_one_task_done_when_kopf_stops_the_daemon() -> None:
+    # kopf's own `stopped.wait()` is two tasks and five coroutines kept for the daemon's life
+    # (2.5 KB a placement); the waiter for the stopper's event is one task.
+    async def scenario() -> tuple[int, bool, bool]:
+        setter: FlagSetter[Any] = FlagSetter()
+        before = len(asyncio.all_tasks())
+        waiter = handlers.stop_waiter(AsyncFlagWaiter(setter))
+        await asyncio.sleep(0.01)
+        tasks = len(asyncio.all_tasks()) - before
+        waiting = not waiter.done()
+        setter.set()
+        await asyncio.wait_for(waiter, timeout=5)
+        return tasks, waiting, waiter.done()
+
+    assert asyncio.run(scenario()) == (1, True, True)
+
+
+def test_without_kopfs_stopper_event_the_stop_waiter_is_kopfs_own() -> None:
+    class Stopped:  # a kopf release without `_setter.async_event`
+        def __init__(self) -> None:
+            self.event = asyncio.Event()
+
+        async def wait(self) -> None:
+            await self.event.wait()
+
+    async def scenario() -> bool:
+        stopped = Stopped()
+        waiter = handlers.stop_waiter(cast(kopf.DaemonStopped, stopped))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        stopped.event.set()
+        await asyncio.wait_for(waiter, timeout=5)
+        return waiter.done()
+
+    assert asyncio.run(scenario())
+
+
+def test_kopf_lists_placements_in_pages() -> None:
+    # A list of every placement at once (kopf's default) is decoded whole with managedFields
+    # when kopf's watch cannot resume: about 20-47 KB a placement until the last is queued.
+    settings = kopf.OperatorSettings()
+    config = OperatorConfig(prometheus_url="http://127.0.0.1:9090", watch_timeout_seconds=120)
+    handlers.configure_watching(settings, config)
+    assert settings.watching.chunk_size == handlers.LIST_CHUNK == 500
+    assert (settings.watching.server_timeout, settings.watching.client_timeout) == (120, 150)

@@ -446,3 +446,26 @@ def test_a_shape_without_aggregation_keeps_each_series_and_counts_them_all() -> 
     grouping = group_query('vllm_util{namespace="a",deployment="web"}')
     assert grouping is not None
     assert batched.batches._shapes[grouping.shape].namespaces["a"].series == 2
+
+
+def test_the_answers_of_a_batch_packed_anew_are_dropped_and_the_readings_stay() -> None:
+    # A bulk apply: each new namespace joins the last batch, which is then a new batch with a
+    # new query. The superseded batch's answers are dropped at once (at 2,000 placements
+    # they were 48 series kept per placement), and every reading is its own query's.
+    spaces = [f"tenant-{i}" for i in range(6)]
+    prometheus = FakePrometheus(fleet(spaces))
+    alone = FakePrometheus(prometheus.table)
+    batched = BatchedMetricsReader(prometheus, max_age=60)
+    for joined in range(1, len(spaces) + 1):
+        placements = [(ns, "web") for ns in spaces[:joined]]
+        for _ in range(2):
+            readings = one_pass(batched, placements)
+        for (ns, deployment), (outcome, value, _) in readings.items():
+            own = alone.utilization(expression(ns, deployment), LOOKBACK)
+            assert (outcome, value) == (own.outcome, own.value)
+        # Of the answers across namespaces, the current batch's two (the current samples and
+        # the average) are all that is kept.
+        across = [key for key in batched.shared._entries if NAMESPACE + "=~" in str(key)]
+        assert len(across) == (2 if joined > 1 else 0)
+    shape = group_query(expression(spaces[0], "web")).shape
+    assert batched.batches.batches(shape) == [tuple(spaces)]

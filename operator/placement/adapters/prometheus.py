@@ -21,7 +21,7 @@ import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -625,6 +625,14 @@ class BatchedMetricsReader:
         self.batches = batches or NamespaceBatches(
             capacity=max(1, reader.limits.max_batch_series * 3 // 4), resized=resized
         )
+        # The shared answers' keys of each batch read across namespaces, so that the answers
+        # of a batch packed anew are dropped at once, not kept until `max_age`: while new
+        # namespaces join the last batch (a bulk apply), each join is a new batch and a new
+        # answer of all its series, and at 2,000 placements the superseded answers were
+        # 96,000 series, 48 a placement, against 4 read (bench/scale.py; docs/scaling.md).
+        self._across_keys: dict[tuple[Hashable, tuple[str, ...]], set[str]] = {}
+        self._packed = 0
+        self._keys_guard = threading.Lock()
 
     def utilization(self, expression: str, lookback: timedelta, *, reader: str = "") -> Reading:
         return self._read("utilization", expression, lookback, 1.0, reader)
@@ -671,6 +679,8 @@ class BatchedMetricsReader:
             return self.reader.read(name, expression, lookback, upper=upper)
         if _may_read_across(grouping, reader):
             batch = self.batches.batch(grouping.shape, grouping.namespace, grouping.values)
+            if self.batches.packed != self._packed:
+                self._drop_superseded()
             if len(batch) > 1:
                 try:
                     return self._read_across(
@@ -697,6 +707,8 @@ class BatchedMetricsReader:
 
         def fetch(query: str) -> Result:
             def run() -> _Across | QueryFailed:
+                with self._keys_guard:
+                    self._across_keys.setdefault((grouping.shape, batch), set()).add(query)
                 started = time.monotonic()
                 try:
                     members = split(self.reader.instant(query, across=True), keys)
@@ -800,6 +812,15 @@ class BatchedMetricsReader:
             )
         except _OwnQueryNeeded:
             return self.reader.read(name, expression, lookback, upper=upper)
+
+    def _drop_superseded(self) -> None:
+        """Forget the shared answers of batches that are no longer packed so: nobody reads
+        them again (a namespace reads its batch as packed now)."""
+        with self._keys_guard:
+            gone = [key for key in self._across_keys if not self.batches.planned(*key)]
+            keys = [query for key in gone for query in self._across_keys.pop(key)]
+            self._packed = self.batches.packed
+        self.shared.drop(keys)
 
     def _count(self, grouping: Grouping, reader: str, series: int) -> None:
         """A namespace's own shared answer held `series` series: how its batch is packed."""

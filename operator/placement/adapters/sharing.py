@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -89,6 +89,16 @@ class SharedResults(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def drop(self, keys: Iterable[Hashable]) -> None:
+        """Forget the results of `keys` now (nobody will ask for them again): the next read
+        of one fetches it anew."""
+        with self._guard:
+            for key in keys:
+                self._entries.pop(key, None)
+                lock = self._locks.get(key)
+                if lock is not None and not lock.locked():
+                    del self._locks[key]
 
     def _sweep(self, now: float) -> None:
         """Drop results too old to be given to anyone (called under the guard)."""
@@ -259,6 +269,7 @@ class NamespaceBatches:
         self._degraded: dict[tuple[Hashable, tuple[str, ...]], float] = {}
         self._guard = threading.Lock()
         self._swept_at = clock()
+        self.packed = 0  # how many times batches were packed: a reader's batches may be gone
 
     def batch(self, shape: Hashable, namespace: str, member: Hashable) -> tuple[str, ...]:
         """The namespaces whose query `member` of `namespace` reads now: `(namespace,)` alone
@@ -354,6 +365,16 @@ class NamespaceBatches:
             found.shrunk_at = self._clock()
             found.answers, found.slowest = 0, 0.0
 
+    def planned(self, shape: Hashable, batch: tuple[str, ...]) -> bool:
+        """Whether `batch` is one of `shape`'s batches as packed now."""
+        with self._guard:
+            found = self._shapes.get(shape)
+            if found is None:
+                return False
+            if not found.planned:
+                self._pack(found)
+            return found.plan.get(batch[0]) == batch
+
     def batches(self, shape: Hashable) -> list[tuple[str, ...]]:
         """The batches of `shape` as packed now (for tests and documentation)."""
         with self._guard:
@@ -395,6 +416,7 @@ class NamespaceBatches:
             batch = tuple(current)
             plan.update(dict.fromkeys(batch, batch))
         found.plan, found.planned = plan, True
+        self.packed += 1
 
     def _sweep(self, now: float) -> None:
         """Forget namespaces nobody asked for lately, and holds that are over (under the

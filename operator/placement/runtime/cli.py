@@ -747,6 +747,7 @@ def _run(args: argparse.Namespace) -> int:
     from placement.runtime.handlers import register
     from placement.runtime.memory import (
         limit_malloc_arenas,
+        probe_periodically,
         snapshot_on_signal,
         trim_periodically,
     )
@@ -755,6 +756,7 @@ def _run(args: argparse.Namespace) -> int:
     limit_malloc_arenas()  # before any thread starts (the Prometheus readers, ours)
     trim_periodically()
     snapshot_on_signal()
+    probe_periodically()
     slim_watched_bodies(GROUP, PLURAL)  # before kopf's watchers start
 
     try:
