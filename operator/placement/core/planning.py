@@ -356,15 +356,21 @@ class Planner:
                 continue
             if first is not None and until_end.start < first:
                 continue
-            best = None
-            for end in self.early_ends(until_end.start):
-                hold = self.hold(until_end.start, end)
-                if not hold.fits:
-                    break
-                best = hold
+            best = self.longest_early(until_end.start)
             if best is not None:
                 found.append(best)
         return found
+
+    def longest_early(self, start: datetime) -> HoldPlan | None:
+        """The longest hold from `start` that ends before the window and fits (its work
+        grows with its end: the first that does not fit ends the search); None if none."""
+        best = None
+        for end in self.early_ends(start):
+            hold = self.hold(start, end)
+            if not hold.fits:
+                break
+            best = hold
+        return best
 
 
 def _margin(forecast: WorkForecast, work: float, high: float) -> float:

@@ -100,6 +100,10 @@ from placement.core.window import (
 # before the backlog watch restores (BacklogWillMissWindow). Between HOLD_MARGIN (the move)
 # and 1 (the restore), as the gap's hours are few and the day's work is the plan's.
 HOLD_THROUGH_MARGIN = 0.9
+# Held at the end of the hold taken, the hold through to the next window's end not fitting:
+# the next window's hold may start now and end before that window (_hold_on_early) when it
+# saves at least this share of the plan's savings: one restore and one move fewer.
+HOLD_ON_SHARE = 0.95
 _BATCH_REASONS = frozenset(
     {
         Reason.MOVED_TO_BATCH,
@@ -338,7 +342,8 @@ class _Context:
     forecast: WorkForecast | None = None
     backlog: Backlog | None = None  # while holding
     replicas_per_demand: float | None = None
-    # Held on past the hold taken into the next one (_hold_through): that backlog, which fits.
+    # Held on past the hold taken into the next one (_hold_through): that backlog, which fits
+    # (or, held on into an early-ending hold instead (_hold_on_early), which does not).
     held_through: Backlog | None = None
 
     @property
@@ -611,13 +616,37 @@ def _hold_through(
     if not through.watched or through.batch_pod_hours > through.capacity_pod_hours * (
         HOLD_THROUGH_MARGIN
     ):
-        return planning, state, None
+        on = None if early else _hold_on_early(planner, plan, now)
+        if on is None:
+            return planning, state, None
+        return (
+            replace(planning, plan=on, longer_fits=False),
+            replace(state, planned_hold=(on.start, on.end)),
+            through,
+        )
     hold = planner.hold(plan.start) if early else planner.hold(now, plan.end)
     return (
         replace(planning, plan=hold, longer_fits=False),
         replace(state, planned_hold=(hold.start, hold.end)),
         through,
     )
+
+
+def _hold_on_early(planner: Planner, plan: HoldPlan, now: datetime) -> HoldPlan | None:
+    """Held at the end of the hold taken with its window, holding through to the next
+    window's end not fitting: the next window's hold from now instead, ending before that
+    window (planning.EARLY_END), when it fits and saves at least HOLD_ON_SHARE of the plan's.
+    The hold goes on across the window's end and the restore comes once, at its end, where
+    the plan restores now and moves back hours later (the oracle holds so across a change of
+    level, and after a weekend)."""
+    if not planner.early_end or plan.start <= now:
+        return None
+    on = planner.longest_early(now)
+    if on is None or on.breakdown.savings <= 0:
+        return None
+    if on.breakdown.savings < plan.breakdown.savings * HOLD_ON_SHARE:
+        return None
+    return on
 
 
 def _usable_demand(observed: Observed) -> float | None:
@@ -1533,7 +1562,16 @@ def _enforce(ctx: _Context) -> Decision:
     if ctx.inside_window:
         return _run_window(ctx)
     through = ""
-    if ctx.held_through is not None:
+    plan = ctx.plan
+    if ctx.held_through is not None and plan is not None and plan.ends_early:
+        # Held on into an early-ending hold of the next window (_hold_on_early): holding
+        # through to that window's end would not fit, this hold does.
+        through = (
+            f"; held on past the planned hold's end into the {plan.describe()} (no restore "
+            f"and move back in between; held until that window's end, "
+            f"{ctx.held_through.describe()}, it would not fit {HOLD_THROUGH_MARGIN:g} of it)"
+        )
+    elif ctx.held_through is not None:
         through = (
             f"; held on past the planned hold's end into the {ctx.plan_text} (no restore "
             f"and move back in between): {ctx.held_through.describe()}, within "
