@@ -748,9 +748,11 @@ class Look(Protocol):
 
 
 def new_scheduler(config: OperatorConfig) -> Scheduler:
-    # As many workers as first evaluations may run at a time (slots.py bounds each kind).
+    # As many workers as evaluations may run at a time (slots.py): re-evaluations on a few.
     return Scheduler(
-        workers=max(config.workers, config.api_connections), retry_seconds=config.tick_seconds
+        workers=max(config.workers, config.api_connections),
+        retry_seconds=config.tick_seconds,
+        again_workers=config.workers,
     )
 
 
