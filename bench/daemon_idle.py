@@ -39,7 +39,8 @@ async def run(n: int, tick: float, window: float) -> dict[str, Any]:
     registry = kopf.OperatorRegistry()
     telemetry = register(
         registry,
-        OperatorConfig(prometheus_url="http://127.0.0.1:9090", tick_seconds=tick),
+        # The daemons are the --peering path (standalone, the scheduler: no daemon).
+        OperatorConfig(prometheus_url="http://127.0.0.1:9090", tick_seconds=tick, peering="bench"),
         telemetry=Telemetry(),
     )
     (handler,) = [h for h in registry._spawning.get_all_handlers() if h.id == "reconcile"]

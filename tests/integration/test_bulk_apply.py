@@ -112,3 +112,34 @@ def test_placements_applied_at_once_are_each_decided_with_one_kopf_write(
     log = Path(one_connection.log_path).read_text()
     assert "Request attempt" not in log, "a kopf request failed and was sent again"
     assert "Unprocessable" not in log, "a kopf PATCH was refused"
+
+
+def test_a_shutdown_with_every_placement_decided_says_nothing_per_placement(
+    one_connection: OperatorProcess, placements: Placements
+) -> None:
+    """Each placement had a kopf daemon, and at 10,000 kopf logged "Daemon 'reconcile' did not
+    exit in time. Leaving it orphaned." about 12,000 times at a SIGTERM. Standalone, one
+    scheduler evaluates them: the operator exits on its own, without a line per placement or
+    a traceback."""
+    ns = placements.namespace
+    names = [f"stop-{i:02d}" for i in range(20)]
+    for name in names:
+        placements.apply(placement(name, ns, deployment=name))
+    until(
+        lambda: [n for n in names if not (placements.status(n) or {}).get("decision")],
+        lambda left: not left,
+        timeout=120,
+        what="every placement decided",
+    )
+    time.sleep(3)  # a few cycles of re-evaluations (evaluationInterval 1 s here)
+    stopped = time.monotonic()
+    one_connection.stop(timeout=30)
+    took = time.monotonic() - stopped
+    assert one_connection.exit_code() is not None
+    log = Path(one_connection.log_path).read_text()
+    tail = log[log.find("Signal SIGTERM") :] if "Signal SIGTERM" in log else log
+    assert "did not exit in time" not in log
+    assert "Traceback" not in tail
+    said = [line for line in tail.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert said == [], "\n".join(said[:20])
+    assert took < 20, f"the shutdown took {took:.0f}s"

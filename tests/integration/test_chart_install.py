@@ -5,6 +5,7 @@ RBAC is enough and no more: the operator, authenticated with the chart's Service
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import subprocess
 import threading
@@ -219,7 +220,9 @@ def _operator_in_process(
     """The operator's handlers and kopf in a thread of this process; yields the WARNING+
     log records it produced."""
     registry = kopf.OperatorRegistry()
-    register(registry, config)
+    # As the command line does: with peering, a kopf daemon per placement (kopf stops them on
+    # a paused replica); standalone, the scheduler.
+    register(registry, dataclasses.replace(config, peering=peering))
     stop, ready = threading.Event(), threading.Event()
     records: list[logging.LogRecord] = []
 

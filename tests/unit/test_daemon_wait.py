@@ -1,6 +1,7 @@
-"""The placement's daemon between evaluations: it sleeps until its placement is due (no look
-every tick), wakes at once for a spec change, tries a failed evaluation again a tick later,
-and still ends at once when kopf stops it (deletion, shutdown, peering)."""
+"""The placement's daemon between evaluations (with --peering; standalone, the scheduler:
+test_scheduler.py): it sleeps until its placement is due (no look every tick), wakes at once
+for a spec change, tries a failed evaluation again a tick later, and still ends at once when
+kopf stops it (deletion, shutdown, peering)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from placement.runtime.config import OperatorConfig
 from placement.runtime.handlers import RECORD_SPEC, Daemons, register
 from placement.runtime.slots import Slots
 
+# Daemons are for several replicas: kopf stops them on the paused one.
+PEERING = "placement-operator"
+
 
 def _body() -> kopf.Body:
     raw = {"metadata": {"name": "p", "namespace": "ml", "generation": 1}}
@@ -30,7 +34,10 @@ def _body() -> kopf.Body:
 
 def _daemon() -> Any:
     registry = kopf.OperatorRegistry()
-    register(registry, OperatorConfig(prometheus_url="http://127.0.0.1:9090", tick_seconds=60))
+    register(
+        registry,
+        OperatorConfig(prometheus_url="http://127.0.0.1:9090", tick_seconds=60, peering=PEERING),
+    )
     (handler,) = [h for h in registry._spawning.get_all_handlers() if h.id == "reconcile"]
     return handler.fn
 
@@ -108,7 +115,9 @@ class Running:
         self.daemons = Daemons()
         self.telemetry = register(
             self.registry,
-            OperatorConfig(prometheus_url="http://127.0.0.1:9090", tick_seconds=tick),
+            OperatorConfig(
+                prometheus_url="http://127.0.0.1:9090", tick_seconds=tick, peering=PEERING
+            ),
             telemetry=Telemetry(),
             daemons=self.daemons,
         )
@@ -189,7 +198,9 @@ def test_a_spec_change_wakes_the_daemon_at_once() -> None:
         await asyncio.sleep(0.05)
         assert running.evaluations.started == 0
         running.raw["metadata"]["generation"] = 2
-        await running.handler(running.registry._changing, "spec-changed/spec").fn(memo=running.memo)
+        await running.handler(running.registry._changing, "spec-changed/spec").fn(
+            body=running.body, memo=running.memo
+        )
         waited = await _until(lambda: running.evaluations.started >= 1)
         await running.stop()
         return waited, running.evaluations.started
@@ -238,7 +249,9 @@ def test_a_daemon_woken_and_stopped_ends_at_once() -> None:
         running = Running(tick=60, due_in=3600)
         running.start()
         await asyncio.sleep(0.05)
-        await running.handler(running.registry._changing, "spec-changed/spec").fn(memo=running.memo)
+        await running.handler(running.registry._changing, "spec-changed/spec").fn(
+            body=running.body, memo=running.memo
+        )
         await _until(lambda: running.evaluations.started == 1)
         started = time.monotonic()
         await running.stop()  # asleep for its retry, a 60 s tick away

@@ -119,8 +119,9 @@ class Telemetry:
 
         self.daemon_wakeups = Counter(
             f"{PREFIX}_daemon_wakeups_total",
-            "Times a placement's daemon woke between evaluations, by what it found: "
-            "due (it evaluated) or not-due (it slept again).",
+            "Times a placement was looked at again between evaluations (by the scheduler, or "
+            "its daemon with --peering), by what it found: due (it evaluated) or not-due "
+            "(it waits again).",
             ["found"],
             registry=self.registry,
         )

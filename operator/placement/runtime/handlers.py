@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import aiohttp
 import kopf
@@ -62,12 +62,16 @@ from placement.runtime.config import OperatorConfig
 from placement.runtime.diffbase import SpecDigestDiffBaseStorage
 from placement.runtime.liveness import Liveness
 from placement.runtime.memo import SPECS_REMEMBERED, AdmittedSpecs, SpecKey
+from placement.runtime.scheduler import Scheduler, Tracked, key_of
 from placement.runtime.slots import Slots
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 EVENT_SOURCE = "placement-operator"
 Clock = Callable[[], dt.datetime]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+# What an evaluation remembers of its placement: kopf's per-object memo (a daemon, with
+# --peering) or the scheduler's Tracked (standalone).
+Memory = kopf.Memo | Tracked
 # The Event reason of a refused status write: an Event only, never in status (which could not
 # be written), so it is not one of status.decision's reasons.
 STATUS_WRITE_FAILED = "StatusWriteFailed"
@@ -168,7 +172,7 @@ def awaits_finalizer(body: kopf.Body, *, new: bool = False) -> bool:
 FINALIZER_PATIENCE = 60.0
 
 
-def _waits_for_finalizer(body: kopf.Body, memo: kopf.Memo, logger: Logger, now: float) -> bool:
+def _waits_for_finalizer(body: kopf.Body, memo: Memory, logger: Logger, now: float) -> bool:
     """Whether the placement is not evaluated yet for want of kopf's finalizer: an Enforce
     placement evaluated before it lands could scale its Deployment down, and a deletion then
     would leave it down; a new placement's first status write would race kopf's patch of it.
@@ -185,7 +189,7 @@ def _waits_for_finalizer(body: kopf.Body, memo: kopf.Memo, logger: Logger, now: 
     return True
 
 
-def _say_finalizer_missing(memo: kopf.Memo, logger: Logger, now: float) -> None:
+def _say_finalizer_missing(memo: Memory, logger: Logger, now: float) -> None:
     """Once, after FINALIZER_PATIENCE: a warning (kopf posts it as an Event) that the placement
     waits for its finalizer, so a placement kopf cannot finalize is not silently idle."""
     since = getattr(memo, "awaiting_finalizer_since", None)
@@ -207,7 +211,7 @@ def _say_finalizer_missing(memo: kopf.Memo, logger: Logger, now: float) -> None:
 WRITE_PATIENCE = 10.0
 
 
-def write_shown(body: kopf.Body, memo: kopf.Memo) -> bool:
+def write_shown(body: kopf.Body, memo: Memory) -> bool:
     """Whether the body shows the placement's last status write (or nothing says it does not):
     its resourceVersion is the one that write returned or a later one. resourceVersions are
     etcd's revisions (integers) here; one that is not is compared for equality only."""
@@ -224,7 +228,7 @@ def write_shown(body: kopf.Body, memo: kopf.Memo) -> bool:
     return bool(shown)
 
 
-def _held_back(body: kopf.Body, memo: kopf.Memo, logger: Logger, now: float, tick: float) -> float:
+def _held_back(body: kopf.Body, memo: Memory, logger: Logger, now: float, tick: float) -> float:
     """Seconds a due evaluation waits (0: none). For kopf's finalizer: kopf starts the daemon
     in the event cycle that sends it, and the event bringing it wakes the daemon
     (`unrecorded`: a generation not evaluated yet), else a tick later. For its own last status
@@ -238,7 +242,7 @@ def _held_back(body: kopf.Body, memo: kopf.Memo, logger: Logger, now: float, tic
     return left
 
 
-def _awaits_write(body: kopf.Body, memo: kopf.Memo, now: float) -> float:
+def _awaits_write(body: kopf.Body, memo: Memory, now: float) -> float:
     """Seconds the daemon still waits for its last status write to show in its body (0: it
     shows, or WRITE_PATIENCE has passed and the body it has is evaluated)."""
     if write_shown(body, memo):
@@ -383,15 +387,24 @@ def register(  # noqa: C901
     clock: Clock = utc_now,
     telemetry: Telemetry | None = None,
     daemons: Daemons | None = None,
+    scheduler: Scheduler | None = None,
 ) -> Telemetry:
     """Attach every handler to `registry`, with intervals from `config`; returns the metrics
-    the handlers record (serve them with `Telemetry.serve`). `daemons`: the running daemons,
-    for whoever wakes them (the Job watch; a test)."""
+    the handlers record (serve them with `Telemetry.serve`). `daemons` (with --peering) or
+    `scheduler` (standalone): what evaluates the placements, for whoever wakes them (the Job
+    watch; a test)."""
     telemetry = telemetry or Telemetry()
     # Set once the cleanup starts closing the clients: an evaluation still running then fails
     # on a closed client, which is the shutdown, not an error to report with its traceback.
     closing = asyncio.Event()
     daemons = daemons if daemons is not None else Daemons()
+    # Standalone, one scheduler evaluates every placement (scheduler.py: no kopf daemon per
+    # placement, about 10 KB each). With --peering, kopf's daemon per placement: kopf stops
+    # the daemons of a paused replica, and its pause is not seen from outside kopf.
+    if config.peering is None:
+        scheduler = scheduler if scheduler is not None else new_scheduler(config)
+    else:
+        scheduler = None
     protected = config.protected_targets()
     liveness = Liveness(config.stall_bound)
     job_history = (config.job_history_successful, config.job_history_failed)
@@ -400,12 +413,15 @@ def register(  # noqa: C901
     diffbase = SpecDigestDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
 
     def unrecorded(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> bool:
-        # kopf asks this of every event of a placement, so it also wakes the placement's
-        # daemon when the event brings a generation it has not evaluated: a spec change the
-        # spec-changed handler does not see (e.g. one that arrived before kopf recorded the
-        # spec) is not left until the next evaluationInterval. No handler of its own: kopf's
-        # machinery for one more handler at every event would cost more than the look.
-        if getattr(memo, "evaluated_generation", None) != body.get("metadata", {}).get(
+        # kopf asks this of every event of a placement, so it also feeds the scheduler (or
+        # wakes the placement's daemon) when the event brings a generation it has not
+        # evaluated: a spec change the spec-changed handler does not see (e.g. one that
+        # arrived before kopf recorded the spec) is not left until the next
+        # evaluationInterval. No handler of its own: kopf's machinery for one more handler at
+        # every event would cost more than the look.
+        if scheduler is not None:
+            notice(scheduler, body, type)
+        elif getattr(memo, "evaluated_generation", None) != body.get("metadata", {}).get(
             "generation"
         ):
             wake(memo)
@@ -474,7 +490,10 @@ def register(  # noqa: C901
         memo.caches = ClusterCaches(
             configuration, config.namespaces, watch_timeout_seconds=config.watch_timeout_seconds
         )
-        memo.caches.job_ended = daemons.job_ended
+        memo.caches.job_ended = daemons.job_ended if scheduler is None else scheduler.job_ended
+        if scheduler is not None:
+            scheduler.shared = memo
+            scheduler.logger_for = functools.partial(kopf.ObjectLogger, settings=settings)
         memo.caches.start()
         if not await memo.caches.wait_synced(CACHE_SYNC_SECONDS):
             # Evaluations fail (and are retried) until they are: none decides on an empty cache.
@@ -539,6 +558,8 @@ def register(  # noqa: C901
     @kopf.on.cleanup(id="close-clients", registry=registry)
     async def close_clients(memo: kopf.Memo, **_: Any) -> None:
         closing.set()
+        if scheduler is not None:
+            await scheduler.stop()  # its evaluations in flight first: they use the clients
         caches = getattr(memo, "caches", None)
         if caches is not None:
             await caches.stop()
@@ -550,9 +571,14 @@ def register(  # noqa: C901
             threads.shutdown(wait=False, cancel_futures=True)
 
     @kopf.on.update(*RESOURCE, id="spec-changed", field="spec", registry=registry)
-    async def spec_changed(memo: kopf.Memo, **_: Any) -> None:
-        memo.next_evaluation = 0.0  # evaluate now, not after the interval
-        wake(memo)
+    async def spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        tracked = scheduler.get(key_of(body)) if scheduler is not None else None
+        if tracked is not None and scheduler is not None:
+            tracked.next_evaluation = 0.0  # evaluate now, not after the interval
+            scheduler.wake(tracked)
+        elif scheduler is None:
+            memo.next_evaluation = 0.0
+            wake(memo)
 
     @kopf.on.probe(id="evaluations", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
     async def evaluations(**_: Any) -> dict[str, int]:
@@ -563,9 +589,10 @@ def register(  # noqa: C901
         return liveness.summary()
 
     async def reconcile_once(
-        body: kopf.Body, memo: kopf.Memo, logger: Logger, *, first: bool
+        body: kopf.Body, memo: kopf.Memo, state: Memory, logger: Logger, *, first: bool
     ) -> float:
-        """One evaluation and its status write; seconds until the placement is due again."""
+        """One evaluation and its status write; seconds until the placement is due again.
+        `memo`: the operator's (clients, slots); `state`: the placement's."""
         # A few evaluations at a time: with all of them in the loop at once, kopf's own
         # requests waited behind a whole round of them and timed out (bench/scale.py). A spec
         # not evaluated yet goes before the re-evaluations (slots.py).
@@ -591,101 +618,86 @@ def register(  # noqa: C901
                         protected=protected,
                         keda_prometheus_url=config.keda_prometheus(),
                     )
-                    await write_status_async(body, patch, memo.kube, memo, telemetry)
+                    await write_status_async(body, patch, memo.kube, state, telemetry)
                 completed = True
             finally:
                 liveness.finished(key, ok=completed)
         return interval
 
-    # One coroutine per placement for its lifetime, asleep until its placement is due (was a
-    # kopf timer: kopf's handler machinery at every tick of every placement, a fifth of the
-    # operator's CPU at 1,000 placements evaluated every second). kopf still starts and stops
-    # it with the placement (deletion, peering pauses, shutdown), and its `body` is the live
-    # one, updated by every watch event.
-    @kopf.daemon(*RESOURCE, id="reconcile", registry=registry)
-    async def reconcile(
+    async def look(
         body: kopf.Body,
         memo: kopf.Memo,
+        state: Memory,
         logger: Logger,
-        stopped: kopf.DaemonStopped,
-        **_: Any,
-    ) -> None:
-        # One waiter for the stop for the daemon's life: kopf's `stopped.wait(delay)` makes two
-        # tasks and cancels one at every wait (a twentieth of the operator's CPU at 1,000
-        # placements evaluated every second).
-        until_stopped = stop_waiter(stopped)
-        key = (str(body.metadata.namespace), str(body.metadata.name))
-        daemons.started(key, memo)
-        try:
-            await _watch(body, memo, logger, stopped, until_stopped)
-        finally:
-            until_stopped.cancel()
-            daemons.ended(key, memo)
+        *,
+        woke: bool,
+        stopped: Callable[[], bool],
+    ) -> float | None:
+        """One look at the placement: evaluate it if due (and not held back); seconds until the
+        next look (None: stopped, no more). `woke`: a look after the first (counted by what it
+        found)."""
+        # A spec the last evaluation did not see is evaluated now: the spec-changed handler
+        # alone can lose the race with an evaluation still running (its end would push the
+        # next one a whole evaluationInterval away).
+        generation = body.metadata.get("generation")
+        unseen = generation != getattr(state, "evaluated_generation", None)
+        now = time.monotonic()
+        # Within a millisecond: the loop's timer may fire a hair before the due time.
+        due = (
+            unseen
+            or getattr(state, "job_ended", False)
+            or now >= getattr(state, "next_evaluation", 0.0) - DUE_SLACK
+        )
+        if woke:
+            telemetry.woke[due].inc()
+        state.awaits_write = False
+        if not due:
+            return float(getattr(state, "next_evaluation", 0.0) - now)
+        held = _held_back(body, state, logger, now, config.tick_seconds)
+        if held > 0:
+            return held
+        state.job_ended = False  # a Job that ends from now on wakes it again
+        return await evaluate_due(body, memo, state, logger, unseen=unseen, stopped=stopped)
 
-    async def _watch(
+    async def evaluate_due(
         body: kopf.Body,
         memo: kopf.Memo,
+        state: Memory,
         logger: Logger,
-        stopped: kopf.DaemonStopped,
-        until_stopped: asyncio.Future[Any],
-    ) -> None:
-        """Evaluate when due, then sleep until the next evaluation, a spec change (`wake`),
-        a failed evaluation's retry (a tick later) or the stop, whichever comes first. It
-        used to look every tick whether it was due: at 10,000 placements with the default
-        15 s tick, 670 wakeups a second with nothing due."""
-        loop = asyncio.get_running_loop()
-        woke = False
-        while not stopped:
-            wake = getattr(memo, "wake", None)
-            if wake is None or wake.done():  # resolved by `wake`: a new one for the next
-                memo.wake = wake = loop.create_future()
-            generation = body.metadata.get("generation")
-            # A spec the last evaluation did not see is evaluated now: the spec-changed
-            # handler alone can lose the race with an evaluation still running (its end would
-            # push the next one a whole evaluationInterval away).
-            unseen = generation != getattr(memo, "evaluated_generation", None)
-            now = time.monotonic()
-            # Within a millisecond: the loop's timer may fire a hair before the due time.
-            due = (
-                unseen
-                or getattr(memo, "job_ended", False)
-                or now >= getattr(memo, "next_evaluation", 0.0) - DUE_SLACK
-            )
-            if woke:
-                telemetry.woke[due].inc()
-            woke = True
-            delay = getattr(memo, "next_evaluation", 0.0) - now
-            memo.awaits_write = False
-            if due and (held := _held_back(body, memo, logger, now, config.tick_seconds)) > 0:
-                due, delay = False, held
-            if due:
-                delay = config.tick_seconds  # after a failure: again a tick later
-                memo.job_ended = False  # a Job that ends from now on wakes it again
-                try:
-                    interval = await reconcile_once(body, memo, logger, first=unseen)
-                except kopf.TemporaryError as error:
-                    # As kopf reported a timer's: on the placement's logger, an Event too.
-                    logger.error(f"Evaluation failed temporarily: {error}")
-                    delay = min(delay, error.delay or delay)
-                except Exception as error:  # e.g. a request that timed out: a tick later
-                    if stopped or closing.is_set():
-                        # Shutting down (or deleted): the clients close under the evaluations
-                        # still running; one traceback each was thousands at 10,000.
-                        logger.debug(f"Evaluation ended by the stop: {error!r}")
-                        break
-                    logger.exception("Evaluation failed with an exception. Will retry.")
-                else:
-                    memo.evaluated_generation = generation
-                    memo.next_evaluation = time.monotonic() + interval
-                    delay = interval
-            await asyncio.wait(
-                (until_stopped, wake),
-                timeout=max(0.0, delay),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+        *,
+        unseen: bool,
+        stopped: Callable[[], bool],
+    ) -> float | None:
+        """Evaluate now; seconds until due again (a tick after a failure; None: stopped)."""
+        generation = body.metadata.get("generation")  # before the body changes under it
+        try:
+            interval = await reconcile_once(body, memo, state, logger, first=unseen)
+        except kopf.TemporaryError as error:
+            # As kopf reported a timer's: on the placement's logger, an Event too.
+            logger.error(f"Evaluation failed temporarily: {error}")
+            return min(config.tick_seconds, error.delay or config.tick_seconds)
+        except Exception as error:  # e.g. a request that timed out: a tick later
+            if stopped() or closing.is_set():
+                # Shutting down (or deleted): the clients close under the evaluations still
+                # running; one traceback each was thousands at 10,000.
+                logger.debug(f"Evaluation ended by the stop: {error!r}")
+                return None
+            logger.exception("Evaluation failed with an exception. Will retry.")
+            return config.tick_seconds
+        state.evaluated_generation = generation
+        state.next_evaluation = time.monotonic() + interval
+        return interval
+
+    if scheduler is not None:
+        scheduler.step = functools.partial(scheduled_look, scheduler, look)
+    else:
+        register_daemon(registry, daemons, look)
 
     @kopf.on.delete(*RESOURCE, id="restore-on-delete", registry=registry)
     async def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Logger, **_: Any) -> None:
+        if scheduler is not None:  # (kopf stops a daemon before this)
+            scheduler.forget(key_of(body))
+            await scheduler.settled(key_of(body))  # no evaluation holds while it restores
         await drive_async(restoring(body, logger), memo.kube)
         ADMITTED.forget(str(body.metadata.uid))
         QUIET.forget(str(body.metadata.uid))
@@ -718,6 +730,110 @@ def stop_waiter(stopped: kopf.DaemonStopped) -> asyncio.Future[Any]:
     if isinstance(event, asyncio.Event):
         return asyncio.ensure_future(event.wait())
     return asyncio.ensure_future(stopped.wait())
+
+
+class Look(Protocol):
+    """`register`'s look at one placement: evaluate it if due; seconds until the next look."""
+
+    async def __call__(
+        self,
+        body: kopf.Body,
+        memo: kopf.Memo,
+        state: Memory,
+        logger: Logger,
+        *,
+        woke: bool,
+        stopped: Callable[[], bool],
+    ) -> float | None: ...
+
+
+def new_scheduler(config: OperatorConfig) -> Scheduler:
+    # As many workers as evaluations may run at a time (slots.py): re-evaluations on a few.
+    return Scheduler(
+        workers=max(config.workers, config.api_connections),
+        retry_seconds=config.tick_seconds,
+        again_workers=config.workers,
+    )
+
+
+def notice(scheduler: Scheduler, body: kopf.Body, type: str | None) -> None:
+    """A watch event of a placement, for the scheduler: its body is the latest; a deleted one
+    (or one being deleted: kopf's finalizer handler restores it) is never evaluated again; a
+    generation not evaluated yet, or the event of its own status write it waits for, has it
+    looked at now."""
+    if type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
+        scheduler.forget(key_of(body))
+        return
+    tracked = scheduler.track(body)
+    scheduler.start()  # at the first event: in kopf's context for Events (Scheduler.start)
+    if tracked.unseen or (tracked.awaits_write and write_shown(body, tracked)):
+        scheduler.wake(tracked)
+
+
+async def scheduled_look(scheduler: Scheduler, look: Look, tracked: Tracked) -> float | None:
+    """The scheduler's step: `look` at the placement's latest body, with a per-object logger
+    made for this look (kopf's daemon kept one per placement)."""
+    body = tracked.body
+    woke, tracked.looked = tracked.looked, True
+    logger_for = scheduler.logger_for
+    logger: Logger = logger_for(body=body) if logger_for is not None else log
+    return await look(
+        body, scheduler.shared, tracked, logger, woke=woke, stopped=lambda: tracked.gone
+    )
+
+
+def register_daemon(registry: kopf.OperatorRegistry, daemons: Daemons, look: Look) -> None:
+    """With --peering: kopf's daemon per placement, which kopf stops on a paused replica."""
+
+    # One coroutine per placement for its lifetime, asleep until its placement is due (was a
+    # kopf timer: kopf's handler machinery at every tick of every placement). kopf starts and
+    # stops it with the placement (deletion, peering pauses, shutdown), and its `body` is the
+    # live one, updated by every watch event.
+    @kopf.daemon(*RESOURCE, id="reconcile", registry=registry)
+    async def reconcile(
+        body: kopf.Body,
+        memo: kopf.Memo,
+        logger: Logger,
+        stopped: kopf.DaemonStopped,
+        **_: Any,
+    ) -> None:
+        # One waiter for the stop for the daemon's life: kopf's `stopped.wait(delay)` makes two
+        # tasks and cancels one at every wait.
+        until_stopped = stop_waiter(stopped)
+        key = (str(body.metadata.namespace), str(body.metadata.name))
+        daemons.started(key, memo)
+        try:
+            await _watch(look, body, memo, logger, stopped, until_stopped)
+        finally:
+            until_stopped.cancel()
+            daemons.ended(key, memo)
+
+
+async def _watch(
+    look: Look,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: Logger,
+    stopped: kopf.DaemonStopped,
+    until_stopped: asyncio.Future[Any],
+) -> None:
+    """Look at the placement, then sleep until the next look, a spec change (`wake`), a
+    failed evaluation's retry (a tick later) or the stop, whichever comes first."""
+    loop = asyncio.get_running_loop()
+    woke = False
+    while not stopped:
+        waiting = getattr(memo, "wake", None)
+        if waiting is None or waiting.done():  # resolved by `wake`: a new one for the next
+            memo.wake = waiting = loop.create_future()
+        delay = await look(body, memo, memo, logger, woke=woke, stopped=lambda: bool(stopped))
+        if delay is None:
+            break
+        woke = True
+        await asyncio.wait(
+            (until_stopped, waiting),
+            timeout=max(0.0, delay),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
 
 
 # -- one evaluation -----------------------------------------------------------------------
@@ -916,7 +1032,7 @@ def write_status(
     body: kopf.Body,
     patch: kopf.Patch,
     kube: Cluster,
-    memo: kopf.Memo,
+    memo: Memory,
     telemetry: Telemetry,
 ) -> None:
     """Write the status the evaluation put in `patch`, ourselves rather than through kopf.
@@ -930,13 +1046,13 @@ def write_status(
 
 
 async def write_status_async(
-    body: kopf.Body, patch: kopf.Patch, kube: AsyncKube, memo: kopf.Memo, telemetry: Telemetry
+    body: kopf.Body, patch: kopf.Patch, kube: AsyncKube, memo: Memory, telemetry: Telemetry
 ) -> None:
     await drive_async(writing_status(body, patch, memo, telemetry), kube)
 
 
 def writing_status(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, telemetry: Telemetry
+    body: kopf.Body, patch: kopf.Patch, memo: Memory, telemetry: Telemetry
 ) -> Calls[None]:
     """`write_status`, as the call it makes."""
     status = patch.pop("status", None)
