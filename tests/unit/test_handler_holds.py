@@ -213,3 +213,17 @@ def test_transient_status_write_errors_raise_for_kopf_to_retry(
     with pytest.raises(ApiException):
         handlers.write_status(_body(), patch, kube, kopf.Memo(), Telemetry())
     assert events == []
+
+
+def test_a_status_write_that_finds_no_placement_says_it_is_gone_without_a_warning(
+    events: list[tuple[str, str, str]],
+) -> None:
+    # Deleted without the watch seeing it: no StatusWriteFailed Event on an object that is
+    # not there, and the caller stops evaluating it (test_scheduler.py).
+    kube = FakeKube()
+    kube.status_error = ApiException(status=404, reason="Not Found")
+    patch = kopf.Patch()
+    patch.status["phase"] = "Batch"
+    with pytest.raises(handlers.PlacementGone):
+        handlers.write_status(_body(), patch, kube, kopf.Memo(), Telemetry())
+    assert events == []

@@ -33,12 +33,15 @@ class Evaluations:
     def __init__(self) -> None:
         self.started: list[bool] = []  # whether each was a first evaluation
         self.hold: asyncio.Event | None = None
+        self.gone = False  # each fails as a status write that finds no placement (404)
 
     @contextlib.asynccontextmanager
     async def slot(self, *, first: bool = False) -> AsyncIterator[None]:
         self.started.append(first)
         if self.hold is not None:
             await self.hold.wait()
+        if self.gone:
+            raise handlers.PlacementGone("ml/p")
         raise RuntimeError("no cluster in this test")
         yield
 
@@ -344,6 +347,27 @@ def test_a_deleted_placement_is_never_evaluated_again(how: str) -> None:
         return left, len(running.scheduler)
 
     assert asyncio.run(scenario()) == (0, 0)
+
+
+def test_a_placement_deleted_unseen_is_dropped_at_its_first_status_write_that_finds_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No DELETED event, no deletionTimestamp (a finalizer removed by hand, a re-list that
+    # missed it): the status write's 404 ends its evaluations instead of one failure a tick.
+    async def scenario() -> tuple[int, int]:
+        running = Standalone(tick=0.05)
+        running.evaluations.gone = True
+        running.evaluated(due_in=0)
+        await _until(lambda: len(running.evaluations.started) >= 1)
+        await asyncio.sleep(0.3)  # six ticks: a failed evaluation was retried at each
+        started = len(running.evaluations.started)
+        await running.shutdown()
+        return started, len(running.scheduler)
+
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(scenario()) == (1, 0)
+    assert "The placement is gone" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 class Claims:

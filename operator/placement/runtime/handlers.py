@@ -126,6 +126,10 @@ def wake(memo: kopf.Memo) -> None:
         waiting.set_result(None)
 
 
+class PlacementGone(Exception):
+    """The placement's status write found no placement (404): it was deleted unseen."""
+
+
 class Daemons:
     """Each running daemon's memo by (namespace, placement): a Job of the placement that
     ends wakes it, so a failed night is acted on at once, not up to an evaluationInterval
@@ -672,6 +676,9 @@ def register(  # noqa: C901
         generation = body.metadata.get("generation")  # before the body changes under it
         try:
             interval = await reconcile_once(body, memo, state, logger, first=unseen)
+        except PlacementGone:
+            gone(body, logger)
+            return None
         except kopf.TemporaryError as error:
             # As kopf reported a timer's: on the placement's logger, an Event too.
             logger.error(f"Evaluation failed temporarily: {error}")
@@ -688,6 +695,19 @@ def register(  # noqa: C901
         state.next_evaluation = time.monotonic() + interval
         return interval
 
+    def gone(body: kopf.Body, logger: Logger) -> None:
+        # Its deletion never reached the watch (a finalizer removed by hand, a re-list that
+        # missed it): without this it was evaluated, and failed, every tick for good.
+        logger.info("The placement is gone (its status write found nothing): no longer evaluated.")
+        if scheduler is not None:
+            scheduler.forget(key_of(body))
+        forget_placement(body)
+
+    def forget_placement(body: kopf.Body) -> None:
+        ADMITTED.forget(str(body.metadata.uid))
+        QUIET.forget(str(body.metadata.uid))
+        telemetry.forget(str(body.metadata.namespace), str(body.metadata.name))
+
     if scheduler is not None:
         scheduler.step = functools.partial(scheduled_look, scheduler, look)
     else:
@@ -699,9 +719,7 @@ def register(  # noqa: C901
             scheduler.forget(key_of(body))
             await scheduler.settled(key_of(body))  # no evaluation holds while it restores
         await drive_async(restoring(body, logger), memo.kube)
-        ADMITTED.forget(str(body.metadata.uid))
-        QUIET.forget(str(body.metadata.uid))
-        telemetry.forget(str(body.metadata.namespace), str(body.metadata.name))
+        forget_placement(body)
 
     return telemetry
 
@@ -1065,6 +1083,8 @@ def writing_status(
     except ApiException as error:
         if error.status is None or error.status >= 500 or error.status in (409, 429):
             raise
+        if error.status == 404:
+            raise PlacementGone(f"{namespace}/{name}") from error
         code, detail = str(error.status), api_message(error)
     except (TypeError, ValueError) as error:
         code, detail = "unserializable", str(error)[:500]
