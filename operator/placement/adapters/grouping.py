@@ -207,9 +207,6 @@ class Recent(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._young.keys() | self._old.keys())
 
-    def clear(self) -> None:
-        self._young, self._old = {}, {}
-
 
 def _group_query(expression: str) -> Grouping | None:
     """The shared query and this expression's key, or None when it cannot be grouped."""
