@@ -41,8 +41,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import promql_parser as promql
 
@@ -125,10 +127,18 @@ class Grouping:
         by `(NAMESPACE, *keys)`). Only for namespace names (`is_namespace_name`)."""
         if not self.segments or not namespaces:
             raise ValueError("this query is not shared across namespaces")
-        if not all(is_namespace_name(name) for name in namespaces):
-            raise ValueError(f"not namespace names: {sorted(namespaces)!r}")
-        restriction = f"{NAMESPACE}=~{json.dumps('|'.join(namespaces))}"
-        return restriction.join(self.segments)
+        return _across(self.segments, tuple(namespaces))
+
+
+# Every placement of a batch asks its batch's query, two texts a reading: built and its
+# namespaces checked once per batch, not per read (a batch of 200 namespaces took 45-80 us
+# a text, per evaluation, growing with the namespaces; docs/scaling.md).
+@functools.lru_cache(maxsize=1024)
+def _across(segments: tuple[str, ...], namespaces: tuple[str, ...]) -> str:
+    if not all(is_namespace_name(name) for name in namespaces):
+        raise ValueError(f"not namespace names: {sorted(namespaces)!r}")
+    restriction = f"{NAMESPACE}=~{json.dumps('|'.join(namespaces))}"
+    return restriction.join(segments)
 
 
 # A Kubernetes namespace name (RFC 1123 label): letters, digits and `-`, none of which means
@@ -153,9 +163,52 @@ class _TextSelector:
     aggregated: bool
 
 
-# Every placement asks the same expressions every cycle: parsed once (a Grouping is frozen).
-@functools.lru_cache(maxsize=8192)
-def group_query(expression: str) -> Grouping | None:
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+_MISSING = object()
+
+
+class Recent(Generic[K, V]):
+    """`compute(key)`, remembered for the keys asked within the last one to two `period`s.
+
+    Its size follows what is in use, whatever that is: every placement asks its expressions
+    once a cycle, in turn, and an LRU bound below their number misses every time (a bound of
+    8,192 against 12,500 expressions at 10,000 placements: each read parsed its expression
+    anew, 0.1-0.3 ms). Keys nobody asked for a period (a deleted placement's) go at the next
+    turn after it. Thread-safe without a lock: a value computed twice at once is equal, and
+    one stored in the generation just retired is only computed again."""
+
+    def __init__(
+        self,
+        compute: Callable[[K], V],
+        *,
+        period: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._compute = compute
+        self.period = period
+        self._clock = clock
+        self._young: dict[K, V] = {}
+        self._old: dict[K, V] = {}
+        self._turned_at = clock()
+
+    def __call__(self, key: K) -> V:
+        found = self._young.get(key, _MISSING)
+        if found is _MISSING:
+            found = self._old.get(key, _MISSING)
+            if found is _MISSING:
+                found = self._compute(key)
+            self._young[key] = found  # type: ignore[assignment]
+        now = self._clock()
+        if now - self._turned_at > self.period:
+            self._old, self._young, self._turned_at = self._young, {}, now
+        return found  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self._young.keys() | self._old.keys())
+
+
+def _group_query(expression: str) -> Grouping | None:
     """The shared query and this expression's key, or None when it cannot be grouped."""
     tokens = _tokenize(expression)
     if tokens is None:
@@ -185,7 +238,31 @@ def group_query(expression: str) -> Grouping | None:
     segments = _render(tokens, labels, tuple(sorted((NAMESPACE, *labels))))
     if not is_namespace_name(namespace) or not _same_across(tree, segments, labels, namespace):
         segments = ()  # shared within its namespace only
-    return Grouping(query, labels, values, namespace, segments)
+    return Grouping(
+        _SHARED.one(query), _SHARED.one(labels), values, namespace, _SHARED.one(segments)
+    )
+
+
+class _Equal:
+    """One object per equal value: the placements of a namespace and shape have one shared
+    query, and those of a shape one set of keys and segments, each kept once (about half of
+    a remembered Grouping). Cleared when full; values already shared stay shared."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kept: dict[Hashable, Hashable] = {}
+
+    def one(self, value: V) -> V:
+        if len(self._kept) >= self.size:
+            self._kept = {}
+        return self._kept.setdefault(value, value)  # type: ignore[return-value]
+
+
+_SHARED = _Equal(4096)
+
+# Every placement asks the same expressions every cycle: parsed once while in use (a Grouping
+# is frozen).
+group_query: Recent[str, Grouping | None] = Recent(_group_query)
 
 
 def _keyed(

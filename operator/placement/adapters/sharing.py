@@ -224,6 +224,7 @@ class _Shape:
     namespaces: dict[str, _Namespace] = field(default_factory=dict)  # in first-seen order
     plan: dict[str, tuple[str, ...]] = field(default_factory=dict)  # namespace -> its batch
     planned: bool = False
+    count: int = 0  # batches in the plan, counted when packed (not per read: the namespaces)
     capacity: int = 0  # series per batch now: below the bound after a slow answer
     shrunk_at: float = 0.0  # when the capacity last changed (or an answer was slow)
     answers: int = 0  # answers since then, and the slowest of them (share of the timeout)
@@ -344,7 +345,7 @@ class NamespaceBatches:
         machine was busy (a bulk apply) is not asked 4-8 times the queries for 40 minutes."""
         if now - found.shrunk_at > self.hold:
             return True
-        batches = len(set(found.plan.values())) or 1
+        batches = found.count or 1
         return (
             now - found.shrunk_at > self.regrow_after
             and found.answers >= batches
@@ -416,6 +417,7 @@ class NamespaceBatches:
             batch = tuple(current)
             plan.update(dict.fromkeys(batch, batch))
         found.plan, found.planned = plan, True
+        found.count = len(set(plan.values()))
         self.packed += 1
 
     def _sweep(self, now: float) -> None:
