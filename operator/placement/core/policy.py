@@ -72,6 +72,7 @@ from placement.core.memo import remembered_plan
 from placement.core.observation import LoadHistory
 from placement.core.perrequest import CostPerRequest, cost_per_request
 from placement.core.planning import (
+    GO_ON_MARGIN,
     HoldPlan,
     Planner,
     Planning,
@@ -435,7 +436,14 @@ def _context(
     if forecast is not None and replicas is not None:
         queued = _left_over(spec, recorded, now, forecast)
         planner = Planner(
-            costs, replicas, spec.target.warm_replicas, pods, window, forecast, queued=queued
+            costs,
+            replicas,
+            spec.target.warm_replicas,
+            pods,
+            window,
+            forecast,
+            queued=queued,
+            goes_on=observed.backlog_metrics and ratio is not None,
         )
         planning = _planning(planner, recorded, now, held_hours, settled)
     breakdown = None
@@ -468,7 +476,10 @@ def _context(
         planning, recorded, held_through = _hold_through(
             planner, planning, observed, recorded, now, forecast, ratio, costs, pods, lookback
         )
-    if recorded.holding:
+        planning, recorded, backlog = _shorten_early(
+            planner, planning, recorded, now, observed, forecast, ratio, costs, pods, lookback
+        )
+    elif recorded.holding:
         backlog = _held_backlog(
             observed, recorded, now, window, forecast, ratio, costs, pods, planning, lookback
         )
@@ -594,18 +605,19 @@ def _hold_through(
         return planning, state, None
     if not early and planner.window.end - now > timedelta(hours=planning.longest_hours):
         return planning, state, None  # work arriving now would wait past acceptableDelay
+    through_inputs = BacklogInputs(
+        demand=_usable_demand(observed),
+        queue=usable_demand(observed.queue_depth),
+        replicas_per_demand=ratio,
+        configured=observed.backlog_metrics,
+        held_since=state.batch_since,
+        hold_start=now,  # what arrives from now on waits for the window too
+        hold_end=None if early else plan.end,
+        lookback=lookback,
+        history=observed.history,
+    )
     through = project_backlog(
-        BacklogInputs(
-            demand=_usable_demand(observed),
-            queue=usable_demand(observed.queue_depth),
-            replicas_per_demand=ratio,
-            configured=observed.backlog_metrics,
-            held_since=state.batch_since,
-            hold_start=now,  # what arrives from now on waits for the window too
-            hold_end=None if early else plan.end,
-            lookback=lookback,
-            history=observed.history,
-        ),
+        through_inputs,
         now=now,
         window=planner.window,
         forecast=forecast,
@@ -616,7 +628,10 @@ def _hold_through(
     if not through.watched or through.batch_pod_hours > through.capacity_pod_hours * (
         HOLD_THROUGH_MARGIN
     ):
-        on = None if early else _hold_on_early(planner, plan, now)
+        if early:
+            on = _go_on_early(planner, plan, now, through_inputs, forecast, costs, pods)
+        else:
+            on = _hold_on_early(planner, plan, now)
         if on is None:
             return planning, state, None
         return (
@@ -632,6 +647,114 @@ def _hold_through(
     )
 
 
+def _go_on_early(
+    planner: Planner,
+    plan: HoldPlan,
+    now: datetime,
+    inputs: BacklogInputs,
+    forecast: WorkForecast,
+    costs: CostsSpec,
+    pods: int,
+) -> HoldPlan | None:
+    """At the end of a hold taken that ends before its window, holding through to the
+    window's end not fitting: the same hold to a later end before the window, the latest
+    whose backlog (the work waiting, measured, and the arrivals until that end, projected as
+    the backlog watch projects them) fits GO_ON_MARGIN of the window. The plan's end was
+    fitted to a forecast of the whole hold; at its end most of that work is measured."""
+    end = _latest_fitting_end(planner, plan.start, inputs, now, None, forecast, costs, pods)
+    return None if end is None else planner.hold(plan.start, end)
+
+
+def _shorten_early(
+    planner: Planner,
+    planning: Planning,
+    state: State,
+    now: datetime,
+    observed: Observed,
+    forecast: WorkForecast,
+    ratio: float | None,
+    costs: CostsSpec,
+    pods: int,
+    lookback: timedelta,
+) -> tuple[Planning, State, Backlog]:
+    """Held in a hold taken that ends before its window, whose backlog no longer fits the
+    window by its end: the same hold to an earlier end, the latest whose backlog fits
+    GO_ON_MARGIN (it may go on again there, _go_on_early), instead of ending it now
+    (_end_early_hold_now) with little waiting yet (bursty, 11-05: a hold ended 50 minutes
+    in, 0.64 replica-hours waiting, its 10 hours projected at 1.32x the forecast). Returns
+    the planning, state and backlog to go on with."""
+    plan, taken = planning.plan, state.planned_hold
+    inputs = _held_inputs(observed, state, ratio, plan, lookback)
+    backlog = project_backlog(
+        inputs,
+        now=now,
+        window=planner.window,
+        forecast=forecast,
+        batch_efficiency=costs.batch_efficiency,
+        retry_rate=costs.retry_rate,
+        pods=pods,
+    )
+    if backlog.fits or plan is None or not plan.ends_early or taken != (plan.start, plan.end):
+        return planning, state, backlog
+    if not plan.contains(now):
+        return planning, state, backlog
+    end = _latest_fitting_end(planner, plan.start, inputs, now, plan.end, forecast, costs, pods)
+    if end is None:
+        return planning, state, backlog
+    plan = planner.hold(plan.start, end)
+    backlog = project_backlog(
+        replace(inputs, hold_end=end),
+        now=now,
+        window=planner.window,
+        forecast=forecast,
+        batch_efficiency=costs.batch_efficiency,
+        retry_rate=costs.retry_rate,
+        pods=pods,
+    )
+    return (
+        replace(planning, plan=plan, longer_fits=False),
+        replace(state, planned_hold=(plan.start, plan.end)),
+        backlog,
+    )
+
+
+def _latest_fitting_end(
+    planner: Planner,
+    start: datetime,
+    inputs: BacklogInputs,
+    now: datetime,
+    before: datetime | None,
+    forecast: WorkForecast,
+    costs: CostsSpec,
+    pods: int,
+) -> datetime | None:
+    """The latest end after now (and before `before`) of a hold from `start` that ends before
+    its window (planning.Planner.early_ends) whose projected backlog fits GO_ON_MARGIN of the
+    window; None if none does (the arrivals grow with the end: the first that does not fit
+    ends the search)."""
+    found = None
+    for end in planner.early_ends(start):
+        if end <= now:
+            continue
+        if before is not None and end >= before:
+            break
+        backlog = project_backlog(
+            replace(inputs, hold_end=end),
+            now=now,
+            window=planner.window,
+            forecast=forecast,
+            batch_efficiency=costs.batch_efficiency,
+            retry_rate=costs.retry_rate,
+            pods=pods,
+        )
+        if not backlog.watched or backlog.batch_pod_hours > backlog.capacity_pod_hours * (
+            GO_ON_MARGIN
+        ):
+            break
+        found = end
+    return found
+
+
 def _hold_on_early(planner: Planner, plan: HoldPlan, now: datetime) -> HoldPlan | None:
     """Held at the end of the hold taken with its window, holding through to the next
     window's end not fitting: the next window's hold from now instead, ending before that
@@ -644,7 +767,7 @@ def _hold_on_early(planner: Planner, plan: HoldPlan, now: datetime) -> HoldPlan 
     on = planner.longest_early(now)
     if on is None or on.breakdown.savings <= 0:
         return None
-    if on.breakdown.savings < plan.breakdown.savings * HOLD_ON_SHARE:
+    if planner.worth(on).breakdown.savings < plan.breakdown.savings * HOLD_ON_SHARE:
         return None
     return on
 
@@ -721,23 +844,33 @@ def _held_backlog(
 ) -> Backlog:
     plan = None if planning is None else planning.plan
     return project_backlog(
-        BacklogInputs(
-            demand=_usable_demand(observed),
-            queue=usable_demand(observed.queue_depth),  # same unit, same checks
-            replicas_per_demand=ratio,
-            configured=observed.backlog_metrics,
-            held_since=state.batch_since,
-            hold_start=None if plan is None else plan.start,
-            hold_end=None if plan is None else plan.end,
-            lookback=lookback,
-            history=observed.history,
-        ),
+        _held_inputs(observed, state, ratio, plan, lookback),
         now=now,
         window=window,
         forecast=forecast,
         batch_efficiency=costs.batch_efficiency,
         retry_rate=costs.retry_rate,
         pods=pods,
+    )
+
+
+def _held_inputs(
+    observed: Observed,
+    state: State,
+    ratio: float | None,
+    plan: HoldPlan | None,
+    lookback: timedelta,
+) -> BacklogInputs:
+    return BacklogInputs(
+        demand=_usable_demand(observed),
+        queue=usable_demand(observed.queue_depth),  # same unit, same checks
+        replicas_per_demand=ratio,
+        configured=observed.backlog_metrics,
+        held_since=state.batch_since,
+        hold_start=None if plan is None else plan.start,
+        hold_end=None if plan is None else plan.end,
+        lookback=lookback,
+        history=observed.history,
     )
 
 
