@@ -105,6 +105,8 @@ HOLD_THROUGH_MARGIN = 0.9
 # the next window's hold may start now and end before that window (_hold_on_early) when it
 # saves at least this share of the plan's savings: one restore and one move fewer.
 HOLD_ON_SHARE = 0.95
+# A lookback over this is half as many hours: the time the averaged queue depth lags by.
+_HALF_HOURS = timedelta(hours=2)
 _BATCH_REASONS = frozenset(
     {
         Reason.MOVED_TO_BATCH,
@@ -629,7 +631,7 @@ def _hold_through(
         HOLD_THROUGH_MARGIN
     ):
         if early:
-            on = _go_on_early(planner, plan, now, through_inputs, forecast, costs, pods)
+            on = _go_on_early(planner, plan, now, through_inputs, forecast, costs)
         else:
             on = _hold_on_early(planner, plan, now)
         if on is None:
@@ -654,14 +656,13 @@ def _go_on_early(
     inputs: BacklogInputs,
     forecast: WorkForecast,
     costs: CostsSpec,
-    pods: int,
 ) -> HoldPlan | None:
     """At the end of a hold taken that ends before its window, holding through to the
     window's end not fitting: the same hold to a later end before the window, the latest
     whose backlog (the work waiting, measured, and the arrivals until that end, projected as
     the backlog watch projects them) fits GO_ON_MARGIN of the window. The plan's end was
     fitted to a forecast of the whole hold; at its end most of that work is measured."""
-    end = _latest_fitting_end(planner, plan.start, inputs, now, None, forecast, costs, pods)
+    end = _latest_fitting_end(planner, inputs, now, None, forecast, costs)
     return None if end is None else planner.hold(plan.start, end)
 
 
@@ -698,7 +699,7 @@ def _shorten_early(
         return planning, state, backlog
     if not plan.contains(now):
         return planning, state, backlog
-    end = _latest_fitting_end(planner, plan.start, inputs, now, plan.end, forecast, costs, pods)
+    end = _latest_fitting_end(planner, inputs, now, plan.end, forecast, costs)
     if end is None:
         return planning, state, backlog
     plan = planner.hold(plan.start, end)
@@ -720,22 +721,25 @@ def _shorten_early(
 
 def _latest_fitting_end(
     planner: Planner,
-    start: datetime,
     inputs: BacklogInputs,
     now: datetime,
     before: datetime | None,
     forecast: WorkForecast,
     costs: CostsSpec,
-    pods: int,
 ) -> datetime | None:
-    """The latest end after now (and before `before`) of a hold from `start` that ends before
-    its window (planning.Planner.early_ends) whose projected backlog fits GO_ON_MARGIN of the
-    window; None if none does (the arrivals grow with the end: the first that does not fit
-    ends the search)."""
+    """The latest end after now (and before `before`) of a hold that ends before its window
+    (planning.Planner.going_on_ends) whose projected backlog fits GO_ON_MARGIN of the window;
+    None if none does (the arrivals grow with the end: the first that does not fit ends the
+    search). The queue depth, averaged over the lookback, is the queue of about half a
+    lookback ago: what arrived since (the demand over half a lookback) waits too. The
+    backlog watch leaves that out before the window (backlog.py: counting it there restored
+    bursty holds that fit), where a restore is the question, not how much longer to hold."""
+    lag = 0.0
+    if inputs.queue is not None and inputs.demand is not None and inputs.replicas_per_demand:
+        lag = inputs.demand * inputs.replicas_per_demand * inputs.lookback / _HALF_HOURS
+    lag_pod_hours = lag / costs.batch_efficiency * (1 + costs.retry_rate)
     found = None
-    for end in planner.early_ends(start):
-        if end <= now:
-            continue
+    for end in planner.going_on_ends(now):
         if before is not None and end >= before:
             break
         backlog = project_backlog(
@@ -745,11 +749,10 @@ def _latest_fitting_end(
             forecast=forecast,
             batch_efficiency=costs.batch_efficiency,
             retry_rate=costs.retry_rate,
-            pods=pods,
+            pods=planner.pods,
         )
-        if not backlog.watched or backlog.batch_pod_hours > backlog.capacity_pod_hours * (
-            GO_ON_MARGIN
-        ):
+        needed = backlog.batch_pod_hours + lag_pod_hours
+        if not backlog.watched or needed > backlog.capacity_pod_hours * GO_ON_MARGIN:
             break
         found = end
     return found
