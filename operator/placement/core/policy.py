@@ -631,7 +631,7 @@ def _hold_through(
         HOLD_THROUGH_MARGIN
     ):
         if early:
-            on = _go_on_early(planner, plan, now, through_inputs, forecast, costs)
+            on, through = _go_on_early(planner, plan, now, through_inputs, forecast, costs)
         else:
             on = _hold_on_early(planner, plan, now)
         if on is None:
@@ -656,14 +656,15 @@ def _go_on_early(
     inputs: BacklogInputs,
     forecast: WorkForecast,
     costs: CostsSpec,
-) -> HoldPlan | None:
+) -> tuple[HoldPlan | None, Backlog]:
     """At the end of a hold taken that ends before its window, holding through to the
     window's end not fitting: the same hold to a later end before the window, the latest
     whose backlog (the work waiting, measured, and the arrivals until that end, projected as
     the backlog watch projects them) fits GO_ON_MARGIN of the window. The plan's end was
-    fitted to a forecast of the whole hold; at its end most of that work is measured."""
-    end = _latest_fitting_end(planner, inputs, now, None, forecast, costs)
-    return None if end is None else planner.hold(plan.start, end)
+    fitted to a forecast of the whole hold; at its end most of that work is measured.
+    Returns the hold (None: it ends as planned) and the backlog of the end reached."""
+    end, backlog = _latest_fitting_end(planner, inputs, now, None, forecast, costs)
+    return (None if end is None else planner.hold(plan.start, end)), backlog
 
 
 def _shorten_early(
@@ -699,23 +700,14 @@ def _shorten_early(
         return planning, state, backlog
     if not plan.contains(now):
         return planning, state, backlog
-    end = _latest_fitting_end(planner, inputs, now, plan.end, forecast, costs)
+    end, shorter = _latest_fitting_end(planner, inputs, now, plan.end, forecast, costs)
     if end is None:
         return planning, state, backlog
     plan = planner.hold(plan.start, end)
-    backlog = project_backlog(
-        replace(inputs, hold_end=end),
-        now=now,
-        window=planner.window,
-        forecast=forecast,
-        batch_efficiency=costs.batch_efficiency,
-        retry_rate=costs.retry_rate,
-        pods=pods,
-    )
     return (
         replace(planning, plan=plan, longer_fits=False),
         replace(state, planned_hold=(plan.start, plan.end)),
-        backlog,
+        shorter,
     )
 
 
@@ -726,19 +718,21 @@ def _latest_fitting_end(
     before: datetime | None,
     forecast: WorkForecast,
     costs: CostsSpec,
-) -> datetime | None:
+) -> tuple[datetime | None, Backlog]:
     """The latest end after now (and before `before`) of a hold that ends before its window
     (planning.Planner.going_on_ends) whose projected backlog fits GO_ON_MARGIN of the window;
     None if none does (the arrivals grow with the end: the first that does not fit ends the
     search). The queue depth, averaged over the lookback, is the queue of about half a
     lookback ago: what arrived since (the demand over half a lookback) waits too. The
     backlog watch leaves that out before the window (backlog.py: counting it there restored
-    bursty holds that fit), where a restore is the question, not how much longer to hold."""
+    bursty holds that fit), where a restore is the question, not how much longer to hold.
+    Returns that end and its backlog (the lag counted among the work waiting), or None and
+    the backlog of the first end that did not fit."""
     lag = 0.0
     if inputs.queue is not None and inputs.demand is not None and inputs.replicas_per_demand:
         lag = inputs.demand * inputs.replicas_per_demand * inputs.lookback / _HALF_HOURS
     lag_pod_hours = lag / costs.batch_efficiency * (1 + costs.retry_rate)
-    found = None
+    found: tuple[datetime | None, Backlog] = (None, Backlog(False, "no later end"))
     for end in planner.going_on_ends(now):
         if before is not None and end >= before:
             break
@@ -751,10 +745,16 @@ def _latest_fitting_end(
             retry_rate=costs.retry_rate,
             pods=planner.pods,
         )
-        needed = backlog.batch_pod_hours + lag_pod_hours
-        if not backlog.watched or needed > backlog.capacity_pod_hours * GO_ON_MARGIN:
-            break
-        found = end
+        backlog = replace(
+            backlog,
+            waiting_replica_hours=backlog.waiting_replica_hours + lag,
+            batch_pod_hours=backlog.batch_pod_hours + lag_pod_hours,
+        )
+        if not backlog.watched or backlog.batch_pod_hours > backlog.capacity_pod_hours * (
+            GO_ON_MARGIN
+        ):
+            return found if found[0] is not None else (None, backlog)
+        found = (end, backlog)
     return found
 
 
@@ -1699,7 +1699,19 @@ def _enforce(ctx: _Context) -> Decision:
         return _run_window(ctx)
     through = ""
     plan = ctx.plan
-    if ctx.held_through is not None and plan is not None and plan.ends_early:
+    if (
+        ctx.held_through is not None
+        and plan is not None
+        and plan.ends_early
+        and (plan.start < ctx.now)
+    ):
+        # A hold that ends before its window gone on past its planned end (_go_on_early).
+        through = (
+            f"; held on past the planned hold's end until {_utc(plan.end)}: "
+            f"{ctx.held_through.describe()}, within {GO_ON_MARGIN:g} of it (the work held "
+            f"so far measured, the plan fitted to a forecast at {plan.margin:g})"
+        )
+    elif ctx.held_through is not None and plan is not None and plan.ends_early:
         # Held on into an early-ending hold of the next window (_hold_on_early): holding
         # through to that window's end would not fit, this hold does.
         through = (
