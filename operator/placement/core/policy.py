@@ -663,6 +663,8 @@ def _go_on_early(
     the backlog watch projects them) fits GO_ON_MARGIN of the window. The plan's end was
     fitted to a forecast of the whole hold; at its end most of that work is measured.
     Returns the hold (None: it ends as planned) and the backlog of the end reached."""
+    if plan.margin >= GO_ON_MARGIN:  # the plan fills that share already (steady load)
+        return None, Backlog(False, "steady load")
     end, backlog = _latest_fitting_end(planner, inputs, now, None, forecast, costs)
     return (None if end is None else planner.hold(plan.start, end)), backlog
 
