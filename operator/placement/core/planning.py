@@ -421,8 +421,13 @@ class Planner:
         for the forecast's error (a margin below GO_ON_MARGIN) that the work measured may
         take: on steady load the plan fills STEADY_MARGIN already, and going on a quarter
         hour at a time only moved holds across the window's end apart (grows: 29 mode
-        changes -> 33 of the oracle's 31)."""
-        return self.goes_on and hold.ends_early and hold.margin < GO_ON_MARGIN
+        changes -> 33 of the oracle's 31). Only where the history measured how the load
+        varies (earlier days, or a young history's hours, forecast.MIN_STEPS): before that
+        the margin is a guess, and weekdays' first day, priced at its reach, held the
+        morning where the evening paid more."""
+        made = self.forecast.forecast
+        measured = made.from_history and (made.analogs is not None or made.step_spread is not None)
+        return self.goes_on and measured and hold.ends_early and hold.margin < GO_ON_MARGIN
 
     @property
     def last_early_end(self) -> datetime:

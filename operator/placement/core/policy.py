@@ -772,7 +772,7 @@ def _hold_on_early(planner: Planner, plan: HoldPlan, now: datetime) -> HoldPlan 
     on = planner.longest_early(now)
     if on is None or on.breakdown.savings <= 0:
         return None
-    if planner.worth(on).breakdown.savings < plan.breakdown.savings * HOLD_ON_SHARE:
+    if on.breakdown.savings < plan.breakdown.savings * HOLD_ON_SHARE:
         return None
     return on
 
