@@ -14,6 +14,7 @@ hours after it fit, and pay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -101,11 +102,23 @@ def _history(now: datetime) -> LoadHistory:
     return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
 
 
+def _varying_history(now: datetime) -> LoadHistory:
+    """The shaped load 1.2x and 0.8x on alternate days: the days' totals vary by 20%, so a
+    plan fits HOLD_MARGIN (0.8) of the window, not STEADY_MARGIN."""
+    samples, moment = [], now - timedelta(days=14)
+    while moment < now:
+        busy = (moment - timedelta(hours=5)).toordinal() % 2
+        samples.append((moment, _load(moment) * (1.2 if busy else 0.8) * 4 * PER_REPLICA))
+        moment += timedelta(minutes=5)
+    return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
+
+
 @dataclass
 class _Placement:
     spec: WorkloadPlacementSpec
     stored: dict[str, Any] = field(default_factory=dict)
     held_work: float = 0.0  # replica-hours queued for the Job (what queueDepth reads)
+    history: Callable[[datetime], LoadHistory] = _history
 
     def evaluate(
         self, now: datetime, *, held: bool, jobs: tuple[JobObservation, ...] = ()
@@ -119,7 +132,7 @@ class _Placement:
             demand=load * 4 * PER_REPLICA,
             queue_depth=self.held_work * 3600 * PER_REPLICA,
             backlog_metrics=True,
-            history=_history(now),
+            history=self.history(now),
             jobs=jobs,
         )
         decision = decide(self.spec, observed, state, now=now)
@@ -260,13 +273,14 @@ def test_replay_keeps_the_held_work_for_the_job_after_a_planned_restore() -> Non
 
 
 def test_a_hold_whose_backlog_outgrows_the_window_ends_early_instead_of_falling_back() -> None:
-    # More work waiting by 16:00 than forecast (20 replica-hours, 10.46 batch pod-hours):
-    # with the four hours still to come the window would not do it all, but what waits now
-    # fits 0.9 of it. The hold ends now, that work left to the window's Job: no fallback.
+    # More work waiting by 16:00 than forecast (27 replica-hours, 14.13 batch pod-hours):
+    # a quarter hour more would not fit 0.95 of the window (the half hour the averaged
+    # queue lags by counted), but what waits now fits 0.9 of it. The hold ends now, that
+    # work left to the window's Job: no fallback.
     placement = _Placement(make_spec(**SPEC))
     moved = placement.evaluate(_at(21, 5), held=False)
     assert moved.plan is not None and moved.plan.ends_early and moved.plan.end > _at(21, 17)
-    placement.held_work = 20.0
+    placement.held_work = 27.0
     ended = placement.evaluate(_at(21, 16), held=True)
     assert (ended.action, ended.reason, ended.event_type) == (
         Action.RESTORE,
@@ -279,3 +293,64 @@ def test_a_hold_whose_backlog_outgrows_the_window_ends_early_instead_of_falling_
     assert "waits for the job of window 2026-11-22 01:00-05:00 UTC" in ended.message
     created = placement.evaluate(_at(22, 1), held=False)
     assert (created.action, created.job_name) == (Action.CREATE_JOB, JOB)
+
+
+def test_a_hold_whose_backlog_outgrows_the_window_ends_sooner_where_a_later_end_fits() -> None:
+    # 20 replica-hours waiting by 16:00 where the plan (until 20:00) expected 14: its end
+    # would not fit the window, 18:00 does (0.95 of it). Held on until then, not restored
+    # at 16:00 with two hours' work still to hold; restored at 18:00 as planned, no fallback.
+    placement = _Placement(make_spec(**SPEC))
+    moved = placement.evaluate(_at(21, 5), held=False)
+    assert moved.plan is not None and moved.plan.end == _at(21, 20)
+    placement.held_work = 20.0
+    shorter = placement.evaluate(_at(21, 16), held=True)
+    assert (shorter.action, shorter.desired_replicas) == (Action.WAIT, 0)  # held
+    assert shorter.state.holding and shorter.state.fallback_until is None
+    assert shorter.state.planned_hold == (_at(21, 5), _at(21, 18))
+    assert shorter.backlog is not None and shorter.backlog.fits
+    placement.held_work += 2 * 3.6
+    restored = placement.evaluate(_at(21, 18), held=True)
+    assert (restored.action, restored.reason, restored.event_type) == (
+        Action.RESTORE,
+        Reason.RESTORED,
+        EventType.NORMAL,
+    )
+    assert "planned restore" in restored.message
+    assert restored.state.waiting_hold == (_at(21, 5), _at(21, 18))
+
+
+def test_a_hold_that_ends_before_its_window_goes_on_while_the_work_measured_fits() -> None:
+    # Days that vary by 20%: the plan fits its high quantile into 0.8 of the window and
+    # ends at 17:00. The work held by then is the forecast's typical: a quarter hour at a
+    # time, the hold goes on until what waits and what arrives until the new end fill 0.95
+    # of the window (19:30), with no restore and move back; then the planned restore.
+    placement = _Placement(make_spec(**SPEC), history=_varying_history)
+    moved = placement.evaluate(_at(21, 5), held=False)
+    plan = moved.plan
+    assert moved.action is Action.MOVE_TO_BATCH and plan is not None and plan.ends_early
+    assert (plan.start, plan.end, plan.margin) == (_at(21, 5), _at(21, 17), 0.8)
+    placement.held_work = plan.work_replica_hours
+    went_on = placement.evaluate(_at(21, 17), held=True)
+    assert (went_on.action, went_on.desired_replicas) == (Action.WAIT, 0)  # held
+    assert went_on.state.holding and went_on.state.planned_hold == (_at(21, 5), _at(21, 19, 30))
+    assert "held on past the planned hold's end until 2026-11-21 19:30 UTC" in went_on.message
+    assert "within 0.95 of it" in went_on.message
+    assert went_on.backlog is not None and went_on.backlog.fits
+    placement.held_work += 2.5 * 0.9 * 4 * 1.2
+    restored = placement.evaluate(_at(21, 19, 30), held=True)
+    assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
+    assert restored.state.waiting_hold == (_at(21, 5), _at(21, 19, 30))
+    created = placement.evaluate(_at(22, 1), held=False)  # the window's Job does that work
+    assert (created.action, created.job_name) == (Action.CREATE_JOB, JOB)
+
+
+def test_a_hold_that_ends_before_its_window_does_not_go_on_past_what_fits() -> None:
+    # The same hold, with more work held by 17:00 than the window has room for beyond it
+    # (0.95 of it taken): restored at its planned end.
+    placement = _Placement(make_spec(**SPEC), history=_varying_history)
+    placement.evaluate(_at(21, 5), held=False)
+    placement.held_work = 27.0
+    restored = placement.evaluate(_at(21, 17), held=True)
+    assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
+    assert "planned restore" in restored.message
+    assert restored.state.waiting_hold == (_at(21, 5), _at(21, 17))

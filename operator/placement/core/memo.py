@@ -122,6 +122,7 @@ def _plan_key(
             planner.pods,
             planner.early_end,
             planner.queued,
+            planner.goes_on,
             (_instant(window.start), _instant(window.end), window.label, window.zone.key),
             planner.forecast.replicas_per_unit,
             forecast.source,
@@ -171,7 +172,17 @@ def _names(cls: type) -> tuple[str, ...]:
 # generic one (the whole planner pickled) rather than one that misses the new field.
 _KNOWN_SHAPE = (
     _names(Planner)
-    == ("costs", "replicas", "warm_replicas", "pods", "window", "forecast", "early_end", "queued")
+    == (
+        "costs",
+        "replicas",
+        "warm_replicas",
+        "pods",
+        "window",
+        "forecast",
+        "early_end",
+        "queued",
+        "goes_on",
+    )
     and _names(WorkForecast) == ("forecast", "replicas_per_unit")
     and _names(Forecast)
     == ("source", "basis", "hours", "from_history", "analogs", "past", "spread", "step_spread")

@@ -72,6 +72,7 @@ from placement.core.memo import remembered_plan
 from placement.core.observation import LoadHistory
 from placement.core.perrequest import CostPerRequest, cost_per_request
 from placement.core.planning import (
+    GO_ON_MARGIN,
     HoldPlan,
     Planner,
     Planning,
@@ -104,6 +105,8 @@ HOLD_THROUGH_MARGIN = 0.9
 # the next window's hold may start now and end before that window (_hold_on_early) when it
 # saves at least this share of the plan's savings: one restore and one move fewer.
 HOLD_ON_SHARE = 0.95
+# A lookback over this is half as many hours: the time the averaged queue depth lags by.
+_HALF_HOURS = timedelta(hours=2)
 _BATCH_REASONS = frozenset(
     {
         Reason.MOVED_TO_BATCH,
@@ -435,7 +438,14 @@ def _context(
     if forecast is not None and replicas is not None:
         queued = _left_over(spec, recorded, now, forecast)
         planner = Planner(
-            costs, replicas, spec.target.warm_replicas, pods, window, forecast, queued=queued
+            costs,
+            replicas,
+            spec.target.warm_replicas,
+            pods,
+            window,
+            forecast,
+            queued=queued,
+            goes_on=observed.backlog_metrics and ratio is not None,
         )
         planning = _planning(planner, recorded, now, held_hours, settled)
     breakdown = None
@@ -468,7 +478,10 @@ def _context(
         planning, recorded, held_through = _hold_through(
             planner, planning, observed, recorded, now, forecast, ratio, costs, pods, lookback
         )
-    if recorded.holding:
+        planning, recorded, backlog = _shorten_early(
+            planner, planning, recorded, now, observed, forecast, ratio, costs, pods, lookback
+        )
+    elif recorded.holding:
         backlog = _held_backlog(
             observed, recorded, now, window, forecast, ratio, costs, pods, planning, lookback
         )
@@ -594,18 +607,19 @@ def _hold_through(
         return planning, state, None
     if not early and planner.window.end - now > timedelta(hours=planning.longest_hours):
         return planning, state, None  # work arriving now would wait past acceptableDelay
+    through_inputs = BacklogInputs(
+        demand=_usable_demand(observed),
+        queue=usable_demand(observed.queue_depth),
+        replicas_per_demand=ratio,
+        configured=observed.backlog_metrics,
+        held_since=state.batch_since,
+        hold_start=now,  # what arrives from now on waits for the window too
+        hold_end=None if early else plan.end,
+        lookback=lookback,
+        history=observed.history,
+    )
     through = project_backlog(
-        BacklogInputs(
-            demand=_usable_demand(observed),
-            queue=usable_demand(observed.queue_depth),
-            replicas_per_demand=ratio,
-            configured=observed.backlog_metrics,
-            held_since=state.batch_since,
-            hold_start=now,  # what arrives from now on waits for the window too
-            hold_end=None if early else plan.end,
-            lookback=lookback,
-            history=observed.history,
-        ),
+        through_inputs,
         now=now,
         window=planner.window,
         forecast=forecast,
@@ -616,7 +630,10 @@ def _hold_through(
     if not through.watched or through.batch_pod_hours > through.capacity_pod_hours * (
         HOLD_THROUGH_MARGIN
     ):
-        on = None if early else _hold_on_early(planner, plan, now)
+        if early:
+            on, through = _go_on_early(planner, plan, now, through_inputs, forecast, costs)
+        else:
+            on = _hold_on_early(planner, plan, now)
         if on is None:
             return planning, state, None
         return (
@@ -630,6 +647,117 @@ def _hold_through(
         replace(state, planned_hold=(hold.start, hold.end)),
         through,
     )
+
+
+def _go_on_early(
+    planner: Planner,
+    plan: HoldPlan,
+    now: datetime,
+    inputs: BacklogInputs,
+    forecast: WorkForecast,
+    costs: CostsSpec,
+) -> tuple[HoldPlan | None, Backlog]:
+    """At the end of a hold taken that ends before its window, holding through to the
+    window's end not fitting: the same hold to a later end before the window, the latest
+    whose backlog (the work waiting, measured, and the arrivals until that end, projected as
+    the backlog watch projects them) fits GO_ON_MARGIN of the window. The plan's end was
+    fitted to a forecast of the whole hold; at its end most of that work is measured.
+    Returns the hold (None: it ends as planned) and the backlog of the end reached."""
+    if plan.margin >= GO_ON_MARGIN:  # the plan fills that share already (steady load)
+        return None, Backlog(False, "steady load")
+    end, backlog = _latest_fitting_end(planner, inputs, now, None, forecast, costs)
+    return (None if end is None else planner.hold(plan.start, end)), backlog
+
+
+def _shorten_early(
+    planner: Planner,
+    planning: Planning,
+    state: State,
+    now: datetime,
+    observed: Observed,
+    forecast: WorkForecast,
+    ratio: float | None,
+    costs: CostsSpec,
+    pods: int,
+    lookback: timedelta,
+) -> tuple[Planning, State, Backlog]:
+    """Held in a hold taken that ends before its window, whose backlog no longer fits the
+    window by its end: the same hold to an earlier end, the latest whose backlog fits
+    GO_ON_MARGIN (it may go on again there, _go_on_early), instead of ending it now
+    (_end_early_hold_now) with little waiting yet (bursty, 11-05: a hold ended 50 minutes
+    in, 0.64 replica-hours waiting, its 10 hours projected at 1.32x the forecast). Returns
+    the planning, state and backlog to go on with."""
+    plan, taken = planning.plan, state.planned_hold
+    inputs = _held_inputs(observed, state, ratio, plan, lookback)
+    backlog = project_backlog(
+        inputs,
+        now=now,
+        window=planner.window,
+        forecast=forecast,
+        batch_efficiency=costs.batch_efficiency,
+        retry_rate=costs.retry_rate,
+        pods=pods,
+    )
+    if backlog.fits or plan is None or not plan.ends_early or taken != (plan.start, plan.end):
+        return planning, state, backlog
+    if not plan.contains(now):
+        return planning, state, backlog
+    end, shorter = _latest_fitting_end(planner, inputs, now, plan.end, forecast, costs)
+    if end is None:
+        return planning, state, backlog
+    plan = planner.hold(plan.start, end)
+    return (
+        replace(planning, plan=plan, longer_fits=False),
+        replace(state, planned_hold=(plan.start, plan.end)),
+        shorter,
+    )
+
+
+def _latest_fitting_end(
+    planner: Planner,
+    inputs: BacklogInputs,
+    now: datetime,
+    before: datetime | None,
+    forecast: WorkForecast,
+    costs: CostsSpec,
+) -> tuple[datetime | None, Backlog]:
+    """The latest end after now (and before `before`) of a hold that ends before its window
+    (planning.Planner.going_on_ends) whose projected backlog fits GO_ON_MARGIN of the window;
+    None if none does (the arrivals grow with the end: the first that does not fit ends the
+    search). The queue depth, averaged over the lookback, is the queue of about half a
+    lookback ago: what arrived since (the demand over half a lookback) waits too. The
+    backlog watch leaves that out before the window (backlog.py: counting it there restored
+    bursty holds that fit), where a restore is the question, not how much longer to hold.
+    Returns that end and its backlog (the lag counted among the work waiting), or None and
+    the backlog of the first end that did not fit."""
+    lag = 0.0
+    if inputs.queue is not None and inputs.demand is not None and inputs.replicas_per_demand:
+        lag = inputs.demand * inputs.replicas_per_demand * inputs.lookback / _HALF_HOURS
+    lag_pod_hours = lag / costs.batch_efficiency * (1 + costs.retry_rate)
+    found: tuple[datetime | None, Backlog] = (None, Backlog(False, "no later end"))
+    for end in planner.going_on_ends(now):
+        if before is not None and end >= before:
+            break
+        backlog = project_backlog(
+            replace(inputs, hold_end=end),
+            now=now,
+            window=planner.window,
+            forecast=forecast,
+            batch_efficiency=costs.batch_efficiency,
+            retry_rate=costs.retry_rate,
+            pods=planner.pods,
+        )
+        backlog = replace(
+            backlog,
+            waiting_replica_hours=backlog.waiting_replica_hours + lag,
+            batch_pod_hours=backlog.batch_pod_hours + lag_pod_hours,
+        )
+        if not backlog.watched or backlog.batch_pod_hours > backlog.capacity_pod_hours * (
+            GO_ON_MARGIN
+        ):
+            return found if found[0] is not None else (None, backlog)
+        found = (end, backlog)
+    return found
 
 
 def _hold_on_early(planner: Planner, plan: HoldPlan, now: datetime) -> HoldPlan | None:
@@ -721,23 +849,33 @@ def _held_backlog(
 ) -> Backlog:
     plan = None if planning is None else planning.plan
     return project_backlog(
-        BacklogInputs(
-            demand=_usable_demand(observed),
-            queue=usable_demand(observed.queue_depth),  # same unit, same checks
-            replicas_per_demand=ratio,
-            configured=observed.backlog_metrics,
-            held_since=state.batch_since,
-            hold_start=None if plan is None else plan.start,
-            hold_end=None if plan is None else plan.end,
-            lookback=lookback,
-            history=observed.history,
-        ),
+        _held_inputs(observed, state, ratio, plan, lookback),
         now=now,
         window=window,
         forecast=forecast,
         batch_efficiency=costs.batch_efficiency,
         retry_rate=costs.retry_rate,
         pods=pods,
+    )
+
+
+def _held_inputs(
+    observed: Observed,
+    state: State,
+    ratio: float | None,
+    plan: HoldPlan | None,
+    lookback: timedelta,
+) -> BacklogInputs:
+    return BacklogInputs(
+        demand=_usable_demand(observed),
+        queue=usable_demand(observed.queue_depth),  # same unit, same checks
+        replicas_per_demand=ratio,
+        configured=observed.backlog_metrics,
+        held_since=state.batch_since,
+        hold_start=None if plan is None else plan.start,
+        hold_end=None if plan is None else plan.end,
+        lookback=lookback,
+        history=observed.history,
     )
 
 
@@ -1563,7 +1701,19 @@ def _enforce(ctx: _Context) -> Decision:
         return _run_window(ctx)
     through = ""
     plan = ctx.plan
-    if ctx.held_through is not None and plan is not None and plan.ends_early:
+    if (
+        ctx.held_through is not None
+        and plan is not None
+        and plan.ends_early
+        and (plan.start < ctx.now)
+    ):
+        # A hold that ends before its window gone on past its planned end (_go_on_early).
+        through = (
+            f"; held on past the planned hold's end until {_utc(plan.end)}: "
+            f"{ctx.held_through.describe()}, within {GO_ON_MARGIN:g} of it (the work held "
+            f"so far measured, the plan fitted to a forecast at {plan.margin:g})"
+        )
+    elif ctx.held_through is not None and plan is not None and plan.ends_early:
         # Held on into an early-ending hold of the next window (_hold_on_early): holding
         # through to that window's end would not fit, this hold does.
         through = (
