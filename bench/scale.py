@@ -52,6 +52,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from placement.core.api import GROUP, PLURAL, VERSION
+from placement.core.labels import FINALIZER
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.operator_process import OperatorProcess, start_operator
 from placement.localenv.process import ManagedProcess
@@ -427,11 +428,13 @@ def _short(filename: str) -> str:
 
 
 class DecisionWatch:
-    """When each placement is first seen with a decision (a watch, so no list per poll)."""
+    """When each placement is first seen with a decision (a watch, so no list per poll), and
+    with kopf's finalizer (the operator's first patch: what a first evaluation waits for)."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.decided: dict[tuple[str, str], float] = {}
+        self.finalized: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._watch = watch.Watch()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -461,8 +464,10 @@ class DecisionWatch:
                     **since,
                 ):
                     item = event["object"]
+                    key = (item["metadata"]["namespace"], item["metadata"]["name"])
+                    if FINALIZER in (item["metadata"].get("finalizers") or ()):
+                        self.finalized.setdefault(key, time.monotonic())
                     if (item.get("status") or {}).get("decision"):
-                        key = (item["metadata"]["namespace"], item["metadata"]["name"])
                         self.decided.setdefault(key, time.monotonic())
                     if self._stop.is_set():
                         return
@@ -471,6 +476,13 @@ class DecisionWatch:
             except Exception:  # a dropped or expired watch: start another, from the start
                 since = {}
                 time.sleep(0.5)
+
+
+def quantiles(values: list[float]) -> list[float] | None:
+    """p50 and p99, rounded (None: no values)."""
+    if not values:
+        return None
+    return [round(statistics.median(values), 2), round(percentile(values, 0.99), 2)]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -564,10 +576,27 @@ def _measure(
             parallel([lambda m=m: create(m) for m in manifests])
             say(f"  {n} placements applied in {time.monotonic() - applied:.1f}s ({mode})")
             deadline = time.monotonic() + 120 + n * 0.3
+            progress = time.monotonic()
             while len(decisions.decided) < n and time.monotonic() < deadline:
                 time.sleep(0.5)
+                if time.monotonic() - progress >= 15:  # where the placements are, as it goes
+                    progress = time.monotonic()
+                    say(
+                        f"  {progress - applied:.0f}s: {len(decisions.finalized)} with the "
+                        f"finalizer, {len(decisions.decided)} decided (load {load()})"
+                    )
             latencies = [
                 decisions.decided[k] - created[k] for k in created if k in decisions.decided
+            ]
+            # The two stages of a first decision: kopf's patch of the finalizer, then the
+            # evaluation (held back until the finalizer shows) and its status write.
+            to_finalizer = [
+                decisions.finalized[k] - created[k] for k in created if k in decisions.finalized
+            ]
+            after_finalizer = [
+                decisions.decided[k] - decisions.finalized[k]
+                for k in created
+                if k in decisions.decided and k in decisions.finalized
             ]
         # What the bulk apply cost until the last decision: requests, writes, CPU.
         decided_at = read_counters(cluster, prometheus, operator)
@@ -613,6 +642,8 @@ def _measure(
         "decided_p50_s": round(statistics.median(latencies), 2) if latencies else None,
         "decided_p99_s": round(percentile(latencies, 0.99), 2) if latencies else None,
         "decided_max_s": round(max(latencies), 2) if latencies else None,
+        "finalizer_p50_p99_s": quantiles(to_finalizer),
+        "decided_after_finalizer_p50_p99_s": quantiles(after_finalizer),
         # From the first create request to the last decision seen: the requests on the
         # operator's resources (the benchmark's creates included: N "POST workloadplacements")
         # and the CPU seconds of the operator and of the servers.
@@ -623,6 +654,9 @@ def _measure(
         "bulk_api_writes_per_placement": round((decided_at.api_writes - before.api_writes) / n, 2),
         "bulk_api_requests": increase(decided_at.api_by_kind, before.api_by_kind),
         "bulk_api_reads_by_client": bulk_reads,
+        # Looks at placements after their first, to the last decision, by what they found
+        # (held back for the finalizer or a status write counts as due).
+        "bulk_wakeups": increase(decided_at.wakeups, before.wakeups),
         "bulk_cpu_s": {
             "operator": round(decided_at.operator_cpu_s - before.operator_cpu_s, 1),
             **{

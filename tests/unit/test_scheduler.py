@@ -275,6 +275,113 @@ def test_an_enforce_placement_is_not_evaluated_before_its_finalizer_is_on() -> N
     assert waited < 5  # at the event, not a 60 s tick later
 
 
+def _count_looks(running: Standalone) -> list[int]:
+    """The looks at placements from now on (one number, in a list to read it later)."""
+    looks = [0]
+    step = running.scheduler.step
+    assert step is not None
+
+    async def counted(tracked: Tracked) -> float | None:
+        looks[0] += 1
+        assert step is not None
+        return await step(tracked)
+
+    running.scheduler.step = counted
+    return looks
+
+
+@pytest.mark.parametrize("mode", ["Enforce", "Recommend"])
+def test_a_placement_waiting_for_its_finalizer_is_not_looked_at_again_until_its_event(
+    mode: str,
+) -> None:
+    """At a bulk apply kopf's patches of the finalizer lag: a look at every tick of each
+    placement still without it made most of the looks at 10,000 (docs/scaling.md, stop 20),
+    queued with the new placements ready to evaluate. The event bringing it wakes it."""
+
+    async def scenario() -> tuple[int, int, float]:
+        running = Standalone(tick=0.01)
+        looks = _count_looks(running)
+        running.raw["spec"] = {"mode": mode}
+        running.event(type="ADDED")
+        running.event()  # another event of the same generation (e.g. kopf's own write)
+        await asyncio.sleep(0.3)  # 30 ticks
+        looked, started = looks[0], len(running.evaluations.started)
+        running.raw["metadata"]["finalizers"] = [FINALIZER]
+        running.raw["metadata"]["resourceVersion"] = "2"
+        running.event()
+        waited = await _until(lambda: len(running.evaluations.started) == 1)
+        await running.shutdown()
+        return looked, started, waited
+
+    looked, started, waited = asyncio.run(scenario())
+    assert started == 0
+    assert looked <= 2  # its first event, perhaps the second: not one per tick
+    assert waited < 5
+
+
+def test_an_enforce_placement_that_never_gets_its_finalizer_is_still_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No look every tick, but the warning still comes after FINALIZER_PATIENCE, once, and
+    the placement is never evaluated; a Recommend one is evaluated then, without a warning."""
+    monkeypatch.setattr(handlers, "FINALIZER_PATIENCE", 0.2)
+
+    async def scenario(mode: str) -> tuple[int, int, float]:
+        running = Standalone(tick=0.01)
+        looks = _count_looks(running)
+        running.raw["spec"] = {"mode": mode}
+        running.event(type="ADDED")
+        started = time.monotonic()
+        if mode == "Enforce":
+            await _until(lambda: any("not evaluated for" in r.getMessage() for r in caplog.records))
+            waited = time.monotonic() - started
+            await asyncio.sleep(0.1)  # 10 ticks more
+        else:  # its evaluation fails here (no cluster), and is tried again each tick
+            await _until(lambda: len(running.evaluations.started) == 1)
+            waited = time.monotonic() - started
+        looked = looks[0]
+        await running.shutdown()
+        return looked, len(running.evaluations.started), waited
+
+    with caplog.at_level(logging.WARNING):
+        looked, evaluated, waited = asyncio.run(scenario("Enforce"))
+    warnings = [r.getMessage() for r in caplog.records if "not evaluated for" in r.getMessage()]
+    assert len(warnings) == 1 and FINALIZER in warnings[0]
+    assert evaluated == 0
+    assert 0.15 < waited < 5  # at its patience's end
+    assert looked <= 3  # its event, the look at the end of its patience: not one per tick
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        looked, evaluated, waited = asyncio.run(scenario("Recommend"))
+    assert evaluated == 1  # it changes nothing: evaluated past its patience
+    assert 0.15 < waited < 5
+    assert looked <= 3
+    assert not [r for r in caplog.records if "not evaluated for" in r.getMessage()]
+
+
+def test_the_finalizer_put_back_has_a_placement_waiting_for_it_evaluated_at_once() -> None:
+    """An Enforce placement evaluated before, its finalizer taken off (the same generation):
+    it waits for it, and the event that shows it again wakes it (not FINALIZER_PATIENCE)."""
+
+    async def scenario() -> tuple[int, float]:
+        running = Standalone(tick=60)
+        running.raw["spec"] = {"mode": "Enforce"}
+        tracked = running.evaluated(due_in=0)  # no finalizer on it: held back at its look
+        await _until(lambda: tracked.looked)
+        await asyncio.sleep(0.05)
+        held = len(running.evaluations.started)
+        running.raw["metadata"]["finalizers"] = [FINALIZER]
+        running.raw["metadata"]["resourceVersion"] = "2"
+        running.event()
+        waited = await _until(lambda: len(running.evaluations.started) == 1)
+        await running.shutdown()
+        return held, waited
+
+    held, waited = asyncio.run(scenario())
+    assert held == 0
+    assert waited < 5
+
+
 class Writes:
     """The status writes, as kubeaio answers them: the resourceVersion each made."""
 

@@ -176,36 +176,49 @@ def awaits_finalizer(body: kopf.Body, *, new: bool = False) -> bool:
 FINALIZER_PATIENCE = 60.0
 
 
-def _waits_for_finalizer(body: kopf.Body, memo: Memory, logger: Logger, now: float) -> bool:
-    """Whether the placement is not evaluated yet for want of kopf's finalizer: an Enforce
-    placement evaluated before it lands could scale its Deployment down, and a deletion then
-    would leave it down; a new placement's first status write would race kopf's patch of it.
-    A Recommend placement (it changes nothing) waits at most FINALIZER_PATIENCE."""
+def _waits_for_finalizer(body: kopf.Body, memo: Memory, logger: Logger, now: float) -> float:
+    """Seconds the placement is not evaluated yet for want of kopf's finalizer (0: it is not
+    held back): an Enforce placement evaluated before it lands could scale its Deployment
+    down, and a deletion then would leave it down; a new placement's first status write would
+    race kopf's patch of it. A Recommend placement (it changes nothing) waits at most
+    FINALIZER_PATIENCE. The event that brings the finalizer wakes it (`notice`, `unrecorded`):
+    the seconds returned only bound the wait, no look before (at a bulk apply of 10,000 a
+    look every tick of each placement waiting was most of the looks, see docs/scaling.md)."""
     new = getattr(memo, "evaluated_generation", None) is None
     if not awaits_finalizer(body, new=new):
-        return False
-    if not awaits_finalizer(body):  # not Enforce: no warning, evaluated past its patience
-        since = getattr(memo, "awaiting_finalizer_since", None)
-        if since is None:
-            memo.awaiting_finalizer_since = since = now
-        return now - since < FINALIZER_PATIENCE
-    _say_finalizer_missing(memo, logger, now)
-    return True
-
-
-def _say_finalizer_missing(memo: Memory, logger: Logger, now: float) -> None:
-    """Once, after FINALIZER_PATIENCE: a warning (kopf posts it as an Event) that the placement
-    waits for its finalizer, so a placement kopf cannot finalize is not silently idle."""
+        memo.awaits_finalizer = False
+        return 0.0
+    memo.awaits_finalizer = True
     since = getattr(memo, "awaiting_finalizer_since", None)
     if since is None:
-        memo.awaiting_finalizer_since = now
-    elif now - since >= FINALIZER_PATIENCE and not getattr(memo, "finalizer_warned", False):
+        memo.awaiting_finalizer_since = since = now
+    left = since + FINALIZER_PATIENCE - now
+    if not awaits_finalizer(body):  # not Enforce: no warning, evaluated past its patience
+        return max(0.0, left)
+    if left > 0:
+        return left
+    _say_finalizer_missing(memo, logger, now - since)
+    # Past the warning, a look each FINALIZER_PATIENCE in case no event comes with it.
+    return FINALIZER_PATIENCE
+
+
+def _say_finalizer_missing(memo: Memory, logger: Logger, waited: float) -> None:
+    """Once, after FINALIZER_PATIENCE: a warning (kopf posts it as an Event) that the placement
+    waits for its finalizer, so a placement kopf cannot finalize is not silently idle."""
+    if not getattr(memo, "finalizer_warned", False):
         memo.finalizer_warned = True
         logger.warning(
-            f"not evaluated for {now - since:.0f}s: the finalizer {FINALIZER} is not on the "
+            f"not evaluated for {waited:.0f}s: the finalizer {FINALIZER} is not on the "
             "placement yet, and an Enforce placement is evaluated only once it is (a deletion "
             "must give its Deployment back); check that the operator may patch placements"
         )
+
+
+def finalizer_shown(body: kopf.Body, memo: Memory) -> bool:
+    """Whether this event brings the finalizer the placement waits for (its look is due)."""
+    if not getattr(memo, "awaits_finalizer", False):
+        return False
+    return FINALIZER in ((body.get("metadata") or {}).get("finalizers") or ())
 
 
 # How long a daemon waits for the watch to bring the body with its own last status write
@@ -232,14 +245,14 @@ def write_shown(body: kopf.Body, memo: Memory) -> bool:
     return bool(shown)
 
 
-def _held_back(body: kopf.Body, memo: Memory, logger: Logger, now: float, tick: float) -> float:
-    """Seconds a due evaluation waits (0: none). For kopf's finalizer: kopf starts the daemon
-    in the event cycle that sends it, and the event bringing it wakes the daemon
-    (`unrecorded`: a generation not evaluated yet), else a tick later. For its own last status
-    write not in the body yet: woken by the event that brings it (`unrecorded`), not looking
-    again before (no busy wait)."""
-    if _waits_for_finalizer(body, memo, logger, now):
-        return tick
+def _held_back(body: kopf.Body, memo: Memory, logger: Logger, now: float) -> float:
+    """Seconds a due evaluation waits (0: none), woken before by the event that ends the wait
+    (`notice`, `unrecorded`; no busy wait): for kopf's finalizer (kopf starts the daemon in
+    the event cycle that sends it; the scheduler sees the placement's first event), and for
+    its own last status write not in the body yet."""
+    held = _waits_for_finalizer(body, memo, logger, now)
+    if held > 0:
+        return held
     left = _awaits_write(body, memo, now)
     if left > 0:
         memo.awaits_write = True
@@ -431,6 +444,8 @@ def register(  # noqa: C901
             wake(memo)
         elif getattr(memo, "awaits_write", False) and write_shown(body, memo):
             wake(memo)  # the event that brings its own status write: evaluate on it
+        elif finalizer_shown(body, memo):
+            wake(memo)  # the finalizer put back on a placement evaluated before
         return (
             type != "DELETED"
             and not body.metadata.get("deletionTimestamp")
@@ -657,7 +672,7 @@ def register(  # noqa: C901
         state.awaits_write = False
         if not due:
             return float(getattr(state, "next_evaluation", 0.0) - now)
-        held = _held_back(body, state, logger, now, config.tick_seconds)
+        held = _held_back(body, state, logger, now)
         if held > 0:
             return held
         state.job_ended = False  # a Job that ends from now on wakes it again
@@ -777,14 +792,18 @@ def new_scheduler(config: OperatorConfig) -> Scheduler:
 def notice(scheduler: Scheduler, body: kopf.Body, type: str | None) -> None:
     """A watch event of a placement, for the scheduler: its body is the latest; a deleted one
     (or one being deleted: kopf's finalizer handler restores it) is never evaluated again; a
-    generation not evaluated yet, or the event of its own status write it waits for, has it
-    looked at now."""
+    generation not evaluated yet, or the event of its own status write or of the finalizer it
+    waits for, has it looked at now."""
     if type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
         scheduler.forget(key_of(body))
         return
     tracked = scheduler.track(body)
     scheduler.start()  # at the first event: in kopf's context for Events (Scheduler.start)
-    if tracked.unseen or (tracked.awaits_write and write_shown(body, tracked)):
+    if (
+        tracked.unseen
+        or (tracked.awaits_write and write_shown(body, tracked))
+        or finalizer_shown(body, tracked)
+    ):
         scheduler.wake(tracked)
 
 

@@ -45,6 +45,7 @@ class Tracked:
         "_seq",
         "_settled",
         "awaiting_finalizer_since",
+        "awaits_finalizer",
         "awaits_write",
         "body",
         "evaluated_generation",
@@ -68,6 +69,7 @@ class Tracked:
     written_version: str | None
     written_at: float
     awaiting_finalizer_since: float
+    awaits_finalizer: bool  # held back for kopf's finalizer: the event bringing it wakes it
     finalizer_warned: bool
     status_write_failure: str | None
     looked: bool  # looked at once already (the next looks are wakeups)
@@ -80,6 +82,7 @@ class Tracked:
         self.next_evaluation = 0.0
         self.job_ended = False
         self.awaits_write = False
+        self.awaits_finalizer = False
         self.looked = False
         self.gone = False
         self._seq = -1  # the heap entry that is this placement's due time; others are stale
