@@ -233,6 +233,9 @@ class State:
     # After a planned restore (a hold that ended before its window): that hold [from, until),
     # whose work waits for its window's Job, run while realtime. Cleared when the window ends.
     waiting_hold: tuple[datetime, datetime] | None = None
+    # When the operator last restored the Deployment (status: the history's last Restore):
+    # for one lookback after it the lookback still averages the held fleet.
+    restored_at: datetime | None = None
 
     @property
     def holding(self) -> bool:
@@ -432,7 +435,9 @@ def _context(
     costs = learned.costs(spec.costs)
     pods = parallel_pods(spec.costs, spec.batch.job_template)
     settled = _settled(spec, recorded, now)
-    ratio = _demand_ratio(observed, recorded, now, settled, replicas, utilization)
+    ratio = _demand_ratio(
+        observed, recorded, now, settled, replicas, utilization, spec.metrics.lookback.timedelta
+    )
     forecast = _forecast(observed, recorded, now, window, replicas, utilization, problem, ratio)
     planning = None
     if forecast is not None and replicas is not None:
@@ -788,14 +793,20 @@ def _demand_ratio(
     settled: datetime,
     replicas: int | None,
     utilization: float | None,
+    lookback: timedelta,
 ) -> float | None:
     """Realtime replicas per unit of demand: measured now while realtime; recorded at the
     move while held, and after a hold that ended with its window until `settled` (the window's
     end plus metrics.lookback): until then the lookback's utilization still averages the held
     fleet's and would make a unit of demand look nearly free (the HoldPlanned message after a
-    restore forecast 3.67 replica-hours where the one at the restore said 43.03)."""
+    restore forecast 3.67 replica-hours where the one at the restore said 43.03). The same for
+    one lookback after any restore, whatever its reason (a SavingsNegative restore at 17:20
+    moved back at 17:25 on a forecast of 7.2 replica-hours)."""
     recorded = positive(state.replicas_per_demand)
     if state.holding:
+        return recorded
+    restored = state.restored_at
+    if recorded is not None and restored is not None and now < restored + lookback:
         return recorded
     if (
         recorded is not None
@@ -1913,6 +1924,7 @@ def _restore(
         planned_hold=None,
         # replicas_per_demand is kept: the lookback after the restore still covers held hours
         # (_demand_ratio); the next move records it again.
+        restored_at=ctx.now,
     )
     return _decision(
         replace(ctx, state=state),

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from placement.core.api import (
     HISTORY_LIMIT,
+    Action,
     AsyncSavings,
     AsyncStatus,
     BacklogStatus,
@@ -74,6 +75,11 @@ def state_from_status(name: str, status: WorkloadPlacementStatus | None) -> Stat
         waiting_hold=None
         if batch.waiting_hold is None
         else (batch.waiting_hold.from_, batch.waiting_hold.until),
+        # Every restore is news (its action differs from the hold's), so history has it.
+        restored_at=next(
+            (e.evaluated_at for e in reversed(status.history) if e.action is Action.RESTORE),
+            None,
+        ),
     )
 
 

@@ -1,0 +1,99 @@
+"""After a restore in mid-day the lookback still averages the held fleet (scaled down, near
+zero) for one lookback: demand per replica measured over it makes the load look nearly free.
+The conversion recorded at the move is kept for that lookback, whatever restored the fleet, so
+the placement does not move straight back on a forecast of the held fleet's hours.
+
+A young history (seven hours, so the forecast is the lookback average), the example placement
+(tests/unit/factories.py: 4 replicas, window 01:00-05:00 UTC, 4 parallel pods), demand only
+(no queue depth), a load of 0.1 of the fleet until 13:00 rising to 0.9 by 17:00. The state is
+kept only in status, as the operator keeps it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from placement.core.api import Action, WorkloadPlacementStatus
+from placement.core.observation import LoadHistory
+from placement.core.policy import Decision, Observed, decide
+from placement.core.reasons import Reason
+from placement.core.status import build_status, state_from_status
+from tests.unit.factories import make_spec
+
+PER_REPLICA = 1000.0  # demand one busy replica serves
+LOOKBACK = timedelta(hours=1)
+STEP = timedelta(minutes=5)
+QUIET = 0.1 * 4  # replica-hours an hour before the ramp: no hour brings less
+
+
+def _at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+
+
+def _load(moment: datetime) -> float:
+    hour = moment.hour + moment.minute / 60
+    if 5 <= hour < 13:
+        return 0.1
+    if 13 <= hour < 17:
+        return 0.1 + 0.2 * (hour - 13)
+    if hour >= 17 or hour < 1:
+        return 0.9
+    return 0.9 - 0.2 * (hour - 1)
+
+
+def _day() -> list[Decision]:
+    """Every 5 minutes from 2026-11-21 00:00 to the next morning; utilization averaged over
+    the lookback as the metric reads it (the held fleet's minutes read zero)."""
+    spec = make_spec(
+        **{
+            "batch.jobTemplate.spec.parallelism": 4,
+            "metrics.demand": "sum(rate(requests_total[5m]))",
+            "metrics.lookback": "1h",
+            "evaluationInterval": "5m",
+        }
+    )
+    start = now = _at(21, 0)
+    stored: dict[str, Any] = {}
+    held: list[tuple[datetime, bool]] = []
+    decisions = []
+    while now < _at(22, 6):
+        previous = WorkloadPlacementStatus.model_validate(stored) if stored else None
+        state = state_from_status("summarizer", previous)
+        held.append((now, state.holding))
+        recent = [0.0 if was else _load(at) for at, was in held if at > now - LOOKBACK]
+        samples = tuple(
+            (start + STEP * i, _load(start + STEP * i) * 4 * PER_REPLICA)
+            for i in range(int((now - start) / STEP))
+        )
+        observed = Observed(
+            replicas=0 if state.holding else 4,
+            utilization=None if state.holding else sum(recent) / len(recent),
+            demand=_load(now) * 4 * PER_REPLICA,
+            history=LoadHistory("demand", STEP, samples, fetched_at=now),
+        )
+        decision = decide(spec, observed, state, now=now)
+        stored = build_status(decision, previous, generation=1).model_dump(
+            by_alias=True, mode="json", exclude_none=True
+        )
+        decisions.append(decision)
+        now += STEP
+    return decisions
+
+
+def test_no_move_back_on_a_lookback_that_averages_the_held_fleet() -> None:
+    decisions = _day()
+    restores = [d for d in decisions if d.action is Action.RESTORE]
+    # The morning's hold is restored by a gate once the ramp makes the hold's work too much.
+    assert restores and restores[0].evaluated_at < _at(21, 17)
+    first = restores[0].evaluated_at
+    for decision in decisions:
+        if first <= decision.evaluated_at < first + LOOKBACK and decision.plan is not None:
+            # Forecast with the conversion recorded at the move: never less work an hour than
+            # the quietest hour brought (the held fleet's lookback made it 0.16).
+            plan = decision.plan
+            assert plan.work_replica_hours / plan.hours >= QUIET, decision.message
+    # So no hold is taken that the window cannot do: nothing missed, nothing falls back.
+    reasons = {d.reason for d in decisions}
+    assert Reason.BATCH_WINDOW_MISSED not in reasons
+    assert not any(d.action is Action.FALLBACK for d in decisions)
