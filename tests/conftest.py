@@ -46,8 +46,7 @@ def core_v1(api_client: client.ApiClient) -> client.CoreV1Api:
 def namespace(core_v1: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, named after it; deleted afterwards."""
     stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
-    name = f"{stem}-{uuid.uuid4().hex[:5]}"
-    core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    name = _create_unique_namespace(core_v1, stem)
     _wait_for_default_service_account(core_v1, name)
     yield name
     try:
@@ -55,6 +54,21 @@ def namespace(core_v1: client.CoreV1Api, request: pytest.FixtureRequest) -> Iter
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+def _create_unique_namespace(core_v1: client.CoreV1Api, stem: str) -> str:
+    # Parametrized cases share their 40-character stem, so the suffix alone tells them apart:
+    # ten hex digits, and a fresh one if the name still belongs to a namespace being deleted
+    # (a 5-digit suffix once collided with a terminating namespace in CI).
+    for _ in range(5):
+        name = f"{stem}-{uuid.uuid4().hex[:10]}"
+        try:
+            core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+            return name
+        except ApiException as error:
+            if error.status != 409:
+                raise
+    raise RuntimeError(f"no free namespace name for {stem} after 5 tries")
 
 
 def _wait_for_default_service_account(core_v1: client.CoreV1Api, namespace: str) -> None:

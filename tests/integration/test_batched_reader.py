@@ -72,7 +72,7 @@ def test_one_shape_is_two_queries_per_pass_with_each_placements_own_answer(
     per_placement: MetricsReader,
     batched: BatchedMetricsReader,
 ) -> None:
-    ns = f"b{uuid.uuid4().hex[:6]}"
+    ns = f"b{uuid.uuid4().hex[:10]}"
     values = {f"app-{i}": round(0.1 * i, 2) for i in range(8)}
     _serve(prometheus, fleet, ns, values)
 
@@ -94,7 +94,7 @@ def test_failures_are_the_same_as_on_their_own(
     per_placement: MetricsReader,
     batched: BatchedMetricsReader,
 ) -> None:
-    ns = f"b{uuid.uuid4().hex[:6]}"
+    ns = f"b{uuid.uuid4().hex[:10]}"
     _serve(prometheus, fleet, ns, {"high": 1.7, "nan": float("nan"), "ok": 0.3})
     for app, outcome in [
         ("high", Outcome.OUT_OF_RANGE),
@@ -113,7 +113,7 @@ def test_failures_are_the_same_as_on_their_own(
 def test_a_placement_whose_series_is_newer_than_the_shared_result_gets_it(
     prometheus: LocalPrometheus, fleet: Gauge, batched: BatchedMetricsReader
 ) -> None:
-    ns = f"b{uuid.uuid4().hex[:6]}"
+    ns = f"b{uuid.uuid4().hex[:10]}"
     _serve(prometheus, fleet, ns, {"first": 0.2})
     assert batched.utilization(_query(ns, "first"), LOOKBACK, reader="first").ok
     _serve(prometheus, fleet, ns, {"first": 0.2, "late": 0.6})
@@ -124,7 +124,7 @@ def test_a_placement_whose_series_is_newer_than_the_shared_result_gets_it(
 def test_a_query_that_cannot_be_grouped_is_asked_on_its_own(
     prometheus: LocalPrometheus, fleet: Gauge, batched: BatchedMetricsReader
 ) -> None:
-    ns = f"b{uuid.uuid4().hex[:6]}"
+    ns = f"b{uuid.uuid4().hex[:10]}"
     _serve(prometheus, fleet, ns, {"a": 0.2, "b": 0.4})
     query = f'max(batched_probe{{namespace="{ns}"}}) by (namespace)'
     reading = batched.utilization(query, LOOKBACK, reader="x")
@@ -137,7 +137,7 @@ def test_a_shared_query_prometheus_refuses_is_answered_by_each_placements_own_qu
 ) -> None:
     # `two` exists under both names: the shared rate() over both names has two series with
     # one label set once the name is dropped, and Prometheus refuses it. `one` alone is fine.
-    ns = f"b{uuid.uuid4().hex[:6]}"
+    ns = f"b{uuid.uuid4().hex[:10]}"
     _serve(prometheus, fleet, ns, {"one": 0.2, "two": 0.4})
     twin.labels(ns, "two").set(0.4)
     prometheus.wait_for_value(f'count(batched_twin{{namespace="{ns}"}})', 1)
@@ -218,7 +218,7 @@ def test_an_escaped_namespace_reads_only_its_own_series_in_batched_mode(
 def test_a_selector_for_every_series_is_refused_before_it_runs(
     prometheus: LocalPrometheus, fleet: Gauge, selector: str
 ) -> None:
-    ns = f"b{uuid.uuid4().hex[:6]}"
+    ns = f"b{uuid.uuid4().hex[:10]}"
     _serve(prometheus, fleet, ns, {"a": 0.1, "b": 0.2, "c": 0.3})
     # Even confined to the namespace it would read every series there.
     scoped = scope_to_namespace(selector, ns, field="spec.metrics.utilization")
@@ -231,7 +231,7 @@ def test_a_selector_for_every_series_is_refused_before_it_runs(
 def test_an_answer_over_the_series_bound_is_refused_naming_the_bound(
     prometheus: LocalPrometheus, fleet: Gauge, mode: str
 ) -> None:
-    ns = f"b{uuid.uuid4().hex[:6]}"
+    ns = f"b{uuid.uuid4().hex[:10]}"
     _serve(prometheus, fleet, ns, {f"big-{i}": 0.1 for i in range(30)})
     reader = MetricsReader(prometheus.url, timeout=5, limits=QueryLimits(max_series=20))
     metrics = reader if mode == "per-placement" else BatchedMetricsReader(reader, max_age=60)
@@ -251,7 +251,7 @@ def test_an_answer_over_the_series_bound_is_refused_naming_the_bound(
 def test_an_answer_over_the_byte_bound_is_refused_naming_the_bound(
     prometheus: LocalPrometheus, fleet: Gauge
 ) -> None:
-    ns = f"b{uuid.uuid4().hex[:6]}"
+    ns = f"b{uuid.uuid4().hex[:10]}"
     _serve(prometheus, fleet, ns, {f"wide-{i}-{'x' * 200}": 0.1 for i in range(30)})
     reader = MetricsReader(prometheus.url, timeout=5, limits=QueryLimits(max_bytes=4096))
     reading = reader.utilization(f'batched_probe{{namespace="{ns}"}}', LOOKBACK)

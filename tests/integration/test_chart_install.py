@@ -66,7 +66,7 @@ def helm(cluster: LocalCluster, tmp_path: Path) -> Iterator[Helm]:
 
 
 def _release() -> str:
-    return f"po-{uuid.uuid4().hex[:6]}"
+    return f"po-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.mark.usefixtures("crd")

@@ -32,7 +32,7 @@ LOOKBACK = dt.timedelta(minutes=1)
 
 @pytest.fixture
 def other_namespace(core_v1: client.CoreV1Api) -> Iterator[str]:
-    name = f"other-tenant-{uuid.uuid4().hex[:5]}"
+    name = f"other-tenant-{uuid.uuid4().hex[:10]}"
     core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core_v1.delete_namespace(name)
@@ -46,7 +46,7 @@ def _two_tenants(
 ) -> str:
     """A deployment of one name in both namespaces, at OWN here and OTHER there, scraped.
     Its name is new to the session's exporter, so only these two series carry it."""
-    name = f"shared-{uuid.uuid4().hex[:5]}"
+    name = f"shared-{uuid.uuid4().hex[:10]}"
     placements.deployment(name, 4)
     utilization.labels(placements.namespace, name).set(OWN)
     utilization.labels(other, name).set(OTHER)
