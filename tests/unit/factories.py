@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 from placement.core.api import WorkloadPlacementSpec
@@ -79,3 +80,16 @@ def spec_dict(**changes: Any) -> dict[str, Any]:
 
 def make_spec(**changes: Any) -> WorkloadPlacementSpec:
     return WorkloadPlacementSpec.model_validate(spec_dict(**changes))
+
+
+def ramped_load(moment: datetime) -> float:
+    """A day of utilization with a quiet morning and a busy evening: 0.1 from 05:00 to 13:00,
+    0.9 from 17:00 to 01:00, ramps of four hours between."""
+    hour = moment.hour + moment.minute / 60
+    if 5 <= hour < 13:
+        return 0.1
+    if 13 <= hour < 17:
+        return 0.1 + 0.2 * (hour - 13)
+    if hour >= 17 or hour < 1:
+        return 0.9
+    return 0.9 - 0.2 * (hour - 1)

@@ -31,7 +31,7 @@ from placement.core.status import build_status, state_from_status
 from placement.core.window import current_or_next_window
 from placement.replay.replay import ReplayOptions, replay
 from placement.replay.series import Sample
-from tests.unit.factories import make_spec
+from tests.unit.factories import make_spec, ramped_load
 
 NAME = "summarizer"
 JOB = "summarizer-20261122-0100"
@@ -230,22 +230,10 @@ def test_a_job_that_fails_while_realtime_is_reported_and_the_work_missed() -> No
 # -- replay: the held work is the Job's, not the restored fleet's ----------------------------
 
 
-def _ramped(moment: datetime) -> float:
-    """Quiet 05:00-13:00 (0.1), busy 17:00-01:00 (0.9), ramps of four hours between."""
-    hour = moment.hour + moment.minute / 60
-    if 5 <= hour < 13:
-        return 0.1
-    if 13 <= hour < 17:
-        return 0.1 + 0.2 * (hour - 13)
-    if hour >= 17 or hour < 1:
-        return 0.9
-    return 0.9 - 0.2 * (hour - 1)
-
-
 def test_replay_keeps_the_held_work_for_the_job_after_a_planned_restore() -> None:
     start = datetime(2026, 11, 14, tzinfo=UTC)
     samples = [
-        Sample(moment, 4, _ramped(moment))
+        Sample(moment, 4, ramped_load(moment))
         for moment in (start + timedelta(minutes=5 * i) for i in range(288 * 6))
     ]
     spec = make_spec(**SPEC, **{"metrics.lookback": "1h", "evaluationInterval": "5m"})

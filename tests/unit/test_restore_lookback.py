@@ -19,7 +19,7 @@ from placement.core.observation import LoadHistory
 from placement.core.policy import Decision, Observed, decide
 from placement.core.reasons import Reason
 from placement.core.status import build_status, state_from_status
-from tests.unit.factories import make_spec
+from tests.unit.factories import make_spec, ramped_load
 
 PER_REPLICA = 1000.0  # demand one busy replica serves
 LOOKBACK = timedelta(hours=1)
@@ -29,17 +29,6 @@ QUIET = 0.1 * 4  # replica-hours an hour before the ramp: no hour brings less
 
 def _at(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
-
-
-def _load(moment: datetime) -> float:
-    hour = moment.hour + moment.minute / 60
-    if 5 <= hour < 13:
-        return 0.1
-    if 13 <= hour < 17:
-        return 0.1 + 0.2 * (hour - 13)
-    if hour >= 17 or hour < 1:
-        return 0.9
-    return 0.9 - 0.2 * (hour - 1)
 
 
 def _day() -> list[Decision]:
@@ -61,15 +50,15 @@ def _day() -> list[Decision]:
         previous = WorkloadPlacementStatus.model_validate(stored) if stored else None
         state = state_from_status("summarizer", previous)
         held.append((now, state.holding))
-        recent = [0.0 if was else _load(at) for at, was in held if at > now - LOOKBACK]
+        recent = [0.0 if was else ramped_load(at) for at, was in held if at > now - LOOKBACK]
         samples = tuple(
-            (start + STEP * i, _load(start + STEP * i) * 4 * PER_REPLICA)
+            (start + STEP * i, ramped_load(start + STEP * i) * 4 * PER_REPLICA)
             for i in range(int((now - start) / STEP))
         )
         observed = Observed(
             replicas=0 if state.holding else 4,
             utilization=None if state.holding else sum(recent) / len(recent),
-            demand=_load(now) * 4 * PER_REPLICA,
+            demand=ramped_load(now) * 4 * PER_REPLICA,
             history=LoadHistory("demand", STEP, samples, fetched_at=now),
         )
         decision = decide(spec, observed, state, now=now)

@@ -623,15 +623,7 @@ def _hold_through(
         lookback=lookback,
         history=observed.history,
     )
-    through = project_backlog(
-        through_inputs,
-        now=now,
-        window=planner.window,
-        forecast=forecast,
-        batch_efficiency=costs.batch_efficiency,
-        retry_rate=costs.retry_rate,
-        pods=pods,
-    )
+    through = _project(through_inputs, now, planner.window, forecast, costs, pods)
     if not through.watched or through.batch_pod_hours > through.capacity_pod_hours * (
         HOLD_THROUGH_MARGIN
     ):
@@ -641,16 +633,36 @@ def _hold_through(
             on = _hold_on_early(planner, plan, now)
         if on is None:
             return planning, state, None
-        return (
-            replace(planning, plan=on, longer_fits=False),
-            replace(state, planned_hold=(on.start, on.end)),
-            through,
-        )
+        return (*_take(planning, state, on), through)
     hold = planner.hold(plan.start) if early else planner.hold(now, plan.end)
+    return (*_take(planning, state, hold), through)
+
+
+def _take(planning: Planning, state: State, hold: HoldPlan) -> tuple[Planning, State]:
+    """The planning and state of going on in `hold` (a hold changed while held)."""
     return (
         replace(planning, plan=hold, longer_fits=False),
         replace(state, planned_hold=(hold.start, hold.end)),
-        through,
+    )
+
+
+def _project(
+    inputs: BacklogInputs,
+    now: datetime,
+    window: WindowSpan,
+    forecast: WorkForecast | None,
+    costs: CostsSpec,
+    pods: int,
+) -> Backlog:
+    """The backlog watch's projection with the placement's efficiency and retry rate."""
+    return project_backlog(
+        inputs,
+        now=now,
+        window=window,
+        forecast=forecast,
+        batch_efficiency=costs.batch_efficiency,
+        retry_rate=costs.retry_rate,
+        pods=pods,
     )
 
 
@@ -694,15 +706,7 @@ def _shorten_early(
     the planning, state and backlog to go on with."""
     plan, taken = planning.plan, state.planned_hold
     inputs = _held_inputs(observed, state, ratio, plan, lookback)
-    backlog = project_backlog(
-        inputs,
-        now=now,
-        window=planner.window,
-        forecast=forecast,
-        batch_efficiency=costs.batch_efficiency,
-        retry_rate=costs.retry_rate,
-        pods=pods,
-    )
+    backlog = _project(inputs, now, planner.window, forecast, costs, pods)
     if backlog.fits or plan is None or not plan.ends_early or taken != (plan.start, plan.end):
         return planning, state, backlog
     if not plan.contains(now):
@@ -710,12 +714,7 @@ def _shorten_early(
     end, shorter = _latest_fitting_end(planner, inputs, now, plan.end, forecast, costs)
     if end is None:
         return planning, state, backlog
-    plan = planner.hold(plan.start, end)
-    return (
-        replace(planning, plan=plan, longer_fits=False),
-        replace(state, planned_hold=(plan.start, plan.end)),
-        shorter,
-    )
+    return (*_take(planning, state, planner.hold(plan.start, end)), shorter)
 
 
 def _latest_fitting_end(
@@ -743,14 +742,8 @@ def _latest_fitting_end(
     for end in planner.going_on_ends(now):
         if before is not None and end >= before:
             break
-        backlog = project_backlog(
-            replace(inputs, hold_end=end),
-            now=now,
-            window=planner.window,
-            forecast=forecast,
-            batch_efficiency=costs.batch_efficiency,
-            retry_rate=costs.retry_rate,
-            pods=planner.pods,
+        backlog = _project(
+            replace(inputs, hold_end=end), now, planner.window, forecast, costs, planner.pods
         )
         backlog = replace(
             backlog,
@@ -859,14 +852,8 @@ def _held_backlog(
     lookback: timedelta,
 ) -> Backlog:
     plan = None if planning is None else planning.plan
-    return project_backlog(
-        _held_inputs(observed, state, ratio, plan, lookback),
-        now=now,
-        window=window,
-        forecast=forecast,
-        batch_efficiency=costs.batch_efficiency,
-        retry_rate=costs.retry_rate,
-        pods=pods,
+    return _project(
+        _held_inputs(observed, state, ratio, plan, lookback), now, window, forecast, costs, pods
     )
 
 
