@@ -1173,6 +1173,47 @@ def _planned_restore(ctx: _Context) -> Decision | None:
     )
 
 
+def _leave_held_work(ctx: _Context) -> tuple[_Context, str]:
+    """A restore before the window of a hold taken since the last window ended (a gate's, or
+    the young-history watch's): the work held since the move waits for the window's Job, as
+    after a planned restore (a waiting hold), where it fits HOLD_THROUGH_MARGIN of the
+    window. Without it no Job did that work: the ramped replay's restored fleet drained it
+    for nothing, and a placement moved back held it again. Else (in the window its Job has
+    the work; a hold from before the last window; work that would not fit; a placement that
+    does not act) the restored fleet takes it, as before. Returns the context to restore
+    with and what the message adds."""
+    state, since = ctx.state, ctx.state.batch_since
+    if state.in_async or since is None or since >= ctx.now or ctx.inside_window:
+        return ctx, ""
+    if not _would_act(ctx) or since < last_ended_window(ctx.spec.batch.window, ctx.now).end:
+        return ctx, ""
+    held = _held_pod_hours(ctx, since)
+    capacity = ctx.pods * _hours(ctx.window.length)
+    if held is None or held > capacity * HOLD_THROUGH_MARGIN:
+        return ctx, ""
+    ctx = replace(ctx, state=replace(state, waiting_hold=(since, ctx.now)))
+    return ctx, (
+        f"; the work held since {_utc(since)} ({held:.2f} batch pod-hours, within "
+        f"{HOLD_THROUGH_MARGIN:g} of the window) waits for the job of window "
+        f"{ctx.window.describe()}"
+    )
+
+
+def _held_pod_hours(ctx: _Context, since: datetime) -> float | None:
+    """The batch pod-hours of the work held since `since`: the queue measured (the backlog
+    watch's), else the forecast of those hours (their demand, or the load learned around
+    them: the held fleet's utilization is left out). None: nothing to tell it by."""
+    backlog = ctx.backlog
+    if backlog is not None and backlog.watched and usable_demand(ctx.observed.queue_depth) is not None:
+        work = backlog.waiting_replica_hours
+    elif ctx.forecast is not None:
+        work = ctx.forecast.work(since, ctx.now)
+    else:
+        return None
+    costs = ctx.learned.costs(ctx.spec.costs)
+    return work / costs.batch_efficiency * (1 + costs.retry_rate)
+
+
 def _held_work_waiting(ctx: _Context) -> Decision | None:
     """Realtime after a planned restore: the held work waits for its window's Job, created
     in the window while the Deployment is realtime. A Job that fails has nothing to restore:
@@ -1651,13 +1692,14 @@ def _gates(ctx: _Context) -> Decision | None:
         return None
     reason, why = verdict
     if ctx.state.holding:
+        ctx, waits = _leave_held_work(ctx)
         return _restore(
             ctx,
             Action.RESTORE,
             Phase.REALTIME,
             Reason.RESTORED,
             EventType.NORMAL,
-            f"{reason}: {why}; {ctx.savings_text}",
+            f"{reason}: {why}; {ctx.savings_text}{waits}",
         )
     return _decision(
         ctx,
