@@ -95,3 +95,14 @@ def test_a_young_history_restores_when_the_work_waiting_nears_the_window() -> No
         Reason.BATCH_JOB_CREATED,
     )
     assert job.job_name == "summarizer-20261122-0100"
+
+
+def test_a_workload_made_user_visible_leaves_no_held_work_to_a_job() -> None:
+    # The spec takes the placement off batch: realtime back, the restored fleet takes the
+    # work held, and no Job is created for it later.
+    state = _held()
+    spec = make_spec(**DEMAND, **{"latency.userVisible": True})
+    observed = Observed(replicas=0, demand=100.0, queue_depth=_queue(5.0), backlog_metrics=True)
+    restored = decide(spec, observed, state, now=_at(21, 23, 30))
+    assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
+    assert "StayRealtime" in restored.message and restored.state.waiting_hold is None

@@ -122,6 +122,10 @@ _BATCH_REASONS = frozenset(
         Reason.BATCH_JOB_FAILED,
     }
 )
+# Gates on what batch costs and whether it fits: their restore before the window leaves the
+# work held to the window's Job (_leave_held_work). The others (an owner gone, a workload made
+# user visible, a delay no longer tolerated) take the placement off batch.
+_COST_GATES = frozenset({Reason.SAVINGS_NEGATIVE, Reason.WINDOW_TOO_SHORT, Reason.HOLD_PLANNED})
 # Counters in status are int64 in the API server: one beyond would make every status write fail.
 _INT64_MAX = 2**63 - 1
 _FALLBACK_REASONS = frozenset(
@@ -1772,7 +1776,9 @@ def _gates(ctx: _Context) -> Decision | None:
         return None
     reason, why = verdict
     if ctx.state.holding:
-        ctx, waits = _leave_held_work(ctx)
+        waits = ""
+        if reason in _COST_GATES:  # not a spec that takes the placement off batch
+            ctx, waits = _leave_held_work(ctx)
         return _restore(
             ctx,
             Action.RESTORE,
