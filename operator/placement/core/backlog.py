@@ -89,10 +89,13 @@ class Backlog:
     level: float = 1.0  # observed demand over its forecast (module docstring; at least 1)
     # The lookback's own level when the longer span did not confirm it (else None).
     unconfirmed: float | None = None
+    # The share of the capacity the projection must fit (below 1: the young-history watch,
+    # whose restore leaves the work waiting to the window's Job, policy._young_restore).
+    share: float = 1.0
 
     @property
     def fits(self) -> bool:
-        return not self.watched or self.batch_pod_hours <= self.capacity_pod_hours
+        return not self.watched or self.batch_pod_hours <= self.capacity_pod_hours * self.share
 
     def describe(self) -> str:
         if not self.watched:
@@ -111,6 +114,8 @@ class Backlog:
             )
         note = f"; {self.note}" if self.note else ""
         relation = "<=" if self.fits else ">"
+        if self.share < 1:
+            relation += f" {self.share:g} of"
         hours = self.capacity_pod_hours / max(self.pods, 1)
         return (
             f"backlog projected at {self.batch_pod_hours:.2f} batch pod-hours (waiting "

@@ -105,6 +105,13 @@ HOLD_THROUGH_MARGIN = 0.9
 # the next window's hold may start now and end before that window (_hold_on_early) when it
 # saves at least this share of the plan's savings: one restore and one move fewer.
 HOLD_ON_SHARE = 0.95
+# While the history is younger than the forecast needs (the forecast is the lookback's average),
+# the backlog watch projects the queue measured and the arrivals of this span, not the newest
+# hour's level over every hour to the window: on seven hours of history (DST's first day) that
+# restored a hold whose work came to 6.6 of the window's 8 pod-hours (8.33 projected), a
+# restore and a move more. It restores where that passes HOLD_THROUGH_MARGIN of the window,
+# the work waiting left to the window's Job (_young_restore).
+YOUNG_WATCH_SPAN = timedelta(hours=1)
 # A lookback over this is half as many hours: the time the averaged queue depth lags by.
 _HALF_HOURS = timedelta(hours=2)
 _BATCH_REASONS = frozenset(
@@ -115,6 +122,10 @@ _BATCH_REASONS = frozenset(
         Reason.BATCH_JOB_FAILED,
     }
 )
+# Gates on what batch costs and whether it fits: their restore before the window leaves the
+# work held to the window's Job (_leave_held_work). The others (an owner gone, a workload made
+# user visible, a delay no longer tolerated) take the placement off batch.
+_COST_GATES = frozenset({Reason.SAVINGS_NEGATIVE, Reason.WINDOW_TOO_SHORT, Reason.HOLD_PLANNED})
 # Counters in status are int64 in the API server: one beyond would make every status write fail.
 _INT64_MAX = 2**63 - 1
 _FALLBACK_REASONS = frozenset(
@@ -490,6 +501,9 @@ def _context(
         backlog = _held_backlog(
             observed, recorded, now, window, forecast, ratio, costs, pods, planning, lookback
         )
+    backlog = _young_watched(
+        backlog, observed, recorded, now, window, forecast, ratio, costs, pods, planning, lookback
+    )
     return _Context(
         spec=spec,
         observed=observed,
@@ -857,6 +871,52 @@ def _held_backlog(
     )
 
 
+def _young_watch(
+    forecast: WorkForecast | None, observed: Observed, now: datetime, window: WindowSpan
+) -> bool:
+    """Held before the window on a history younger than the forecast needs (the lookback's
+    average stands for every hour), the queue measured: the young-history watch. Without a
+    history read at all the lookback is all there is: the watch projects it, as before."""
+    if forecast is None or forecast.forecast.from_history or observed.history is None:
+        return False
+    if now >= window.start:
+        return False
+    return observed.backlog_metrics and usable_demand(observed.queue_depth) is not None
+
+
+def _young_watched(
+    backlog: Backlog | None,
+    observed: Observed,
+    state: State,
+    now: datetime,
+    window: WindowSpan,
+    forecast: WorkForecast | None,
+    ratio: float | None,
+    costs: CostsSpec,
+    pods: int,
+    planning: Planning | None,
+    lookback: timedelta,
+) -> Backlog | None:
+    """The young-history watch's backlog where it watches (_young_watch): the work waiting
+    (the queue measured) and what arrives over YOUNG_WATCH_SPAN, against HOLD_THROUGH_MARGIN
+    of the window. Elsewhere `backlog` as projected."""
+    if backlog is None or not _young_watch(forecast, observed, now, window):
+        return backlog
+    plan = None if planning is None else planning.plan
+    inputs = _held_inputs(observed, state, ratio, plan, lookback)
+    end = now + YOUNG_WATCH_SPAN
+    if inputs.hold_end is not None:
+        end = min(end, inputs.hold_end)
+    backlog = _project(replace(inputs, hold_end=end), now, window, forecast, costs, pods)
+    if not backlog.watched:
+        return backlog
+    note = (
+        "young history (the forecast is the lookback's average): the work waiting and what "
+        f"arrives in the next {format_duration(YOUNG_WATCH_SPAN)}"
+    )
+    return replace(backlog, share=HOLD_THROUGH_MARGIN, note=note)
+
+
 def _held_inputs(
     observed: Observed,
     state: State,
@@ -1096,7 +1156,7 @@ def _backlog_will_miss(ctx: _Context) -> Decision | None:
         # The hold taken ended with its window and the next one has not started: the plan's
         # end, restored by the hold gate (HoldPlanned), not a window about to be missed.
         return None
-    ended = _end_early_hold_now(ctx, backlog)
+    ended = _end_early_hold_now(ctx, backlog) or _young_restore(ctx, backlog)
     if ended is not None:
         return ended
     if ctx.spec.fallback.action is FallbackAction.RESTORE_REALTIME:
@@ -1153,6 +1213,26 @@ def _end_early_hold_now(ctx: _Context, backlog: Backlog) -> Decision | None:
     )
 
 
+def _young_restore(ctx: _Context, backlog: Backlog) -> Decision | None:
+    """The young-history watch's restore (_young_watched): the work waiting fits the window
+    (it fitted HOLD_THROUGH_MARGIN of it with an hour's arrivals on top a cycle ago) and is
+    left to the window's Job (a waiting hold); no fallback. None: not that watch, or the
+    work held would not fit (the fallback restore, as before)."""
+    if backlog.share >= 1:
+        return None
+    ctx, waits = _leave_held_work(ctx)
+    if not waits:
+        return None
+    return _restore(
+        ctx,
+        Action.RESTORE,
+        Phase.REALTIME,
+        Reason.RESTORED,
+        EventType.NORMAL,
+        f"{backlog.describe()}{waits}",
+    )
+
+
 def _planned_restore(ctx: _Context) -> Decision | None:
     """Held, the hold taken ends before its window and has ended: realtime comes back, the
     work held meanwhile waiting for the window's Job (created in the window while realtime)."""
@@ -1171,6 +1251,51 @@ def _planned_restore(ctx: _Context) -> Decision | None:
         EventType.NORMAL,
         f"planned restore: the {plan.describe()}",
     )
+
+
+def _leave_held_work(ctx: _Context) -> tuple[_Context, str]:
+    """A restore before the window of a hold taken since the last window ended (a gate's, or
+    the young-history watch's): the work held since the move waits for the window's Job, as
+    after a planned restore (a waiting hold), where it fits HOLD_THROUGH_MARGIN of the
+    window. Without it no Job did that work: the ramped replay's restored fleet drained it
+    for nothing, and a placement moved back held it again. Else (in the window its Job has
+    the work; a hold from before the last window; work that would not fit; a placement that
+    does not act) the restored fleet takes it, as before. Returns the context to restore
+    with and what the message adds."""
+    state, since = ctx.state, ctx.state.batch_since
+    if state.in_async or since is None or since >= ctx.now or ctx.inside_window:
+        return ctx, ""
+    if not _would_act(ctx) or since < last_ended_window(ctx.spec.batch.window, ctx.now).end:
+        return ctx, ""
+    held = _held_pod_hours(ctx, since)
+    capacity = ctx.pods * _hours(ctx.window.length)
+    if held is None or held > capacity * HOLD_THROUGH_MARGIN:
+        return ctx, ""
+    ctx = replace(ctx, state=replace(state, waiting_hold=(since, ctx.now)))
+    return ctx, (
+        f"; the work held since {_utc(since)} ({held:.2f} batch pod-hours, within "
+        f"{HOLD_THROUGH_MARGIN:g} of the window) waits for the job of window "
+        f"{ctx.window.describe()}"
+    )
+
+
+def _held_pod_hours(ctx: _Context, since: datetime) -> float | None:
+    """The batch pod-hours of the work held since `since`: the queue measured (the backlog
+    watch's), else the forecast of those hours (their demand, or the load learned around
+    them: the held fleet's utilization is left out). None: nothing to tell it by."""
+    backlog = ctx.backlog
+    if (
+        backlog is not None
+        and backlog.watched
+        and usable_demand(ctx.observed.queue_depth) is not None
+    ):
+        work = backlog.waiting_replica_hours
+    elif ctx.forecast is not None:
+        work = ctx.forecast.work(since, ctx.now)
+    else:
+        return None
+    costs = ctx.learned.costs(ctx.spec.costs)
+    return work / costs.batch_efficiency * (1 + costs.retry_rate)
 
 
 def _held_work_waiting(ctx: _Context) -> Decision | None:
@@ -1651,13 +1776,16 @@ def _gates(ctx: _Context) -> Decision | None:
         return None
     reason, why = verdict
     if ctx.state.holding:
+        waits = ""
+        if reason in _COST_GATES:  # not a spec that takes the placement off batch
+            ctx, waits = _leave_held_work(ctx)
         return _restore(
             ctx,
             Action.RESTORE,
             Phase.REALTIME,
             Reason.RESTORED,
             EventType.NORMAL,
-            f"{reason}: {why}; {ctx.savings_text}",
+            f"{reason}: {why}; {ctx.savings_text}{waits}",
         )
     return _decision(
         ctx,
