@@ -374,3 +374,46 @@ def test_a_hold_priced_as_steady_ends_as_planned_where_the_work_came_as_forecast
     assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
     assert "planned restore" in restored.message
     assert restored.state.waiting_hold == (_at(21, 5), _at(21, 20))
+
+
+def _rising(moment: datetime) -> float:
+    """0.1 until 10:00 on the 21st, 0.6 from then on."""
+    return 0.1 if moment < _at(21, 10) else 0.6
+
+
+def _rising_history(now: datetime) -> LoadHistory:
+    samples, moment = [], now - timedelta(days=14)
+    while moment < now:
+        samples.append((moment, _rising(moment) * 4 * PER_REPLICA))
+        moment += timedelta(minutes=5)
+    return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
+
+
+def test_a_hold_until_its_window_whose_backlog_outgrows_it_ends_before_the_window() -> None:
+    # A quiet day fits the window whole: held from 05:00 until the window's end. At 10:00
+    # the load rises sixfold, and by 12:00 the backlog of holding on until the window's end
+    # passes it (bursty, 11-02: a 22-hour hold on a day's history, restored 15 minutes in,
+    # then realtime until the next window's end, 373 of the oracle's saving lost). The work
+    # held so far fits: the hold ends before the window instead, at the latest end whose
+    # backlog fits 0.95 of it, and that work waits for the window's Job. No fallback.
+    placement = _Placement(make_spec(**SPEC), history=_rising_history, load=_rising)
+    moved = placement.evaluate(_at(21, 5), held=False)
+    assert moved.plan is not None and (moved.plan.start, moved.plan.end) == (_at(21, 5), _at(22, 5))
+    placement.held_work = 2.0 + 2 * 2.4
+    shorter = placement.evaluate(_at(21, 12), held=True)
+    assert (shorter.action, shorter.desired_replicas) == (Action.WAIT, 0)  # held
+    assert shorter.state.fallback_until is None and shorter.state.missed_windows == 0
+    taken = shorter.state.planned_hold
+    assert taken is not None and taken[0] == _at(21, 5) and _at(21, 13) < taken[1] <= _at(22, 1)
+    assert shorter.backlog is not None and shorter.backlog.fits
+    placement.held_work += (taken[1] - _at(21, 13)).total_seconds() / 3600 * 2.4
+    restored = placement.evaluate(taken[1], held=True)
+    assert (restored.action, restored.reason, restored.event_type) == (
+        Action.RESTORE,
+        Reason.RESTORED,
+        EventType.NORMAL,
+    )
+    assert "planned restore" in restored.message and restored.state.fallback_until is None
+    assert restored.state.waiting_hold == taken
+    created = placement.evaluate(_at(22, 1), held=False)  # the window's Job does that work
+    assert (created.action, created.job_name) == (Action.CREATE_JOB, JOB)
