@@ -734,18 +734,12 @@ def _shorten_early(
     window by its end: the same hold to an earlier end, the latest whose backlog fits
     GO_ON_MARGIN (it may go on again there, _go_on_early), instead of ending it now
     (_end_early_hold_now) with little waiting yet (bursty, 11-05: a hold ended 50 minutes
-    in, 0.64 replica-hours waiting, its 10 hours projected at 1.32x the forecast). So too a
-    hold taken until the window's end, before the window (where holds may end before it):
-    it ends before the window, its work waiting for the window's Job, instead of the
-    fallback (bursty, 11-02: a 22-hour hold on a day's history restored 15 minutes in, then
-    realtime until the next window's end). Returns the planning, state and backlog to go
-    on with."""
+    in, 0.64 replica-hours waiting, its 10 hours projected at 1.32x the forecast). Returns
+    the planning, state and backlog to go on with."""
     plan, taken = planning.plan, state.planned_hold
     inputs = _held_inputs(observed, state, ratio, plan, lookback)
     backlog = _project(inputs, now, planner.window, forecast, costs, pods)
-    if backlog.fits or plan is None or taken != (plan.start, plan.end):
-        return planning, state, backlog
-    if not (plan.ends_early or (planner.early_end and now < planner.window.start)):
+    if backlog.fits or plan is None or not plan.ends_early or taken != (plan.start, plan.end):
         return planning, state, backlog
     if not plan.contains(now):
         return planning, state, backlog
