@@ -119,13 +119,14 @@ class _Placement:
     stored: dict[str, Any] = field(default_factory=dict)
     held_work: float = 0.0  # replica-hours queued for the Job (what queueDepth reads)
     history: Callable[[datetime], LoadHistory] = _history
+    load: Callable[[datetime], float] = _load
 
     def evaluate(
         self, now: datetime, *, held: bool, jobs: tuple[JobObservation, ...] = ()
     ) -> Decision:
         previous = WorkloadPlacementStatus.model_validate(self.stored) if self.stored else None
         state = state_from_status(NAME, previous)
-        load = _load(now)
+        load = self.load(now)
         observed = Observed(
             replicas=0 if held else 4,
             utilization=None if held else load,
@@ -342,3 +343,34 @@ def test_a_hold_that_ends_before_its_window_does_not_go_on_past_what_fits() -> N
     assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
     assert "planned restore" in restored.message
     assert restored.state.waiting_hold == (_at(21, 5), _at(21, 17))
+
+
+def test_a_hold_priced_as_steady_goes_on_where_the_work_measured_fell_short() -> None:
+    # Fourteen days alike: the plan fills 0.95 of the window (steady load) and ends at
+    # 20:00, so it does not go on where the work held came to the forecast. Here half of it
+    # came (bursty, 11-14: a hold re-priced as steady at its end, 26.5 replica-hours held of
+    # 31.8 forecast, restored at 17:00 and its Job done in 2h20m of 4h): the window has room
+    # the plan did not count on, and the hold goes on while the work measured fits.
+    placement = _Placement(make_spec(**SPEC))
+    moved = placement.evaluate(_at(21, 5), held=False)
+    plan = moved.plan
+    assert moved.action is Action.MOVE_TO_BATCH and plan is not None and plan.ends_early
+    assert (plan.end, plan.margin) == (_at(21, 20), 0.95)
+    placement.held_work = plan.work_replica_hours / 2
+    went_on = placement.evaluate(_at(21, 20), held=True)
+    assert (went_on.action, went_on.desired_replicas) == (Action.WAIT, 0)  # held
+    assert went_on.state.holding and went_on.state.fallback_until is None
+    taken = went_on.state.planned_hold
+    assert taken is not None and taken[0] == _at(21, 5) and _at(21, 22) <= taken[1] <= _at(22, 1)
+    assert went_on.backlog is not None and went_on.backlog.fits
+
+
+def test_a_hold_priced_as_steady_ends_as_planned_where_the_work_came_as_forecast() -> None:
+    placement = _Placement(make_spec(**SPEC))
+    moved = placement.evaluate(_at(21, 5), held=False)
+    assert moved.plan is not None and moved.plan.margin == 0.95
+    placement.held_work = moved.plan.work_replica_hours
+    restored = placement.evaluate(_at(21, 20), held=True)
+    assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
+    assert "planned restore" in restored.message
+    assert restored.state.waiting_hold == (_at(21, 5), _at(21, 20))

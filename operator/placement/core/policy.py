@@ -73,6 +73,7 @@ from placement.core.observation import LoadHistory
 from placement.core.perrequest import CostPerRequest, cost_per_request
 from placement.core.planning import (
     GO_ON_MARGIN,
+    STEADY_SPREAD,
     HoldPlan,
     Planner,
     Planning,
@@ -692,12 +693,43 @@ def _go_on_early(
     window's end not fitting: the same hold to a later end before the window, the latest
     whose backlog (the work waiting, measured, and the arrivals until that end, projected as
     the backlog watch projects them) fits GO_ON_MARGIN of the window. The plan's end was
-    fitted to a forecast of the whole hold; at its end most of that work is measured.
+    fitted to a forecast of the whole hold; at its end most of that work is measured. A
+    plan priced as steady load fills that share already and ends as planned, unless the
+    work measured fell short of it (_fell_short: bursty, 11-14, re-priced as steady at its
+    end, 26.5 replica-hours held of 31.8 forecast, its Job done in 2h20m of the 4h).
     Returns the hold (None: it ends as planned) and the backlog of the end reached."""
-    if plan.margin >= GO_ON_MARGIN:  # the plan fills that share already (steady load)
-        return None, Backlog(False, "steady load")
+    if plan.margin >= GO_ON_MARGIN and not _fell_short(plan, inputs, now, forecast, costs):
+        return None, Backlog(False, "steady load")  # the plan fills that share already
     end, backlog = _latest_fitting_end(planner, inputs, now, None, forecast, costs)
     return (None if end is None else planner.hold(plan.start, end)), backlog
+
+
+def _fell_short(
+    plan: HoldPlan,
+    inputs: BacklogInputs,
+    now: datetime,
+    forecast: WorkForecast,
+    costs: CostsSpec,
+) -> bool:
+    """At the end of a hold priced as steady load (its plan filling GO_ON_MARGIN of the
+    window already), the work measured waiting (queue depth, plus the half lookback it lags
+    by) came to less than its typical forecast over STEADY_SPREAD: the load was not as
+    steady as the forecast read, and the window has room the plan did not count on."""
+    if inputs.queue is None:
+        return False  # the work waiting would be the forecast's own estimate
+    waiting = _project(replace(inputs, hold_end=now), now, plan.window, forecast, costs, plan.pods)
+    if not waiting.watched:
+        return False
+    measured = waiting.waiting_replica_hours + _lag(inputs)
+    return measured * STEADY_SPREAD < plan.work_replica_hours
+
+
+def _lag(inputs: BacklogInputs) -> float:
+    """Replica-hours arrived since the queue depth averaged over the lookback was the queue:
+    about half a lookback of the demand (_latest_fitting_end)."""
+    if inputs.queue is None or inputs.demand is None or not inputs.replicas_per_demand:
+        return 0.0
+    return inputs.demand * inputs.replicas_per_demand * inputs.lookback / _HALF_HOURS
 
 
 def _shorten_early(
@@ -748,9 +780,7 @@ def _latest_fitting_end(
     bursty holds that fit), where a restore is the question, not how much longer to hold.
     Returns that end and its backlog (the lag counted among the work waiting), or None and
     the backlog of the first end that did not fit."""
-    lag = 0.0
-    if inputs.queue is not None and inputs.demand is not None and inputs.replicas_per_demand:
-        lag = inputs.demand * inputs.replicas_per_demand * inputs.lookback / _HALF_HOURS
+    lag = _lag(inputs)
     lag_pod_hours = lag / costs.batch_efficiency * (1 + costs.retry_rate)
     found: tuple[datetime | None, Backlog] = (None, Backlog(False, "no later end"))
     for end in planner.going_on_ends(now):
