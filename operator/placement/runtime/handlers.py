@@ -607,6 +607,10 @@ def register(  # noqa: C901
             raise kopf.PermanentError(problem)  # /healthz answers 500
         return liveness.summary()
 
+    def ended(key: str, started: float, *, ok: bool) -> None:
+        telemetry.reconcile_seconds.observe(time.perf_counter() - started)
+        liveness.finished(key, ok=ok)
+
     async def reconcile_once(
         body: kopf.Body, memo: kopf.Memo, state: Memory, logger: Logger, *, first: bool
     ) -> float:
@@ -615,32 +619,46 @@ def register(  # noqa: C901
         # A few evaluations at a time: with all of them in the loop at once, kopf's own
         # requests waited behind a whole round of them and timed out (bench/scale.py). A spec
         # not evaluated yet goes before the re-evaluations (slots.py).
+        key = f"{body.metadata.namespace}/{body.metadata.name}"
+        let_go = False
         async with memo.evaluation_slots.slot(first=first):
-            key = f"{body.metadata.namespace}/{body.metadata.name}"
             liveness.started(key)
+            started = time.perf_counter()
             completed = False
             try:
-                with telemetry.reconciling():
-                    patch = kopf.Patch()
-                    interval = await evaluate_async(
-                        body,
-                        patch,
-                        memo.kube,
-                        memo.metrics,
-                        clock(),
-                        logger,
-                        blocking=memo.blocking,
-                        telemetry=telemetry,
-                        scope_metrics=config.scope_metrics_to_namespace,
-                        job_history=job_history,
-                        job_pod_policy=config.job_pod_policy,
-                        protected=protected,
-                        keda_prometheus_url=config.keda_prometheus(),
-                    )
+                patch = kopf.Patch()
+                interval = await evaluate_async(
+                    body,
+                    patch,
+                    memo.kube,
+                    memo.metrics,
+                    clock(),
+                    logger,
+                    blocking=memo.blocking,
+                    telemetry=telemetry,
+                    scope_metrics=config.scope_metrics_to_namespace,
+                    job_history=job_history,
+                    job_pod_policy=config.job_pod_policy,
+                    protected=protected,
+                    keda_prometheus_url=config.keda_prometheus(),
+                )
+                # Standalone, a first evaluation lets its worker and its slot go for its
+                # status write (Scheduler.let_go): at a bulk apply of 10,000 the write's
+                # round trip was most of the time a worker was held (docs/scaling.md).
+                if "status" in patch and isinstance(state, Tracked) and scheduler is not None:
+                    let_go = await scheduler.let_go(state)
+                if not let_go:
                     await write_status_async(body, patch, memo.kube, state, telemetry)
+                    completed = True
+            finally:
+                if not let_go:
+                    ended(key, started, ok=completed)
+        if let_go:  # the worker and the slot are let go; the placement's look runs on
+            try:
+                await write_status_async(body, patch, memo.kube, state, telemetry)
                 completed = True
             finally:
-                liveness.finished(key, ok=completed)
+                ended(key, started, ok=completed)
         return interval
 
     async def look(
@@ -782,10 +800,13 @@ class Look(Protocol):
 
 def new_scheduler(config: OperatorConfig) -> Scheduler:
     # As many workers as evaluations may run at a time (slots.py): re-evaluations on a few.
+    # First evaluations' status writes finish off their workers, as many at a time as there
+    # are connections to write with.
     return Scheduler(
         workers=max(config.workers, config.api_connections),
         retry_seconds=config.tick_seconds,
         again_workers=config.workers,
+        handoffs=config.api_connections,
     )
 
 
