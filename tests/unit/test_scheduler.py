@@ -470,7 +470,7 @@ def test_a_first_evaluation_lets_its_worker_go_for_its_status_write(
     async def scenario() -> tuple[list[str], list[str], list[str], list[str], list[str]]:
         running = Standalone(tick=60, workers=1, api_connections=1)  # one worker, one write
         writes = HeldWrites()
-        running.memo.evaluation_slots = Slots(1)
+        running.memo.evaluation_slots = Slots(1, first_size=2)  # as kopf's startup makes them
         running.memo.kube = writes
         running.memo.metrics = running.memo.blocking = None
         raws = {}

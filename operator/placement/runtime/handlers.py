@@ -531,8 +531,11 @@ def register(  # noqa: C901
         # cycle's: shared answers) stay on the loop, which the trip to a thread cost more.
         # First evaluations (each ends in a status write, its slot held through the round
         # trip) as many at a time as connections to write with (slots.py).
+        # Standalone, as many again for the writes the workers let go (Scheduler.let_go).
+        first_slots = max(config.workers, config.api_connections)
         memo.evaluation_slots = Slots(
-            config.workers, first_size=max(config.workers, config.api_connections)
+            config.workers,
+            first_size=first_slots + (config.api_connections if scheduler is not None else 0),
         )
         memo.prometheus_threads = ThreadPoolExecutor(
             max_workers=config.workers, thread_name_prefix="prometheus"
@@ -607,10 +610,6 @@ def register(  # noqa: C901
             raise kopf.PermanentError(problem)  # /healthz answers 500
         return liveness.summary()
 
-    def ended(key: str, started: float, *, ok: bool) -> None:
-        telemetry.reconcile_seconds.observe(time.perf_counter() - started)
-        liveness.finished(key, ok=ok)
-
     async def reconcile_once(
         body: kopf.Body, memo: kopf.Memo, state: Memory, logger: Logger, *, first: bool
     ) -> float:
@@ -619,46 +618,38 @@ def register(  # noqa: C901
         # A few evaluations at a time: with all of them in the loop at once, kopf's own
         # requests waited behind a whole round of them and timed out (bench/scale.py). A spec
         # not evaluated yet goes before the re-evaluations (slots.py).
-        key = f"{body.metadata.namespace}/{body.metadata.name}"
-        let_go = False
         async with memo.evaluation_slots.slot(first=first):
+            key = f"{body.metadata.namespace}/{body.metadata.name}"
             liveness.started(key)
-            started = time.perf_counter()
             completed = False
             try:
-                patch = kopf.Patch()
-                interval = await evaluate_async(
-                    body,
-                    patch,
-                    memo.kube,
-                    memo.metrics,
-                    clock(),
-                    logger,
-                    blocking=memo.blocking,
-                    telemetry=telemetry,
-                    scope_metrics=config.scope_metrics_to_namespace,
-                    job_history=job_history,
-                    job_pod_policy=config.job_pod_policy,
-                    protected=protected,
-                    keda_prometheus_url=config.keda_prometheus(),
-                )
-                # Standalone, a first evaluation lets its worker and its slot go for its
-                # status write (Scheduler.let_go): at a bulk apply of 10,000 the write's
-                # round trip was most of the time a worker was held (docs/scaling.md).
-                if "status" in patch and isinstance(state, Tracked) and scheduler is not None:
-                    let_go = await scheduler.let_go(state)
-                if not let_go:
+                with telemetry.reconciling():
+                    patch = kopf.Patch()
+                    interval = await evaluate_async(
+                        body,
+                        patch,
+                        memo.kube,
+                        memo.metrics,
+                        clock(),
+                        logger,
+                        blocking=memo.blocking,
+                        telemetry=telemetry,
+                        scope_metrics=config.scope_metrics_to_namespace,
+                        job_history=job_history,
+                        job_pod_policy=config.job_pod_policy,
+                        protected=protected,
+                        keda_prometheus_url=config.keda_prometheus(),
+                    )
+                    # Standalone, a first evaluation lets its worker go for its status write
+                    # (Scheduler.let_go), which was most of the time a worker was held at a
+                    # bulk apply of 10,000 (docs/scaling.md, stop 21). It keeps its slot: no
+                    # re-evaluation starts while first evaluations or their writes are out.
+                    if "status" in patch and scheduler is not None and isinstance(state, Tracked):
+                        await scheduler.let_go(state)
                     await write_status_async(body, patch, memo.kube, state, telemetry)
-                    completed = True
-            finally:
-                if not let_go:
-                    ended(key, started, ok=completed)
-        if let_go:  # the worker and the slot are let go; the placement's look runs on
-            try:
-                await write_status_async(body, patch, memo.kube, state, telemetry)
                 completed = True
             finally:
-                ended(key, started, ok=completed)
+                liveness.finished(key, ok=completed)
         return interval
 
     async def look(
