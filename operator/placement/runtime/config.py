@@ -100,8 +100,8 @@ class OperatorConfig:
     watch_timeout_seconds: int = 300
     # Evaluations at a time, in kopf's event loop (the others wait their turn, so kopf's own
     # requests are not queued behind all of them), and as many threads reading Prometheus
-    # (its client is synchronous). First evaluations, each held through its status write, up
-    # to `api_connections` at a time (slots.py).
+    # (its client is synchronous). First evaluations up to `api_connections` at a time
+    # (slots.py), and standalone as many of their status writes besides (Scheduler.let_go).
     workers: int = 4
     # Connections to the API server for requests, beside the watches: kopf's own session
     # (it has no limit) and the operator's writes (kubeaio) get this many each. 40, not 20:

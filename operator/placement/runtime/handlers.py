@@ -531,8 +531,11 @@ def register(  # noqa: C901
         # cycle's: shared answers) stay on the loop, which the trip to a thread cost more.
         # First evaluations (each ends in a status write, its slot held through the round
         # trip) as many at a time as connections to write with (slots.py).
+        # Standalone, as many again for the writes the workers let go (Scheduler.let_go).
+        first_slots = max(config.workers, config.api_connections)
         memo.evaluation_slots = Slots(
-            config.workers, first_size=max(config.workers, config.api_connections)
+            config.workers,
+            first_size=first_slots + (config.api_connections if scheduler is not None else 0),
         )
         memo.prometheus_threads = ThreadPoolExecutor(
             max_workers=config.workers, thread_name_prefix="prometheus"
@@ -637,6 +640,12 @@ def register(  # noqa: C901
                         protected=protected,
                         keda_prometheus_url=config.keda_prometheus(),
                     )
+                    # Standalone, a first evaluation lets its worker go for its status write
+                    # (Scheduler.let_go), which was most of the time a worker was held at a
+                    # bulk apply of 10,000 (docs/scaling.md, stop 21). It keeps its slot: no
+                    # re-evaluation starts while first evaluations or their writes are out.
+                    if "status" in patch and scheduler is not None and isinstance(state, Tracked):
+                        await scheduler.let_go(state)
                     await write_status_async(body, patch, memo.kube, state, telemetry)
                 completed = True
             finally:
@@ -782,10 +791,13 @@ class Look(Protocol):
 
 def new_scheduler(config: OperatorConfig) -> Scheduler:
     # As many workers as evaluations may run at a time (slots.py): re-evaluations on a few.
+    # First evaluations' status writes finish off their workers, as many at a time as there
+    # are connections to write with.
     return Scheduler(
         workers=max(config.workers, config.api_connections),
         retry_seconds=config.tick_seconds,
         again_workers=config.workers,
+        handoffs=config.api_connections,
     )
 
 

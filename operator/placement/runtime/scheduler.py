@@ -15,6 +15,7 @@ Used in the event loop only. No kopf import: the step, and whatever logs, are th
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
@@ -40,6 +41,7 @@ class Tracked:
 
     __slots__ = (
         "_again",
+        "_let_go",
         "_queued",
         "_running",
         "_seq",
@@ -90,6 +92,8 @@ class Tracked:
         self._running = False
         self._again = False  # woken while its look ran: look again right after
         self._settled: asyncio.Future[None] | None = None
+        # Set while a first look runs on a task of its own: resolved, its worker is let go.
+        self._let_go: asyncio.Future[None] | None = None
 
     @property
     def generation(self) -> Any:
@@ -114,7 +118,11 @@ class Scheduler:
     """Every placement's due time, and a few workers that look at the due ones."""
 
     def __init__(
-        self, workers: int = 1, retry_seconds: float = 15.0, again_workers: int | None = None
+        self,
+        workers: int = 1,
+        retry_seconds: float = 15.0,
+        again_workers: int | None = None,
+        handoffs: int = 0,
     ) -> None:
         self.workers = max(1, workers)
         # At most this many workers on re-evaluations at a time: the others stay free for new
@@ -123,6 +131,13 @@ class Scheduler:
         # each second, decided p50 28.6 -> 66.1 s (bench/scale.py) until this bound.
         self.again_workers = min(self.workers, max(1, again_workers or self.workers))
         self.retry_seconds = retry_seconds  # after a step that failed unexpectedly
+        # At most this many first looks may let their worker go (`let_go`) and finish on their
+        # own, their last wait (the status write) left; 0: none. A worker held through the
+        # write took 0.56-0.80 s of the API server's per first decision at a bulk apply of
+        # 10,000, twice the evaluation (docs/scaling.md, stop 21).
+        self.handoffs = max(0, handoffs)
+        self._handoff_permits: asyncio.Semaphore | None = None
+        self._first_looks: set[asyncio.Task[float | None]] = set()
         self.step: Step | None = None
         # Set by the caller once kopf has started: the operator's memo (the clients the step
         # uses) and a per-object logger for a body.
@@ -203,6 +218,7 @@ class Scheduler:
         except RuntimeError:  # no loop (a test calling kopf's filter): at the next event
             return
         self._queued_any = asyncio.Event()
+        self._handoff_permits = asyncio.Semaphore(self.handoffs) if self.handoffs else None
         self._tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
         for tracked in self._tracked.values():  # tracked before the start: due now
             if not tracked._queued and not tracked._running:
@@ -218,9 +234,10 @@ class Scheduler:
         started = time.monotonic()
         while self._busy and time.monotonic() - started < grace:
             await asyncio.sleep(0.05)
-        for task in self._tasks:
+        looks = list(self._first_looks)  # let go by their workers: cancelled as the workers
+        for task in [*self._tasks, *looks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *looks, return_exceptions=True)
         self._tasks = []
 
     # -- due times ---------------------------------------------------------------------------
@@ -294,6 +311,9 @@ class Scheduler:
             if tracked is None or not tracked._queued:
                 continue  # forgotten while queued
             tracked._queued = False
+            if not again and self._handoff_permits is not None:
+                await self._look_first(tracked)
+                continue
             self._again_running += again
             try:
                 delay = await self._look(tracked)
@@ -301,28 +321,78 @@ class Scheduler:
                 self._again_running -= again
                 if again:
                     self._queued_any.set()  # a re-evaluation may start now
-            if delay is None or tracked.gone or self._stopping:
-                continue
-            if tracked._again:
-                tracked._again = False
-                self._enqueue(tracked)
-            else:
-                self._schedule(tracked, time.monotonic() + delay)
+            self._looked(tracked, delay)
+
+    def _looked(self, tracked: Tracked, delay: float | None) -> None:
+        """After a look: due again in `delay` seconds, or at once if woken while it ran."""
+        if delay is None or tracked.gone or self._stopping:
+            return
+        if tracked._again:
+            tracked._again = False
+            self._enqueue(tracked)
+        else:
+            self._schedule(tracked, time.monotonic() + delay)
 
     async def _look(self, tracked: Tracked) -> float | None:
-        assert self.step is not None
+        self._begin(tracked)
+        try:
+            return await self._step(tracked)
+        finally:
+            self._end(tracked)
+
+    async def _look_first(self, tracked: Tracked) -> None:
+        """A first look on a task of its own, which its worker waits for until the look ends
+        or lets it go (`let_go`). The placement stays running until the look ends (no other
+        look at it starts, its deletion waits for it), so its writes stay one at a time and
+        in order."""
+        loop = asyncio.get_running_loop()
+        let_go = tracked._let_go = loop.create_future()
+        self._begin(tracked)  # before the task starts: a wake now marks it to look again
+        look = loop.create_task(self._step(tracked))
+        self._first_looks.add(look)
+        # Added before asyncio.wait's own callback: the look is done with before the worker
+        # takes the next placement, as `_work` does with an inline look.
+        look.add_done_callback(functools.partial(self._first_looked, tracked))
+        await asyncio.wait((look, let_go), return_when=asyncio.FIRST_COMPLETED)
+
+    def _first_looked(self, tracked: Tracked, look: asyncio.Task[float | None]) -> None:
+        self._first_looks.discard(look)
+        let_go, tracked._let_go = tracked._let_go, None
+        if let_go is not None and let_go.done() and self._handoff_permits is not None:
+            self._handoff_permits.release()
+        self._end(tracked)
+        if not look.cancelled():
+            self._looked(tracked, look.result())
+
+    async def let_go(self, tracked: Tracked) -> bool:
+        """Called by a first look whose only wait left is its status write: its worker takes
+        the next placement, and the look finishes on its own. At most `handoffs` at a time
+        (this waits for one, the worker still held: no more writes in flight than that).
+        False: the look keeps its worker (not a first look, or no handoffs)."""
+        let_go = tracked._let_go
+        if let_go is None or let_go.done() or self._handoff_permits is None:
+            return False
+        await self._handoff_permits.acquire()
+        let_go.set_result(None)
+        return True
+
+    def _begin(self, tracked: Tracked) -> None:
         tracked._running = True
         self._busy += 1
+
+    async def _step(self, tracked: Tracked) -> float | None:
+        assert self.step is not None
         try:
             return await self.step(tracked)
         except Exception:  # the step handles its failures; this is a bug: not the worker's end
             log.exception("looking at %s/%s failed", *tracked.key)
             return self.retry_seconds
-        finally:
-            self._busy -= 1
-            tracked._running = False
-            if self._leaving.get(tracked.key) is tracked:
-                del self._leaving[tracked.key]
-            if tracked._settled is not None and not tracked._settled.done():
-                tracked._settled.set_result(None)
-            tracked._settled = None
+
+    def _end(self, tracked: Tracked) -> None:
+        self._busy -= 1
+        tracked._running = False
+        if self._leaving.get(tracked.key) is tracked:
+            del self._leaving[tracked.key]
+        if tracked._settled is not None and not tracked._settled.done():
+            tracked._settled.set_result(None)
+        tracked._settled = None
