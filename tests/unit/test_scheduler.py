@@ -451,13 +451,8 @@ class HeldWrites:
         self.ended.append(name)
 
 
-def test_a_first_evaluation_lets_its_worker_go_for_its_status_write(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """At a bulk apply of 10,000 a worker was held through its placement's status write, whose
-    round trip (0.5-1.1 s, the evaluation about 10 ms) was most of each first decision: the
-    next new placement is evaluated while the write is under way. The placement itself is not
-    looked at again before its write ends, and no more writes are in flight than connections."""
+def _record_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Evaluations stubbed: each records its placement and decides Realtime for an hour."""
     evaluated: list[str] = []
 
     async def evaluate(body: Any, patch: kopf.Patch, *_: Any, **__: Any) -> float:
@@ -466,13 +461,30 @@ def test_a_first_evaluation_lets_its_worker_go_for_its_status_write(
         return 3600.0
 
     monkeypatch.setattr(handlers, "evaluate_async", evaluate)
+    return evaluated
+
+
+def _one_worker_one_write() -> tuple[Standalone, HeldWrites]:
+    """One worker, one connection, status writes held until released."""
+    running = Standalone(tick=60, workers=1, api_connections=1)
+    writes = HeldWrites()
+    running.memo.evaluation_slots = Slots(1, first_size=2)  # as kopf's startup makes them
+    running.memo.kube = writes
+    running.memo.metrics = running.memo.blocking = None
+    return running, writes
+
+
+def test_a_first_evaluation_lets_its_worker_go_for_its_status_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At a bulk apply of 10,000 a worker was held through its placement's status write, whose
+    round trip (0.5-1.1 s, the evaluation about 10 ms) was most of each first decision: the
+    next new placement is evaluated while the write is under way. The placement itself is not
+    looked at again before its write ends, and no more writes are in flight than connections."""
+    evaluated = _record_evaluations(monkeypatch)
 
     async def scenario() -> tuple[list[str], list[str], list[str], list[str], list[str]]:
-        running = Standalone(tick=60, workers=1, api_connections=1)  # one worker, one write
-        writes = HeldWrites()
-        running.memo.evaluation_slots = Slots(1, first_size=2)  # as kopf's startup makes them
-        running.memo.kube = writes
-        running.memo.metrics = running.memo.blocking = None
+        running, writes = _one_worker_one_write()
         raws = {}
         for name in ("a", "b"):
             raws[name] = raw = copy.deepcopy(running.raw)
@@ -502,21 +514,10 @@ def test_a_status_write_let_go_by_its_worker_still_holds_re_evaluations_back(
     """The write keeps its evaluation slot: with the slot let go too, re-evaluations (every
     placement due each second in bench/scale.py) ran through a bulk apply of 2,000 and kopf's
     own watch lagged (finalizer p50 4 -> 17-26 s, placements decided twice)."""
-    evaluated: list[str] = []
-
-    async def evaluate(body: Any, patch: kopf.Patch, *_: Any, **__: Any) -> float:
-        evaluated.append(body["metadata"]["name"])
-        patch.status["phase"] = "Realtime"
-        return 3600.0
-
-    monkeypatch.setattr(handlers, "evaluate_async", evaluate)
+    evaluated = _record_evaluations(monkeypatch)
 
     async def scenario() -> tuple[list[str], list[str]]:
-        running = Standalone(tick=60, workers=1, api_connections=1)
-        writes = HeldWrites()
-        running.memo.evaluation_slots = Slots(1, first_size=2)
-        running.memo.kube = writes
-        running.memo.metrics = running.memo.blocking = None
+        running, writes = _one_worker_one_write()
         decided = running.evaluated(due_in=3600)  # "p": decided already
         raw = copy.deepcopy(running.raw)
         raw["metadata"].update(name="a", finalizers=[FINALIZER])

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class NeedsFetch(Exception):  # noqa: N818: a signal, not an error
+class NeedsFetch(Exception):  # a signal, not an error: no "Error" suffix
     """The read cannot be answered from memory now (a fetch, or a lock another thread holds)."""
 
 

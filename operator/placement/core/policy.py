@@ -498,13 +498,11 @@ def _context(
         planning, recorded, backlog = _shorten_early(
             planner, planning, recorded, now, observed, forecast, ratio, costs, pods, lookback
         )
-    elif recorded.holding:
-        backlog = _held_backlog(
-            observed, recorded, now, window, forecast, ratio, costs, pods, planning, lookback
-        )
-    backlog = _young_watched(
-        backlog, observed, recorded, now, window, forecast, ratio, costs, pods, planning, lookback
+    # Built once from the final planning and state: the held projection and the watch share it.
+    held = _held_inputs(
+        observed, recorded, ratio, None if planning is None else planning.plan, lookback
     )
+    backlog = _held_backlog(backlog, held, recorded, observed, now, window, forecast, costs, pods)
     return _Context(
         spec=spec,
         observed=observed,
@@ -883,24 +881,6 @@ def _forecast(
     )
 
 
-def _held_backlog(
-    observed: Observed,
-    state: State,
-    now: datetime,
-    window: WindowSpan,
-    forecast: WorkForecast | None,
-    ratio: float | None,
-    costs: CostsSpec,
-    pods: int,
-    planning: Planning | None,
-    lookback: timedelta,
-) -> Backlog:
-    plan = None if planning is None else planning.plan
-    return _project(
-        _held_inputs(observed, state, ratio, plan, lookback), now, window, forecast, costs, pods
-    )
-
-
 def _young_watch(
     forecast: WorkForecast | None, observed: Observed, now: datetime, window: WindowSpan
 ) -> bool:
@@ -914,26 +894,25 @@ def _young_watch(
     return observed.backlog_metrics and usable_demand(observed.queue_depth) is not None
 
 
-def _young_watched(
+def _held_backlog(
     backlog: Backlog | None,
-    observed: Observed,
+    inputs: BacklogInputs,
     state: State,
+    observed: Observed,
     now: datetime,
     window: WindowSpan,
     forecast: WorkForecast | None,
-    ratio: float | None,
     costs: CostsSpec,
     pods: int,
-    planning: Planning | None,
-    lookback: timedelta,
 ) -> Backlog | None:
-    """The young-history watch's backlog where it watches (_young_watch): the work waiting
-    (the queue measured) and what arrives over YOUNG_WATCH_SPAN, against HOLD_THROUGH_MARGIN
-    of the window. Elsewhere `backlog` as projected."""
+    """The backlog while held: as the hold's own checks projected it, else projected here.
+    Where the young-history watch watches (_young_watch), its backlog instead: the work
+    waiting (the queue measured) and what arrives over YOUNG_WATCH_SPAN, against
+    HOLD_THROUGH_MARGIN of the window."""
+    if state.holding and backlog is None:
+        backlog = _project(inputs, now, window, forecast, costs, pods)
     if backlog is None or not _young_watch(forecast, observed, now, window):
         return backlog
-    plan = None if planning is None else planning.plan
-    inputs = _held_inputs(observed, state, ratio, plan, lookback)
     end = now + YOUNG_WATCH_SPAN
     if inputs.hold_end is not None:
         end = min(end, inputs.hold_end)
@@ -1244,7 +1223,7 @@ def _end_early_hold_now(ctx: _Context, backlog: Backlog) -> Decision | None:
 
 
 def _young_restore(ctx: _Context, backlog: Backlog) -> Decision | None:
-    """The young-history watch's restore (_young_watched): the work waiting fits the window
+    """The young-history watch's restore (_held_backlog): the work waiting fits the window
     (it fitted HOLD_THROUGH_MARGIN of it with an hour's arrivals on top a cycle ago) and is
     left to the window's Job (a waiting hold); no fallback. None: not that watch, or the
     work held would not fit (the fallback restore, as before)."""
