@@ -247,6 +247,55 @@ def test_replay_of_an_unreadable_series_is_a_runtime_error(
     assert err.startswith("error: ") and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("query", "flags", "says"),
+    [
+        (
+            'sum(inference_tokens_per_second{deployment="enricher",namespace="victim"})',
+            ["--namespace", "demo"],
+            'a placement may read only its own namespace, namespace="demo"',
+        ),
+        ('sum({__name__=~".+"})', [], "reads every series"),
+        ('sum(inference_tokens_per_second{deployment="enricher"}', [], "not valid PromQL"),
+    ],
+)
+def test_explain_refuses_a_query_the_operator_would_block(
+    query: str, flags: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator blocks these placements (InvalidSpec) before it reads anything; explain
+    said BatchRecommended for each, so a spec checked with it failed once applied."""
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["spec"]["metrics"]["utilization"] = query
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    assert main(_explain("--replicas", "6", "--utilization", "0.15", *flags, file=path)) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: ") and "InvalidSpec" in err and "Traceback" not in err
+    assert "spec.metrics.utilization" in err and says in err
+
+
+def test_explain_judges_the_namespace_of_the_manifest_and_the_operator_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["metadata"]["namespace"] = "demo"
+    manifest["spec"]["metrics"]["utilization"] = 'sum(tokens{namespace="demo"}) / 100'
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    assert main(_explain("--replicas", "6", "--utilization", "0.15", file=path)) == 0
+    assert (
+        main(_explain("--replicas", "6", "--utilization", "0.15", "--namespace", "prod", file=path))
+        == 1
+    )
+    capsys.readouterr()
+    monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "false")  # queries as written
+    assert (
+        main(_explain("--replicas", "6", "--utilization", "0.15", "--namespace", "prod", file=path))
+        == 0
+    )
+
+
 @pytest.mark.parametrize("output", ["json", "yaml"])
 def test_explain_prints_json_and_yaml_with_the_same_content(
     output: str, capsys: pytest.CaptureFixture[str]

@@ -331,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--now", type=_aware_datetime, help="ISO-8601 time (default: now)")
     explain.add_argument(
+        "--namespace",
+        help="the namespace the placement is applied in (default: metadata.namespace): a "
+        "query naming another is refused, as the operator refuses it",
+    )
+    explain.add_argument(
         "-o",
         "--output",
         choices=OUTPUT_FORMATS,
@@ -647,9 +652,18 @@ def _aware_datetime(text: str) -> dt.datetime:
 
 def _explain(args: argparse.Namespace) -> int:
     from placement.core.explain import explain
+    from placement.core.tenancy import ScopeError
+    from placement.runtime.config import _env_bool
 
     manifest = read_manifest(args.file)
     now = args.now or dt.datetime.now(dt.UTC)
+    namespace = args.namespace or (manifest.get("metadata") or {}).get("namespace")
+    try:
+        # As the operator is configured (PLACEMENT_SCOPE_METRICS_TO_NAMESPACE, default true).
+        if not _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True):
+            namespace = None
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     try:
         result = explain(
             manifest,
@@ -662,9 +676,15 @@ def _explain(args: argparse.Namespace) -> int:
             keda_installed=not args.no_keda,
             idle_hours=args.idle_hours,
             demand=args.demand,
+            namespace=namespace if isinstance(namespace, str) else None,
         )
     except ValidationError as error:
         raise _invalid(args.file, error, prefix="" if "spec" in manifest else "spec.") from None
+    except ScopeError as error:
+        # The operator blocks such a placement (InvalidSpec) before it reads anything.
+        raise CommandError(
+            f"{args.file} would be blocked by the operator (InvalidSpec): {error}"
+        ) from None
     if args.output == "text":
         print(_worksheet(result))
     else:
