@@ -296,6 +296,29 @@ def test_explain_judges_the_namespace_of_the_manifest_and_the_operator_setting(
     )
 
 
+@pytest.mark.parametrize("seconds", ["1e300", "inf", "-1e20", "nan"])
+def test_a_series_time_out_of_range_is_a_runtime_error_naming_the_row(
+    seconds: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series = tmp_path / "series.csv"
+    series.write_text(f"timestamp,replicas,utilization\n0,6,0.1\n{seconds},6,0.2\n")
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    assert main(["replay", "--placement", placement, "--series", str(series)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "row 3: timestamp" in err and "Traceback" not in err
+
+
+def test_a_start_out_of_range_is_a_usage_error_naming_the_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    command = ["series", "from-prometheus", "--placement", placement, "--prometheus-url"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "http://127.0.0.1:1", "--start", "1e300", "--end", "0", "--output", "x"])
+    assert exit_.value.code == 2
+    assert "argument --start" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("output", ["json", "yaml"])
 def test_explain_prints_json_and_yaml_with_the_same_content(
     output: str, capsys: pytest.CaptureFixture[str]
