@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -317,6 +318,72 @@ def test_a_start_out_of_range_is_a_usage_error_naming_the_flag(
         main([*command, "http://127.0.0.1:1", "--start", "1e300", "--end", "0", "--output", "x"])
     assert exit_.value.code == 2
     assert "argument --start" in capsys.readouterr().err
+
+
+def _exported_queries(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *flags: str
+) -> tuple[int, list[str]]:
+    """`series from-prometheus` of nightly-enrichment, Prometheus answering every range query
+    with two samples: the exit code and the queries sent."""
+    from placement.adapters.prometheus import MetricsReader
+
+    sent: list[str] = []
+
+    def range_values(self: Any, query: str, start: Any, end: Any, step: Any) -> list[Any]:
+        sent.append(query)
+        return [(start, 0.2), (end, 0.2)]
+
+    monkeypatch.setattr(MetricsReader, "range_values", range_values)
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    code = main(
+        [
+            "series", "from-prometheus", "--placement", placement,
+            "--prometheus-url", "http://127.0.0.1:1", "--replicas", "6",
+            "--start", "2026-11-23T00:00:00Z", "--end", "2026-11-23T01:00:00Z",
+            "--output", str(tmp_path / "series.csv"), *flags,
+        ]
+    )  # fmt: skip
+    return code, sent
+
+
+def test_series_from_prometheus_reads_the_queries_the_operator_reads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """nightly-enrichment's queries name no namespace (the operator adds its own): exported as
+    written they summed every namespace's `enricher`."""
+    code, sent = _exported_queries(monkeypatch, tmp_path, "--namespace", "demo")
+    assert code == 0
+    assert sent == [
+        'sum(inference_tokens_per_second{namespace="demo",deployment="enricher"}) / '
+        'sum(inference_capacity_tokens_per_second{namespace="demo",deployment="enricher"})',
+        'sum(inference_queue_depth{namespace="demo",deployment="enricher"})',
+    ]
+    monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "false")  # as written
+    code, sent = _exported_queries(monkeypatch, tmp_path, "--namespace", "demo")
+    assert code == 0 and 'namespace="demo"' not in sent[0]
+
+
+def test_series_from_prometheus_refuses_a_query_for_another_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["spec"]["metrics"]["utilization"] = 'avg(util{namespace="other"})'
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    from placement.adapters.prometheus import MetricsReader
+
+    monkeypatch.setattr(MetricsReader, "range_values", lambda *_: pytest.fail("queried"))
+    code = main(
+        [
+            "series", "from-prometheus", "--placement", str(path),
+            "--prometheus-url", "http://127.0.0.1:1", "--replicas", "6", "--namespace", "demo",
+            "--start", "2026-11-23T00:00:00Z", "--end", "2026-11-23T01:00:00Z",
+            "--output", str(tmp_path / "series.csv"),
+        ]
+    )  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "spec.metrics.utilization" in err and 'namespace="demo"' in err
 
 
 @pytest.mark.parametrize("output", ["json", "yaml"])

@@ -436,7 +436,11 @@ def _add_replay_commands(commands: Any) -> None:
         help="PromQL for the Deployment's replicas (default: kube-state-metrics' "
         "kube_deployment_spec_replicas for the placement's namespace and target)",
     )
-    prom.add_argument("--namespace", help="default: the manifest's metadata.namespace")
+    prom.add_argument(
+        "--namespace",
+        help="the placement's namespace, which its queries are confined to as the operator "
+        "confines them (default: metadata.namespace, else default)",
+    )
     prom.add_argument("--timeout", type=positive, default=30.0, help="seconds per query")
     prom.add_argument("--output", type=Path, required=True, help="series CSV to write")
 
@@ -589,11 +593,12 @@ def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
 
 def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
     from placement.adapters.prometheus import MetricsReader, QueryLimits, RangeQueryError
+    from placement.core.tenancy import ScopeError, scoped_spec
     from placement.replay.series import join_series
     from placement.runtime.config import OperatorConfig
 
     placement = _load_placement(args.placement)
-    spec = placement.spec
+    namespace = args.namespace or placement.metadata.get("namespace") or "default"
     # The operator's connection settings (PLACEMENT_PROMETHEUS_BEARER_TOKEN...) and answer
     # bounds (PLACEMENT_PROMETHEUS_MAX_SERIES, _MAX_HISTORY_BYTES) apply here too.
     connection = OperatorConfig.from_environment(
@@ -601,6 +606,17 @@ def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any
         prometheus_timeout_seconds=args.timeout,
     )
     connection.validate()
+    try:
+        # The queries the operator runs: confined to the placement's namespace (as written
+        # they read every namespace's series of that name, `nightly-enrichment`'s for one).
+        spec = scoped_spec(
+            placement.spec, namespace if connection.scope_metrics_to_namespace else None
+        )
+    except ScopeError as error:
+        raise CommandError(
+            f"{args.placement}: {error} (the namespace: --namespace, else metadata.namespace, "
+            "else default)"
+        ) from None
     reader = MetricsReader(
         args.prometheus_url,
         timeout=args.timeout,
@@ -616,7 +632,6 @@ def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any
     utilization = reader.range_values(spec.metrics.utilization, args.start, args.end, step)
     replicas: Any = args.replicas
     if replicas is None:
-        namespace = args.namespace or placement.metadata.get("namespace") or "default"
         query = args.replicas_query or (
             f'max(kube_deployment_spec_replicas{{namespace="{namespace}",'
             f'deployment="{spec.target.deployment}"}})'
