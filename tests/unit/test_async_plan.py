@@ -4,16 +4,21 @@ deleting the placement does the same; our own ScaledObject is no conflict, any o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from placement.adapters.observe import observe
 from placement.core.cluster import Refused
 from placement.core.reconcile import (
     ApplyScaledObject,
     DeleteScaledObject,
+    Plan,
     Restore,
     Settings,
     TakeHold,
+    admit,
+    reconcile,
 )
 from placement.core.scaledobject import scaled_object_manifest
 from tests.unit.factories import example_manifest
@@ -203,11 +208,14 @@ def test_deleting_after_a_manual_change_in_async_keeps_what_was_set() -> None:
 
 def test_our_scaled_object_is_no_conflict_and_any_other_autoscaler_is() -> None:
     op = _operator()
+    op.evaluate(MIDDAY)
+    assert op.status["phase"] == "Async"
+    # Listed on the target once applied: ours (read by its name and label) and KEDA's HPA.
     op.cluster.autoscalers["summarizer"] = [
         f"ScaledObject/{SO}",
         f"HorizontalPodAutoscaler/keda-hpa-{SO}",
     ]
-    op.evaluate(MIDDAY)
+    op.evaluate(MIDDAY + timedelta(minutes=1))
     assert op.status["phase"] == "Async"
     op.cluster.autoscalers["summarizer"].append("ScaledObject/someone-elses")
     op.evaluate(MIDDAY + timedelta(minutes=5))
@@ -261,3 +269,34 @@ def test_a_scaled_object_delete_refused_for_good_does_not_keep_the_placement() -
     assert warning.type == "Warning" and "delete it by hand" in warning.message
     assert "403: scaledobjects.keda.sh is forbidden" in warning.message
     assert op.cluster.deployments["summarizer"].replicas == 4
+
+
+def test_a_scaled_object_named_like_ours_but_not_ours_is_a_conflict_never_applied_over() -> None:
+    """Someone else's ScaledObject under the placement's ScaledObject name (without its label)
+    on the target: the adapters said it conflicts, reconcile took it by its name for the
+    placement's own, and the move to async force-applied over it (its triggers, its counts)."""
+    op = _operator()
+    op.cluster.scaled_objects[SO] = {
+        "metadata": {"name": SO, "labels": {}},
+        "spec": {
+            "scaleTargetRef": {"name": "summarizer"},
+            "minReplicaCount": 2,
+            "maxReplicaCount": 9,
+            "triggers": [{"type": "cpu", "metadata": {"value": "60"}}],
+        },
+    }
+    op.cluster.autoscalers = {"summarizer": [f"ScaledObject/{SO}"]}
+    op.metrics.now = MIDDAY
+    placement = op.placement()
+    spec = admit(placement, op.settings, MIDDAY)
+    assert not isinstance(spec, Plan)
+    observed = observe(op.cluster, op.metrics, spec, namespace=NAMESPACE, placement=op.name)
+    assert observed.scaled_object is None  # not ours: no label
+    # The queue read as the async fake reads it; the ScaledObject as the adapters read it.
+    observation = replace(op._with_async(observed, MIDDAY), scaled_object=None)
+    plan = reconcile(placement, spec, observation, MIDDAY, op.settings)
+    assert plan.steps == ()
+    assert plan.report.decided is not None
+    assert plan.report.decided.reason == "ConflictingAutoscaler"
+    assert plan.report.event is not None
+    assert f"ScaledObject/{SO} (not this placement's" in plan.report.event.message

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -245,6 +246,144 @@ def test_replay_of_an_unreadable_series_is_a_runtime_error(
     assert main(["replay", "--placement", placement, "--series", str(series)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("query", "flags", "says"),
+    [
+        (
+            'sum(inference_tokens_per_second{deployment="enricher",namespace="victim"})',
+            ["--namespace", "demo"],
+            'a placement may read only its own namespace, namespace="demo"',
+        ),
+        ('sum({__name__=~".+"})', [], "reads every series"),
+        ('sum(inference_tokens_per_second{deployment="enricher"}', [], "not valid PromQL"),
+    ],
+)
+def test_explain_refuses_a_query_the_operator_would_block(
+    query: str, flags: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator blocks these placements (InvalidSpec) before it reads anything; explain
+    said BatchRecommended for each, so a spec checked with it failed once applied."""
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["spec"]["metrics"]["utilization"] = query
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    assert main(_explain("--replicas", "6", "--utilization", "0.15", *flags, file=path)) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: ") and "InvalidSpec" in err and "Traceback" not in err
+    assert "spec.metrics.utilization" in err and says in err
+
+
+def test_explain_judges_the_namespace_of_the_manifest_and_the_operator_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["metadata"]["namespace"] = "demo"
+    manifest["spec"]["metrics"]["utilization"] = 'sum(tokens{namespace="demo"}) / 100'
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    assert main(_explain("--replicas", "6", "--utilization", "0.15", file=path)) == 0
+    assert (
+        main(_explain("--replicas", "6", "--utilization", "0.15", "--namespace", "prod", file=path))
+        == 1
+    )
+    capsys.readouterr()
+    monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "false")  # queries as written
+    assert (
+        main(_explain("--replicas", "6", "--utilization", "0.15", "--namespace", "prod", file=path))
+        == 0
+    )
+
+
+@pytest.mark.parametrize("seconds", ["1e300", "inf", "-1e20", "nan"])
+def test_a_series_time_out_of_range_is_a_runtime_error_naming_the_row(
+    seconds: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series = tmp_path / "series.csv"
+    series.write_text(f"timestamp,replicas,utilization\n0,6,0.1\n{seconds},6,0.2\n")
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    assert main(["replay", "--placement", placement, "--series", str(series)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "row 3: timestamp" in err and "Traceback" not in err
+
+
+def test_a_start_out_of_range_is_a_usage_error_naming_the_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    command = ["series", "from-prometheus", "--placement", placement, "--prometheus-url"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "http://127.0.0.1:1", "--start", "1e300", "--end", "0", "--output", "x"])
+    assert exit_.value.code == 2
+    assert "argument --start" in capsys.readouterr().err
+
+
+def _exported_queries(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *flags: str
+) -> tuple[int, list[str]]:
+    """`series from-prometheus` of nightly-enrichment, Prometheus answering every range query
+    with two samples: the exit code and the queries sent."""
+    from placement.adapters.prometheus import MetricsReader
+
+    sent: list[str] = []
+
+    def range_values(self: Any, query: str, start: Any, end: Any, step: Any) -> list[Any]:
+        sent.append(query)
+        return [(start, 0.2), (end, 0.2)]
+
+    monkeypatch.setattr(MetricsReader, "range_values", range_values)
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    code = main(
+        [
+            "series", "from-prometheus", "--placement", placement,
+            "--prometheus-url", "http://127.0.0.1:1", "--replicas", "6",
+            "--start", "2026-11-23T00:00:00Z", "--end", "2026-11-23T01:00:00Z",
+            "--output", str(tmp_path / "series.csv"), *flags,
+        ]
+    )  # fmt: skip
+    return code, sent
+
+
+def test_series_from_prometheus_reads_the_queries_the_operator_reads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """nightly-enrichment's queries name no namespace (the operator adds its own): exported as
+    written they summed every namespace's `enricher`."""
+    code, sent = _exported_queries(monkeypatch, tmp_path, "--namespace", "demo")
+    assert code == 0
+    assert sent == [
+        'sum(inference_tokens_per_second{namespace="demo",deployment="enricher"}) / '
+        'sum(inference_capacity_tokens_per_second{namespace="demo",deployment="enricher"})',
+        'sum(inference_queue_depth{namespace="demo",deployment="enricher"})',
+    ]
+    monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "false")  # as written
+    code, sent = _exported_queries(monkeypatch, tmp_path, "--namespace", "demo")
+    assert code == 0 and 'namespace="demo"' not in sent[0]
+
+
+def test_series_from_prometheus_refuses_a_query_for_another_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["spec"]["metrics"]["utilization"] = 'avg(util{namespace="other"})'
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    from placement.adapters.prometheus import MetricsReader
+
+    monkeypatch.setattr(MetricsReader, "range_values", lambda *_: pytest.fail("queried"))
+    code = main(
+        [
+            "series", "from-prometheus", "--placement", str(path),
+            "--prometheus-url", "http://127.0.0.1:1", "--replicas", "6", "--namespace", "demo",
+            "--start", "2026-11-23T00:00:00Z", "--end", "2026-11-23T01:00:00Z",
+            "--output", str(tmp_path / "series.csv"),
+        ]
+    )  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "spec.metrics.utilization" in err and 'namespace="demo"' in err
 
 
 @pytest.mark.parametrize("output", ["json", "yaml"])

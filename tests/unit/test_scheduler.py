@@ -680,6 +680,29 @@ def test_the_shutdown_says_nothing_per_placement_and_leaves_no_task(
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+def test_no_evaluation_starts_once_the_shutdown_has_begun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The placements still queued at the shutdown are left to the next operator: one started
+    in the stop's grace could scale a Deployment or create a Job and then be cancelled half
+    done (before, the workers went on through the queue until the grace ran out)."""
+    monkeypatch.setattr(scheduler, "STOP_GRACE", 2.0)
+
+    async def scenario() -> int:
+        running = Standalone(tick=60, workers=1, api_connections=1)
+        running.evaluations.hold = asyncio.Event()
+        for name in ("a", "b", "c"):
+            raw = copy.deepcopy(running.raw)
+            raw["metadata"].update(name=name, finalizers=[FINALIZER])
+            running.event(type=None, raw=raw)
+        await _until(lambda: len(running.evaluations.started) == 1)
+        cleanup = asyncio.create_task(running.shutdown())
+        await asyncio.sleep(0.05)
+        running.evaluations.hold.set()  # the evaluation in flight ends within the grace
+        await asyncio.wait_for(cleanup, timeout=5)
+        return len(running.evaluations.started)
+
+    assert asyncio.run(scenario()) == 1
+
+
 def test_an_evaluation_cut_short_by_the_shutdown_logs_no_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -16,7 +16,9 @@ from placement.adapters.telemetry import Telemetry
 from placement.core.api import WorkloadPlacementSpec
 from placement.core.cluster import Cluster
 from placement.core.executor import Call, Calls, ask, drive
+from placement.core.labels import PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, Observation, Reading, ScaledObjectState
+from placement.core.scaledobject import scaled_object_name
 
 if TYPE_CHECKING:
     from placement.adapters.prometheus import Metrics
@@ -59,7 +61,8 @@ def observing(
     # hold before it applies its ScaledObject and gives it back only after deleting it), can
     # have one: the others cost no request.
     scaled = None
-    if keda and (spec.async_ is not None or claimed):
+    looked = keda and (spec.async_ is not None or claimed)
+    if looked:
         scaled = yield ask("placement_scaled_object", namespace, placement)
     if deployment is None:
         return Observation(
@@ -78,7 +81,9 @@ def observing(
         deployment=deployment,
         claimed=claimed,
         jobs=jobs,
-        autoscalers=others_autoscalers(autoscalers, scaled),
+        autoscalers=others_autoscalers(
+            autoscalers, scaled, placement=placement if looked and scaled is None else None
+        ),
         other_holder_exists=other_exists,
         scaled_object=scaled,
         keda_installed=keda,
@@ -87,13 +92,23 @@ def observing(
 
 
 def others_autoscalers(
-    autoscalers: Iterable[str], own: ScaledObjectState | None
+    autoscalers: Iterable[str], own: ScaledObjectState | None, *, placement: str | None = None
 ) -> tuple[str, ...]:
     """The autoscalers on the target less the placement's own ScaledObject (read by its name
     and its label) and the HPA KEDA made for it (KEDA's name for it): those two scale the
-    Deployment for the placement, not against it."""
+    Deployment for the placement, not against it. `placement`: its own was looked for and
+    is not there, so a ScaledObject with its name is someone else's, and is said so (as its
+    bare name reconcile would take it for the placement's own and apply over it)."""
     if own is None:
-        return tuple(autoscalers)
+        if placement is None:
+            return tuple(autoscalers)
+        name = f"ScaledObject/{scaled_object_name(placement)}"
+        return tuple(
+            f"{found} (not this placement's: no label {PLACEMENT_LABEL}={placement})"
+            if found == name
+            else found
+            for found in autoscalers
+        )
     ours = {f"ScaledObject/{own.name}", f"HorizontalPodAutoscaler/keda-hpa-{own.name}"}
     return tuple(found for found in autoscalers if found not in ours)
 

@@ -16,6 +16,7 @@ from placement.core.asyncmode import AsyncSeen, QueueState
 from placement.core.observation import LoadHistory
 from placement.core.planning import HoldPlan
 from placement.core.policy import Observed, State, decide
+from placement.core.tenancy import scoped_spec
 from placement.core.window import current_or_next_window
 
 
@@ -32,6 +33,7 @@ def explain(
     idle_hours: float | None = None,
     demand: float | None = None,
     history: LoadHistory | None = None,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
     """JSON-ready decision. A mapping may be a whole manifest or only its spec.
 
@@ -39,8 +41,13 @@ def explain(
     of day through the batch window. Async (spec.async): `async_queue` is the queue's value
     (None: not readable), `keda_installed` whether KEDA serves ScaledObjects, `idle_hours`
     the hours a day with no work; `requests` per second gives the cost per request.
+
+    The queries are checked as the operator admits them (tenancy.scoped_spec): one that is
+    not PromQL, reads every series, or (with `namespace`) names another namespace raises
+    ScopeError naming the field, where the operator would block the placement (InvalidSpec).
     """
     spec, name = _parse(spec_or_placement)
+    scoped_spec(spec, namespace)
     seen = AsyncSeen(
         queue=QueueState.NOT_READ if async_queue is None else QueueState.READ,
         queue_detail="not given" if async_queue is None else f"async.queue = {async_queue:g}",

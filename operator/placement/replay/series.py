@@ -101,9 +101,14 @@ def parse_time(text: str) -> datetime:
     if not text:
         raise ValueError("empty")
     try:
-        return datetime.fromtimestamp(float(text), tz=UTC)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # 1e300, inf, nan: was a traceback
+            raise ValueError(f"{text} is not a time (Unix seconds out of range)") from None
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 

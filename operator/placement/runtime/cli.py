@@ -331,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--now", type=_aware_datetime, help="ISO-8601 time (default: now)")
     explain.add_argument(
+        "--namespace",
+        help="the namespace the placement is applied in (default: metadata.namespace): a "
+        "query naming another is refused, as the operator refuses it",
+    )
+    explain.add_argument(
         "-o",
         "--output",
         choices=OUTPUT_FORMATS,
@@ -431,7 +436,11 @@ def _add_replay_commands(commands: Any) -> None:
         help="PromQL for the Deployment's replicas (default: kube-state-metrics' "
         "kube_deployment_spec_replicas for the placement's namespace and target)",
     )
-    prom.add_argument("--namespace", help="default: the manifest's metadata.namespace")
+    prom.add_argument(
+        "--namespace",
+        help="the placement's namespace, which its queries are confined to as the operator "
+        "confines them (default: metadata.namespace, else default)",
+    )
     prom.add_argument("--timeout", type=positive, default=30.0, help="seconds per query")
     prom.add_argument("--output", type=Path, required=True, help="series CSV to write")
 
@@ -584,11 +593,12 @@ def _trace_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
 
 def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any]:
     from placement.adapters.prometheus import MetricsReader, QueryLimits, RangeQueryError
+    from placement.core.tenancy import ScopeError, scoped_spec
     from placement.replay.series import join_series
     from placement.runtime.config import OperatorConfig
 
     placement = _load_placement(args.placement)
-    spec = placement.spec
+    namespace = args.namespace or placement.metadata.get("namespace") or "default"
     # The operator's connection settings (PLACEMENT_PROMETHEUS_BEARER_TOKEN...) and answer
     # bounds (PLACEMENT_PROMETHEUS_MAX_SERIES, _MAX_HISTORY_BYTES) apply here too.
     connection = OperatorConfig.from_environment(
@@ -596,6 +606,17 @@ def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any
         prometheus_timeout_seconds=args.timeout,
     )
     connection.validate()
+    try:
+        # The queries the operator runs: confined to the placement's namespace (as written
+        # they read every namespace's series of that name, `nightly-enrichment`'s for one).
+        spec = scoped_spec(
+            placement.spec, namespace if connection.scope_metrics_to_namespace else None
+        )
+    except ScopeError as error:
+        raise CommandError(
+            f"{args.placement}: {error} (the namespace: --namespace, else metadata.namespace, "
+            "else default)"
+        ) from None
     reader = MetricsReader(
         args.prometheus_url,
         timeout=args.timeout,
@@ -611,7 +632,6 @@ def _prometheus_series(args: argparse.Namespace, step: dt.timedelta) -> list[Any
     utilization = reader.range_values(spec.metrics.utilization, args.start, args.end, step)
     replicas: Any = args.replicas
     if replicas is None:
-        namespace = args.namespace or placement.metadata.get("namespace") or "default"
         query = args.replicas_query or (
             f'max(kube_deployment_spec_replicas{{namespace="{namespace}",'
             f'deployment="{spec.target.deployment}"}})'
@@ -647,9 +667,18 @@ def _aware_datetime(text: str) -> dt.datetime:
 
 def _explain(args: argparse.Namespace) -> int:
     from placement.core.explain import explain
+    from placement.core.tenancy import ScopeError
+    from placement.runtime.config import _env_bool
 
     manifest = read_manifest(args.file)
     now = args.now or dt.datetime.now(dt.UTC)
+    namespace = args.namespace or (manifest.get("metadata") or {}).get("namespace")
+    try:
+        # As the operator is configured (PLACEMENT_SCOPE_METRICS_TO_NAMESPACE, default true).
+        if not _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True):
+            namespace = None
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     try:
         result = explain(
             manifest,
@@ -662,9 +691,15 @@ def _explain(args: argparse.Namespace) -> int:
             keda_installed=not args.no_keda,
             idle_hours=args.idle_hours,
             demand=args.demand,
+            namespace=namespace if isinstance(namespace, str) else None,
         )
     except ValidationError as error:
         raise _invalid(args.file, error, prefix="" if "spec" in manifest else "spec.") from None
+    except ScopeError as error:
+        # The operator blocks such a placement (InvalidSpec) before it reads anything.
+        raise CommandError(
+            f"{args.file} would be blocked by the operator (InvalidSpec): {error}"
+        ) from None
     if args.output == "text":
         print(_worksheet(result))
     else:

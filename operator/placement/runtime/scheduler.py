@@ -307,6 +307,10 @@ class Scheduler:
         assert self._queued_any is not None
         while True:
             key, again = await self._next()
+            if self._stopping:
+                # No look starts once the shutdown has begun: one started in the grace acted
+                # on the cluster (scaled, created Jobs) and was then cancelled half done.
+                return
             tracked = self._tracked.get(key)
             if tracked is None or not tracked._queued:
                 continue  # forgotten while queued
