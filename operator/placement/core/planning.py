@@ -203,6 +203,12 @@ class HoldPlan:
                 f"{self.end.astimezone(zone):%Y-%m-%d %H:%M}, the held work waits for the job "
                 f"of window {self.window.describe()}"
             )
+            if self.end > self.window.start:  # gone on inside it (policy._go_on_in_window)
+                early = (
+                    f"; ends inside its window: realtime from "
+                    f"{self.end.astimezone(zone):%Y-%m-%d %H:%M}, the job of window "
+                    f"{self.window.describe()} doing the held work"
+                )
         return (
             f"planned hold {self.start.astimezone(zone):%Y-%m-%d %H:%M} - "
             f"{self.end.astimezone(zone):%Y-%m-%d %H:%M} {zone.key} "
@@ -298,15 +304,16 @@ class Planner:
         return self.choose(longest_hours)
 
     def of_window(self, taken: tuple[datetime, datetime]) -> bool:
-        """`taken` is a hold of this window: ending with it, or (ending early) at or before
-        its start and after the last window's end."""
+        """`taken` is a hold of this window: ending with it, or (ending early) before its end
+        and starting after the last window's end. A hold ends inside its window only where
+        it went on there on the Job's measured progress (policy._go_on_in_window)."""
         start, end = taken
         if start >= end:
             return False
         if end == self.window.end:
             return True
         earliest = self.window.end - DAY
-        return self.early_end and earliest <= start and end <= self.window.start
+        return self.early_end and earliest <= start and end < self.window.end
 
     def going_on_ends(self, now: datetime) -> list[datetime]:
         """Where a hold that ends before the window may end when it goes on or is shortened

@@ -113,6 +113,21 @@ HOLD_ON_SHARE = 0.95
 # restore and a move more. It restores where that passes HOLD_THROUGH_MARGIN of the window,
 # the work waiting left to the window's Job (_young_restore).
 YOUNG_WATCH_SPAN = timedelta(hours=1)
+# A hold that went on until its window's start goes on inside it, an IN_WINDOW_STEP at a time,
+# while the work the window's Job has left (measured) and what arrives until the next end fit
+# this share of what the Job can still do by the window's end (_go_on_in_window).
+IN_WINDOW_MARGIN = 0.95
+# Ends inside the window this far apart (the default evaluationInterval): each is decided on
+# the Job's progress, and the fleet's whole capacity of arrivals until the next is counted
+# (a quarter hour counted 1.5 replica-hours of a 6-replica fleet; bursty saved 59, not 123).
+IN_WINDOW_STEP = timedelta(minutes=5)
+# The queue depth's average over the lookback is of samples this far apart at most (the
+# replay's; Prometheus' subquery takes its evaluation interval, 1m by default): a mean of
+# samples spans the lookback less one step, so the queue it reads is that much later.
+_AVERAGE_STEP = timedelta(minutes=5)
+# The window's Job created later than this after the window's start (the operator was down):
+# no hold goes on inside the window, whose Job's progress is counted from its start.
+IN_WINDOW_START = timedelta(minutes=5)
 # A lookback over this is half as many hours: the time the averaged queue depth lags by.
 _HALF_HOURS = timedelta(hours=2)
 _BATCH_REASONS = frozenset(
@@ -493,7 +508,7 @@ def _context(
     held_through = None
     if recorded.holding and planning is not None and forecast is not None:
         planning, recorded, held_through = _hold_through(
-            planner, planning, observed, recorded, now, forecast, ratio, costs, pods, lookback
+            planner, planning, observed, recorded, now, forecast, ratio, costs, pods, spec
         )
         planning, recorded, backlog = _shorten_early(
             planner, planning, recorded, now, observed, forecast, ratio, costs, pods, lookback
@@ -605,15 +620,16 @@ def _hold_through(
     ratio: float | None,
     costs: CostsSpec,
     pods: int,
-    lookback: timedelta,
+    spec: WorkloadPlacementSpec,
 ) -> tuple[Planning, State, Backlog | None]:
     """Held past the end of the hold taken, the next planned hold not started yet: hold on
     until it (one hold from now to the next window's end, no restore and move back a few
     hours later) when the backlog of holding through, projected as the backlog watch
     projects it, fits HOLD_THROUGH_MARGIN of that window. So too at the end of a hold taken
     that ends before its window (planning.EARLY_END): held on until the window's end where
-    that backlog fits (the load fell below the plan's), instead of the planned restore.
-    Returns the planning and state to go on with, and that backlog when the hold goes on."""
+    that backlog fits (the load fell below the plan's), instead of the planned restore; in
+    the window, on the Job's progress (_go_on_in_window). Returns the planning and state to
+    go on with, and that backlog when the hold goes on."""
     plan = planning.plan
     taken = state.planned_hold
     if plan is None or taken is None or state.in_async:
@@ -633,22 +649,59 @@ def _hold_through(
         held_since=state.batch_since,
         hold_start=now,  # what arrives from now on waits for the window too
         hold_end=None if early else plan.end,
-        lookback=lookback,
+        lookback=spec.metrics.lookback.timedelta,
         history=observed.history,
     )
+    if early and now >= planner.window.start:
+        return _hold_in_window(planner, planning, observed, state, now, through_inputs, spec)
     through = _project(through_inputs, now, planner.window, forecast, costs, pods)
-    if not through.watched or through.batch_pod_hours > through.capacity_pod_hours * (
-        HOLD_THROUGH_MARGIN
-    ):
-        if early:
-            on, through = _go_on_early(planner, plan, now, through_inputs, forecast, costs)
-        else:
-            on = _hold_on_early(planner, plan, now)
-        if on is None:
-            return planning, state, None
-        return (*_take(planning, state, on), through)
-    hold = planner.hold(plan.start) if early else planner.hold(now, plan.end)
-    return (*_take(planning, state, hold), through)
+    if _through_fits(through):
+        hold = planner.hold(plan.start) if early else planner.hold(now, plan.end)
+        return (*_take(planning, state, hold), through)
+    if early:
+        on, through = _go_on_early(planner, plan, now, through_inputs, forecast, costs)
+    else:
+        on = _hold_on_early(planner, plan, now)
+    if on is None:
+        return planning, state, None
+    return (*_take(planning, state, on), through)
+
+
+def _through_fits(through: Backlog) -> bool:
+    """The backlog of holding through to the window's end fits HOLD_THROUGH_MARGIN of it."""
+    return through.watched and through.batch_pod_hours <= (
+        through.capacity_pod_hours * HOLD_THROUGH_MARGIN
+    )
+
+
+def _hold_in_window(
+    planner: Planner,
+    planning: Planning,
+    observed: Observed,
+    state: State,
+    now: datetime,
+    inputs: BacklogInputs,
+    spec: WorkloadPlacementSpec,
+) -> tuple[Planning, State, Backlog | None]:
+    """_hold_through in the window, at the end of a hold that ends before the window's end:
+    at its first evaluation there, held through to the window's end where that backlog fits
+    HOLD_THROUGH_MARGIN, as before the window; else, and once gone on inside the window, on
+    the Job's progress alone (_go_on_in_window)."""
+    plan, forecast = planning.plan, planner.forecast
+    assert plan is not None  # _hold_through's
+    costs, pods = planner.costs, planner.pods
+    if plan.end <= planner.window.start:
+        through = _project(inputs, now, planner.window, forecast, costs, pods)
+        if _through_fits(through):
+            return (*_take(planning, state, planner.hold(plan.start)), through)
+    job = _window_job(observed, state, now, planner.window)
+    interval = spec.evaluation_interval.timedelta
+    on, through = _go_on_in_window(
+        planner, plan, now, inputs, forecast, costs, job=job, interval=interval
+    )
+    if on is None:
+        return planning, state, None
+    return (*_take(planning, state, on), through)
 
 
 def _take(planning: Planning, state: State, hold: HoldPlan) -> tuple[Planning, State]:
@@ -700,6 +753,97 @@ def _go_on_early(
         return None, Backlog(False, "steady load")  # the plan fills that share already
     end, backlog = _latest_fitting_end(planner, inputs, now, None, forecast, costs)
     return (None if end is None else planner.hold(plan.start, end)), backlog
+
+
+def _go_on_in_window(
+    planner: Planner,
+    plan: HoldPlan,
+    now: datetime,
+    inputs: BacklogInputs,
+    forecast: WorkForecast,
+    costs: CostsSpec,
+    *,
+    job: JobOutcome | None,
+    interval: timedelta,
+) -> tuple[HoldPlan | None, Backlog]:
+    """At the end of a hold that went on until its window's start (or, here, further into
+    it), the window's Job running on the work held: the same hold to the next IN_WINDOW_STEP
+    inside the window while the work the Job has left at most (_job_left, from the queue
+    depth measured) and the fleet's whole capacity of arrivals until that end fit
+    IN_WINDOW_MARGIN of what the Job can still do by the window's end. Decided again at each
+    end on the Job's progress, never on a forecast of the window's hours (an end inside the
+    window fixed at its start missed 11-05's window: a burst in it). Only while the Job runs
+    (at the window's start: is created now), has not succeeded (work arriving after that
+    would wait for the next window) and the plan left room (as _go_on_early). Returns the
+    hold (None: it ends now, the Job keeping the work) and that backlog."""
+    if job not in (None, JobOutcome.RUNNING):
+        return None, Backlog(False, f"the window's job is {job}")
+    if plan.margin >= GO_ON_MARGIN and not _fell_short(plan, inputs, now, forecast, costs):
+        return None, Backlog(False, "steady load")
+    window = planner.window
+    epoch = datetime(2000, 1, 1, tzinfo=now.tzinfo)
+    end = epoch + (now - epoch) // IN_WINDOW_STEP * IN_WINDOW_STEP + IN_WINDOW_STEP
+    left = _job_left(inputs, now, window.start, costs, planner.pods, running=job is not None)
+    if end >= window.end or left is None:
+        return None, Backlog(False, "no later end inside the window")
+    # The fleet busy (a burst at most) until the evaluation that decides again, at most an
+    # evaluationInterval after that end.
+    arriving = planner.replicas * _hours(end - now + interval)
+    pods = planner.pods
+    backlog = Backlog(
+        watched=True,
+        note="the work the window's job has left at most, and the fleet busy until the end",
+        waiting_replica_hours=left,
+        arriving_replica_hours=arriving,
+        batch_pod_hours=(left + arriving) / costs.batch_efficiency * (1 + costs.retry_rate),
+        capacity_pod_hours=pods * _hours(window.end - now),
+        pods=pods,
+        window=window,
+        share=IN_WINDOW_MARGIN,
+    )
+    return (planner.hold(plan.start, end) if backlog.fits else None), backlog
+
+
+def _window_job(
+    observed: Observed, state: State, now: datetime, window: WindowSpan
+) -> JobOutcome | None:
+    """How the window's Job stands for going on inside it (_go_on_in_window): None where it
+    is created now, at the window's start (within IN_WINDOW_START of it, so the Job's rate
+    counted from the window's start is not counted for long before it ran); FAILED where one
+    failed in this window (deleted for its retry, or created late)."""
+    job = observed.job(job_name(state.name, window))
+    if state.last_failed is not None and state.last_failed >= window.start:
+        return JobOutcome.FAILED
+    if job is not None:
+        return job.outcome
+    return None if now < window.start + IN_WINDOW_START else JobOutcome.WAITING
+
+
+def _job_left(
+    inputs: BacklogInputs,
+    now: datetime,
+    start: datetime,
+    costs: CostsSpec,
+    pods: int,
+    *,
+    running: bool,
+) -> float | None:
+    """The replica-hours the window's Job has left at most, `now` a time tau into the window
+    whose Job has run since its start at its rate R (pods x batchEfficiency / (1 +
+    retryRate)), the queue depth averaged over the lookback L. Held, the queue rose by the
+    arrivals before the window and falls by R less them in it, so the queue now is the
+    average less R x (tau (L - tau/2) / L, L/2 after a whole lookback in the window) plus
+    the arrivals' part, at most the lookback's arrivals (the demand measured x L). Not
+    running yet (created now): nothing done. None: no queue or demand measured."""
+    ratio = inputs.replicas_per_demand
+    if inputs.queue is None or inputs.demand is None or not ratio:
+        return None
+    lookback = _hours(inputs.lookback - _AVERAGE_STEP)
+    tau = min(_hours(now - start), lookback) if running else 0.0
+    done = tau * (lookback - tau / 2) / lookback if lookback > 0 else 0.0
+    rate = pods * costs.batch_efficiency / (1 + costs.retry_rate)
+    average = inputs.queue * ratio / 3600
+    return max(average - rate * done + inputs.demand * ratio * _hours(inputs.lookback), 0.0)
 
 
 def _fell_short(
@@ -1918,7 +2062,7 @@ def _job_to_create(ctx: _Context) -> str | None:
 
 def _run_window(ctx: _Context) -> Decision:
     name = job_name(ctx.state.name, ctx.window)
-    queue = _queue_text(ctx)
+    queue = _queue_text(ctx) + _in_window_text(ctx)
     if _succeeded_in(ctx, ctx.window):
         if not _succeeded_in(replace(ctx, state=ctx.previous), ctx.window):
             return _decision(
@@ -1975,6 +2119,18 @@ def _run_window(ctx: _Context) -> Decision:
             f"{ctx.window.describe()} still counts{queue}",
         )
     return _wait(ctx, f"job {name} running in window {ctx.window.describe()}{queue}")
+
+
+def _in_window_text(ctx: _Context) -> str:
+    """Held on inside the window on the Job's progress (_go_on_in_window): until when, and
+    the numbers."""
+    plan, through = ctx.plan, ctx.held_through
+    if plan is None or through is None or not plan.ends_early or plan.end <= ctx.window.start:
+        return ""
+    return (
+        f"; held on inside the window until {_utc(plan.end)}, the job's progress measured: "
+        f"{through.describe()}"
+    )
 
 
 def _best_effort_note(ctx: _Context) -> str:
