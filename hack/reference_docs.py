@@ -150,6 +150,10 @@ EVENTS: dict[Reason, tuple[str, str]] = {
         "Warning",
         "Async would pay, but `spec.async.queue` returned no usable sample (to move, a sample is needed; in async, an empty result counts as an empty queue, a failed query leaves async).",
     ),
+    Reason.SCALED_OBJECT_REJECTED: (
+        "Warning",
+        "The API server or KEDA's admission webhook refused the ScaledObject. Moving: the hold is given back and nothing scaled, phase Blocked. Already async: the ScaledObject in place goes on (the message says whether there is one).",
+    ),
 }
 
 

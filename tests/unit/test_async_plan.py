@@ -300,3 +300,57 @@ def test_a_scaled_object_named_like_ours_but_not_ours_is_a_conflict_never_applie
     assert plan.report.decided.reason == "ConflictingAutoscaler"
     assert plan.report.event is not None
     assert f"ScaledObject/{SO} (not this placement's" in plan.report.event.message
+
+
+def _refusing(op: AsyncOperator) -> list[str]:
+    """KEDA's admission webhook denies every ScaledObject from now on; the names it denied."""
+    denied: list[str] = []
+
+    def apply_scaled_object(namespace: str, manifest: dict[str, Any]) -> None:
+        denied.append(manifest["metadata"]["name"])
+        raise Refused('400: admission webhook "vscaledobject.kb.io" denied the request')
+
+    op.cluster.apply_scaled_object = apply_scaled_object  # type: ignore[method-assign]
+    return denied
+
+
+def test_a_refused_scaled_object_gives_the_hold_back_and_says_why() -> None:
+    """Before, the refusal escaped the evaluation: a traceback every tick, no status, and the
+    Deployment left annotated as held by a ScaledObject that did not exist."""
+    op = _operator()
+    denied = _refusing(op)
+    executed = op.evaluate(MIDDAY)
+    assert denied == [SO]
+    assert executed.steps[:2] == (
+        "TakeHold deployment/summarizer 4",
+        "ApplyScaledObject placement-summarizer",
+    )
+    deployment = op.cluster.deployments["summarizer"]
+    assert (deployment.replicas, deployment.managed_by, deployment.original_replicas) == (
+        4,
+        None,
+        None,
+    )
+    assert op.status["phase"] == "Blocked"
+    assert op.reasons()[-1] == "ScaledObjectRejected"
+    event = op.effects.events[-1]
+    assert event.type == "Warning" and event.reason == "ScaledObjectRejected"
+    assert "denied the request" in event.message and "deployment/summarizer" in event.message
+
+
+def test_a_refused_reapply_while_async_keeps_the_scaled_object_in_place() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    manifest = op.cluster.scaled_objects[SO]
+    later = MIDDAY + timedelta(minutes=5)
+    op.manifest["spec"]["target"]["warmReplicas"] = 1  # a new spec: applied again
+    op.manifest["metadata"]["generation"] = 2
+    _refusing(op)
+    op.evaluate(later)
+    assert op.cluster.scaled_objects[SO] is manifest  # KEDA goes on with the one in place
+    assert op.status["phase"] == "Async"
+    assert op.reasons()[-1] == "ScaledObjectRejected"
+    assert "the one in place goes on" in op.effects.events[-1].message
+    warnings = len(op.effects.events)
+    op.evaluate(later + timedelta(minutes=5))
+    assert len(op.effects.events) == warnings  # no new Event for the same refusal

@@ -204,7 +204,7 @@ def _run(
         if holder is not None:
             return plan.lost_hold(holder)
     elif isinstance(step, ApplyScaledObject | DeleteScaledObject):
-        yield _scaled_object(step, effects, namespace)
+        return (yield from _scaled_object(step, plan, effects, namespace))
     else:
         # One owned manifest per Job: the one validated is the one created.
         if step.job not in owned:
@@ -301,11 +301,20 @@ def _report(report: Report, effects: Effects, namespace: str) -> Calls[list[str]
 
 
 def _scaled_object(
-    step: ApplyScaledObject | DeleteScaledObject, effects: Effects, namespace: str
-) -> Call:
-    if isinstance(step, ApplyScaledObject):
-        return ask("apply_scaled_object", namespace, effects.own(step.manifest))
-    return ask("delete_scaled_object", namespace, step.name)
+    step: ApplyScaledObject | DeleteScaledObject, plan: Plan, effects: Effects, namespace: str
+) -> Calls[Report | None]:
+    """Apply or delete the ScaledObject; a refused apply ends the plan with its report."""
+    if isinstance(step, DeleteScaledObject):
+        yield ask("delete_scaled_object", namespace, step.name)
+        return None
+    try:
+        yield ask("apply_scaled_object", namespace, effects.own(step.manifest))
+    except Refused as refusal:
+        if "hold" in step.requires:
+            # The move recorded its hold and scaled nothing: give the hold back.
+            yield ask("forget", namespace, step.manifest["spec"]["scaleTargetRef"]["name"])
+        return plan.scaled_object_refused(step, refusal.detail)
+    return None
 
 
 def describe(step: Step) -> str:

@@ -47,6 +47,8 @@ class Reason(StrEnum):
     LEFT_ASYNC = "LeftAsync"  # ScaledObject deleted, replicas restored (the message says why)
     SCALE_UP_TOO_SLOW = "ScaleUpTooSlow"  # acceptableDelay not longer than async.scaleUpTime
     ASYNC_QUEUE_UNAVAILABLE = "AsyncQueueUnavailable"  # async.queue cannot be read: no scaler
+    # The API server or KEDA's admission webhook refused the ScaledObject (a 4xx for good).
+    SCALED_OBJECT_REJECTED = "ScaledObjectRejected"
 
 
 class ConditionType(StrEnum):

@@ -303,6 +303,38 @@ class Plan:
         )
         return _decision_report(basis, decision)
 
+    def scaled_object_refused(self, step: ApplyScaledObject, detail: str) -> Report:
+        """The API server or KEDA's webhook refused the ScaledObject (`detail`: its code and
+        message). Moving: the hold was given back and nothing scaled, so the placement is
+        blocked and says why. Already async: the ScaledObject in place (if any) goes on; a
+        Warning, once per new reason, says the new one was refused."""
+        assert self.basis is not None
+        basis = self.basis
+        name = step.manifest["metadata"]["name"]
+        target = basis.spec.target.deployment
+        refused = f"scaledobject/{name} refused by the API server ({detail})"
+        if "hold" in step.requires:
+            reason = Reason.SCALED_OBJECT_REJECTED
+            return _blocked_report(
+                basis.placement,
+                Blocked(reason, f"{refused}; deployment/{target} left as it was, realtime"),
+                basis.now,
+                _decided(basis.decision, basis.spec, reason, Phase.BLOCKED),
+            )
+        in_place = basis.observation.scaled_object is not None
+        decision = replace(
+            basis.decision,
+            reason=Reason.SCALED_OBJECT_REJECTED,
+            message=(
+                f"{refused}; the one in place goes on scaling deployment/{target}"
+                if in_place
+                else f"{refused}; none in place: deployment/{target} is not scaled by KEDA"
+            ),
+            event_type=EventType.WARNING,
+            noteworthy=basis.state.last_reason is not Reason.SCALED_OBJECT_REJECTED,
+        )
+        return _decision_report(basis, decision)
+
     def lost_hold(self, holder: str) -> Report:
         """Another placement's conditional write landed first: it holds the Deployment, this
         one did nothing (no scale, no Job)."""
