@@ -14,51 +14,37 @@ hours after it fit, and pay.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
-from placement.core.api import Action, Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
+from placement.core.api import Action, Phase, WorkloadPlacementSpec
 from placement.core.forecast import Forecast, HourForecast
-from placement.core.observation import LoadHistory
 from placement.core.planning import Planner, WorkForecast
-from placement.core.policy import Decision, JobObservation, JobOutcome, Observed, decide
+from placement.core.policy import Decision, JobObservation, JobOutcome
 from placement.core.reasons import EventType, Reason
-from placement.core.status import build_status, state_from_status
 from placement.core.window import current_or_next_window
 from placement.replay.replay import ReplayOptions, replay
 from placement.replay.series import Sample
 from tests.unit.factories import make_spec, ramped_load
-
-NAME = "summarizer"
-JOB = "summarizer-20261122-0100"
-SPEC = {
-    "batch.jobTemplate.spec.parallelism": 4,
-    "metrics.demand": "sum(rate(requests_total[5m]))",
-    "metrics.queueDepth": "sum(queue_items)",
-}
-PER_REPLICA = 1000.0  # demand one busy replica serves
-
-
-def _at(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
-
-
-def _load(moment: datetime) -> float:
-    return 0.1 if 5 <= moment.hour < 13 else 0.9
+from tests.unit.shaped_load import (
+    JOB,
+    SPEC,
+    ShapedPlacement,
+    at,
+    day_load,
+    varying_history,
+)
 
 
 def _shaped() -> WorkForecast:
-    starts = [_at(21, 5) + timedelta(hours=i) for i in range(48)]
-    hours = [HourForecast(start, _load(start), _load(start)) for start in starts]
+    starts = [at(21, 5) + timedelta(hours=i) for i in range(48)]
+    hours = [HourForecast(start, day_load(start), day_load(start)) for start in starts]
     return WorkForecast(Forecast("utilization", "test shape", tuple(hours), True), 4.0)
 
 
 def _planner(spec: WorkloadPlacementSpec, *, early_end: bool) -> Planner:
-    window = current_or_next_window(spec.batch.window, _at(21, 12))
+    window = current_or_next_window(spec.batch.window, at(21, 12))
     return Planner(spec.costs, 4, 0, 4, window, _shaped(), early_end=early_end)
 
 
@@ -67,7 +53,7 @@ def test_the_quiet_hours_after_the_last_window_are_held_when_the_evening_does_no
     plan = _planner(spec, early_end=True).choose(24).plan
     assert plan is not None and plan.ends_early
     # The morning (0.4 replica-hours an hour) and five busy hours (3.6 each) fit 12.8.
-    assert (plan.start, plan.end) == (_at(21, 5), _at(21, 18))
+    assert (plan.start, plan.end) == (at(21, 5), at(21, 18))
     assert plan.batch_pod_hours <= plan.capacity_pod_hours == pytest.approx(4 * 4 * 0.8)
     assert plan.breakdown.savings > 0
     assert "ends before its window: realtime from 2026-11-21 18:00" in plan.describe()
@@ -83,9 +69,9 @@ def test_the_quiet_hours_after_the_last_window_are_held_when_the_evening_does_no
 def test_a_hold_that_fits_until_its_window_never_ends_early() -> None:
     # A flat quiet load: the whole day fits the window, held until its end as before.
     spec = make_spec(**SPEC)
-    hours = tuple(HourForecast(_at(21, 5) + timedelta(hours=i), 0.1, 0.1) for i in range(48))
+    hours = tuple(HourForecast(at(21, 5) + timedelta(hours=i), 0.1, 0.1) for i in range(48))
     forecast = WorkForecast(Forecast("utilization", "flat", hours, True), 4.0)
-    window = current_or_next_window(spec.batch.window, _at(21, 12))
+    window = current_or_next_window(spec.batch.window, at(21, 12))
     plan = Planner(spec.costs, 4, 0, 4, window, forecast).choose(24).plan
     assert plan is not None and not plan.ends_early and plan.hours == 24
 
@@ -93,72 +79,23 @@ def test_a_hold_that_fits_until_its_window_never_ends_early() -> None:
 # -- a day through decide(), the state kept only in status ------------------------------------
 
 
-def _history(now: datetime) -> LoadHistory:
-    """Fourteen days of the shaped load as demand, 5-minute samples."""
-    samples, moment = [], now - timedelta(days=14)
-    while moment < now:
-        samples.append((moment, _load(moment) * 4 * PER_REPLICA))
-        moment += timedelta(minutes=5)
-    return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
-
-
-def _varying_history(now: datetime) -> LoadHistory:
-    """The shaped load 1.2x and 0.8x on alternate days: the days' totals vary by 20%, so a
-    plan fits HOLD_MARGIN (0.8) of the window, not STEADY_MARGIN."""
-    samples, moment = [], now - timedelta(days=14)
-    while moment < now:
-        busy = (moment - timedelta(hours=5)).toordinal() % 2
-        samples.append((moment, _load(moment) * (1.2 if busy else 0.8) * 4 * PER_REPLICA))
-        moment += timedelta(minutes=5)
-    return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
-
-
-@dataclass
-class _Placement:
-    spec: WorkloadPlacementSpec
-    stored: dict[str, Any] = field(default_factory=dict)
-    held_work: float = 0.0  # replica-hours queued for the Job (what queueDepth reads)
-    history: Callable[[datetime], LoadHistory] = _history
-    load: Callable[[datetime], float] = _load
-
-    def evaluate(
-        self, now: datetime, *, held: bool, jobs: tuple[JobObservation, ...] = ()
-    ) -> Decision:
-        previous = WorkloadPlacementStatus.model_validate(self.stored) if self.stored else None
-        state = state_from_status(NAME, previous)
-        load = self.load(now)
-        observed = Observed(
-            replicas=0 if held else 4,
-            utilization=None if held else load,
-            demand=load * 4 * PER_REPLICA,
-            queue_depth=self.held_work * 3600 * PER_REPLICA,
-            backlog_metrics=True,
-            history=self.history(now),
-            jobs=jobs,
-        )
-        decision = decide(self.spec, observed, state, now=now)
-        status = build_status(decision, previous, generation=1)
-        self.stored = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-        return decision
-
-
-def _held_until_the_planned_restore() -> tuple[_Placement, Decision]:
-    placement = _Placement(make_spec(**SPEC))
-    moved = placement.evaluate(_at(21, 5), held=False)
+def _held_until_the_planned_restore() -> tuple[ShapedPlacement, Decision]:
+    placement = ShapedPlacement(make_spec(**SPEC))
+    moved = placement.evaluate(at(21, 5), held=False)
     assert (moved.action, moved.reason) == (Action.MOVE_TO_BATCH, Reason.MOVED_TO_BATCH)
-    assert moved.plan is not None and moved.plan.ends_early and moved.plan.start == _at(21, 5)
+    assert moved.plan is not None and moved.plan.ends_early and moved.plan.start == at(21, 5)
     assert "ends before its window" in moved.message
     end = moved.plan.end if moved.plan is not None else None
-    assert end is not None and end < _at(22, 1)
+    assert end is not None and end < at(22, 1)
     placement.held_work = 8 * 0.4
-    during = placement.evaluate(_at(21, 12), held=True)
+    during = placement.evaluate(at(21, 12), held=True)
     assert during.action is Action.WAIT and during.state.holding
     # The backlog counts what arrives until the hold's end, not until the window's.
     assert during.backlog is not None and during.backlog.watched and during.backlog.fits
     assert during.backlog.arriving_replica_hours == pytest.approx(
-        (end - _at(21, 13)).total_seconds() / 3600 * 3.6 + 0.4, rel=0.05
+        (end - at(21, 13)).total_seconds() / 3600 * 3.6 + 0.4, rel=0.05
     )
-    placement.held_work += (end - _at(21, 13)).total_seconds() / 3600 * 3.6
+    placement.held_work += (end - at(21, 13)).total_seconds() / 3600 * 3.6
     restored = placement.evaluate(end, held=True)
     return placement, restored
 
@@ -180,7 +117,7 @@ def test_the_planned_restore_leaves_the_held_work_to_the_windows_job() -> None:
         "2026-11-22T01:00"
     )
     # Realtime until the window: no new hold for it, nothing to say again.
-    evening = placement.evaluate(_at(21, 22), held=False)
+    evening = placement.evaluate(at(21, 22), held=False)
     assert (evening.action, evening.phase, evening.noteworthy) == (
         Action.WAIT,
         Phase.REALTIME,
@@ -189,7 +126,7 @@ def test_the_planned_restore_leaves_the_held_work_to_the_windows_job() -> None:
     assert evening.desired_replicas is None and evening.job_name is None
     assert "waits for the job of window 2026-11-22 01:00-05:00 UTC" in evening.message
     # In the window the Job is created while the Deployment stays realtime.
-    created = placement.evaluate(_at(22, 1), held=False)
+    created = placement.evaluate(at(22, 1), held=False)
     assert (created.action, created.phase, created.reason) == (
         Action.CREATE_JOB,
         Phase.REALTIME,
@@ -198,21 +135,21 @@ def test_the_planned_restore_leaves_the_held_work_to_the_windows_job() -> None:
     assert created.job_name == JOB and created.desired_replicas is None
     assert created.job_work_replica_hours == pytest.approx(placement.held_work, rel=0.05)
     running = JobObservation(JOB, JobOutcome.RUNNING)
-    assert placement.evaluate(_at(22, 2), held=False, jobs=(running,)).noteworthy is False
-    done = JobObservation(JOB, JobOutcome.SUCCEEDED, _at(22, 3), pod_hours=8.0)
-    succeeded = placement.evaluate(_at(22, 3), held=False, jobs=(done,))
+    assert placement.evaluate(at(22, 2), held=False, jobs=(running,)).noteworthy is False
+    done = JobObservation(JOB, JobOutcome.SUCCEEDED, at(22, 3), pod_hours=8.0)
+    succeeded = placement.evaluate(at(22, 3), held=False, jobs=(done,))
     assert (succeeded.reason, succeeded.event_type) == (Reason.BATCH_SUCCEEDED, EventType.NORMAL)
     assert succeeded.state.missed_windows == 0
     # The window over, the next hold is planned as usual.
-    after = placement.evaluate(_at(22, 5), held=False, jobs=(done,))
+    after = placement.evaluate(at(22, 5), held=False, jobs=(done,))
     assert after.state.waiting_hold is None and "waitingHold" not in placement.stored["batch"]
 
 
 def test_a_job_that_fails_while_realtime_is_reported_and_the_work_missed() -> None:
     placement, _ = _held_until_the_planned_restore()
-    placement.evaluate(_at(22, 1), held=False)
-    failed = JobObservation(JOB, JobOutcome.FAILED, _at(22, 2))
-    warning = placement.evaluate(_at(22, 2), held=False, jobs=(failed,))
+    placement.evaluate(at(22, 1), held=False)
+    failed = JobObservation(JOB, JobOutcome.FAILED, at(22, 2))
+    warning = placement.evaluate(at(22, 2), held=False, jobs=(failed,))
     assert (warning.reason, warning.event_type, warning.noteworthy) == (
         Reason.BATCH_JOB_FAILED,
         EventType.WARNING,
@@ -221,8 +158,8 @@ def test_a_job_that_fails_while_realtime_is_reported_and_the_work_missed() -> No
     assert warning.desired_replicas is None  # nothing to restore
     assert f"job {JOB} failed; the work held 2026-11-21 05:00 UTC" in warning.message
     assert "replica-hours forecast) is missed unless it is retried" in warning.message
-    assert placement.evaluate(_at(22, 3), held=False, jobs=(failed,)).noteworthy is False
-    missed = placement.evaluate(_at(22, 5), held=False, jobs=(failed,))
+    assert placement.evaluate(at(22, 3), held=False, jobs=(failed,)).noteworthy is False
+    missed = placement.evaluate(at(22, 5), held=False, jobs=(failed,))
     assert (missed.reason, missed.event_type) == (Reason.BATCH_WINDOW_MISSED, EventType.WARNING)
     assert missed.state.missed_windows == 1 and missed.state.waiting_hold is None
     assert "is missed (deployment/summarizer was realtime, nothing to restore)" in missed.message
@@ -266,21 +203,21 @@ def test_a_hold_whose_backlog_outgrows_the_window_ends_early_instead_of_falling_
     # a quarter hour more would not fit 0.95 of the window (the half hour the averaged
     # queue lags by counted), but what waits now fits 0.9 of it. The hold ends now, that
     # work left to the window's Job: no fallback.
-    placement = _Placement(make_spec(**SPEC))
-    moved = placement.evaluate(_at(21, 5), held=False)
-    assert moved.plan is not None and moved.plan.ends_early and moved.plan.end > _at(21, 17)
+    placement = ShapedPlacement(make_spec(**SPEC))
+    moved = placement.evaluate(at(21, 5), held=False)
+    assert moved.plan is not None and moved.plan.ends_early and moved.plan.end > at(21, 17)
     placement.held_work = 27.0
-    ended = placement.evaluate(_at(21, 16), held=True)
+    ended = placement.evaluate(at(21, 16), held=True)
     assert (ended.action, ended.reason, ended.event_type) == (
         Action.RESTORE,
         Reason.RESTORED,
         EventType.NORMAL,
     )
     assert ended.desired_replicas == 4 and ended.state.fallback_until is None
-    assert ended.state.waiting_hold == (_at(21, 5), _at(21, 16))
+    assert ended.state.waiting_hold == (at(21, 5), at(21, 16))
     assert "the hold ends before its plan's end" in ended.message
     assert "waits for the job of window 2026-11-22 01:00-05:00 UTC" in ended.message
-    created = placement.evaluate(_at(22, 1), held=False)
+    created = placement.evaluate(at(22, 1), held=False)
     assert (created.action, created.job_name) == (Action.CREATE_JOB, JOB)
 
 
@@ -288,24 +225,24 @@ def test_a_hold_whose_backlog_outgrows_the_window_ends_sooner_where_a_later_end_
     # 20 replica-hours waiting by 16:00 where the plan (until 20:00) expected 14: its end
     # would not fit the window, 18:00 does (0.95 of it). Held on until then, not restored
     # at 16:00 with two hours' work still to hold; restored at 18:00 as planned, no fallback.
-    placement = _Placement(make_spec(**SPEC))
-    moved = placement.evaluate(_at(21, 5), held=False)
-    assert moved.plan is not None and moved.plan.end == _at(21, 20)
+    placement = ShapedPlacement(make_spec(**SPEC))
+    moved = placement.evaluate(at(21, 5), held=False)
+    assert moved.plan is not None and moved.plan.end == at(21, 20)
     placement.held_work = 20.0
-    shorter = placement.evaluate(_at(21, 16), held=True)
+    shorter = placement.evaluate(at(21, 16), held=True)
     assert (shorter.action, shorter.desired_replicas) == (Action.WAIT, 0)  # held
     assert shorter.state.holding and shorter.state.fallback_until is None
-    assert shorter.state.planned_hold == (_at(21, 5), _at(21, 18))
+    assert shorter.state.planned_hold == (at(21, 5), at(21, 18))
     assert shorter.backlog is not None and shorter.backlog.fits
     placement.held_work += 2 * 3.6
-    restored = placement.evaluate(_at(21, 18), held=True)
+    restored = placement.evaluate(at(21, 18), held=True)
     assert (restored.action, restored.reason, restored.event_type) == (
         Action.RESTORE,
         Reason.RESTORED,
         EventType.NORMAL,
     )
     assert "planned restore" in restored.message
-    assert restored.state.waiting_hold == (_at(21, 5), _at(21, 18))
+    assert restored.state.waiting_hold == (at(21, 5), at(21, 18))
 
 
 def test_a_hold_that_ends_before_its_window_goes_on_while_the_work_measured_fits() -> None:
@@ -313,36 +250,36 @@ def test_a_hold_that_ends_before_its_window_goes_on_while_the_work_measured_fits
     # ends at 17:00. The work held by then is the forecast's typical: a quarter hour at a
     # time, the hold goes on until what waits and what arrives until the new end fill 0.95
     # of the window (19:30), with no restore and move back; then the planned restore.
-    placement = _Placement(make_spec(**SPEC), history=_varying_history)
-    moved = placement.evaluate(_at(21, 5), held=False)
+    placement = ShapedPlacement(make_spec(**SPEC), history=varying_history)
+    moved = placement.evaluate(at(21, 5), held=False)
     plan = moved.plan
     assert moved.action is Action.MOVE_TO_BATCH and plan is not None and plan.ends_early
-    assert (plan.start, plan.end, plan.margin) == (_at(21, 5), _at(21, 17), 0.8)
+    assert (plan.start, plan.end, plan.margin) == (at(21, 5), at(21, 17), 0.8)
     placement.held_work = plan.work_replica_hours
-    went_on = placement.evaluate(_at(21, 17), held=True)
+    went_on = placement.evaluate(at(21, 17), held=True)
     assert (went_on.action, went_on.desired_replicas) == (Action.WAIT, 0)  # held
-    assert went_on.state.holding and went_on.state.planned_hold == (_at(21, 5), _at(21, 19, 30))
+    assert went_on.state.holding and went_on.state.planned_hold == (at(21, 5), at(21, 19, 30))
     assert "held on past the planned hold's end until 2026-11-21 19:30 UTC" in went_on.message
     assert "within 0.95 of it" in went_on.message
     assert went_on.backlog is not None and went_on.backlog.fits
     placement.held_work += 2.5 * 0.9 * 4 * 1.2
-    restored = placement.evaluate(_at(21, 19, 30), held=True)
+    restored = placement.evaluate(at(21, 19, 30), held=True)
     assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
-    assert restored.state.waiting_hold == (_at(21, 5), _at(21, 19, 30))
-    created = placement.evaluate(_at(22, 1), held=False)  # the window's Job does that work
+    assert restored.state.waiting_hold == (at(21, 5), at(21, 19, 30))
+    created = placement.evaluate(at(22, 1), held=False)  # the window's Job does that work
     assert (created.action, created.job_name) == (Action.CREATE_JOB, JOB)
 
 
 def test_a_hold_that_ends_before_its_window_does_not_go_on_past_what_fits() -> None:
     # The same hold, with more work held by 17:00 than the window has room for beyond it
     # (0.95 of it taken): restored at its planned end.
-    placement = _Placement(make_spec(**SPEC), history=_varying_history)
-    placement.evaluate(_at(21, 5), held=False)
+    placement = ShapedPlacement(make_spec(**SPEC), history=varying_history)
+    placement.evaluate(at(21, 5), held=False)
     placement.held_work = 27.0
-    restored = placement.evaluate(_at(21, 17), held=True)
+    restored = placement.evaluate(at(21, 17), held=True)
     assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
     assert "planned restore" in restored.message
-    assert restored.state.waiting_hold == (_at(21, 5), _at(21, 17))
+    assert restored.state.waiting_hold == (at(21, 5), at(21, 17))
 
 
 def test_a_hold_priced_as_steady_goes_on_where_the_work_measured_fell_short() -> None:
@@ -351,26 +288,26 @@ def test_a_hold_priced_as_steady_goes_on_where_the_work_measured_fell_short() ->
     # came (bursty, 11-14: a hold re-priced as steady at its end, 26.5 replica-hours held of
     # 31.8 forecast, restored at 17:00 and its Job done in 2h20m of 4h): the window has room
     # the plan did not count on, and the hold goes on while the work measured fits.
-    placement = _Placement(make_spec(**SPEC))
-    moved = placement.evaluate(_at(21, 5), held=False)
+    placement = ShapedPlacement(make_spec(**SPEC))
+    moved = placement.evaluate(at(21, 5), held=False)
     plan = moved.plan
     assert moved.action is Action.MOVE_TO_BATCH and plan is not None and plan.ends_early
-    assert (plan.end, plan.margin) == (_at(21, 20), 0.95)
+    assert (plan.end, plan.margin) == (at(21, 20), 0.95)
     placement.held_work = plan.work_replica_hours / 2
-    went_on = placement.evaluate(_at(21, 20), held=True)
+    went_on = placement.evaluate(at(21, 20), held=True)
     assert (went_on.action, went_on.desired_replicas) == (Action.WAIT, 0)  # held
     assert went_on.state.holding and went_on.state.fallback_until is None
     taken = went_on.state.planned_hold
-    assert taken is not None and taken[0] == _at(21, 5) and _at(21, 22) <= taken[1] <= _at(22, 1)
+    assert taken is not None and taken[0] == at(21, 5) and at(21, 22) <= taken[1] <= at(22, 1)
     assert went_on.backlog is not None and went_on.backlog.fits
 
 
 def test_a_hold_priced_as_steady_ends_as_planned_where_the_work_came_as_forecast() -> None:
-    placement = _Placement(make_spec(**SPEC))
-    moved = placement.evaluate(_at(21, 5), held=False)
+    placement = ShapedPlacement(make_spec(**SPEC))
+    moved = placement.evaluate(at(21, 5), held=False)
     assert moved.plan is not None and moved.plan.margin == 0.95
     placement.held_work = moved.plan.work_replica_hours
-    restored = placement.evaluate(_at(21, 20), held=True)
+    restored = placement.evaluate(at(21, 20), held=True)
     assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
     assert "planned restore" in restored.message
-    assert restored.state.waiting_hold == (_at(21, 5), _at(21, 20))
+    assert restored.state.waiting_hold == (at(21, 5), at(21, 20))

@@ -13,84 +13,32 @@ The held hold is the one planned at 05:00, gone on (as status says) until 01:00.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import pytest
 
-from placement.core.api import Action, Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
-from placement.core.observation import LoadHistory
-from placement.core.policy import Decision, JobObservation, JobOutcome, Observed, decide
+from placement.core.api import Action, Phase
+from placement.core.policy import JobObservation, JobOutcome
 from placement.core.reasons import EventType, Reason
-from placement.core.status import build_status, state_from_status
 from placement.replay.replay import ReplayOptions, replay
 from placement.replay.scenarios import scenario
 from tests.unit.factories import make_spec
-
-NAME = "summarizer"
-JOB = "summarizer-20261122-0100"
-SPEC = {
-    "batch.jobTemplate.spec.parallelism": 4,
-    "metrics.demand": "sum(rate(requests_total[5m]))",
-    "metrics.queueDepth": "sum(queue_items)",
-}
-PER_REPLICA = 1000.0  # demand one busy replica serves
+from tests.unit.shaped_load import (
+    JOB,
+    SPEC,
+    ShapedPlacement,
+    at,
+    varying_history,
+)
 
 
-def _at(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
-
-
-def _load(moment: datetime) -> float:
-    return 0.1 if 5 <= moment.hour < 13 else 0.9
-
-
-def _history(now: datetime) -> LoadHistory:
-    """Fourteen days of the load as demand, 1.2x and 0.8x on alternate days."""
-    samples, moment = [], now - timedelta(days=14)
-    while moment < now:
-        busy = (moment - timedelta(hours=5)).toordinal() % 2
-        samples.append((moment, _load(moment) * (1.2 if busy else 0.8) * 4 * PER_REPLICA))
-        moment += timedelta(minutes=5)
-    return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
-
-
-@dataclass
-class _Placement:
-    spec: WorkloadPlacementSpec
-    stored: dict[str, Any] = field(default_factory=dict)
-    queued: float = 0.0  # replica-hours the queue depth reads (averaged over the lookback)
-
-    def evaluate(
-        self, now: datetime, *, held: bool, jobs: tuple[JobObservation, ...] = ()
-    ) -> Decision:
-        previous = WorkloadPlacementStatus.model_validate(self.stored) if self.stored else None
-        state = state_from_status(NAME, previous)
-        observed = Observed(
-            replicas=0 if held else 4,
-            utilization=None if held else _load(now),
-            demand=_load(now) * 4 * PER_REPLICA,
-            queue_depth=self.queued * 3600 * PER_REPLICA,
-            backlog_metrics=True,
-            history=_history(now),
-            jobs=jobs,
-        )
-        decision = decide(self.spec, observed, state, now=now)
-        status = build_status(decision, previous, generation=1)
-        self.stored = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-        return decision
-
-
-def _held_until_the_window(queued: float) -> _Placement:
+def _held_until_the_window(queued: float) -> ShapedPlacement:
     """Moved at 05:00; the hold gone on until the window's start (status as _go_on_early
     leaves it); `queued` replica-hours waiting at 01:00."""
-    placement = _Placement(make_spec(**SPEC))
-    moved = placement.evaluate(_at(21, 5), held=False)
+    placement = ShapedPlacement(make_spec(**SPEC), history=varying_history)
+    moved = placement.evaluate(at(21, 5), held=False)
     assert moved.action is Action.MOVE_TO_BATCH and moved.plan is not None
     assert moved.plan.ends_early and moved.plan.margin == 0.8
-    placement.stored["batch"]["plannedHold"]["until"] = _at(22, 1).isoformat()
-    placement.queued = queued
+    placement.stored["batch"]["plannedHold"]["until"] = at(22, 1).isoformat()
+    placement.held_work = queued
     return placement
 
 
@@ -101,44 +49,44 @@ def test_a_hold_goes_on_inside_its_window_while_the_jobs_progress_shows_it_finis
     # 20 replica-hours waiting at 01:00, the last hour's 3.6 arrivals on top (the average
     # lags), and the fleet busy for ten minutes: 12.70 batch pod-hours of the window's 16.
     placement = _held_until_the_window(20.0)
-    start = placement.evaluate(_at(22, 1), held=True)
+    start = placement.evaluate(at(22, 1), held=True)
     assert (start.action, start.reason, start.job_name) == (
         Action.CREATE_JOB,
         Reason.BATCH_JOB_CREATED,
         JOB,
     )
     assert start.desired_replicas == 0 and start.state.holding  # held, the Job created
-    assert start.state.planned_hold == (_at(21, 5), _at(22, 1, 5))
+    assert start.state.planned_hold == (at(21, 5), at(22, 1, 5))
     assert "held on inside the window until 2026-11-22 01:05 UTC" in start.message
     assert "backlog projected at 12.70 batch pod-hours" in start.message
     assert "<= 0.95 of window capacity 16.00 pod-hours" in start.message
     # Five minutes on, the Job running: what it did counts, the hold goes on again.
-    placement.queued = 19.0
-    on = placement.evaluate(_at(22, 1, 5), held=True, jobs=RUNNING)
-    assert on.state.holding and on.state.planned_hold == (_at(21, 5), _at(22, 1, 10))
+    placement.held_work = 19.0
+    on = placement.evaluate(at(22, 1, 5), held=True, jobs=RUNNING)
+    assert on.state.holding and on.state.planned_hold == (at(21, 5), at(22, 1, 10))
     assert on.noteworthy is False
     # At 02:00 the Job has more left than three hours can do with margin: realtime again,
     # the work left to the running Job (a waiting hold), no fallback and no Warning.
-    placement.queued = 24.0
-    restored = placement.evaluate(_at(22, 2), held=True, jobs=RUNNING)
+    placement.held_work = 24.0
+    restored = placement.evaluate(at(22, 2), held=True, jobs=RUNNING)
     assert (restored.action, restored.reason, restored.event_type) == (
         Action.RESTORE,
         Reason.RESTORED,
         EventType.NORMAL,
     )
     assert restored.desired_replicas == 4 and restored.state.fallback_until is None
-    assert restored.state.waiting_hold == (_at(21, 5), _at(22, 1, 10))
+    assert restored.state.waiting_hold == (at(21, 5), at(22, 1, 10))
     assert "ends inside its window: realtime from 2026-11-22 01:10" in restored.message
-    running = placement.evaluate(_at(22, 2, 5), held=False, jobs=RUNNING)
+    running = placement.evaluate(at(22, 2, 5), held=False, jobs=RUNNING)
     assert (running.phase, running.job_name, running.desired_replicas) == (
         Phase.REALTIME,
         None,
         None,
     )
     assert f"job {JOB} running in window 2026-11-22 01:00-05:00 UTC" in running.message
-    assert placement.evaluate(_at(22, 3), held=False, jobs=RUNNING).noteworthy is False
-    done = (JobObservation(JOB, JobOutcome.SUCCEEDED, _at(22, 4, 30), pod_hours=14.0),)
-    succeeded = placement.evaluate(_at(22, 4, 30), held=False, jobs=done)
+    assert placement.evaluate(at(22, 3), held=False, jobs=RUNNING).noteworthy is False
+    done = (JobObservation(JOB, JobOutcome.SUCCEEDED, at(22, 4, 30), pod_hours=14.0),)
+    succeeded = placement.evaluate(at(22, 4, 30), held=False, jobs=done)
     assert (succeeded.reason, succeeded.state.missed_windows) == (Reason.BATCH_SUCCEEDED, 0)
 
 
@@ -146,27 +94,27 @@ def test_no_hold_goes_on_inside_the_window_when_the_job_would_not_finish_with_ma
     # 26 replica-hours waiting, 3.6 arrived in the last hour: 15.88 batch pod-hours with the
     # fleet busy for ten minutes, over 0.95 of 16. The planned restore at the window's start.
     placement = _held_until_the_window(26.0)
-    restored = placement.evaluate(_at(22, 1), held=True)
+    restored = placement.evaluate(at(22, 1), held=True)
     assert (restored.action, restored.reason) == (Action.RESTORE, Reason.RESTORED)
     assert "planned restore" in restored.message
-    assert restored.state.waiting_hold == (_at(21, 5), _at(22, 1))
+    assert restored.state.waiting_hold == (at(21, 5), at(22, 1))
 
 
 @pytest.mark.parametrize(
     "job",
     [
         JobObservation(JOB, JobOutcome.WAITING),  # suspended: Kueue has not admitted it
-        JobObservation(JOB, JobOutcome.SUCCEEDED, _at(22, 1, 4), pod_hours=0.5),
-        JobObservation(JOB, JobOutcome.FAILED, _at(22, 1, 4)),
+        JobObservation(JOB, JobOutcome.SUCCEEDED, at(22, 1, 4), pod_hours=0.5),
+        JobObservation(JOB, JobOutcome.FAILED, at(22, 1, 4)),
     ],
     ids=["waiting", "succeeded", "failed"],
 )
 def test_a_hold_inside_the_window_ends_unless_the_job_is_running(job: JobObservation) -> None:
     placement = _held_until_the_window(12.0)
-    start = placement.evaluate(_at(22, 1), held=True)
-    assert start.state.planned_hold == (_at(21, 5), _at(22, 1, 5))
-    placement.queued = 11.0
-    ended = placement.evaluate(_at(22, 1, 5), held=True, jobs=(job,))
+    start = placement.evaluate(at(22, 1), held=True)
+    assert start.state.planned_hold == (at(21, 5), at(22, 1, 5))
+    placement.held_work = 11.0
+    ended = placement.evaluate(at(22, 1, 5), held=True, jobs=(job,))
     assert not ended.state.holding and ended.desired_replicas == 4
 
 
@@ -174,7 +122,7 @@ def test_a_job_created_late_in_the_window_gets_no_hold_inside_it() -> None:
     # The operator was down at 01:00: its Job's progress cannot be counted from the window's
     # start, so the hold ends at the first evaluation, the Job created for the held work.
     placement = _held_until_the_window(12.0)
-    late = placement.evaluate(_at(22, 1, 20), held=True)
+    late = placement.evaluate(at(22, 1, 20), held=True)
     assert (late.action, late.reason) == (Action.RESTORE, Reason.RESTORED)
     assert not late.state.holding
 
