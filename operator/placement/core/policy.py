@@ -2138,7 +2138,13 @@ def _best_effort_note(ctx: _Context) -> str:
     operator was down): it may still do part of the work; the window end decides fallback."""
     if ctx.breakdown is None:
         return ""
-    needed = batch_duration(ctx.breakdown.batch_pod_hours, ctx.pods)
+    # The Job's own work, not the plan's daily figure, whose hours already past are priced
+    # a day later: on a Monday, Sunday's held hours as Monday's, 6h35m for a 1h35m Job.
+    work = _work_for_job(ctx)
+    pod_hours = ctx.breakdown.batch_pod_hours
+    if work is not None:
+        pod_hours = work / ctx.learned.costs(ctx.spec.costs).batch_efficiency
+    needed = batch_duration(pod_hours, ctx.pods)
     left = ctx.window.end - ctx.now
     if needed <= left:
         return ""
@@ -2299,7 +2305,7 @@ def _work_for_job(ctx: _Context) -> float | None:
     if since is not None and since > held_from:
         held_from = since
     if plan is not None and ctx.forecast is not None:
-        return round(ctx.forecast.work(held_from, min(plan.end, ctx.window.end)), 4)
+        return round(ctx.forecast.arrived(held_from, min(plan.end, ctx.window.end)), 4)
     if ctx.replicas is None or ctx.utilization is None:
         return None
     hours = max((ctx.window.end - held_from).total_seconds() / 3600, 0.0)
