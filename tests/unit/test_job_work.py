@@ -54,3 +54,30 @@ def test_the_monday_job_after_a_weekend_hold_is_given_sundays_work_not_mondays()
     # 21.8 / batchEfficiency 2 = 10.9 pod-hours: 2h44m of 4 parallel pods, within the 4h
     # left (the plan's figure said "best effort: only 4h left, batch needs 7h36m").
     assert "best effort" not in created.message
+
+
+def test_a_job_created_while_realtime_quotes_the_work_held_at_its_own_days_load() -> None:
+    """A hold that ended before Monday's window (Sunday 05:00-23:00): the Job created in the
+    window while realtime says the work held is Sunday's, as the work it is given."""
+    placement = ShapedPlacement(make_spec(**SPEC), history=weekly_history, load=weekly_load)
+    placement.evaluate(at(21, 5), held=False)
+    placement.stored["phase"] = "Realtime"
+    placement.stored.pop("originalReplicas")
+    placement.stored["batch"] = {
+        "missedWindows": 0,
+        "waitingHold": {
+            "from": at(22, 5).isoformat(),
+            "until": at(22, 23).isoformat(),
+            "windowStart": at(23, 1).isoformat(),
+            "windowEnd": at(23, 5).isoformat(),
+        },
+        "lastSucceeded": at(22, 2).isoformat(),
+        "replicasPerDemand": 1 / PER_REPLICA,
+    }
+    placement.held_work = 3.6
+    created = placement.evaluate(at(23, 1), held=False)
+    assert (created.action, created.reason) == (Action.CREATE_JOB, Reason.BATCH_JOB_CREATED)
+    assert created.desired_replicas is None  # realtime
+    # 18 Sunday hours at 0.2 replicas' worth (as Monday's hours they said 39.20).
+    assert "2026-11-22 23:00 UTC (3.60 replica-hours forecast)" in created.message
+    assert created.job_work_replica_hours == pytest.approx(3.6, rel=0.05)

@@ -1461,7 +1461,11 @@ def _held_work_waiting(ctx: _Context) -> Decision | None:
     span = current_or_next_window(ctx.spec.batch.window, waiting[1])
     held = f"the work held {_utc(waiting[0])} - {_utc(waiting[1])}"
     if ctx.plan is not None and (ctx.plan.start, ctx.plan.end) == waiting:
-        held += f" ({ctx.plan.work_replica_hours:.2f} replica-hours forecast)"
+        # The work held, its hours past at their own day's load (not the plan's daily figure).
+        work = ctx.plan.work_replica_hours
+        if ctx.forecast is not None:
+            work = ctx.forecast.arrived(*waiting)
+        held += f" ({work:.2f} replica-hours forecast)"
     name = job_name(ctx.state.name, span)
     if _succeeded_in(ctx, span):
         return _realtime(
