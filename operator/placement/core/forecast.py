@@ -1,7 +1,8 @@
 """The load expected in each hour until a moment, from the placement's own history. Pure.
 
 Interface agreed between the planner (policy) and the forecast's internals (issue 12): the
-planner calls `forecast_load` and reads `Forecast.load`/`Forecast.work`; nothing else.
+planner calls `forecast_load` and reads `Forecast.load`/`Forecast.work` (and `Forecast.arrived`
+for work already held); nothing else.
 
 How the history becomes a forecast (each step is a function below):
 
