@@ -11,7 +11,9 @@ The replay is bench/decision_quality.py's (same placement, series and options).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 
 from decision_quality import CAPACITY_PER_REPLICA, scenario_placement
 from placement.localenv.demo import FLEET
@@ -91,5 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _quietly(run: Callable[[], int]) -> int:
+    """`bench/timeline.py bursty | head`: the reader had enough, which is no error (as the
+    placement CLI). stdout goes to /dev/null so the interpreter's final flush does not fail."""
+    try:
+        return run()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_quietly(main))

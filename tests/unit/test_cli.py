@@ -320,6 +320,57 @@ def test_a_start_out_of_range_is_a_usage_error_naming_the_flag(
     assert "argument --start" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--start", "2026-11-24T00:00:00Z", "--end", "2026-11-23T00:00:00Z"], "--start"),
+        (["--start", "2026-11-23T00:00:00Z", "--end", "2026-11-23T00:00:00Z"], "--start"),
+        (["--step", "0m"], "--step"),
+        (["--step", "5 minutes"], "--step"),
+    ],
+)
+def test_a_series_range_that_cannot_be_queried_is_a_usage_error_naming_the_flag(
+    flags: list[str],
+    named: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An empty or reversed range, or a step of 0, is refused before any query (Prometheus
+    answers 400 naming no flag), as the command line's mistake."""
+    from placement.adapters.prometheus import MetricsReader
+
+    monkeypatch.setattr(MetricsReader, "range_values", lambda *_: pytest.fail("queried"))
+    placement = str(EXAMPLES / "nightly-enrichment.yaml")
+    range_ = ["--start", "2026-11-23T00:00:00Z", "--end", "2026-11-23T01:00:00Z"]
+    code = main(
+        [
+            "series", "from-prometheus", "--placement", placement,
+            "--prometheus-url", "http://127.0.0.1:1", "--replicas", "6",
+            *range_, *flags, "--output", str(tmp_path / "series.csv"),
+        ]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {named}") and "Traceback" not in err
+    assert not (tmp_path / "series.csv").exists()
+
+
+def test_a_trace_series_with_a_step_of_0_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,10,20\n")
+    code = main(
+        [
+            "series", "from-trace", str(trace), "--replicas", "2", "--capacity", "10",
+            "--step", "0s", "--output", str(tmp_path / "series.csv"),
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: --step must be longer than 0s")
+
+
 def _exported_queries(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *flags: str
 ) -> tuple[int, list[str]]:

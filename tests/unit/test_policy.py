@@ -751,7 +751,8 @@ def test_holding_late_in_the_window_still_creates_its_job_best_effort() -> None:
         Reason.BATCH_JOB_CREATED,
         JOB,
     )
-    assert late.message.endswith("; best effort: only 10m left, batch needs 2h41m")
+    # The Job's own work, held since the evening (7h), not the daily 24 held hours (2h41m).
+    assert late.message.endswith("; best effort: only 10m left, batch needs 47m8s")
     running = (_job(JobOutcome.RUNNING),)
     ended = decide(spec, _observed(replicas=0, jobs=running), late.state, now=WINDOW_END)
     assert (ended.action, ended.reason) == (Action.FALLBACK, Reason.FALLBACK_RESTORED)

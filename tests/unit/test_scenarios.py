@@ -160,3 +160,18 @@ def test_the_benchmark_runs_a_short_scenario_end_to_end() -> None:
     assert "| failing-nights x nightly-enrichment |" in done.stdout
     verdict = out[-1]
     assert verdict.startswith(("PASS failing-nights", "FAIL failing-nights")), verdict
+
+
+def test_the_timeline_piped_into_a_reader_that_stops_exits_quietly() -> None:
+    """`bench/timeline.py bursty | head`: the reader gone before the output is written (its
+    end of the pipe closed at once) is no traceback and no failure."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "timeline.py"), "bursty", "--days", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    with process.stderr:
+        err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, err
+    assert "BrokenPipeError" not in err and "Traceback" not in err

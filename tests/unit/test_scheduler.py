@@ -779,3 +779,38 @@ def test_re_evaluations_waiting_for_their_slots_do_not_hold_back_a_new_placement
 
     looked = asyncio.run(scenario())
     assert looked[:2] == ["old0", "new"]  # one worker on re-evaluations, the new one at once
+
+
+def test_a_finalizer_taken_off_again_is_waited_for_and_warned_about_afresh(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An Enforce placement warned about its missing finalizer, which then came: taken off
+    later, the finalizer is waited for a whole FINALIZER_PATIENCE again (not measured from the
+    first wait, no warning at once), and the warning comes again (not never)."""
+    monkeypatch.setattr(handlers, "FINALIZER_PATIENCE", 0.3)
+
+    def warnings() -> int:
+        return len([r for r in caplog.records if "not evaluated for" in r.getMessage()])
+
+    async def scenario() -> tuple[int, float]:
+        running = Standalone(tick=0.02)
+        running.raw["spec"] = {"mode": "Enforce"}
+        running.event(type="ADDED")
+        await _until(lambda: warnings() == 1)  # the first wait, past its patience
+        running.raw["metadata"]["finalizers"] = [FINALIZER]
+        running.raw["metadata"]["resourceVersion"] = "2"
+        running.event()
+        await _until(lambda: len(running.evaluations.started) >= 1)
+        await asyncio.sleep(0.4)  # evaluated (failing here, tried each tick) past the patience
+        running.raw["metadata"]["finalizers"] = []
+        running.raw["metadata"]["resourceVersion"] = "3"
+        running.event()
+        waited = await _until(lambda: warnings() == 2)
+        evaluated = len(running.evaluations.started)
+        await running.shutdown()
+        return evaluated, waited
+
+    with caplog.at_level(logging.WARNING):
+        evaluated, waited = asyncio.run(scenario())
+    assert evaluated >= 1
+    assert 0.2 < waited < 5  # a whole patience after the finalizer was taken off

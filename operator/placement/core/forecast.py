@@ -1,7 +1,8 @@
 """The load expected in each hour until a moment, from the placement's own history. Pure.
 
 Interface agreed between the planner (policy) and the forecast's internals (issue 12): the
-planner calls `forecast_load` and reads `Forecast.load`/`Forecast.work`; nothing else.
+planner calls `forecast_load` and reads `Forecast.load`/`Forecast.work` (and `Forecast.arrived`
+for work already held); nothing else.
 
 How the history becomes a forecast (each step is a function below):
 
@@ -73,7 +74,7 @@ import weakref
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -162,6 +163,27 @@ class Forecast:
     # measured on a young history too, where `spread` (against a shape learned from those
     # same few days) reads near 0 whatever the load (_step_spread).
     step_spread: float | None = None
+    # The load the model behind `hours` expects in any hour (None: the lookback fallback,
+    # flat): hours before the first at their own day's load, for work that has arrived
+    # already (`arrived`). Asked only there, so not an hour more is made each evaluation.
+    expect: Callable[[datetime], HourForecast] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def arrived(self, start: datetime, end: datetime) -> float | None:
+        """The typical load summed over [start, end) before the first hour (a span that has
+        arrived already), each hour at its own expectation, in unit-hours; None without
+        `expect`."""
+        if self.expect is None or not self.hours:
+            return None
+        end = min(end, self.hours[0].start)
+        total = 0.0
+        hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        while hour < end:
+            overlap = min(end, hour + HOUR) - max(start, hour)
+            total += self.expect(hour).typical * (overlap / HOUR)
+            hour += HOUR
+        return total
 
     def load(self, moment: datetime, *, high: bool = False) -> float:
         """The load expected in the hour holding `moment` (the last hour's beyond the end)."""
@@ -291,6 +313,7 @@ def forecast_load(
                     past=past,
                     spread=learned.spread,
                     step_spread=learned.step_spread,
+                    expect=learned.expect,
                 )
             reason = "history values too large to add up"
     return _fallback(starts, digest, fallback, reason, source)

@@ -185,7 +185,17 @@ _KNOWN_SHAPE = (
     )
     and _names(WorkForecast) == ("forecast", "replicas_per_unit")
     and _names(Forecast)
-    == ("source", "basis", "hours", "from_history", "analogs", "past", "spread", "step_spread")
+    == (
+        "source",
+        "basis",
+        "hours",
+        "from_history",
+        "analogs",
+        "past",
+        "spread",
+        "step_spread",
+        "expect",  # the same model as the hours; plans read the hours only
+    )
     and _names(HourForecast) == ("start", "typical", "high")
     and _names(WindowSpan) == ("start", "end", "label", "zone")
 )

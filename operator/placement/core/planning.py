@@ -140,6 +140,19 @@ class WorkForecast:
             spans.append((start, end))
         return self.forecast.work_over(spans, high=high) * self.replicas_per_unit
 
+    def arrived(self, start: datetime, end: datetime) -> float:
+        """Replica-hours of typical work arriving over [start, end), the hours already past
+        at their own day's load, not a day later as in `work` (a plan's daily figure): a
+        Monday window's Job was given Sunday's held hours as Monday's, 79 replica-hours for
+        about 13 (bench/timeline.py weekdays)."""
+        first = self.first
+        past = None if first is None or start >= first else self.forecast.arrived(start, end)
+        if past is None:
+            return self.work(start, end)
+        assert first is not None
+        ahead = self.forecast.work(first, end) if end > first else 0.0
+        return (past + ahead) * self.replicas_per_unit
+
     def mean_rate(self, start: datetime, end: datetime, *, high: bool = False) -> float | None:
         """Replicas' worth of work expected per hour on average over [start, end), hours just
         past included; None where the forecast does not cover the span."""

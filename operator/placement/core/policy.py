@@ -1461,7 +1461,11 @@ def _held_work_waiting(ctx: _Context) -> Decision | None:
     span = current_or_next_window(ctx.spec.batch.window, waiting[1])
     held = f"the work held {_utc(waiting[0])} - {_utc(waiting[1])}"
     if ctx.plan is not None and (ctx.plan.start, ctx.plan.end) == waiting:
-        held += f" ({ctx.plan.work_replica_hours:.2f} replica-hours forecast)"
+        # The work held, its hours past at their own day's load (not the plan's daily figure).
+        work = ctx.plan.work_replica_hours
+        if ctx.forecast is not None:
+            work = ctx.forecast.arrived(*waiting)
+        held += f" ({work:.2f} replica-hours forecast)"
     name = job_name(ctx.state.name, span)
     if _succeeded_in(ctx, span):
         return _realtime(
@@ -2138,7 +2142,13 @@ def _best_effort_note(ctx: _Context) -> str:
     operator was down): it may still do part of the work; the window end decides fallback."""
     if ctx.breakdown is None:
         return ""
-    needed = batch_duration(ctx.breakdown.batch_pod_hours, ctx.pods)
+    # The Job's own work, not the plan's daily figure, whose hours already past are priced
+    # a day later: on a Monday, Sunday's held hours as Monday's, 6h35m for a 1h35m Job.
+    work = _work_for_job(ctx)
+    pod_hours = ctx.breakdown.batch_pod_hours
+    if work is not None:
+        pod_hours = work / ctx.learned.costs(ctx.spec.costs).batch_efficiency
+    needed = batch_duration(pod_hours, ctx.pods)
     left = ctx.window.end - ctx.now
     if needed <= left:
         return ""
@@ -2299,7 +2309,7 @@ def _work_for_job(ctx: _Context) -> float | None:
     if since is not None and since > held_from:
         held_from = since
     if plan is not None and ctx.forecast is not None:
-        return round(ctx.forecast.work(held_from, min(plan.end, ctx.window.end)), 4)
+        return round(ctx.forecast.arrived(held_from, min(plan.end, ctx.window.end)), 4)
     if ctx.replicas is None or ctx.utilization is None:
         return None
     hours = max((ctx.window.end - held_from).total_seconds() / 3600, 0.0)

@@ -110,6 +110,10 @@ class CommandError(Exception):
     """A runtime error worth one line on stderr, never a traceback."""
 
 
+class UsageError(Exception):
+    """Flags argparse accepted one by one that make no sense together (exit 2, as argparse)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -117,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_RUNTIME_ERROR
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE_ERROR
     except BrokenPipeError:
         # `placement explain ... | head`: the reader had enough. Point stdout at /dev/null so
         # the interpreter's final flush does not fail again.
@@ -542,6 +549,18 @@ def _series(args: argparse.Namespace) -> int:
 
     try:
         step = parse_duration(args.step)
+    except ValueError as error:
+        raise UsageError(f"--step: {error}") from None
+    # Checked before any query: Prometheus refuses both with a 400 that names no flag, and a
+    # trace cut into steps of 0 would never end.
+    if step <= dt.timedelta(0):
+        raise UsageError(f"--step must be longer than 0s, got {args.step!r}")
+    if args.source == "from-prometheus" and args.start >= args.end:
+        raise UsageError(
+            f"--start ({args.start:%Y-%m-%dT%H:%M:%SZ}) must be before --end "
+            f"({args.end:%Y-%m-%dT%H:%M:%SZ})"
+        )
+    try:
         samples = (
             _trace_series(args, step)
             if args.source == "from-trace"

@@ -187,6 +187,10 @@ def _waits_for_finalizer(body: kopf.Body, memo: Memory, logger: Logger, now: flo
     new = getattr(memo, "evaluated_generation", None) is None
     if not awaits_finalizer(body, new=new):
         memo.awaits_finalizer = False
+        # The wait is over: a finalizer taken off later starts a wait (and a warning) afresh.
+        if getattr(memo, "awaiting_finalizer_since", None) is not None:
+            memo.awaiting_finalizer_since = None
+            memo.finalizer_warned = False
         return 0.0
     memo.awaits_finalizer = True
     since = getattr(memo, "awaiting_finalizer_since", None)

@@ -70,7 +70,7 @@ class Tracked:
     awaits_write: bool
     written_version: str | None
     written_at: float
-    awaiting_finalizer_since: float
+    awaiting_finalizer_since: float | None  # None: not waiting for it
     awaits_finalizer: bool  # held back for kopf's finalizer: the event bringing it wakes it
     finalizer_warned: bool
     status_write_failure: str | None
