@@ -618,6 +618,7 @@ def test_placements_are_admitted_only_with_their_authors_own_rights() -> None:
         "appArmorProfile",
         "procMount",
         "sysctls",
+        "container.apparmor.security.beta.kubernetes.io/",
     ):
         assert refused in expressions, refused
     # The operator's own list of safe sysctls, the one list both refuse by.
@@ -652,7 +653,14 @@ def test_the_admission_policy_follows_the_values() -> None:
     policy, binding = _admission(docs)
     expressions = "\n".join(v["expression"] for v in policy["spec"]["validations"])
     # What privilege or host namespaces include is allowed with them.
-    for allowed in ("privileged", "hostProcess", "seccompProfile", "procMount", "sysctls"):
+    for allowed in (
+        "privileged",
+        "hostProcess",
+        "seccompProfile",
+        "procMount",
+        "sysctls",
+        "apparmor",
+    ):
         assert allowed not in expressions, allowed
     assert "hostNetwork" not in expressions and "hostPort" not in expressions
     assert "['NET_ADMIN']" in expressions

@@ -181,6 +181,13 @@ def _unconfined_container(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def _apparmor_annotation(manifest: dict[str, Any]) -> dict[str, Any]:
+    template = manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]
+    key = "container.apparmor.security.beta.kubernetes.io/batch"
+    template["metadata"] = {"annotations": {key: "unconfined"}}
+    return manifest
+
+
 def _added_capability(manifest: dict[str, Any]) -> dict[str, Any]:
     security = {"capabilities": {"add": ["CAP_SYS_ADMIN"]}}
     _pod_spec(manifest)["initContainers"] = [
@@ -252,10 +259,12 @@ def test_a_placement_needs_its_authors_own_rights_at_apply(
         (_unmasked_proc, "containers[].securityContext.procMount"),
         (_unconfined_pod, "securityContext.seccompProfile.type"),
         (_unconfined_container, "containers[].securityContext.seccompProfile.type"),
+        (_apparmor_annotation, "metadata.annotations[container.apparmor"),
     ):
         bad = make(placement("bad", namespace, deployment="web"))
         refused = _refusal(partial(_create, namespace_admin, namespace, bad))
-        assert f"spec.batch.jobTemplate.spec.template.spec.{field}" in refused, refused
+        named = field if field.startswith("metadata.") else f"spec.{field}"
+        assert f"spec.batch.jobTemplate.spec.template.{named}" in refused, refused
     assert not placements.exists("bad")
 
     # A protected target is refused whoever asks (here the cluster admin).

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from placement.core.api import WorkloadPlacementSpec
-from placement.core.jobpolicy import POD_SPEC_PATH, JobPodPolicy, ProtectedTargets, pod_violations
+from placement.core.jobpolicy import (
+    POD_SPEC_PATH,
+    TEMPLATE_PATH,
+    JobPodPolicy,
+    ProtectedTargets,
+    pod_violations,
+    template_violations,
+)
 from placement.core.jobs import job_manifest
 from tests.unit.factories import example_manifest
 
@@ -267,3 +274,33 @@ def test_the_check_sees_the_job_the_operator_would_create() -> None:
         f"{POD_SPEC_PATH}.hostPID",
         f"{POD_SPEC_PATH}.containers[0].securityContext.privileged",
     ]
+
+
+def test_apparmor_unconfined_by_annotation_is_refused_too() -> None:
+    """The annotation is AppArmor's older form, still honoured: the field alone left it open."""
+    key = "container.apparmor.security.beta.kubernetes.io/batch"
+    template = {"metadata": {"annotations": {key: "unconfined", "team": "ml"}}, "spec": _pod()}
+    [violation] = template_violations(template, DEFAULT)
+    assert violation.startswith(f"{TEMPLATE_PATH}.metadata.annotations[{key}]: ")
+    for confined in ("runtime/default", "localhost/k8s-batch"):
+        template["metadata"]["annotations"][key] = confined
+        assert template_violations(template, DEFAULT) == []
+    template["metadata"]["annotations"][key] = "unconfined"
+    assert template_violations(template, JobPodPolicy(allow_privileged=True)) == []
+    # The pod spec's violations are the template's too, named the same way.
+    [host] = template_violations({"spec": _pod(hostPID=True)}, DEFAULT)
+    assert host.startswith(f"{POD_SPEC_PATH}.hostPID: ")
+
+
+def test_the_operator_checks_the_annotations_of_the_job_it_would_create() -> None:
+    manifest = copy.deepcopy(example_manifest())
+    template = manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]
+    template["metadata"] = {
+        "annotations": {"container.apparmor.security.beta.kubernetes.io/batch": "unconfined"}
+    }
+    spec = WorkloadPlacementSpec.model_validate(manifest["spec"])
+    job = job_manifest(spec, placement="p", job_name="p-20261124-0100", window_label="x")
+    [violation] = template_violations(job["spec"]["template"], DEFAULT)
+    assert "metadata.annotations[container.apparmor.security.beta.kubernetes.io/batch]" in (
+        violation
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from placement.core.api import WorkloadPlacement, WorkloadPlacementSpec
 from placement.core.asyncmode import AsyncSeen, QueueState
-from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
+from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, template_violations
 from placement.core.jobs import job_manifest
 from placement.core.observation import LoadHistory
 from placement.core.planning import HoldPlan
@@ -165,7 +165,7 @@ def _check_job_pod(
         window_label=window.label,
         work_replica_hours=decision.job_work_replica_hours,
     )
-    violations = pod_violations(manifest["spec"]["template"]["spec"], policy)
+    violations = template_violations(manifest["spec"]["template"], policy)
     if violations:
         raise WouldBlock(
             Reason.BATCH_JOB_REJECTED,

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The field path every violation is named under: what the placement's author wrote.
-POD_SPEC_PATH = "spec.batch.jobTemplate.spec.template.spec"
+TEMPLATE_PATH = "spec.batch.jobTemplate.spec.template"
+POD_SPEC_PATH = f"{TEMPLATE_PATH}.spec"
+# AppArmor's older form, still honoured by the kubelet: one annotation per container.
+APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 # Pod Security's baseline values: a seccomp or AppArmor profile may only be the runtime's
@@ -128,6 +131,26 @@ def pod_violations(
         *_account_violations(pod_spec, policy, path),
         *_container_violations(pod_spec, policy, path),
     ]
+
+
+def template_violations(
+    template: Mapping[str, Any], policy: JobPodPolicy, *, path: str = TEMPLATE_PATH
+) -> list[str]:
+    """`pod_violations` of the pod template's spec, and of its AppArmor annotations."""
+    spec = template.get("spec")
+    found = pod_violations(spec if isinstance(spec, Mapping) else {}, policy, path=f"{path}.spec")
+    metadata = template.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if policy.allow_privileged or not isinstance(annotations, Mapping):
+        return found
+    for key, value in annotations.items():
+        confined = value == "runtime/default" or str(value).startswith("localhost/")
+        if str(key).startswith(APPARMOR_ANNOTATION) and not confined:
+            found.append(
+                f"{path}.metadata.annotations[{key}]: AppArmor profile {value} is not allowed "
+                "(only runtime/default or localhost/<profile>)"
+            )
+    return found
 
 
 def _host_violations(pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str) -> list[str]:

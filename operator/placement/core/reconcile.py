@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
 from placement.core.asyncmode import AsyncSeen, QueueState, idle_hours_of
-from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
+from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, template_violations
 from placement.core.jobs import expired_jobs, job_manifest, ttl_note, unadmitted_jobs
 from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION, PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, Observation, Reading
@@ -811,7 +811,7 @@ def _actuation(
         )
         policy = basis.settings.job_pod_policy
         violations = (
-            [] if policy is None else pod_violations(manifest["spec"]["template"]["spec"], policy)
+            [] if policy is None else template_violations(manifest["spec"]["template"], policy)
         )
         if violations:
             # The Job would run with the operator's rights, not its author's: never created.
