@@ -108,7 +108,7 @@ EVENTS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.CONFLICTING_AUTOSCALER: (
         "Warning",
-        "An HPA, a KEDA ScaledObject, another placement or its leftover hold annotations also scale the Deployment: phase Blocked, nothing scaled.",
+        "An HPA, a KEDA ScaledObject, another placement or its leftover hold annotations also scale the Deployment: phase Blocked, nothing scaled. Also a ScaledObject with the name the placement's would have that is not its own (no or another placement label), whatever it scales: never applied over; already async, the replicas are given back.",
     ),
     Reason.BATCH_JOB_REJECTED: (
         "Warning",
@@ -152,7 +152,7 @@ EVENTS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.SCALED_OBJECT_REJECTED: (
         "Warning",
-        "The API server or KEDA's admission webhook refused the ScaledObject. Moving: the hold is given back and nothing scaled, phase Blocked. Already async: the ScaledObject in place goes on (the message says whether there is one).",
+        "The API server or KEDA's admission webhook refused the ScaledObject. Moving: the hold is given back and nothing scaled, phase Blocked. Already async: the ScaledObject in place goes on; with none in place, the recorded replicas are given back (nothing else would scale the Deployment up from where KEDA left it), phase Blocked.",
     ),
 }
 

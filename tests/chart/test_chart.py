@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from placement.adapters.telemetry import Telemetry
+from placement.core.jobpolicy import SAFE_SYSCTLS
 from placement.core.reasons import Reason
 from placement.localenv import tools
 from placement.runtime.config import OperatorConfig
@@ -611,8 +612,17 @@ def test_placements_are_admitted_only_with_their_authors_own_rights() -> None:
         "hostPath",
         "capabilities.add",
         "serviceAccountName",
+        "hostPort",
+        "windowsOptions.hostProcess",
+        "seccompProfile",
+        "appArmorProfile",
+        "procMount",
+        "sysctls",
+        "container.apparmor.security.beta.kubernetes.io/",
     ):
         assert refused in expressions, refused
+    # The operator's own list of safe sysctls, the one list both refuse by.
+    assert str(sorted(SAFE_SYSCTLS)).replace('"', "'").replace(", ", ",") in expressions
     # kube-system, the release's namespace and the operator's own Deployment, always.
     assert "['kube-system','placement-system']" in expressions
     assert "['placement-system/po-placement-operator']" in expressions
@@ -629,6 +639,8 @@ def test_the_admission_policy_follows_the_values() -> None:
             "--set",
             "jobPodPolicy.allowPrivileged=true",
             "--set",
+            "jobPodPolicy.allowHostNamespaces=true",
+            "--set",
             "jobPodPolicy.allowedCapabilities={cap_net_admin}",
             "--set",
             "jobPodPolicy.serviceAccounts={batch}",
@@ -640,7 +652,17 @@ def test_the_admission_policy_follows_the_values() -> None:
     )
     policy, binding = _admission(docs)
     expressions = "\n".join(v["expression"] for v in policy["spec"]["validations"])
-    assert "privileged" not in expressions
+    # What privilege or host namespaces include is allowed with them.
+    for allowed in (
+        "privileged",
+        "hostProcess",
+        "seccompProfile",
+        "procMount",
+        "sysctls",
+        "apparmor",
+    ):
+        assert allowed not in expressions, allowed
+    assert "hostNetwork" not in expressions and "hostPort" not in expressions
     assert "['NET_ADMIN']" in expressions
     assert "['batch']" in expressions
     assert "'billing'" in expressions and "'team-a/ledger'" in expressions

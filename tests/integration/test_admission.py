@@ -150,6 +150,44 @@ def _host_network(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def _host_port(manifest: dict[str, Any]) -> dict[str, Any]:
+    _pod_spec(manifest)["containers"][0]["ports"] = [{"containerPort": 22, "hostPort": 22}]
+    return manifest
+
+
+def _host_process(manifest: dict[str, Any]) -> dict[str, Any]:
+    _pod_spec(manifest)["securityContext"] = {"windowsOptions": {"hostProcess": True}}
+    return manifest
+
+
+def _unsafe_sysctl(manifest: dict[str, Any]) -> dict[str, Any]:
+    _pod_spec(manifest)["securityContext"] = {"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}
+    return manifest
+
+
+def _unmasked_proc(manifest: dict[str, Any]) -> dict[str, Any]:
+    _pod_spec(manifest)["containers"][0]["securityContext"] = {"procMount": "Unmasked"}
+    return manifest
+
+
+def _unconfined_pod(manifest: dict[str, Any]) -> dict[str, Any]:
+    _pod_spec(manifest)["securityContext"] = {"seccompProfile": {"type": "Unconfined"}}
+    return manifest
+
+
+def _unconfined_container(manifest: dict[str, Any]) -> dict[str, Any]:
+    security = {"appArmorProfile": {"type": "Unconfined"}}
+    _pod_spec(manifest)["containers"][0]["securityContext"] = security
+    return manifest
+
+
+def _apparmor_annotation(manifest: dict[str, Any]) -> dict[str, Any]:
+    template = manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]
+    key = "container.apparmor.security.beta.kubernetes.io/batch"
+    template["metadata"] = {"annotations": {key: "unconfined"}}
+    return manifest
+
+
 def _added_capability(manifest: dict[str, Any]) -> dict[str, Any]:
     security = {"capabilities": {"add": ["CAP_SYS_ADMIN"]}}
     _pod_spec(manifest)["initContainers"] = [
@@ -215,10 +253,18 @@ def test_a_placement_needs_its_authors_own_rights_at_apply(
         (_other_account, "serviceAccountName"),
         (_host_network, "hostNetwork, hostPID"),
         (_added_capability, "containers[].securityContext.capabilities.add"),
+        (_host_port, "containers[].ports[].hostPort"),
+        (_host_process, "securityContext.windowsOptions.hostProcess"),
+        (_unsafe_sysctl, "securityContext.sysctls[].name"),
+        (_unmasked_proc, "containers[].securityContext.procMount"),
+        (_unconfined_pod, "securityContext.seccompProfile.type"),
+        (_unconfined_container, "containers[].securityContext.seccompProfile.type"),
+        (_apparmor_annotation, "metadata.annotations[container.apparmor"),
     ):
         bad = make(placement("bad", namespace, deployment="web"))
         refused = _refusal(partial(_create, namespace_admin, namespace, bad))
-        assert f"spec.batch.jobTemplate.spec.template.spec.{field}" in refused, refused
+        named = field if field.startswith("metadata.") else f"spec.{field}"
+        assert f"spec.batch.jobTemplate.spec.template.{named}" in refused, refused
     assert not placements.exists("bad")
 
     # A protected target is refused whoever asks (here the cluster admin).
@@ -302,6 +348,8 @@ def test_the_operator_refuses_a_batch_pod_outside_the_job_pod_policy(
         "privileged": (_privileged, "containers[0].securityContext.privileged"),
         "host-path": (_host_path, "volumes[0].hostPath"),
         "other-account": (_other_account, "serviceAccountName"),
+        "host-port": (_host_port, "containers[0].ports[0].hostPort"),
+        "unconfined": (_unconfined_pod, "securityContext.seccompProfile.type"),
     }
     for name, (make, _) in cases.items():
         measured_deployment(placements, prometheus, utilization, name)

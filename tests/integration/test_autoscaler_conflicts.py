@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
 from placement.localenv.cluster import LocalCluster
-from placement.localenv.prometheus import LocalPrometheus
+from placement.localenv.prometheus import Exporter, LocalPrometheus
 from tests.integration.harness import (
     Placements,
     measured_deployment,
@@ -159,3 +159,43 @@ def test_an_autoscaler_added_while_held_blocks_and_keeps_the_count_to_restore(
         "latecomer", placements.namespace
     ).metadata.annotations
     assert annotations["placement.runplacement.io/original-replicas"] == "4"
+
+
+@pytest.mark.usefixtures("keda_crd")
+def test_a_scaled_object_with_the_placements_name_is_never_taken_over(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge, exporter: Exporter
+) -> None:
+    """Someone else's ScaledObject named as the placement's would be, scaling another
+    Deployment: before, the operator's forced server-side apply took it over (KEDA then
+    scaled the placement's Deployment with it, and the other lost its autoscaler)."""
+    namespace = placements.namespace
+    queue = exporter.gauge("inference_taken_queue_depth", "requests waiting", ["namespace"])
+    queue.labels(namespace).set(0)
+    prometheus.wait_for_value(f'sum(inference_taken_queue_depth{{namespace="{namespace}"}})', 0)
+    measured_deployment(placements, prometheus, utilization, "taken")
+    theirs = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "placement-taken", "labels": {"team": "ledger"}},
+        "spec": {"scaleTargetRef": {"name": "ledger"}, "triggers": TRIGGERS},
+    }
+    placements.custom.create_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects", theirs
+    )
+    manifest = placement("taken", namespace, deployment="taken", acceptable_delay="10m")
+    manifest["spec"]["async"] = {"queue": "sum(inference_taken_queue_depth)", "scaleUpTime": "1m"}
+    placements.apply(manifest)
+    event = placements.wait_for_event("taken", "ConflictingAutoscaler", timeout=90)
+    assert event.type == "Warning"
+    assert "scaledobject/placement-taken exists and is not this placement's" in event.message
+    time.sleep(3)
+    scaled = placements.scaled_object("placement-taken")
+    assert scaled["spec"]["scaleTargetRef"] == {"name": "ledger"}
+    assert scaled["metadata"]["labels"] == {"team": "ledger"}
+    assert placements.status("taken")["phase"] == "Blocked"
+    assert placements.replicas("taken") == 4
+    deployment = placements.apps.read_namespaced_deployment("taken", namespace)
+    assert not any(
+        key.startswith("placement.runplacement.io/")
+        for key in deployment.metadata.annotations or {}
+    )

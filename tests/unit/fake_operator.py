@@ -186,7 +186,11 @@ class AsyncOperator(FakeOperator):
         queue = self.queue or Reading("async.queue", ASYNC_QUERY, Outcome.OK, 12.0, sampled_at=now)
         manifest = self.cluster.scaled_objects.get(scaled_object_name(self.name))
         scaled = None
-        if manifest is not None:
+        # Only ours, by its label, as the adapters read it: one of that name is not enough.
+        if self.cluster.scaled_object_placement(NAMESPACE, scaled_object_name(self.name)) == (
+            self.name
+        ):
+            assert manifest is not None
             spec = manifest["spec"]
             scaled = ScaledObjectState(
                 name=scaled_object_name(self.name),

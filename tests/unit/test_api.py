@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,3 +258,31 @@ def test_the_containers_share_one_character_budget() -> None:
     make_spec(
         **{"batch.jobTemplate.spec.template.spec.containers": [{**containers[0], "env": env[:4]}]}
     )
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["realtimeReplicaHourly", "batchPodHourly", "batchEfficiency", "operationsPerDay", "retryRate"],
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_that_is_not_finite_is_refused_as_such(field: str, value: float) -> None:
+    """Before, `.nan` was refused as "less than or equal to 1000000000" (NaN fails every
+    bound), which sent the reader looking for a number too big."""
+    with pytest.raises(ValidationError) as raised:
+        make_spec(**{f"costs.{field}": value})
+    [error] = raised.value.errors()
+    assert error["loc"] == ("costs", field)
+    assert error["msg"] == "Input should be a finite number"
+
+
+def test_a_yaml_nan_in_a_cost_is_named_a_finite_number_by_explain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from placement.runtime.cli import main
+
+    text = (Path(__file__).parents[2] / "examples" / "nightly-enrichment.yaml").read_text()
+    path = tmp_path / "nan.yaml"
+    path.write_text(text.replace("retryRate: 0.05", "retryRate: .nan"))
+    assert main(["explain", str(path), "--replicas", "6", "--utilization", "0.15"]) == 1
+    err = capsys.readouterr().err
+    assert "spec.costs.retryRate: Input should be a finite number" in err

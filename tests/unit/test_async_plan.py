@@ -354,3 +354,89 @@ def test_a_refused_reapply_while_async_keeps_the_scaled_object_in_place() -> Non
     warnings = len(op.effects.events)
     op.evaluate(later + timedelta(minutes=5))
     assert len(op.effects.events) == warnings  # no new Event for the same refusal
+
+
+def _someone_elses(op: AsyncOperator, label: str | None) -> dict[str, Any]:
+    """A ScaledObject named as the placement's would be, scaling another Deployment."""
+    theirs = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {
+            "name": SO,
+            "labels": {} if label is None else {"placement.runplacement.io/placement": label},
+        },
+        "spec": {"scaleTargetRef": {"name": "ledger"}, "minReplicaCount": 2},
+    }
+    op.cluster.scaled_objects[SO] = theirs
+    return theirs
+
+
+def test_someone_elses_scaled_object_of_that_name_is_never_taken_over() -> None:
+    """Before, the forced server-side apply took it over: KEDA then scaled the placement's
+    Deployment with it, and deployment/ledger lost its autoscaler."""
+    for label in (None, "other-placement"):
+        op = _operator()
+        theirs = _someone_elses(op, label)
+        op.evaluate(MIDDAY)
+        assert op.cluster.scaled_objects[SO] is theirs
+        assert theirs["spec"]["scaleTargetRef"] == {"name": "ledger"}
+        assert "apply scaledobject placement-summarizer" not in op.cluster.writes
+        deployment = op.cluster.deployments["summarizer"]
+        assert (deployment.replicas, deployment.managed_by) == (4, None)
+        assert op.status["phase"] == "Blocked"
+        event = op.effects.events[-1]
+        assert event.type == "Warning" and event.reason == "ConflictingAutoscaler"
+        assert f"scaledobject/{SO} exists and is not this placement's" in event.message
+        assert "deployment/summarizer left as it was" in event.message
+
+
+def test_in_async_a_scaled_object_replaced_by_someone_elses_gives_the_replicas_back() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 0)  # KEDA's doing, then ours went and theirs came
+    theirs = _someone_elses(op, None)
+    op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.cluster.scaled_objects[SO] is theirs
+    deployment = op.cluster.deployments["summarizer"]
+    assert (deployment.replicas, deployment.managed_by) == (4, None)
+    assert op.status["phase"] == "Blocked"
+    assert "originalReplicas" not in op.status and "async" not in op.status
+    event = op.effects.events[-1]
+    assert event.reason == "ConflictingAutoscaler"
+    assert "none in place: deployment/summarizer restored to 4 replicas" in event.message
+
+
+def test_a_refused_apply_in_async_with_none_in_place_gives_the_replicas_back() -> None:
+    """Before, the Deployment stayed where KEDA left it (here zero), with nothing left to
+    scale it up, and the placement said Async."""
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.cluster.scale("summarizer", 0)
+    del op.cluster.scaled_objects[SO]  # someone deleted it
+    denied = _refusing(op)
+    later = MIDDAY + timedelta(minutes=5)
+    executed = op.evaluate(later)
+    assert denied == [SO]
+    assert executed.steps == (
+        "Log",
+        "ApplyScaledObject placement-summarizer",
+        "Event ScaledObjectRejected",
+    )
+    deployment = op.cluster.deployments["summarizer"]
+    assert (deployment.replicas, deployment.managed_by, deployment.original_replicas) == (
+        4,
+        None,
+        None,
+    )
+    assert op.status["phase"] == "Blocked"
+    assert "originalReplicas" not in op.status and "async" not in op.status
+    event = op.effects.events[-1]
+    assert event.type == "Warning" and event.reason == "ScaledObjectRejected"
+    assert "none in place: deployment/summarizer restored to 4 replicas, realtime" in (
+        event.message
+    )
+    # Evaluated again: tried as a new move, refused, the replicas stay.
+    op.evaluate(later + timedelta(minutes=5))
+    assert op.cluster.deployments["summarizer"].replicas == 4
+    assert op.cluster.deployments["summarizer"].managed_by is None
+    assert op.status["phase"] == "Blocked"

@@ -280,21 +280,86 @@ def test_explain_judges_the_namespace_of_the_manifest_and_the_operator_setting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
-    manifest["metadata"]["namespace"] = "demo"
+    manifest["metadata"].pop("namespace", None)
     manifest["spec"]["metrics"]["utilization"] = 'sum(tokens{namespace="demo"}) / 100'
     path = tmp_path / "wp.yaml"
     path.write_text(yaml.safe_dump(manifest))
-    assert main(_explain("--replicas", "6", "--utilization", "0.15", file=path)) == 0
-    assert (
-        main(_explain("--replicas", "6", "--utilization", "0.15", "--namespace", "prod", file=path))
-        == 1
-    )
+    flags = ("--replicas", "6", "--utilization", "0.15")
+    assert main(_explain(*flags, "--namespace", "demo", file=path)) == 0
+    assert main(_explain(*flags, "--namespace", "prod", file=path)) == 1
     capsys.readouterr()
     monkeypatch.setenv("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", "false")  # queries as written
-    assert (
-        main(_explain("--replicas", "6", "--utilization", "0.15", "--namespace", "prod", file=path))
-        == 0
-    )
+    assert main(_explain(*flags, "--namespace", "prod", file=path)) == 0
+
+
+def test_explain_namespace_fills_a_missing_one_and_never_overrides_the_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, --namespace prod replaced metadata.namespace demo: the queries were judged
+    against a namespace the placement would never be applied in."""
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["metadata"]["namespace"] = "demo"
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    flags = ("--replicas", "6", "--utilization", "0.15")
+    assert main(_explain(*flags, "--namespace", "demo", file=path)) == 0
+    capsys.readouterr()
+    assert main(_explain(*flags, "--namespace", "prod", file=path)) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert "metadata.namespace is 'demo' but --namespace is 'prod'" in err
+
+
+def _batch_pod(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def test_explain_refuses_a_batch_pod_the_operator_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, explain said MovedToBatch where the operator says BatchJobRejected."""
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["spec"]["mode"] = "Enforce"
+    _batch_pod(manifest)["hostNetwork"] = True
+    _batch_pod(manifest)["containers"][0]["ports"] = [{"containerPort": 22, "hostPort": 22}]
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    flags = ("--replicas", "6", "--utilization", "0.15")
+    assert main(_explain(*flags, file=path)) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert "would be blocked by the operator (BatchJobRejected)" in err
+    assert "spec.batch.jobTemplate.spec.template.spec.hostNetwork" in err
+    assert "spec.batch.jobTemplate.spec.template.spec.containers[0].ports[0].hostPort" in err
+    # As the operator is configured: a policy that allows it, allows it here too.
+    monkeypatch.setenv("PLACEMENT_JOB_POD_POLICY", '{"allowHostNamespaces": true}')
+    assert main(_explain(*flags, file=path)) == 0
+    # Recommend: the operator creates no Job, so it checks none either.
+    monkeypatch.delenv("PLACEMENT_JOB_POD_POLICY")
+    manifest["spec"]["mode"] = "Recommend"
+    path.write_text(yaml.safe_dump(manifest))
+    assert main(_explain(*flags, file=path)) == 0
+
+
+def test_explain_refuses_a_protected_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = yaml.safe_load((EXAMPLES / "nightly-enrichment.yaml").read_text())
+    manifest["metadata"].pop("namespace", None)
+    path = tmp_path / "wp.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    flags = ("--replicas", "6", "--utilization", "0.15")
+    assert main(_explain(*flags, "--namespace", "kube-system", file=path)) == 1
+    err = capsys.readouterr().err
+    assert "would be blocked by the operator (InvalidSpec)" in err
+    assert "namespace kube-system is protected" in err
+    monkeypatch.setenv("PLACEMENT_PROTECTED_DEPLOYMENTS", "team-a/enricher")
+    assert main(_explain(*flags, "--namespace", "team-a", file=path)) == 1
+    assert "deployment/enricher in namespace team-a is protected" in capsys.readouterr().err
+    assert main(_explain(*flags, "--namespace", "team-b", file=path)) == 0
+    monkeypatch.setenv("PLACEMENT_PROTECTED_DEPLOYMENTS", "enricher")
+    assert main(_explain(*flags, "--namespace", "team-b", file=path)) == 1
+    assert "PLACEMENT_PROTECTED_DEPLOYMENTS" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("seconds", ["1e300", "inf", "-1e20", "nan"])

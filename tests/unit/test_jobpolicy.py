@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from placement.core.api import WorkloadPlacementSpec
-from placement.core.jobpolicy import POD_SPEC_PATH, JobPodPolicy, ProtectedTargets, pod_violations
+from placement.core.jobpolicy import (
+    POD_SPEC_PATH,
+    TEMPLATE_PATH,
+    JobPodPolicy,
+    ProtectedTargets,
+    pod_violations,
+    template_violations,
+)
 from placement.core.jobs import job_manifest
 from tests.unit.factories import example_manifest
 
@@ -63,11 +70,111 @@ def test_a_plain_batch_pod_is_allowed() -> None:
         (_pod(serviceAccount="cluster-admin-sa"), "serviceAccount"),
         # A string where a bool belongs is not a way past the check.
         (_pod(hostNetwork="true"), "hostNetwork"),
+        (
+            _pod(
+                containers=[
+                    {
+                        "name": "b",
+                        "image": "b:1",
+                        "ports": [{"containerPort": 80}, {"containerPort": 22, "hostPort": 22}],
+                    }
+                ]
+            ),
+            "containers[0].ports[1].hostPort",
+        ),
+        (
+            _pod(
+                initContainers=[
+                    {"name": "b", "image": "b:1", "ports": [{"containerPort": 9, "hostPort": 9}]}
+                ]
+            ),
+            "initContainers[0].ports[0].hostPort",
+        ),
+        (
+            _pod(securityContext={"windowsOptions": {"hostProcess": True}}),
+            "securityContext.windowsOptions.hostProcess",
+        ),
+        (
+            _pod(containers=[_container(windowsOptions={"hostProcess": True})]),
+            "containers[0].securityContext.windowsOptions.hostProcess",
+        ),
+        (
+            _pod(
+                securityContext={
+                    "sysctls": [
+                        {"name": "kernel.shm_rmid_forced", "value": "1"},
+                        {"name": "kernel.msgmax", "value": "1"},
+                    ]
+                }
+            ),
+            "securityContext.sysctls[1].name",
+        ),
+        (
+            _pod(ephemeralContainers=[_container(procMount="Unmasked")]),
+            "ephemeralContainers[0].securityContext.procMount",
+        ),
+        (
+            _pod(securityContext={"seccompProfile": {"type": "Unconfined"}}),
+            "securityContext.seccompProfile.type",
+        ),
+        (
+            _pod(containers=[_container(seccompProfile={"type": "Unconfined"})]),
+            "containers[0].securityContext.seccompProfile.type",
+        ),
+        (
+            _pod(securityContext={"appArmorProfile": {"type": "Unconfined"}}),
+            "securityContext.appArmorProfile.type",
+        ),
+        (
+            _pod(initContainers=[_container(appArmorProfile={"type": "Unconfined"})]),
+            "initContainers[0].securityContext.appArmorProfile.type",
+        ),
     ],
 )
 def test_each_refused_field_is_named(pod: dict[str, Any], field: str) -> None:
     [violation] = pod_violations(pod, DEFAULT)
     assert violation.startswith(f"{POD_SPEC_PATH}.{field}: ")
+
+
+def test_what_pod_security_baseline_allows_of_the_new_fields_is_allowed() -> None:
+    confined = {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "appArmorProfile": {"type": "Localhost", "localhostProfile": "k8s"},
+    }
+    pod = _pod(
+        securityContext={
+            **confined,
+            "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1024 65535"}],
+            "windowsOptions": {"hostProcess": False},
+        },
+        containers=[
+            {
+                **_container(procMount="Default", **confined),
+                "ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 0}],
+            }
+        ],
+    )
+    assert pod_violations(pod, DEFAULT) == []
+
+
+def test_privilege_and_host_namespaces_allow_what_they_include() -> None:
+    """hostNetwork has every host port; a privileged pod has no seccomp, AppArmor or masked
+    /proc, and may set any sysctl: refusing those alone would protect nothing."""
+    policy = JobPodPolicy(allow_privileged=True, allow_host_namespaces=True)
+    pod = _pod(
+        securityContext={
+            "seccompProfile": {"type": "Unconfined"},
+            "sysctls": [{"name": "kernel.msgmax", "value": "1"}],
+        },
+        containers=[
+            {
+                **_container(procMount="Unmasked", windowsOptions={"hostProcess": True}),
+                "ports": [{"containerPort": 22, "hostPort": 22}],
+            }
+        ],
+    )
+    assert pod_violations(pod, policy) == []
+    assert len(pod_violations(pod, DEFAULT)) == 5
 
 
 def test_every_violation_is_listed_not_only_the_first() -> None:
@@ -167,3 +274,33 @@ def test_the_check_sees_the_job_the_operator_would_create() -> None:
         f"{POD_SPEC_PATH}.hostPID",
         f"{POD_SPEC_PATH}.containers[0].securityContext.privileged",
     ]
+
+
+def test_apparmor_unconfined_by_annotation_is_refused_too() -> None:
+    """The annotation is AppArmor's older form, still honoured: the field alone left it open."""
+    key = "container.apparmor.security.beta.kubernetes.io/batch"
+    template = {"metadata": {"annotations": {key: "unconfined", "team": "ml"}}, "spec": _pod()}
+    [violation] = template_violations(template, DEFAULT)
+    assert violation.startswith(f"{TEMPLATE_PATH}.metadata.annotations[{key}]: ")
+    for confined in ("runtime/default", "localhost/k8s-batch"):
+        template["metadata"]["annotations"][key] = confined
+        assert template_violations(template, DEFAULT) == []
+    template["metadata"]["annotations"][key] = "unconfined"
+    assert template_violations(template, JobPodPolicy(allow_privileged=True)) == []
+    # The pod spec's violations are the template's too, named the same way.
+    [host] = template_violations({"spec": _pod(hostPID=True)}, DEFAULT)
+    assert host.startswith(f"{POD_SPEC_PATH}.hostPID: ")
+
+
+def test_the_operator_checks_the_annotations_of_the_job_it_would_create() -> None:
+    manifest = copy.deepcopy(example_manifest())
+    template = manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]
+    template["metadata"] = {
+        "annotations": {"container.apparmor.security.beta.kubernetes.io/batch": "unconfined"}
+    }
+    spec = WorkloadPlacementSpec.model_validate(manifest["spec"])
+    job = job_manifest(spec, placement="p", job_name="p-20261124-0100", window_label="x")
+    [violation] = template_violations(job["spec"]["template"], DEFAULT)
+    assert "metadata.annotations[container.apparmor.security.beta.kubernetes.io/batch]" in (
+        violation
+    )

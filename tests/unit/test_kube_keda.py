@@ -105,6 +105,20 @@ def test_a_scaled_object_named_like_ours_but_without_our_label_is_a_conflict() -
     assert others(kube, "summarizer") == ("ScaledObject/placement-summarizer", "ScaledObject/x")
 
 
+def test_whose_a_scaled_object_is_is_read_by_its_name_before_applying() -> None:
+    kube = adapter([scaled("placement-summarizer", "ledger", {PLACEMENT_LABEL: "other"})])
+    assert kube.scaled_object_placement("ml", "placement-summarizer") == "other"
+    kwargs = custom(kube).list_namespaced_custom_object.call_args.kwargs
+    assert kwargs["field_selector"] == "metadata.name=placement-summarizer"
+    assert (
+        adapter([scaled("placement-summarizer", "ledger")]).scaled_object_placement(
+            "ml", "placement-summarizer"
+        )
+        == ""
+    )
+    assert adapter([]).scaled_object_placement("ml", "placement-summarizer") is None
+
+
 def test_the_own_scaled_object_is_read_with_its_conditions() -> None:
     kube = adapter([scaled("placement-summarizer", "summarizer", OWN)])
     assert kube.placement_scaled_object("ml", "summarizer") == ScaledObjectState(

@@ -150,6 +150,28 @@ def test_jobs_created_once_and_refusals_say_what_the_api_server_said() -> None:
     run({("POST", jobs): create}, scenario)
 
 
+def test_whose_a_scaled_object_is_is_read_fresh_by_its_name() -> None:
+    path = "/apis/keda.sh/v1alpha1/namespaces/ml/scaledobjects"
+    label = "placement.runplacement.io/placement"
+    queries: list[str] = []
+
+    async def listed(request: web.Request) -> web.StreamResponse:
+        queries.append(request.query.get("fieldSelector", ""))
+        items = {
+            "metadata.name=theirs": [{"metadata": {"name": "theirs", "labels": {label: "x"}}}],
+            "metadata.name=unlabelled": [{"metadata": {"name": "unlabelled"}}],
+        }.get(request.query.get("fieldSelector", ""), [])
+        return web.json_response({"items": items})
+
+    async def scenario(kube: AsyncKube, received: list[tuple[str, str, Any]]) -> None:
+        assert await kube.scaled_object_placement("ml", "theirs") == "x"
+        assert await kube.scaled_object_placement("ml", "unlabelled") == ""
+        assert await kube.scaled_object_placement("ml", "none") is None
+
+    run({("GET", path): listed}, scenario)
+    assert queries == ["metadata.name=theirs", "metadata.name=unlabelled", "metadata.name=none"]
+
+
 def test_a_status_write_answers_the_resource_version_it_made() -> None:
     """The daemon waits for a body that shows its own write before it evaluates again."""
     status = "/apis/placement.runplacement.io/v1alpha1/namespaces/ml/workloadplacements/p/status"

@@ -86,6 +86,12 @@ class FakeCluster:
                 )
         return None
 
+    def scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        manifest = self.scaled_objects.get(name)
+        if manifest is None:
+            return None
+        return str((manifest["metadata"].get("labels") or {}).get(PLACEMENT_LABEL, ""))
+
     def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
         return [job for name, job in self.jobs.items() if self.job_owner.get(name) == placement]
 

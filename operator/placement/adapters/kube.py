@@ -264,7 +264,9 @@ class KubeAdapter:
                 found.append(f"ScaledObject/{item['metadata']['name']}")
         return found
 
-    def _scaled_objects(self, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+    def _scaled_objects(
+        self, namespace: str, selector: str | None = None, *, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         """The namespace's ScaledObjects; none when KEDA is not installed or not ours to
         read."""
         try:
@@ -276,6 +278,7 @@ class KubeAdapter:
                     namespace,
                     SCALED_OBJECTS,
                     label_selector=selector,
+                    field_selector=field_selector,
                     _request_timeout=self.timeout,
                 ),
             )
@@ -318,6 +321,13 @@ class KubeAdapter:
         for item in self._scaled_objects(namespace, f"{PLACEMENT_LABEL}={placement}"):
             if _is_own(item, placement):
                 return scaled_object_state(item)
+        return None
+
+    def scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        """Cluster.scaled_object_placement: listed by name (the operator's role lists
+        ScaledObjects; it has no get on them)."""
+        for item in self._scaled_objects(namespace, field_selector=f"metadata.name={name}"):
+            return placement_label(item)
         return None
 
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
@@ -491,6 +501,12 @@ def scaled_object_state(item: dict[str, Any]) -> ScaledObjectState:
         active=_condition(conditions.get("Active")),
         resource_version=metadata.get("resourceVersion"),
     )
+
+
+def placement_label(item: dict[str, Any]) -> str:
+    """A ScaledObject's placement label, "" when it has none."""
+    labels = (item.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(PLACEMENT_LABEL) or "")
 
 
 def _is_own(item: dict[str, Any], placement: str) -> bool:

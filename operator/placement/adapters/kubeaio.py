@@ -34,6 +34,7 @@ from placement.adapters.kube import (
     _is_own,
     api_message,
     hold_patch,
+    placement_label,
     scaled_object_state,
 )
 from placement.adapters.kubewatch import ClusterCaches, Connection, deployment_of
@@ -299,6 +300,22 @@ class AsyncKube:
         for item in (listed or {}).get("items") or []:
             if _is_own(item, placement):
                 return scaled_object_state(item)
+        return None
+
+    async def scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        """kube.KubeAdapter.scaled_object_placement: read fresh, not from the watch cache."""
+        try:
+            listed = await self.request(
+                "GET",
+                _scaled_objects_path(namespace),
+                query={"fieldSelector": f"metadata.name={name}"},
+            )
+        except ApiException as error:
+            if error.status not in (403, 404):
+                raise
+            return None
+        for item in (listed or {}).get("items") or []:
+            return placement_label(item)
         return None
 
     async def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:

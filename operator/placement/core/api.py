@@ -219,6 +219,12 @@ def _camel(extra: Literal["forbid", "allow", "ignore"]) -> ConfigDict:
     return ConfigDict(alias_generator=to_camel, populate_by_name=True, extra=extra)
 
 
+def _spec(extra: Literal["forbid", "allow"]) -> ConfigDict:
+    # What a person writes: NaN or infinity is refused as such ("a finite number"), not by
+    # the bound it happens to fail (NaN fails `le=1e9`, and the error said so).
+    return _camel(extra) | ConfigDict(allow_inf_nan=False)
+
+
 def _within(bounds: tuple[timedelta, timedelta]) -> Callable[[Duration], Duration]:
     minimum, maximum = bounds
     return lambda value: check_duration_bounds(value, minimum, maximum)
@@ -327,7 +333,7 @@ class Action(StrEnum):
 class TargetSpec(BaseModel):
     """The realtime Deployment whose work may move to batch."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     deployment: DnsSubdomain = Field(
         description="Name of the realtime Deployment, in the same namespace as this placement."
@@ -346,7 +352,7 @@ class TargetSpec(BaseModel):
 class LatencySpec(BaseModel):
     """How long results may wait."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     user_visible: bool = Field(
         default=False,
@@ -364,7 +370,7 @@ class LatencySpec(BaseModel):
 class BatchWindow(BaseModel):
     """Daily wall-clock window in which batch Jobs run; may cross midnight."""
 
-    model_config = _camel("forbid") | ConfigDict(
+    model_config = _spec("forbid") | ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -423,7 +429,7 @@ class BatchWindow(BaseModel):
 class ObjectMetaTemplate(BaseModel):
     """Labels and annotations copied onto each created object."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     labels: dict[QualifiedName, LabelValue] = Field(
         default_factory=dict,
@@ -457,7 +463,7 @@ CommandWord = Annotated[str, StringConstraints(max_length=4096)]
 class EnvVarTemplate(BaseModel):
     """An environment variable of a container (core/v1 EnvVar); valueFrom passes through."""
 
-    model_config = _camel("allow")
+    model_config = _spec("allow")
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
         description="Variable name."
@@ -470,7 +476,7 @@ class EnvVarTemplate(BaseModel):
 class ContainerTemplate(BaseModel):
     """A container of the batch pod (core/v1 Container); other fields pass through."""
 
-    model_config = _camel("allow")
+    model_config = _spec("allow")
 
     name: DnsLabel = Field(description="Container name.")
     image: str = Field(min_length=1, max_length=1024, description="Container image.")
@@ -494,7 +500,7 @@ def _container_characters(container: ContainerTemplate) -> int:
 class PodSpecTemplate(BaseModel):
     """core/v1 PodSpec of the batch pod; fields beyond these pass through unchanged."""
 
-    model_config = _camel("allow") | ConfigDict(json_schema_extra=CONTAINERS_BUDGET_CEL)
+    model_config = _spec("allow") | ConfigDict(json_schema_extra=CONTAINERS_BUDGET_CEL)
 
     containers: list[ContainerTemplate] = Field(
         min_length=1, max_length=8, description="Containers of the batch pod (at least one)."
@@ -527,7 +533,7 @@ class PodSpecTemplate(BaseModel):
 class PodTemplate(BaseModel):
     """core/v1 PodTemplateSpec of the batch pod."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     metadata: ObjectMetaTemplate | None = Field(
         default=None, description="Labels and annotations of the batch pods."
@@ -538,7 +544,7 @@ class PodTemplate(BaseModel):
 class JobSpecTemplate(BaseModel):
     """batch/v1 JobSpec; fields beyond these (completions, backoffLimit, ...) pass through."""
 
-    model_config = _camel("allow")
+    model_config = _spec("allow")
 
     parallelism: int | None = Field(
         default=None,
@@ -573,7 +579,7 @@ class JobSpecTemplate(BaseModel):
 class JobTemplate(BaseModel):
     """batch/v1 JobTemplateSpec: the Job created once per batch window."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     metadata: ObjectMetaTemplate | None = Field(
         default=None, description="Labels and annotations of each created Job."
@@ -595,7 +601,7 @@ def _bounded_in_size(template: JobTemplate) -> JobTemplate:
 class BatchSpec(BaseModel):
     """The batch path: when Jobs run and what they run."""
 
-    model_config = _camel("forbid") | ConfigDict(
+    model_config = _spec("forbid") | ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -641,7 +647,7 @@ class BatchSpec(BaseModel):
 class FallbackSpec(BaseModel):
     """What happens when batch misses its window or fails past retryWindow."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     action: FallbackAction = Field(
         default=FallbackAction.RESTORE_REALTIME,
@@ -653,7 +659,7 @@ class FallbackSpec(BaseModel):
 class CostsSpec(BaseModel):
     """Prices and overheads for the daily savings formula; all amounts in `currency`."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     currency: str = Field(
         default="USD", pattern=CURRENCY_PATTERN, max_length=3, description="ISO 4217 code."
@@ -735,7 +741,7 @@ class CostsSpec(BaseModel):
 class LearningSpec(BaseModel):
     """Learning from finished batch Jobs: measured batchEfficiency and retryRate."""
 
-    model_config = _camel("forbid") | ConfigDict(
+    model_config = _spec("forbid") | ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -778,7 +784,7 @@ class LearningSpec(BaseModel):
 class MetricsSpec(BaseModel):
     """PromQL queries the decision reads."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     utilization: PromQL = Field(
         json_schema_extra=PROMQL_NOT_BLANK_CEL,
@@ -825,7 +831,7 @@ class AsyncSpec(BaseModel):
     """Asynchronous serving: requests wait in a queue and a KEDA ScaledObject the operator
     owns scales the Deployment on its depth (to warmReplicas, possibly 0, when it is empty)."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     queue: PromQL = Field(
         json_schema_extra=PROMQL_NOT_BLANK_CEL,
@@ -857,7 +863,7 @@ class AsyncSpec(BaseModel):
 class WorkloadPlacementSpec(BaseModel):
     """Desired placement policy of one inference workload."""
 
-    model_config = _camel("forbid")
+    model_config = _spec("forbid")
 
     owner: ShortText = Field(
         default="",
@@ -1342,7 +1348,7 @@ class WorkloadPlacementStatus(BaseModel):
 class WorkloadPlacement(BaseModel):
     """A whole WorkloadPlacement object, as in a manifest or an API response."""
 
-    model_config = _camel("forbid") | ConfigDict(json_schema_extra=PLACEMENT_CEL)
+    model_config = _spec("forbid") | ConfigDict(json_schema_extra=PLACEMENT_CEL)
 
     api_version: Literal["placement.runplacement.io/v1alpha1"] = Field(
         default="placement.runplacement.io/v1alpha1",

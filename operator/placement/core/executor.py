@@ -204,7 +204,7 @@ def _run(
         if holder is not None:
             return plan.lost_hold(holder)
     elif isinstance(step, ApplyScaledObject | DeleteScaledObject):
-        return (yield from _scaled_object(step, plan, effects, namespace))
+        return (yield from _scaled_object(step, plan, effects, namespace, placement))
     else:
         # One owned manifest per Job: the one validated is the one created.
         if step.job not in owned:
@@ -301,20 +301,31 @@ def _report(report: Report, effects: Effects, namespace: str) -> Calls[list[str]
 
 
 def _scaled_object(
-    step: ApplyScaledObject | DeleteScaledObject, plan: Plan, effects: Effects, namespace: str
+    step: ApplyScaledObject | DeleteScaledObject,
+    plan: Plan,
+    effects: Effects,
+    namespace: str,
+    placement: str,
 ) -> Calls[Report | None]:
-    """Apply or delete the ScaledObject; a refused apply ends the plan with its report."""
+    """Apply or delete the ScaledObject. One of that name that is not this placement's is
+    never applied over (server-side apply, forced, would take it over, whatever it scales);
+    that, or a refused apply, ends the plan with its report once the replicas are given back
+    as the plan says."""
     if isinstance(step, DeleteScaledObject):
         yield ask("delete_scaled_object", namespace, step.name)
         return None
-    try:
-        yield ask("apply_scaled_object", namespace, effects.own(step.manifest))
-    except Refused as refusal:
-        if "hold" in step.requires:
-            # The move recorded its hold and scaled nothing: give the hold back.
-            yield ask("forget", namespace, step.manifest["spec"]["scaleTargetRef"]["name"])
-        return plan.scaled_object_refused(step, refusal.detail)
-    return None
+    holder = yield ask("scaled_object_placement", namespace, step.manifest["metadata"]["name"])
+    if holder is not None and holder != placement:
+        report = plan.scaled_object_taken(step, holder)
+    else:
+        try:
+            yield ask("apply_scaled_object", namespace, effects.own(step.manifest))
+            return None
+        except Refused as refusal:
+            report = plan.scaled_object_refused(step, refusal.detail)
+    for undo in plan.without_scaled_object(step):
+        yield from _run(undo, plan, effects, namespace, placement, {})
+    return report
 
 
 def describe(step: Step) -> str:

@@ -1,11 +1,13 @@
 """What a batch pod may ask for, and which Deployments the operator never touches. Pure.
 
 The operator creates Jobs and scales Deployments with its own ServiceAccount, so a placement
-must not make it do what the placement's author could not: run a privileged pod, share the
-node's namespaces or filesystem, add capabilities, borrow another ServiceAccount, or scale the
-operator itself or a protected namespace. The chart's admission policy refuses the same at
-apply where CEL can; this is the check the operator makes itself before it creates a Job, so
-a placement written past the policy (by an admin, or before the policy existed) is refused too.
+must not make it do what the placement's author could not: run a privileged pod (or one with
+what only privilege gets: Windows hostProcess, an unmasked /proc, no seccomp or AppArmor
+profile, unsafe sysctls), share the node's namespaces, ports or filesystem, add capabilities,
+borrow another ServiceAccount, or scale the operator itself or a protected namespace. The
+chart's admission policy refuses the same at apply where CEL can; this is the check the
+operator makes itself before it creates a Job, so a placement written past the policy (by an
+admin, or before the policy existed) is refused too.
 """
 
 from __future__ import annotations
@@ -16,9 +18,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The field path every violation is named under: what the placement's author wrote.
-POD_SPEC_PATH = "spec.batch.jobTemplate.spec.template.spec"
+TEMPLATE_PATH = "spec.batch.jobTemplate.spec.template"
+POD_SPEC_PATH = f"{TEMPLATE_PATH}.spec"
+# AppArmor's older form, still honoured by the kubelet: one annotation per container.
+APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+# Pod Security's baseline values: a seccomp or AppArmor profile may only be the runtime's
+# default or one loaded on the node; Unconfined (or anything else) turns the filter off.
+CONFINED_PROFILES = ("RuntimeDefault", "Localhost")
+# Kubernetes' safe sysctls (Pod Security baseline, 1.29): namespaced and isolated from the
+# node and the other pods. Any other one changes the node or needs the kubelet's allowlist.
+SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_syncookies",
+    }
+)
 # Always protected, whatever the configuration says: the control plane's own namespace.
 ALWAYS_PROTECTED_NAMESPACES = ("kube-system",)
 
@@ -40,7 +64,11 @@ def capability(name: str) -> str:
 @dataclass(frozen=True)
 class JobPodPolicy:
     """PLACEMENT_JOB_POD_POLICY; the defaults refuse everything Pod Security's baseline does
-    among these fields, and every ServiceAccount but `default`."""
+    among these fields, and every ServiceAccount but `default`.
+
+    `allow_privileged` also allows what only a privileged pod gets otherwise: a Windows
+    hostProcess pod, procMount Unmasked, seccomp or AppArmor Unconfined, unsafe sysctls.
+    `allow_host_namespaces` also allows host ports (hostNetwork has all of them)."""
 
     allow_privileged: bool = False
     allow_host_namespaces: bool = False
@@ -99,9 +127,30 @@ def pod_violations(
     """Each field of the batch pod the policy refuses, as `<field>: <why>`; empty: allowed."""
     return [
         *_host_violations(pod_spec, policy, path),
+        *_pod_context_violations(pod_spec, policy, path),
         *_account_violations(pod_spec, policy, path),
         *_container_violations(pod_spec, policy, path),
     ]
+
+
+def template_violations(
+    template: Mapping[str, Any], policy: JobPodPolicy, *, path: str = TEMPLATE_PATH
+) -> list[str]:
+    """`pod_violations` of the pod template's spec, and of its AppArmor annotations."""
+    spec = template.get("spec")
+    found = pod_violations(spec if isinstance(spec, Mapping) else {}, policy, path=f"{path}.spec")
+    metadata = template.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if policy.allow_privileged or not isinstance(annotations, Mapping):
+        return found
+    for key, value in annotations.items():
+        confined = value == "runtime/default" or str(value).startswith("localhost/")
+        if str(key).startswith(APPARMOR_ANNOTATION) and not confined:
+            found.append(
+                f"{path}.metadata.annotations[{key}]: AppArmor profile {value} is not allowed "
+                "(only runtime/default or localhost/<profile>)"
+            )
+    return found
 
 
 def _host_violations(pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str) -> list[str]:
@@ -114,6 +163,41 @@ def _host_violations(pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: st
         for index, volume in enumerate(_items(pod_spec.get("volumes"))):
             if _set(volume.get("hostPath")):
                 found.append(f"{path}.volumes[{index}].hostPath: hostPath volumes are not allowed")
+    return found
+
+
+def _pod_context_violations(
+    pod_spec: Mapping[str, Any], policy: JobPodPolicy, path: str
+) -> list[str]:
+    context = pod_spec.get("securityContext")
+    if policy.allow_privileged or not isinstance(context, Mapping):
+        return []
+    where = f"{path}.securityContext"
+    found = _unconfined(context, where)
+    for index, sysctl in enumerate(_items(context.get("sysctls"))):
+        name = sysctl.get("name")
+        if name not in SAFE_SYSCTLS:
+            found.append(
+                f"{where}.sysctls[{index}].name: sysctl {name} is not allowed (only Kubernetes' "
+                f"safe sysctls: {', '.join(sorted(SAFE_SYSCTLS))})"
+            )
+    return found
+
+
+def _unconfined(context: Mapping[str, Any], where: str) -> list[str]:
+    """What a pod's or a container's securityContext turns off that only a privileged pod
+    may: Windows hostProcess, the seccomp and AppArmor profiles."""
+    found: list[str] = []
+    windows = context.get("windowsOptions")
+    if isinstance(windows, Mapping) and _set(windows.get("hostProcess")):
+        found.append(f"{where}.windowsOptions.hostProcess: Windows hostProcess is not allowed")
+    for key in ("seccompProfile", "appArmorProfile"):
+        profile = context.get(key)
+        kind = profile.get("type") if isinstance(profile, Mapping) else None
+        if kind is not None and kind not in CONFINED_PROFILES:
+            found.append(
+                f"{where}.{key}.type: {kind} is not allowed (only {' or '.join(CONFINED_PROFILES)})"
+            )
     return found
 
 
@@ -141,20 +225,40 @@ def _container_violations(
     found: list[str] = []
     for list_key in CONTAINER_LISTS:
         for index, container in enumerate(_items(pod_spec.get(list_key))):
-            where = f"{path}.{list_key}[{index}].securityContext"
+            at = f"{path}.{list_key}[{index}]"
+            if not policy.allow_host_namespaces:
+                found += _host_port_violations(container, at)
             context = container.get("securityContext")
-            if not isinstance(context, Mapping):
-                continue
-            if not policy.allow_privileged and _set(context.get("privileged")):
-                found.append(f"{where}.privileged: privileged containers are not allowed")
-            capabilities = context.get("capabilities")
-            added = capabilities.get("add") if isinstance(capabilities, Mapping) else None
-            for name in added if isinstance(added, list) else []:
-                if capability(str(name)) not in policy.allowed_capabilities:
-                    found.append(
-                        f"{where}.capabilities.add: {name} is not allowed (allowed: "
-                        f"{', '.join(sorted(policy.allowed_capabilities)) or 'none'})"
-                    )
+            if isinstance(context, Mapping):
+                found += _context_violations(context, policy, f"{at}.securityContext")
+    return found
+
+
+def _host_port_violations(container: Mapping[str, Any], at: str) -> list[str]:
+    return [
+        f"{at}.ports[{index}].hostPort: host ports are not allowed"
+        for index, port in enumerate(_items(container.get("ports")))
+        if _set(port.get("hostPort")) and port.get("hostPort") != 0  # 0: none
+    ]
+
+
+def _context_violations(context: Mapping[str, Any], policy: JobPodPolicy, where: str) -> list[str]:
+    found: list[str] = []
+    if not policy.allow_privileged:
+        if _set(context.get("privileged")):
+            found.append(f"{where}.privileged: privileged containers are not allowed")
+        found += _unconfined(context, where)
+        mount = context.get("procMount")
+        if mount is not None and mount != "Default":
+            found.append(f"{where}.procMount: {mount} is not allowed (only Default)")
+    capabilities = context.get("capabilities")
+    added = capabilities.get("add") if isinstance(capabilities, Mapping) else None
+    for name in added if isinstance(added, list) else []:
+        if capability(str(name)) not in policy.allowed_capabilities:
+            found.append(
+                f"{where}.capabilities.add: {name} is not allowed (allowed: "
+                f"{', '.join(sorted(policy.allowed_capabilities)) or 'none'})"
+            )
     return found
 
 

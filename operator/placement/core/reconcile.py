@@ -33,9 +33,9 @@ from pydantic import ValidationError
 
 from placement.core.api import Phase, WorkloadPlacementSpec, WorkloadPlacementStatus
 from placement.core.asyncmode import AsyncSeen, QueueState, idle_hours_of
-from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, pod_violations
+from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets, template_violations
 from placement.core.jobs import expired_jobs, job_manifest, ttl_note, unadmitted_jobs
-from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION
+from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION, PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, JobOutcome, Observed, State, decide
 from placement.core.reasons import EventType, Reason
@@ -306,32 +306,69 @@ class Plan:
     def scaled_object_refused(self, step: ApplyScaledObject, detail: str) -> Report:
         """The API server or KEDA's webhook refused the ScaledObject (`detail`: its code and
         message). Moving: the hold was given back and nothing scaled, so the placement is
-        blocked and says why. Already async: the ScaledObject in place (if any) goes on; a
-        Warning, once per new reason, says the new one was refused."""
+        blocked and says why. Already async with ours in place: it goes on; a Warning, once
+        per new reason, says the new one was refused. Already async with none in place: the
+        replicas were given back (`without_scaled_object`), blocked."""
+        name = step.manifest["metadata"]["name"]
+        refused = f"scaledobject/{name} refused by the API server ({detail})"
+        return self._not_applied(step, Reason.SCALED_OBJECT_REJECTED, refused)
+
+    def scaled_object_taken(self, step: ApplyScaledObject, holder: str) -> Report:
+        """A ScaledObject of that name exists and is not this placement's (its placement
+        label says `holder`, empty: none): it was not applied over, whatever it scales."""
+        name = step.manifest["metadata"]["name"]
+        label = f"label {PLACEMENT_LABEL}={holder}" if holder else f"no label {PLACEMENT_LABEL}"
+        taken = (
+            f"scaledobject/{name} exists and is not this placement's ({label}); the operator "
+            "does not apply over it"
+        )
+        return self._not_applied(step, Reason.CONFLICTING_AUTOSCALER, taken)
+
+    def without_scaled_object(self, step: ApplyScaledObject) -> tuple[Step, ...]:
+        """What gives the replicas back when the ScaledObject was not applied. Moving: the
+        hold (at the current count: nothing scaled yet). Already async with none of ours in
+        place: the recorded count, since nothing would scale the Deployment up from where
+        KEDA left it (zero, maybe). Already async with ours in place: nothing, it goes on."""
         assert self.basis is not None
         basis = self.basis
-        name = step.manifest["metadata"]["name"]
-        target = basis.spec.target.deployment
-        refused = f"scaledobject/{name} refused by the API server ({detail})"
+        deployment = basis.observation.deployment
         if "hold" in step.requires:
-            reason = Reason.SCALED_OBJECT_REJECTED
-            return _blocked_report(
+            return (ForgetHold(basis.spec.target.deployment),)
+        if basis.observation.scaled_object is not None or deployment is None:
+            return ()
+        original = basis.state.original_replicas or deployment.original_replicas or 0
+        return tuple(_restore_recorded(basis.placement, deployment, original))
+
+    def _not_applied(self, step: ApplyScaledObject, reason: Reason, why: str) -> Report:
+        assert self.basis is not None
+        basis = self.basis
+        target = _d(basis.spec.target.deployment)
+        if "hold" in step.requires or basis.observation.scaled_object is None:
+            undo = self.without_scaled_object(step)
+            restored = next((s.replicas for s in undo if isinstance(s, Restore)), None)
+            left = (
+                f"{target} left as it was, realtime"
+                if restored is None
+                else f"none in place: {target} restored to {restored} replicas, realtime"
+            )
+            report = _blocked_report(
                 basis.placement,
-                Blocked(reason, f"{refused}; deployment/{target} left as it was, realtime"),
+                Blocked(reason, f"{why}; {left}"),
                 basis.now,
                 _decided(basis.decision, basis.spec, reason, Phase.BLOCKED),
             )
-        in_place = basis.observation.scaled_object is not None
+            if restored is None or report.status is None:
+                return report
+            # Out of async: what status recorded of it goes with the replicas it held.
+            return replace(
+                report, status={**report.status, "originalReplicas": None, "async": None}
+            )
         decision = replace(
             basis.decision,
-            reason=Reason.SCALED_OBJECT_REJECTED,
-            message=(
-                f"{refused}; the one in place goes on scaling deployment/{target}"
-                if in_place
-                else f"{refused}; none in place: deployment/{target} is not scaled by KEDA"
-            ),
+            reason=reason,
+            message=f"{why}; the one in place goes on scaling {target}",
             event_type=EventType.WARNING,
-            noteworthy=basis.state.last_reason is not Reason.SCALED_OBJECT_REJECTED,
+            noteworthy=basis.state.last_reason is not reason,
         )
         return _decision_report(basis, decision)
 
@@ -774,7 +811,7 @@ def _actuation(
         )
         policy = basis.settings.job_pod_policy
         violations = (
-            [] if policy is None else pod_violations(manifest["spec"]["template"]["spec"], policy)
+            [] if policy is None else template_violations(manifest["spec"]["template"], policy)
         )
         if violations:
             # The Job would run with the operator's rights, not its author's: never created.

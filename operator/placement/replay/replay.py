@@ -848,6 +848,9 @@ class _World:
     def delete_job(self, namespace: str, name: str) -> bool:
         return False  # finished Jobs stay: the replay prices every one
 
+    def scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        return None  # a replay's cluster has no one else's
+
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
         self.scaled_object = manifest
 

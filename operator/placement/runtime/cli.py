@@ -339,8 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--now", type=_aware_datetime, help="ISO-8601 time (default: now)")
     explain.add_argument(
         "--namespace",
-        help="the namespace the placement is applied in (default: metadata.namespace): a "
-        "query naming another is refused, as the operator refuses it",
+        help="the namespace the placement is applied in, when the file has no "
+        "metadata.namespace (a different one is an error): a query naming another namespace, "
+        "or a protected target there, is refused as the operator refuses it",
     )
     explain.add_argument(
         "-o",
@@ -684,20 +685,49 @@ def _aware_datetime(text: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def _explain_namespace(args: argparse.Namespace, manifest: dict[str, Any]) -> str | None:
+    """metadata.namespace, else --namespace; both and different: an error naming both."""
+    written = (manifest.get("metadata") or {}).get("namespace")
+    written = written if isinstance(written, str) and written else None
+    if written and args.namespace and args.namespace != written:
+        raise CommandError(
+            f"{args.file}: metadata.namespace is {written!r} but --namespace is "
+            f"{args.namespace!r}; a placement lives in one namespace: drop --namespace or "
+            "make them agree"
+        )
+    return written or args.namespace or None
+
+
+def _explain_settings(namespace: str | None) -> dict[str, Any]:
+    """What the operator is configured with, from the same variables (as the chart sets
+    them): metrics scoping, the job pod policy, the protected targets."""
+    from placement.core.jobpolicy import JobPodPolicy, ProtectedTargets
+    from placement.runtime.config import _env_bool, _env_list
+
+    try:
+        policy = os.environ.get("PLACEMENT_JOB_POD_POLICY", "").strip()
+        return {
+            "namespace": namespace,
+            "scope_metrics": _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True),
+            "job_pod_policy": JobPodPolicy.from_json(policy) if policy else JobPodPolicy(),
+            "protected": ProtectedTargets.build(
+                namespaces=_env_list("PLACEMENT_PROTECTED_NAMESPACES"),
+                deployments=_env_list("PLACEMENT_PROTECTED_DEPLOYMENTS"),
+                operator_namespace=os.environ.get("PLACEMENT_OPERATOR_NAMESPACE") or None,
+                operator_deployment=os.environ.get("PLACEMENT_OPERATOR_DEPLOYMENT") or None,
+            ),
+        }
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
 def _explain(args: argparse.Namespace) -> int:
-    from placement.core.explain import explain
+    from placement.core.explain import WouldBlock, explain
     from placement.core.tenancy import ScopeError
-    from placement.runtime.config import _env_bool
 
     manifest = read_manifest(args.file)
     now = args.now or dt.datetime.now(dt.UTC)
-    namespace = args.namespace or (manifest.get("metadata") or {}).get("namespace")
-    try:
-        # As the operator is configured (PLACEMENT_SCOPE_METRICS_TO_NAMESPACE, default true).
-        if not _env_bool("PLACEMENT_SCOPE_METRICS_TO_NAMESPACE", True):
-            namespace = None
-    except ValueError as error:
-        raise CommandError(str(error)) from None
+    settings = _explain_settings(_explain_namespace(args, manifest))
     try:
         result = explain(
             manifest,
@@ -710,7 +740,7 @@ def _explain(args: argparse.Namespace) -> int:
             keda_installed=not args.no_keda,
             idle_hours=args.idle_hours,
             demand=args.demand,
-            namespace=namespace if isinstance(namespace, str) else None,
+            **settings,
         )
     except ValidationError as error:
         raise _invalid(args.file, error, prefix="" if "spec" in manifest else "spec.") from None
@@ -718,6 +748,10 @@ def _explain(args: argparse.Namespace) -> int:
         # The operator blocks such a placement (InvalidSpec) before it reads anything.
         raise CommandError(
             f"{args.file} would be blocked by the operator (InvalidSpec): {error}"
+        ) from None
+    except WouldBlock as blocked:
+        raise CommandError(
+            f"{args.file} would be blocked by the operator ({blocked.reason}): {blocked.detail}"
         ) from None
     if args.output == "text":
         print(_worksheet(result))
