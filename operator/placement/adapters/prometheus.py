@@ -577,14 +577,64 @@ class _BatchFailed(Exception):
     """A query shared across namespaces has no answer: ask as without batching across."""
 
 
-Members = dict[tuple[str, ...], list[Series]]
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shares:
+    """A shared answer as its placements read it, kept until the next (up to `max_age`).
+
+    Kept whole, an answer was 830 bytes a series (the series' dict, its labels' dict and
+    strings, the sample's list, number and text), where a placement reads one number and its
+    time: at 10,000 placements 2.5 series each, 21 MB (docs/scaling.md, stop 23). Here a key's
+    one series is its value as a number, when readable and stamped at the answer's
+    evaluation time (an instant query stamps every sample with it), about 190 bytes with its
+    key; a key of several series, or of an unreadable sample, keeps its series as answered
+    (their labels and text are the words its placements get)."""
+
+    moment: float  # the evaluation time of the answer's samples
+    values: Mapping[Key, float | list[Series]]
+
+    @classmethod
+    def of(cls, members: Mapping[Key, list[Series]]) -> _Shares:
+        moment = math.nan
+        values: dict[Key, float | list[Series]] = {}
+        for key, series in members.items():
+            number = _number(series)
+            if number is not None and math.isnan(moment):
+                moment = number[0]
+            values[key] = number[1] if number is not None and number[0] == moment else series
+        return cls(moment, values)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self.values
+
+    def series(self, key: Key) -> list[Series]:
+        """The series of `key` as `judge` reads them: what the answer had for it."""
+        found = self.values.get(key)
+        if found is None:
+            return []
+        if isinstance(found, float):
+            return [{"value": (self.moment, found)}]
+        return found
+
+
+def _number(series: list[Series]) -> tuple[float, float] | None:
+    """(time, value) of a key's one series when `_single_value` reads both as numbers."""
+    if len(series) != 1:
+        return None
+    sample = series[0].get("value")
+    try:
+        return float(sample[0]), float(sample[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 @dataclass(frozen=True)
 class _Across:
     """The answer of a query shared across namespaces, split by namespace and key labels."""
 
-    members: Members
+    shares: _Shares
     # Namespaces whose share is over their own query's series bound
     # (PLACEMENT_PROMETHEUS_MAX_SERIES, below the batch's): they read their own query, over
     # the bound as without batching across, and ask alone from then on.
@@ -620,7 +670,7 @@ class BatchedMetricsReader:
         resized: Callable[[str], None] = lambda direction: None,
     ) -> None:
         self.reader = reader
-        self.shared: SharedResults[Members | _Across | QueryFailed] = SharedResults(max_age=max_age)
+        self.shared: SharedResults[_Shares | _Across | QueryFailed] = SharedResults(max_age=max_age)
         # Room for series that appear between two answers: a batch is packed to 3/4 of the bound.
         self.batches = batches or NamespaceBatches(
             capacity=max(1, reader.limits.max_batch_series * 3 // 4), resized=resized
@@ -732,20 +782,20 @@ class BatchedMetricsReader:
                 self.batches.counted(
                     grouping.shape, {n: alone if n in over else per_namespace[n] for n in batch}
                 )
-                return _Across(members, over)
+                return _Across(_Shares.of(members), over)
 
             answer, fetched = self.shared.get(query, reader, run)
             if (
                 not fetched
                 and isinstance(answer, _Across)
-                and own not in answer.members
+                and own not in answer.shares
                 and grouping.namespace not in answer.over
             ):
                 # A shared result from before this placement's series existed.
                 answer, _ = self.shared.get(query, reader, run, refresh=True)
             if not isinstance(answer, _Across) or grouping.namespace in answer.over:
                 raise _BatchFailed
-            return answer.members.get(own, [])
+            return answer.shares.series(own)
 
         query = grouping.across(batch)
         return judge(
@@ -767,7 +817,7 @@ class BatchedMetricsReader:
         grouping: Grouping,
     ) -> Reading:
         def fetch(query: str, own: str) -> Result:
-            def run() -> Members | QueryFailed:
+            def run() -> _Shares | QueryFailed:
                 try:
                     result = self.reader.instant(query)
                 except QueryFailed as failure:
@@ -778,10 +828,10 @@ class BatchedMetricsReader:
                         failure.outcome, failure.detail, from_prometheus=failure.from_prometheus
                     )
                 self._count(grouping, reader, len(result))
-                return split(result, grouping.keys)
+                return _Shares.of(split(result, grouping.keys))
 
             members, fetched = self.shared.get(query, reader, run)
-            if not fetched and isinstance(members, dict) and grouping.values not in members:
+            if not fetched and isinstance(members, _Shares) and grouping.values not in members:
                 # A shared result from before this placement's series existed.
                 members, _ = self.shared.get(query, reader, run, refresh=True)
             if isinstance(members, QueryFailed):
@@ -796,8 +846,8 @@ class BatchedMetricsReader:
                     if members.outcome is Outcome.TOO_LARGE
                     else members.detail,
                 )
-            assert isinstance(members, dict)  # a namespace's own query is never one across
-            return members.get(grouping.values, [])
+            assert isinstance(members, _Shares)  # a namespace's own query is never one across
+            return members.series(grouping.values)
 
         try:
             return judge(
