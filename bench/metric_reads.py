@@ -23,11 +23,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from placement.adapters import memoryonly
 from placement.adapters.grouping import Series
 from placement.adapters.prometheus import BatchedMetricsReader, MetricsReader
+
+T = TypeVar("T")
 
 LOOKBACK = timedelta(minutes=5)
 SLOTS = 4  # evaluations at a time (the operator's default workers)
@@ -41,17 +43,21 @@ class TablePrometheus(MetricsReader):
         self.per_namespace = per_namespace
         self.queries = 0
 
-    def instant(self, query: str, *, across: bool = False) -> list[Series]:
+    def instant_kept(
+        self, query: str, keep: Callable[[list[Series]], T], *, across: bool = False
+    ) -> T:
         self.queries += 1
         namespaces = sorted(set(re.findall(r"ns-[0-9]+", query)))
-        return [
-            {
-                "metric": {"namespace": namespace, "deployment": f"d-{d}"},
-                "value": [0, "0.25"],
-            }
-            for namespace in namespaces
-            for d in range(self.per_namespace)
-        ]
+        return keep(
+            [
+                {
+                    "metric": {"namespace": namespace, "deployment": f"d-{d}"},
+                    "value": [0, "0.25"],
+                }
+                for namespace in namespaces
+                for d in range(self.per_namespace)
+            ]
+        )
 
 
 async def one_pass(

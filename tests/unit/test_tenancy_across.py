@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import promql_parser as promql
 import pytest
@@ -23,6 +25,8 @@ from placement.adapters.prometheus import (
 )
 from placement.adapters.sharing import NamespaceBatches
 from placement.core.tenancy import scope_to_namespace
+
+T = TypeVar("T")
 
 LOOKBACK = timedelta(minutes=1)
 Row = tuple[dict[str, str], float]
@@ -96,7 +100,9 @@ class FakePrometheus(MetricsReader):
         self.refuse = lambda query: False
         self.slow = lambda query: False
 
-    def instant(self, query: str, *, across: bool = False) -> list[Series]:
+    def instant_kept(
+        self, query: str, keep: Callable[[list[Series]], T], *, across: bool = False
+    ) -> T:
         self.queries.append(query)
         if self.slow(query):
             raise QueryFailed(Outcome.TIMEOUT, "no answer in 5s")
@@ -111,7 +117,7 @@ class FakePrometheus(MetricsReader):
             )
         if not across and len(result) > self.limits.max_series:
             raise self._too_many_series()
-        return result
+        return keep(result)
 
 
 def util(namespace: str, deployment: str, value: float) -> Row:
@@ -249,14 +255,19 @@ def test_a_series_of_a_namespace_outside_the_batch_reaches_nobody() -> None:
     # Should an answer hold a series of a namespace it did not ask for, it belongs to no
     # placement: the split is by the namespace label, never by position.
     prometheus = FakePrometheus(fleet(["a", "b"]))
-    original = prometheus.instant
+    original = prometheus.instant_kept
 
-    def with_a_stranger(query: str, *, across: bool = False) -> list[Series]:
-        answer = original(query, across=across)
+    def with_a_stranger(
+        query: str, keep: Callable[[list[Series]], T], *, across: bool = False
+    ) -> T:
         stranger = {"namespace": "c", "deployment": "web"}
-        return [*answer, {"metric": stranger, "value": [0, "0.99"]}]
+        return original(
+            query,
+            lambda answer: keep([*answer, {"metric": stranger, "value": [0, "0.99"]}]),
+            across=across,
+        )
 
-    prometheus.instant = with_a_stranger  # type: ignore[method-assign]
+    prometheus.instant_kept = with_a_stranger  # type: ignore[method-assign]
     batched = BatchedMetricsReader(prometheus, max_age=60)
     readings = one_pass(batched, [("a", "web"), ("b", "web")] * 2)
     assert readings[("a", "web")][:2] == (Outcome.OK, value_of("a"))

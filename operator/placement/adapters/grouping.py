@@ -42,7 +42,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -290,15 +290,21 @@ def _keyed(
 
 
 def split(result: Iterable[Series], keys: Sequence[str]) -> dict[tuple[str, ...], list[Series]]:
-    """The series of a shared result, by their values of `keys`."""
+    """The series of a shared result, by their values of `keys`. Equal values are one string
+    (JSON decoding makes a new one per series: a batch's namespace, once per series)."""
     members: dict[tuple[str, ...], list[Series]] = {}
+    seen: dict[str, str] = {}
     for series in result:
         labels = series.get("metric")
         if not isinstance(labels, Mapping):
             continue
-        key = tuple(str(labels.get(k, "")) for k in keys)
+        key = tuple(seen.setdefault(value, value) for value in _values(labels, keys))
         members.setdefault(key, []).append(series)
     return members
+
+
+def _values(labels: Mapping[str, object], keys: Sequence[str]) -> Iterator[str]:
+    return (str(labels.get(k, "")) for k in keys)
 
 
 def _tokenize(expression: str) -> list[tuple[str, str]] | None:

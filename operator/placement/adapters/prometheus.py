@@ -14,6 +14,7 @@ refreshed once per `history_refresh` (an hour), not every cycle: `history`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -24,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import requests
 import urllib3
@@ -127,6 +128,7 @@ class QueryFailed(Exception):
 
 
 Result = list[Series] | Reading  # an instant vector, or why there is none
+T = TypeVar("T")
 Fetch = Callable[[], Result]
 
 
@@ -311,6 +313,11 @@ class MetricsReader:
         # One history answer parsed at a time: one at the byte bound takes about 7x its size
         # while parsed, and every namespace's histories fall due at once after a start.
         self._history_slot = threading.BoundedSemaphore(1)
+        # One instant answer decoded at a time, and made what is kept of it before the next
+        # (`instant_kept`): decoded, an answer is about 8 times its body (a batch's 10,000
+        # series 8 MB), and the reader threads, which take turns on the GIL anyway, each held
+        # one at the bulk apply.
+        self._decoding = threading.Lock()
         # The newest hours kept at the step read: the backlog's confirmation span, back from
         # an evaluation up to one refresh (and an hour) after the read.
         self.recent = CONFIRM_SPAN + timedelta(seconds=history_refresh, hours=1)
@@ -423,7 +430,7 @@ class MetricsReader:
             "step": f"{step.total_seconds():g}",
         }
         bound = (self.limits.max_history_bytes, "PLACEMENT_PROMETHEUS_MAX_HISTORY_BYTES")
-        return self._bounded_get("query_range", params, bound)
+        return self._bounded_get("query_range", params, bound, None, _as_is)
 
     def read(
         self, name: str, expression: str, lookback: timedelta, *, upper: float | None
@@ -474,7 +481,14 @@ class MetricsReader:
 
     def instant(self, query: str, *, across: bool = False) -> list[Series]:
         """The instant-vector result of `query` within `self.limits`; raises QueryFailed.
-        `across`: a query shared across namespaces, within the batch bounds.
+        `across`: a query shared across namespaces, within the batch bounds."""
+        return self.instant_kept(query, _as_is, across=across)
+
+    def instant_kept(
+        self, query: str, keep: Callable[[list[Series]], T], *, across: bool = False
+    ) -> T:
+        """`keep` of the instant-vector result of `query` (as `instant`), made while no other
+        answer is decoded: the whole decoded answer lives only in there.
 
         The request is the one `custom_query` sends, on the client's session with its headers,
         auth and TLS settings, but streamed: the body is read only up to the byte bound, and
@@ -485,17 +499,19 @@ class MetricsReader:
         else:
             bound = (self.limits.max_bytes, "PLACEMENT_PROMETHEUS_MAX_BYTES")
             series = (self.limits.max_series, "PLACEMENT_PROMETHEUS_MAX_SERIES")
-        return self._bounded_get("query", {"query": query}, bound, series)
+        return self._bounded_get("query", {"query": query}, bound, series, keep)
 
     def _bounded_get(
         self,
         endpoint: str,
         params: dict[str, str],
         bound: tuple[int, str],
-        series: tuple[int, str] | None = None,
-    ) -> list[Series]:
+        series: tuple[int, str] | None,
+        keep: Callable[[list[Series]], T],
+    ) -> T:
         """`bound`: the most bytes of the body, and the setting that says so; `series`: the
-        most series (default: PLACEMENT_PROMETHEUS_MAX_SERIES)."""
+        most series (default: PLACEMENT_PROMETHEUS_MAX_SERIES); `keep`: what is made of the
+        result while no other answer is decoded."""
         memoryonly.forbid_fetch()  # every cache refuses first; this is the last guard
         series = series or (self.limits.max_series, "PLACEMENT_PROMETHEUS_MAX_SERIES")
         client = self._client
@@ -526,6 +542,10 @@ class MetricsReader:
         # (a quote there is escaped): counted before anything is parsed.
         if body.count(b'"metric":') > series[0]:
             raise self._too_many_series(series)
+        with self._decoding:
+            return keep(self._decoded(body, series))
+
+    def _decoded(self, body: bytearray, series: tuple[int, str]) -> list[Series]:
         try:
             result = json.loads(body)["data"]["result"]
         except (ValueError, KeyError, TypeError) as error:
@@ -536,7 +556,9 @@ class MetricsReader:
             raise self._too_many_series(series)
         return result
 
-    def _bounded_body(self, response: Response, started: float, bound: tuple[int, str]) -> bytes:
+    def _bounded_body(
+        self, response: Response, started: float, bound: tuple[int, str]
+    ) -> bytearray:
         most = bound[0]
         declared = response.headers.get("Content-Length", "")
         plain = response.headers.get("Content-Encoding") is None  # else the compressed size
@@ -549,7 +571,7 @@ class MetricsReader:
                 raise self._too_many_bytes(bound)
             if time.monotonic() - started > self.timeout:
                 raise QueryFailed(Outcome.TIMEOUT, f"no full answer in {self.timeout:g}s")
-        return bytes(body)
+        return body  # not copied to bytes: one body fewer alive while it is decoded
 
     def _too_many_series(self, series: tuple[int, str] | None = None) -> QueryFailed:
         most, setting = series or (self.limits.max_series, "PLACEMENT_PROMETHEUS_MAX_SERIES")
@@ -577,14 +599,64 @@ class _BatchFailed(Exception):
     """A query shared across namespaces has no answer: ask as without batching across."""
 
 
-Members = dict[tuple[str, ...], list[Series]]
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shares:
+    """A shared answer as its placements read it, kept until the next (up to `max_age`).
+
+    Kept whole, an answer was 830 bytes a series (the series' dict, its labels' dict and
+    strings, the sample's list, number and text), where a placement reads one number and its
+    time: at 10,000 placements 2.5 series each, 21 MB (docs/scaling.md, stop 23). Here a key's
+    one series is its value as a number, when readable and stamped at the answer's
+    evaluation time (an instant query stamps every sample with it), about 190 bytes with its
+    key; a key of several series, or of an unreadable sample, keeps its series as answered
+    (their labels and text are the words its placements get)."""
+
+    moment: float  # the evaluation time of the answer's samples
+    values: Mapping[Key, float | list[Series]]
+
+    @classmethod
+    def of(cls, members: Mapping[Key, list[Series]]) -> _Shares:
+        moment = math.nan
+        values: dict[Key, float | list[Series]] = {}
+        for key, series in members.items():
+            number = _number(series)
+            if number is not None and math.isnan(moment):
+                moment = number[0]
+            values[key] = number[1] if number is not None and number[0] == moment else series
+        return cls(moment, values)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self.values
+
+    def series(self, key: Key) -> list[Series]:
+        """The series of `key` as `judge` reads them: what the answer had for it."""
+        found = self.values.get(key)
+        if found is None:
+            return []
+        if isinstance(found, float):
+            return [{"value": (self.moment, found)}]
+        return found
+
+
+def _number(series: list[Series]) -> tuple[float, float] | None:
+    """(time, value) of a key's one series when `_single_value` reads both as numbers."""
+    if len(series) != 1:
+        return None
+    sample = series[0].get("value")
+    try:
+        return float(sample[0]), float(sample[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 @dataclass(frozen=True)
 class _Across:
     """The answer of a query shared across namespaces, split by namespace and key labels."""
 
-    members: Members
+    shares: _Shares
     # Namespaces whose share is over their own query's series bound
     # (PLACEMENT_PROMETHEUS_MAX_SERIES, below the batch's): they read their own query, over
     # the bound as without batching across, and ask alone from then on.
@@ -620,7 +692,7 @@ class BatchedMetricsReader:
         resized: Callable[[str], None] = lambda direction: None,
     ) -> None:
         self.reader = reader
-        self.shared: SharedResults[Members | _Across | QueryFailed] = SharedResults(max_age=max_age)
+        self.shared: SharedResults[_Shares | _Across | QueryFailed] = SharedResults(max_age=max_age)
         # Room for series that appear between two answers: a batch is packed to 3/4 of the bound.
         self.batches = batches or NamespaceBatches(
             capacity=max(1, reader.limits.max_batch_series * 3 // 4), resized=resized
@@ -711,7 +783,9 @@ class BatchedMetricsReader:
                     self._across_keys.setdefault((grouping.shape, batch), set()).add(query)
                 started = time.monotonic()
                 try:
-                    members = split(self.reader.instant(query, across=True), keys)
+                    shares, per_namespace = self.reader.instant_kept(
+                        query, functools.partial(_counted_shares, keys=keys), across=True
+                    )
                 except QueryFailed as failure:
                     if failure.outcome is Outcome.TIMEOUT:
                         self.batches.slow(grouping.shape, batch)
@@ -723,29 +797,26 @@ class BatchedMetricsReader:
                     self.batches.slow(grouping.shape, batch)  # before it times out
                 else:
                     self.batches.answered(grouping.shape, share)
-                per_namespace: Counter[str] = Counter()
-                for key, series in members.items():
-                    per_namespace[key[0]] += len(series)
                 bound = self.reader.limits.max_series
                 over = frozenset(n for n in batch if per_namespace[n] > bound)
                 alone = self.batches.capacity + 1
                 self.batches.counted(
                     grouping.shape, {n: alone if n in over else per_namespace[n] for n in batch}
                 )
-                return _Across(members, over)
+                return _Across(shares, over)
 
             answer, fetched = self.shared.get(query, reader, run)
             if (
                 not fetched
                 and isinstance(answer, _Across)
-                and own not in answer.members
+                and own not in answer.shares
                 and grouping.namespace not in answer.over
             ):
                 # A shared result from before this placement's series existed.
                 answer, _ = self.shared.get(query, reader, run, refresh=True)
             if not isinstance(answer, _Across) or grouping.namespace in answer.over:
                 raise _BatchFailed
-            return answer.members.get(own, [])
+            return answer.shares.series(own)
 
         query = grouping.across(batch)
         return judge(
@@ -767,9 +838,11 @@ class BatchedMetricsReader:
         grouping: Grouping,
     ) -> Reading:
         def fetch(query: str, own: str) -> Result:
-            def run() -> Members | QueryFailed:
+            def run() -> _Shares | QueryFailed:
                 try:
-                    result = self.reader.instant(query)
+                    shares, size = self.reader.instant_kept(
+                        query, functools.partial(_sized_shares, keys=grouping.keys)
+                    )
                 except QueryFailed as failure:
                     if failure.outcome is Outcome.TOO_LARGE:
                         self._count(grouping, reader, self.batches.capacity + 1)
@@ -777,11 +850,11 @@ class BatchedMetricsReader:
                     return QueryFailed(
                         failure.outcome, failure.detail, from_prometheus=failure.from_prometheus
                     )
-                self._count(grouping, reader, len(result))
-                return split(result, grouping.keys)
+                self._count(grouping, reader, size)
+                return shares
 
             members, fetched = self.shared.get(query, reader, run)
-            if not fetched and isinstance(members, dict) and grouping.values not in members:
+            if not fetched and isinstance(members, _Shares) and grouping.values not in members:
                 # A shared result from before this placement's series existed.
                 members, _ = self.shared.get(query, reader, run, refresh=True)
             if isinstance(members, QueryFailed):
@@ -796,8 +869,8 @@ class BatchedMetricsReader:
                     if members.outcome is Outcome.TOO_LARGE
                     else members.detail,
                 )
-            assert isinstance(members, dict)  # a namespace's own query is never one across
-            return members.get(grouping.values, [])
+            assert isinstance(members, _Shares)  # a namespace's own query is never one across
+            return members.series(grouping.values)
 
         try:
             return judge(
@@ -838,6 +911,25 @@ def _may_read_across(grouping: Grouping, reader: str) -> bool:
         and namespace == grouping.namespace
         and is_namespace_name(namespace)
     )
+
+
+def _as_is(result: list[Series]) -> list[Series]:
+    return result
+
+
+def _counted_shares(result: list[Series], keys: tuple[str, ...]) -> tuple[_Shares, Counter[str]]:
+    """What is kept of an answer across namespaces split by `keys` (the namespace first),
+    and its series per namespace."""
+    members = split(result, keys)
+    counted: Counter[str] = Counter()
+    for key, series in members.items():
+        counted[key[0]] += len(series)
+    return _Shares.of(members), counted
+
+
+def _sized_shares(result: list[Series], keys: tuple[str, ...]) -> tuple[_Shares, int]:
+    """What is kept of a namespace's shared answer split by `keys`, and its series."""
+    return _Shares.of(split(result, keys)), len(result)
 
 
 def _transient(answer: _RangeAnswer | QueryFailed) -> bool:
@@ -885,7 +977,7 @@ def _sample_time(sample: object) -> datetime | None:
     return datetime.fromtimestamp(moment, UTC) if math.isfinite(moment) else None
 
 
-def _prometheus_error(status: int, body: bytes) -> str:
+def _prometheus_error(status: int, body: bytes | bytearray) -> str:
     """Prometheus's errorType and error, or the start of a body that is not Prometheus's."""
     try:
         answer = json.loads(body)
