@@ -3,11 +3,12 @@
 The operator creates Jobs and scales Deployments with its own ServiceAccount, so a placement
 must not make it do what the placement's author could not: run a privileged pod (or one with
 what only privilege gets: Windows hostProcess, an unmasked /proc, no seccomp or AppArmor
-profile, an SELinux type or user of its choosing, unsafe sysctls), share the node's namespaces, ports or filesystem, add capabilities,
-borrow another ServiceAccount, or scale the operator itself or a protected namespace. The
-chart's admission policy refuses the same at apply where CEL can; this is the check the
-operator makes itself before it creates a Job, so a placement written past the policy (by an
-admin, or before the policy existed) is refused too.
+profile, an SELinux type, user or role of its choosing, unsafe sysctls), share the node's
+namespaces, ports or filesystem, add capabilities, borrow another ServiceAccount, or scale
+the operator itself or a protected namespace. The chart's admission policy refuses the same
+at apply where CEL can; this is the check the operator makes itself before it creates a Job,
+so a placement written past the policy (by an admin, or before the policy existed) is
+refused too.
 """
 
 from __future__ import annotations
