@@ -102,7 +102,7 @@ def test_a_same_named_scaled_object_is_told_from_the_cache_without_a_request(
     assert kube.cached_scaled_object_placement("ml", "placement-p") == "other"
     assert kube.cached_scaled_object_placement("ml", "theirs") == ""
     assert kube.cached_scaled_object_placement("ml", "placement-q") is None
-    assert kube.custom.mock_calls == []
+    assert kube.custom.mock_calls == []  # type: ignore[attr-defined]
     assert KubeAdapter(client.ApiClient()).cached_scaled_object_placement("ml", "x") is None
 
 
