@@ -288,6 +288,18 @@ def test_a_placement_needs_its_authors_own_rights_at_apply(
         named = field if field.startswith("metadata.") else f"spec.{field}"
         assert f"spec.batch.jobTemplate.spec.template.{named}" in refused, refused
     assert not placements.exists("bad")
+    # What Pod Security's baseline allows of the same fields is admitted.
+    fine = placement("fine", namespace, deployment="web")
+    fine["spec"]["batch"]["jobTemplate"]["spec"]["template"]["metadata"] = {
+        "annotations": {
+            "seccomp.security.alpha.kubernetes.io/pod": "runtime/default",
+            "container.apparmor.security.beta.kubernetes.io/batch": "localhost/k8s-batch",
+        }
+    }
+    _pod_spec(fine)["securityContext"] = {
+        "seLinuxOptions": {"type": "container_t", "level": "s0:c123,c456"}
+    }
+    _create(namespace_admin, namespace, fine, dry_run=True)
 
     # A protected target is refused whoever asks (here the cluster admin).
     protected = _refusal(
