@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from placement.adapters.telemetry import Telemetry
-from placement.core.jobpolicy import SAFE_SYSCTLS
+from placement.core.jobpolicy import SAFE_SYSCTLS, SELINUX_TYPES
 from placement.core.reasons import Reason
 from placement.localenv import tools
 from placement.runtime.config import OperatorConfig
@@ -619,10 +619,15 @@ def test_placements_are_admitted_only_with_their_authors_own_rights() -> None:
         "procMount",
         "sysctls",
         "container.apparmor.security.beta.kubernetes.io/",
+        "seccomp.security.alpha.kubernetes.io/pod",
+        "container.seccomp.security.alpha.kubernetes.io/",
+        "seLinuxOptions",
     ):
         assert refused in expressions, refused
     # The operator's own list of safe sysctls, the one list both refuse by.
     assert str(sorted(SAFE_SYSCTLS)).replace('"', "'").replace(", ", ",") in expressions
+    # And its SELinux types (unset, '', is allowed too).
+    assert str(["", *SELINUX_TYPES]).replace(", ", ",") in expressions
     # kube-system, the release's namespace and the operator's own Deployment, always.
     assert "['kube-system','placement-system']" in expressions
     assert "['placement-system/po-placement-operator']" in expressions
@@ -660,6 +665,8 @@ def test_the_admission_policy_follows_the_values() -> None:
         "procMount",
         "sysctls",
         "apparmor",
+        "seccomp.security",
+        "seLinuxOptions",
     ):
         assert allowed not in expressions, allowed
     assert "hostNetwork" not in expressions and "hostPort" not in expressions

@@ -188,6 +188,25 @@ def _apparmor_annotation(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def _seccomp_annotation(manifest: dict[str, Any]) -> dict[str, Any]:
+    template = manifest["spec"]["batch"]["jobTemplate"]["spec"]["template"]
+    template["metadata"] = {
+        "annotations": {"seccomp.security.alpha.kubernetes.io/pod": "unconfined"}
+    }
+    return manifest
+
+
+def _selinux_container(manifest: dict[str, Any]) -> dict[str, Any]:
+    security = {"seLinuxOptions": {"type": "spc_t"}}
+    _pod_spec(manifest)["containers"][0]["securityContext"] = security
+    return manifest
+
+
+def _selinux_user(manifest: dict[str, Any]) -> dict[str, Any]:
+    _pod_spec(manifest)["securityContext"] = {"seLinuxOptions": {"user": "system_u"}}
+    return manifest
+
+
 def _added_capability(manifest: dict[str, Any]) -> dict[str, Any]:
     security = {"capabilities": {"add": ["CAP_SYS_ADMIN"]}}
     _pod_spec(manifest)["initContainers"] = [
@@ -260,12 +279,27 @@ def test_a_placement_needs_its_authors_own_rights_at_apply(
         (_unconfined_pod, "securityContext.seccompProfile.type"),
         (_unconfined_container, "containers[].securityContext.seccompProfile.type"),
         (_apparmor_annotation, "metadata.annotations[container.apparmor"),
+        (_seccomp_annotation, "metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]"),
+        (_selinux_container, "securityContext.seLinuxOptions"),
+        (_selinux_user, "securityContext.seLinuxOptions"),
     ):
         bad = make(placement("bad", namespace, deployment="web"))
         refused = _refusal(partial(_create, namespace_admin, namespace, bad))
         named = field if field.startswith("metadata.") else f"spec.{field}"
         assert f"spec.batch.jobTemplate.spec.template.{named}" in refused, refused
     assert not placements.exists("bad")
+    # What Pod Security's baseline allows of the same fields is admitted.
+    fine = placement("fine", namespace, deployment="web")
+    fine["spec"]["batch"]["jobTemplate"]["spec"]["template"]["metadata"] = {
+        "annotations": {
+            "seccomp.security.alpha.kubernetes.io/pod": "runtime/default",
+            "container.apparmor.security.beta.kubernetes.io/batch": "localhost/k8s-batch",
+        }
+    }
+    _pod_spec(fine)["securityContext"] = {
+        "seLinuxOptions": {"type": "container_t", "level": "s0:c123,c456"}
+    }
+    _create(namespace_admin, namespace, fine, dry_run=True)
 
     # A protected target is refused whoever asks (here the cluster admin).
     protected = _refusal(

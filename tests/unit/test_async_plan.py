@@ -388,6 +388,25 @@ def test_someone_elses_scaled_object_of_that_name_is_never_taken_over() -> None:
         assert event.type == "Warning" and event.reason == "ConflictingAutoscaler"
         assert f"scaledobject/{SO} exists and is not this placement's" in event.message
         assert "deployment/summarizer left as it was" in event.message
+        # Seen in the observation: blocked before any write. Before, every evaluation took
+        # the hold and gave it back (two Deployment patches) while theirs stayed.
+        assert op.cluster.writes == []
+
+
+def test_one_that_came_after_the_observation_is_still_never_applied_over() -> None:
+    """The cache may not have seen it yet: the executor's fresh read is the guard."""
+    op = _operator()
+    theirs = _someone_elses(op, "other-placement")
+    op.cluster.cached_scaled_object_placement = lambda namespace, name: None  # type: ignore[method-assign]
+    executed = op.evaluate(MIDDAY)
+    assert executed.steps[:2] == (
+        "TakeHold deployment/summarizer 4",
+        "ApplyScaledObject placement-summarizer",
+    )
+    assert op.cluster.scaled_objects[SO] is theirs
+    assert "apply scaledobject placement-summarizer" not in op.cluster.writes
+    assert op.cluster.deployments["summarizer"].managed_by is None
+    assert op.reasons()[-1] == "ConflictingAutoscaler"
 
 
 def test_in_async_a_scaled_object_replaced_by_someone_elses_gives_the_replicas_back() -> None:

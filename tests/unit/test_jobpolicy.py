@@ -109,6 +109,39 @@ def test_a_plain_batch_pod_is_allowed() -> None:
             ),
             "securityContext.sysctls[1].name",
         ),
+        # A name that is not a string is refused, not a crash (it was a TypeError: unhashable).
+        (
+            _pod(securityContext={"sysctls": [{"name": ["kernel.msgmax"], "value": "1"}]}),
+            "securityContext.sysctls[0].name",
+        ),
+        (
+            _pod(securityContext={"sysctls": [{"name": {"kernel.msgmax": 1}, "value": "1"}]}),
+            "securityContext.sysctls[0].name",
+        ),
+        (
+            _pod(securityContext={"sysctls": [{"name": None, "value": "1"}]}),
+            "securityContext.sysctls[0].name",
+        ),
+        (
+            _pod(securityContext={"seLinuxOptions": {"type": "spc_t"}}),
+            "securityContext.seLinuxOptions.type",
+        ),
+        (
+            _pod(securityContext={"seLinuxOptions": {"type": ["spc_t"]}}),
+            "securityContext.seLinuxOptions.type",
+        ),
+        (
+            _pod(securityContext={"seLinuxOptions": {"user": "system_u"}}),
+            "securityContext.seLinuxOptions.user",
+        ),
+        (
+            _pod(containers=[_container(seLinuxOptions={"role": "sysadm_r"})]),
+            "containers[0].securityContext.seLinuxOptions.role",
+        ),
+        (
+            _pod(initContainers=[_container(seLinuxOptions={"type": "unconfined_t"})]),
+            "initContainers[0].securityContext.seLinuxOptions.type",
+        ),
         (
             _pod(ephemeralContainers=[_container(procMount="Unmasked")]),
             "ephemeralContainers[0].securityContext.procMount",
@@ -146,10 +179,15 @@ def test_what_pod_security_baseline_allows_of_the_new_fields_is_allowed() -> Non
             **confined,
             "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1024 65535"}],
             "windowsOptions": {"hostProcess": False},
+            "seLinuxOptions": {"type": "container_t", "level": "s0:c123,c456"},
         },
         containers=[
             {
-                **_container(procMount="Default", **confined),
+                **_container(
+                    procMount="Default",
+                    seLinuxOptions={"type": "container_init_t", "user": "", "role": ""},
+                    **confined,
+                ),
                 "ports": [{"containerPort": 80}, {"containerPort": 81, "hostPort": 0}],
             }
         ],
@@ -165,6 +203,7 @@ def test_privilege_and_host_namespaces_allow_what_they_include() -> None:
         securityContext={
             "seccompProfile": {"type": "Unconfined"},
             "sysctls": [{"name": "kernel.msgmax", "value": "1"}],
+            "seLinuxOptions": {"type": "spc_t"},
         },
         containers=[
             {
@@ -174,7 +213,7 @@ def test_privilege_and_host_namespaces_allow_what_they_include() -> None:
         ],
     )
     assert pod_violations(pod, policy) == []
-    assert len(pod_violations(pod, DEFAULT)) == 5
+    assert len(pod_violations(pod, DEFAULT)) == 6
 
 
 def test_every_violation_is_listed_not_only_the_first() -> None:
@@ -304,3 +343,29 @@ def test_the_operator_checks_the_annotations_of_the_job_it_would_create() -> Non
     assert "metadata.annotations[container.apparmor.security.beta.kubernetes.io/batch]" in (
         violation
     )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "seccomp.security.alpha.kubernetes.io/pod",
+        "container.seccomp.security.alpha.kubernetes.io/batch",
+    ],
+)
+def test_seccomp_unconfined_by_annotation_is_refused_too(key: str) -> None:
+    """The API server still copies the old seccomp annotations into the pod's field."""
+    template = {"metadata": {"annotations": {key: "unconfined"}}, "spec": _pod()}
+    [violation] = template_violations(template, DEFAULT)
+    assert violation.startswith(f"{TEMPLATE_PATH}.metadata.annotations[{key}]: seccomp ")
+    for confined in ("runtime/default", "docker/default", "localhost/batch.json"):
+        template["metadata"]["annotations"][key] = confined
+        assert template_violations(template, DEFAULT) == []
+    template["metadata"]["annotations"][key] = "unconfined"
+    assert template_violations(template, JobPodPolicy(allow_privileged=True)) == []
+
+
+def test_a_profile_annotation_that_is_not_a_string_is_refused() -> None:
+    key = "container.apparmor.security.beta.kubernetes.io/batch"
+    template = {"metadata": {"annotations": {key: ["localhost/x"]}}, "spec": _pod()}
+    [violation] = template_violations(template, DEFAULT)
+    assert violation.startswith(f"{TEMPLATE_PATH}.metadata.annotations[{key}]: ")

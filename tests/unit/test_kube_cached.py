@@ -82,6 +82,30 @@ def test_reads_come_from_the_caches_without_a_request(
         assert mock.mock_calls == []
 
 
+def test_a_same_named_scaled_object_is_told_from_the_cache_without_a_request(
+    cached: tuple[KubeAdapter, MagicMock, ClusterCaches],
+) -> None:
+    kube, _, caches = cached
+    assert kube.cached_scaled_object_placement("ml", "placement-p") is None  # KEDA absent
+    caches.scaled_objects.replace(
+        [
+            {
+                "metadata": {
+                    "name": "placement-p", "namespace": "ml", "resourceVersion": "8",
+                    "labels": {f"{HELD}placement": "other"},
+                },
+                "spec": {"scaleTargetRef": {"name": "ledger"}},
+            },
+            {"metadata": {"name": "theirs", "namespace": "ml", "resourceVersion": "9"}, "spec": {}},
+        ]
+    )  # fmt: skip
+    assert kube.cached_scaled_object_placement("ml", "placement-p") == "other"
+    assert kube.cached_scaled_object_placement("ml", "theirs") == ""
+    assert kube.cached_scaled_object_placement("ml", "placement-q") is None
+    assert kube.custom.mock_calls == []  # type: ignore[attr-defined]
+    assert KubeAdapter(client.ApiClient()).cached_scaled_object_placement("ml", "x") is None
+
+
 def test_a_hold_is_read_back_at_once_and_a_conflict_makes_the_next_read_live(
     cached: tuple[KubeAdapter, MagicMock, ClusterCaches],
 ) -> None:

@@ -92,6 +92,9 @@ class FakeCluster:
             return None
         return str((manifest["metadata"].get("labels") or {}).get(PLACEMENT_LABEL, ""))
 
+    def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        return self.scaled_object_placement(namespace, name)
+
     def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
         return [job for name, job in self.jobs.items() if self.job_owner.get(name) == placement]
 

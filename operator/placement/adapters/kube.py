@@ -330,6 +330,12 @@ class KubeAdapter:
             return placement_label(item)
         return None
 
+    def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        """Cluster.cached_scaled_object_placement: no request, so None without caches."""
+        if self.caches is None:
+            return None
+        return self.caches.scaled_object_placement(namespace, name)
+
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
         """Create or update the ScaledObject by server-side apply: the operator owns the
         fields it writes, KEDA keeps its own (finalizer, status, its label). A conflict is

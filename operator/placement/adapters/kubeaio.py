@@ -302,6 +302,9 @@ class AsyncKube:
                 return scaled_object_state(item)
         return None
 
+    async def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        return self.caches.scaled_object_placement(namespace, name)
+
     async def scaled_object_placement(self, namespace: str, name: str) -> str | None:
         """kube.KubeAdapter.scaled_object_placement: read fresh, not from the watch cache."""
         try:

@@ -80,6 +80,7 @@ class Autoscaler:
     target_kind: str
     target_name: str
     spec: Mapping[str, Any] | None = None  # a ScaledObject's spec (small), for its readers
+    placement: str = ""  # a ScaledObject's placement label ("" none)
 
     def targets(self, deployment: str) -> bool:
         return self.target_kind == "Deployment" and self.target_name == deployment
@@ -182,12 +183,14 @@ def hpa_of(obj: Mapping[str, Any]) -> Autoscaler:
 def scaled_object_of(obj: Mapping[str, Any]) -> Autoscaler:
     spec = obj.get("spec") or {}
     ref = spec.get("scaleTargetRef") or {}
+    metadata = obj.get("metadata") or {}
     return Autoscaler(
         "ScaledObject",
-        str((obj.get("metadata") or {}).get("name") or ""),
+        str(metadata.get("name") or ""),
         str(ref.get("kind") or "Deployment"),  # KEDA's default kind
         str(ref.get("name") or ""),
         spec,
+        str((metadata.get("labels") or {}).get(PLACEMENT_LABEL) or ""),
     )
 
 
@@ -535,6 +538,13 @@ class ClusterCaches:
         return found + [
             so for so in self.scaled_objects.in_namespace(namespace) if so.targets(deployment)
         ]
+
+    def scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        """The cached ScaledObject `name`'s placement label ("" none); None: not cached."""
+        if self.scaled_objects.absent:
+            return None
+        found = self.scaled_objects.get(namespace, name)
+        return None if found is None else found.placement
 
     @property
     def keda_installed(self) -> bool:

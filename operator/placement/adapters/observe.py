@@ -60,13 +60,24 @@ def observing(
     # Only a placement with spec.async, or one still holding a Deployment (async takes the
     # hold before it applies its ScaledObject and gives it back only after deleting it), can
     # have one: the others cost no request.
-    scaled = None
+    scaled = taken = None
     looked = keda and (spec.async_ is not None or claimed)
     if looked:
         scaled = yield ask("placement_scaled_object", namespace, placement)
+    if looked and scaled is None and spec.async_ is not None:
+        # Someone else's of that name: async is blocked before anything is written.
+        holder = yield ask(
+            "cached_scaled_object_placement", namespace, scaled_object_name(placement)
+        )
+        taken = holder if holder is not None and holder != placement else None
     if deployment is None:
         return Observation(
-            deployment=None, claimed=claimed, jobs=jobs, scaled_object=scaled, keda_installed=keda
+            deployment=None,
+            claimed=claimed,
+            jobs=jobs,
+            scaled_object=scaled,
+            scaled_object_taken=taken,
+            keda_installed=keda,
         )
     other = deployment.managed_by
     other_exists = (
@@ -86,6 +97,7 @@ def observing(
         ),
         other_holder_exists=other_exists,
         scaled_object=scaled,
+        scaled_object_taken=taken,
         keda_installed=keda,
         **read,
     )

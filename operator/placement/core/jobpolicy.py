@@ -3,11 +3,12 @@
 The operator creates Jobs and scales Deployments with its own ServiceAccount, so a placement
 must not make it do what the placement's author could not: run a privileged pod (or one with
 what only privilege gets: Windows hostProcess, an unmasked /proc, no seccomp or AppArmor
-profile, unsafe sysctls), share the node's namespaces, ports or filesystem, add capabilities,
-borrow another ServiceAccount, or scale the operator itself or a protected namespace. The
-chart's admission policy refuses the same at apply where CEL can; this is the check the
-operator makes itself before it creates a Job, so a placement written past the policy (by an
-admin, or before the policy existed) is refused too.
+profile, an SELinux type, user or role of its choosing, unsafe sysctls), share the node's
+namespaces, ports or filesystem, add capabilities, borrow another ServiceAccount, or scale
+the operator itself or a protected namespace. The chart's admission policy refuses the same
+at apply where CEL can; this is the check the operator makes itself before it creates a Job,
+so a placement written past the policy (by an admin, or before the policy existed) is
+refused too.
 """
 
 from __future__ import annotations
@@ -20,13 +21,24 @@ from typing import Any
 # The field path every violation is named under: what the placement's author wrote.
 TEMPLATE_PATH = "spec.batch.jobTemplate.spec.template"
 POD_SPEC_PATH = f"{TEMPLATE_PATH}.spec"
-# AppArmor's older form, still honoured by the kubelet: one annotation per container.
+# The profiles' older annotation forms, still honoured (the API server copies each into the
+# pod's field when the field is unset): key prefix, profile, the values besides localhost/<...>
+# that keep it confined. Anything else (unconfined) turns the filter off.
 APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+SECCOMP_POD_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"
+SECCOMP_ANNOTATION = "container.seccomp.security.alpha.kubernetes.io/"
+PROFILE_ANNOTATIONS = (
+    (APPARMOR_ANNOTATION, "AppArmor", ("runtime/default",)),
+    (SECCOMP_POD_ANNOTATION, "seccomp", ("runtime/default", "docker/default")),
+    (SECCOMP_ANNOTATION, "seccomp", ("runtime/default", "docker/default")),
+)
 HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 # Pod Security's baseline values: a seccomp or AppArmor profile may only be the runtime's
 # default or one loaded on the node; Unconfined (or anything else) turns the filter off.
 CONFINED_PROFILES = ("RuntimeDefault", "Localhost")
+# Pod Security baseline's SELinux types (1.31); a user or role of the pod's choosing is refused.
+SELINUX_TYPES = ("container_t", "container_init_t", "container_kvm_t", "container_engine_t")
 # Kubernetes' safe sysctls (Pod Security baseline, 1.29): namespaced and isolated from the
 # node and the other pods. Any other one changes the node or needs the kubelet's allowlist.
 SAFE_SYSCTLS = frozenset(
@@ -67,7 +79,8 @@ class JobPodPolicy:
     among these fields, and every ServiceAccount but `default`.
 
     `allow_privileged` also allows what only a privileged pod gets otherwise: a Windows
-    hostProcess pod, procMount Unmasked, seccomp or AppArmor Unconfined, unsafe sysctls.
+    hostProcess pod, procMount Unmasked, seccomp or AppArmor Unconfined, any SELinux options,
+    unsafe sysctls.
     `allow_host_namespaces` also allows host ports (hostNetwork has all of them)."""
 
     allow_privileged: bool = False
@@ -136,7 +149,8 @@ def pod_violations(
 def template_violations(
     template: Mapping[str, Any], policy: JobPodPolicy, *, path: str = TEMPLATE_PATH
 ) -> list[str]:
-    """`pod_violations` of the pod template's spec, and of its AppArmor annotations."""
+    """`pod_violations` of the pod template's spec, and of its AppArmor and seccomp
+    annotations."""
     spec = template.get("spec")
     found = pod_violations(spec if isinstance(spec, Mapping) else {}, policy, path=f"{path}.spec")
     metadata = template.get("metadata")
@@ -144,12 +158,17 @@ def template_violations(
     if policy.allow_privileged or not isinstance(annotations, Mapping):
         return found
     for key, value in annotations.items():
-        confined = value == "runtime/default" or str(value).startswith("localhost/")
-        if str(key).startswith(APPARMOR_ANNOTATION) and not confined:
-            found.append(
-                f"{path}.metadata.annotations[{key}]: AppArmor profile {value} is not allowed "
-                "(only runtime/default or localhost/<profile>)"
-            )
+        for prefix, profile, confined in PROFILE_ANNOTATIONS:
+            if not str(key).startswith(prefix):
+                continue
+            # A value that is not a string is no profile the check can vouch for.
+            if not isinstance(value, str) or not (
+                value in confined or value.startswith("localhost/")
+            ):
+                found.append(
+                    f"{path}.metadata.annotations[{key}]: {profile} profile {value} is not "
+                    f"allowed (only {' or '.join(confined)} or localhost/<profile>)"
+                )
     return found
 
 
@@ -176,7 +195,9 @@ def _pod_context_violations(
     found = _unconfined(context, where)
     for index, sysctl in enumerate(_items(context.get("sysctls"))):
         name = sysctl.get("name")
-        if name not in SAFE_SYSCTLS:
+        # A name that is not a string (a list, a map, null) is not a safe sysctl either;
+        # `in` on the set would raise for the unhashable ones.
+        if not isinstance(name, str) or name not in SAFE_SYSCTLS:
             found.append(
                 f"{where}.sysctls[{index}].name: sysctl {name} is not allowed (only Kubernetes' "
                 f"safe sysctls: {', '.join(sorted(SAFE_SYSCTLS))})"
@@ -186,7 +207,7 @@ def _pod_context_violations(
 
 def _unconfined(context: Mapping[str, Any], where: str) -> list[str]:
     """What a pod's or a container's securityContext turns off that only a privileged pod
-    may: Windows hostProcess, the seccomp and AppArmor profiles."""
+    may: Windows hostProcess, the seccomp and AppArmor profiles, SELinux options."""
     found: list[str] = []
     windows = context.get("windowsOptions")
     if isinstance(windows, Mapping) and _set(windows.get("hostProcess")):
@@ -198,6 +219,24 @@ def _unconfined(context: Mapping[str, Any], where: str) -> list[str]:
             found.append(
                 f"{where}.{key}.type: {kind} is not allowed (only {' or '.join(CONFINED_PROFILES)})"
             )
+    return found + _selinux_violations(context.get("seLinuxOptions"), f"{where}.seLinuxOptions")
+
+
+def _selinux_violations(options: object, where: str) -> list[str]:
+    """Pod Security baseline's SELinux rule: a container type, no user or role."""
+    if options is None:
+        return []
+    if not isinstance(options, Mapping):
+        return [f"{where}: {options!r} is not allowed (an object)"]
+    found: list[str] = []
+    kind = options.get("type")
+    if kind not in (None, "") and kind not in SELINUX_TYPES:  # a tuple: no hashing
+        found.append(
+            f"{where}.type: {kind} is not allowed (only {', '.join(SELINUX_TYPES)} or unset)"
+        )
+    for key in ("user", "role"):
+        if options.get(key) not in (None, ""):
+            found.append(f"{where}.{key}: {options.get(key)} is not allowed (only unset)")
     return found
 
 

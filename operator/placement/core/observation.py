@@ -239,6 +239,9 @@ class Observation:
     history: LoadHistory | None = None
     # The ScaledObject this operator owns for the placement; None: there is none.
     scaled_object: ScaledObjectState | None = None
+    # The placement label ("" none) of a ScaledObject with the placement's name that is not
+    # its own, as the watch cache saw it; None: none seen (or no cache to ask).
+    scaled_object_taken: str | None = None
     # Whether KEDA's ScaledObject CRD is served (async needs it); None: not looked up.
     keda_installed: bool | None = None
 

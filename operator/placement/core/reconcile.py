@@ -895,6 +895,15 @@ def _async_actuation(
         prometheus_url=basis.settings.keda_prometheus_url,
     )
     if not was:  # moving: record the original count, then hand it over
+        apply = ApplyScaledObject(manifest, requires=("hold",))
+        if observation.scaled_object_taken is not None:
+            # Someone else's of that name (as the watch cache saw it): blocked with no write,
+            # not a hold taken and given back each evaluation. The executor still reads it
+            # fresh before applying, for one that came since.
+            plan = Plan(tuple(steps), Report(), interval, basis)
+            return replace(
+                plan, report=plan.scaled_object_taken(apply, observation.scaled_object_taken)
+            )
         steps.append(
             TakeHold(
                 deployment,
@@ -904,7 +913,7 @@ def _async_actuation(
                 baseline_utilization=decision.state.baseline_utilization,
             )
         )
-        steps.append(ApplyScaledObject(manifest, requires=("hold",)))
+        steps.append(apply)
         return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
     current = observation.scaled_object
     if (

@@ -851,6 +851,9 @@ class _World:
     def scaled_object_placement(self, namespace: str, name: str) -> str | None:
         return None  # a replay's cluster has no one else's
 
+    def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
+        return None
+
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
         self.scaled_object = manifest
 
