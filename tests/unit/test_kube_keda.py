@@ -189,6 +189,37 @@ def test_apply_is_a_forced_server_side_apply_and_its_refusals_are_typed() -> Non
         kube.apply_scaled_object("ml", manifest)
 
 
+def test_a_new_scaled_object_is_created_and_one_that_exists_is_not_written_over() -> None:
+    kube = adapter([])
+    manifest = {"metadata": {"name": "placement-summarizer"}}
+    assert kube.create_scaled_object("ml", manifest) is True
+    call = custom(kube).create_namespaced_custom_object.call_args
+    assert call.args[2:] == ("ml", "scaledobjects", manifest)
+    assert custom(kube).patch_namespaced_custom_object.mock_calls == []
+    custom(kube).create_namespaced_custom_object.side_effect = ApiException(status=409)
+    assert kube.create_scaled_object("ml", manifest) is False  # AlreadyExists
+    custom(kube).create_namespaced_custom_object.side_effect = ApiException(status=403)
+    with pytest.raises(Refused):
+        kube.create_scaled_object("ml", manifest)
+
+
+def test_without_caches_an_hpa_named_as_kedas_for_ours_is_read_by_its_name() -> None:
+    kube = adapter([], [keda_hpa("keda-hpa-placement-summarizer", "placement-summarizer")])
+    listed: Any = kube.autoscaling.list_namespaced_horizontal_pod_autoscaler
+    # No controller flag on that owner reference: KEDA sets it, so this one is not KEDA's.
+    assert kube.cached_keda_hpa_taken("ml", "placement-summarizer") == (
+        "HorizontalPodAutoscaler/keda-hpa-placement-summarizer "
+        "(scaling Deployment/summarizer, not KEDA's for placement-summarizer)"
+    )
+    assert listed.call_args.kwargs["field_selector"] == (
+        "metadata.name=keda-hpa-placement-summarizer"
+    )
+    listed.return_value.items[0].metadata.owner_references[0].controller = True
+    assert kube.cached_keda_hpa_taken("ml", "placement-summarizer") is None
+    listed.return_value.items = []
+    assert kube.cached_keda_hpa_taken("ml", "placement-summarizer") is None
+
+
 def test_deleting_a_scaled_object_already_gone_is_no_error() -> None:
     kube = adapter([])
     assert kube.delete_scaled_object("ml", "placement-summarizer") is True

@@ -42,7 +42,7 @@ from placement.core.labels import (
 from placement.core.observation import DeploymentState as DeploymentState
 from placement.core.observation import ScaledObjectState
 from placement.core.policy import JobObservation
-from placement.core.scaledobject import scaled_object_name
+from placement.core.scaledobject import foreign_keda_hpa, keda_hpa_name, scaled_object_name
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # The owner of the fields the operator applies (server-side apply) on its ScaledObjects.
@@ -335,6 +335,57 @@ class KubeAdapter:
         if self.caches is None:
             return None
         return self.caches.scaled_object_placement(namespace, name)
+
+    def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        """Cluster.cached_keda_hpa_taken; without caches, listed by name (asked only for a
+        placement moving to async)."""
+        if self.caches is not None:
+            return self.caches.keda_hpa_taken(namespace, scaled_object)
+        listed = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+            namespace,
+            field_selector=f"metadata.name={keda_hpa_name(scaled_object)}",
+            _request_timeout=self.timeout,
+        ).items
+        for hpa in listed:
+            ref = hpa.spec.scale_target_ref if hpa.spec else None
+            owners = (hpa.metadata.owner_references if hpa.metadata else None) or []
+            return foreign_keda_hpa(
+                str(hpa.metadata.name if hpa.metadata else ""),
+                [
+                    {
+                        "apiVersion": o.api_version,
+                        "kind": o.kind,
+                        "name": o.name,
+                        "controller": o.controller,
+                    }
+                    for o in owners
+                ],
+                f"{ref.kind if ref else ''}/{ref.name if ref else ''}",
+                scaled_object,
+            )
+        return None
+
+    def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Cluster.create_scaled_object: a POST, so one that came since the read is never
+        written over (a forced apply would take it over)."""
+        try:
+            self.custom.create_namespaced_custom_object(
+                KEDA_GROUP,
+                KEDA_VERSION,
+                namespace,
+                SCALED_OBJECTS,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+        self.telemetry.actuated("scaled_object_applied")
+        return True
 
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
         """Create or update the ScaledObject by server-side apply: the operator owns the

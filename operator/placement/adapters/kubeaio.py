@@ -321,6 +321,27 @@ class AsyncKube:
             return placement_label(item)
         return None
 
+    async def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        return self.caches.keda_hpa_taken(namespace, scaled_object)
+
+    async def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """kube.KubeAdapter.create_scaled_object: False when one of that name exists."""
+        try:
+            await self.request(
+                "POST",
+                _scaled_objects_path(namespace),
+                query={"fieldManager": FIELD_MANAGER},
+                body=manifest,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+        self.telemetry.actuated("scaled_object_applied")
+        return True
+
     async def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
         name = manifest["metadata"]["name"]
         try:

@@ -80,6 +80,19 @@ class Cluster(Protocol):
         without a cache. For planning only: the executor reads fresh before applying."""
         ...
 
+    def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        """The HPA KEDA would make for the ScaledObject `scaled_object` (its name,
+        keda-hpa-<name>) when one of that name exists that KEDA did not make for that
+        ScaledObject (no controller owner reference to it): KEDA would take it over and
+        rewrite it to scale the placement's target. None: none, or KEDA's own, or no cache
+        to ask (as the watch cache saw it: no request)."""
+        ...
+
+    def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create the ScaledObject; False when one of that name exists already (409
+        AlreadyExists): the executor reads it again, it never writes over it."""
+        ...
+
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None: ...
 
     def delete_scaled_object(self, namespace: str, name: str) -> bool: ...

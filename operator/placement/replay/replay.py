@@ -854,6 +854,13 @@ class _World:
     def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
         return None
 
+    def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        return None
+
+    def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        self.scaled_object = manifest
+        return True
+
     def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
         self.scaled_object = manifest
 
