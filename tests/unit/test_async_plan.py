@@ -8,8 +8,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from placement.adapters.observe import observe
-from placement.core.cluster import Refused
+from placement.core.cluster import Refused, Retry
 from placement.core.reconcile import (
     ApplyScaledObject,
     DeleteScaledObject,
@@ -306,7 +308,7 @@ def _refusing(op: AsyncOperator) -> list[str]:
     """KEDA's admission webhook denies every ScaledObject from now on; the names it denied."""
     denied: list[str] = []
 
-    def apply_scaled_object(namespace: str, manifest: dict[str, Any]) -> None:
+    def apply_scaled_object(namespace: str, manifest: dict[str, Any], **_: Any) -> None:
         denied.append(manifest["metadata"]["name"])
         raise Refused('400: admission webhook "vscaledobject.kb.io" denied the request')
 
@@ -540,3 +542,20 @@ def test_kedas_own_hpa_for_our_scaled_object_does_not_block() -> None:
     op.evaluate(MIDDAY)
     assert op.status["phase"] == "Async"
     assert f"create scaledobject {SO}" in op.cluster.writes
+
+
+def test_ours_replaced_by_someone_elses_between_the_read_and_the_apply_is_not_taken_over() -> None:
+    """In async, a re-apply (a new spec) reads ours and applies over the version read: one
+    that replaced it in between is a conflict, retried, never written over."""
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.manifest["spec"]["target"]["warmReplicas"] = 1  # a new spec: applied again
+    op.manifest["metadata"]["generation"] = 2
+    theirs = {
+        "metadata": {"name": SO, "labels": {"placement.runplacement.io/placement": "other"}},
+        "spec": {"scaleTargetRef": {"name": "ledger"}, "minReplicaCount": 2},
+    }
+    op.cluster.scaled_object_racer = theirs
+    with pytest.raises(Retry):
+        op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.cluster.scaled_objects[SO] is theirs

@@ -119,6 +119,12 @@ def test_whose_a_scaled_object_is_is_read_by_its_name_before_applying() -> None:
     assert adapter([]).scaled_object_placement("ml", "placement-summarizer") is None
 
 
+def test_the_fresh_read_carries_the_resource_version_to_apply_over() -> None:
+    kube = adapter([scaled("placement-summarizer", "summarizer", OWN)])
+    holder = kube.scaled_object_holder("ml", "placement-summarizer")
+    assert holder is not None and (holder.placement, holder.resource_version) == ("summarizer", "7")
+
+
 def test_the_own_scaled_object_is_read_with_its_conditions() -> None:
     kube = adapter([scaled("placement-summarizer", "summarizer", OWN)])
     assert kube.placement_scaled_object("ml", "summarizer") == ScaledObjectState(
@@ -180,6 +186,16 @@ def test_apply_is_a_forced_server_side_apply_and_its_refusals_are_typed() -> Non
     kwargs = custom(kube).patch_namespaced_custom_object.call_args.kwargs
     assert kwargs["_content_type"] == "application/apply-patch+yaml"
     assert kwargs["field_manager"] == "placement-operator" and kwargs["force"] is True
+
+    assert (
+        "resourceVersion"
+        not in custom(kube).patch_namespaced_custom_object.call_args.args[5]["metadata"]
+    )
+    # Over the version read: a precondition the API server checks (409 when replaced since).
+    kube.apply_scaled_object("ml", manifest, resource_version="41")
+    body = custom(kube).patch_namespaced_custom_object.call_args.args[5]
+    assert body["metadata"] == {"name": "placement-summarizer", "resourceVersion": "41"}
+    assert manifest == {"metadata": {"name": "placement-summarizer"}}  # not changed in place
 
     custom(kube).patch_namespaced_custom_object.side_effect = ApiException(status=409)
     with pytest.raises(Retry):

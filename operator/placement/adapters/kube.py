@@ -40,7 +40,7 @@ from placement.core.labels import (
     PLACEMENT_LABEL,
 )
 from placement.core.observation import DeploymentState as DeploymentState
-from placement.core.observation import ScaledObjectState
+from placement.core.observation import ScaledObjectHolder, ScaledObjectState
 from placement.core.policy import JobObservation
 from placement.core.scaledobject import foreign_keda_hpa, keda_hpa_name, scaled_object_name
 
@@ -324,10 +324,15 @@ class KubeAdapter:
         return None
 
     def scaled_object_placement(self, namespace: str, name: str) -> str | None:
-        """Cluster.scaled_object_placement: listed by name (the operator's role lists
+        """Cluster.scaled_object_placement."""
+        holder = self.scaled_object_holder(namespace, name)
+        return None if holder is None else holder.placement
+
+    def scaled_object_holder(self, namespace: str, name: str) -> ScaledObjectHolder | None:
+        """Cluster.scaled_object_holder: listed by name (the operator's role lists
         ScaledObjects; it has no get on them)."""
         for item in self._scaled_objects(namespace, field_selector=f"metadata.name={name}"):
-            return placement_label(item)
+            return holder_of(item)
         return None
 
     def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
@@ -387,11 +392,14 @@ class KubeAdapter:
         self.telemetry.actuated("scaled_object_applied")
         return True
 
-    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
-        """Create or update the ScaledObject by server-side apply: the operator owns the
-        fields it writes, KEDA keeps its own (finalizer, status, its label). A conflict is
-        retried; a refusal for good raises Refused."""
+    def apply_scaled_object(
+        self, namespace: str, manifest: dict[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """Update the ScaledObject by server-side apply: the operator owns the fields it
+        writes, KEDA keeps its own (finalizer, status, its label). A conflict (e.g. not the
+        `resource_version` read any more) is retried; a refusal for good raises Refused."""
         name = manifest["metadata"]["name"]
+        manifest = over_version(manifest, resource_version)
         try:
             self.custom.patch_namespaced_custom_object(
                 KEDA_GROUP,
@@ -558,6 +566,19 @@ def scaled_object_state(item: dict[str, Any]) -> ScaledObjectState:
         active=_condition(conditions.get("Active")),
         resource_version=metadata.get("resourceVersion"),
     )
+
+
+def holder_of(item: dict[str, Any]) -> ScaledObjectHolder:
+    version = (item.get("metadata") or {}).get("resourceVersion")
+    return ScaledObjectHolder(placement_label(item), None if version is None else str(version))
+
+
+def over_version(manifest: dict[str, Any], resource_version: str | None) -> dict[str, Any]:
+    """The manifest to apply only over `resource_version` (a resourceVersion in an applied
+    object is a precondition), or as it is."""
+    if resource_version is None:
+        return manifest
+    return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": resource_version}}
 
 
 def placement_label(item: dict[str, Any]) -> str:

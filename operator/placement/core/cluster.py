@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from placement.core.observation import DeploymentState, ScaledObjectState
+from placement.core.observation import DeploymentState, ScaledObjectHolder, ScaledObjectState
 from placement.core.policy import JobObservation
 
 
@@ -75,6 +75,10 @@ class Cluster(Protocol):
         taken over."""
         ...
 
+    def scaled_object_holder(self, namespace: str, name: str) -> ScaledObjectHolder | None:
+        """scaled_object_placement with the resourceVersion read (None: no such one)."""
+        ...
+
     def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
         """scaled_object_placement as the watch cache last saw it (no request); None also
         without a cache. For planning only: the executor reads fresh before applying."""
@@ -93,7 +97,12 @@ class Cluster(Protocol):
         AlreadyExists): the executor reads it again, it never writes over it."""
         ...
 
-    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None: ...
+    def apply_scaled_object(
+        self, namespace: str, manifest: dict[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """Server-side apply, forced; with `resource_version`, only over that version (one
+        replaced since it was read: Retry)."""
+        ...
 
     def delete_scaled_object(self, namespace: str, name: str) -> bool: ...
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from placement.core.cluster import Cluster, HoldConflict, Refused, Retry
-from placement.core.observation import DeploymentState
+from placement.core.observation import DeploymentState, ScaledObjectHolder
 from placement.core.policy import Decision
 from placement.core.reasons import EventType, Reason
 from placement.core.reconcile import (
@@ -336,17 +336,18 @@ def _placing_scaled_object(
     label)."""
     name = step.manifest["metadata"]["name"]
     manifest = effects.own(step.manifest)
-    holder: str | None = yield ask("scaled_object_placement", namespace, name)
+    holder: ScaledObjectHolder | None = yield ask("scaled_object_holder", namespace, name)
     if holder is None:
         if (yield ask("create_scaled_object", namespace, manifest)):
             return None
         # AlreadyExists: created since the read, by someone else or by this placement.
-        holder = yield ask("scaled_object_placement", namespace, name)
+        holder = yield ask("scaled_object_holder", namespace, name)
         if holder is None:
             raise Retry(f"scaledobject/{name} came and went while being created")
-    if holder != placement:
-        return holder
-    yield ask("apply_scaled_object", namespace, manifest)
+    if holder.placement != placement:
+        return holder.placement
+    # Over the version read: one replaced since is a conflict (Retry), not taken over.
+    yield ask("apply_scaled_object", namespace, manifest, resource_version=holder.resource_version)
     return None
 
 

@@ -182,6 +182,16 @@ class LoadHistory:
 
 
 @dataclass(frozen=True)
+class ScaledObjectHolder:
+    """Whose a ScaledObject is, read fresh by its name: its placement label ("" none) and
+    its resourceVersion, the precondition for applying over it (one replaced since the read
+    is then a conflict, not taken over)."""
+
+    placement: str
+    resource_version: str | None = None
+
+
+@dataclass(frozen=True)
 class ScaledObjectState:
     """The KEDA ScaledObject this operator created for a placement (by label)."""
 
