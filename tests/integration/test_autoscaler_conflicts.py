@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
 from placement.adapters.kube import KubeAdapter
+from placement.core.cluster import Retry
 from placement.core.labels import PLACEMENT_LABEL
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.prometheus import Exporter, LocalPrometheus
@@ -290,3 +291,17 @@ def test_a_scaled_object_that_came_after_the_read_makes_the_create_fail_not_over
     assert placements.scaled_object("placement-fresh")["metadata"]["labels"] == {
         PLACEMENT_LABEL: "raced"
     }
+    # Ours applied over only at the version read: replaced since, the apply is a conflict.
+    read = kube.scaled_object_holder(namespace, "placement-fresh")
+    assert read is not None and read.placement == "raced"
+    kube.apply_scaled_object(namespace, fresh, resource_version=read.resource_version)
+    placements.custom.delete_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects", "placement-fresh"
+    )
+    placements.custom.create_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects",
+        {**theirs, "metadata": {"name": "placement-fresh", "labels": {"team": "ledger"}}},
+    )  # fmt: skip
+    with pytest.raises(Retry):
+        kube.apply_scaled_object(namespace, fresh, resource_version=read.resource_version)
+    assert placements.scaled_object("placement-fresh")["metadata"]["labels"] == {"team": "ledger"}
