@@ -72,6 +72,8 @@ def test_the_operators_scaled_object_scales_to_zero_and_back_and_is_gone_after_d
     # other placement on the Deployment both are.
     hpas = client.AutoscalingV2Api(api_client).list_namespaced_horizontal_pod_autoscaler(namespace)
     assert [h.metadata.name for h in hpas.items] == ["keda-hpa-placement-summarizer"]
+    # KEDA's own HPA for it, told by the controller owner reference KEDA sets: no conflict.
+    assert kube.cached_keda_hpa_taken(namespace, "placement-summarizer") is None
     found = kube.conflicting_autoscalers(namespace, "summarizer")
     assert found == [
         "HorizontalPodAutoscaler/keda-hpa-placement-summarizer",

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Gauge
 
+from placement.adapters.kube import KubeAdapter
+from placement.core.cluster import Retry
+from placement.core.labels import PLACEMENT_LABEL
 from placement.localenv.cluster import LocalCluster
 from placement.localenv.prometheus import Exporter, LocalPrometheus
 from tests.integration.harness import (
@@ -203,3 +207,101 @@ def test_a_scaled_object_with_the_placements_name_is_never_taken_over(
     # Seen in the watch cache: blocked with no write (before, a hold and its give-back each
     # evaluation: two patches).
     assert deployment.metadata.generation == before.generation
+
+
+@pytest.mark.usefixtures("keda_crd")
+def test_an_hpa_named_as_kedas_for_the_placement_is_never_handed_to_keda(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge, exporter: Exporter,
+    api_client: client.ApiClient,
+) -> None:  # fmt: skip
+    """An HPA named keda-hpa-placement-<name> that KEDA did not make (no controller owner
+    reference to the ScaledObject), scaling another Deployment: before, the operator created
+    its ScaledObject and KEDA would have taken that HPA over, rewriting it to scale the
+    placement's Deployment."""
+    namespace = placements.namespace
+    queue = exporter.gauge("inference_hpa_queue_depth", "requests waiting", ["namespace"])
+    queue.labels(namespace).set(0)
+    prometheus.wait_for_value(f'sum(inference_hpa_queue_depth{{namespace="{namespace}"}})', 0)
+    measured_deployment(placements, prometheus, utilization, "hpa-named")
+    autoscaling = client.AutoscalingV2Api(api_client)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(
+        namespace,
+        client.V2HorizontalPodAutoscaler(
+            metadata=client.V1ObjectMeta(name="keda-hpa-placement-hpa-named"),
+            spec=client.V2HorizontalPodAutoscalerSpec(
+                scale_target_ref=client.V2CrossVersionObjectReference(
+                    api_version="apps/v1", kind="Deployment", name="ledger"
+                ),
+                min_replicas=2,
+                max_replicas=8,
+            ),
+        ),
+    )
+    before = placements.apps.read_namespaced_deployment("hpa-named", namespace).metadata
+    manifest = placement("hpa-named", namespace, deployment="hpa-named", acceptable_delay="10m")
+    manifest["spec"]["async"] = {"queue": "sum(inference_hpa_queue_depth)", "scaleUpTime": "1m"}
+    placements.apply(manifest)
+    event = placements.wait_for_event("hpa-named", "ConflictingAutoscaler", timeout=90)
+    assert event.type == "Warning"
+    assert "HorizontalPodAutoscaler/keda-hpa-placement-hpa-named (scaling Deployment/ledger" in (
+        event.message
+    )
+    time.sleep(3)
+    assert not placements.scaled_object_exists("placement-hpa-named")
+    hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(
+        "keda-hpa-placement-hpa-named", namespace
+    )
+    assert hpa.spec.scale_target_ref.name == "ledger"
+    assert placements.status("hpa-named")["phase"] == "Blocked"
+    assert placements.replicas("hpa-named") == 4
+    # Blocked before any write: the Deployment was not touched.
+    deployment = placements.apps.read_namespaced_deployment("hpa-named", namespace)
+    assert deployment.metadata.generation == before.generation
+
+
+@pytest.mark.usefixtures("keda_crd")
+def test_a_scaled_object_that_came_after_the_read_makes_the_create_fail_not_overwrite(
+    placements: Placements, api_client: client.ApiClient
+) -> None:
+    """The executor creates the ScaledObject when its fresh read found none: on the API
+    server, one someone else created in between answers 409 AlreadyExists and stays as it
+    was (a forced server-side apply would have taken it over)."""
+    namespace = placements.namespace
+    kube = KubeAdapter(api_client)
+    ours: dict[str, Any] = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "placement-raced", "labels": {PLACEMENT_LABEL: "raced"}},
+        "spec": {"scaleTargetRef": {"name": "raced"}, "triggers": TRIGGERS},
+    }
+    assert kube.scaled_object_placement(namespace, "placement-raced") is None  # the read
+    theirs = {**ours, "metadata": {"name": "placement-raced", "labels": {"team": "ledger"}},
+              "spec": {"scaleTargetRef": {"name": "ledger"}, "triggers": TRIGGERS}}  # fmt: skip
+    placements.custom.create_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects", theirs
+    )
+    assert kube.create_scaled_object(namespace, ours) is False
+    assert kube.scaled_object_placement(namespace, "placement-raced") == ""  # not ours
+    kept = placements.scaled_object("placement-raced")
+    assert kept["spec"]["scaleTargetRef"] == {"name": "ledger"}
+    assert kept["metadata"]["labels"] == {"team": "ledger"}
+    # With none there, the create is what makes it.
+    fresh = {**ours, "metadata": {**ours["metadata"], "name": "placement-fresh"}}
+    assert kube.create_scaled_object(namespace, fresh) is True
+    assert placements.scaled_object("placement-fresh")["metadata"]["labels"] == {
+        PLACEMENT_LABEL: "raced"
+    }
+    # Ours applied over only at the version read: replaced since, the apply is a conflict.
+    read = kube.scaled_object_holder(namespace, "placement-fresh")
+    assert read is not None and read.placement == "raced"
+    kube.apply_scaled_object(namespace, fresh, resource_version=read.resource_version)
+    placements.custom.delete_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects", "placement-fresh"
+    )
+    placements.custom.create_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects",
+        {**theirs, "metadata": {"name": "placement-fresh", "labels": {"team": "ledger"}}},
+    )  # fmt: skip
+    with pytest.raises(Retry):
+        kube.apply_scaled_object(namespace, fresh, resource_version=read.resource_version)
+    assert placements.scaled_object("placement-fresh")["metadata"]["labels"] == {"team": "ledger"}

@@ -8,8 +8,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from placement.adapters.observe import observe
-from placement.core.cluster import Refused
+from placement.core.cluster import Refused, Retry
 from placement.core.reconcile import (
     ApplyScaledObject,
     DeleteScaledObject,
@@ -306,11 +308,16 @@ def _refusing(op: AsyncOperator) -> list[str]:
     """KEDA's admission webhook denies every ScaledObject from now on; the names it denied."""
     denied: list[str] = []
 
-    def apply_scaled_object(namespace: str, manifest: dict[str, Any]) -> None:
+    def apply_scaled_object(namespace: str, manifest: dict[str, Any], **_: Any) -> None:
         denied.append(manifest["metadata"]["name"])
         raise Refused('400: admission webhook "vscaledobject.kb.io" denied the request')
 
+    def create_scaled_object(namespace: str, manifest: dict[str, Any]) -> bool:
+        apply_scaled_object(namespace, manifest)
+        return True
+
     op.cluster.apply_scaled_object = apply_scaled_object  # type: ignore[method-assign]
+    op.cluster.create_scaled_object = create_scaled_object  # type: ignore[method-assign]
     return denied
 
 
@@ -380,7 +387,7 @@ def test_someone_elses_scaled_object_of_that_name_is_never_taken_over() -> None:
         op.evaluate(MIDDAY)
         assert op.cluster.scaled_objects[SO] is theirs
         assert theirs["spec"]["scaleTargetRef"] == {"name": "ledger"}
-        assert "apply scaledobject placement-summarizer" not in op.cluster.writes
+        assert not any("scaledobject" in write for write in op.cluster.writes)
         deployment = op.cluster.deployments["summarizer"]
         assert (deployment.replicas, deployment.managed_by) == (4, None)
         assert op.status["phase"] == "Blocked"
@@ -404,7 +411,7 @@ def test_one_that_came_after_the_observation_is_still_never_applied_over() -> No
         "ApplyScaledObject placement-summarizer",
     )
     assert op.cluster.scaled_objects[SO] is theirs
-    assert "apply scaledobject placement-summarizer" not in op.cluster.writes
+    assert not any("scaledobject" in write for write in op.cluster.writes)
     assert op.cluster.deployments["summarizer"].managed_by is None
     assert op.reasons()[-1] == "ConflictingAutoscaler"
 
@@ -459,3 +466,96 @@ def test_a_refused_apply_in_async_with_none_in_place_gives_the_replicas_back() -
     assert op.cluster.deployments["summarizer"].replicas == 4
     assert op.cluster.deployments["summarizer"].managed_by is None
     assert op.status["phase"] == "Blocked"
+
+
+def test_a_first_move_creates_the_scaled_object_rather_than_applying_over_one() -> None:
+    op = _operator()
+    op.evaluate(MIDDAY)
+    assert f"create scaledobject {SO}" in op.cluster.writes
+    assert f"apply scaledobject {SO}" not in op.cluster.writes
+    assert op.status["phase"] == "Async"
+
+
+def test_one_created_between_the_fresh_read_and_the_write_is_never_written_over() -> None:
+    """Before, the read found none and the forced server-side apply took over the one that
+    came just after it: KEDA then scaled the placement's Deployment with someone else's
+    ScaledObject. Now the create fails with AlreadyExists, the second read finds theirs."""
+    op = _operator()
+    theirs = {
+        "metadata": {"name": SO, "labels": {"placement.runplacement.io/placement": "other"}},
+        "spec": {"scaleTargetRef": {"name": "ledger"}, "minReplicaCount": 2},
+    }
+    op.cluster.scaled_object_racer = theirs
+    executed = op.evaluate(MIDDAY)
+    assert executed.steps[:2] == (
+        "TakeHold deployment/summarizer 4",
+        "ApplyScaledObject placement-summarizer",
+    )
+    assert op.cluster.scaled_objects[SO] is theirs
+    assert theirs["spec"]["scaleTargetRef"] == {"name": "ledger"}
+    assert not any("scaledobject" in write for write in op.cluster.writes)
+    deployment = op.cluster.deployments["summarizer"]
+    assert (deployment.replicas, deployment.managed_by) == (4, None)  # the hold given back
+    assert op.status["phase"] == "Blocked"
+    event = op.effects.events[-1]
+    assert event.reason == "ConflictingAutoscaler"
+    assert "label placement.runplacement.io/placement=other" in event.message
+
+
+def test_ours_created_meanwhile_by_another_worker_is_applied_as_ours() -> None:
+    op = _operator()
+    ours = op.plan(MIDDAY).steps[1]
+    assert isinstance(ours, ApplyScaledObject)
+    op.cluster.scaled_object_racer = dict(ours.manifest)
+    op.evaluate(MIDDAY)
+    assert f"apply scaledobject {SO}" in op.cluster.writes
+    assert op.status["phase"] == "Async"
+
+
+def _keda_owner(name: str) -> dict[str, Any]:
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name,
+            "uid": "u-1", "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+
+
+def test_an_hpa_with_the_name_keda_gives_ours_that_is_not_kedas_blocks_the_move() -> None:
+    """Before, the ScaledObject was created and KEDA took over keda-hpa-<name>, rewriting it to
+    scale the placement's target: deployment/ledger lost its autoscaler."""
+    forged = [_keda_owner("someone-else")]
+    for owners in ([], forged, [{**_keda_owner(SO), "controller": False}]):
+        op = _operator()
+        op.cluster.hpas[f"keda-hpa-{SO}"] = ("Deployment/ledger", owners)
+        op.evaluate(MIDDAY)
+        assert op.cluster.writes == []  # blocked before any write
+        assert SO not in op.cluster.scaled_objects
+        assert op.status["phase"] == "Blocked"
+        event = op.effects.events[-1]
+        assert event.type == "Warning" and event.reason == "ConflictingAutoscaler"
+        assert f"HorizontalPodAutoscaler/keda-hpa-{SO} (scaling Deployment/ledger" in (
+            event.message
+        )
+        assert "KEDA would take it over" in event.message
+
+
+def test_kedas_own_hpa_for_our_scaled_object_does_not_block() -> None:
+    op = _operator()
+    op.cluster.hpas[f"keda-hpa-{SO}"] = ("Deployment/summarizer", [_keda_owner(SO)])
+    op.evaluate(MIDDAY)
+    assert op.status["phase"] == "Async"
+    assert f"create scaledobject {SO}" in op.cluster.writes
+
+
+def test_ours_replaced_by_someone_elses_between_the_read_and_the_apply_is_not_taken_over() -> None:
+    """In async, a re-apply (a new spec) reads ours and applies over the version read: one
+    that replaced it in between is a conflict, retried, never written over."""
+    op = _operator()
+    op.evaluate(MIDDAY)
+    op.manifest["spec"]["target"]["warmReplicas"] = 1  # a new spec: applied again
+    op.manifest["metadata"]["generation"] = 2
+    theirs = {
+        "metadata": {"name": SO, "labels": {"placement.runplacement.io/placement": "other"}},
+        "spec": {"scaleTargetRef": {"name": "ledger"}, "minReplicaCount": 2},
+    }
+    op.cluster.scaled_object_racer = theirs
+    with pytest.raises(Retry):
+        op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.cluster.scaled_objects[SO] is theirs

@@ -106,6 +106,35 @@ def test_a_same_named_scaled_object_is_told_from_the_cache_without_a_request(
     assert KubeAdapter(client.ApiClient()).cached_scaled_object_placement("ml", "x") is None
 
 
+def test_an_hpa_named_as_keda_names_ours_is_told_from_the_cache_unless_kedas(
+    cached: tuple[KubeAdapter, MagicMock, ClusterCaches],
+) -> None:
+    """KEDA makes keda-hpa-<ScaledObject> with the ScaledObject as its controller owner; any
+    other HPA of that name it would take over."""
+    kube, _, caches = cached
+    keda = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "placement-p",
+            "uid": "u", "controller": True}  # fmt: skip
+
+    def hpa(name: str, owners: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "ml", "resourceVersion": "3",
+                             "ownerReferences": owners},
+                "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "ledger"}}}  # fmt: skip
+
+    caches.hpas.replace([hpa("keda-hpa-placement-p", [keda]), hpa("keda-hpa-placement-q", [])])
+    assert kube.cached_keda_hpa_taken("ml", "placement-p") is None
+    assert kube.cached_keda_hpa_taken("ml", "placement-r") is None
+    assert kube.cached_keda_hpa_taken("ml", "placement-q") == (
+        "HorizontalPodAutoscaler/keda-hpa-placement-q "
+        "(scaling Deployment/ledger, not KEDA's for placement-q)"
+    )
+    # Another ScaledObject's HPA renamed, or KEDA's marked as not its controller: not ours.
+    caches.hpas.replace([hpa("keda-hpa-placement-q", [keda]),
+                         hpa("keda-hpa-placement-p", [{**keda, "controller": False}])])  # fmt: skip
+    assert kube.cached_keda_hpa_taken("ml", "placement-q") is not None
+    assert kube.cached_keda_hpa_taken("ml", "placement-p") is not None
+    assert kube.autoscaling.mock_calls == []  # type: ignore[attr-defined]
+
+
 def test_a_hold_is_read_back_at_once_and_a_conflict_makes_the_next_read_live(
     cached: tuple[KubeAdapter, MagicMock, ClusterCaches],
 ) -> None:

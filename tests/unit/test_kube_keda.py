@@ -119,6 +119,12 @@ def test_whose_a_scaled_object_is_is_read_by_its_name_before_applying() -> None:
     assert adapter([]).scaled_object_placement("ml", "placement-summarizer") is None
 
 
+def test_the_fresh_read_carries_the_resource_version_to_apply_over() -> None:
+    kube = adapter([scaled("placement-summarizer", "summarizer", OWN)])
+    holder = kube.scaled_object_holder("ml", "placement-summarizer")
+    assert holder is not None and (holder.placement, holder.resource_version) == ("summarizer", "7")
+
+
 def test_the_own_scaled_object_is_read_with_its_conditions() -> None:
     kube = adapter([scaled("placement-summarizer", "summarizer", OWN)])
     assert kube.placement_scaled_object("ml", "summarizer") == ScaledObjectState(
@@ -181,12 +187,53 @@ def test_apply_is_a_forced_server_side_apply_and_its_refusals_are_typed() -> Non
     assert kwargs["_content_type"] == "application/apply-patch+yaml"
     assert kwargs["field_manager"] == "placement-operator" and kwargs["force"] is True
 
+    assert (
+        "resourceVersion"
+        not in custom(kube).patch_namespaced_custom_object.call_args.args[5]["metadata"]
+    )
+    # Over the version read: a precondition the API server checks (409 when replaced since).
+    kube.apply_scaled_object("ml", manifest, resource_version="41")
+    body = custom(kube).patch_namespaced_custom_object.call_args.args[5]
+    assert body["metadata"] == {"name": "placement-summarizer", "resourceVersion": "41"}
+    assert manifest == {"metadata": {"name": "placement-summarizer"}}  # not changed in place
+
     custom(kube).patch_namespaced_custom_object.side_effect = ApiException(status=409)
     with pytest.raises(Retry):
         kube.apply_scaled_object("ml", manifest)
     custom(kube).patch_namespaced_custom_object.side_effect = ApiException(status=403)
     with pytest.raises(Refused):
         kube.apply_scaled_object("ml", manifest)
+
+
+def test_a_new_scaled_object_is_created_and_one_that_exists_is_not_written_over() -> None:
+    kube = adapter([])
+    manifest = {"metadata": {"name": "placement-summarizer"}}
+    assert kube.create_scaled_object("ml", manifest) is True
+    call = custom(kube).create_namespaced_custom_object.call_args
+    assert call.args[2:] == ("ml", "scaledobjects", manifest)
+    assert custom(kube).patch_namespaced_custom_object.mock_calls == []
+    custom(kube).create_namespaced_custom_object.side_effect = ApiException(status=409)
+    assert kube.create_scaled_object("ml", manifest) is False  # AlreadyExists
+    custom(kube).create_namespaced_custom_object.side_effect = ApiException(status=403)
+    with pytest.raises(Refused):
+        kube.create_scaled_object("ml", manifest)
+
+
+def test_without_caches_an_hpa_named_as_kedas_for_ours_is_read_by_its_name() -> None:
+    kube = adapter([], [keda_hpa("keda-hpa-placement-summarizer", "placement-summarizer")])
+    listed: Any = kube.autoscaling.list_namespaced_horizontal_pod_autoscaler
+    # No controller flag on that owner reference: KEDA sets it, so this one is not KEDA's.
+    assert kube.cached_keda_hpa_taken("ml", "placement-summarizer") == (
+        "HorizontalPodAutoscaler/keda-hpa-placement-summarizer "
+        "(scaling Deployment/summarizer, not KEDA's for placement-summarizer)"
+    )
+    assert listed.call_args.kwargs["field_selector"] == (
+        "metadata.name=keda-hpa-placement-summarizer"
+    )
+    listed.return_value.items[0].metadata.owner_references[0].controller = True
+    assert kube.cached_keda_hpa_taken("ml", "placement-summarizer") is None
+    listed.return_value.items = []
+    assert kube.cached_keda_hpa_taken("ml", "placement-summarizer") is None
 
 
 def test_deleting_a_scaled_object_already_gone_is_no_error() -> None:

@@ -172,6 +172,25 @@ def test_whose_a_scaled_object_is_is_read_fresh_by_its_name() -> None:
     assert queries == ["metadata.name=theirs", "metadata.name=unlabelled", "metadata.name=none"]
 
 
+def test_a_scaled_object_is_created_by_a_post_and_one_that_exists_is_not_written_over() -> None:
+    path = "/apis/keda.sh/v1alpha1/namespaces/ml/scaledobjects"
+    manifest = {"metadata": {"name": "placement-p"}}
+    answers = iter([(201, manifest), (409, {"reason": "AlreadyExists"}), (403, {"message": "no"})])
+
+    async def created(request: web.Request) -> web.StreamResponse:
+        status, body = next(answers)
+        return web.json_response(body, status=status)
+
+    async def scenario(kube: AsyncKube, received: list[tuple[str, str, Any]]) -> None:
+        assert await kube.create_scaled_object("ml", manifest) is True
+        assert await kube.create_scaled_object("ml", manifest) is False
+        with pytest.raises(Refused, match="403"):
+            await kube.create_scaled_object("ml", manifest)
+        assert [m for m, _, _ in received] == ["POST"] * 3
+
+    run({("POST", path): created}, scenario)
+
+
 def test_a_status_write_answers_the_resource_version_it_made() -> None:
     """The daemon waits for a body that shows its own write before it evaluates again."""
     status = "/apis/placement.runplacement.io/v1alpha1/namespaces/ml/workloadplacements/p/status"

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from placement.core.cluster import HoldConflict, Refused
+from placement.core.cluster import HoldConflict, Refused, Retry
 from placement.core.labels import PLACEMENT_LABEL
-from placement.core.observation import DeploymentState, ScaledObjectState
+from placement.core.observation import DeploymentState, ScaledObjectHolder, ScaledObjectState
 from placement.core.policy import JobObservation, JobOutcome
-from placement.core.scaledobject import scaled_object_name
+from placement.core.scaledobject import foreign_keda_hpa, keda_hpa_name, scaled_object_name
 
 
 @dataclass
@@ -32,6 +32,11 @@ class FakeCluster:
     refuse_only_create: bool = False
     # Another placement takes the hold between this one's read and its write.
     taken_by: str | None = None
+    # A ScaledObject someone creates between the executor's read and its create.
+    scaled_object_racer: dict[str, Any] | None = None
+    # HPAs by name: (what they scale, "Kind/name"; their owner references).
+    hpas: dict[str, tuple[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    _so_seen: list[Any] = field(default_factory=list, repr=False)
 
     def add(self, name: str, replicas: int) -> None:
         self.deployments[name] = DeploymentState(
@@ -92,8 +97,21 @@ class FakeCluster:
             return None
         return str((manifest["metadata"].get("labels") or {}).get(PLACEMENT_LABEL, ""))
 
+    def scaled_object_holder(self, namespace: str, name: str) -> ScaledObjectHolder | None:
+        placement = self.scaled_object_placement(namespace, name)
+        if placement is None:
+            return None
+        return ScaledObjectHolder(placement, self._so_version(name))
+
     def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
         return self.scaled_object_placement(namespace, name)
+
+    def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        name = keda_hpa_name(scaled_object)
+        if name not in self.hpas:
+            return None
+        target, owners = self.hpas[name]
+        return foreign_keda_hpa(name, owners, target, scaled_object)
 
     def placement_jobs(self, namespace: str, placement: str) -> list[JobObservation]:
         return [job for name, job in self.jobs.items() if self.job_owner.get(name) == placement]
@@ -173,10 +191,38 @@ class FakeCluster:
         self.writes.append(f"delete job {name}")
         return True
 
-    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
+    def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
         name = manifest["metadata"]["name"]
+        self._race()
         if not self.keda:
             raise Refused(f"404: the server could not find the requested resource ({name})")
+        if name in self.scaled_objects:
+            return False  # 409 AlreadyExists
+        self.writes.append(f"create scaledobject {name}")
+        self.scaled_objects[name] = manifest
+        return True
+
+    def _so_version(self, name: str) -> str:
+        """A ScaledObject's resourceVersion here: which manifest object is stored (every
+        write stores another; all are kept in `_so_seen`, so no identity is reused)."""
+        current = self.scaled_objects.get(name)
+        self._so_seen.append(current)
+        return str(id(current))
+
+    def _race(self) -> None:
+        if self.scaled_object_racer is not None:
+            racer, self.scaled_object_racer = self.scaled_object_racer, None
+            self.scaled_objects[racer["metadata"]["name"]] = racer
+
+    def apply_scaled_object(
+        self, namespace: str, manifest: dict[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        name = manifest["metadata"]["name"]
+        self._race()
+        if not self.keda:
+            raise Refused(f"404: the server could not find the requested resource ({name})")
+        if resource_version is not None and resource_version != self._so_version(name):
+            raise Retry(f"scaledobject/{name} changed while being applied")
         self.writes.append(f"apply scaledobject {name}")
         self.scaled_objects[name] = manifest
 

@@ -40,9 +40,9 @@ from placement.core.labels import (
     PLACEMENT_LABEL,
 )
 from placement.core.observation import DeploymentState as DeploymentState
-from placement.core.observation import ScaledObjectState
+from placement.core.observation import ScaledObjectHolder, ScaledObjectState
 from placement.core.policy import JobObservation
-from placement.core.scaledobject import scaled_object_name
+from placement.core.scaledobject import foreign_keda_hpa, keda_hpa_name, scaled_object_name
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # The owner of the fields the operator applies (server-side apply) on its ScaledObjects.
@@ -324,10 +324,15 @@ class KubeAdapter:
         return None
 
     def scaled_object_placement(self, namespace: str, name: str) -> str | None:
-        """Cluster.scaled_object_placement: listed by name (the operator's role lists
+        """Cluster.scaled_object_placement."""
+        holder = self.scaled_object_holder(namespace, name)
+        return None if holder is None else holder.placement
+
+    def scaled_object_holder(self, namespace: str, name: str) -> ScaledObjectHolder | None:
+        """Cluster.scaled_object_holder: listed by name (the operator's role lists
         ScaledObjects; it has no get on them)."""
         for item in self._scaled_objects(namespace, field_selector=f"metadata.name={name}"):
-            return placement_label(item)
+            return holder_of(item)
         return None
 
     def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
@@ -336,11 +341,65 @@ class KubeAdapter:
             return None
         return self.caches.scaled_object_placement(namespace, name)
 
-    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
-        """Create or update the ScaledObject by server-side apply: the operator owns the
-        fields it writes, KEDA keeps its own (finalizer, status, its label). A conflict is
-        retried; a refusal for good raises Refused."""
+    def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        """Cluster.cached_keda_hpa_taken; without caches, listed by name (asked only for a
+        placement moving to async)."""
+        if self.caches is not None:
+            return self.caches.keda_hpa_taken(namespace, scaled_object)
+        listed = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+            namespace,
+            field_selector=f"metadata.name={keda_hpa_name(scaled_object)}",
+            _request_timeout=self.timeout,
+        ).items
+        for hpa in listed:
+            ref = hpa.spec.scale_target_ref if hpa.spec else None
+            owners = (hpa.metadata.owner_references if hpa.metadata else None) or []
+            return foreign_keda_hpa(
+                str(hpa.metadata.name if hpa.metadata else ""),
+                [
+                    {
+                        "apiVersion": o.api_version,
+                        "kind": o.kind,
+                        "name": o.name,
+                        "controller": o.controller,
+                    }
+                    for o in owners
+                ],
+                f"{ref.kind if ref else ''}/{ref.name if ref else ''}",
+                scaled_object,
+            )
+        return None
+
+    def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Cluster.create_scaled_object: a POST, so one that came since the read is never
+        written over (a forced apply would take it over)."""
+        try:
+            self.custom.create_namespaced_custom_object(
+                KEDA_GROUP,
+                KEDA_VERSION,
+                namespace,
+                SCALED_OBJECTS,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+        self.telemetry.actuated("scaled_object_applied")
+        return True
+
+    def apply_scaled_object(
+        self, namespace: str, manifest: dict[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """Update the ScaledObject by server-side apply: the operator owns the fields it
+        writes, KEDA keeps its own (finalizer, status, its label). A conflict (e.g. not the
+        `resource_version` read any more) is retried; a refusal for good raises Refused."""
         name = manifest["metadata"]["name"]
+        manifest = over_version(manifest, resource_version)
         try:
             self.custom.patch_namespaced_custom_object(
                 KEDA_GROUP,
@@ -507,6 +566,19 @@ def scaled_object_state(item: dict[str, Any]) -> ScaledObjectState:
         active=_condition(conditions.get("Active")),
         resource_version=metadata.get("resourceVersion"),
     )
+
+
+def holder_of(item: dict[str, Any]) -> ScaledObjectHolder:
+    version = (item.get("metadata") or {}).get("resourceVersion")
+    return ScaledObjectHolder(placement_label(item), None if version is None else str(version))
+
+
+def over_version(manifest: dict[str, Any], resource_version: str | None) -> dict[str, Any]:
+    """The manifest to apply only over `resource_version` (a resourceVersion in an applied
+    object is a precondition), or as it is."""
+    if resource_version is None:
+        return manifest
+    return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": resource_version}}
 
 
 def placement_label(item: dict[str, Any]) -> str:

@@ -34,7 +34,8 @@ from placement.adapters.kube import (
     _is_own,
     api_message,
     hold_patch,
-    placement_label,
+    holder_of,
+    over_version,
     scaled_object_state,
 )
 from placement.adapters.kubewatch import ClusterCaches, Connection, deployment_of
@@ -42,7 +43,7 @@ from placement.adapters.telemetry import Telemetry
 from placement.core.api import GROUP, PLURAL, VERSION
 from placement.core.cluster import HoldConflict, Refused, Retry
 from placement.core.labels import PLACEMENT_LABEL
-from placement.core.observation import DeploymentState, ScaledObjectState
+from placement.core.observation import DeploymentState, ScaledObjectHolder, ScaledObjectState
 from placement.core.policy import JobObservation
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -306,7 +307,11 @@ class AsyncKube:
         return self.caches.scaled_object_placement(namespace, name)
 
     async def scaled_object_placement(self, namespace: str, name: str) -> str | None:
-        """kube.KubeAdapter.scaled_object_placement: read fresh, not from the watch cache."""
+        holder = await self.scaled_object_holder(namespace, name)
+        return None if holder is None else holder.placement
+
+    async def scaled_object_holder(self, namespace: str, name: str) -> ScaledObjectHolder | None:
+        """kube.KubeAdapter.scaled_object_holder: read fresh, not from the watch cache."""
         try:
             listed = await self.request(
                 "GET",
@@ -318,11 +323,35 @@ class AsyncKube:
                 raise
             return None
         for item in (listed or {}).get("items") or []:
-            return placement_label(item)
+            return holder_of(item)
         return None
 
-    async def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
+    async def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        return self.caches.keda_hpa_taken(namespace, scaled_object)
+
+    async def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """kube.KubeAdapter.create_scaled_object: False when one of that name exists."""
+        try:
+            await self.request(
+                "POST",
+                _scaled_objects_path(namespace),
+                query={"fieldManager": FIELD_MANAGER},
+                body=manifest,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            if error.status in PERMANENT_REFUSALS:
+                raise Refused(f"{error.status}: {api_message(error)}") from error
+            raise
+        self.telemetry.actuated("scaled_object_applied")
+        return True
+
+    async def apply_scaled_object(
+        self, namespace: str, manifest: dict[str, Any], *, resource_version: str | None = None
+    ) -> None:
         name = manifest["metadata"]["name"]
+        manifest = over_version(manifest, resource_version)
         try:
             await self.request(
                 "PATCH",

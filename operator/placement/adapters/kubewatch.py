@@ -51,6 +51,7 @@ from placement.core.labels import (
 )
 from placement.core.observation import DeploymentState
 from placement.core.policy import JobObservation, JobOutcome
+from placement.core.scaledobject import foreign_keda_hpa, keda_hpa_name, keda_made
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class Autoscaler:
     target_name: str
     spec: Mapping[str, Any] | None = None  # a ScaledObject's spec (small), for its readers
     placement: str = ""  # a ScaledObject's placement label ("" none)
+    # An HPA's controller owner reference, "ScaledObject/<name>" when KEDA's; "" none.
+    controller: str = ""
 
     def targets(self, deployment: str) -> bool:
         return self.target_kind == "Deployment" and self.target_name == deployment
@@ -172,11 +175,19 @@ def _pod_hours(job: Mapping[str, Any], finished_at: datetime | None) -> float | 
 
 def hpa_of(obj: Mapping[str, Any]) -> Autoscaler:
     ref = (obj.get("spec") or {}).get("scaleTargetRef") or {}
+    metadata = obj.get("metadata") or {}
+    owner = next(
+        (o for o in metadata.get("ownerReferences") or () if o.get("controller") is True), None
+    )
+    controller = ""
+    if owner is not None and keda_made([owner], str(owner.get("name") or "")):
+        controller = f"ScaledObject/{owner.get('name')}"
     return Autoscaler(
         "HorizontalPodAutoscaler",
-        str((obj.get("metadata") or {}).get("name") or ""),
+        str(metadata.get("name") or ""),
         str(ref.get("kind") or ""),
         str(ref.get("name") or ""),
+        controller=controller,
     )
 
 
@@ -545,6 +556,15 @@ class ClusterCaches:
             return None
         found = self.scaled_objects.get(namespace, name)
         return None if found is None else found.placement
+
+    def keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        """Cluster.cached_keda_hpa_taken, from the cached HPAs."""
+        found = self.hpas.get(namespace, keda_hpa_name(scaled_object))
+        if found is None or found.controller == f"ScaledObject/{scaled_object}":
+            return None
+        return foreign_keda_hpa(
+            found.name, (), f"{found.target_kind}/{found.target_name}", scaled_object
+        )
 
     @property
     def keda_installed(self) -> bool:

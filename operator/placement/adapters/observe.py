@@ -60,7 +60,7 @@ def observing(
     # Only a placement with spec.async, or one still holding a Deployment (async takes the
     # hold before it applies its ScaledObject and gives it back only after deleting it), can
     # have one: the others cost no request.
-    scaled = taken = None
+    scaled = taken = hpa_taken = None
     looked = keda and (spec.async_ is not None or claimed)
     if looked:
         scaled = yield ask("placement_scaled_object", namespace, placement)
@@ -70,6 +70,9 @@ def observing(
             "cached_scaled_object_placement", namespace, scaled_object_name(placement)
         )
         taken = holder if holder is not None and holder != placement else None
+        # An HPA of the name KEDA would give its own that KEDA did not make for it: KEDA
+        # would take it over and rewrite it to scale the target.
+        hpa_taken = yield ask("cached_keda_hpa_taken", namespace, scaled_object_name(placement))
     if deployment is None:
         return Observation(
             deployment=None,
@@ -77,6 +80,7 @@ def observing(
             jobs=jobs,
             scaled_object=scaled,
             scaled_object_taken=taken,
+            keda_hpa_taken=hpa_taken,
             keda_installed=keda,
         )
     other = deployment.managed_by
@@ -98,6 +102,7 @@ def observing(
         other_holder_exists=other_exists,
         scaled_object=scaled,
         scaled_object_taken=taken,
+        keda_hpa_taken=hpa_taken,
         keda_installed=keda,
         **read,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from placement.core.observation import DeploymentState, ScaledObjectState
+from placement.core.observation import DeploymentState, ScaledObjectHolder, ScaledObjectState
 from placement.core.policy import JobObservation
 
 
@@ -75,12 +75,34 @@ class Cluster(Protocol):
         taken over."""
         ...
 
+    def scaled_object_holder(self, namespace: str, name: str) -> ScaledObjectHolder | None:
+        """scaled_object_placement with the resourceVersion read (None: no such one)."""
+        ...
+
     def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
         """scaled_object_placement as the watch cache last saw it (no request); None also
         without a cache. For planning only: the executor reads fresh before applying."""
         ...
 
-    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None: ...
+    def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        """The HPA KEDA would make for the ScaledObject `scaled_object` (its name,
+        keda-hpa-<name>) when one of that name exists that KEDA did not make for that
+        ScaledObject (no controller owner reference to it): KEDA would take it over and
+        rewrite it to scale the placement's target. None: none, or KEDA's own, or no cache
+        to ask (as the watch cache saw it: no request)."""
+        ...
+
+    def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create the ScaledObject; False when one of that name exists already (409
+        AlreadyExists): the executor reads it again, it never writes over it."""
+        ...
+
+    def apply_scaled_object(
+        self, namespace: str, manifest: dict[str, Any], *, resource_version: str | None = None
+    ) -> None:
+        """Server-side apply, forced; with `resource_version`, only over that version (one
+        replaced since it was read: Retry)."""
+        ...
 
     def delete_scaled_object(self, namespace: str, name: str) -> bool: ...
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from placement.core.cluster import Cluster, HoldConflict, Refused, Retry
-from placement.core.observation import DeploymentState
+from placement.core.observation import DeploymentState, ScaledObjectHolder
 from placement.core.policy import Decision
 from placement.core.reasons import EventType, Reason
 from placement.core.reconcile import (
@@ -314,18 +314,41 @@ def _scaled_object(
     if isinstance(step, DeleteScaledObject):
         yield ask("delete_scaled_object", namespace, step.name)
         return None
-    holder = yield ask("scaled_object_placement", namespace, step.manifest["metadata"]["name"])
-    if holder is not None and holder != placement:
-        report = plan.scaled_object_taken(step, holder)
+    try:
+        holder = yield from _placing_scaled_object(step, effects, namespace, placement)
+    except Refused as refusal:
+        report = plan.scaled_object_refused(step, refusal.detail)
     else:
-        try:
-            yield ask("apply_scaled_object", namespace, effects.own(step.manifest))
+        if holder is None:
             return None
-        except Refused as refusal:
-            report = plan.scaled_object_refused(step, refusal.detail)
+        report = plan.scaled_object_taken(step, holder)
     for undo in plan.without_scaled_object(step):
         yield from _run(undo, plan, effects, namespace, placement, {})
     return report
+
+
+def _placing_scaled_object(
+    step: ApplyScaledObject, effects: Effects, namespace: str, placement: str
+) -> Calls[str | None]:
+    """Read the ScaledObject fresh: none, create it (a POST: one someone else created since
+    the read makes it fail, where a forced apply would take it over); this placement's,
+    apply it. None when done, else the placement label of the one that is not ours ("" no
+    label)."""
+    name = step.manifest["metadata"]["name"]
+    manifest = effects.own(step.manifest)
+    holder: ScaledObjectHolder | None = yield ask("scaled_object_holder", namespace, name)
+    if holder is None:
+        if (yield ask("create_scaled_object", namespace, manifest)):
+            return None
+        # AlreadyExists: created since the read, by someone else or by this placement.
+        holder = yield ask("scaled_object_holder", namespace, name)
+        if holder is None:
+            raise Retry(f"scaledobject/{name} came and went while being created")
+    if holder.placement != placement:
+        return holder.placement
+    # Over the version read: one replaced since is a conflict (Retry), not taken over.
+    yield ask("apply_scaled_object", namespace, manifest, resource_version=holder.resource_version)
+    return None
 
 
 def describe(step: Step) -> str:

@@ -182,6 +182,16 @@ class LoadHistory:
 
 
 @dataclass(frozen=True)
+class ScaledObjectHolder:
+    """Whose a ScaledObject is, read fresh by its name: its placement label ("" none) and
+    its resourceVersion, the precondition for applying over it (one replaced since the read
+    is then a conflict, not taken over)."""
+
+    placement: str
+    resource_version: str | None = None
+
+
+@dataclass(frozen=True)
 class ScaledObjectState:
     """The KEDA ScaledObject this operator created for a placement (by label)."""
 
@@ -242,6 +252,10 @@ class Observation:
     # The placement label ("" none) of a ScaledObject with the placement's name that is not
     # its own, as the watch cache saw it; None: none seen (or no cache to ask).
     scaled_object_taken: str | None = None
+    # An HPA named as KEDA would name the placement's (keda-hpa-<ScaledObject>) that KEDA did
+    # not make for it, as the watch cache saw it ("HorizontalPodAutoscaler/<name> ..."): KEDA
+    # would take it over. None: none seen (or no cache to ask).
+    keda_hpa_taken: str | None = None
     # Whether KEDA's ScaledObject CRD is served (async needs it); None: not looked up.
     keda_installed: bool | None = None
 

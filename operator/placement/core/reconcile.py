@@ -324,6 +324,18 @@ class Plan:
         )
         return self._not_applied(step, Reason.CONFLICTING_AUTOSCALER, taken)
 
+    def keda_hpa_taken(self, step: ApplyScaledObject, hpa: str) -> Report:
+        """An HPA of the name KEDA gives the one it makes for the ScaledObject exists and is
+        not KEDA's for it (`hpa` says which and what it scales): KEDA would take it over and
+        rewrite it to scale the target, so the ScaledObject is not created."""
+        name = step.manifest["metadata"]["name"]
+        taken = (
+            f"{hpa} has the name KEDA gives the HPA of scaledobject/{name}: KEDA would take "
+            "it over and rewrite it to scale this placement's target; the operator does not "
+            "create the ScaledObject"
+        )
+        return self._not_applied(step, Reason.CONFLICTING_AUTOSCALER, taken)
+
     def without_scaled_object(self, step: ApplyScaledObject) -> tuple[Step, ...]:
         """What gives the replicas back when the ScaledObject was not applied. Moving: the
         hold (at the current count: nothing scaled yet). Already async with none of ours in
@@ -860,6 +872,22 @@ def _actuation(
     return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
 
 
+def _taken_by_others(plan: Plan, apply: ApplyScaledObject) -> Plan | None:
+    """Moving to async: someone else's ScaledObject of that name, or an HPA of the name KEDA
+    gives its own that is not KEDA's for ours (as the watch cache saw them), blocks it with
+    no write, not a hold taken and given back each evaluation. The executor still reads the
+    ScaledObject fresh and creates it only when there is none, for one that came since."""
+    assert plan.basis is not None
+    observation = plan.basis.observation
+    if observation.scaled_object_taken is not None:
+        return replace(
+            plan, report=plan.scaled_object_taken(apply, observation.scaled_object_taken)
+        )
+    if observation.keda_hpa_taken is not None:
+        return replace(plan, report=plan.keda_hpa_taken(apply, observation.keda_hpa_taken))
+    return None
+
+
 def _async_actuation(
     basis: _Basis, steps: list[Step], deployment: DeploymentState | None, interval: float
 ) -> Plan:
@@ -896,14 +924,9 @@ def _async_actuation(
     )
     if not was:  # moving: record the original count, then hand it over
         apply = ApplyScaledObject(manifest, requires=("hold",))
-        if observation.scaled_object_taken is not None:
-            # Someone else's of that name (as the watch cache saw it): blocked with no write,
-            # not a hold taken and given back each evaluation. The executor still reads it
-            # fresh before applying, for one that came since.
-            plan = Plan(tuple(steps), Report(), interval, basis)
-            return replace(
-                plan, report=plan.scaled_object_taken(apply, observation.scaled_object_taken)
-            )
+        taken = _taken_by_others(Plan(tuple(steps), Report(), interval, basis), apply)
+        if taken is not None:
+            return taken
         steps.append(
             TakeHold(
                 deployment,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -63,6 +64,38 @@ def scaled_object_name(placement: str) -> str:
         return name
     digest = hashlib.sha256(placement.encode()).hexdigest()[:8]
     return f"{cleaned[: NAME_MAX - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def keda_hpa_name(scaled_object: str) -> str:
+    """The name KEDA gives the HPA it makes for the ScaledObject: keda-hpa-<name>, cut to 63
+    characters as KEDA cuts it."""
+    return f"keda-hpa-{scaled_object}"[:NAME_MAX]
+
+
+def keda_made(owner_references: Iterable[Mapping[str, Any]], scaled_object: str) -> bool:
+    """Whether an HPA's owner references say KEDA made it for the ScaledObject
+    `scaled_object`: KEDA sets the ScaledObject as its controller. Labels prove nothing here
+    (KEDA copies the ScaledObject's, and anyone may set them)."""
+    return any(
+        ref.get("kind") == KIND
+        and str(ref.get("apiVersion") or "").startswith("keda.sh/")
+        and ref.get("name") == scaled_object
+        and ref.get("controller") is True
+        for ref in owner_references
+    )
+
+
+def foreign_keda_hpa(
+    name: str,
+    owner_references: Iterable[Mapping[str, Any]],
+    target: str,
+    scaled_object: str,
+) -> str | None:
+    """The HPA `name` described for a ConflictingAutoscaler message when KEDA did not make it
+    for `scaled_object` (`target`: what it scales, "Kind/name"); None when it did."""
+    if keda_made(owner_references, scaled_object):
+        return None
+    return f"HorizontalPodAutoscaler/{name} (scaling {target}, not KEDA's for {scaled_object})"
 
 
 def polling_interval(acceptable_delay: timedelta) -> timedelta:

@@ -89,6 +89,7 @@ from placement.core.observation import (
     Observation,
     Outcome,
     Reading,
+    ScaledObjectHolder,
     ScaledObjectState,
 )
 from placement.core.perrequest import unit_of
@@ -851,10 +852,22 @@ class _World:
     def scaled_object_placement(self, namespace: str, name: str) -> str | None:
         return None  # a replay's cluster has no one else's
 
+    def scaled_object_holder(self, namespace: str, name: str) -> ScaledObjectHolder | None:
+        return None
+
     def cached_scaled_object_placement(self, namespace: str, name: str) -> str | None:
         return None
 
-    def apply_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> None:
+    def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        return None
+
+    def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        self.scaled_object = manifest
+        return True
+
+    def apply_scaled_object(
+        self, namespace: str, manifest: dict[str, Any], *, resource_version: str | None = None
+    ) -> None:
         self.scaled_object = manifest
 
     def delete_scaled_object(self, namespace: str, name: str) -> bool:
