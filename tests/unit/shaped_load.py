@@ -33,11 +33,13 @@ def day_load(moment: datetime) -> float:
     return 0.1 if 5 <= moment.hour < 13 else 0.9
 
 
-def history(now: datetime) -> LoadHistory:
-    """Fourteen days of the shaped load as demand, 5-minute samples."""
-    samples, moment = [], now - timedelta(days=14)
+def history(
+    now: datetime, *, load: Callable[[datetime], float] = day_load, days: int = 14
+) -> LoadHistory:
+    """`days` (fourteen) days of the shaped load (or `load`) as demand, 5-minute samples."""
+    samples, moment = [], now - timedelta(days=days)
     while moment < now:
-        samples.append((moment, day_load(moment) * 4 * PER_REPLICA))
+        samples.append((moment, load(moment) * 4 * PER_REPLICA))
         moment += timedelta(minutes=5)
     return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
 

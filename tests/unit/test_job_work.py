@@ -5,7 +5,7 @@ over a weekend gave Monday's Job Sunday's held hours as Monday's."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 
@@ -13,7 +13,7 @@ from placement.core.api import Action
 from placement.core.observation import LoadHistory
 from placement.core.reasons import Reason
 from tests.unit.factories import make_spec
-from tests.unit.shaped_load import PER_REPLICA, SPEC, ShapedPlacement, at, day_load
+from tests.unit.shaped_load import PER_REPLICA, SPEC, ShapedPlacement, at, day_load, history
 
 
 def weekly_load(moment: datetime) -> float:
@@ -24,11 +24,7 @@ def weekly_load(moment: datetime) -> float:
 
 def weekly_history(now: datetime) -> LoadHistory:
     """Three weeks of it as demand, 5-minute samples: the forecast learns the weekly shape."""
-    samples, moment = [], now - timedelta(days=21)
-    while moment < now:
-        samples.append((moment, weekly_load(moment) * 4 * PER_REPLICA))
-        moment += timedelta(minutes=5)
-    return LoadHistory("demand", timedelta(minutes=5), tuple(samples), fetched_at=now)
+    return history(now, load=weekly_load, days=21)
 
 
 def test_the_monday_job_after_a_weekend_hold_is_given_sundays_work_not_mondays() -> None:
