@@ -39,7 +39,11 @@ from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION, PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, JobOutcome, Observed, State, decide
 from placement.core.reasons import EventType, Reason
-from placement.core.scaledobject import scaled_object_manifest, scaled_object_name
+from placement.core.scaledobject import (
+    others_autoscalers,
+    scaled_object_manifest,
+    scaled_object_name,
+)
 from placement.core.status import Blocked, ready_condition, state_from_status, status_update
 from placement.core.tenancy import ScopeError, scoped_spec
 from placement.core.window import current_or_next_window
@@ -730,7 +734,7 @@ def _observed(
     deployment = observation.deployment
     if deployment is None:
         return Observed(replicas=None), []
-    conflicts = _others_autoscalers(placement, observation)
+    conflicts = _others_autoscalers(observation)
     other = deployment.managed_by
     if other and other != placement.name:
         # Two placements on one Deployment would each restore what the other holds.
@@ -769,12 +773,13 @@ def _observed(
     return observed, steps
 
 
-def _others_autoscalers(placement: Placement, observation: Observation) -> list[str]:
-    """The autoscalers on the target, less this placement's own ScaledObject and the HPA KEDA
-    creates for it (by name: placement-<name>, keda-hpa-placement-<name>)."""
-    name = scaled_object_name(placement.name)
-    own = {f"ScaledObject/{name}", f"HorizontalPodAutoscaler/keda-hpa-{name}"}
-    return [found for found in observation.autoscalers if found not in own]
+def _others_autoscalers(observation: Observation) -> list[str]:
+    """The autoscalers on the target, less the ScaledObject the operator made for this
+    placement (read by its label) and KEDA's HPA for it. Never by name alone: one named
+    placement-<name> or keda-hpa-placement-<name> may be anyone's, and the Deployment must
+    not be scaled under it."""
+    own = observation.scaled_object
+    return list(others_autoscalers(observation.autoscalers, None if own is None else own.name))
 
 
 def _usable(reading: Reading | None) -> float | None:
