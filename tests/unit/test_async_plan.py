@@ -559,3 +559,25 @@ def test_ours_replaced_by_someone_elses_between_the_read_and_the_apply_is_not_ta
     with pytest.raises(Retry):
         op.evaluate(MIDDAY + timedelta(minutes=5))
     assert op.cluster.scaled_objects[SO] is theirs
+
+
+def test_an_hpa_with_keda_s_name_made_after_the_cache_was_read_blocks_the_create() -> None:
+    """The watch cache has not seen it yet: before, the ScaledObject was created and KEDA
+    rewrote that HPA to scale the placement's target. The executor reads it fresh just
+    before the create, and gives the hold back."""
+    op = _operator()
+    op.cluster.hpas[f"keda-hpa-{SO}"] = ("Deployment/ledger", [])
+    op.cluster.cached_keda_hpa_taken = lambda namespace, scaled_object: None  # type: ignore[method-assign]
+    executed = op.evaluate(MIDDAY)
+    assert executed.steps[:2] == (
+        "TakeHold deployment/summarizer 4",
+        "ApplyScaledObject placement-summarizer",
+    )
+    assert SO not in op.cluster.scaled_objects
+    assert not any("scaledobject" in write for write in op.cluster.writes)
+    deployment = op.cluster.deployments["summarizer"]
+    assert (deployment.replicas, deployment.managed_by) == (4, None)  # the hold given back
+    assert op.status["phase"] == "Blocked"
+    event = op.effects.events[-1]
+    assert event.type == "Warning" and event.reason == "ConflictingAutoscaler"
+    assert f"HorizontalPodAutoscaler/keda-hpa-{SO} (scaling Deployment/ledger" in event.message
