@@ -581,3 +581,30 @@ def test_an_hpa_with_keda_s_name_made_after_the_cache_was_read_blocks_the_create
     event = op.effects.events[-1]
     assert event.type == "Warning" and event.reason == "ConflictingAutoscaler"
     assert f"HorizontalPodAutoscaler/keda-hpa-{SO} (scaling Deployment/ledger" in event.message
+
+
+def test_leaving_async_never_deletes_someone_elses_scaled_object_of_that_name() -> None:
+    """Ours went and theirs came under its name; the placement then leaves async (here:
+    Recommend). Before, the ScaledObject was deleted by its name: theirs."""
+    op = _operator()
+    op.evaluate(MIDDAY)
+    theirs = _someone_elses(op, "other")
+    op.change_spec("mode", "Recommend")
+    op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.cluster.scaled_objects[SO] is theirs
+    assert not any("scaledobject" in write for write in op.cluster.writes[2:])
+    assert op.cluster.deployments["summarizer"].replicas == 4
+
+
+def test_deleting_the_placement_never_deletes_someone_elses_scaled_object_of_that_name() -> None:
+    """status.async names the ScaledObject; by the deletion, theirs is under that name."""
+    op = _operator()
+    op.evaluate(MIDDAY)
+    theirs = _someone_elses(op, None)
+    steps = op.delete()
+    assert steps[:2] == (
+        "DeleteScaledObject placement-summarizer",
+        "Restore deployment/summarizer 4",
+    )
+    assert op.cluster.scaled_objects[SO] is theirs
+    assert op.cluster.deployments["summarizer"].replicas == 4

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from placement.core.cluster import Cluster, HoldConflict, Refused, Retry
+from placement.core.labels import PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, ScaledObjectHolder
 from placement.core.policy import Decision
 from placement.core.reasons import EventType, Reason
@@ -312,6 +313,18 @@ def _scaled_object(
     that, or a refused apply, ends the plan with its report once the replicas are given back
     as the plan says."""
     if isinstance(step, DeleteScaledObject):
+        # Read fresh: ours may have gone and someone else's come under its name since it
+        # was read (or since status.async named it). Theirs is never deleted.
+        holder: ScaledObjectHolder | None = yield ask("scaled_object_holder", namespace, step.name)
+        if holder is not None and holder.placement != step.owner:
+            effects.log(
+                LogLine(
+                    logging.WARNING,
+                    f"scaledobject/{step.name} is not this placement's (label "
+                    f"{PLACEMENT_LABEL}={holder.placement!r}): not deleted",
+                )
+            )
+            return None
         yield ask("delete_scaled_object", namespace, step.name)
         return None
     try:

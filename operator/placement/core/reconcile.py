@@ -206,9 +206,11 @@ class ApplyScaledObject:
 @dataclass(frozen=True)
 class DeleteScaledObject:
     """Delete the placement's ScaledObject (KEDA stops scaling the Deployment); a Restore
-    after it gives the replicas back."""
+    after it gives the replicas back. `owner`: the placement it must be labelled with when
+    read just before the delete; one of that name that is someone else's is left alone."""
 
     name: str
+    owner: str
     id: str = "unscale"
     requires: tuple[str, ...] = ()
     if_refused: str = ""  # as ForgetHold's (a deletion must go through)
@@ -482,14 +484,14 @@ def reconcile(
     scaled = observation.scaled_object
     if scaled is not None and scaled.deployment != spec.target.deployment:
         # The target changed: KEDA stops scaling the old one before it is given back.
-        steps.append(DeleteScaledObject(scaled.name))
+        steps.append(DeleteScaledObject(scaled.name, placement.name))
         observation = replace(observation, scaled_object=None)
     settled, settling = _settle(placement, spec, state, observation, now)
     steps += settling
     if isinstance(settled, Blocked):
         if observation.scaled_object is not None and settled.reason is Reason.MANUAL_OVERRIDE:
             # Not fighting the person means KEDA does not either: the replicas stay as set.
-            steps.append(DeleteScaledObject(observation.scaled_object.name))
+            steps.append(DeleteScaledObject(observation.scaled_object.name, placement.name))
         decided = Decided("None", settled.reason, None, spec.costs.currency, Phase.BLOCKED)
         return Plan(tuple(steps), _blocked_report(placement, settled, now, decided), interval)
     observed, noted = _observed(placement, spec, observation, now)
@@ -504,7 +506,7 @@ def reconcile(
     if observation.scaled_object is not None:
         # Ours, left behind (e.g. the operator stopped between deleting it and the status
         # write): KEDA must not go on scaling a Deployment the operator no longer gave it.
-        steps.append(DeleteScaledObject(observation.scaled_object.name))
+        steps.append(DeleteScaledObject(observation.scaled_object.name, placement.name))
     if not decision.actuate:
         return Plan(tuple(steps), _decision_report(basis, decision), interval)
     return _actuation(basis, steps, deployment, interval)
@@ -907,7 +909,7 @@ def _async_actuation(
     if deployment is None or (not decision.actuate and not now_in):
         return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
     if was and not now_in:  # leaving
-        steps.append(DeleteScaledObject(name))
+        steps.append(DeleteScaledObject(name, placement.name))
         restore = _restore_recorded(placement, deployment, decision.desired_replicas or 0)
         steps += [
             replace(s, requires=("unscale",)) if isinstance(s, Restore) else s for s in restore
@@ -1073,6 +1075,7 @@ def release(placement: Placement, claimed: tuple[DeploymentState, ...]) -> tuple
         steps.append(
             DeleteScaledObject(
                 scaled,
+                placement.name,
                 id="",
                 if_refused=f"placement deleted, but scaledobject/{scaled} could not be deleted "
                 "({detail}): delete it by hand, or KEDA goes on scaling the Deployment",
