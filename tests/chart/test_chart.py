@@ -656,7 +656,15 @@ def test_the_admission_policy_follows_the_values() -> None:
         )
     )
     policy, binding = _admission(docs)
-    expressions = "\n".join(v["expression"] for v in policy["spec"]["validations"])
+    # The type check of securityContext's fields names them but refuses no value of the
+    # right type: it stays whatever the policy allows.
+    shape = [
+        v for v in policy["spec"]["validations"] if "must be an object" in v.get("message", "")
+    ]
+    assert len(shape) == 1
+    expressions = "\n".join(
+        v["expression"] for v in policy["spec"]["validations"] if v not in shape
+    )
     # What privilege or host namespaces include is allowed with them.
     for allowed in (
         "privileged",

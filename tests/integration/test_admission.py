@@ -196,6 +196,22 @@ def _seccomp_annotation(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def _context_not_an_object(manifest: dict[str, Any]) -> dict[str, Any]:
+    _pod_spec(manifest)["securityContext"] = 5
+    return manifest
+
+
+def _profile_not_an_object(manifest: dict[str, Any]) -> dict[str, Any]:
+    _pod_spec(manifest)["containers"][0]["securityContext"] = {"seccompProfile": "Unconfined"}
+    return manifest
+
+
+def _capabilities_not_a_list(manifest: dict[str, Any]) -> dict[str, Any]:
+    security = {"capabilities": {"add": "NET_ADMIN"}}
+    _pod_spec(manifest)["containers"][0]["securityContext"] = security
+    return manifest
+
+
 def _selinux_container(manifest: dict[str, Any]) -> dict[str, Any]:
     security = {"seLinuxOptions": {"type": "spc_t"}}
     _pod_spec(manifest)["containers"][0]["securityContext"] = security
@@ -282,6 +298,10 @@ def test_a_placement_needs_its_authors_own_rights_at_apply(
         (_seccomp_annotation, "metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]"),
         (_selinux_container, "securityContext.seLinuxOptions"),
         (_selinux_user, "securityContext.seLinuxOptions"),
+        # Before, a CEL error that named no field ("no such overload").
+        (_context_not_an_object, "securityContext (or a container's): must be an object"),
+        (_profile_not_an_object, "securityContext (or a container's): must be an object"),
+        (_capabilities_not_a_list, "securityContext (or a container's): must be an object"),
     ):
         bad = make(placement("bad", namespace, deployment="web"))
         refused = _refusal(partial(_create, namespace_admin, namespace, bad))

@@ -137,6 +137,34 @@ def test_a_keda_scaled_object_on_the_deployment_blocks_the_placement(
     assert "ScaledObject/queue-scaler" in str(placements.status("keda-managed"))
 
 
+def test_an_hpa_named_as_kedas_for_a_placement_without_async_blocks_it(
+    placements: Placements, prometheus: LocalPrometheus, utilization: Gauge,
+    api_client: client.ApiClient,
+) -> None:  # fmt: skip
+    """An HPA named keda-hpa-placement-<name> on the placement's own Deployment, the placement
+    without spec.async: before, it was left out of the conflicts by its name, and the
+    operator scaled the Deployment 4 -> 0 under it."""
+    measured_deployment(placements, prometheus, utilization, "hpa-alike")
+    client.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
+        placements.namespace,
+        client.V2HorizontalPodAutoscaler(
+            metadata=client.V1ObjectMeta(name="keda-hpa-placement-hpa-alike"),
+            spec=client.V2HorizontalPodAutoscalerSpec(
+                scale_target_ref=client.V2CrossVersionObjectReference(
+                    api_version="apps/v1", kind="Deployment", name="hpa-alike"
+                ),
+                min_replicas=4,
+                max_replicas=8,
+            ),
+        ),
+    )
+    placements.apply(placement("hpa-alike", placements.namespace, deployment="hpa-alike"))
+    _never_scaled(placements, "hpa-alike")
+    assert "HorizontalPodAutoscaler/keda-hpa-placement-hpa-alike" in str(
+        placements.status("hpa-alike")
+    )
+
+
 @pytest.mark.usefixtures("keda_crd")
 def test_an_autoscaler_added_while_held_blocks_and_keeps_the_count_to_restore(
     placements: Placements, prometheus: LocalPrometheus, utilization: Gauge

@@ -81,9 +81,16 @@ def test_round_trip_by_alias_is_lossless() -> None:
     assert dumped["spec"]["latency"]["acceptableDelay"] == "24h"
 
 
-def test_python_names_are_accepted_too() -> None:
-    spec = make_spec(**{"target": {"deployment": "x", "warm_replicas": 2}})
-    assert spec.target.warm_replicas == 2
+def test_python_names_are_refused_as_the_api_server_refuses_them() -> None:
+    """The API server knows only the camelCase fields: `warm_replicas` is an unknown field
+    (kubectl's strict validation) or dropped (warmReplicas then defaults to 0). Before, the
+    models read it too, so `placement explain` decided on a spec the cluster never holds."""
+    with pytest.raises(ValidationError) as error:
+        make_spec(**{"target": {"deployment": "x", "warm_replicas": 2}})
+    (detail,) = error.value.errors()
+    assert detail["loc"] == ("target", "warm_replicas")
+    assert detail["type"] == "extra_forbidden"
+    assert make_spec(**{"target": {"deployment": "x", "warmReplicas": 2}}).target.warm_replicas == 2
 
 
 def _error_locations(changes: dict[str, Any]) -> list[tuple[str | int, ...]]:

@@ -559,3 +559,52 @@ def test_ours_replaced_by_someone_elses_between_the_read_and_the_apply_is_not_ta
     with pytest.raises(Retry):
         op.evaluate(MIDDAY + timedelta(minutes=5))
     assert op.cluster.scaled_objects[SO] is theirs
+
+
+def test_an_hpa_with_keda_s_name_made_after_the_cache_was_read_blocks_the_create() -> None:
+    """The watch cache has not seen it yet: before, the ScaledObject was created and KEDA
+    rewrote that HPA to scale the placement's target. The executor reads it fresh just
+    before the create, and gives the hold back."""
+    op = _operator()
+    op.cluster.hpas[f"keda-hpa-{SO}"] = ("Deployment/ledger", [])
+    op.cluster.cached_keda_hpa_taken = lambda namespace, scaled_object: None  # type: ignore[method-assign]
+    executed = op.evaluate(MIDDAY)
+    assert executed.steps[:2] == (
+        "TakeHold deployment/summarizer 4",
+        "ApplyScaledObject placement-summarizer",
+    )
+    assert SO not in op.cluster.scaled_objects
+    assert not any("scaledobject" in write for write in op.cluster.writes)
+    deployment = op.cluster.deployments["summarizer"]
+    assert (deployment.replicas, deployment.managed_by) == (4, None)  # the hold given back
+    assert op.status["phase"] == "Blocked"
+    event = op.effects.events[-1]
+    assert event.type == "Warning" and event.reason == "ConflictingAutoscaler"
+    assert f"HorizontalPodAutoscaler/keda-hpa-{SO} (scaling Deployment/ledger" in event.message
+
+
+def test_leaving_async_never_deletes_someone_elses_scaled_object_of_that_name() -> None:
+    """Ours went and theirs came under its name; the placement then leaves async (here:
+    Recommend). Before, the ScaledObject was deleted by its name: theirs."""
+    op = _operator()
+    op.evaluate(MIDDAY)
+    theirs = _someone_elses(op, "other")
+    op.change_spec("mode", "Recommend")
+    op.evaluate(MIDDAY + timedelta(minutes=5))
+    assert op.cluster.scaled_objects[SO] is theirs
+    assert not any("scaledobject" in write for write in op.cluster.writes[2:])
+    assert op.cluster.deployments["summarizer"].replicas == 4
+
+
+def test_deleting_the_placement_never_deletes_someone_elses_scaled_object_of_that_name() -> None:
+    """status.async names the ScaledObject; by the deletion, theirs is under that name."""
+    op = _operator()
+    op.evaluate(MIDDAY)
+    theirs = _someone_elses(op, None)
+    steps = op.delete()
+    assert steps[:2] == (
+        "DeleteScaledObject placement-summarizer",
+        "Restore deployment/summarizer 4",
+    )
+    assert op.cluster.scaled_objects[SO] is theirs
+    assert op.cluster.deployments["summarizer"].replicas == 4

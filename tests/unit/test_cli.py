@@ -134,6 +134,22 @@ def test_explain_names_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "spec.costs.retryRate" in capsys.readouterr().err
 
 
+def test_explain_refuses_a_python_name_the_api_server_does_not_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kubectl refuses `warm_replicas` (unknown field) and other clients drop it (the
+    operator then holds 6 -> 0); before, explain read it as warmReplicas and answered with
+    savings of 273.15 USD/day for a spec the cluster never holds."""
+    manifest = (EXAMPLES / "nightly-enrichment.yaml").read_text()
+    assert "warmReplicas: 1" in manifest
+    bad = tmp_path / "snake.yaml"
+    bad.write_text(manifest.replace("warmReplicas: 1", "warm_replicas: 3"))
+    assert main(["explain", str(bad), "--replicas", "6", "--utilization", "0.15"]) == 1
+    out = capsys.readouterr()
+    assert "spec.target.warm_replicas: Extra inputs are not permitted" in out.err
+    assert out.out == ""
+
+
 def test_explain_rejects_a_time_without_a_date(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(

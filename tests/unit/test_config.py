@@ -33,6 +33,18 @@ def test_keda_queries_the_operators_prometheus_unless_told_otherwise(
     assert config.keda_prometheus() == "http://prometheus.monitoring:9090"
 
 
+def test_the_operators_prometheus_credentials_never_reach_a_scaled_object() -> None:
+    """The address KEDA gets is written into every async placement's ScaledObject, which
+    anyone who may read ScaledObjects in that namespace reads. Before, the operator's own
+    URL went there as it was, user:password@ included."""
+    config = OperatorConfig(prometheus_url="http://operator:s3cret@prometheus:9090")
+    assert config.keda_prometheus() == "http://prometheus:9090"
+    config = OperatorConfig(prometheus_url=URL, keda_prometheus_url="https://k:s3cret@prom:9090")
+    with pytest.raises(ValueError, match="PLACEMENT_KEDA_PROMETHEUS_URL") as refused:
+        config.validate()
+    assert "s3cret" not in str(refused.value)
+
+
 def test_metrics_can_be_turned_off() -> None:
     assert OperatorConfig(prometheus_url=URL, metrics_address="").metrics_endpoint() is None
     assert OperatorConfig(prometheus_url=URL, metrics_address=":8081").metrics_endpoint() == (

@@ -169,6 +169,37 @@ def test_each_refused_field_is_named(pod: dict[str, Any], field: str) -> None:
     assert violation.startswith(f"{POD_SPEC_PATH}.{field}: ")
 
 
+@pytest.mark.parametrize("policy", [DEFAULT, JobPodPolicy(allow_privileged=True)])
+@pytest.mark.parametrize(
+    ("pod", "field", "described"),
+    [
+        (_pod(securityContext=5), "securityContext", "5 is not an object"),
+        (_pod(securityContext={"seccompProfile": 5}), "securityContext.seccompProfile", "object"),
+        (_pod(securityContext={"sysctls": "x"}), "securityContext.sysctls", "'x' is not a list"),
+        (_pod(securityContext={"windowsOptions": [1]}), "securityContext.windowsOptions", "object"),
+        (_pod(containers=[{"name": "b", "image": "b:1", "securityContext": "x"}]),
+         "containers[0].securityContext", "'x' is not an object"),
+        (_pod(initContainers=[_container(appArmorProfile="Unconfined")]),
+         "initContainers[0].securityContext.appArmorProfile", "'Unconfined' is not an object"),
+        (_pod(containers=[_container(capabilities={"add": "NET_ADMIN"})]),
+         "containers[0].securityContext.capabilities.add", "'NET_ADMIN' is not a list"),
+        (_pod(containers=[_container(capabilities=5)]),
+         "containers[0].securityContext.capabilities", "5 is not an object"),
+        (_pod(containers=[_container(seLinuxOptions=5)]),
+         "containers[0].securityContext.seLinuxOptions", "5 is not an object"),
+    ],
+)  # fmt: skip
+def test_a_security_context_field_of_the_wrong_type_is_refused_naming_it(
+    pod: dict[str, Any], field: str, described: str, policy: JobPodPolicy
+) -> None:
+    """Before, read as absent: `securityContext: 5` or `capabilities.add: NET_ADMIN` passed
+    every check unseen (explain said MovedToBatch), and the chart's policy refused it with a
+    CEL error that named no field."""
+    [violation] = pod_violations(pod, policy)
+    assert violation.startswith(f"{POD_SPEC_PATH}.{field}: ")
+    assert described in violation
+
+
 def test_what_pod_security_baseline_allows_of_the_new_fields_is_allowed() -> None:
     confined = {
         "seccompProfile": {"type": "RuntimeDefault"},

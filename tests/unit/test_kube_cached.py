@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from placement.adapters.kube import KubeAdapter
 from placement.adapters.kubewatch import ClusterCaches
 from placement.core.cluster import HoldConflict
+from placement.core.scaledobject import scaled_object_name
 
 HELD = "placement.runplacement.io/"
 
@@ -133,6 +134,23 @@ def test_an_hpa_named_as_keda_names_ours_is_told_from_the_cache_unless_kedas(
     assert kube.cached_keda_hpa_taken("ml", "placement-q") is not None
     assert kube.cached_keda_hpa_taken("ml", "placement-p") is not None
     assert kube.autoscaling.mock_calls == []  # type: ignore[attr-defined]
+
+
+def test_the_hpa_keda_would_make_for_a_63_character_scaled_object_keeps_its_whole_name(
+    cached: tuple[KubeAdapter, MagicMock, ClusterCaches],
+) -> None:
+    """KEDA names it keda-hpa-<name> uncut (2.21, getDefaultHpaName). Before, the name was cut
+    to 63 characters: an HPA at the real name was not seen and KEDA took it over."""
+    kube, _, caches = cached
+    name = scaled_object_name("a" * 80)
+    assert len(name) == 63
+    target = {"scaleTargetRef": {"kind": "Deployment", "name": "ledger"}}
+    metadata = {"name": f"keda-hpa-{name}", "namespace": "ml", "resourceVersion": "3"}
+    caches.hpas.replace([{"metadata": metadata, "spec": target}])
+    assert kube.cached_keda_hpa_taken("ml", name) == (
+        f"HorizontalPodAutoscaler/keda-hpa-{name} "
+        f"(scaling Deployment/ledger, not KEDA's for {name})"
+    )
 
 
 def test_a_hold_is_read_back_at_once_and_a_conflict_makes_the_next_read_live(

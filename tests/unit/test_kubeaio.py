@@ -172,6 +172,41 @@ def test_whose_a_scaled_object_is_is_read_fresh_by_its_name() -> None:
     assert queries == ["metadata.name=theirs", "metadata.name=unlabelled", "metadata.name=none"]
 
 
+def test_the_hpa_keda_would_adopt_is_read_fresh_by_its_name_not_from_the_cache() -> None:
+    path = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers"
+    keda = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "placement-p",
+            "uid": "u", "controller": True}  # fmt: skip
+    target = {"scaleTargetRef": {"kind": "Deployment", "name": "ledger"}}
+    kedas = {"name": "keda-hpa-placement-p", "ownerReferences": [keda]}
+    queries: list[str] = []
+
+    async def listed(request: web.Request) -> web.StreamResponse:
+        queries.append(request.query.get("fieldSelector", ""))
+        items = {
+            "metadata.name=keda-hpa-placement-p": [{"metadata": kedas, "spec": target}],
+            "metadata.name=keda-hpa-placement-q": [
+                {"metadata": {"name": "keda-hpa-placement-q"}, "spec": target}
+            ],
+        }.get(request.query.get("fieldSelector", ""), [])
+        return web.json_response({"items": items})
+
+    async def scenario(kube: AsyncKube, received: list[tuple[str, str, Any]]) -> None:
+        assert await kube.cached_keda_hpa_taken("ml", "placement-q") is None  # not cached
+        assert await kube.keda_hpa_taken("ml", "placement-p") is None  # KEDA's own
+        assert await kube.keda_hpa_taken("ml", "placement-q") == (
+            "HorizontalPodAutoscaler/keda-hpa-placement-q "
+            "(scaling Deployment/ledger, not KEDA's for placement-q)"
+        )
+        assert await kube.keda_hpa_taken("ml", "placement-r") is None
+
+    run({("GET", path): listed}, scenario)
+    assert queries == [
+        "metadata.name=keda-hpa-placement-p",
+        "metadata.name=keda-hpa-placement-q",
+        "metadata.name=keda-hpa-placement-r",
+    ]
+
+
 def test_a_scaled_object_is_created_by_a_post_and_one_that_exists_is_not_written_over() -> None:
     path = "/apis/keda.sh/v1alpha1/namespaces/ml/scaledobjects"
     manifest = {"metadata": {"name": "placement-p"}}

@@ -37,7 +37,7 @@ def test_measured_values_by_hand() -> None:
         _run("j3", ok=False, pod=2.0, failed=2.0, work=None),
     ]
     costs = make_spec().costs
-    learned = learn(costs, LearningSpec(min_runs=3), runs)
+    learned = learn(costs, LearningSpec.model_validate({"minRuns": 3}), runs)
     assert learned.batch_efficiency.measured == pytest.approx(2.0)
     assert learned.batch_efficiency.runs == 2  # the failed run did no work
     assert not learned.batch_efficiency.in_use  # 2 succeeded runs < minRuns 3
@@ -50,7 +50,11 @@ def test_measured_values_by_hand() -> None:
 
 
 def test_measured_values_are_not_used_when_switched_off() -> None:
-    learned = learn(make_spec().costs, LearningSpec(use_measured=False, min_runs=1), [_run("j1")])
+    learned = learn(
+        make_spec().costs,
+        LearningSpec.model_validate({"useMeasured": False, "minRuns": 1}),
+        [_run("j1")],
+    )
     assert learned.batch_efficiency.measured == pytest.approx(2.0)
     assert not learned.in_use
 
@@ -64,7 +68,7 @@ def test_only_the_latest_runs_count_and_none_twice() -> None:
 
 def test_min_runs_must_not_exceed_max_runs() -> None:
     with pytest.raises(ValueError, match="minRuns"):
-        LearningSpec(min_runs=5, max_runs=4)
+        LearningSpec.model_validate({"minRuns": 5, "maxRuns": 4})
 
 
 def _finished_job(

@@ -88,7 +88,9 @@ def test_a_placement_that_missed_windows_prices_them_from_its_own_history() -> N
 
 def test_without_a_cost_per_missed_window_the_rate_is_shown_but_changes_nothing() -> None:
     spec = make_spec()
-    learned = learn(spec.costs, LearningSpec(min_runs=1), (_succeeded(16),), missed_windows=1)
+    learned = learn(
+        spec.costs, LearningSpec.model_validate({"minRuns": 1}), (_succeeded(16),), missed_windows=1
+    )
     assert learned.missed_window_rate is not None
     assert learned.missed_window_rate.measured == pytest.approx(0.5)
     assert not learned.missed_window_rate.in_use
@@ -97,7 +99,7 @@ def test_without_a_cost_per_missed_window_the_rate_is_shown_but_changes_nothing(
 
 def test_every_window_missed_is_a_rate_of_one_not_more() -> None:
     spec = make_spec(**RISKY)
-    learned = learn(spec.costs, LearningSpec(min_runs=1), (), missed_windows=7)
+    learned = learn(spec.costs, LearningSpec.model_validate({"minRuns": 1}), (), missed_windows=7)
     assert learned.missed_window_rate is not None
     assert learned.missed_window_rate.measured == 1.0
     assert learned.costs(spec.costs).missed_window_rate == 1.0

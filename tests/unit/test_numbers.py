@@ -362,7 +362,7 @@ def test_learned_values_are_bounded_by_the_declared_fields_own_bounds() -> None:
     assert EFFICIENCY_BOUNDS == (MIN_EFFICIENCY, MAX_EFFICIENCY)
     assert RETRY_RATE_BOUNDS[0] == 0 and RETRY_RATE_BOUNDS[1] < 1
     costs = make_spec().costs
-    learning = LearningSpec(min_runs=1)
+    learning = LearningSpec.model_validate({"minRuns": 1})
     at = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
     tiny = learn(costs, learning, [Run("a", at, True, 1.0, 0.0, 5e-324)])
     huge = learn(costs, learning, [Run("a", at, True, 5e-324, 0.0, 1e308)])
@@ -373,7 +373,9 @@ def test_learned_values_are_bounded_by_the_declared_fields_own_bounds() -> None:
     assert huge.batch_efficiency.value == MAX_EFFICIENCY
     assert overflowing.batch_efficiency.value == MAX_EFFICIENCY
     for learned in (tiny, huge, overflowing):
-        CostsSpec.model_validate(learned.costs(costs).model_dump())  # a valid declaration
+        CostsSpec.model_validate(
+            learned.costs(costs).model_dump(by_alias=True)
+        )  # a valid declaration
     shown = decide(
         make_spec(**{"learning.minRuns": 1}),
         Observed(replicas=4, utilization=EXAMPLE_UTILIZATION),
@@ -391,7 +393,7 @@ def test_runs_with_figures_that_are_no_numbers_are_not_measured() -> None:
     job = JobObservation("j", JobOutcome.SUCCEEDED, at, 2.0, math.inf, math.nan)
     assert job.run() == Run("j", at, True, 2.0, 0.0, None)
     status_runs = (Run("x", at, True, math.inf, 0.0, 1.0), Run("y", at, True, 1.0, 0.0, 2.0))
-    learned = learn(make_spec().costs, LearningSpec(min_runs=1), status_runs)
+    learned = learn(make_spec().costs, LearningSpec.model_validate({"minRuns": 1}), status_runs)
     assert learned.batch_efficiency.runs == 1 and learned.batch_efficiency.value == 2.0
 
 

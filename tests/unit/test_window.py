@@ -23,7 +23,7 @@ from placement.core.window import (
 
 
 def _window(start: str, end: str, zone: str = "UTC") -> BatchWindow:
-    return BatchWindow(start=start, end=end, time_zone=zone)
+    return BatchWindow.model_validate({"start": start, "end": end, "timeZone": zone})
 
 
 def _utc(*parts: int) -> datetime:

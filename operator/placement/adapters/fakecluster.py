@@ -107,6 +107,9 @@ class FakeCluster:
         return self.scaled_object_placement(namespace, name)
 
     def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        return self.keda_hpa_taken(namespace, scaled_object)
+
+    def keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
         name = keda_hpa_name(scaled_object)
         if name not in self.hpas:
             return None

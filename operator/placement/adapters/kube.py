@@ -346,6 +346,10 @@ class KubeAdapter:
         placement moving to async)."""
         if self.caches is not None:
             return self.caches.keda_hpa_taken(namespace, scaled_object)
+        return self.keda_hpa_taken(namespace, scaled_object)
+
+    def keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        """Cluster.keda_hpa_taken: listed by name (the chart grants list on HPAs, not get)."""
         listed = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
             namespace,
             field_selector=f"metadata.name={keda_hpa_name(scaled_object)}",

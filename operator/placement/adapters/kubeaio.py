@@ -38,13 +38,20 @@ from placement.adapters.kube import (
     over_version,
     scaled_object_state,
 )
-from placement.adapters.kubewatch import ClusterCaches, Connection, deployment_of
+from placement.adapters.kubewatch import (
+    ClusterCaches,
+    Connection,
+    deployment_of,
+    foreign_hpa,
+    hpa_of,
+)
 from placement.adapters.telemetry import Telemetry
 from placement.core.api import GROUP, PLURAL, VERSION
 from placement.core.cluster import HoldConflict, Refused, Retry
 from placement.core.labels import PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, ScaledObjectHolder, ScaledObjectState
 from placement.core.policy import JobObservation
+from placement.core.scaledobject import keda_hpa_name
 
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -328,6 +335,17 @@ class AsyncKube:
 
     async def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
         return self.caches.keda_hpa_taken(namespace, scaled_object)
+
+    async def keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        """kube.KubeAdapter.keda_hpa_taken: listed by name, not from the watch cache."""
+        listed = await self.request(
+            "GET",
+            f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers",
+            query={"fieldSelector": f"metadata.name={keda_hpa_name(scaled_object)}"},
+        )
+        for item in (listed or {}).get("items") or []:
+            return foreign_hpa(hpa_of(item), scaled_object)
+        return None
 
     async def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
         """kube.KubeAdapter.create_scaled_object: False when one of that name exists."""

@@ -191,6 +191,16 @@ def hpa_of(obj: Mapping[str, Any]) -> Autoscaler:
     )
 
 
+def foreign_hpa(found: Autoscaler | None, scaled_object: str) -> str | None:
+    """Cluster.cached_keda_hpa_taken of the HPA named as KEDA names the one it makes for
+    `scaled_object` (None: there is none)."""
+    if found is None or found.controller == f"ScaledObject/{scaled_object}":
+        return None
+    return foreign_keda_hpa(
+        found.name, (), f"{found.target_kind}/{found.target_name}", scaled_object
+    )
+
+
 def scaled_object_of(obj: Mapping[str, Any]) -> Autoscaler:
     spec = obj.get("spec") or {}
     ref = spec.get("scaleTargetRef") or {}
@@ -559,12 +569,7 @@ class ClusterCaches:
 
     def keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
         """Cluster.cached_keda_hpa_taken, from the cached HPAs."""
-        found = self.hpas.get(namespace, keda_hpa_name(scaled_object))
-        if found is None or found.controller == f"ScaledObject/{scaled_object}":
-            return None
-        return foreign_keda_hpa(
-            found.name, (), f"{found.target_kind}/{found.target_name}", scaled_object
-        )
+        return foreign_hpa(self.hpas.get(namespace, keda_hpa_name(scaled_object)), scaled_object)
 
     @property
     def keda_installed(self) -> bool:

@@ -16,8 +16,8 @@ from placement.adapters.telemetry import Telemetry
 from placement.core.api import WorkloadPlacementSpec
 from placement.core.cluster import Cluster
 from placement.core.executor import Call, Calls, ask, drive
-from placement.core.labels import PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, Observation, Reading, ScaledObjectState
+from placement.core.scaledobject import others_autoscalers as scaled_others
 from placement.core.scaledobject import scaled_object_name
 
 if TYPE_CHECKING:
@@ -111,23 +111,8 @@ def observing(
 def others_autoscalers(
     autoscalers: Iterable[str], own: ScaledObjectState | None, *, placement: str | None = None
 ) -> tuple[str, ...]:
-    """The autoscalers on the target less the placement's own ScaledObject (read by its name
-    and its label) and the HPA KEDA made for it (KEDA's name for it): those two scale the
-    Deployment for the placement, not against it. `placement`: its own was looked for and
-    is not there, so a ScaledObject with its name is someone else's, and is said so (as its
-    bare name reconcile would take it for the placement's own and apply over it)."""
-    if own is None:
-        if placement is None:
-            return tuple(autoscalers)
-        name = f"ScaledObject/{scaled_object_name(placement)}"
-        return tuple(
-            f"{found} (not this placement's: no label {PLACEMENT_LABEL}={placement})"
-            if found == name
-            else found
-            for found in autoscalers
-        )
-    ours = {f"ScaledObject/{own.name}", f"HorizontalPodAutoscaler/keda-hpa-{own.name}"}
-    return tuple(found for found in autoscalers if found not in ours)
+    """scaledobject.others_autoscalers with the placement's own ScaledObject as read."""
+    return scaled_others(autoscalers, None if own is None else own.name, placement=placement)
 
 
 def claimed_by(

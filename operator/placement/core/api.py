@@ -221,8 +221,17 @@ def _camel(extra: Literal["forbid", "allow", "ignore"]) -> ConfigDict:
 
 def _spec(extra: Literal["forbid", "allow"]) -> ConfigDict:
     # What a person writes: NaN or infinity is refused as such ("a finite number"), not by
-    # the bound it happens to fail (NaN fails `le=1e9`, and the error said so).
-    return _camel(extra) | ConfigDict(allow_inf_nan=False)
+    # the bound it happens to fail (NaN fails `le=1e9`, and the error said so). And in
+    # camelCase only, as the API server reads it: it refuses `warm_replicas` as an unknown
+    # field (kubectl's strict validation) or drops it (other clients), so `placement
+    # explain` must not decide on it.
+    return ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra=extra,
+        allow_inf_nan=False,
+    )
 
 
 def _within(bounds: tuple[timedelta, timedelta]) -> Callable[[Duration], Duration]:

@@ -92,6 +92,11 @@ class Cluster(Protocol):
         to ask (as the watch cache saw it: no request)."""
         ...
 
+    def keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        """cached_keda_hpa_taken read fresh, just before the ScaledObject is created: one
+        created since the watch cache saw the namespace is caught too."""
+        ...
+
     def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
         """Create the ScaledObject; False when one of that name exists already (409
         AlreadyExists): the executor reads it again, it never writes over it."""

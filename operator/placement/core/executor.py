@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from placement.core.cluster import Cluster, HoldConflict, Refused, Retry
+from placement.core.labels import PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, ScaledObjectHolder
 from placement.core.policy import Decision
 from placement.core.reasons import EventType, Reason
@@ -312,32 +313,63 @@ def _scaled_object(
     that, or a refused apply, ends the plan with its report once the replicas are given back
     as the plan says."""
     if isinstance(step, DeleteScaledObject):
+        # Read fresh: ours may have gone and someone else's come under its name since it
+        # was read (or since status.async named it). Theirs is never deleted.
+        holder: ScaledObjectHolder | None = yield ask("scaled_object_holder", namespace, step.name)
+        if holder is not None and holder.placement != step.owner:
+            effects.log(
+                LogLine(
+                    logging.WARNING,
+                    f"scaledobject/{step.name} is not this placement's (label "
+                    f"{PLACEMENT_LABEL}={holder.placement!r}): not deleted",
+                )
+            )
+            return None
         yield ask("delete_scaled_object", namespace, step.name)
         return None
     try:
-        holder = yield from _placing_scaled_object(step, effects, namespace, placement)
+        taken = yield from _placing_scaled_object(step, effects, namespace, placement)
     except Refused as refusal:
         report = plan.scaled_object_refused(step, refusal.detail)
     else:
-        if holder is None:
+        if taken is None:
             return None
-        report = plan.scaled_object_taken(step, holder)
+        report = (
+            plan.keda_hpa_taken(step, taken.hpa)
+            if taken.hpa is not None
+            else plan.scaled_object_taken(step, taken.holder)
+        )
     for undo in plan.without_scaled_object(step):
         yield from _run(undo, plan, effects, namespace, placement, {})
     return report
 
 
+@dataclass(frozen=True)
+class _Taken:
+    """Why the ScaledObject was not written: one of its name that is not this placement's
+    (`holder`: its placement label, "" none), or an HPA with the name KEDA gives its own
+    that KEDA did not make for it (`hpa` describes it)."""
+
+    holder: str = ""
+    hpa: str | None = None
+
+
 def _placing_scaled_object(
     step: ApplyScaledObject, effects: Effects, namespace: str, placement: str
-) -> Calls[str | None]:
+) -> Calls[_Taken | None]:
     """Read the ScaledObject fresh: none, create it (a POST: one someone else created since
     the read makes it fail, where a forced apply would take it over); this placement's,
-    apply it. None when done, else the placement label of the one that is not ours ("" no
-    label)."""
+    apply it. None when done, else why not."""
     name = step.manifest["metadata"]["name"]
     manifest = effects.own(step.manifest)
     holder: ScaledObjectHolder | None = yield ask("scaled_object_holder", namespace, name)
     if holder is None:
+        # The HPA KEDA would adopt by its name, read fresh just before the create: one made
+        # since the watch cache was read is caught too. One made between this read and
+        # KEDA's first look at the new ScaledObject is not (docs/threat-model.md).
+        hpa: str | None = yield ask("keda_hpa_taken", namespace, name)
+        if hpa is not None:
+            return _Taken(hpa=hpa)
         if (yield ask("create_scaled_object", namespace, manifest)):
             return None
         # AlreadyExists: created since the read, by someone else or by this placement.
@@ -345,7 +377,7 @@ def _placing_scaled_object(
         if holder is None:
             raise Retry(f"scaledobject/{name} came and went while being created")
     if holder.placement != placement:
-        return holder.placement
+        return _Taken(holder=holder.placement)
     # Over the version read: one replaced since is a conflict (Retry), not taken over.
     yield ask("apply_scaled_object", namespace, manifest, resource_version=holder.resource_version)
     return None

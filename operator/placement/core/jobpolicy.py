@@ -139,6 +139,7 @@ def pod_violations(
 ) -> list[str]:
     """Each field of the batch pod the policy refuses, as `<field>: <why>`; empty: allowed."""
     return [
+        *_shape_violations(pod_spec, path),
         *_host_violations(pod_spec, policy, path),
         *_pod_context_violations(pod_spec, policy, path),
         *_account_violations(pod_spec, policy, path),
@@ -169,6 +170,46 @@ def template_violations(
                     f"{path}.metadata.annotations[{key}]: {profile} profile {value} is not "
                     f"allowed (only {' or '.join(confined)} or localhost/<profile>)"
                 )
+    return found
+
+
+# The securityContext fields the policy reads, and the JSON type each must have: any other
+# value is refused naming it (whatever the policy allows), as the chart's policy does and as
+# the API server would refuse the Job; read as absent, it would pass every check unseen.
+_CONTEXT_SHAPES: tuple[tuple[str, type, str], ...] = (
+    ("seccompProfile", Mapping, "an object"),
+    ("appArmorProfile", Mapping, "an object"),
+    ("seLinuxOptions", Mapping, "an object"),
+    ("windowsOptions", Mapping, "an object"),
+    ("capabilities", Mapping, "an object"),
+    ("sysctls", list, "a list"),
+)
+
+
+def _shape_violations(pod_spec: Mapping[str, Any], path: str) -> list[str]:
+    """The pod's and each container's securityContext, and the fields of it the policy
+    reads, that are not of their type."""
+    contexts = [(pod_spec.get("securityContext"), f"{path}.securityContext")]
+    for list_key in CONTAINER_LISTS:
+        for index, container in enumerate(_items(pod_spec.get(list_key))):
+            contexts.append(
+                (container.get("securityContext"), f"{path}.{list_key}[{index}].securityContext")
+            )
+    found: list[str] = []
+    for context, where in contexts:
+        if context is None:
+            continue
+        if not isinstance(context, Mapping):
+            found.append(f"{where}: {context!r} is not an object")
+            continue
+        for key, kind, described in _CONTEXT_SHAPES:
+            value = context.get(key)
+            if value is not None and not isinstance(value, kind):
+                found.append(f"{where}.{key}: {value!r} is not {described}")
+        capabilities = context.get("capabilities")
+        added = capabilities.get("add") if isinstance(capabilities, Mapping) else None
+        if added is not None and not isinstance(added, list):
+            found.append(f"{where}.capabilities.add: {added!r} is not a list")
     return found
 
 
@@ -227,7 +268,7 @@ def _selinux_violations(options: object, where: str) -> list[str]:
     if options is None:
         return []
     if not isinstance(options, Mapping):
-        return [f"{where}: {options!r} is not allowed (an object)"]
+        return []  # _shape_violations names it
     found: list[str] = []
     kind = options.get("type")
     if kind not in (None, "") and kind not in SELINUX_TYPES:  # a tuple: no hashing

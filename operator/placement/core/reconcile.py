@@ -39,7 +39,11 @@ from placement.core.labels import ORIGINAL_REPLICAS_ANNOTATION, PLACEMENT_LABEL
 from placement.core.observation import DeploymentState, Observation, Reading
 from placement.core.policy import Decision, JobOutcome, Observed, State, decide
 from placement.core.reasons import EventType, Reason
-from placement.core.scaledobject import scaled_object_manifest, scaled_object_name
+from placement.core.scaledobject import (
+    others_autoscalers,
+    scaled_object_manifest,
+    scaled_object_name,
+)
 from placement.core.status import Blocked, ready_condition, state_from_status, status_update
 from placement.core.tenancy import ScopeError, scoped_spec
 from placement.core.window import current_or_next_window
@@ -202,9 +206,11 @@ class ApplyScaledObject:
 @dataclass(frozen=True)
 class DeleteScaledObject:
     """Delete the placement's ScaledObject (KEDA stops scaling the Deployment); a Restore
-    after it gives the replicas back."""
+    after it gives the replicas back. `owner`: the placement it must be labelled with when
+    read just before the delete; one of that name that is someone else's is left alone."""
 
     name: str
+    owner: str
     id: str = "unscale"
     requires: tuple[str, ...] = ()
     if_refused: str = ""  # as ForgetHold's (a deletion must go through)
@@ -478,14 +484,14 @@ def reconcile(
     scaled = observation.scaled_object
     if scaled is not None and scaled.deployment != spec.target.deployment:
         # The target changed: KEDA stops scaling the old one before it is given back.
-        steps.append(DeleteScaledObject(scaled.name))
+        steps.append(DeleteScaledObject(scaled.name, placement.name))
         observation = replace(observation, scaled_object=None)
     settled, settling = _settle(placement, spec, state, observation, now)
     steps += settling
     if isinstance(settled, Blocked):
         if observation.scaled_object is not None and settled.reason is Reason.MANUAL_OVERRIDE:
             # Not fighting the person means KEDA does not either: the replicas stay as set.
-            steps.append(DeleteScaledObject(observation.scaled_object.name))
+            steps.append(DeleteScaledObject(observation.scaled_object.name, placement.name))
         decided = Decided("None", settled.reason, None, spec.costs.currency, Phase.BLOCKED)
         return Plan(tuple(steps), _blocked_report(placement, settled, now, decided), interval)
     observed, noted = _observed(placement, spec, observation, now)
@@ -500,7 +506,7 @@ def reconcile(
     if observation.scaled_object is not None:
         # Ours, left behind (e.g. the operator stopped between deleting it and the status
         # write): KEDA must not go on scaling a Deployment the operator no longer gave it.
-        steps.append(DeleteScaledObject(observation.scaled_object.name))
+        steps.append(DeleteScaledObject(observation.scaled_object.name, placement.name))
     if not decision.actuate:
         return Plan(tuple(steps), _decision_report(basis, decision), interval)
     return _actuation(basis, steps, deployment, interval)
@@ -730,7 +736,7 @@ def _observed(
     deployment = observation.deployment
     if deployment is None:
         return Observed(replicas=None), []
-    conflicts = _others_autoscalers(placement, observation)
+    conflicts = _others_autoscalers(observation)
     other = deployment.managed_by
     if other and other != placement.name:
         # Two placements on one Deployment would each restore what the other holds.
@@ -769,12 +775,13 @@ def _observed(
     return observed, steps
 
 
-def _others_autoscalers(placement: Placement, observation: Observation) -> list[str]:
-    """The autoscalers on the target, less this placement's own ScaledObject and the HPA KEDA
-    creates for it (by name: placement-<name>, keda-hpa-placement-<name>)."""
-    name = scaled_object_name(placement.name)
-    own = {f"ScaledObject/{name}", f"HorizontalPodAutoscaler/keda-hpa-{name}"}
-    return [found for found in observation.autoscalers if found not in own]
+def _others_autoscalers(observation: Observation) -> list[str]:
+    """The autoscalers on the target, less the ScaledObject the operator made for this
+    placement (read by its label) and KEDA's HPA for it. Never by name alone: one named
+    placement-<name> or keda-hpa-placement-<name> may be anyone's, and the Deployment must
+    not be scaled under it."""
+    own = observation.scaled_object
+    return list(others_autoscalers(observation.autoscalers, None if own is None else own.name))
 
 
 def _usable(reading: Reading | None) -> float | None:
@@ -902,7 +909,7 @@ def _async_actuation(
     if deployment is None or (not decision.actuate and not now_in):
         return Plan(tuple(steps), _decision_report(basis, decision), interval, basis)
     if was and not now_in:  # leaving
-        steps.append(DeleteScaledObject(name))
+        steps.append(DeleteScaledObject(name, placement.name))
         restore = _restore_recorded(placement, deployment, decision.desired_replicas or 0)
         steps += [
             replace(s, requires=("unscale",)) if isinstance(s, Restore) else s for s in restore
@@ -1068,6 +1075,7 @@ def release(placement: Placement, claimed: tuple[DeploymentState, ...]) -> tuple
         steps.append(
             DeleteScaledObject(
                 scaled,
+                placement.name,
                 id="",
                 if_refused=f"placement deleted, but scaledobject/{scaled} could not be deleted "
                 "({detail}): delete it by hand, or KEDA goes on scaling the Deployment",

@@ -67,9 +67,32 @@ def scaled_object_name(placement: str) -> str:
 
 
 def keda_hpa_name(scaled_object: str) -> str:
-    """The name KEDA gives the HPA it makes for the ScaledObject: keda-hpa-<name>, cut to 63
-    characters as KEDA cuts it."""
-    return f"keda-hpa-{scaled_object}"[:NAME_MAX]
+    """The name KEDA gives the HPA it makes for the ScaledObject: keda-hpa-<name>, never cut
+    (KEDA 2.21's getDefaultHpaName; an HPA's name may have 253 characters)."""
+    return f"keda-hpa-{scaled_object}"
+
+
+def others_autoscalers(
+    autoscalers: Iterable[str], own: str | None, *, placement: str | None = None
+) -> tuple[str, ...]:
+    """The autoscalers on the target ("Kind/name") less the ScaledObject the operator made
+    for the placement, `own` (found by its name and label; None: there is none) and the HPA
+    KEDA makes for it: those two scale the Deployment for the placement, not against it. A
+    name alone proves nothing (anyone may create placement-<name> or keda-hpa-placement-<name>),
+    so without `own` nothing is left out. `placement`: its own was looked for and is not
+    there, so a ScaledObject with its name is said to be someone else's."""
+    if own is None:
+        if placement is None:
+            return tuple(autoscalers)
+        name = f"{KIND}/{scaled_object_name(placement)}"
+        return tuple(
+            f"{found} (not this placement's: no label {PLACEMENT_LABEL}={placement})"
+            if found == name
+            else found
+            for found in autoscalers
+        )
+    ours = {f"{KIND}/{own}", f"HorizontalPodAutoscaler/{keda_hpa_name(own)}"}
+    return tuple(found for found in autoscalers if found not in ours)
 
 
 def keda_made(owner_references: Iterable[Mapping[str, Any]], scaled_object: str) -> bool:

@@ -861,6 +861,9 @@ class _World:
     def cached_keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
         return None
 
+    def keda_hpa_taken(self, namespace: str, scaled_object: str) -> str | None:
+        return None
+
     def create_scaled_object(self, namespace: str, manifest: dict[str, Any]) -> bool:
         self.scaled_object = manifest
         return True

@@ -275,8 +275,10 @@ class OperatorConfig:
         self.protected_targets()  # raises with the setting named
 
     def keda_prometheus(self) -> str:
-        """The Prometheus address written into async placements' ScaledObjects."""
-        return self.keda_prometheus_url or self.prometheus_url
+        """The Prometheus address written into async placements' ScaledObjects, which anyone
+        who may read ScaledObjects in a placement's namespace reads: the operator's own URL
+        without its user:password@ (KEDA then queries without them)."""
+        return self.keda_prometheus_url or _USERINFO.sub("//", self.prometheus_url)
 
     def _validate_answer_bounds(self) -> None:
         if self.prometheus_max_series < 1 or self.prometheus_max_bytes < 1024:
@@ -312,6 +314,11 @@ class OperatorConfig:
             raise ValueError(
                 "PLACEMENT_KEDA_PROMETHEUS_URL must be an http:// or https:// URL, got "
                 f"{_USERINFO.sub('//***@', self.keda_prometheus_url)!r}"
+            )
+        if _USERINFO.search(self.keda_prometheus_url):
+            raise ValueError(
+                "PLACEMENT_KEDA_PROMETHEUS_URL must carry no user:password@: it is written "
+                "into every async placement's ScaledObject, readable in its namespace"
             )
         # Messages name the variables, never their values: these are credentials.
         if self.prometheus_bearer_token and self.prometheus_basic_auth_username:
