@@ -4,7 +4,8 @@
 
 The oracle (placement/replay/replay.py) may hold any interval within acceptableDelay before a
 window ends whose work fits the whole window. The operator's planned holds end with their
-window, start whole hours before its end, and their work fits a margin of the window
+window, start whole hours before its end (`HoldShape.step`; quarter hours and five minutes
+measure what the hour's grain costs), and their work fits a margin of the window
 (planning.HOLD_MARGIN, STEADY_MARGIN where the days barely vary). This computes the oracle's
 saving (and mode changes) under each of those constraints, the same scenarios and placement
 as bench/decision_quality.py, so a gap between the operator and the oracle can be split into
@@ -21,23 +22,33 @@ import itertools
 import json
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from decision_quality import scenario_placement
 from placement.core.planning import STEADY_MARGIN
 from placement.localenv.demo import FLEET
-from placement.replay.replay import ANY_HOLD, HoldShape, oracle_placement
+from placement.replay.replay import ANY_HOLD, WHOLE_HOURS, HoldShape, oracle_placement
 from placement.replay.scenarios import DAYS, SHAPES, scenario
 from placement.replay.series import Sample, step_hours
+
+QUARTER_HOURS = timedelta(minutes=15)
 
 SHAPES_MEASURED: dict[str, HoldShape] = {
     "oracle": ANY_HOLD,
     "endsWithWindow": HoldShape(ends_with_window=True),
-    "endsWithWindowWholeHours": HoldShape(ends_with_window=True, whole_hours=True),
+    "endsWithWindowWholeHours": HoldShape(ends_with_window=True, step=WHOLE_HOURS),
     "endsWithWindowWholeHoursMargin": HoldShape(
-        ends_with_window=True, whole_hours=True, margin=STEADY_MARGIN
+        ends_with_window=True, step=WHOLE_HOURS, margin=STEADY_MARGIN
     ),
-    "anyEndWholeHoursMargin": HoldShape(whole_hours=True, margin=STEADY_MARGIN),
+    "anyEndWholeHoursMargin": HoldShape(step=WHOLE_HOURS, margin=STEADY_MARGIN),
+    # Which of the hour's grain and the margin costs the mode changes and the saving.
+    "anyEndWholeHours": HoldShape(step=WHOLE_HOURS),
+    "anyEndQuarterHours": HoldShape(step=QUARTER_HOURS),
+    "anyEndQuarterHoursMargin": HoldShape(step=QUARTER_HOURS, margin=STEADY_MARGIN),
+    "anyEndQuarterHoursMargin90": HoldShape(step=QUARTER_HOURS, margin=0.9),
+    "anyEndMargin": HoldShape(margin=STEADY_MARGIN),
+    "anyEndMargin90": HoldShape(margin=0.9),
 }
 
 
