@@ -49,6 +49,9 @@ SHAPES_MEASURED: dict[str, HoldShape] = {
     "anyEndQuarterHoursMargin90": HoldShape(step=QUARTER_HOURS, margin=0.9),
     "anyEndMargin": HoldShape(margin=STEADY_MARGIN),
     "anyEndMargin90": HoldShape(margin=0.9),
+    # Bursty's planned holds start at the previous window's end: what choosing the start,
+    # knowing where the bursts fall, is worth.
+    "earliestStartMargin": HoldShape(starts_earliest=True, margin=STEADY_MARGIN),
 }
 
 

@@ -200,6 +200,31 @@ def test_the_oracle_of_a_finer_hold_step_starts_nearer_the_fill() -> None:
     assert costs[0] < costs[1] < costs[2]
 
 
+def test_the_oracle_that_starts_at_the_earliest_holds_the_busy_morning() -> None:
+    # One pod at efficiency 2: 8 replica-hours fit the 4h window. Busy mornings (05:00-12:00,
+    # 1.0 replica-hour an hour, else 0.5): the oracle skips them and holds 12:00-04:00 (16
+    # hours); a hold that starts as early as acceptableDelay allows (05:00, the previous
+    # window's end, as bursty's planned holds do) spends the window on the morning: 9 hours.
+    spec = _spec(**{"batch.jobTemplate.spec.parallelism": 1})
+    samples = [
+        replace(s, utilization=0.5 if 5 <= s.at.hour < 12 else 0.25) for s in _hourly(48)[1:]
+    ]
+    day = datetime(2026, 11, 22, 5, tzinfo=UTC)
+
+    def held_in_cycle_two(shape: HoldShape) -> list[int]:
+        oracle = oracle_placement(spec, samples, shape=shape)
+        return [
+            s.at.hour
+            for s, held in zip(samples, oracle.held, strict=True)
+            if held and day <= s.at < day + timedelta(days=1)
+        ]
+
+    assert held_in_cycle_two(ANY_HOLD) == [*range(12, 24), *range(4)]
+    assert held_in_cycle_two(HoldShape(starts_earliest=True)) == list(range(5, 14))
+    earliest = oracle_placement(spec, samples, shape=HoldShape(starts_earliest=True))
+    assert earliest.costs.total > oracle_placement(spec, samples).costs.total
+
+
 def test_a_failed_job_past_retry_window_falls_back_and_misses_the_window() -> None:
     # The Job of 23 November starts at 01:00 with 24 replica-hours (16 per hour on 8 pods)
     # and fails at 02:00; retryWindow 1h passes at 03:00: fallback, the window is missed.

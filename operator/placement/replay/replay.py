@@ -910,6 +910,9 @@ class HoldShape:
     # It starts a whole number of steps before the window's end: planning's whole hours
     # (WHOLE_HOURS), or a finer grid to measure what the hour's grain costs; None, anywhere.
     step: timedelta | None = None
+    # It starts as early as acceptableDelay allows, as bursty's planned holds do (at the
+    # previous window's end): what knowing where the bursts fall is worth at the start.
+    starts_earliest: bool = False
     margin: float = 1.0  # its work fits this share of the window (planning's HOLD_MARGIN...)
 
 
@@ -1118,6 +1121,8 @@ def _best_interval(
     ]
     if not allowed:
         return None
+    if shape.starts_earliest:
+        allowed = allowed[:1]
     best: tuple[int, int, float] | None = None
     for first in allowed:
         start = max(times[first], window.start)
