@@ -1,6 +1,7 @@
 """What the operator's own hold constraints cost against the oracle, per scenario.
 
     .venv/bin/python bench/oracle_bounds.py [--scenarios rises,falls,...] [--scenario-days 28]
+        [--seed N]
 
 The oracle (placement/replay/replay.py) may hold any interval within acceptableDelay before a
 window ends whose work fits the whole window. The operator's planned holds end with their
@@ -52,19 +53,27 @@ SHAPES_MEASURED: dict[str, HoldShape] = {
     # Bursty's planned holds start at the previous window's end: what choosing the start,
     # knowing where the bursts fall, is worth.
     "earliestStartMargin": HoldShape(starts_earliest=True, margin=STEADY_MARGIN),
+    "earliestStart": HoldShape(starts_earliest=True),
 }
 
 
-def bounds(name: str, days: int) -> dict[str, Any]:
+def bounds(name: str, days: int, seed: int | None = None) -> dict[str, Any]:
     placement = scenario_placement()
     spec = placement.spec
     replicas, _, _ = FLEET[spec.target.deployment]
-    samples = scenario(name, spec.batch.window, replicas=replicas, days=days).samples
+    case = (
+        scenario(name, spec.batch.window, replicas=replicas, days=days)
+        if seed is None
+        else scenario(name, spec.batch.window, replicas=replicas, days=days, seed=seed)
+    )
+    samples = case.samples
     always = sum(
         s.replicas * spec.costs.realtime_replica_hourly * h
         for s, h in zip(samples, step_hours(samples), strict=True)
     )
     line: dict[str, Any] = {"scenario": name, "margin": STEADY_MARGIN}
+    if seed is not None:
+        line["seed"] = seed
     for label, shape in SHAPES_MEASURED.items():
         result = oracle_placement(spec, samples, shape=shape)
         line[label] = {
@@ -83,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default=",".join(SHAPES), help="comma-separated names")
     parser.add_argument("--scenario-days", type=int, default=DAYS)
+    parser.add_argument("--seed", type=int, help="another draw of the scenarios' random load")
     args = parser.parse_args(argv)
     for name in [n.strip() for n in args.scenarios.split(",") if n.strip()]:
-        print(json.dumps(bounds(name, args.scenario_days)), flush=True)
+        print(json.dumps(bounds(name, args.scenario_days, args.seed)), flush=True)
     return 0
 
 
