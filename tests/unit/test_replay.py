@@ -21,6 +21,7 @@ from placement.core.observation import Observation
 from placement.core.reconcile import reconcile
 from placement.replay.replay import (
     ANY_HOLD,
+    WHOLE_HOURS,
     HoldShape,
     ReplayOptions,
     ReplayResult,
@@ -166,6 +167,62 @@ def test_the_oracle_of_the_operators_hold_shape_holds_less_than_the_oracle() -> 
     assert held_in_cycle_two(HoldShape(ends_with_window=True, margin=0.5)) == [1, 2, 3, 4]
     bound = oracle_placement(spec, samples, shape=HoldShape(ends_with_window=True))
     assert bound.costs.total > oracle_placement(spec, samples).costs.total
+
+
+def test_the_oracle_of_a_finer_hold_step_starts_nearer_the_fill() -> None:
+    # One pod at efficiency 2: 8 replica-hours fit the 4h window, 7.6 at a 0.95 margin.
+    # Five-minute samples of 1 replica-hour an hour: a hold ending with the window may start
+    # 7h35m before its end (21:25) on any step, 7h30m (21:30) on quarter hours, 7h (22:00)
+    # on whole hours; the finer the step, the more it saves.
+    spec = _spec(**{"batch.jobTemplate.spec.parallelism": 1})
+    samples = [Sample(HISTORY + timedelta(minutes=5 * i), 2, 0.5) for i in range(12 * 48)]
+    day = datetime(2026, 11, 22, 5, tzinfo=UTC)
+
+    def first_held_in_cycle_two(step: timedelta | None) -> datetime:
+        shape = HoldShape(ends_with_window=True, step=step, margin=0.95)
+        oracle = oracle_placement(spec, samples, shape=shape)
+        return min(
+            s.at
+            for s, held in zip(samples, oracle.held, strict=True)
+            if held and day <= s.at < day + timedelta(days=1)
+        )
+
+    evening = datetime(2026, 11, 22, 21, tzinfo=UTC)
+    assert first_held_in_cycle_two(None) == evening + timedelta(minutes=25)
+    assert first_held_in_cycle_two(timedelta(minutes=15)) == evening + timedelta(minutes=30)
+    assert first_held_in_cycle_two(WHOLE_HOURS) == evening + timedelta(hours=1)
+    costs = [
+        oracle_placement(
+            spec, samples, shape=HoldShape(ends_with_window=True, step=step, margin=0.95)
+        ).costs.total
+        for step in (None, timedelta(minutes=15), WHOLE_HOURS)
+    ]
+    assert costs[0] < costs[1] < costs[2]
+
+
+def test_the_oracle_that_starts_at_the_earliest_holds_the_busy_morning() -> None:
+    # One pod at efficiency 2: 8 replica-hours fit the 4h window. Busy mornings (05:00-12:00,
+    # 1.0 replica-hour an hour, else 0.5): the oracle skips them and holds 12:00-04:00 (16
+    # hours); a hold that starts as early as acceptableDelay allows (05:00, the previous
+    # window's end, as bursty's planned holds do) spends the window on the morning: 9 hours.
+    spec = _spec(**{"batch.jobTemplate.spec.parallelism": 1})
+    samples = [
+        replace(s, utilization=0.5 if 5 <= s.at.hour < 12 else 0.25) for s in _hourly(48)[1:]
+    ]
+    day = datetime(2026, 11, 22, 5, tzinfo=UTC)
+
+    def held_in_cycle_two(shape: HoldShape) -> list[int]:
+        oracle = oracle_placement(spec, samples, shape=shape)
+        return [
+            s.at.hour
+            for s, held in zip(samples, oracle.held, strict=True)
+            if held and day <= s.at < day + timedelta(days=1)
+        ]
+
+    assert held_in_cycle_two(ANY_HOLD) == [*range(12, 24), *range(4)]
+    assert held_in_cycle_two(HoldShape(starts_earliest=True)) == list(range(5, 14))
+    earliest = oracle_placement(spec, samples, shape=HoldShape(starts_earliest=True))
+    assert earliest.costs.total > oracle_placement(spec, samples).costs.total
 
 
 def test_a_failed_job_past_retry_window_falls_back_and_misses_the_window() -> None:

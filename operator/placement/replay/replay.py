@@ -910,11 +910,17 @@ class HoldShape:
     bound (bench/oracle_bounds.py)."""
 
     ends_with_window: bool = False  # the hold ends at its window's end, as a planned hold does
-    whole_hours: bool = False  # it starts whole hours before the window's end, as planning's
+    # It starts a whole number of steps before the window's end: planning's whole hours
+    # (WHOLE_HOURS), or a finer grid to measure what the hour's grain costs; None, anywhere.
+    step: timedelta | None = None
+    # It starts as early as acceptableDelay allows, as bursty's planned holds do (at the
+    # previous window's end): what knowing where the bursts fall is worth at the start.
+    starts_earliest: bool = False
     margin: float = 1.0  # its work fits this share of the window (planning's HOLD_MARGIN...)
 
 
 ANY_HOLD = HoldShape()
+WHOLE_HOURS = timedelta(hours=1)
 
 
 def oracle_placement(
@@ -1114,10 +1120,12 @@ def _best_interval(
     allowed = [
         i
         for i, at in enumerate(times)
-        if at >= earliest and (not shape.whole_hours or _whole_hours(window.end - at))
+        if at >= earliest and (shape.step is None or _on_step(window.end - at, shape.step))
     ]
     if not allowed:
         return None
+    if shape.starts_earliest:
+        allowed = allowed[:1]
     best: tuple[int, int, float] | None = None
     for first in allowed:
         start = max(times[first], window.start)
@@ -1135,8 +1143,8 @@ def _best_interval(
     return best
 
 
-def _whole_hours(delta: timedelta) -> bool:
-    return delta.total_seconds() % 3600 == 0
+def _on_step(delta: timedelta, step: timedelta) -> bool:
+    return delta % step == timedelta(0)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -1215,6 +1223,7 @@ def _iso(moment: datetime) -> str:
 
 __all__ = [
     "ANY_HOLD",
+    "WHOLE_HOURS",
     "Costs",
     "DecisionRecord",
     "HoldShape",
